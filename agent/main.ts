@@ -1,0 +1,170 @@
+/**
+ * The agent's composition root: config in, everything wired in order, one AbortController.
+ * Shutdown (SIGTERM, or every source ended): stop the sources, process what they handed over,
+ * persist baselines and positions, give the uplink time to drain the spool, then close gRPC,
+ * SQLite and the HTTP server.
+ */
+import { createServer } from 'node:http';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { createBaselineEngine } from '../core/baseline.js';
+import { parseCidr } from '../core/ip.js';
+import { cidr, durationMs, hostPort, loadConfig } from '../runtime/config.js';
+import { serveHealth } from '../runtime/health.js';
+import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
+import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
+import { VERSION } from '../runtime/version.js';
+import { createAttributor } from './attribution.js';
+import { createAgentMetrics, type AgentMetrics } from './metrics.js';
+import { createPipeline } from './pipeline.js';
+import { createSource, parseSourceSpec, type Source } from './sources/index.js';
+import type { RejectReason } from './sources/falco-event.js';
+import { openAgentState } from './state.js';
+import { DEFAULT_UPLINK, startUplink } from './uplink.js';
+
+/** Address ranges that count as "inside the cluster" unless configured: RFC 1918, CGNAT, ULA. */
+export const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
+
+/** The agent's configuration schema (file keys in camelCase; flags are the kebab-case of each key). */
+export const AgentConfigSchema = z.strictObject({
+  node: z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Kubernetes node name (lower-case DNS name)'),
+  sources: z
+    .array(z.string().max(4096))
+    .min(1, 'give at least one --source')
+    .superRefine((specs, ctx) => {
+      for (const s of specs) {
+        try {
+          parseSourceSpec(s);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      }
+      if (new Set(specs).size !== specs.length) ctx.addIssue({ code: 'custom', message: 'the same source is given twice' });
+    }),
+  collector: hostPort,
+  stateDir: z.string().min(1),
+  learningWindow: durationMs.default(3_600_000),
+  baselineKey: z.enum(['repository', 'tag', 'digest']).default('repository'),
+  httpListen: hostPort.default('127.0.0.1:9464'),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  maxRecordBytes: z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20),
+  maxSpoolBytes: z.coerce.number().int().min(1 << 20).default(256 << 20),
+  clusterCidrs: z.array(cidr).default(DEFAULT_CLUSTER_CIDRS),
+  drainTimeout: durationMs.default(10_000),
+  /** Stop when every source has ended (file sources then read to EOF instead of following). */
+  exitWhenDone: z.boolean().default(false),
+});
+
+/** The validated, frozen agent configuration. */
+export type AgentConfig = Readonly<z.output<typeof AgentConfigSchema>>;
+
+/** Load the agent's config from a file, the environment (DRIFTWATCH_*) and flags. */
+export function loadAgentConfig(flags: Record<string, unknown>, env = process.env, file?: string): AgentConfig {
+  const withNode = { ...flags };
+  if (withNode.node === undefined && env.DRIFTWATCH_NODE === undefined) withNode.node = env.NODE_NAME ?? hostname().toLowerCase();
+  return loadConfig(AgentConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: ['sources', 'clusterCidrs'], flags: withNode });
+}
+
+/** A running agent. */
+export interface AgentHandle {
+  readonly httpPort: number;
+  readonly metrics: AgentMetrics;
+  /** Sources that stopped with an error. */
+  readonly failedSources: readonly string[];
+  /** Resolves when the agent has stopped (by stop() or because every source ended). */
+  readonly done: Promise<void>;
+  /** Stop gracefully. */
+  stop(): Promise<void>;
+}
+
+/** Rate-limits log lines about skipped records to one per reason and source per interval. */
+function rejectLogger(logger: Logger, metrics: AgentMetrics, source: string) {
+  const lastLogged = new Map<string, number>();
+  return (reason: RejectReason, detail?: string) => {
+    if (reason === 'unsupported') metrics.ignored.inc({ source });
+    else metrics.rejected.inc({ source, reason });
+    const now = Date.now();
+    if (now - (lastLogged.get(reason) ?? 0) < 10_000) return;
+    lastLogged.set(reason, now);
+    logger[reason === 'unsupported' ? 'debug' : 'warn']({ source, reason, detail }, 'skipped a record');
+  };
+}
+
+/** Start an agent. */
+export async function startAgent(config: AgentConfig, options: { logger?: Logger } = {}): Promise<AgentHandle> {
+  const logger = options.logger ?? createLogger('driftwatch-agent', config.logLevel);
+  const metrics = createAgentMetrics();
+  const state = openAgentState(config.stateDir, config.maxSpoolBytes);
+  const engine = createBaselineEngine({ learningWindowMs: config.learningWindow, keyMode: config.baselineKey });
+  const restored = state.loadBaselines();
+  for (const snapshot of restored) engine.restore(snapshot);
+  if (restored.length > 0) logger.info({ baselines: restored.length }, 'restored baselines from the state dir');
+
+  const uplinkRef: { wake(): void } = { wake: () => {} };
+  const pipeline = createPipeline(
+    { entryOptions: { clusterRanges: config.clusterCidrs.map(parseCidr) }, statsIntervalMs: 30_000 },
+    { engine, state, attributor: createAttributor(), metrics, logger: logger.child({ component: 'pipeline' }), now: Date.now, onSpooled: () => uplinkRef.wake() },
+  );
+  const uplink = startUplink(
+    { ...DEFAULT_UPLINK, target: config.collector, node: config.node, version: VERSION, sources: [...config.sources] },
+    { state, metrics, logger: logger.child({ component: 'uplink' }), watermark: () => pipeline.watermark },
+  );
+  uplinkRef.wake = () => uplink.wake();
+
+  const controller = new AbortController();
+  const sources: Source[] = config.sources.map((spec) =>
+    createSource(spec, {
+      node: config.node,
+      logger: logger.child({ component: `source.${parseSourceSpec(spec).factory.scheme}` }),
+      maxRecordBytes: config.maxRecordBytes,
+      follow: !config.exitWhenDone,
+      savedPosition: state.loadPosition(spec),
+      rejected: rejectLogger(logger, metrics, spec),
+    }),
+  );
+  let sourcesRunning = sources.length;
+  const failedSources: string[] = [];
+  const flushTimer = setInterval(() => pipeline.flush(false), 1_000);
+  const http = createServer((req, res) => {
+    serveHealth(req, res, metrics.registry, () => (sourcesRunning > 0 || config.exitWhenDone ? null : 'no source is running')).then((handled) => {
+      if (!handled) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }, () => res.writeHead(500).end());
+  });
+  const at = parseHostPort(config.httpListen);
+  const httpPort = await listenHttp(http, at);
+
+  const runs = sources.map(async (source) => {
+    try {
+      for await (const batch of source.batches(controller.signal)) pipeline.process(batch, source.name);
+      if (!controller.signal.aborted) logger.info({ source: source.name }, 'source ended');
+    } catch (err) {
+      failedSources.push(source.name);
+      logger.error({ err, source: source.name }, 'source failed');
+    } finally {
+      sourcesRunning--;
+    }
+  });
+  logger.info({ node: config.node, sources: config.sources, collector: config.collector, http: formatHostPort(at.host, httpPort), learningWindowMs: config.learningWindow }, 'agent started');
+
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      controller.abort();
+      await Promise.all(runs);
+      clearInterval(flushTimer);
+      pipeline.flush(true);
+      const drained = await uplink.drain(config.drainTimeout);
+      if (!drained) logger.warn({ spooled: state.spoolCount() }, 'stopping with records still in the spool; they are sent on the next start');
+      await uplink.stop();
+      state.close();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+      logger.info('agent stopped');
+    })();
+    return stopping;
+  };
+  const done = Promise.all(runs).then(() => stop());
+  return { httpPort, metrics, failedSources, done, stop };
+}

@@ -1,0 +1,32 @@
+/** The agent's Prometheus metrics, in a registry of its own (so several agents can share a process in tests). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Create the agent's metrics. */
+export function createAgentMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'driftwatch_agent_' });
+  const r = [registry];
+  return {
+    registry,
+    events: new Counter({ name: 'driftwatch_agent_events_total', help: 'Events read, by source and kind', labelNames: ['source', 'kind'], registers: r }),
+    rejected: new Counter({ name: 'driftwatch_agent_events_rejected_total', help: 'Records skipped as malformed, by source and reason', labelNames: ['source', 'reason'], registers: r }),
+    ignored: new Counter({ name: 'driftwatch_agent_events_ignored_total', help: 'Valid records of no interest (other event types, other Falco sources)', labelNames: ['source'], registers: r }),
+    unattributed: new Counter({ name: 'driftwatch_agent_events_unattributed_total', help: 'Container events skipped because their image is unknown', labelNames: ['source'], registers: r }),
+    dropped: new Counter({ name: 'driftwatch_agent_events_dropped_total', help: 'Events not learned or checked, by reason', labelNames: ['reason'], registers: r }),
+    learned: new Counter({ name: 'driftwatch_agent_entries_learned_total', help: 'New baseline entries learned', registers: r }),
+    deviations: new Counter({ name: 'driftwatch_agent_deviations_total', help: 'Deviations found, by kind', labelNames: ['kind'], registers: r }),
+    spoolRecords: new Gauge({ name: 'driftwatch_agent_spool_records', help: 'Records waiting in the spool for the collector', registers: r }),
+    spoolBytes: new Gauge({ name: 'driftwatch_agent_spool_bytes', help: 'Bytes waiting in the spool', registers: r }),
+    spoolEvicted: new Counter({ name: 'driftwatch_agent_spool_evicted_total', help: 'Deviations dropped from a full spool (oldest first)', registers: r }),
+    baselines: new Gauge({ name: 'driftwatch_agent_baselines', help: 'Baselines held, by state', labelNames: ['state'], registers: r }),
+    connected: new Gauge({ name: 'driftwatch_agent_uplink_connected', help: '1 while the stream to the collector is open', registers: r }),
+    batchesSent: new Counter({ name: 'driftwatch_agent_uplink_batches_sent_total', help: 'Batches sent to the collector (resends included)', registers: r }),
+    batchesAcked: new Counter({ name: 'driftwatch_agent_uplink_batches_acked_total', help: 'Batches acknowledged by the collector', registers: r }),
+    reconnects: new Counter({ name: 'driftwatch_agent_uplink_reconnects_total', help: 'Stream (re)connect attempts', registers: r }),
+    batchSeconds: new Histogram({ name: 'driftwatch_agent_batch_duration_seconds', help: 'Time to process and commit one source batch', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: r }),
+    watermark: new Gauge({ name: 'driftwatch_agent_event_time_watermark_seconds', help: 'Event time of the newest event processed', registers: r }),
+  };
+}
+
+/** The agent's metrics. */
+export type AgentMetrics = ReturnType<typeof createAgentMetrics>;

@@ -1,0 +1,288 @@
+/**
+ * Falco JSON output → ActivityEvent. One function for every Falco transport (file, http_output,
+ * program_output), for events from Driftwatch's rules file and from Falco's stock rules.
+ *
+ * Every field is hostile: types are checked, strings are bounded, and a record that cannot become a
+ * valid event is rejected with a reason (counted by the caller) instead of throwing.
+ */
+import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, type ActivityEvent, type EventKind, type ImageRef, type NetworkInfo } from '../../core/event.js';
+
+/** Why a record was not turned into an event. `unsupported` is a valid record of no interest (counted apart). */
+export type RejectReason =
+  | 'not_json'
+  | 'not_object'
+  | 'invalid_utf8'
+  | 'too_large'
+  | 'missing_field'
+  | 'wrong_type'
+  | 'bad_time'
+  | 'bad_address'
+  | 'unsupported';
+
+/** A rejected record: the reason (a metric label) and a detail for the log. */
+export interface Rejected {
+  reject: RejectReason;
+  detail: string;
+}
+
+/** Result of parsing one record. */
+export type ParseResult = ActivityEvent | Rejected;
+
+/** True when a parse result is a rejection. */
+export function isRejected(r: ParseResult): r is Rejected {
+  return (r as Rejected).reject !== undefined;
+}
+
+/** Where the event came from, stamped on every event. */
+export interface ParseContext {
+  node: string;
+  source: string;
+}
+
+/** Bounds on fields taken from a record. */
+export const FALCO_LIMITS = Object.freeze({
+  path: 4096,
+  name: 256,
+  cmdline: 16_384,
+  args: 256,
+  labels: 64,
+});
+
+const EXEC_TYPES = new Set(['execve', 'execveat']);
+const CONNECT_TYPES = new Set(['connect']);
+const ACCEPT_TYPES = new Set(['accept', 'accept4']);
+const LISTEN_TYPES = new Set(['listen']);
+
+class FieldError {
+  constructor(readonly reject: RejectReason, readonly detail: string) {}
+}
+
+/** Falco writes `<NA>` (and sometimes null) for values it could not resolve. */
+function isNA(v: unknown): boolean {
+  return v === null || v === undefined || v === '<NA>' || v === 'N/A';
+}
+
+function optString(of: Record<string, unknown>, field: string, max: number): string {
+  const v = of[field];
+  if (isNA(v)) return '';
+  if (typeof v !== 'string') throw new FieldError('wrong_type', `${field} must be a string`);
+  return v.length > max ? v.slice(0, max) : v;
+}
+
+function optInt(of: Record<string, unknown>, field: string, min: number, max: number): number {
+  const v = of[field];
+  if (isNA(v)) return -1;
+  let n: number;
+  if (typeof v === 'number') n = v;
+  else if (typeof v === 'string' && /^-?\d{1,12}$/.test(v)) n = Number(v);
+  else throw new FieldError('wrong_type', `${field} must be an integer`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new FieldError('wrong_type', `${field} out of range`);
+  return n;
+}
+
+/** Parse an RFC 3339 time (Falco writes nanoseconds) into ms; NaN when it is not one. */
+export function parseTime(v: unknown): number {
+  if (typeof v !== 'string' || v.length < 20 || v.length > 40 || v.charCodeAt(4) !== 45 || v.charCodeAt(10) !== 84) return NaN;
+  return Date.parse(v);
+}
+
+function eventTime(record: Record<string, unknown>, of: Record<string, unknown>): number {
+  const t = parseTime(record.time);
+  if (Number.isFinite(t)) return t;
+  // evt.time is nanoseconds; beyond 2^53 JSON.parse rounds it, which still leaves exact milliseconds.
+  const ns = of['evt.time'];
+  if (typeof ns === 'number' && Number.isFinite(ns) && ns > 0) return Math.floor(ns / 1e6);
+  throw new FieldError('bad_time', record.time === undefined ? 'time is missing' : 'time is not RFC 3339');
+}
+
+function kindOf(of: Record<string, unknown>): EventKind {
+  const t = of['evt.type'];
+  if (typeof t === 'string') {
+    if (EXEC_TYPES.has(t)) return 'exec';
+    if (CONNECT_TYPES.has(t)) return 'connect';
+    if (ACCEPT_TYPES.has(t)) return 'accept';
+    if (LISTEN_TYPES.has(t)) return 'listen';
+    throw new FieldError('unsupported', `evt.type ${t.slice(0, 32)}`);
+  }
+  if (!isNA(t)) throw new FieldError('wrong_type', 'evt.type must be a string');
+  // Stock rules without evt.type: a socket with both ends is taken as an outbound connection,
+  // a process with a command line and no socket as a spawned process.
+  const fd = of['fd.name'];
+  if (typeof fd === 'string' && fd.includes('->')) return 'connect';
+  if (of['proc.cmdline'] !== undefined || of['proc.exepath'] !== undefined) return 'exec';
+  throw new FieldError('unsupported', 'neither a process nor a connection');
+}
+
+function imageOf(of: Record<string, unknown>): ImageRef {
+  const repo = optString(of, 'container.image.repository', FALCO_LIMITS.name);
+  if (repo !== '') {
+    return {
+      repository: canonicalRepository(repo),
+      tag: optString(of, 'container.image.tag', FALCO_LIMITS.name),
+      digest: optString(of, 'container.image.digest', FALCO_LIMITS.name),
+    };
+  }
+  const full = optString(of, 'container.image', FALCO_LIMITS.name);
+  if (full !== '') return parseImageReference(full);
+  return UNKNOWN_IMAGE;
+}
+
+/** Falco renders k8s.pod.labels as `key:value, key:value` (sometimes bracketed); an object is accepted too. */
+function labelsOf(of: Record<string, unknown>): Record<string, string> {
+  const v = of['k8s.pod.labels'];
+  const out: Record<string, string> = {};
+  if (isNA(v)) return out;
+  let pairs: [string, string][];
+  if (typeof v === 'object' && !Array.isArray(v)) {
+    pairs = Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, typeof x === 'string' ? x : String(x)]);
+  } else if (typeof v === 'string') {
+    const body = v.trim().replace(/^[[(]|[\])]$/g, '');
+    pairs = body === '' ? [] : body.split(',').map((p) => {
+      const s = p.trim();
+      const i = s.search(/[:=]/);
+      return i === -1 ? [s, ''] : [s.slice(0, i), s.slice(i + 1)];
+    });
+  } else {
+    throw new FieldError('wrong_type', 'k8s.pod.labels must be a string or an object');
+  }
+  for (const [k, x] of pairs.slice(0, FALCO_LIMITS.labels)) {
+    if (k !== '') out[k.slice(0, FALCO_LIMITS.name)] = x.slice(0, FALCO_LIMITS.name);
+  }
+  return out;
+}
+
+/** Split `addr:port` or `[v6]:port` (Falco also prints bare IPv6 with the port after the last colon). */
+function splitEndpoint(s: string): { address: string; port: number } {
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close === -1 || s.charCodeAt(close + 1) !== 58) throw new FieldError('bad_address', 'fd.name endpoint');
+    return { address: s.slice(1, close), port: portOf(s.slice(close + 2)) };
+  }
+  const colon = s.lastIndexOf(':');
+  if (colon === -1) throw new FieldError('bad_address', 'fd.name endpoint has no port');
+  return { address: s.slice(0, colon), port: portOf(s.slice(colon + 1)) };
+}
+
+function portOf(s: string): number {
+  if (!/^\d{1,5}$/.test(s)) throw new FieldError('bad_address', 'fd.name port');
+  const n = Number(s);
+  if (n > 65535) throw new FieldError('bad_address', 'fd.name port');
+  return n;
+}
+
+function protocolOf(of: Record<string, unknown>): 'tcp' | 'udp' {
+  const p = optString(of, 'fd.l4proto', 16).toLowerCase();
+  if (p === '' || p === 'tcp') return 'tcp';
+  if (p === 'udp') return 'udp';
+  throw new FieldError('unsupported', `fd.l4proto ${p}`);
+}
+
+function networkOf(of: Record<string, unknown>, kind: EventKind): NetworkInfo {
+  const protocol = protocolOf(of);
+  let localAddress = optString(of, 'fd.lip', FALCO_LIMITS.name);
+  let remoteAddress = optString(of, 'fd.rip', FALCO_LIMITS.name);
+  let localPort = optInt(of, 'fd.lport', 0, 65535);
+  let remotePort = optInt(of, 'fd.rport', 0, 65535);
+  const fdName = optString(of, 'fd.name', FALCO_LIMITS.name);
+  if (fdName !== '' && (localAddress === '' || remoteAddress === '' || localPort < 0 || (kind !== 'listen' && remotePort < 0))) {
+    const arrow = fdName.indexOf('->');
+    if (arrow === -1) {
+      // A listening socket prints one endpoint: its own.
+      const local = splitEndpoint(fdName);
+      if (localAddress === '') localAddress = local.address;
+      if (localPort < 0) localPort = local.port;
+    } else {
+      // fd.name is always client->server: the local end of a connect is the client, of an accept the server.
+      const client = splitEndpoint(fdName.slice(0, arrow));
+      const server = splitEndpoint(fdName.slice(arrow + 2));
+      const [local, remote] = kind === 'accept' ? [server, client] : [client, server];
+      if (localAddress === '') localAddress = local.address;
+      if (remoteAddress === '') remoteAddress = remote.address;
+      if (localPort < 0) localPort = local.port;
+      if (remotePort < 0) remotePort = remote.port;
+    }
+  }
+  if (kind === 'connect' && (remoteAddress === '' || remotePort < 0)) throw new FieldError('missing_field', 'connect needs the remote address and port (fd.rip/fd.rport or fd.name)');
+  if (kind !== 'connect' && localPort < 0) throw new FieldError('missing_field', `${kind} needs the local port (fd.lport or fd.name)`);
+  const remoteName = kind === 'connect' ? optString(of, 'fd.sip.name', FALCO_LIMITS.name) : '';
+  return { protocol, localAddress, localPort, remoteAddress, remotePort, remoteName };
+}
+
+/** Falco prints an unknown uid as (uint32)-1. */
+function uidOf(uid: number): number {
+  return uid === 4294967295 ? -1 : uid;
+}
+
+/** Split Falco's proc.cmdline (`name arg1 arg2`) into arguments without the name, bounded. */
+function argsOf(of: Record<string, unknown>): string[] {
+  const cmdline = optString(of, 'proc.cmdline', FALCO_LIMITS.cmdline);
+  if (cmdline !== '') {
+    const parts = cmdline.split(' ');
+    const out: string[] = [];
+    for (let i = 1; i < parts.length && out.length < FALCO_LIMITS.args; i++) if (parts[i] !== '') out.push(parts[i] as string);
+    return out;
+  }
+  const args = optString(of, 'proc.args', FALCO_LIMITS.cmdline);
+  return args === '' ? [] : args.split(' ').filter((a) => a !== '').slice(0, FALCO_LIMITS.args);
+}
+
+/** Convert one parsed Falco JSON record into an event, or say why not. */
+export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseResult {
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) return { reject: 'not_object', detail: 'record is not a JSON object' };
+  const r = record as Record<string, unknown>;
+  const of = r.output_fields;
+  if (typeof of !== 'object' || of === null || Array.isArray(of)) {
+    return { reject: of === undefined ? 'missing_field' : 'wrong_type', detail: 'output_fields must be an object' };
+  }
+  const f = of as Record<string, unknown>;
+  try {
+    if (r.source !== undefined && r.source !== 'syscall') throw new FieldError('unsupported', 'not a syscall event');
+    const time = eventTime(r, f);
+    const kind = kindOf(f);
+    const containerId = optString(f, 'container.id', FALCO_LIMITS.name);
+    if (containerId === '') throw new FieldError('missing_field', 'container.id');
+    const isHost = containerId === 'host';
+    const exepath = optString(f, 'proc.exepath', FALCO_LIMITS.path);
+    const exe = exepath !== '' ? exepath : optString(f, 'proc.exe', FALCO_LIMITS.path);
+    const name = optString(f, 'proc.name', FALCO_LIMITS.name);
+    if (exe === '' && name === '') throw new FieldError('missing_field', 'proc.exepath, proc.exe or proc.name');
+    const parentExe = optString(f, 'proc.pexepath', FALCO_LIMITS.path) || optString(f, 'proc.pexe', FALCO_LIMITS.path);
+    const namespace = optString(f, 'k8s.ns.name', FALCO_LIMITS.name);
+    const podName = optString(f, 'k8s.pod.name', FALCO_LIMITS.name);
+    return {
+      time,
+      node: ctx.node,
+      source: ctx.source,
+      container: isHost
+        ? null
+        : { id: containerId, name: optString(f, 'container.name', FALCO_LIMITS.name), image: imageOf(f) },
+      pod: isHost || (namespace === '' && podName === '') ? null : { namespace, name: podName, labels: labelsOf(f), workload: '' },
+      kind,
+      process: {
+        pid: optInt(f, 'proc.pid', 0, 2 ** 32),
+        exe,
+        name,
+        args: argsOf(f),
+        parentExe,
+        parentName: optString(f, 'proc.pname', FALCO_LIMITS.name),
+        uid: uidOf(optInt(f, 'user.uid', 0, 2 ** 32)),
+        user: optString(f, 'user.name', FALCO_LIMITS.name),
+      },
+      network: kind === 'exec' ? null : networkOf(f, kind),
+    };
+  } catch (err) {
+    if (err instanceof FieldError) return { reject: err.reject, detail: err.detail };
+    throw err;
+  }
+}
+
+/** Parse one line of Falco JSON output. */
+export function parseFalcoLine(line: string, ctx: ParseContext): ParseResult {
+  let record: unknown;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    return { reject: 'not_json', detail: 'line is not JSON' };
+  }
+  return falcoRecordToEvent(record, ctx);
+}

@@ -1,0 +1,28 @@
+/** Every source the agent can read, registered in one list. */
+import { falcoFileSource } from './falco-file.js';
+import { falcoHttpSource } from './falco-http.js';
+import { stdinSource } from './stdin.js';
+import { SourceSpecError, type Source, type SourceContext, type SourceFactory } from './source.js';
+
+/** The registered sources. Add a source by adding its factory here. */
+export const SOURCES: readonly SourceFactory[] = [falcoFileSource, falcoHttpSource, stdinSource];
+
+/** Split `scheme:argument` and check the scheme exists; throws SourceSpecError naming the choices. */
+export function parseSourceSpec(spec: string): { factory: SourceFactory; argument: string } {
+  const colon = spec.indexOf(':');
+  const scheme = colon === -1 ? spec : spec.slice(0, colon);
+  const argument = colon === -1 ? '' : spec.slice(colon + 1);
+  const factory = SOURCES.find((s) => s.scheme === scheme);
+  if (!factory) {
+    throw new SourceSpecError(`unknown source ${JSON.stringify(scheme)} in --source ${JSON.stringify(spec)}; one of: ${SOURCES.map((s) => s.scheme).join(', ')}`);
+  }
+  return { factory, argument };
+}
+
+/** Build a source from a `--source` value. */
+export function createSource(spec: string, ctx: SourceContext): Source {
+  const { factory, argument } = parseSourceSpec(spec);
+  return factory.create(argument, ctx);
+}
+
+export type { Source, SourceBatch, SourceContext } from './source.js';

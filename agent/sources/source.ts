@@ -1,0 +1,70 @@
+/**
+ * The source interface: a named producer of batches of ActivityEvents. A batch is handed over when
+ * the pipeline calls its `ack` (after its deviations are in the spool); a source that answers a
+ * sender (Falco's http_output) answers then, and not before.
+ */
+import type { ActivityEvent } from '../../core/event.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { RejectReason } from './falco-event.js';
+
+/** Events read together, with the source's position after them. */
+export interface SourceBatch {
+  events: ActivityEvent[];
+  /** JSON-serializable position after this batch, saved with the baselines it produced. */
+  position?: unknown;
+  /** Called once the batch's deviations are durable in the spool. */
+  ack?: () => void;
+}
+
+/** A producer of events. */
+export interface Source {
+  /** `scheme:argument`, unique per agent; names metrics and saved positions. */
+  readonly name: string;
+  /** Yield batches until the stream ends or `signal` aborts. */
+  batches(signal: AbortSignal): AsyncIterable<SourceBatch>;
+}
+
+/** What a source gets from the agent. */
+export interface SourceContext {
+  node: string;
+  logger: Logger;
+  /** Longest record accepted, in bytes. */
+  maxRecordBytes: number;
+  /** Keep following live input (tail -F). False for finite runs (demo, replays): stop at the end. */
+  follow: boolean;
+  /** The position this source saved last time, if any. */
+  savedPosition: unknown;
+  /** Count (and rate-limited log) a record that was skipped. */
+  rejected(reason: RejectReason, detail?: string): void;
+}
+
+/** Builds a source from the argument after `scheme:` in `--source`. */
+export interface SourceFactory {
+  readonly scheme: string;
+  /** One line for --help: the argument it takes and what it reads. */
+  readonly usage: string;
+  create(argument: string, ctx: SourceContext): Source;
+}
+
+/** Raised for a bad `--source` value; names the value and what is accepted. */
+export class SourceSpecError extends Error {
+  readonly code = 'invalid_source' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'SourceSpecError';
+  }
+}
+
+/** Resolve after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,204 @@
+/**
+ * The uplink streams the spool to the collector over one gRPC bidi stream: Hello, then batches read
+ * from the spool in order, at most `window` unacknowledged at once (flow control without an in-memory
+ * queue: the spool is the queue). A record leaves the spool only when its batch is acknowledged.
+ * On any stream error it reconnects with capped exponential backoff and jitter, and resends
+ * everything unacknowledged from the start of the spool; the collector recognises resends by id.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { BaselineSnapshot } from '../core/baseline.js';
+import type { Deviation } from '../core/deviation.js';
+import {
+  PROTOCOL_REVISION,
+  agentService,
+  deviationToWire,
+  snapshotToWire,
+  type WireAgentMessage,
+  type WireCollectorMessage,
+  type WireDeviation,
+  type WireBaselineSnapshot,
+} from '../proto/index.js';
+import type { Logger } from '../runtime/logger.js';
+import type { AgentMetrics } from './metrics.js';
+import type { AgentState } from './state.js';
+
+/** Uplink settings. */
+export interface UplinkOptions {
+  /** Collector gRPC address, HOST:PORT. */
+  target: string;
+  node: string;
+  version: string;
+  sources: string[];
+  /** Most records per batch. */
+  batchItems: number;
+  /** About the most bytes per batch. */
+  batchBytes: number;
+  /** Most batches in flight without an ack. */
+  window: number;
+  heartbeatMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+}
+
+/** Default uplink settings. */
+export const DEFAULT_UPLINK: Omit<UplinkOptions, 'target' | 'node' | 'version' | 'sources'> = {
+  batchItems: 500,
+  batchBytes: 1 << 20,
+  window: 4,
+  heartbeatMs: 10_000,
+  backoffMinMs: 200,
+  backoffMaxMs: 10_000,
+};
+
+/** The running uplink. */
+export interface Uplink {
+  /** New records are in the spool. */
+  wake(): void;
+  /** Resolve true once the spool is empty and nothing is in flight, false after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<boolean>;
+  readonly connected: boolean;
+  stop(): Promise<void>;
+}
+
+/** Start streaming. `watermark` reports the newest event time for heartbeats. */
+export function startUplink(options: UplinkOptions, deps: { state: AgentState; metrics: AgentMetrics; logger: Logger; watermark: () => number }): Uplink {
+  const { state, metrics, logger } = deps;
+  const { Client } = agentService();
+  const client = new Client(options.target, grpc.credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_send_message_length': 16 << 20,
+    'grpc.max_receive_message_length': 16 << 20,
+    'grpc.initial_reconnect_backoff_ms': options.backoffMinMs,
+    'grpc.max_reconnect_backoff_ms': options.backoffMaxMs,
+  });
+
+  let call: grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage> | null = null;
+  let ready = false;
+  let stopped = false;
+  let attempt = 0;
+  let nextBatchId = 1;
+  let lastSentSeq = 0;
+  const inflight = new Map<number, number[]>();
+  let reconnectTimer: NodeJS.Timeout | null = null;
+  let heartbeatTimer: NodeJS.Timeout | null = null;
+
+  function toBatch(rows: ReturnType<AgentState['peek']>): { deviations: WireDeviation[]; baselines: WireBaselineSnapshot[] } {
+    const deviations: WireDeviation[] = [];
+    const baselines: WireBaselineSnapshot[] = [];
+    for (const row of rows) {
+      if (row.kind === 'deviation') deviations.push(deviationToWire(JSON.parse(row.body) as Deviation));
+      else baselines.push(snapshotToWire(JSON.parse(row.body) as BaselineSnapshot));
+    }
+    return { deviations, baselines };
+  }
+
+  function pump(): void {
+    while (call && ready && inflight.size < options.window) {
+      const rows = state.peek(lastSentSeq, options.batchItems, options.batchBytes);
+      if (rows.length === 0) break;
+      const batchId = nextBatchId++;
+      const seqs = rows.map((r) => r.seq);
+      inflight.set(batchId, seqs);
+      lastSentSeq = seqs[seqs.length - 1] as number;
+      call.write({ batch: { batchId, ...toBatch(rows) } });
+      metrics.batchesSent.inc();
+    }
+    updateSpoolGauges();
+  }
+
+  function updateSpoolGauges(): void {
+    metrics.spoolRecords.set(state.spoolCount());
+    metrics.spoolBytes.set(state.spoolBytes());
+  }
+
+  function onMessage(msg: WireCollectorMessage): void {
+    if (msg.welcome) {
+      ready = true;
+      attempt = 0;
+      metrics.connected.set(1);
+      logger.info({ collector: options.target, collectorVersion: msg.welcome.collectorVersion }, 'connected to collector');
+      pump();
+      return;
+    }
+    if (msg.ack) {
+      const seqs = inflight.get(msg.ack.batchId);
+      if (!seqs) return;
+      inflight.delete(msg.ack.batchId);
+      state.remove(seqs);
+      metrics.batchesAcked.inc();
+      if (msg.ack.rejected > 0) logger.warn({ batchId: msg.ack.batchId, rejected: msg.ack.rejected }, 'collector rejected records as invalid');
+      pump();
+    }
+  }
+
+  function disconnect(reason: string, err?: unknown): void {
+    if (!call) return;
+    const c = call;
+    call = null;
+    ready = false;
+    metrics.connected.set(0);
+    c.removeAllListeners();
+    c.on('error', () => {});
+    c.cancel();
+    // Everything in flight is unacknowledged: resend from the start of the spool.
+    inflight.clear();
+    lastSentSeq = 0;
+    if (stopped) return;
+    const delay = Math.min(options.backoffMaxMs, options.backoffMinMs * 2 ** Math.min(attempt, 16));
+    const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
+    attempt++;
+    logger.warn({ reason, err: err instanceof Error ? err.message : undefined, retryInMs: jittered }, 'collector stream closed');
+    reconnectTimer = setTimeout(connect, jittered);
+  }
+
+  function connect(): void {
+    reconnectTimer = null;
+    if (stopped) return;
+    metrics.reconnects.inc();
+    const open = client.Connect as () => grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage>;
+    const c = open.call(client);
+    call = c;
+    c.on('data', onMessage);
+    c.on('error', (err: grpc.ServiceError) => disconnect(`error ${grpc.status[err.code] ?? err.code}`, err));
+    c.on('end', () => disconnect('collector ended the stream'));
+    c.write({ hello: { node: options.node, agentVersion: options.version, sources: options.sources, protocol: PROTOCOL_REVISION } });
+  }
+
+  heartbeatTimer = setInterval(() => {
+    if (call && ready) call.write({ heartbeat: { timeMs: Date.now(), spooled: state.spoolCount(), watermarkMs: deps.watermark() } });
+  }, options.heartbeatMs);
+  heartbeatTimer.unref();
+  connect();
+
+  return {
+    get connected() {
+      return ready;
+    },
+    wake: pump,
+    async drain(timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (state.spoolCount() === 0 && inflight.size === 0) return true;
+        if (Date.now() >= deadline) return false;
+        pump();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async stop() {
+      stopped = true;
+      if (reconnectTimer) clearTimeout(reconnectTimer);
+      if (heartbeatTimer) clearInterval(heartbeatTimer);
+      if (call) {
+        const c = call;
+        call = null;
+        c.removeAllListeners();
+        c.on('error', () => {});
+        c.end();
+      }
+      metrics.connected.set(0);
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+/**
+ * `driftwatch` — one CLI for every role: `agent`, `collector`, `demo`.
+ * Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadAgentConfig, startAgent } from '../agent/main.js';
+import { SOURCES } from '../agent/sources/index.js';
+import { loadCollectorConfig, startCollector } from '../collector/main.js';
+import { ConfigError, camelCase } from '../runtime/config.js';
+import { VERSION } from '../runtime/version.js';
+import { runDemo } from './demo.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const AGENT_OPTIONS: Options = {
+  config: { type: 'string' },
+  source: { type: 'string', multiple: true },
+  collector: { type: 'string' },
+  node: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'learning-window': { type: 'string' },
+  'baseline-key': { type: 'string' },
+  'http-listen': { type: 'string' },
+  'log-level': { type: 'string' },
+  'max-record-bytes': { type: 'string' },
+  'max-spool-bytes': { type: 'string' },
+  'cluster-cidr': { type: 'string', multiple: true },
+  'drain-timeout': { type: 'string' },
+  'exit-when-done': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const COLLECTOR_OPTIONS: Options = {
+  config: { type: 'string' },
+  db: { type: 'string' },
+  'grpc-listen': { type: 'string' },
+  'http-listen': { type: 'string' },
+  'log-level': { type: 'string' },
+  'max-batch-items': { type: 'string' },
+  'max-message-bytes': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const DEMO_OPTIONS: Options = {
+  events: { type: 'string' },
+  'learning-window': { type: 'string' },
+  serve: { type: 'boolean' },
+  keep: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const USAGE = `driftwatch ${VERSION} — learn what each container image does at runtime, alert when it does something new
+
+Usage:
+  driftwatch demo [--serve] [--keep] [--events FILE] [--learning-window 1h]
+      Run a collector and an agent on a recorded Falco stream shipped with Driftwatch,
+      and print what was learned and what was caught.
+  driftwatch collector --db FILE [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+      Receive deviations from agents, store them (SQLite), serve the API under /api/v1/.
+  driftwatch agent --source SPEC [--source SPEC ...] --collector HOST:PORT --node NAME
+                   --state-dir DIR [--learning-window 1h] [--baseline-key repository|tag|digest]
+      Learn baselines per image from node events and send deviations to the collector.
+
+Sources (--source):
+${SOURCES.map((s) => `  ${s.usage}`).join('\n')}
+
+Every flag can also come from a YAML file (--config FILE, keys in camelCase) or from the
+environment (DRIFTWATCH_LEARNING_WINDOW=2h); flags win over the environment, the environment
+over the file. Run \`driftwatch <command> --help\` for all flags of a command.`;
+
+const COMMAND_HELP: Record<string, string> = {
+  agent: `driftwatch agent — flags (config key in parentheses):
+  --source SPEC            where events come from; repeatable (sources)
+  --collector HOST:PORT    collector gRPC address (collector)
+  --node NAME              this node's name; default $NODE_NAME or the hostname (node)
+  --state-dir DIR          spool, baselines and source positions (stateDir)
+  --learning-window DUR    event time each image is learned before enforcing; default 1h (learningWindow)
+  --baseline-key MODE      repository (default) | tag | digest (baselineKey)
+  --http-listen HOST:PORT  /metrics, /livez, /readyz; default 127.0.0.1:9464 (httpListen)
+  --cluster-cidr CIDR      in-cluster address range; repeatable; default RFC 1918 + CGNAT + ULA (clusterCidrs)
+  --max-record-bytes N     longest event record accepted; default 1048576 (maxRecordBytes)
+  --max-spool-bytes N      spool bound, oldest deviations dropped beyond it; default 268435456 (maxSpoolBytes)
+  --drain-timeout DUR      how long shutdown waits for the spool to drain; default 10s (drainTimeout)
+  --exit-when-done         stop when every source ended; files are read to their end (exitWhenDone)
+  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent; default info (logLevel)
+  --config FILE            YAML file with the settings above`,
+  collector: `driftwatch collector — flags (config key in parentheses):
+  --db FILE                SQLite database file, created if missing (db)
+  --grpc-listen HOST:PORT  agent ingest; default 0.0.0.0:7070 (grpcListen)
+  --http-listen HOST:PORT  API, /metrics, /livez, /readyz; default 0.0.0.0:8080 (httpListen)
+  --max-batch-items N      most records per agent batch; default 2000 (maxBatchItems)
+  --max-message-bytes N    largest gRPC message; default 16777216 (maxMessageBytes)
+  --log-level LEVEL        default info (logLevel)
+  --config FILE            YAML file with the settings above`,
+  demo: `driftwatch demo — flags:
+  --events FILE            a Falco JSON file to use instead of the shipped recording
+  --learning-window DUR    default 1h
+  --serve                  keep the collector's API running after the demo until Ctrl-C
+  --keep                   keep the demo's directory (database, logs, agent state)`,
+};
+
+/** Map parsed kebab-case flags to camelCase config keys (repeatable flags to their plural keys). */
+function flagsToConfig(values: Record<string, unknown>): { flags: Record<string, unknown>; file: string | undefined } {
+  const flags: Record<string, unknown> = {};
+  let file: string | undefined;
+  for (const [name, value] of Object.entries(values)) {
+    if (name === 'help') continue;
+    if (name === 'config') file = value as string;
+    else if (name === 'source') flags.sources = value;
+    else if (name === 'cluster-cidr') flags.clusterCidrs = value;
+    else flags[camelCase(name)] = value;
+  }
+  return { flags, file };
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let signalled = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`driftwatch: shutdown after ${signal} failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === 'version' || command === '--version') {
+    console.log(VERSION);
+    return 0;
+  }
+  const options = command === 'agent' ? AGENT_OPTIONS : command === 'collector' ? COLLECTOR_OPTIONS : command === 'demo' ? DEMO_OPTIONS : null;
+  if (!options) {
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent\n\n${USAGE}`);
+    return 2;
+  }
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    console.error(`driftwatch ${command}: ${(err as Error).message}\n\n${COMMAND_HELP[command]}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(COMMAND_HELP[command]);
+    return 0;
+  }
+  try {
+    if (command === 'demo') {
+      return await runDemo({
+        events: values.events as string | undefined,
+        learningWindow: values['learning-window'] as string | undefined,
+        serve: values.serve === true,
+        keep: values.keep === true,
+      });
+    }
+    const { flags, file } = flagsToConfig(values);
+    if (command === 'collector') {
+      const collector = await startCollector(loadCollectorConfig(flags, process.env, file));
+      onSignals(() => collector.stop());
+      return await new Promise<number>(() => {});
+    }
+    const agent = await startAgent(loadAgentConfig(flags, process.env, file));
+    onSignals(() => agent.stop());
+    await agent.done;
+    return agent.failedSources.length > 0 ? 1 : 0;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`driftwatch ${command}: invalid configuration: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`driftwatch: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  },
+);

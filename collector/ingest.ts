@@ -1,0 +1,156 @@
+/**
+ * Ingest: the collector's side of AgentService.Connect. Validates everything (the wire is hostile),
+ * commits each batch in one transaction, and only then acknowledges it. Invalid records are counted,
+ * logged and acknowledged as rejected (resending them would never help); a protocol violation ends
+ * the stream with a gRPC status saying what was wrong.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { BaselineSnapshot } from '../core/baseline.js';
+import type { Deviation } from '../core/deviation.js';
+import {
+  PROTOCOL_REVISION,
+  WireError,
+  agentService,
+  deviationFromWire,
+  snapshotFromWire,
+  type WireAgentMessage,
+  type WireCollectorMessage,
+} from '../proto/index.js';
+import type { Logger } from '../runtime/logger.js';
+import type { CollectorMetrics } from './metrics.js';
+import type { Alert, Store } from './store/store.js';
+
+/** Ingest settings. */
+export interface IngestOptions {
+  version: string;
+  /** Most records (deviations + snapshots) in one batch. */
+  maxBatchItems: number;
+}
+
+/** Collaborators. */
+export interface IngestDeps {
+  store: Store;
+  metrics: CollectorMetrics;
+  logger: Logger;
+  /** Called for every alert a committed batch created. */
+  onNewAlert: (alert: Alert) => void;
+  now: () => number;
+}
+
+const NODE_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/** A running ingest service: the gRPC implementation plus bookkeeping of open streams. */
+export interface Ingest {
+  readonly implementation: grpc.UntypedServiceImplementation;
+  readonly service: grpc.ServiceDefinition;
+  /** End every open stream (at shutdown, after the server stopped accepting new ones). */
+  closeAll(): void;
+}
+
+/** Create the ingest service. */
+export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
+  const { store, metrics, logger } = deps;
+  const open = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
+
+  function connect(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): void {
+    let node: string | null = null;
+    const peer = call.getPeer();
+    open.add(call);
+    metrics.streams.inc();
+    const fail = (code: grpc.status, details: string) => {
+      logger.warn({ peer, node, code: grpc.status[code], details }, 'closing agent stream');
+      call.emit('error', { code, details });
+      call.end();
+    };
+    call.on('data', (msg: WireAgentMessage) => {
+      try {
+        if (msg.hello) {
+          if (node !== null) return fail(grpc.status.FAILED_PRECONDITION, 'hello sent twice');
+          const n = msg.hello.node;
+          if (typeof n !== 'string' || !NODE_RE.test(n)) return fail(grpc.status.INVALID_ARGUMENT, 'hello.node must be a Kubernetes node name');
+          if (msg.hello.protocol !== PROTOCOL_REVISION) return fail(grpc.status.FAILED_PRECONDITION, `protocol revision ${msg.hello.protocol} is not ${PROTOCOL_REVISION}`);
+          node = n;
+          metrics.lastContact.set({ node }, deps.now() / 1000);
+          logger.info({ node, peer, agentVersion: msg.hello.agentVersion, sources: msg.hello.sources }, 'agent connected');
+          call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems } });
+          return;
+        }
+        if (node === null) return fail(grpc.status.FAILED_PRECONDITION, 'the first message must be a hello');
+        metrics.lastContact.set({ node }, deps.now() / 1000);
+        if (msg.heartbeat) {
+          metrics.agentSpool.set({ node }, Number(msg.heartbeat.spooled) || 0);
+          return;
+        }
+        if (msg.batch) {
+          const b = msg.batch;
+          const items = (b.deviations?.length ?? 0) + (b.baselines?.length ?? 0);
+          if (items > options.maxBatchItems) return fail(grpc.status.RESOURCE_EXHAUSTED, `batch of ${items} records; at most ${options.maxBatchItems}`);
+          const endTimer = metrics.commitSeconds.startTimer();
+          const deviations: Deviation[] = [];
+          const snapshots: BaselineSnapshot[] = [];
+          let rejected = 0;
+          const reject = (err: unknown, what: string) => {
+            if (!(err instanceof WireError)) throw err;
+            rejected++;
+            metrics.rejected.inc({ field: err.field.replace(/\[\d+\]/g, '[]') });
+            logger.warn({ node, what, field: err.field, error: err.message }, 'rejected an invalid record');
+          };
+          for (const w of b.deviations ?? []) {
+            try {
+              const d = deviationFromWire(w);
+              // An agent speaks only for its own node.
+              if (d.event.node !== node) throw new WireError('event.node', `is ${JSON.stringify(d.event.node.slice(0, 64))}, not the stream's node`);
+              deviations.push(d);
+            } catch (err) {
+              reject(err, 'deviation');
+            }
+          }
+          for (const w of b.baselines ?? []) {
+            try {
+              snapshots.push(snapshotFromWire(w));
+            } catch (err) {
+              reject(err, 'baseline');
+            }
+          }
+          const result = store.ingest(node, deviations, snapshots, deps.now());
+          endTimer();
+          // Acknowledge only now: the batch is committed.
+          call.write({ ack: { batchId: b.batchId, stored: result.stored, duplicates: result.duplicates, rejected } });
+          metrics.batches.inc();
+          if (result.stored) metrics.deviations.inc({ outcome: 'stored' }, result.stored);
+          if (result.duplicates) metrics.deviations.inc({ outcome: 'duplicate' }, result.duplicates);
+          if (result.snapshots) metrics.snapshots.inc(result.snapshots);
+          for (const alert of result.newAlerts) {
+            metrics.alerts.inc({ kind: alert.kind });
+            deps.onNewAlert(alert);
+          }
+          return;
+        }
+        return fail(grpc.status.INVALID_ARGUMENT, 'empty message');
+      } catch (err) {
+        logger.error({ err, node }, 'ingest failed');
+        fail(grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
+      }
+    });
+    const done = () => {
+      if (!open.delete(call)) return;
+      metrics.streams.dec();
+      if (node) logger.info({ node }, 'agent disconnected');
+    };
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('error', done);
+    call.on('close', done);
+    call.on('cancelled', done);
+  }
+
+  return {
+    implementation: { connect },
+    service: agentService().service,
+    closeAll() {
+      for (const call of open) call.end();
+    },
+  };
+}

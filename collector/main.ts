@@ -1,0 +1,137 @@
+/**
+ * The collector's composition root. Shutdown (SIGTERM): stop accepting streams, let the batch being
+ * committed finish (commits are synchronous, so an acknowledged batch is always on disk), end the
+ * open streams (agents resend anything unacknowledged elsewhere or later), close HTTP, close SQLite.
+ */
+import { createServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { z } from 'zod';
+import { hostPort, loadConfig } from '../runtime/config.js';
+import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
+import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
+import { VERSION } from '../runtime/version.js';
+import { alertJson, createApiHandler } from './api.js';
+import { createIngest } from './ingest.js';
+import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
+import { openSqliteStore } from './store/sqlite.js';
+import type { Alert, Store } from './store/store.js';
+
+/** The collector's configuration schema. */
+export const CollectorConfigSchema = z.strictObject({
+  db: z.string().min(1),
+  grpcListen: hostPort.default('0.0.0.0:7070'),
+  httpListen: hostPort.default('0.0.0.0:8080'),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  maxBatchItems: z.coerce.number().int().min(1).max(10_000).default(2_000),
+  /** Largest gRPC message accepted, in bytes. */
+  maxMessageBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20),
+});
+
+/** The validated, frozen collector configuration. */
+export type CollectorConfig = Readonly<z.output<typeof CollectorConfigSchema>>;
+
+/** Load the collector's config from a file, the environment (DRIFTWATCH_*) and flags. */
+export function loadCollectorConfig(flags: Record<string, unknown>, env = process.env, file?: string): CollectorConfig {
+  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: [], flags });
+}
+
+/** A running collector. */
+export interface CollectorHandle {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  readonly store: Store;
+  readonly metrics: CollectorMetrics;
+  stop(): Promise<void>;
+}
+
+function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+  });
+}
+
+/** Start a collector. `onAlert` sees every new alert (the demo uses it; sinks plug in here later). */
+export async function startCollector(
+  config: CollectorConfig,
+  options: { logger?: Logger; onAlert?: (alert: Alert) => void } = {},
+): Promise<CollectorHandle> {
+  const logger = options.logger ?? createLogger('driftwatch-collector', config.logLevel);
+  const metrics = createCollectorMetrics();
+  const store = openSqliteStore(config.db);
+  const alertLog = logger.child({ component: 'alerts' });
+  const ingest = createIngest(
+    { version: VERSION, maxBatchItems: config.maxBatchItems },
+    {
+      store,
+      metrics,
+      logger: logger.child({ component: 'ingest' }),
+      now: Date.now,
+      onNewAlert(alert) {
+        // One JSON line per new alert: the first channel on-call can already consume (log shipping).
+        alertLog.warn({ alert: alertJson(alert) }, 'new alert');
+        options.onAlert?.(alert);
+      },
+    },
+  );
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': config.maxMessageBytes,
+    'grpc.max_send_message_length': 1 << 20,
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  });
+  server.addService(ingest.service, ingest.implementation);
+  const grpcAt = parseHostPort(config.grpcListen);
+  const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port));
+
+  let ready = true;
+  const handler = createApiHandler({ store, registry: metrics.registry, readiness: () => (ready ? null : 'shutting down') });
+  const http = createServer((req, res) => {
+    handler(req, res).catch((err: unknown) => {
+      logger.error({ err, url: req.url?.slice(0, 256) }, 'API request failed');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"error":{"code":"internal","message":"internal error"}}');
+    });
+  });
+  http.requestTimeout = 30_000;
+  http.headersTimeout = 10_000;
+  const httpAt = parseHostPort(config.httpListen);
+  const httpPort = await listenHttp(http, httpAt);
+  const urlHost = httpAt.host === '0.0.0.0' || httpAt.host === '::' ? '127.0.0.1' : httpAt.host;
+  const url = `http://${formatHostPort(urlHost, httpPort)}`;
+  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, db: config.db, version: VERSION }, 'collector started');
+
+  let stopping: Promise<void> | null = null;
+  return {
+    grpcPort,
+    httpPort,
+    url,
+    store,
+    metrics,
+    stop() {
+      stopping ??= (async () => {
+        ready = false;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 5_000);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+          ingest.closeAll();
+        });
+        await new Promise<void>((resolve) => {
+          http.close(() => resolve());
+          http.closeAllConnections();
+        });
+        store.close();
+        logger.info('collector stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,24 @@
+/** The collector's Prometheus metrics, in a registry of its own. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Create the collector's metrics. */
+export function createCollectorMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'driftwatch_collector_' });
+  const r = [registry];
+  return {
+    registry,
+    streams: new Gauge({ name: 'driftwatch_collector_agent_streams', help: 'Open agent streams', registers: r }),
+    batches: new Counter({ name: 'driftwatch_collector_batches_total', help: 'Batches committed and acknowledged', registers: r }),
+    deviations: new Counter({ name: 'driftwatch_collector_deviations_total', help: 'Deviations received, by outcome', labelNames: ['outcome'], registers: r }),
+    rejected: new Counter({ name: 'driftwatch_collector_records_rejected_total', help: 'Records refused as invalid, by field', labelNames: ['field'], registers: r }),
+    snapshots: new Counter({ name: 'driftwatch_collector_baseline_snapshots_total', help: 'Baseline snapshots received', registers: r }),
+    alerts: new Counter({ name: 'driftwatch_collector_alerts_created_total', help: 'Alerts created (first deviation of a fingerprint)', labelNames: ['kind'], registers: r }),
+    commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time to validate and commit one batch', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
+    lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_seconds', help: 'Wall-clock time of the last message from each node', labelNames: ['node'], registers: r }),
+    agentSpool: new Gauge({ name: 'driftwatch_collector_agent_spooled_records', help: 'Records waiting in each agent spool, from its heartbeats', labelNames: ['node'], registers: r }),
+  };
+}
+
+/** The collector's metrics. */
+export type CollectorMetrics = ReturnType<typeof createCollectorMetrics>;

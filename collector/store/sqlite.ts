@@ -1,0 +1,274 @@
+/**
+ * The SQLite store: one file, WAL, synchronous=FULL (a batch is acknowledged only after its commit
+ * is on disk), prepared statements only.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { BaselineSnapshot } from '../../core/baseline.js';
+import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
+import { exampleOf, type Entry } from '../../core/entry.js';
+import type { EventKind } from '../../core/event.js';
+import { mergeSnapshots } from '../../core/merge.js';
+import { CursorError, type Alert, type AlertState, type BaselineSummary, type Page, type Store, type StoredDeviation } from './store.js';
+
+/** Most nodes and pods an alert lists. */
+const MAX_ALERT_NODES = 64;
+const MAX_ALERT_PODS = 64;
+
+interface AlertRow {
+  seq: number;
+  fingerprint: string;
+  state: AlertState;
+  baseline_key: string;
+  image: string;
+  kind: EventKind;
+  entry: string;
+  reason: string;
+  explanation: string;
+  nearest: string;
+  first_seen: number;
+  last_seen: number;
+  count: number;
+  nodes: string;
+  pods: string;
+  last_deviation_id: string;
+  example: string;
+  created_at: number;
+}
+
+function alertOf(r: AlertRow): Alert {
+  return {
+    fingerprint: r.fingerprint,
+    state: r.state,
+    baselineKey: r.baseline_key,
+    image: r.image,
+    kind: r.kind,
+    entry: JSON.parse(r.entry) as Entry,
+    reason: r.reason,
+    explanation: r.explanation,
+    nearest: JSON.parse(r.nearest) as string[],
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
+    count: r.count,
+    nodes: JSON.parse(r.nodes) as string[],
+    pods: JSON.parse(r.pods) as string[],
+    lastDeviationId: r.last_deviation_id,
+    example: r.example,
+    createdAt: r.created_at,
+  };
+}
+
+function encodeCursor(seq: number): string {
+  return Buffer.from(`s${seq}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string | undefined): number {
+  if (cursor === undefined) return Number.MAX_SAFE_INTEGER;
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^s\d{1,15}$/.test(text)) throw new CursorError();
+  return Number(text.slice(1));
+}
+
+function imageOfKey(d: Deviation): string {
+  return d.event.container?.image.repository ?? d.key;
+}
+
+/** Open (creating if needed) the store at `path`. */
+export function openSqliteStore(path: string): Store {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS deviations (
+      seq              INTEGER PRIMARY KEY,
+      id               TEXT NOT NULL UNIQUE,
+      fingerprint      TEXT NOT NULL,
+      baseline_key     TEXT NOT NULL,
+      kind             TEXT NOT NULL,
+      time             INTEGER NOT NULL,
+      received_at      INTEGER NOT NULL,
+      node             TEXT NOT NULL,
+      body             TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS deviations_fingerprint ON deviations(fingerprint, seq);
+    CREATE INDEX IF NOT EXISTS deviations_key ON deviations(baseline_key, seq);
+    CREATE INDEX IF NOT EXISTS deviations_node ON deviations(node, seq);
+    CREATE TABLE IF NOT EXISTS alerts (
+      seq               INTEGER PRIMARY KEY,
+      fingerprint       TEXT NOT NULL UNIQUE,
+      state             TEXT NOT NULL DEFAULT 'firing',
+      baseline_key      TEXT NOT NULL,
+      image             TEXT NOT NULL,
+      kind              TEXT NOT NULL,
+      entry             TEXT NOT NULL,
+      reason            TEXT NOT NULL,
+      explanation       TEXT NOT NULL,
+      nearest           TEXT NOT NULL,
+      first_seen        INTEGER NOT NULL,
+      last_seen         INTEGER NOT NULL,
+      count             INTEGER NOT NULL,
+      nodes             TEXT NOT NULL,
+      pods              TEXT NOT NULL,
+      last_deviation_id TEXT NOT NULL,
+      example           TEXT NOT NULL,
+      created_at        INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS alerts_image ON alerts(image, seq);
+    CREATE TABLE IF NOT EXISTS baseline_snapshots (
+      key         TEXT NOT NULL,
+      node        TEXT NOT NULL,
+      version     INTEGER NOT NULL,
+      received_at INTEGER NOT NULL,
+      snapshot    TEXT NOT NULL,
+      PRIMARY KEY (key, node)
+    ) WITHOUT ROWID;
+  `);
+
+  const insertDeviation = db.prepare(
+    `INSERT OR IGNORE INTO deviations (id, fingerprint, baseline_key, kind, time, received_at, node, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const selectAlert = db.prepare(`SELECT * FROM alerts WHERE fingerprint = ?`);
+  const insertAlert = db.prepare(`
+    INSERT INTO alerts (fingerprint, baseline_key, image, kind, entry, reason, explanation, nearest, first_seen, last_seen, count, nodes, pods, last_deviation_id, example, created_at)
+    VALUES (@fingerprint, @baselineKey, @image, @kind, @entry, @reason, @explanation, @nearest, @firstSeen, @lastSeen, 1, @nodes, @pods, @lastDeviationId, @example, @createdAt)`);
+  const updateAlert = db.prepare(`
+    UPDATE alerts SET count = count + 1, first_seen = min(first_seen, @time), last_seen = max(last_seen, @time),
+      nodes = @nodes, pods = @pods,
+      last_deviation_id = CASE WHEN @time >= last_seen THEN @id ELSE last_deviation_id END,
+      example = CASE WHEN @time >= last_seen THEN @example ELSE example END
+    WHERE fingerprint = @fingerprint`);
+  const upsertSnapshot = db.prepare(`
+    INSERT INTO baseline_snapshots (key, node, version, received_at, snapshot) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at, snapshot = excluded.snapshot
+    WHERE excluded.version >= baseline_snapshots.version`);
+  const selectSnapshotsOfKey = db.prepare(`SELECT node, snapshot FROM baseline_snapshots WHERE key = ?`);
+  const selectAllSnapshots = db.prepare(`SELECT key, node, snapshot FROM baseline_snapshots ORDER BY key`);
+  const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
+  // Filtered list queries differ only in which fixed WHERE fragments they use: prepare each shape once.
+  const listStatements = new Map<string, Database.Statement>();
+  const listStatement = (sql: string) => {
+    let st = listStatements.get(sql);
+    if (!st) listStatements.set(sql, (st = db.prepare(sql)));
+    return st;
+  };
+
+  const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], snapshots: readonly BaselineSnapshot[], receivedAt: number) => {
+    let stored = 0;
+    let duplicates = 0;
+    const newAlerts: Alert[] = [];
+    for (const d of deviations) {
+      const fingerprint = deviationFingerprint(d);
+      const ev = d.event;
+      const inserted = insertDeviation.run(d.id, fingerprint, d.key, ev.kind, ev.time, receivedAt, ev.node, JSON.stringify(d)).changes === 1;
+      if (!inserted) {
+        duplicates++;
+        continue;
+      }
+      stored++;
+      const pod = ev.pod ? `${ev.pod.namespace}/${ev.pod.name}` : '';
+      const example = exampleOf(ev);
+      const row = selectAlert.get(fingerprint) as AlertRow | undefined;
+      if (!row) {
+        const fields = {
+          fingerprint,
+          baselineKey: d.key,
+          image: imageOfKey(d),
+          kind: ev.kind,
+          entry: JSON.stringify(d.entry),
+          reason: d.reason,
+          explanation: d.explanation,
+          nearest: JSON.stringify(d.nearest),
+          firstSeen: ev.time,
+          lastSeen: ev.time,
+          nodes: JSON.stringify([ev.node]),
+          pods: JSON.stringify(pod === '' ? [] : [pod]),
+          lastDeviationId: d.id,
+          example,
+          createdAt: receivedAt,
+        };
+        insertAlert.run(fields);
+        newAlerts.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
+        continue;
+      }
+      const nodes = JSON.parse(row.nodes) as string[];
+      if (!nodes.includes(ev.node) && nodes.length < MAX_ALERT_NODES) nodes.push(ev.node);
+      const pods = JSON.parse(row.pods) as string[];
+      if (pod !== '' && !pods.includes(pod) && pods.length < MAX_ALERT_PODS) pods.push(pod);
+      updateAlert.run({ fingerprint, time: ev.time, nodes: JSON.stringify(nodes), pods: JSON.stringify(pods), id: d.id, example });
+    }
+    for (const s of snapshots) upsertSnapshot.run(s.key, node, s.version, receivedAt, JSON.stringify(s));
+    return { stored, duplicates, newAlerts, snapshots: snapshots.length };
+  });
+
+  function snapshotsByKey(): Map<string, Map<string, BaselineSnapshot>> {
+    const byKey = new Map<string, Map<string, BaselineSnapshot>>();
+    for (const row of selectAllSnapshots.iterate() as IterableIterator<{ key: string; node: string; snapshot: string }>) {
+      let m = byKey.get(row.key);
+      if (!m) byKey.set(row.key, (m = new Map()));
+      m.set(row.node, JSON.parse(row.snapshot) as BaselineSnapshot);
+    }
+    return byKey;
+  }
+
+  return {
+    ingest: (node, deviations, snapshots, receivedAt) => ingestTx(node, deviations, snapshots, receivedAt),
+    listAlerts(q) {
+      const before = decodeCursor(q.cursor);
+      const where = ['seq < @before'];
+      if (q.image !== undefined) where.push('image = @image');
+      if (q.kind !== undefined) where.push('kind = @kind');
+      if (q.state !== undefined) where.push('state = @state');
+      // The WHERE clause is assembled from fixed fragments only; every value is a bound parameter.
+      const rows = listStatement(`SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
+        .all({ before, image: q.image, kind: q.kind, state: q.state, limit: q.limit + 1 }) as AlertRow[];
+      const more = rows.length > q.limit;
+      const page = rows.slice(0, q.limit);
+      return { items: page.map(alertOf), next: more ? encodeCursor((page[page.length - 1] as AlertRow).seq) : null };
+    },
+    getAlert(fingerprint) {
+      const row = selectAlert.get(fingerprint) as AlertRow | undefined;
+      return row ? alertOf(row) : null;
+    },
+    listDeviations(q): Page<StoredDeviation> {
+      const before = decodeCursor(q.cursor);
+      const where = ['seq < @before'];
+      if (q.fingerprint !== undefined) where.push('fingerprint = @fingerprint');
+      if (q.baselineKey !== undefined) where.push('baseline_key = @baselineKey');
+      if (q.node !== undefined) where.push('node = @node');
+      const rows = listStatement(`SELECT seq, fingerprint, received_at, body FROM deviations WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
+        .all({ before, fingerprint: q.fingerprint, baselineKey: q.baselineKey, node: q.node, limit: q.limit + 1 }) as {
+        seq: number;
+        fingerprint: string;
+        received_at: number;
+        body: string;
+      }[];
+      const more = rows.length > q.limit;
+      const page = rows.slice(0, q.limit);
+      return {
+        items: page.map((r) => ({ deviation: JSON.parse(r.body) as Deviation, fingerprint: r.fingerprint, receivedAt: r.received_at })),
+        next: more ? encodeCursor((page[page.length - 1] as { seq: number }).seq) : null,
+      };
+    },
+    countDeviations: () => countDeviations.get() as number,
+    listBaselines(): BaselineSummary[] {
+      const out: BaselineSummary[] = [];
+      for (const [key, byNode] of snapshotsByKey()) {
+        const { entries, ...header } = mergeSnapshots(key, byNode);
+        let processEntries = 0;
+        for (const e of entries) if (e.entry.type === 'process') processEntries++;
+        out.push({ ...header, processEntries, networkEntries: entries.length - processEntries });
+      }
+      return out;
+    },
+    getBaseline(key) {
+      const rows = selectSnapshotsOfKey.all(key) as { node: string; snapshot: string }[];
+      if (rows.length === 0) return null;
+      return mergeSnapshots(key, new Map(rows.map((r) => [r.node, JSON.parse(r.snapshot) as BaselineSnapshot])));
+    },
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,311 @@
+/**
+ * Baselines: per key (an image, by default its repository), the entries learned during a learning
+ * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
+ */
+import type { ActivityEvent, ImageRef } from './event.js';
+import { describeEntry, exampleOf, type Entry } from './entry.js';
+
+/** How events are grouped into baselines. */
+export type KeyMode = 'repository' | 'tag' | 'digest';
+
+/** Key of the baseline that host processes (no container) learn into; never an image's. */
+export const HOST_KEY = '@host';
+
+/** Life cycle of a baseline. */
+export type BaselineState = 'learning' | 'enforcing' | 'locked';
+
+/** Most distinct images (tags/digests) a baseline remembers having seen. */
+const MAX_IMAGES = 32;
+/** Most nodes an entry remembers. */
+const MAX_NODES = 32;
+/** Most raw examples an entry keeps. */
+const MAX_EXAMPLES = 3;
+/** Longest raw example kept, in characters. */
+const MAX_EXAMPLE_LENGTH = 256;
+
+/** The baseline key of an event, or null when its container has no known image. */
+export function baselineKey(event: ActivityEvent, mode: KeyMode): string | null {
+  const c = event.container;
+  if (!c) return HOST_KEY;
+  const img = c.image;
+  if (img.repository === '') return null;
+  if (mode === 'digest' && img.digest !== '') return `${img.repository}@${img.digest}`;
+  if (mode !== 'repository' && img.tag !== '') return `${img.repository}:${img.tag}`;
+  return img.repository;
+}
+
+/** What a baseline knows about one entry. */
+export interface EntryStats {
+  id: string;
+  entry: Entry;
+  firstSeen: number;
+  lastSeen: number;
+  count: number;
+  nodes: string[];
+  /** A few raw values it was learned from (command lines or peer addresses), bounded. */
+  examples: string[];
+}
+
+/** A baseline in memory. Mutated only by the engine. */
+export interface Baseline {
+  key: string;
+  state: BaselineState;
+  /** Bumped on every change of entries or state; deviations name the version they were checked against. */
+  version: number;
+  /** Event time of the first event seen for this key. */
+  windowStart: number;
+  /** Event time at which learning ends. */
+  learnUntil: number;
+  /** Event time the baseline became enforcing, or 0. */
+  enforcingSince: number;
+  /** Events counted into this baseline (learned or matched). */
+  events: number;
+  /** Entries not learned because the baseline was full. */
+  overflow: number;
+  images: ImageRef[];
+  entries: Map<string, EntryStats>;
+}
+
+/** A plain-JSON copy of a baseline, as persisted by the agent and sent to the collector. */
+export interface BaselineSnapshot {
+  key: string;
+  state: BaselineState;
+  version: number;
+  windowStart: number;
+  learnUntil: number;
+  enforcingSince: number;
+  events: number;
+  overflow: number;
+  images: ImageRef[];
+  entries: EntryStats[];
+}
+
+/** Why an event did not match: the closest thing the baseline does know. */
+export type DeviationReason =
+  | 'new-executable'
+  | 'new-parent'
+  | 'new-user'
+  | 'new-arguments'
+  | 'new-peer'
+  | 'new-port'
+  | 'new-listen-port'
+  | 'new-protocol';
+
+/** The outcome of observing one event. */
+export type Observation =
+  | { verdict: 'learned'; baseline: Baseline; isNew: boolean }
+  | { verdict: 'matched'; baseline: Baseline }
+  | { verdict: 'deviation'; baseline: Baseline; reason: DeviationReason; explanation: string; nearest: string[] }
+  | { verdict: 'dropped'; reason: 'too-many-baselines' };
+
+/** Engine settings. */
+export interface BaselineEngineOptions {
+  learningWindowMs: number;
+  keyMode: KeyMode;
+  /** Most entries one baseline holds; further new behaviour during learning is counted as overflow. */
+  maxEntriesPerBaseline: number;
+  /** Most baselines held; events of further keys are dropped and counted. */
+  maxBaselines: number;
+}
+
+/** Default engine settings. */
+export const DEFAULT_ENGINE_OPTIONS: BaselineEngineOptions = Object.freeze({
+  learningWindowMs: 3_600_000,
+  keyMode: 'repository',
+  maxEntriesPerBaseline: 2_000,
+  maxBaselines: 20_000,
+});
+
+/** Learns and checks baselines. Holds them in memory; the caller persists snapshots. */
+export interface BaselineEngine {
+  readonly options: BaselineEngineOptions;
+  /** Learn or check one event whose entry and key were already derived. */
+  observe(event: ActivityEvent, key: string, entry: Entry, id: string): Observation;
+  get(key: string): Baseline | undefined;
+  all(): IterableIterator<Baseline>;
+  /** Replace or add a baseline from a snapshot (restore after restart, or a collector push). */
+  restore(snapshot: BaselineSnapshot): Baseline;
+  readonly size: number;
+}
+
+/** Create an engine. */
+export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {}): BaselineEngine {
+  const opts: BaselineEngineOptions = Object.freeze({ ...DEFAULT_ENGINE_OPTIONS, ...options });
+  const baselines = new Map<string, Baseline>();
+
+  function create(key: string, time: number): Baseline {
+    const b: Baseline = {
+      key,
+      state: 'learning',
+      version: 1,
+      windowStart: time,
+      learnUntil: time + opts.learningWindowMs,
+      enforcingSince: 0,
+      events: 0,
+      overflow: 0,
+      images: [],
+      entries: new Map(),
+    };
+    baselines.set(key, b);
+    return b;
+  }
+
+  return {
+    options: opts,
+    get size() {
+      return baselines.size;
+    },
+    get: (key) => baselines.get(key),
+    all: () => baselines.values(),
+    restore(snapshot) {
+      const b: Baseline = {
+        ...snapshot,
+        images: snapshot.images.slice(0, MAX_IMAGES),
+        entries: new Map(snapshot.entries.map((e) => [e.id, e])),
+      };
+      baselines.set(b.key, b);
+      return b;
+    },
+    observe(event, key, entry, id) {
+      let b = baselines.get(key);
+      if (!b) {
+        if (baselines.size >= opts.maxBaselines) return { verdict: 'dropped', reason: 'too-many-baselines' };
+        b = create(key, event.time);
+      }
+      b.events++;
+      if (event.container) noteImage(b, event.container.image);
+      // The window closes on event time, so a replay of recorded hours learns exactly what live traffic would.
+      if (b.state === 'learning' && event.time >= b.learnUntil) {
+        b.state = 'enforcing';
+        b.enforcingSince = event.time;
+        b.version++;
+      }
+      const known = b.entries.get(id);
+      if (known) {
+        touch(known, event);
+        return b.state === 'learning' ? { verdict: 'learned', baseline: b, isNew: false } : { verdict: 'matched', baseline: b };
+      }
+      if (b.state === 'learning') {
+        if (b.entries.size >= opts.maxEntriesPerBaseline) {
+          b.overflow++;
+          return { verdict: 'learned', baseline: b, isNew: false };
+        }
+        b.entries.set(id, {
+          id,
+          entry,
+          firstSeen: event.time,
+          lastSeen: event.time,
+          count: 1,
+          nodes: [event.node],
+          examples: [clip(exampleOf(event))],
+        });
+        b.version++;
+        return { verdict: 'learned', baseline: b, isNew: true };
+      }
+      return { verdict: 'deviation', baseline: b, ...explain(b, entry) };
+    },
+  };
+}
+
+function clip(s: string): string {
+  return s.length > MAX_EXAMPLE_LENGTH ? `${s.slice(0, MAX_EXAMPLE_LENGTH)}…` : s;
+}
+
+function touch(stats: EntryStats, event: ActivityEvent): void {
+  stats.count++;
+  if (event.time > stats.lastSeen) stats.lastSeen = event.time;
+  if (event.time < stats.firstSeen) stats.firstSeen = event.time;
+  if (stats.nodes.length < MAX_NODES && !stats.nodes.includes(event.node)) stats.nodes.push(event.node);
+  if (stats.examples.length < MAX_EXAMPLES && (stats.count & (stats.count - 1)) === 0) {
+    // Examples are few: the text is built only while there is room, and only at counts that are
+    // powers of two, so a behaviour that always looks the same costs log2(count) string builds.
+    const raw = clip(exampleOf(event));
+    if (!stats.examples.includes(raw)) stats.examples.push(raw);
+  }
+}
+
+function noteImage(b: Baseline, image: ImageRef): void {
+  const imgs = b.images;
+  for (let i = 0; i < imgs.length; i++) {
+    const x = imgs[i] as ImageRef;
+    if (x.tag === image.tag && x.digest === image.digest && x.repository === image.repository) return;
+  }
+  if (imgs.length < MAX_IMAGES) imgs.push({ repository: image.repository, tag: image.tag, digest: image.digest });
+}
+
+/** Copy a baseline into plain JSON. */
+export function snapshotOf(b: Baseline): BaselineSnapshot {
+  return {
+    key: b.key,
+    state: b.state,
+    version: b.version,
+    windowStart: b.windowStart,
+    learnUntil: b.learnUntil,
+    enforcingSince: b.enforcingSince,
+    events: b.events,
+    overflow: b.overflow,
+    images: b.images.map((i) => ({ ...i })),
+    entries: [...b.entries.values()].map((e) => ({ ...e, nodes: [...e.nodes], examples: [...e.examples] })),
+  };
+}
+
+/**
+ * Say why an entry is new relative to what the baseline knows, and name the nearest known entries.
+ * Runs only for deviations, so a scan of the entries is fine.
+ */
+export function explain(b: Baseline, entry: Entry): { reason: DeviationReason; explanation: string; nearest: string[] } {
+  const nearest: string[] = [];
+  const add = (e: Entry) => {
+    if (nearest.length < 3) nearest.push(describeEntry(e));
+  };
+  if (entry.type === 'process') {
+    let sameExe = false;
+    let sameExeParent = false;
+    let sameExeParentUser = false;
+    for (const { entry: e } of b.entries.values()) {
+      if (e.type !== 'process' || e.exe !== entry.exe) continue;
+      sameExe = true;
+      add(e);
+      if (e.parent === entry.parent) {
+        sameExeParent = true;
+        if (e.user === entry.user) sameExeParentUser = true;
+      }
+    }
+    if (!sameExe) {
+      return { reason: 'new-executable', explanation: `${entry.exe} never ran in ${b.key} while it was learned`, nearest };
+    }
+    if (!sameExeParent) {
+      return { reason: 'new-parent', explanation: `${entry.exe} ran before, but never as a child of ${entry.parent || 'this parent'}`, nearest };
+    }
+    if (!sameExeParentUser) {
+      return { reason: 'new-user', explanation: `${entry.exe} ran before, but never as a ${entry.user} user`, nearest };
+    }
+    return { reason: 'new-arguments', explanation: `${entry.exe} ran before, but never with arguments like these`, nearest };
+  }
+  let samePeer = false;
+  let samePort = false;
+  for (const { entry: e } of b.entries.values()) {
+    if (e.type !== 'network' || e.direction !== entry.direction) continue;
+    if (e.peer === entry.peer) {
+      samePeer = true;
+      add(e);
+    }
+    if (e.port === entry.port) {
+      samePort = true;
+      if (e.peer !== entry.peer) add(e);
+    }
+  }
+  if (entry.direction === 'listen') {
+    const what = samePort ? 'new-protocol' : 'new-listen-port';
+    return { reason: what, explanation: `${b.key} never listened on ${entry.protocol} port ${entry.port} while it was learned`, nearest };
+  }
+  const verb = entry.direction === 'egress' ? 'connected to' : 'accepted from';
+  if (samePeer && samePort) {
+    return { reason: 'new-protocol', explanation: `${b.key} never used ${entry.protocol} with ${entry.peer}:${entry.port}`, nearest };
+  }
+  if (samePeer) {
+    return { reason: 'new-port', explanation: `${b.key} ${verb} ${entry.peer} before, but never on port ${entry.port}`, nearest };
+  }
+  return { reason: 'new-peer', explanation: `${b.key} never ${verb} ${entry.peer} while it was learned`, nearest };
+}
+

@@ -1,0 +1,127 @@
+/**
+ * Baseline entries: what a baseline remembers about one kind of behaviour, after normalization.
+ * An entry's id is its canonical text, so that a Map lookup is the whole match on the hot path.
+ */
+import { createHash } from 'node:crypto';
+import type { ActivityEvent, NetworkProtocol } from './event.js';
+import { classifyAddress, cidrContains, formatIp, parseIp, type Cidr } from './ip.js';
+import { normalizeArgs, normalizePath, processName, userClass, type UserClass } from './normalize.js';
+
+/** A process that ran: its executable, its parent's name, the class of user, and its argument pattern. */
+export interface ProcessEntry {
+  type: 'process';
+  exe: string;
+  /** The parent's process name (basename, as comm shows it), stable across sources. */
+  parent: string;
+  user: UserClass;
+  args: string;
+}
+
+/** Direction of a network entry: connect is egress, accept ingress, listen a listening socket. */
+export type NetworkDirection = 'egress' | 'ingress' | 'listen';
+
+/** A network behaviour: direction, protocol, peer (a class, a range name or an address) and service port. */
+export interface NetworkEntry {
+  type: 'network';
+  direction: NetworkDirection;
+  protocol: NetworkProtocol;
+  /**
+   * `cluster` (any address in the configured cluster ranges), `loopback`, `any`, `link-local`,
+   * a DNS name when the source resolved one, or the public address itself.
+   */
+  peer: string;
+  /** The service port: the remote port of a connect, the local port of an accept or listen. */
+  port: number;
+}
+
+/** Either kind of entry. */
+export type Entry = ProcessEntry | NetworkEntry;
+
+/** Options for turning events into entries. */
+export interface EntryOptions {
+  /** Address ranges that are "inside the cluster" (pod and service CIDRs, node networks). */
+  clusterRanges: readonly Cidr[];
+}
+
+function esc(s: string): string {
+  return s.includes('|') || s.includes('\\') ? s.replace(/[\\|]/g, '\\$&') : s;
+}
+
+/** The canonical id of an entry: unambiguous text, equal for equal entries. */
+export function entryId(entry: Entry): string {
+  if (entry.type === 'process') {
+    return `exec|${esc(entry.exe)}|${esc(entry.parent)}|${entry.user}|${esc(entry.args)}`;
+  }
+  return `${entry.direction}|${entry.protocol}|${esc(entry.peer)}|${entry.port}`;
+}
+
+/** A short, stable fingerprint of (baseline key, entry): the identity of an alert. */
+export function fingerprint(key: string, id: string): string {
+  return createHash('sha256').update(key).update('\n').update(id).digest('hex').slice(0, 32);
+}
+
+/** Classify a peer address into the peer names an entry uses. */
+export function peerOf(address: string, name: string, options: EntryOptions): string {
+  const ip = parseIp(address);
+  if (!ip) return name !== '' ? name.toLowerCase() : address === '' ? 'unknown' : 'invalid';
+  const cls = classifyAddress(ip);
+  if (cls !== 'public') return cls;
+  for (const range of options.clusterRanges) if (cidrContains(range, ip)) return 'cluster';
+  if (name !== '') return name.toLowerCase();
+  return formatIp(ip);
+}
+
+/**
+ * Derive the entry an event would add to a baseline. Pure; the caller may cache by input.
+ * Returns null when the event lacks what an entry needs (e.g. a connect without a port).
+ */
+export function entryOf(event: ActivityEvent, options: EntryOptions): Entry | null {
+  if (event.kind === 'exec') {
+    const p = event.process;
+    const exe = p.exe !== '' ? normalizePath(p.exe) : p.name;
+    if (exe === '') return null;
+    return {
+      type: 'process',
+      exe,
+      parent: processName(p.parentExe !== '' ? p.parentExe : p.parentName),
+      user: userClass(p.uid),
+      args: normalizeArgs(p.args),
+    };
+  }
+  const n = event.network;
+  if (!n) return null;
+  if (event.kind === 'connect') {
+    if (n.remotePort < 0) return null;
+    return { type: 'network', direction: 'egress', protocol: n.protocol, peer: peerOf(n.remoteAddress, n.remoteName, options), port: n.remotePort };
+  }
+  if (n.localPort < 0) return null;
+  if (event.kind === 'accept') {
+    return { type: 'network', direction: 'ingress', protocol: n.protocol, peer: peerOf(n.remoteAddress, n.remoteName, options), port: n.localPort };
+  }
+  return { type: 'network', direction: 'listen', protocol: n.protocol, peer: peerOf(n.localAddress, '', options), port: n.localPort };
+}
+
+/** One line a person can read: `/bin/sh -c <...> (parent nginx, root)` or `egress tcp 203.0.113.5:443`. */
+export function describeEntry(entry: Entry): string {
+  if (entry.type === 'process') {
+    const args = entry.args === '' ? '' : ` ${entry.args}`;
+    return `${entry.exe}${args} (parent ${entry.parent || '?'}, ${entry.user})`;
+  }
+  const peer = entry.peer.includes(':') ? `[${entry.peer}]` : entry.peer;
+  return `${entry.direction} ${entry.protocol} ${peer}:${entry.port}`;
+}
+
+/** The raw value an entry was learned from, for reviewers: the command line, or the peer as seen. */
+export function exampleOf(event: ActivityEvent): string {
+  if (event.kind === 'exec') {
+    const p = event.process;
+    const cmd = p.exe !== '' ? p.exe : p.name;
+    return p.args.length === 0 ? cmd : `${cmd} ${p.args.join(' ')}`;
+  }
+  const n = event.network;
+  if (!n) return '';
+  const fmt = (a: string, port: number) => (a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`);
+  if (event.kind === 'listen') return fmt(n.localAddress, n.localPort);
+  const remote = n.remoteName !== '' ? `${n.remoteName} (${fmt(n.remoteAddress, n.remotePort)})` : fmt(n.remoteAddress, n.remotePort);
+  return event.kind === 'connect' ? `→ ${remote}` : `← ${remote} on :${n.localPort}`;
+}

@@ -1,0 +1,72 @@
+/**
+ * Merging the snapshots that several nodes sent for one baseline key into the cluster's view of it:
+ * the union of entries (counts summed, first/last seen widened, nodes united), the earliest window,
+ * and the most advanced state. Pure.
+ */
+import type { BaselineSnapshot, BaselineState, EntryStats } from './baseline.js';
+import type { ImageRef } from './event.js';
+
+/** One baseline key across the cluster. */
+export interface MergedBaseline {
+  key: string;
+  state: BaselineState;
+  /** Nodes that sent a snapshot of this key, with the version each last sent. */
+  nodes: { node: string; version: number; state: BaselineState }[];
+  windowStart: number;
+  learnUntil: number;
+  enforcingSince: number;
+  events: number;
+  overflow: number;
+  images: ImageRef[];
+  entries: EntryStats[];
+}
+
+const STATE_RANK: Record<BaselineState, number> = { learning: 0, enforcing: 1, locked: 2 };
+
+/** Merge per-node snapshots of one key (`byNode` maps node → its latest snapshot). */
+export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, BaselineSnapshot>): MergedBaseline {
+  let state: BaselineState = 'learning';
+  let windowStart = Infinity;
+  let learnUntil = Infinity;
+  let enforcingSince = Infinity;
+  let events = 0;
+  let overflow = 0;
+  const images = new Map<string, ImageRef>();
+  const entries = new Map<string, EntryStats>();
+  const nodes: MergedBaseline['nodes'] = [];
+  for (const [node, s] of byNode) {
+    nodes.push({ node, version: s.version, state: s.state });
+    if (STATE_RANK[s.state] > STATE_RANK[state]) state = s.state;
+    windowStart = Math.min(windowStart, s.windowStart);
+    learnUntil = Math.min(learnUntil, s.learnUntil);
+    if (s.enforcingSince > 0) enforcingSince = Math.min(enforcingSince, s.enforcingSince);
+    events += s.events;
+    overflow += s.overflow;
+    for (const img of s.images) images.set(`${img.repository}:${img.tag}@${img.digest}`, img);
+    for (const e of s.entries) {
+      const m = entries.get(e.id);
+      if (!m) {
+        entries.set(e.id, { ...e, nodes: [...e.nodes], examples: [...e.examples] });
+        continue;
+      }
+      m.count += e.count;
+      m.firstSeen = Math.min(m.firstSeen, e.firstSeen);
+      m.lastSeen = Math.max(m.lastSeen, e.lastSeen);
+      for (const n of e.nodes) if (!m.nodes.includes(n) && m.nodes.length < 64) m.nodes.push(n);
+      for (const x of e.examples) if (!m.examples.includes(x) && m.examples.length < 5) m.examples.push(x);
+    }
+  }
+  nodes.sort((a, b) => a.node.localeCompare(b.node));
+  return {
+    key,
+    state,
+    nodes,
+    windowStart: Number.isFinite(windowStart) ? windowStart : 0,
+    learnUntil: Number.isFinite(learnUntil) ? learnUntil : 0,
+    enforcingSince: Number.isFinite(enforcingSince) ? enforcingSince : 0,
+    events,
+    overflow,
+    images: [...images.values()],
+    entries: [...entries.values()].sort((a, b) => a.id.localeCompare(b.id)),
+  };
+}

@@ -1,0 +1,113 @@
+/**
+ * Configuration is read once at startup, from a YAML file, then the environment, then flags (each
+ * overriding the one before), validated against a schema with unknown keys rejected, and frozen.
+ * A wrong value stops startup with an error naming the key and what it accepts.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.js';
+import { parseCidr } from '../core/ip.js';
+import { parseHostPort } from './listen.js';
+
+/** A configuration error; `key` names the offending setting. */
+export class ConfigError extends Error {
+  readonly code = 'invalid_config' as const;
+  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
+    super(key === '' ? message : `${key}: ${message}`, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A duration such as `1h30m`, parsed to milliseconds. */
+export const durationMs = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** HOST:PORT, kept as text and checked. */
+export const hostPort = z.string().superRefine((v, ctx) => {
+  try {
+    parseHostPort(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+/** A CIDR block, kept as canonical text. */
+export const cidr = z.string().transform((v, ctx) => {
+  try {
+    return parseCidr(v).text;
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** kebab-case or SNAKE_CASE → camelCase. */
+export function camelCase(name: string): string {
+  return name.toLowerCase().replace(/[-_]([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/** Where configuration comes from. */
+export interface ConfigSources {
+  /** Path of a YAML file, if given. */
+  file?: string | undefined;
+  /** The environment; keys `${envPrefix}NAME` are read (NAME in SNAKE_CASE). */
+  env: Readonly<Record<string, string | undefined>>;
+  envPrefix: string;
+  /** Keys that hold lists: read from env as comma-separated values. */
+  listKeys: readonly string[];
+  /** Parsed flags, keyed by camelCase name; undefined means not given. */
+  flags: Readonly<Record<string, unknown>>;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): ConfigError {
+  if (issue.code === 'unrecognized_keys') {
+    return new ConfigError(issue.keys.join(', '), 'unknown setting');
+  }
+  const key = issue.path.map(String).join('.');
+  let message = issue.message;
+  if (issue.code === 'invalid_value' && 'values' in issue) message = `must be one of: ${(issue.values as unknown[]).join(', ')}`;
+  return new ConfigError(key, message);
+}
+
+/** Merge file, env and flags, validate with `schema`, and return a deep-frozen result. */
+export function loadConfig<S extends z.ZodType>(schema: S, sources: ConfigSources): Readonly<z.output<S>> {
+  const merged: Record<string, unknown> = {};
+  if (sources.file !== undefined) {
+    let doc: unknown;
+    try {
+      doc = parseYaml(readFileSync(sources.file, 'utf8'), { maxAliasCount: 100 });
+    } catch (err) {
+      throw new ConfigError('', `cannot read config file ${sources.file}: ${(err as Error).message}`, { cause: err });
+    }
+    if (doc !== null && doc !== undefined) {
+      if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('', `config file ${sources.file} must hold a mapping of settings`);
+      Object.assign(merged, doc);
+    }
+  }
+  for (const [name, value] of Object.entries(sources.env)) {
+    if (!name.startsWith(sources.envPrefix) || value === undefined || value === '') continue;
+    const key = camelCase(name.slice(sources.envPrefix.length));
+    if (key === 'config') continue;
+    merged[key] = sources.listKeys.includes(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  }
+  for (const [key, value] of Object.entries(sources.flags)) if (value !== undefined) merged[key] = value;
+  const result = schema.safeParse(merged);
+  if (!result.success) throw describeIssue(result.error.issues[0] as z.core.$ZodIssue);
+  return deepFreeze(result.data) as Readonly<z.output<S>>;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object') {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
+}
