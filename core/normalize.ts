@@ -54,6 +54,7 @@ function looksRandom(s: string): boolean {
 }
 
 function replaceHex(match: string): string {
+  if (/^\d+$/.test(match)) return '<n>';
   return match.length >= 16 || hasDigit(match) ? '<hex>' : match;
 }
 
@@ -62,10 +63,14 @@ function normalizeText(token: string): string {
   let t = token;
   if (t.length > MAX_TOKEN_LENGTH) t = `${t.slice(0, MAX_TOKEN_LENGTH)}…`;
   if (NUMBER_RE.test(t)) return '<num>';
-  if (looksRandom(t)) return '<rand>';
-  if (!hasDigit(t)) return t;
-  t = t.replace(UUID_RE, '<uuid>').replace(IPV4_RE, '<ip>').replace(HEX_RE, replaceHex).replace(DIGITS4_RE, '<n>');
-  return t;
+  if (!hasDigit(t)) {
+    if (t.length < 16) return t;
+    const r = t.replace(HEX_RE, replaceHex);
+    return r !== t ? r : looksRandom(t) ? '<rand>' : t;
+  }
+  // Structured values first (a UUID is also "random-looking"), then a random token as a whole.
+  const r = t.replace(UUID_RE, '<uuid>').replace(IPV4_RE, '<ip>').replace(HEX_RE, replaceHex).replace(DIGITS4_RE, '<n>');
+  return r !== t ? r : looksRandom(t) ? '<rand>' : t;
 }
 
 /** Whether a temp-dir path segment looks generated (mktemp, random suffixes). */

@@ -98,12 +98,18 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
           }
           saved = undefined;
           const decoder = createFalcoLineDecoder(name, ctx);
+          // mtime at the last end-of-file check after which nothing was read: a later mtime with no
+          // growth means the file was truncated and refilled (possibly to the same size) in between.
+          let quietMtime = -1;
           // Read this inode until it is rotated away (or the stream ends).
           for (;;) {
             if (signal.aborted) return;
             const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
             if (bytesRead > 0) {
               offset += bytesRead;
+              // Remember the mtime at which we were caught up, to notice a same-size rewrite later.
+              const after = await handle.stat();
+              quietMtime = after.size === offset ? after.mtimeMs : -1;
               const events = decoder.push(buf.subarray(0, bytesRead));
               // The saved position is always a line boundary: the bytes of an incomplete line are read again.
               yield { events, position: { ino, offset: offset - decoder.pending } satisfies FilePosition };
@@ -115,12 +121,15 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
               return;
             }
             const now = await stat(path).catch(() => null);
-            if (now && now.ino === ino && now.size < offset) {
+            const rewritten = now !== null && now.ino === ino && now.size === offset && quietMtime !== -1 && now.mtimeMs !== quietMtime;
+            if (now && now.ino === ino && (now.size < offset || rewritten)) {
               log.warn({ path, offset, size: now.size }, 'file truncated, reading from the start');
               offset = 0;
+              quietMtime = -1;
               decoder.end();
               continue;
             }
+            if (now && now.ino === ino && now.size === offset) quietMtime = now.mtimeMs;
             if (!now || now.ino !== ino) {
               // Rotated: this inode is fully read (we just hit its end); move to the new file.
               const events = decoder.end();

