@@ -13,6 +13,7 @@ export function createAgentMetrics() {
     ignored: new Counter({ name: 'driftwatch_agent_events_ignored_total', help: 'Valid records of no interest (other event types, other Falco sources)', labelNames: ['source'], registers: r }),
     unattributed: new Counter({ name: 'driftwatch_agent_events_unattributed_total', help: 'Container events skipped because their image is unknown', labelNames: ['source'], registers: r }),
     dropped: new Counter({ name: 'driftwatch_agent_events_dropped_total', help: 'Events not learned or checked, by reason', labelNames: ['reason'], registers: r }),
+    verdicts: new Counter({ name: 'driftwatch_agent_events_observed_total', help: 'Events learned into or checked against a baseline, by verdict (learned, matched, deviation)', labelNames: ['verdict'], registers: r }),
     learned: new Counter({ name: 'driftwatch_agent_entries_learned_total', help: 'New baseline entries learned', registers: r }),
     deviations: new Counter({ name: 'driftwatch_agent_deviations_total', help: 'Deviations found, by kind', labelNames: ['kind'], registers: r }),
     spoolRecords: new Gauge({ name: 'driftwatch_agent_spool_records', help: 'Records waiting in the spool for the collector', registers: r }),

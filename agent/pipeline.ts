@@ -6,7 +6,7 @@
 import { baselineKey, snapshotOf, type BaselineEngine, type BaselineSnapshot } from '../core/baseline.js';
 import { deviationId, type Deviation } from '../core/deviation.js';
 import { entryId, entryOf, type EntryOptions } from '../core/entry.js';
-import { EVENT_KINDS } from '../core/event.js';
+import { EVENT_KINDS, type ActivityEvent } from '../core/event.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Attributor } from './attribution.js';
 import type { AgentMetrics } from './metrics.js';
@@ -18,7 +18,17 @@ export interface PipelineOptions {
   entryOptions: EntryOptions;
   /** A baseline whose only change is counts/last-seen is re-persisted and re-sent at most this often. */
   statsIntervalMs: number;
+  /**
+   * How long (in event time) events of a container whose image is not yet known are held, waiting
+   * for a later event of the same container to name it. Falco emits a new container's first events
+   * (its start-up, the part a baseline most needs) before it has resolved the container's metadata.
+   */
+  attributionWaitMs: number;
 }
+
+/** Most containers with held events, and most events held per container. */
+const MAX_HELD_CONTAINERS = 1_000;
+const MAX_HELD_PER_CONTAINER = 512;
 
 /** Collaborators. */
 export interface PipelineDeps {
@@ -52,8 +62,41 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
   const positions = new Map<string, unknown>();
   let watermark = 0;
   const kindIndex: Record<string, number> = Object.fromEntries(EVENT_KINDS.map((k, i) => [k, i]));
+  // Events waiting for their container's image, by container id, in arrival order.
+  const held = new Map<string, ActivityEvent[]>();
+  let heldCount = 0;
 
   for (const b of engine.all()) persisted.set(b.key, { version: b.version, events: b.events, at: deps.now() });
+
+  /** Hold an event whose container has no known image yet (bounded; overflow counts as unattributed). */
+  function hold(ev: ActivityEvent, counts: { unattributed: number }): void {
+    const id = ev.container?.id;
+    if (id === undefined) return;
+    let list = held.get(id);
+    if (!list) {
+      if (held.size >= MAX_HELD_CONTAINERS) {
+        counts.unattributed++;
+        return;
+      }
+      held.set(id, (list = []));
+    }
+    if (list.length >= MAX_HELD_PER_CONTAINER) {
+      counts.unattributed++;
+      return;
+    }
+    list.push(ev);
+    heldCount++;
+  }
+
+  /** Give up on containers whose first held event is older (in event time) than the wait. */
+  function expireHeld(counts: { unattributed: number }): void {
+    for (const [id, list] of held) {
+      if ((list[0] as ActivityEvent).time >= watermark - options.attributionWaitMs) continue;
+      held.delete(id);
+      heldCount -= list.length;
+      counts.unattributed += list.length;
+    }
+  }
 
   function updateBaselineGauge(): void {
     const counts = { learning: 0, enforcing: 0, locked: 0 };
@@ -69,37 +112,32 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       const endTimer = metrics.batchSeconds.startTimer();
       const deviations: Deviation[] = [];
       const kinds = new Float64Array(EVENT_KINDS.length);
-      let unattributed = 0;
-      let incomplete = 0;
-      let overflowed = 0;
-      let learned = 0;
-      for (const ev of batch.events) {
-        (kinds[kindIndex[ev.kind] as number] as number)++;
-        if (ev.time > watermark) watermark = ev.time;
-        if (!attributor.attribute(ev)) {
-          unattributed++;
-          continue;
-        }
+      const counts = { unattributed: 0, incomplete: 0, overflowed: 0, learned: 0, learning: 0, matched: 0 };
+
+      const handle = (ev: ActivityEvent) => {
         const key = baselineKey(ev, keyMode);
         if (key === null) {
-          unattributed++;
-          continue;
+          counts.unattributed++;
+          return;
         }
         const entry = entryOf(ev, options.entryOptions);
         if (!entry) {
-          incomplete++;
-          continue;
+          counts.incomplete++;
+          return;
         }
         const id = entryId(entry);
         const obs = engine.observe(ev, key, entry, id);
         if (obs.verdict === 'dropped') {
-          overflowed++;
-          continue;
+          counts.overflowed++;
+          return;
         }
         touched.add(key);
         if (obs.verdict === 'learned') {
-          if (obs.isNew) learned++;
-        } else if (obs.verdict === 'deviation') {
+          counts.learning++;
+          if (obs.isNew) counts.learned++;
+        } else if (obs.verdict === 'matched') {
+          counts.matched++;
+        } else {
           deviations.push({
             id: deviationId(ev, key, entry),
             key,
@@ -111,7 +149,29 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
             event: ev,
           });
         }
+      };
+
+      for (const ev of batch.events) {
+        kinds[kindIndex[ev.kind] as number] = (kinds[kindIndex[ev.kind] as number] as number) + 1;
+        if (ev.time > watermark) watermark = ev.time;
+        if (!attributor.attribute(ev)) {
+          hold(ev, counts);
+          continue;
+        }
+        if (heldCount > 0 && ev.container) {
+          const waiting = held.get(ev.container.id);
+          if (waiting) {
+            held.delete(ev.container.id);
+            heldCount -= waiting.length;
+            for (const w of waiting) {
+              attributor.attribute(w);
+              handle(w);
+            }
+          }
+        }
+        handle(ev);
       }
+      if (heldCount > 0) expireHeld(counts);
       if (batch.position !== undefined) positions.set(source, batch.position);
       if (deviations.length > 0) {
         const { spooled, evicted } = state.commit({ deviations });
@@ -124,10 +184,13 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       }
       batch.ack?.();
       for (let i = 0; i < kinds.length; i++) if (kinds[i]) metrics.events.inc({ source, kind: EVENT_KINDS[i] as string }, kinds[i] as number);
-      if (unattributed) metrics.unattributed.inc({ source }, unattributed);
-      if (incomplete) metrics.dropped.inc({ reason: 'incomplete' }, incomplete);
-      if (overflowed) metrics.dropped.inc({ reason: 'too-many-baselines' }, overflowed);
-      if (learned) metrics.learned.inc(learned);
+      if (counts.unattributed) metrics.unattributed.inc({ source }, counts.unattributed);
+      if (counts.incomplete) metrics.dropped.inc({ reason: 'incomplete' }, counts.incomplete);
+      if (counts.overflowed) metrics.dropped.inc({ reason: 'too-many-baselines' }, counts.overflowed);
+      if (counts.learned) metrics.learned.inc(counts.learned);
+      if (counts.learning) metrics.verdicts.inc({ verdict: 'learned' }, counts.learning);
+      if (counts.matched) metrics.verdicts.inc({ verdict: 'matched' }, counts.matched);
+      if (deviations.length) metrics.verdicts.inc({ verdict: 'deviation' }, deviations.length);
       if (watermark > 0) metrics.watermark.set(watermark / 1000);
       endTimer();
     },

@@ -107,6 +107,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     await agent.done;
     const read = (await agent.metrics.events.get()).values.reduce((n, v) => n + v.value, 0);
     const rejected = (await agent.metrics.rejected.get()).values.reduce((n, v) => n + v.value, 0);
+    const verdicts = new Map((await agent.metrics.verdicts.get()).values.map((v) => [String(v.labels.verdict), v.value]));
+    const learnedEvents = verdicts.get('learned') ?? 0;
+    const matched = verdicts.get('matched') ?? 0;
+    const deviated = verdicts.get('deviation') ?? 0;
 
     const baselines = (await getJson<{ items: BaselineJson[] }>(`${collector.url}/api/v1/baselines`)).items;
     const alerts: AlertJson[] = [];
@@ -134,7 +138,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     }
     for (const line of table(bRows, [42, 10, 9, 7, 16])) print(`  ${line}`);
     print('');
-    print(bold(`What it caught — ${alerts.length} alerts from ${deviations} deviations`) + dim(' (normal traffic with fresh pod IPs, pids, ports and temp names raised none)'));
+    print(
+      bold(`What it caught — ${alerts.length} alerts from ${deviations} deviations`) +
+        dim(` (after learning from ${learnedEvents.toLocaleString('en-US')} events, ${(matched + deviated).toLocaleString('en-US')} were checked: ${matched.toLocaleString('en-US')} matched their baseline)`),
+    );
     const aRows = [['#', 'IMAGE', 'KIND', 'WHAT', 'COUNT', 'PODS', 'FIRST SEEN']];
     alerts.forEach((a, i) => {
       const what = a.kind === 'exec' ? a.example : a.summary;

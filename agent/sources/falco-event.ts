@@ -51,7 +51,8 @@ export const FALCO_LIMITS = Object.freeze({
 const EXEC_TYPES = new Set(['execve', 'execveat']);
 const CONNECT_TYPES = new Set(['connect']);
 const ACCEPT_TYPES = new Set(['accept', 'accept4']);
-const LISTEN_TYPES = new Set(['listen']);
+// UDP servers never call listen(): the Driftwatch rules report their bind() instead.
+const LISTEN_TYPES = new Set(['listen', 'bind']);
 
 class FieldError {
   constructor(readonly reject: RejectReason, readonly detail: string) {}
@@ -177,35 +178,55 @@ function protocolOf(of: Record<string, unknown>): 'tcp' | 'udp' {
   throw new FieldError('unsupported', `fd.l4proto ${p}`);
 }
 
+interface Endpoint {
+  address: string;
+  port: number;
+}
+
+function endpoint(of: Record<string, unknown>, ipField: string, portField: string): Endpoint {
+  return { address: optString(of, ipField, FALCO_LIMITS.name), port: optInt(of, portField, 0, 65535) };
+}
+
+function fill(into: Endpoint, from: Endpoint): void {
+  if (into.address === '') into.address = from.address;
+  if (into.port < 0) into.port = from.port;
+}
+
+/**
+ * The socket's two ends. Role-based fields come first: fd.name is always `client->server`, and
+ * fd.cip/fd.cport/fd.sip/fd.sport name the roles too. fd.lip/fd.lport/fd.rip/fd.rport are chosen
+ * by address locality, which is ambiguous when both ends are local (loopback, same-node pods), so
+ * they are only a fallback.
+ */
 function networkOf(of: Record<string, unknown>, kind: EventKind): NetworkInfo {
   const protocol = protocolOf(of);
-  let localAddress = optString(of, 'fd.lip', FALCO_LIMITS.name);
-  let remoteAddress = optString(of, 'fd.rip', FALCO_LIMITS.name);
-  let localPort = optInt(of, 'fd.lport', 0, 65535);
-  let remotePort = optInt(of, 'fd.rport', 0, 65535);
   const fdName = optString(of, 'fd.name', FALCO_LIMITS.name);
-  if (fdName !== '' && (localAddress === '' || remoteAddress === '' || localPort < 0 || (kind !== 'listen' && remotePort < 0))) {
+  const byLocality = { local: endpoint(of, 'fd.lip', 'fd.lport'), remote: endpoint(of, 'fd.rip', 'fd.rport') };
+  let local: Endpoint;
+  let remote: Endpoint;
+  if (kind === 'listen') {
+    // A listening socket has one end, its own.
+    local = fdName !== '' && !fdName.includes('->') ? splitEndpoint(fdName) : { address: '', port: -1 };
+    fill(local, endpoint(of, 'fd.sip', 'fd.sport'));
+    fill(local, byLocality.local);
+    remote = { address: '', port: -1 };
+  } else {
+    const client = endpoint(of, 'fd.cip', 'fd.cport');
+    const server = endpoint(of, 'fd.sip', 'fd.sport');
     const arrow = fdName.indexOf('->');
-    if (arrow === -1) {
-      // A listening socket prints one endpoint: its own.
-      const local = splitEndpoint(fdName);
-      if (localAddress === '') localAddress = local.address;
-      if (localPort < 0) localPort = local.port;
-    } else {
-      // fd.name is always client->server: the local end of a connect is the client, of an accept the server.
-      const client = splitEndpoint(fdName.slice(0, arrow));
-      const server = splitEndpoint(fdName.slice(arrow + 2));
-      const [local, remote] = kind === 'accept' ? [server, client] : [client, server];
-      if (localAddress === '') localAddress = local.address;
-      if (remoteAddress === '') remoteAddress = remote.address;
-      if (localPort < 0) localPort = local.port;
-      if (remotePort < 0) remotePort = remote.port;
+    if (arrow !== -1) {
+      fill(client, splitEndpoint(fdName.slice(0, arrow)));
+      fill(server, splitEndpoint(fdName.slice(arrow + 2)));
     }
+    // The local end of a connect is the client; of an accept, the server.
+    [local, remote] = kind === 'accept' ? [server, client] : [client, server];
+    fill(local, byLocality.local);
+    fill(remote, byLocality.remote);
   }
-  if (kind === 'connect' && (remoteAddress === '' || remotePort < 0)) throw new FieldError('missing_field', 'connect needs the remote address and port (fd.rip/fd.rport or fd.name)');
-  if (kind !== 'connect' && localPort < 0) throw new FieldError('missing_field', `${kind} needs the local port (fd.lport or fd.name)`);
+  if (kind === 'connect' && (remote.address === '' || remote.port < 0)) throw new FieldError('missing_field', 'connect needs the server address and port (fd.name, fd.sip/fd.sport or fd.rip/fd.rport)');
+  if (kind !== 'connect' && local.port < 0) throw new FieldError('missing_field', `${kind} needs the local port (fd.name, fd.sport or fd.lport)`);
   const remoteName = kind === 'connect' ? optString(of, 'fd.sip.name', FALCO_LIMITS.name) : '';
-  return { protocol, localAddress, localPort, remoteAddress, remotePort, remoteName };
+  return { protocol, localAddress: local.address, localPort: local.port, remoteAddress: remote.address, remotePort: remote.port, remoteName };
 }
 
 /** Falco prints an unknown uid as (uint32)-1. */

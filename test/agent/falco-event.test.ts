@@ -68,10 +68,18 @@ test('IPv6 endpoints, bracketed or bare, and UDP', (t) => {
   t.is(b.network?.remotePort, 443);
 });
 
-test('explicit fd.lip/fd.rip/fd.lport/fd.rport win over fd.name', (t) => {
+test('fd.lip/fd.rip/fd.lport/fd.rport are used when nothing role-based is given', (t) => {
   const ev = ok(parseFalcoLine(falcoLine({ time: at(1), type: 'connect', fields: { 'fd.rip': '198.51.100.23', 'fd.rport': 4444, 'fd.lip': '10.244.2.3', 'fd.lport': 40000 } }), ctx));
   t.is(ev.network?.remoteAddress, '198.51.100.23');
   t.is(ev.network?.remotePort, 4444);
+});
+
+test('a loopback accept: locality-based ports are ambiguous, the client->server roles are not', (t) => {
+  // Both ends are local, so Falco may report the client's port as fd.lport.
+  const fields = { 'fd.name': '127.0.0.1:56534->127.0.0.1:8080', 'fd.lip': '127.0.0.1', 'fd.lport': 56534, 'fd.rip': '127.0.0.1', 'fd.rport': 8080, 'fd.sport': 8080, 'fd.cport': 56534 };
+  const ev = ok(parseFalcoLine(falcoLine({ time: at(1), type: 'accept4', fields }), ctx));
+  t.is(ev.network?.localPort, 8080);
+  t.is(ev.network?.remotePort, 56534);
 });
 
 test('a listen with one endpoint in fd.name', (t) => {
@@ -79,6 +87,14 @@ test('a listen with one endpoint in fd.name', (t) => {
   t.is(ev.kind, 'listen');
   t.is(ev.network?.localPort, 16379);
   t.is(ev.network?.localAddress, '0.0.0.0');
+});
+
+test('a UDP bind is a listening socket; IPv6 any-address in fd.name', (t) => {
+  const ev = ok(parseFalcoLine(falcoLine({ time: at(1), type: 'bind', fields: { 'fd.name': ':::53', 'fd.l4proto': 'udp', 'fd.sport': 53 } }), ctx));
+  t.is(ev.kind, 'listen');
+  t.is(ev.network?.localAddress, '::');
+  t.is(ev.network?.localPort, 53);
+  t.is(ev.network?.protocol, 'udp');
 });
 
 test('stock rule without evt.type: a shell is an exec', (t) => {

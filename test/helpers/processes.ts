@@ -1,0 +1,103 @@
+/** Real child processes of the driftwatch CLI, with their JSON log lines parsed as they arrive. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
+
+/** The compiled CLI entry point. */
+export const CLI = fileURLToPath(new URL('../../cli/driftwatch.js', import.meta.url));
+
+/** A running CLI process. */
+export interface CliProcess {
+  child: ChildProcess;
+  /** Parsed JSON log lines so far (stdout). */
+  logs: Record<string, unknown>[];
+  stderr: string;
+  /** Resolve with the first log line matching `pred` (already seen or future). */
+  waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolve with the exit code. */
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Spawn `driftwatch ...args`; killed at the end of the test if still running. */
+export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  let buffer = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const text = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      logs.push(line);
+      for (const w of [...waiters]) {
+        if (w.pred(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (c: string) => (stderr += c));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return {
+    child,
+    logs,
+    get stderr() {
+      return stderr;
+    },
+    exited,
+    waitForLog(pred, timeoutMs = 20_000) {
+      const seen = logs.find(pred);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${stderr.slice(-500)}`)), timeoutMs);
+        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Start a collector child on ephemeral ports; resolves once it logged its ports. */
+export async function spawnCollector(t: ExecutionContext, db: string, grpcPort = 0): Promise<CliProcess & { grpcPort: number; url: string }> {
+  const p = spawnCli(t, ['collector', '--db', db, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', '127.0.0.1:0']);
+  const started = await p.waitForLog((l) => l.msg === 'collector started');
+  return Object.assign(p, { grpcPort: started.grpcPort as number, url: `http://127.0.0.1:${started.httpPort as number}` });
+}
+
+/** GET a JSON document. */
+export async function getJson<T = any>(url: string): Promise<T> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+/** Poll `check` until it returns a value that is not undefined. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
