@@ -1,0 +1,25 @@
+import test from 'ava';
+import { fileURLToPath } from 'node:url';
+import { loadAgentConfig } from '../../agent/main.js';
+import { loadCollectorConfig } from '../../collector/main.js';
+
+const example = (name: string) => fileURLToPath(new URL(`../../../config/${name}`, import.meta.url));
+
+test('the example agent config parses with the agent loader and documents every key', (t) => {
+  const config = loadAgentConfig({}, {}, example('agent.example.yaml'));
+  t.is(config.learningWindow, 3_600_000);
+  t.deepEqual(config.sources, ['falco-http:127.0.0.1:2801']);
+  t.true(Object.isFrozen(config));
+});
+
+test('the example collector config parses with the collector loader', (t) => {
+  const config = loadCollectorConfig({}, {}, example('collector.example.yaml'));
+  t.is(config.grpcListen, '0.0.0.0:7070');
+});
+
+test('flags win over the environment, the environment over the file', (t) => {
+  const file = example('agent.example.yaml');
+  t.is(loadAgentConfig({}, { DRIFTWATCH_LEARNING_WINDOW: '2h' }, file).learningWindow, 7_200_000);
+  t.is(loadAgentConfig({ learningWindow: '30m' }, { DRIFTWATCH_LEARNING_WINDOW: '2h' }, file).learningWindow, 1_800_000);
+  t.deepEqual(loadAgentConfig({}, { DRIFTWATCH_SOURCES: 'stdin, falco-file:/var/log/falco.json' }, file).sources, ['stdin', 'falco-file:/var/log/falco.json']);
+});
