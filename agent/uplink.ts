@@ -79,6 +79,8 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
   let stopped = false;
   let attempt = 0;
   let nextBatchId = 1;
+  // The collector says how large a batch it accepts; never send more.
+  let batchItems = options.batchItems;
   let lastSentSeq = 0;
   const inflight = new Map<number, number[]>();
   let reconnectTimer: NodeJS.Timeout | null = null;
@@ -96,7 +98,7 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
 
   function pump(): void {
     while (call && ready && inflight.size < options.window) {
-      const rows = state.peek(lastSentSeq, options.batchItems, options.batchBytes);
+      const rows = state.peek(lastSentSeq, batchItems, options.batchBytes);
       if (rows.length === 0) break;
       const batchId = nextBatchId++;
       const seqs = rows.map((r) => r.seq);
@@ -115,6 +117,7 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
 
   function onMessage(msg: WireCollectorMessage): void {
     if (msg.welcome) {
+      if (msg.welcome.maxBatchItems > 0) batchItems = Math.min(options.batchItems, msg.welcome.maxBatchItems);
       ready = true;
       attempt = 0;
       metrics.connected.set(1);
