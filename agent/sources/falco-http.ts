@@ -106,8 +106,29 @@ export function createFalcoHttpReceiver(name: string, listen: string, ctx: Sourc
       server.headersTimeout = 10_000;
       boundPort = await listenHttp(server, at);
       ctx.logger.info({ listen: formatHostPort(at.host, boundPort) }, 'receiving Falco http_output');
-      const onAbort = () => wake?.();
+      const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+      const onAbort = () => {
+        // Stop taking new requests at once; those already received are still handed over below.
+        server.close();
+        server.closeIdleConnections();
+        wake?.();
+      };
       signal.addEventListener('abort', onAbort, { once: true });
+      const take = (): SourceBatch => {
+        const taken: Waiting[] = [];
+        let count = 0;
+        while (queue.length > 0 && count < MAX_BATCH) {
+          const w = queue.shift() as Waiting;
+          taken.push(w);
+          count += w.events.length;
+        }
+        return {
+          events: taken.flatMap((w) => w.events),
+          ack: () => {
+            for (const w of taken) reply(w.res, 200, 'ok');
+          },
+        };
+      };
       try {
         while (!signal.aborted) {
           if (queue.length === 0) {
@@ -115,28 +136,17 @@ export function createFalcoHttpReceiver(name: string, listen: string, ctx: Sourc
             wake = null;
             continue;
           }
-          const taken: Waiting[] = [];
-          let count = 0;
-          while (queue.length > 0 && count < MAX_BATCH) {
-            const w = queue.shift() as Waiting;
-            taken.push(w);
-            count += w.events.length;
-          }
-          yield {
-            events: taken.flatMap((w) => w.events),
-            ack: () => {
-              for (const w of taken) reply(w.res, 200, 'ok');
-            },
-          };
+          yield take();
         }
+        // Shutting down: requests whose bodies were already read are handed over, not refused.
+        while (queue.length > 0) yield take();
       } finally {
         signal.removeEventListener('abort', onAbort);
-        // Requests not yet handed over are refused so Falco knows they were not taken.
+        // Only if the consumer stopped early: whatever is left was not taken, so say so.
         for (const w of queue.splice(0)) reply(w.res, 503, 'shutting down');
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        server.close();
+        server.closeAllConnections();
+        await closed;
       }
     },
   };
