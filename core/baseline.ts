@@ -226,6 +226,9 @@ function touch(stats: EntryStats, event: ActivityEvent): void {
 
 function noteImage(b: Baseline, image: ImageRef): void {
   const imgs = b.images;
+  // Almost every event carries the image noted last: check that one before scanning.
+  const last = imgs[imgs.length - 1];
+  if (last !== undefined && last.tag === image.tag && last.digest === image.digest && last.repository === image.repository) return;
   for (let i = 0; i < imgs.length; i++) {
     const x = imgs[i] as ImageRef;
     if (x.tag === image.tag && x.digest === image.digest && x.repository === image.repository) return;

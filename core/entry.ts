@@ -60,8 +60,27 @@ export function fingerprint(key: string, id: string): string {
   return createHash('sha256').update(key).update('\n').update(id).digest('hex').slice(0, 32);
 }
 
+/**
+ * Peer names by address, per options object: pod and service addresses repeat across events, and
+ * classification parses the address. Bounded; emptied when full.
+ */
+const peerCaches = new WeakMap<EntryOptions, Map<string, string>>();
+const MAX_PEER_CACHE = 16_384;
+
 /** Classify a peer address into the peer names an entry uses. */
 export function peerOf(address: string, name: string, options: EntryOptions): string {
+  if (name !== '') return classifyPeer(address, name, options);
+  let cache = peerCaches.get(options);
+  if (!cache) peerCaches.set(options, (cache = new Map()));
+  const known = cache.get(address);
+  if (known !== undefined) return known;
+  const peer = classifyPeer(address, name, options);
+  if (cache.size >= MAX_PEER_CACHE) cache.clear();
+  cache.set(address, peer);
+  return peer;
+}
+
+function classifyPeer(address: string, name: string, options: EntryOptions): string {
   const ip = parseIp(address);
   if (!ip) return name !== '' ? name.toLowerCase() : address === '' ? 'unknown' : 'invalid';
   const cls = classifyAddress(ip);

@@ -89,6 +89,18 @@ export const UNKNOWN_IMAGE: ImageRef = Object.freeze({ repository: '', tag: '', 
  * `library/nginx` and `docker.io/library/nginx` are one baseline.
  */
 export function canonicalRepository(repository: string): string {
+  const known = canonicalCache.get(repository);
+  if (known !== undefined) return known;
+  const canonical = canonicalize(repository);
+  // Few distinct repositories exist on a node; the bound only guards against hostile input.
+  if (canonicalCache.size >= 10_000) canonicalCache.clear();
+  canonicalCache.set(repository, canonical);
+  return canonical;
+}
+
+const canonicalCache = new Map<string, string>();
+
+function canonicalize(repository: string): string {
   const repo = repository.trim().toLowerCase();
   if (repo === '') return '';
   const slash = repo.indexOf('/');

@@ -63,15 +63,16 @@ function isNA(v: unknown): boolean {
   return v === null || v === undefined || v === '<NA>' || v === 'N/A';
 }
 
-function optString(of: Record<string, unknown>, field: string, max: number): string {
-  const v = of[field];
+// Validators take the value, not the record: every field is read at its own site with a literal
+// key, which keeps V8's property-access caches monomorphic (a shared `of[field]` site is
+// megamorphic and cost more than JSON.parse itself).
+function optString(v: unknown, field: string, max: number): string {
   if (isNA(v)) return '';
   if (typeof v !== 'string') throw new FieldError('wrong_type', `${field} must be a string`);
   return v.length > max ? v.slice(0, max) : v;
 }
 
-function optInt(of: Record<string, unknown>, field: string, min: number, max: number): number {
-  const v = of[field];
+function optInt(v: unknown, field: string, min: number, max: number): number {
   if (isNA(v)) return -1;
   let n: number;
   if (typeof v === 'number') n = v;
@@ -81,9 +82,31 @@ function optInt(of: Record<string, unknown>, field: string, min: number, max: nu
   return n;
 }
 
+// Falco's `time` is always `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`; consecutive events share their
+// second, so the second is parsed once and only the milliseconds per event.
+let cachedSecond = '';
+let cachedSecondMs = NaN;
+
 /** Parse an RFC 3339 time (Falco writes nanoseconds) into ms; NaN when it is not one. */
 export function parseTime(v: unknown): number {
   if (typeof v !== 'string' || v.length < 20 || v.length > 40 || v.charCodeAt(4) !== 45 || v.charCodeAt(10) !== 84) return NaN;
+  if (v.length === 30 && v.charCodeAt(19) === 46 && v.charCodeAt(29) === 90) {
+    const d0 = v.charCodeAt(20) - 48;
+    const d1 = v.charCodeAt(21) - 48;
+    const d2 = v.charCodeAt(22) - 48;
+    let digits = d0 >= 0 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9;
+    for (let i = 23; i < 29 && digits; i++) {
+      const c = v.charCodeAt(i);
+      if (c < 48 || c > 57) digits = false;
+    }
+    if (digits) {
+      if (!v.startsWith(cachedSecond) || cachedSecond === '') {
+        cachedSecond = v.slice(0, 19);
+        cachedSecondMs = Date.parse(`${cachedSecond}Z`);
+      }
+      return cachedSecondMs + d0 * 100 + d1 * 10 + d2;
+    }
+  }
   return Date.parse(v);
 }
 
@@ -115,15 +138,15 @@ function kindOf(of: Record<string, unknown>): EventKind {
 }
 
 function imageOf(of: Record<string, unknown>): ImageRef {
-  const repo = optString(of, 'container.image.repository', FALCO_LIMITS.name);
+  const repo = optString(of['container.image.repository'], 'container.image.repository', FALCO_LIMITS.name);
   if (repo !== '') {
     return {
       repository: canonicalRepository(repo),
-      tag: optString(of, 'container.image.tag', FALCO_LIMITS.name),
-      digest: optString(of, 'container.image.digest', FALCO_LIMITS.name),
+      tag: optString(of['container.image.tag'], 'container.image.tag', FALCO_LIMITS.name),
+      digest: optString(of['container.image.digest'], 'container.image.digest', FALCO_LIMITS.name),
     };
   }
-  const full = optString(of, 'container.image', FALCO_LIMITS.name);
+  const full = optString(of['container.image'], 'container.image', FALCO_LIMITS.name);
   if (full !== '') return parseImageReference(full);
   return UNKNOWN_IMAGE;
 }
@@ -165,14 +188,19 @@ function splitEndpoint(s: string): { address: string; port: number } {
 }
 
 function portOf(s: string): number {
-  if (!/^\d{1,5}$/.test(s)) throw new FieldError('bad_address', 'fd.name port');
-  const n = Number(s);
+  if (s.length === 0 || s.length > 5) throw new FieldError('bad_address', 'fd.name port');
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) throw new FieldError('bad_address', 'fd.name port');
+    n = n * 10 + c;
+  }
   if (n > 65535) throw new FieldError('bad_address', 'fd.name port');
   return n;
 }
 
 function protocolOf(of: Record<string, unknown>): 'tcp' | 'udp' {
-  const p = optString(of, 'fd.l4proto', 16).toLowerCase();
+  const p = optString(of['fd.l4proto'], 'fd.l4proto', 16).toLowerCase();
   if (p === '' || p === 'tcp') return 'tcp';
   if (p === 'udp') return 'udp';
   throw new FieldError('unsupported', `fd.l4proto ${p}`);
@@ -183,8 +211,8 @@ interface Endpoint {
   port: number;
 }
 
-function endpoint(of: Record<string, unknown>, ipField: string, portField: string): Endpoint {
-  return { address: optString(of, ipField, FALCO_LIMITS.name), port: optInt(of, portField, 0, 65535) };
+function endpoint(ip: unknown, port: unknown, ipField: string, portField: string): Endpoint {
+  return { address: optString(ip, ipField, FALCO_LIMITS.name), port: optInt(port, portField, 0, 65535) };
 }
 
 function fill(into: Endpoint, from: Endpoint): void {
@@ -200,20 +228,23 @@ function fill(into: Endpoint, from: Endpoint): void {
  */
 function networkOf(of: Record<string, unknown>, kind: EventKind): NetworkInfo {
   const protocol = protocolOf(of);
-  const fdName = optString(of, 'fd.name', FALCO_LIMITS.name);
-  const byLocality = { local: endpoint(of, 'fd.lip', 'fd.lport'), remote: endpoint(of, 'fd.rip', 'fd.rport') };
+  const fdName = optString(of['fd.name'], 'fd.name', FALCO_LIMITS.name);
+  const byLocality = {
+    local: endpoint(of['fd.lip'], of['fd.lport'], 'fd.lip', 'fd.lport'),
+    remote: endpoint(of['fd.rip'], of['fd.rport'], 'fd.rip', 'fd.rport'),
+  };
   let local: Endpoint;
   let remote: Endpoint;
   if (kind === 'listen') {
     // A listening socket has one end, its own.
     local = fdName !== '' && !fdName.includes('->') ? splitEndpoint(fdName) : { address: '', port: -1 };
-    fill(local, endpoint(of, 'fd.sip', 'fd.sport'));
+    fill(local, endpoint(of['fd.sip'], of['fd.sport'], 'fd.sip', 'fd.sport'));
     fill(local, byLocality.local);
     remote = { address: '', port: -1 };
   } else {
-    const client = endpoint(of, 'fd.cip', 'fd.cport');
-    const server = endpoint(of, 'fd.sip', 'fd.sport');
-    const arrow = fdName.indexOf('->');
+    const client = endpoint(of['fd.cip'], of['fd.cport'], 'fd.cip', 'fd.cport');
+    const server = endpoint(of['fd.sip'], of['fd.sport'], 'fd.sip', 'fd.sport');
+    const arrow = client.address !== '' && client.port >= 0 && server.address !== '' && server.port >= 0 ? -1 : fdName.indexOf('->');
     if (arrow !== -1) {
       fill(client, splitEndpoint(fdName.slice(0, arrow)));
       fill(server, splitEndpoint(fdName.slice(arrow + 2)));
@@ -225,7 +256,7 @@ function networkOf(of: Record<string, unknown>, kind: EventKind): NetworkInfo {
   }
   if (kind === 'connect' && (remote.address === '' || remote.port < 0)) throw new FieldError('missing_field', 'connect needs the server address and port (fd.name, fd.sip/fd.sport or fd.rip/fd.rport)');
   if (kind !== 'connect' && local.port < 0) throw new FieldError('missing_field', `${kind} needs the local port (fd.name, fd.sport or fd.lport)`);
-  const remoteName = kind === 'connect' ? optString(of, 'fd.sip.name', FALCO_LIMITS.name) : '';
+  const remoteName = kind === 'connect' ? optString(of['fd.sip.name'], 'fd.sip.name', FALCO_LIMITS.name) : '';
   return { protocol, localAddress: local.address, localPort: local.port, remoteAddress: remote.address, remotePort: remote.port, remoteName };
 }
 
@@ -234,16 +265,26 @@ function uidOf(uid: number): number {
   return uid === 4294967295 ? -1 : uid;
 }
 
+/** Split command lines, cached: a long-running process repeats its command line on every event. */
+const argsCache = new Map<string, readonly string[]>();
+const MAX_ARGS_CACHE = 4_096;
+
 /** Split Falco's proc.cmdline (`name arg1 arg2`) into arguments without the name, bounded. */
-function argsOf(of: Record<string, unknown>): string[] {
-  const cmdline = optString(of, 'proc.cmdline', FALCO_LIMITS.cmdline);
+function argsOf(of: Record<string, unknown>): readonly string[] {
+  const cmdline = optString(of['proc.cmdline'], 'proc.cmdline', FALCO_LIMITS.cmdline);
   if (cmdline !== '') {
+    const cached = argsCache.get(cmdline);
+    if (cached) return cached;
     const parts = cmdline.split(' ');
     const out: string[] = [];
     for (let i = 1; i < parts.length && out.length < FALCO_LIMITS.args; i++) if (parts[i] !== '') out.push(parts[i] as string);
+    // Shared between events, so frozen; the cache is emptied when full (cheaper than LRU here).
+    Object.freeze(out);
+    if (argsCache.size >= MAX_ARGS_CACHE) argsCache.clear();
+    argsCache.set(cmdline, out);
     return out;
   }
-  const args = optString(of, 'proc.args', FALCO_LIMITS.cmdline);
+  const args = optString(of['proc.args'], 'proc.args', FALCO_LIMITS.cmdline);
   return args === '' ? [] : args.split(' ').filter((a) => a !== '').slice(0, FALCO_LIMITS.args);
 }
 
@@ -260,34 +301,34 @@ export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseRes
     if (r.source !== undefined && r.source !== 'syscall') throw new FieldError('unsupported', 'not a syscall event');
     const time = eventTime(r, f);
     const kind = kindOf(f);
-    const containerId = optString(f, 'container.id', FALCO_LIMITS.name);
+    const containerId = optString(f['container.id'], 'container.id', FALCO_LIMITS.name);
     if (containerId === '') throw new FieldError('missing_field', 'container.id');
     const isHost = containerId === 'host';
-    const exepath = optString(f, 'proc.exepath', FALCO_LIMITS.path);
-    const exe = exepath !== '' ? exepath : optString(f, 'proc.exe', FALCO_LIMITS.path);
-    const name = optString(f, 'proc.name', FALCO_LIMITS.name);
+    const exepath = optString(f['proc.exepath'], 'proc.exepath', FALCO_LIMITS.path);
+    const exe = exepath !== '' ? exepath : optString(f['proc.exe'], 'proc.exe', FALCO_LIMITS.path);
+    const name = optString(f['proc.name'], 'proc.name', FALCO_LIMITS.name);
     if (exe === '' && name === '') throw new FieldError('missing_field', 'proc.exepath, proc.exe or proc.name');
-    const parentExe = optString(f, 'proc.pexepath', FALCO_LIMITS.path) || optString(f, 'proc.pexe', FALCO_LIMITS.path);
-    const namespace = optString(f, 'k8s.ns.name', FALCO_LIMITS.name);
-    const podName = optString(f, 'k8s.pod.name', FALCO_LIMITS.name);
+    const parentExe = optString(f['proc.pexepath'], 'proc.pexepath', FALCO_LIMITS.path) || optString(f['proc.pexe'], 'proc.pexe', FALCO_LIMITS.path);
+    const namespace = optString(f['k8s.ns.name'], 'k8s.ns.name', FALCO_LIMITS.name);
+    const podName = optString(f['k8s.pod.name'], 'k8s.pod.name', FALCO_LIMITS.name);
     return {
       time,
       node: ctx.node,
       source: ctx.source,
       container: isHost
         ? null
-        : { id: containerId, name: optString(f, 'container.name', FALCO_LIMITS.name), image: imageOf(f) },
+        : { id: containerId, name: optString(f['container.name'], 'container.name', FALCO_LIMITS.name), image: imageOf(f) },
       pod: isHost || (namespace === '' && podName === '') ? null : { namespace, name: podName, labels: labelsOf(f), workload: '' },
       kind,
       process: {
-        pid: optInt(f, 'proc.pid', 0, 2 ** 32),
+        pid: optInt(f['proc.pid'], 'proc.pid', 0, 2 ** 32),
         exe,
         name,
         args: argsOf(f),
         parentExe,
-        parentName: optString(f, 'proc.pname', FALCO_LIMITS.name),
-        uid: uidOf(optInt(f, 'user.uid', 0, 2 ** 32)),
-        user: optString(f, 'user.name', FALCO_LIMITS.name),
+        parentName: optString(f['proc.pname'], 'proc.pname', FALCO_LIMITS.name),
+        uid: uidOf(optInt(f['user.uid'], 'user.uid', 0, 2 ** 32)),
+        user: optString(f['user.name'], 'user.name', FALCO_LIMITS.name),
       },
       network: kind === 'exec' ? null : networkOf(f, kind),
     };
