@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
-import { exampleOf, type Entry } from '../../core/entry.js';
+import { entryId, exampleOf, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import { mergeSnapshots } from '../../core/merge.js';
 import { CursorError, type Alert, type AlertState, type BaselineSummary, type Page, type Store, type StoredDeviation } from './store.js';
@@ -68,6 +68,23 @@ function decodeCursor(cursor: string | undefined): number {
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
   if (!/^s\d{1,15}$/.test(text)) throw new CursorError();
   return Number(text.slice(1));
+}
+
+/** Fingerprints by (key, entry), cached: a storm repeats a few fingerprints, each a sha256. Bounded. */
+function createFingerprintCache() {
+  const cache = new Map<string, string>();
+  return {
+    of(d: Deviation): string {
+      const text = `${d.key}\n${entryId(d.entry)}`;
+      let fp = cache.get(text);
+      if (fp === undefined) {
+        fp = deviationFingerprint(d);
+        if (cache.size >= 50_000) cache.clear();
+        cache.set(text, fp);
+      }
+      return fp;
+    },
+  };
 }
 
 function imageOfKey(d: Deviation): string {
@@ -134,12 +151,12 @@ export function openSqliteStore(path: string): Store {
   const selectAlert = db.prepare(`SELECT * FROM alerts WHERE fingerprint = ?`);
   const insertAlert = db.prepare(`
     INSERT INTO alerts (fingerprint, baseline_key, image, kind, entry, reason, explanation, nearest, first_seen, last_seen, count, nodes, pods, last_deviation_id, example, created_at)
-    VALUES (@fingerprint, @baselineKey, @image, @kind, @entry, @reason, @explanation, @nearest, @firstSeen, @lastSeen, 1, @nodes, @pods, @lastDeviationId, @example, @createdAt)`);
+    VALUES (@fingerprint, @baselineKey, @image, @kind, @entry, @reason, @explanation, @nearest, @firstSeen, @lastSeen, @count, @nodes, @pods, @lastDeviationId, @example, @createdAt)`);
   const updateAlert = db.prepare(`
-    UPDATE alerts SET count = count + 1, first_seen = min(first_seen, @time), last_seen = max(last_seen, @time),
+    UPDATE alerts SET count = count + @count, first_seen = min(first_seen, @minTime), last_seen = max(last_seen, @maxTime),
       nodes = @nodes, pods = @pods,
-      last_deviation_id = CASE WHEN @time >= last_seen THEN @id ELSE last_deviation_id END,
-      example = CASE WHEN @time >= last_seen THEN @example ELSE example END
+      last_deviation_id = CASE WHEN @maxTime >= last_seen THEN @id ELSE last_deviation_id END,
+      example = CASE WHEN @maxTime >= last_seen THEN @example ELSE example END
     WHERE fingerprint = @fingerprint`);
   const upsertSnapshot = db.prepare(`
     INSERT INTO baseline_snapshots (key, node, version, received_at, snapshot) VALUES (?, ?, ?, ?, ?)
@@ -148,6 +165,7 @@ export function openSqliteStore(path: string): Store {
   const selectSnapshotsOfKey = db.prepare(`SELECT node, snapshot FROM baseline_snapshots WHERE key = ?`);
   const selectAllSnapshots = db.prepare(`SELECT key, node, snapshot FROM baseline_snapshots ORDER BY key`);
   const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
+  const fingerprints = createFingerprintCache();
   // Filtered list queries differ only in which fixed WHERE fragments they use: prepare each shape once.
   const listStatements = new Map<string, Database.Statement>();
   const listStatement = (sql: string) => {
@@ -156,12 +174,24 @@ export function openSqliteStore(path: string): Store {
     return st;
   };
 
+  interface Group {
+    first: Deviation;
+    count: number;
+    minTime: number;
+    maxTime: number;
+    latest: Deviation;
+    nodes: Set<string>;
+    pods: Set<string>;
+  }
+
   const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], snapshots: readonly BaselineSnapshot[], receivedAt: number) => {
     let stored = 0;
     let duplicates = 0;
     const newAlerts: Alert[] = [];
+    // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once.
+    const groups = new Map<string, Group>();
     for (const d of deviations) {
-      const fingerprint = deviationFingerprint(d);
+      const fingerprint = fingerprints.of(d);
       const ev = d.event;
       const inserted = insertDeviation.run(d.id, fingerprint, d.key, ev.kind, ev.time, receivedAt, ev.node, JSON.stringify(d)).changes === 1;
       if (!inserted) {
@@ -170,35 +200,60 @@ export function openSqliteStore(path: string): Store {
       }
       stored++;
       const pod = ev.pod ? `${ev.pod.namespace}/${ev.pod.name}` : '';
-      const example = exampleOf(ev);
+      const g = groups.get(fingerprint);
+      if (!g) {
+        groups.set(fingerprint, { first: d, count: 1, minTime: ev.time, maxTime: ev.time, latest: d, nodes: new Set([ev.node]), pods: new Set(pod === '' ? [] : [pod]) });
+        continue;
+      }
+      g.count++;
+      if (ev.time < g.minTime) g.minTime = ev.time;
+      if (ev.time >= g.maxTime) {
+        g.maxTime = ev.time;
+        g.latest = d;
+      }
+      if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(ev.node);
+      if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
+    }
+    for (const [fingerprint, g] of groups) {
       const row = selectAlert.get(fingerprint) as AlertRow | undefined;
+      const example = exampleOf(g.latest.event);
       if (!row) {
-        const fields = {
+        const d = g.first;
+        insertAlert.run({
           fingerprint,
           baselineKey: d.key,
           image: imageOfKey(d),
-          kind: ev.kind,
+          kind: d.event.kind,
           entry: JSON.stringify(d.entry),
           reason: d.reason,
           explanation: d.explanation,
           nearest: JSON.stringify(d.nearest),
-          firstSeen: ev.time,
-          lastSeen: ev.time,
-          nodes: JSON.stringify([ev.node]),
-          pods: JSON.stringify(pod === '' ? [] : [pod]),
-          lastDeviationId: d.id,
+          firstSeen: g.minTime,
+          lastSeen: g.maxTime,
+          count: g.count,
+          nodes: JSON.stringify([...g.nodes]),
+          pods: JSON.stringify([...g.pods]),
+          lastDeviationId: g.latest.id,
           example,
           createdAt: receivedAt,
-        };
-        insertAlert.run(fields);
+        });
         newAlerts.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
         continue;
       }
       const nodes = JSON.parse(row.nodes) as string[];
-      if (!nodes.includes(ev.node) && nodes.length < MAX_ALERT_NODES) nodes.push(ev.node);
+      for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
       const pods = JSON.parse(row.pods) as string[];
-      if (pod !== '' && !pods.includes(pod) && pods.length < MAX_ALERT_PODS) pods.push(pod);
-      updateAlert.run({ fingerprint, time: ev.time, nodes: JSON.stringify(nodes), pods: JSON.stringify(pods), id: d.id, example });
+      for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
+      updateAlert.run({
+        fingerprint,
+        count: g.count,
+        minTime: g.minTime,
+        maxTime: g.maxTime,
+        nodes: JSON.stringify(nodes),
+        pods: JSON.stringify(pods),
+        id: g.latest.id,
+        example,
+      });
     }
     for (const s of snapshots) upsertSnapshot.run(s.key, node, s.version, receivedAt, JSON.stringify(s));
     return { stored, duplicates, newAlerts, snapshots: snapshots.length };
