@@ -23,8 +23,14 @@ export interface MergedBaseline {
 
 const STATE_RANK: Record<BaselineState, number> = { learning: 0, enforcing: 1, locked: 2 };
 
-/** Merge per-node snapshots of one key (`byNode` maps node → its latest snapshot). */
-export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, BaselineSnapshot>): MergedBaseline {
+/** A snapshot without its entries: what a baseline list needs. */
+export type SnapshotHeader = Omit<BaselineSnapshot, 'entries'>;
+
+/** The merged header of one key, without entries. */
+export type MergedHeader = Omit<MergedBaseline, 'entries'>;
+
+/** Merge the headers of per-node snapshots of one key (`byNode` maps node → its latest header). */
+export function mergeHeaders(key: string, byNode: ReadonlyMap<string, SnapshotHeader>): MergedHeader {
   let state: BaselineState = 'learning';
   let windowStart = Infinity;
   let learnUntil = Infinity;
@@ -32,7 +38,6 @@ export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, Baseline
   let events = 0;
   let overflow = 0;
   const images = new Map<string, ImageRef>();
-  const entries = new Map<string, EntryStats>();
   const nodes: MergedBaseline['nodes'] = [];
   for (const [node, s] of byNode) {
     nodes.push({ node, version: s.version, state: s.state });
@@ -43,6 +48,25 @@ export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, Baseline
     events += s.events;
     overflow += s.overflow;
     for (const img of s.images) images.set(`${img.repository}:${img.tag}@${img.digest}`, img);
+  }
+  nodes.sort((a, b) => a.node.localeCompare(b.node));
+  return {
+    key,
+    state,
+    nodes,
+    windowStart: Number.isFinite(windowStart) ? windowStart : 0,
+    learnUntil: Number.isFinite(learnUntil) ? learnUntil : 0,
+    enforcingSince: Number.isFinite(enforcingSince) ? enforcingSince : 0,
+    events,
+    overflow,
+    images: [...images.values()],
+  };
+}
+
+/** Merge per-node snapshots of one key (`byNode` maps node → its latest snapshot). */
+export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, BaselineSnapshot>): MergedBaseline {
+  const entries = new Map<string, EntryStats>();
+  for (const s of byNode.values()) {
     for (const e of s.entries) {
       const m = entries.get(e.id);
       if (!m) {
@@ -56,17 +80,5 @@ export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, Baseline
       for (const x of e.examples) if (!m.examples.includes(x) && m.examples.length < 5) m.examples.push(x);
     }
   }
-  nodes.sort((a, b) => a.node.localeCompare(b.node));
-  return {
-    key,
-    state,
-    nodes,
-    windowStart: Number.isFinite(windowStart) ? windowStart : 0,
-    learnUntil: Number.isFinite(learnUntil) ? learnUntil : 0,
-    enforcingSince: Number.isFinite(enforcingSince) ? enforcingSince : 0,
-    events,
-    overflow,
-    images: [...images.values()],
-    entries: [...entries.values()].sort((a, b) => a.id.localeCompare(b.id)),
-  };
+  return { ...mergeHeaders(key, byNode), entries: [...entries.values()].sort((a, b) => a.id.localeCompare(b.id)) };
 }

@@ -9,7 +9,7 @@ import type { BaselineSnapshot } from '../../core/baseline.js';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
 import { entryId, exampleOf, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
-import { mergeSnapshots } from '../../core/merge.js';
+import { mergeHeaders, mergeSnapshots, type SnapshotHeader } from '../../core/merge.js';
 import { CursorError, type Alert, type AlertState, type BaselineSummary, type Page, type Store, type StoredDeviation } from './store.js';
 
 /** Most nodes and pods an alert lists. */
@@ -140,8 +140,16 @@ export function openSqliteStore(path: string): Store {
       node        TEXT NOT NULL,
       version     INTEGER NOT NULL,
       received_at INTEGER NOT NULL,
+      header      TEXT NOT NULL,
       snapshot    TEXT NOT NULL,
       PRIMARY KEY (key, node)
+    ) WITHOUT ROWID;
+    -- The union of entry ids per key across nodes, so a list of baselines needs no snapshot parsing.
+    CREATE TABLE IF NOT EXISTS baseline_entries (
+      key      TEXT NOT NULL,
+      entry_id TEXT NOT NULL,
+      type     TEXT NOT NULL,
+      PRIMARY KEY (key, entry_id)
     ) WITHOUT ROWID;
   `);
 
@@ -159,11 +167,14 @@ export function openSqliteStore(path: string): Store {
       example = CASE WHEN @maxTime >= last_seen THEN @example ELSE example END
     WHERE fingerprint = @fingerprint`);
   const upsertSnapshot = db.prepare(`
-    INSERT INTO baseline_snapshots (key, node, version, received_at, snapshot) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at, snapshot = excluded.snapshot
+    INSERT INTO baseline_snapshots (key, node, version, received_at, header, snapshot) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at,
+      header = excluded.header, snapshot = excluded.snapshot
     WHERE excluded.version >= baseline_snapshots.version`);
+  const insertEntryId = db.prepare(`INSERT OR IGNORE INTO baseline_entries (key, entry_id, type) VALUES (?, ?, ?)`);
   const selectSnapshotsOfKey = db.prepare(`SELECT node, snapshot FROM baseline_snapshots WHERE key = ?`);
-  const selectAllSnapshots = db.prepare(`SELECT key, node, snapshot FROM baseline_snapshots ORDER BY key`);
+  const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_snapshots ORDER BY key`);
+  const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
   const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
   const fingerprints = createFingerprintCache();
   // Filtered list queries differ only in which fixed WHERE fragments they use: prepare each shape once.
@@ -255,19 +266,13 @@ export function openSqliteStore(path: string): Store {
         example,
       });
     }
-    for (const s of snapshots) upsertSnapshot.run(s.key, node, s.version, receivedAt, JSON.stringify(s));
+    for (const s of snapshots) {
+      const { entries, ...header } = s;
+      if (upsertSnapshot.run(s.key, node, s.version, receivedAt, JSON.stringify(header), JSON.stringify(s)).changes === 0) continue;
+      for (const e of entries) insertEntryId.run(s.key, e.id, e.entry.type);
+    }
     return { stored, duplicates, newAlerts, snapshots: snapshots.length };
   });
-
-  function snapshotsByKey(): Map<string, Map<string, BaselineSnapshot>> {
-    const byKey = new Map<string, Map<string, BaselineSnapshot>>();
-    for (const row of selectAllSnapshots.iterate() as IterableIterator<{ key: string; node: string; snapshot: string }>) {
-      let m = byKey.get(row.key);
-      if (!m) byKey.set(row.key, (m = new Map()));
-      m.set(row.node, JSON.parse(row.snapshot) as BaselineSnapshot);
-    }
-    return byKey;
-  }
 
   return {
     ingest: (node, deviations, snapshots, receivedAt) => ingestTx(node, deviations, snapshots, receivedAt),
@@ -310,14 +315,17 @@ export function openSqliteStore(path: string): Store {
     },
     countDeviations: () => countDeviations.get() as number,
     listBaselines(): BaselineSummary[] {
-      const out: BaselineSummary[] = [];
-      for (const [key, byNode] of snapshotsByKey()) {
-        const { entries, ...header } = mergeSnapshots(key, byNode);
-        let processEntries = 0;
-        for (const e of entries) if (e.entry.type === 'process') processEntries++;
-        out.push({ ...header, processEntries, networkEntries: entries.length - processEntries });
+      const headers = new Map<string, Map<string, SnapshotHeader>>();
+      for (const row of selectAllHeaders.iterate() as IterableIterator<{ key: string; node: string; header: string }>) {
+        let m = headers.get(row.key);
+        if (!m) headers.set(row.key, (m = new Map()));
+        m.set(row.node, JSON.parse(row.header) as SnapshotHeader);
       }
-      return out;
+      const counts = new Map((countEntriesByKey.all() as { key: string; process: number; total: number }[]).map((r) => [r.key, r]));
+      return [...headers].map(([key, byNode]) => {
+        const c = counts.get(key);
+        return { ...mergeHeaders(key, byNode), processEntries: c?.process ?? 0, networkEntries: c ? c.total - c.process : 0 };
+      });
     },
     getBaseline(key) {
       const rows = selectSnapshotsOfKey.all(key) as { node: string; snapshot: string }[];
