@@ -96,9 +96,12 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
   const metrics = createAgentMetrics();
   const state = openAgentState(config.stateDir, config.maxSpoolBytes);
   const engine = createBaselineEngine({ learningWindowMs: config.learningWindow, keyMode: config.baselineKey });
-  const restored = state.loadBaselines();
-  for (const snapshot of restored) engine.restore(snapshot);
-  if (restored.length > 0) logger.info({ baselines: restored.length }, 'restored baselines from the state dir');
+  let restored = 0;
+  for (const snapshot of state.loadBaselines()) {
+    engine.restore(snapshot);
+    restored++;
+  }
+  if (restored > 0) logger.info({ baselines: restored }, 'restored baselines from the state dir');
 
   const uplinkRef: { wake(): void } = { wake: () => {} };
   const pipeline = createPipeline(

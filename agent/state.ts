@@ -41,7 +41,8 @@ export interface CommitResult {
 /** The agent's state store. */
 export interface AgentState {
   commit(changes: StateCommit): CommitResult;
-  loadBaselines(): BaselineSnapshot[];
+  /** Every persisted baseline, one at a time (so restoring thousands never holds all their JSON at once). */
+  loadBaselines(): IterableIterator<BaselineSnapshot>;
   loadPosition(source: string): unknown;
   /** Records after `afterSeq`, oldest first, at most `limit` and about `maxBytes`. */
   peek(afterSeq: number, limit: number, maxBytes: number): SpoolRecord[];
@@ -129,7 +130,9 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
 
   return {
     commit: (changes) => commitTx(changes),
-    loadBaselines: () => (selectBaselines.all() as string[]).map((s) => JSON.parse(s) as BaselineSnapshot),
+    *loadBaselines() {
+      for (const text of selectBaselines.iterate() as IterableIterator<string>) yield JSON.parse(text) as BaselineSnapshot;
+    },
     loadPosition(source) {
       const raw = selectPosition.get(source) as string | undefined;
       return raw === undefined ? undefined : (JSON.parse(raw) as unknown);

@@ -3,7 +3,7 @@
  * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
  */
 import type { ActivityEvent, ImageRef } from './event.js';
-import { describeEntry, exampleOf, type Entry } from './entry.js';
+import { describeEntry, entryFromId, exampleOf, type Entry } from './entry.js';
 
 /** How events are grouped into baselines. */
 export type KeyMode = 'repository' | 'tag' | 'digest';
@@ -46,6 +46,12 @@ export interface EntryStats {
   examples: string[];
 }
 
+/**
+ * What a baseline holds in memory for one entry: the stats without the parsed entry, which the id
+ * encodes already (an agent may hold hundreds of thousands of entries; see entryFromId).
+ */
+export type LearnedEntry = Omit<EntryStats, 'entry'>;
+
 /** A baseline in memory. Mutated only by the engine. */
 export interface Baseline {
   key: string;
@@ -63,7 +69,7 @@ export interface Baseline {
   /** Entries not learned because the baseline was full. */
   overflow: number;
   images: ImageRef[];
-  entries: Map<string, EntryStats>;
+  entries: Map<string, LearnedEntry>;
 }
 
 /** A plain-JSON copy of a baseline, as persisted by the agent and sent to the collector. */
@@ -158,11 +164,13 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
     get: (key) => baselines.get(key),
     all: () => baselines.values(),
     restore(snapshot) {
-      const b: Baseline = {
-        ...snapshot,
-        images: snapshot.images.slice(0, MAX_IMAGES),
-        entries: new Map(snapshot.entries.map((e) => [e.id, e])),
-      };
+      const entries = new Map<string, LearnedEntry>();
+      for (const { entry: _parsed, ...e } of snapshot.entries) {
+        e.nodes = shareNodes(e.nodes);
+        entries.set(e.id, e);
+      }
+      const { entries: _listed, ...header } = snapshot;
+      const b: Baseline = { ...header, images: snapshot.images.slice(0, MAX_IMAGES), entries };
       baselines.set(b.key, b);
       return b;
     },
@@ -192,11 +200,10 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         }
         b.entries.set(id, {
           id,
-          entry,
           firstSeen: event.time,
           lastSeen: event.time,
           count: 1,
-          nodes: [event.node],
+          nodes: shareNodes([event.node]),
           examples: [clip(exampleOf(event))],
         });
         b.version++;
@@ -207,15 +214,33 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
   };
 }
 
+/**
+ * Interned one-node arrays: on an agent nearly every entry's node list is just that node, and a
+ * separate array per entry costs more than the rest of the entry's bookkeeping.
+ */
+const oneNode = new Map<string, string[]>();
+
+function shareNodes(nodes: string[]): string[] {
+  if (nodes.length !== 1) return nodes;
+  const node = nodes[0] as string;
+  let shared = oneNode.get(node);
+  if (!shared) {
+    if (oneNode.size >= 10_000) oneNode.clear();
+    oneNode.set(node, (shared = Object.freeze([node]) as string[]));
+  }
+  return shared;
+}
+
 function clip(s: string): string {
   return s.length > MAX_EXAMPLE_LENGTH ? `${s.slice(0, MAX_EXAMPLE_LENGTH)}…` : s;
 }
 
-function touch(stats: EntryStats, event: ActivityEvent): void {
+function touch(stats: LearnedEntry, event: ActivityEvent): void {
   stats.count++;
   if (event.time > stats.lastSeen) stats.lastSeen = event.time;
   if (event.time < stats.firstSeen) stats.firstSeen = event.time;
-  if (stats.nodes.length < MAX_NODES && !stats.nodes.includes(event.node)) stats.nodes.push(event.node);
+  // Copy on write: most entries share one frozen one-node array (an agent sees only its own node).
+  if (stats.nodes.length < MAX_NODES && !stats.nodes.includes(event.node)) stats.nodes = [...stats.nodes, event.node];
   if (stats.examples.length < MAX_EXAMPLES && (stats.count & (stats.count - 1)) === 0) {
     // Examples are few: the text is built only while there is room, and only at counts that are
     // powers of two, so a behaviour that always looks the same costs log2(count) string builds.
@@ -248,7 +273,7 @@ export function snapshotOf(b: Baseline): BaselineSnapshot {
     events: b.events,
     overflow: b.overflow,
     images: b.images.map((i) => ({ ...i })),
-    entries: [...b.entries.values()].map((e) => ({ ...e, nodes: [...e.nodes], examples: [...e.examples] })),
+    entries: [...b.entries.values()].map((e) => ({ ...e, entry: entryFromId(e.id), nodes: [...e.nodes], examples: [...e.examples] })),
   };
 }
 
@@ -265,7 +290,9 @@ export function explain(b: Baseline, entry: Entry): { reason: DeviationReason; e
     let sameExe = false;
     let sameExeParent = false;
     let sameExeParentUser = false;
-    for (const { entry: e } of b.entries.values()) {
+    for (const id of b.entries.keys()) {
+      if (!id.startsWith('exec|')) continue;
+      const e = entryFromId(id);
       if (e.type !== 'process' || e.exe !== entry.exe) continue;
       sameExe = true;
       add(e);
@@ -287,7 +314,9 @@ export function explain(b: Baseline, entry: Entry): { reason: DeviationReason; e
   }
   let samePeer = false;
   let samePort = false;
-  for (const { entry: e } of b.entries.values()) {
+  for (const id of b.entries.keys()) {
+    if (!id.startsWith(`${entry.direction}|`)) continue;
+    const e = entryFromId(id);
     if (e.type !== 'network' || e.direction !== entry.direction) continue;
     if (e.peer === entry.peer) {
       samePeer = true;

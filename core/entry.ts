@@ -55,6 +55,36 @@ export function entryId(entry: Entry): string {
   return `${entry.direction}|${entry.protocol}|${esc(entry.peer)}|${entry.port}`;
 }
 
+/** Split an id at its unescaped `|` separators, unescaping the parts. */
+function splitId(id: string): string[] {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < id.length; i++) {
+    const c = id[i] as string;
+    if (c === '\\' && i + 1 < id.length) cur += id[++i];
+    else if (c === '|') {
+      parts.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  parts.push(cur);
+  return parts;
+}
+
+const USER_CLASSES = new Set(['root', 'system', 'user', 'unknown']);
+
+/** The entry an id stands for (the inverse of entryId). Throws a RangeError for text that is not an entry id. */
+export function entryFromId(id: string): Entry {
+  const p = splitId(id);
+  if (p[0] === 'exec' && p.length === 5 && USER_CLASSES.has(p[3] as string)) {
+    return { type: 'process', exe: p[1] as string, parent: p[2] as string, user: p[3] as UserClass, args: p[4] as string };
+  }
+  if ((p[0] === 'egress' || p[0] === 'ingress' || p[0] === 'listen') && p.length === 4 && (p[1] === 'tcp' || p[1] === 'udp') && /^\d{1,5}$/.test(p[3] as string)) {
+    return { type: 'network', direction: p[0], protocol: p[1], peer: p[2] as string, port: Number(p[3]) };
+  }
+  throw new RangeError(`not an entry id: ${JSON.stringify(id.slice(0, 80))}`);
+}
+
 /** A short, stable fingerprint of (baseline key, entry): the identity of an alert. */
 export function fingerprint(key: string, id: string): string {
   return createHash('sha256').update(key).update('\n').update(id).digest('hex').slice(0, 32);

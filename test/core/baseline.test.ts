@@ -1,6 +1,6 @@
 import test from 'ava';
 import { HOST_KEY, baselineKey, createBaselineEngine, snapshotOf, type Observation } from '../../core/baseline.js';
-import { entryId, entryOf, type Entry } from '../../core/entry.js';
+import { entryFromId, entryId, entryOf, type Entry } from '../../core/entry.js';
 import { parseCidr } from '../../core/ip.js';
 import type { ActivityEvent } from '../../core/event.js';
 
@@ -145,8 +145,12 @@ test('restore from a snapshot resumes without relearning', (t) => {
   t.is(observe(b, exec(13, '/bin/sh', [])).verdict, 'deviation');
 });
 
-test('entry ids are unambiguous when fields contain the separator', (t) => {
+test('entry ids are unambiguous when fields contain the separator, and read back exactly', (t) => {
   const e1: Entry = { type: 'process', exe: '/a|b', parent: 'c', user: 'root', args: '' };
-  const e2: Entry = { type: 'process', exe: '/a', parent: 'b|c', user: 'root', args: '' };
+  const e2: Entry = { type: 'process', exe: '/a', parent: 'b|c', user: 'root', args: 'x \\| y\\' };
+  const e3: Entry = { type: 'network', direction: 'egress', protocol: 'udp', peer: 'fd00::1', port: 53 };
   t.not(entryId(e1), entryId(e2));
+  for (const e of [e1, e2, e3]) t.deepEqual(entryFromId(entryId(e)), e);
+  t.throws(() => entryFromId('exec|only|three'), { instanceOf: RangeError });
+  t.throws(() => entryFromId('egress|tcp|cluster|99999999'), { instanceOf: RangeError });
 });
