@@ -1,0 +1,66 @@
+/**
+ * Scenario 6 (agent part) — the agent's memory, as a real `driftwatch agent` process connected to a
+ * real collector: idle with no baseline; with 2,000 enforcing baselines of 100 entries each restored
+ * from its state dir; and after it has read a stream of events spread over those 2,000 baselines.
+ * The floor is an idle Node.js process that loads nothing.
+ */
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { seedAgentState } from '../lib/agent-state.js';
+import { bareNodeRss } from '../lib/bare-node.js';
+import { streamFile } from '../lib/data.js';
+import { mib, peakRssOf, rssOf, sleep, waitFor } from '../lib/measure.js';
+import { metricValue, spawnAgent, spawnCollector } from '../lib/procs.js';
+import { figure, type Figure, type Scenario, type ScenarioContext } from '../lib/types.js';
+import { cloneBaselines, cloneFile, growthBaselines, specs } from './growth-hot-path.js';
+
+const NAME = 'memory';
+
+async function run(ctx: ScenarioContext): Promise<Figure[]> {
+  const BASELINES = ctx.quick ? 200 : 2_000;
+  const floor = await bareNodeRss();
+  const learned = await growthBaselines(ctx);
+  const images = learned.filter((b) => b.key !== '@host').length;
+  const clones = Math.round(BASELINES / images);
+  const check = streamFile(ctx.cacheDir, specs(ctx.quick).check);
+  const events = cloneFile(check.path, clones);
+
+  const collector = await spawnCollector(join(ctx.workDir, 'collector.db'));
+  const settle = ctx.quick ? 700 : 3_000;
+
+  // Idle, nothing learned yet.
+  const idleDir = join(ctx.workDir, 'agent-idle');
+  mkdirSync(idleDir, { recursive: true });
+  writeFileSync(join(idleDir, 'falco.json'), '');
+  const idle = await spawnAgent(['--source', `falco-file:${join(idleDir, 'falco.json')}`, '--collector', collector.target, '--node', 'node-1', '--state-dir', join(idleDir, 'state')]);
+  await sleep(settle);
+  const rssIdle = rssOf(idle.pid);
+  await idle.stop();
+
+  // 2,000 baselines restored, idle; then the events.
+  const dir = join(ctx.workDir, 'agent-2000');
+  mkdirSync(dir, { recursive: true });
+  const seeded = seedAgentState(join(dir, 'state'), cloneBaselines(learned, clones));
+  const file = join(dir, 'falco.json');
+  writeFileSync(file, '');
+  const agent = await spawnAgent(['--source', `falco-file:${file}`, '--collector', collector.target, '--node', 'node-1', '--state-dir', join(dir, 'state')]);
+  const restored = agent.logs.find((l) => l.msg === 'restored baselines from the state dir')?.baselines as number | undefined;
+  await sleep(settle);
+  const rssRestored = rssOf(agent.pid);
+  copyFileSync(events, file);
+  await waitFor(async () => ((await metricValue(`${agent.httpUrl}/metrics`, 'driftwatch_agent_events_total')) >= check.events ? true : undefined), 120_000, 'the agent to read the events', 100);
+  await sleep(settle);
+  const rssAfter = rssOf(agent.pid);
+  const peak = peakRssOf(agent.pid);
+  await agent.stop();
+  await collector.stop();
+  ctx.log(`agent RSS: idle ${Math.round(mib(rssIdle))} MiB, ${restored} baselines ${Math.round(mib(rssRestored))} MiB, after ${check.events} events ${Math.round(mib(rssAfter))} MiB (peak ${Math.round(mib(peak))})`);
+  const n = seeded - 1; // the host baseline is not an image's
+  return [
+    figure.cost(NAME, 'agent RSS idle, no baseline', mib(rssIdle), 'MiB', 'idle bare node RSS', mib(floor), null),
+    figure.cost(NAME, `agent RSS idle, ${n} baselines × 100 entries`, mib(rssRestored), 'MiB', 'idle bare node RSS', mib(floor), ctx.quick ? null : 150, `${restored ?? '?'} baselines restored from the state dir`),
+    figure.cost(NAME, `agent RSS after ${check.events} events over ${n} baselines`, mib(rssAfter), 'MiB', 'idle bare node RSS', mib(floor), ctx.quick ? null : 150, `peak (VmHWM) ${Math.round(mib(peak))} MiB`),
+  ];
+}
+
+export const scenario: Scenario = { name: 'agent-memory', title: 'Memory: agent', run };

@@ -1,0 +1,11 @@
+/** Every scenario, in the order `npm run bench` runs them. */
+import type { Scenario } from '../lib/types.js';
+import { scenario as agentHotPath } from './agent-hot-path.js';
+import { scenario as endToEnd } from './end-to-end.js';
+import { scenario as collectorIngest } from './collector-ingest.js';
+import { scenario as manyNodes } from './many-nodes.js';
+import { scenario as growthHotPath } from './growth-hot-path.js';
+import { scenario as growthCollector } from './growth-collector.js';
+import { scenario as agentMemory } from './agent-memory.js';
+
+export const SCENARIOS: readonly Scenario[] = [agentHotPath, endToEnd, collectorIngest, manyNodes, growthHotPath, growthCollector, agentMemory];
