@@ -165,9 +165,9 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
     all: () => baselines.values(),
     restore(snapshot) {
       const entries = new Map<string, LearnedEntry>();
-      for (const { entry: _parsed, ...e } of snapshot.entries) {
-        e.nodes = shareNodes(e.nodes);
-        entries.set(e.id, e);
+      for (const e of snapshot.entries) {
+        // A literal in the same field order as observe() makes: one compact object shape for all entries.
+        entries.set(e.id, { id: e.id, firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: shareNodes(e.nodes), examples: e.examples });
       }
       const { entries: _listed, ...header } = snapshot;
       const b: Baseline = { ...header, images: snapshot.images.slice(0, MAX_IMAGES), entries };

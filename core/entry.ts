@@ -172,5 +172,7 @@ export function exampleOf(event: ActivityEvent): string {
   const fmt = (a: string, port: number) => (a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`);
   if (event.kind === 'listen') return fmt(n.localAddress, n.localPort);
   const remote = n.remoteName !== '' ? `${n.remoteName} (${fmt(n.remoteAddress, n.remotePort)})` : fmt(n.remoteAddress, n.remotePort);
-  return event.kind === 'connect' ? `→ ${remote}` : `← ${remote} on :${n.localPort}`;
+  // ASCII on purpose: one non-Latin-1 character makes V8 store the whole string at two bytes a
+  // character, and an agent keeps one example per entry for hundreds of thousands of entries.
+  return event.kind === 'connect' ? `-> ${remote}` : `<- ${remote} on :${n.localPort}`;
 }
