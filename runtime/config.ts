@@ -77,8 +77,15 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigError {
   return new ConfigError(key, message);
 }
 
-/** Merge file, env and flags, validate with `schema`, and return a deep-frozen result. */
-export function loadConfig<S extends z.ZodType>(schema: S, sources: ConfigSources): Readonly<z.output<S>> {
+/**
+ * Merge file, env and flags, validate with `schema`, and return a deep-frozen result. Unknown keys
+ * in the file or flags stop startup; unknown `DRIFTWATCH_*` environment variables are ignored,
+ * because the environment is shared: Kubernetes injects `DRIFTWATCH_SERVICE_HOST`,
+ * `DRIFTWATCH_PORT_7070_TCP` and the like into every pod of a namespace with a Service named
+ * `driftwatch`.
+ */
+export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSources): Readonly<z.output<S>> {
+  const known = new Set(Object.keys(schema.shape));
   const merged: Record<string, unknown> = {};
   if (sources.file !== undefined) {
     let doc: unknown;
@@ -95,7 +102,7 @@ export function loadConfig<S extends z.ZodType>(schema: S, sources: ConfigSource
   for (const [name, value] of Object.entries(sources.env)) {
     if (!name.startsWith(sources.envPrefix) || value === undefined || value === '') continue;
     const key = camelCase(name.slice(sources.envPrefix.length));
-    if (key === 'config') continue;
+    if (!known.has(key)) continue;
     merged[key] = sources.listKeys.includes(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
   }
   for (const [key, value] of Object.entries(sources.flags)) if (value !== undefined) merged[key] = value;

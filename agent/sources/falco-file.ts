@@ -76,7 +76,11 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
       const waiter = watchFile(path, log);
       let saved = isPosition(ctx.savedPosition) ? ctx.savedPosition : undefined;
       let handle: FileHandle | null = null;
-      const buf = Buffer.allocUnsafe(opts.chunkBytes);
+      // Two buffers: while one chunk is parsed, the next is already being read (the read runs on
+      // libuv's thread pool; without this the source idles for a round trip per chunk).
+      const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(opts.chunkBytes), Buffer.allocUnsafe(opts.chunkBytes)];
+      let cur: 0 | 1 = 0;
+      let prefetch: Promise<{ bytesRead: number }> | null = null;
       try {
         while (!signal.aborted) {
           // Open the file, waiting for it to appear.
@@ -104,12 +108,23 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
           // Read this inode until it is rotated away (or the stream ends).
           for (;;) {
             if (signal.aborted) return;
-            const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+            const reading = prefetch ?? handle.read(bufs[cur], 0, opts.chunkBytes, offset);
+            prefetch = null;
+            const { bytesRead } = await reading;
+            const buf = bufs[cur];
             if (bytesRead > 0) {
               offset += bytesRead;
-              // Remember the mtime at which we were caught up, to notice a same-size rewrite later.
-              const after = await handle.stat();
-              quietMtime = after.size === offset ? after.mtimeMs : -1;
+              // Caught up (a short read): remember the mtime, to notice a same-size rewrite later.
+              // A full buffer means more is waiting; no stat then (one thread-pool trip less per chunk).
+              if (bytesRead < buf.length) {
+                const after = await handle.stat();
+                quietMtime = after.size === offset ? after.mtimeMs : -1;
+              } else {
+                quietMtime = -1;
+                // The decoder copies what it keeps, so the other buffer is free: read ahead into it.
+                cur = cur === 0 ? 1 : 0;
+                prefetch = handle.read(bufs[cur], 0, opts.chunkBytes, offset);
+              }
               const events = decoder.push(buf.subarray(0, bytesRead));
               // The saved position is always a line boundary: the bytes of an incomplete line are read again.
               yield { events, position: { ino, offset: offset - decoder.pending } satisfies FilePosition };
@@ -144,6 +159,8 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
         }
       } finally {
         waiter.close();
+        // Never close the file under a read still in flight.
+        await prefetch?.catch(() => undefined);
         await handle?.close();
       }
     },

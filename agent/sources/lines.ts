@@ -73,8 +73,12 @@ export function createLineSplitter(maxLineBytes: number, sink: LineSink): LineSp
       }
       let body = chunk.subarray(start, last + 1);
       if (carry) {
-        body = Buffer.concat([carry, body]);
+        // Join only the carried line with its end, not the whole chunk.
+        const nl = body.indexOf(10);
+        const joined = Buffer.concat([carry, body.subarray(0, nl)]);
         carry = null;
+        body = body.subarray(nl + 1);
+        emitBuffer(joined);
       }
       const tail = chunk.subarray(last + 1);
       if (tail.length > maxLineBytes) {

@@ -1,4 +1,7 @@
 import test from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadAgentConfig } from '../../agent/main.js';
 import { loadCollectorConfig } from '../../collector/main.js';
@@ -22,4 +25,12 @@ test('flags win over the environment, the environment over the file', (t) => {
   t.is(loadAgentConfig({}, { DRIFTWATCH_LEARNING_WINDOW: '2h' }, file).learningWindow, 7_200_000);
   t.is(loadAgentConfig({ learningWindow: '30m' }, { DRIFTWATCH_LEARNING_WINDOW: '2h' }, file).learningWindow, 1_800_000);
   t.deepEqual(loadAgentConfig({}, { DRIFTWATCH_SOURCES: 'stdin, falco-file:/var/log/falco.json' }, file).sources, ['stdin', 'falco-file:/var/log/falco.json']);
+});
+
+test('an unknown key in a config file stops startup naming it', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'agent.yaml');
+  writeFileSync(file, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\nlearningWindw: 2h\n');
+  t.throws(() => loadAgentConfig({}, {}, file), { message: /learningWindw: unknown setting/ });
 });
