@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { followJsonLog } from '../../test/helpers/json-log.js';
 
 /** The compiled CLI entry point. */
 export const CLI = fileURLToPath(new URL('../../cli/driftwatch.js', import.meta.url));
@@ -50,35 +51,7 @@ export function spawnNode(script: string, args: string[], options: { execArgv?: 
     env,
   });
   running.add(child);
-  const logs: (Record<string, unknown> & { _at: number })[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown> & { _at: number }) => void }[] = [];
-  let buffer = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (chunk: string) => {
-    const at = performance.now();
-    buffer += chunk;
-    let nl;
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const text = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      let line: Record<string, unknown>;
-      try {
-        line = JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      const stamped = Object.assign(line, { _at: at });
-      // Keep memory bounded: alert lines of a long run are not needed.
-      if (logs.length < 10_000) logs.push(stamped);
-      for (const w of [...waiters]) {
-        if (w.pred(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(stamped);
-        }
-      }
-    }
-  });
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (c: string) => {
     if (stderr.length < 100_000) stderr += c;
@@ -89,6 +62,7 @@ export function spawnNode(script: string, args: string[], options: { execArgv?: 
       resolve(code);
     }),
   );
+  const { logs, waitForLog } = followJsonLog(child, exited, () => stderr);
   return {
     child,
     pid: child.pid as number,
@@ -97,18 +71,7 @@ export function spawnNode(script: string, args: string[], options: { execArgv?: 
       return stderr;
     },
     exited,
-    waitForLog(pred, timeoutMs = 30_000) {
-      const seen = logs.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${stderr.slice(-800)}`)), timeoutMs);
-        void exited.then((code) => {
-          clearTimeout(timer);
-          reject(new Error(`process exited (${code}) before the expected log line; stderr: ${stderr.slice(-800)}`));
-        });
-        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      });
-    },
+    waitForLog: (pred, timeoutMs = 30_000) => waitForLog(pred, timeoutMs),
     async stop(signal = 'SIGTERM', timeoutMs = 15_000) {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);

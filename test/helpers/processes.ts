@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
+import { followJsonLog } from './json-log.js';
 
 /** The compiled CLI entry point. */
 export const CLI = fileURLToPath(new URL('../../cli/driftwatch.js', import.meta.url));
@@ -22,35 +23,11 @@ export interface CliProcess {
 /** Spawn `driftwatch ...args`; killed at the end of the test if still running. */
 export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
-  const logs: Record<string, unknown>[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  let buffer = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (chunk: string) => {
-    buffer += chunk;
-    let nl;
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const text = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      let line: Record<string, unknown>;
-      try {
-        line = JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      logs.push(line);
-      for (const w of [...waiters]) {
-        if (w.pred(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  });
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (c: string) => (stderr += c));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { logs, waitForLog } = followJsonLog(child, exited, () => stderr);
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -61,14 +38,7 @@ export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?:
       return stderr;
     },
     exited,
-    waitForLog(pred, timeoutMs = 20_000) {
-      const seen = logs.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${stderr.slice(-500)}`)), timeoutMs);
-        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      });
-    },
+    waitForLog: (pred, timeoutMs = 20_000) => waitForLog(pred, timeoutMs),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
