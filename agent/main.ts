@@ -105,7 +105,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
 
   const uplinkRef: { wake(): void } = { wake: () => {} };
   const pipeline = createPipeline(
-    { entryOptions: { clusterRanges: config.clusterCidrs.map(parseCidr) }, statsIntervalMs: 30_000, attributionWaitMs: 60_000 },
+    { entryOptions: { clusterRanges: config.clusterCidrs.map(parseCidr) }, statsIntervalMs: 60_000, attributionWaitMs: 60_000 },
     { engine, state, attributor: createAttributor(), metrics, logger: logger.child({ component: 'pipeline' }), now: Date.now, onSpooled: () => uplinkRef.wake() },
   );
   const uplink = startUplink(

@@ -3,7 +3,7 @@
  * into the spool → the source's batch acknowledged. Synchronous per batch (better-sqlite3 is
  * synchronous), so batches of different sources never interleave inside a commit.
  */
-import { baselineKey, snapshotOf, type BaselineEngine, type BaselineSnapshot } from '../core/baseline.js';
+import { baselineKey, takeDelta, type BaselineEngine, type BaselineSnapshot } from '../core/baseline.js';
 import { deviationId, type Deviation } from '../core/deviation.js';
 import { entryId, entryOf, type EntryOptions } from '../core/entry.js';
 import { EVENT_KINDS, type ActivityEvent } from '../core/event.js';
@@ -16,7 +16,10 @@ import type { AgentState } from './state.js';
 /** Pipeline settings. */
 export interface PipelineOptions {
   entryOptions: EntryOptions;
-  /** A baseline whose only change is counts/last-seen is re-persisted and re-sent at most this often. */
+  /**
+   * A baseline whose only change is counts/last-seen is persisted and sent at most this often. New
+   * entries and state changes go at the next flush (every second).
+   */
   statsIntervalMs: number;
   /**
    * How long (in event time) events of a container whose image is not yet known are held, waiting
@@ -25,6 +28,13 @@ export interface PipelineOptions {
    */
   attributionWaitMs: number;
 }
+
+/**
+ * Most entries one non-forced flush writes for stats-only changes. The rest wait for the next flush:
+ * a busy agent with thousands of active baselines spreads that work over seconds instead of
+ * stopping its event loop (and its sources) for one long write.
+ */
+const MAX_STATS_ENTRIES_PER_FLUSH = 5_000;
 
 /** Most containers with held events, and most events held per container. */
 const MAX_HELD_CONTAINERS = 1_000;
@@ -47,7 +57,7 @@ export interface PipelineDeps {
 export interface Pipeline {
   /** Process and commit one batch, then acknowledge it to its source. */
   process(batch: SourceBatch, source: string): void;
-  /** Persist changed baselines with the source positions they reflect (and spool their snapshots). */
+  /** Persist what changed in the baselines with the source positions they reflect, and queue the deltas for the collector. */
   flush(force: boolean): void;
   /** Newest event time processed. */
   readonly watermark: number;
@@ -196,7 +206,8 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
     },
     flush(force) {
       const now = deps.now();
-      const snapshots: BaselineSnapshot[] = [];
+      const deltas: BaselineSnapshot[] = [];
+      let statsEntries = 0;
       for (const key of touched) {
         const b = engine.get(key);
         if (!b) {
@@ -205,19 +216,20 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
         }
         const p = persisted.get(key);
         const changed = !p || p.version !== b.version;
-        const statsDue = p !== undefined && p.events !== b.events && (force || now - p.at >= options.statsIntervalMs);
+        const statsDue = p !== undefined && p.events !== b.events && (force || (now - p.at >= options.statsIntervalMs && statsEntries < MAX_STATS_ENTRIES_PER_FLUSH));
         if (changed || statsDue) {
-          snapshots.push(snapshotOf(b));
+          if (!changed) statsEntries += b.changed.length;
+          deltas.push(takeDelta(b));
           persisted.set(key, { version: b.version, events: b.events, at: now });
           touched.delete(key);
         } else if (p && p.events === b.events) {
           touched.delete(key);
         }
       }
-      if (snapshots.length === 0 && positions.size === 0) return;
-      state.commit({ snapshots, positions });
+      if (deltas.length === 0 && positions.size === 0) return;
+      state.commit({ deltas, positions });
       positions.clear();
-      if (snapshots.length > 0) {
+      if (deltas.length > 0) {
         updateBaselineGauge();
         deps.onSpooled();
       }

@@ -3,15 +3,19 @@
  * collector's ack, the baselines it learned, and the positions of its sources. Only this module and
  * nothing else in the agent speaks SQL.
  *
- * Baselines and source positions are written in one transaction, so after a crash the agent resumes
- * from a position whose effects on the baselines are exactly those persisted. Deviations are spooled
+ * Baselines are stored row by row (a header per baseline, a row per entry) and written as deltas:
+ * a flush costs what changed, not the size of what was learned. Raw examples live only here, not in
+ * the agent's memory. Baselines and source positions are written in one transaction, so after a crash
+ * the agent resumes from a position whose learned entries are all persisted. Deviations are spooled
  * per batch (before a source's batch is acknowledged); if a crash re-reads events past the last saved
  * position, the deviations they make again carry the same ids and are stored once.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { BaselineSnapshot } from '../core/baseline.js';
+import { MAX_EXAMPLES, type BaselineRecord, type BaselineSnapshot, type EntryStats } from '../core/baseline.js';
+import { entryFromId } from '../core/entry.js';
+import { unite } from '../core/merge.js';
 import type { Deviation } from '../core/deviation.js';
 
 /** What kind of record a spool row holds. */
@@ -28,7 +32,8 @@ export interface SpoolRecord {
 /** What one commit writes. */
 export interface StateCommit {
   deviations?: readonly Deviation[];
-  snapshots?: readonly BaselineSnapshot[];
+  /** Baseline deltas (see takeDelta); a full snapshot is a delta too. Persisted and queued for the collector. */
+  deltas?: readonly BaselineSnapshot[];
   positions?: ReadonlyMap<string, unknown>;
 }
 
@@ -41,8 +46,13 @@ export interface CommitResult {
 /** The agent's state store. */
 export interface AgentState {
   commit(changes: StateCommit): CommitResult;
-  /** Every persisted baseline, one at a time (so restoring thousands never holds all their JSON at once). */
-  loadBaselines(): IterableIterator<BaselineSnapshot>;
+  /**
+   * Every persisted baseline, one at a time, its entries read lazily and their examples only counted
+   * (so restoring thousands never holds them all at once). Consume each before taking the next.
+   */
+  loadBaselines(): IterableIterator<BaselineRecord>;
+  /** One persisted baseline in full, examples included, or null. */
+  readBaseline(key: string): BaselineSnapshot | null;
   loadPosition(source: string): unknown;
   /** Records after `afterSeq`, oldest first, at most `limit` and about `maxBytes`. */
   peek(afterSeq: number, limit: number, maxBytes: number): SpoolRecord[];
@@ -61,34 +71,62 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
   // NORMAL in WAL survives a process crash (kill -9); a power loss may drop the last commits.
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS spool (
-      seq   INTEGER PRIMARY KEY AUTOINCREMENT,
-      kind  TEXT NOT NULL,
-      ref   TEXT NOT NULL,
-      body  TEXT NOT NULL,
-      bytes INTEGER NOT NULL
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS spool_ref ON spool(kind, ref);
-    CREATE TABLE IF NOT EXISTS baselines (key TEXT PRIMARY KEY, snapshot TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position TEXT NOT NULL);
-  `);
+  migrate(db);
 
   const insertDeviation = db.prepare(`INSERT OR IGNORE INTO spool (kind, ref, body, bytes) VALUES ('deviation', ?, ?, ?)`);
-  // A newer snapshot of a baseline replaces a queued older one (new seq, so an in-flight ack of the old one removes nothing).
-  const upsertSnapshotSpool = db.prepare(`INSERT OR REPLACE INTO spool (kind, ref, body, bytes) VALUES ('baseline', ?, ?, ?)`);
-  const upsertBaseline = db.prepare(`INSERT OR REPLACE INTO baselines (key, snapshot) VALUES (?, ?)`);
+  // A newer delta of a baseline is merged into a queued older one and takes a new seq, so an in-flight
+  // ack of the old one removes nothing that was not sent.
+  const upsertDeltaSpool = db.prepare(`INSERT OR REPLACE INTO spool (kind, ref, body, bytes) VALUES ('baseline', ?, ?, ?)`);
+  const queuedDelta = db.prepare(`SELECT body, bytes FROM spool WHERE kind = 'baseline' AND ref = ?`);
+  const upsertHeader = db.prepare(`INSERT OR REPLACE INTO baselines (key, header) VALUES (?, ?)`);
+  // Stats are absolute and only grow, so writing an older delta after a newer one changes nothing.
+  const upsertEntry = db.prepare(`
+    INSERT INTO entries (key, id, first_seen, last_seen, count, nodes, examples) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key, id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+      count = max(count, excluded.count), nodes = excluded.nodes,
+      examples = CASE WHEN excluded.examples = '[]' THEN examples ELSE excluded.examples END`);
+  const selectExamples = db.prepare(`SELECT examples FROM entries WHERE key = ? AND id = ?`).pluck();
   const upsertPosition = db.prepare(`INSERT OR REPLACE INTO positions (source, position) VALUES (?, ?)`);
-  const selectBaselines = db.prepare(`SELECT snapshot FROM baselines`).pluck();
+  const selectHeaders = db.prepare(`SELECT header FROM baselines`).pluck();
+  const selectHeader = db.prepare(`SELECT header FROM baselines WHERE key = ?`).pluck();
+  const selectEntryCounts = db.prepare(`SELECT id, first_seen, last_seen, count, nodes, json_array_length(examples) AS examples FROM entries WHERE key = ?`);
+  const selectEntries = db.prepare(`SELECT id, first_seen, last_seen, count, nodes, examples FROM entries WHERE key = ? ORDER BY id`);
   const selectPosition = db.prepare(`SELECT position FROM positions WHERE source = ?`).pluck();
   const selectAfter = db.prepare(`SELECT seq, kind, body, bytes FROM spool WHERE seq > ? ORDER BY seq LIMIT ?`);
   const deleteSeq = db.prepare(`DELETE FROM spool WHERE seq = ? RETURNING bytes`).pluck();
-  const queuedSnapshotBytes = db.prepare(`SELECT bytes FROM spool WHERE kind = 'baseline' AND ref = ?`).pluck();
   const countRows = db.prepare(`SELECT count(*) FROM spool`).pluck();
   const sumBytes = db.prepare(`SELECT coalesce(sum(bytes), 0) FROM spool`).pluck();
   const oldestDeviations = db.prepare(`SELECT seq, bytes FROM spool WHERE kind = 'deviation' ORDER BY seq LIMIT ?`);
 
   let bytes = sumBytes.get() as number;
+
+  /** Persist one delta's header and entries; returns the delta with each entry's examples as stored. */
+  function persist(delta: BaselineSnapshot): void {
+    const { entries, ...header } = delta;
+    upsertHeader.run(delta.key, JSON.stringify(header));
+    for (const e of entries) {
+      let examples = '[]';
+      if (e.examples.length > 0) {
+        const stored = selectExamples.get(delta.key, e.id) as string | undefined;
+        examples = JSON.stringify(unite(stored === undefined ? [] : (JSON.parse(stored) as string[]), e.examples, MAX_EXAMPLES));
+      }
+      upsertEntry.run(delta.key, e.id, e.firstSeen, e.lastSeen, e.count, JSON.stringify(e.nodes), examples);
+    }
+  }
+
+  /** Queue a delta for the collector, merged into the one already queued for its key, if any. */
+  function queue(delta: BaselineSnapshot): void {
+    const queued = queuedDelta.get(delta.key) as { body: string; bytes: number } | undefined;
+    let merged = delta;
+    if (queued) {
+      bytes -= queued.bytes;
+      merged = mergeDeltas(JSON.parse(queued.body) as BaselineSnapshot, delta);
+    }
+    const body = JSON.stringify(merged);
+    const size = Buffer.byteLength(body);
+    upsertDeltaSpool.run(delta.key, body, size);
+    bytes += size;
+  }
 
   const commitTx = db.transaction((changes: StateCommit): CommitResult => {
     let spooled = 0;
@@ -101,16 +139,13 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
         bytes += size;
       }
     }
-    for (const s of changes.snapshots ?? []) {
-      const body = JSON.stringify(s);
-      const size = Buffer.byteLength(body);
-      upsertBaseline.run(s.key, body);
-      bytes -= (queuedSnapshotBytes.get(s.key) as number | undefined) ?? 0;
-      upsertSnapshotSpool.run(s.key, body, size);
-      bytes += size;
+    for (const delta of changes.deltas ?? []) {
+      persist(delta);
+      queue(delta);
     }
     for (const [source, position] of changes.positions ?? []) upsertPosition.run(source, JSON.stringify(position));
     // Overflow policy: drop the oldest deviations until the spool fits (counted by the caller).
+    // Baseline deltas are never dropped: there is at most one queued per baseline.
     while (bytes > maxSpoolBytes) {
       const victims = oldestDeviations.all(256) as { seq: number; bytes: number }[];
       if (victims.length === 0) break;
@@ -128,10 +163,43 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
     for (const seq of seqs) bytes -= (deleteSeq.get(seq) as number | undefined) ?? 0;
   });
 
+  interface EntryRow {
+    id: string;
+    first_seen: number;
+    last_seen: number;
+    count: number;
+    nodes: string;
+    examples: string | number;
+  }
+
   return {
     commit: (changes) => commitTx(changes),
     *loadBaselines() {
-      for (const text of selectBaselines.iterate() as IterableIterator<string>) yield JSON.parse(text) as BaselineSnapshot;
+      for (const text of selectHeaders.iterate() as IterableIterator<string>) {
+        const header = JSON.parse(text) as Omit<BaselineSnapshot, 'entries'>;
+        yield {
+          ...header,
+          entries: (function* () {
+            for (const r of selectEntryCounts.iterate(header.key) as IterableIterator<EntryRow>) {
+              yield { id: r.id, firstSeen: r.first_seen, lastSeen: r.last_seen, count: r.count, nodes: JSON.parse(r.nodes) as string[], examples: r.examples as number };
+            }
+          })(),
+        };
+      }
+    },
+    readBaseline(key) {
+      const text = selectHeader.get(key) as string | undefined;
+      if (text === undefined) return null;
+      const entries: EntryStats[] = (selectEntries.all(key) as EntryRow[]).map((r) => ({
+        id: r.id,
+        entry: entryFromId(r.id),
+        firstSeen: r.first_seen,
+        lastSeen: r.last_seen,
+        count: r.count,
+        nodes: JSON.parse(r.nodes) as string[],
+        examples: JSON.parse(r.examples as string) as string[],
+      }));
+      return { ...(JSON.parse(text) as Omit<BaselineSnapshot, 'entries'>), entries };
     },
     loadPosition(source) {
       const raw = selectPosition.get(source) as string | undefined;
@@ -151,4 +219,67 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
     spoolBytes: () => bytes,
     close: () => db.close(),
   };
+}
+
+/** Merge a newer delta of one baseline into an older queued one: newer header and entry stats, examples united. */
+function mergeDeltas(older: BaselineSnapshot, newer: BaselineSnapshot): BaselineSnapshot {
+  const byId = new Map(older.entries.map((e) => [e.id, e]));
+  for (const e of newer.entries) {
+    const old = byId.get(e.id);
+    byId.set(e.id, old ? { ...e, examples: unite(old.examples, e.examples, MAX_EXAMPLES) } : e);
+  }
+  return { ...newer, entries: [...byId.values()] };
+}
+
+/** The schema revision this code writes (PRAGMA user_version). */
+const SCHEMA_VERSION = 2;
+
+/**
+ * Create the tables, or bring an older state dir up to date. Revision 1 kept each baseline as one
+ * JSON snapshot; revision 2 keeps a header per baseline and a row per entry.
+ */
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`the state dir was written by a newer Driftwatch (schema ${version}; this one reads up to ${SCHEMA_VERSION})`);
+  }
+  db.transaction(() => {
+    const legacy = version < 2 && (db.prepare(`SELECT count(*) FROM pragma_table_info('baselines') WHERE name = 'snapshot'`).pluck().get() as number) > 0;
+    if (legacy) db.exec(`ALTER TABLE baselines RENAME TO baselines_v1`);
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS spool (
+        seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind  TEXT NOT NULL,
+        ref   TEXT NOT NULL,
+        body  TEXT NOT NULL,
+        bytes INTEGER NOT NULL
+      );
+      CREATE UNIQUE INDEX IF NOT EXISTS spool_ref ON spool(kind, ref);
+      CREATE TABLE IF NOT EXISTS baselines (key TEXT PRIMARY KEY, header TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS entries (
+        key        TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        count      INTEGER NOT NULL,
+        nodes      TEXT NOT NULL,
+        examples   TEXT NOT NULL,
+        PRIMARY KEY (key, id)
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position TEXT NOT NULL);
+    `);
+    if (legacy) {
+      const header = db.prepare(`INSERT OR REPLACE INTO baselines (key, header) VALUES (?, ?)`);
+      const entry = db.prepare(`INSERT OR REPLACE INTO entries (key, id, first_seen, last_seen, count, nodes, examples) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+      // One snapshot at a time (a write cannot run while a read iterates on the same connection).
+      const one = db.prepare(`SELECT snapshot FROM baselines_v1 WHERE key = ?`).pluck();
+      for (const key of db.prepare(`SELECT key FROM baselines_v1`).pluck().all() as string[]) {
+        const { entries, ...h } = JSON.parse(one.get(key) as string) as BaselineSnapshot;
+        header.run(h.key, JSON.stringify(h));
+        for (const e of entries) entry.run(h.key, e.id, e.firstSeen, e.lastSeen, e.count, JSON.stringify(e.nodes), JSON.stringify(e.examples.slice(0, MAX_EXAMPLES)));
+      }
+      db.exec(`DROP TABLE baselines_v1`);
+    }
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }

@@ -19,7 +19,7 @@ const MAX_IMAGES = 32;
 /** Most nodes an entry remembers. */
 const MAX_NODES = 32;
 /** Most raw examples an entry keeps. */
-const MAX_EXAMPLES = 3;
+export const MAX_EXAMPLES = 3;
 /** Longest raw example kept, in characters. */
 const MAX_EXAMPLE_LENGTH = 256;
 
@@ -47,10 +47,25 @@ export interface EntryStats {
 }
 
 /**
- * What a baseline holds in memory for one entry: the stats without the parsed entry, which the id
- * encodes already (an agent may hold hundreds of thousands of entries; see entryFromId).
+ * What a baseline holds in memory for one entry. An agent may hold hundreds of thousands of entries,
+ * so this is the least that learning and matching need: not the parsed entry (the id encodes it; see
+ * entryFromId) and not the raw examples, which go to the agent's state with the next delta and are
+ * only counted here.
  */
-export type LearnedEntry = Omit<EntryStats, 'entry'>;
+export interface LearnedEntry {
+  id: string;
+  firstSeen: number;
+  lastSeen: number;
+  count: number;
+  nodes: string[];
+  /** How many raw examples were recorded for it (at most MAX_EXAMPLES). */
+  examples: number;
+  /** Changed since the last delta was taken (then it is in its baseline's `changed` list). */
+  dirty: boolean;
+}
+
+/** An entry as persisted or received: its stats and examples, without the parsed entry. */
+export type StoredEntry = Omit<EntryStats, 'entry'>;
 
 /** A baseline in memory. Mutated only by the engine. */
 export interface Baseline {
@@ -70,9 +85,18 @@ export interface Baseline {
   overflow: number;
   images: ImageRef[];
   entries: Map<string, LearnedEntry>;
+  /** Entries changed since the last delta, each once (see takeDelta). */
+  changed: LearnedEntry[];
+  /** Raw examples recorded since the last delta, by entry id; null when none. */
+  fresh: Map<string, string[]> | null;
 }
 
-/** A plain-JSON copy of a baseline, as persisted by the agent and sent to the collector. */
+/**
+ * A plain-JSON copy of a baseline: its header and entries. As a delta (what the agent persists and
+ * sends), `entries` lists only the entries changed since the previous delta, with their absolute
+ * stats and only the examples recorded since; a full snapshot is the delta that lists every entry.
+ * Absolute stats make applying a delta twice, or an older one after a newer one, harmless.
+ */
 export interface BaselineSnapshot {
   key: string;
   state: BaselineState;
@@ -122,6 +146,12 @@ export const DEFAULT_ENGINE_OPTIONS: BaselineEngineOptions = Object.freeze({
   maxBaselines: 20_000,
 });
 
+/** A baseline as read back from storage: the header and its entries, which may be a lazy sequence. */
+export type BaselineRecord = Omit<BaselineSnapshot, 'entries'> & { entries: Iterable<RestoredEntry> };
+
+/** An entry to restore: its examples as the strings or, when they stay in storage, just how many. */
+export type RestoredEntry = Omit<StoredEntry, 'examples'> & { examples: readonly string[] | number };
+
 /** Learns and checks baselines. Holds them in memory; the caller persists snapshots. */
 export interface BaselineEngine {
   readonly options: BaselineEngineOptions;
@@ -129,8 +159,8 @@ export interface BaselineEngine {
   observe(event: ActivityEvent, key: string, entry: Entry, id: string): Observation;
   get(key: string): Baseline | undefined;
   all(): IterableIterator<Baseline>;
-  /** Replace or add a baseline from a snapshot (restore after restart, or a collector push). */
-  restore(snapshot: BaselineSnapshot): Baseline;
+  /** Replace or add a baseline from a persisted header and entries (restore after restart, or a collector push). */
+  restore(record: BaselineRecord): Baseline;
   readonly size: number;
 }
 
@@ -151,6 +181,8 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       overflow: 0,
       images: [],
       entries: new Map(),
+      changed: [],
+      fresh: null,
     };
     baselines.set(key, b);
     return b;
@@ -163,14 +195,34 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
     },
     get: (key) => baselines.get(key),
     all: () => baselines.values(),
-    restore(snapshot) {
+    restore(record) {
       const entries = new Map<string, LearnedEntry>();
-      for (const e of snapshot.entries) {
+      for (const e of record.entries) {
         // A literal in the same field order as observe() makes: one compact object shape for all entries.
-        entries.set(e.id, { id: e.id, firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: shareNodes(e.nodes), examples: e.examples });
+        entries.set(e.id, {
+          id: e.id,
+          firstSeen: e.firstSeen,
+          lastSeen: e.lastSeen,
+          count: e.count,
+          nodes: shareNodes(e.nodes),
+          examples: Math.min(typeof e.examples === 'number' ? e.examples : e.examples.length, MAX_EXAMPLES),
+          dirty: false,
+        });
       }
-      const { entries: _listed, ...header } = snapshot;
-      const b: Baseline = { ...header, images: snapshot.images.slice(0, MAX_IMAGES), entries };
+      const b: Baseline = {
+        key: record.key,
+        state: record.state,
+        version: record.version,
+        windowStart: record.windowStart,
+        learnUntil: record.learnUntil,
+        enforcingSince: record.enforcingSince,
+        events: record.events,
+        overflow: record.overflow,
+        images: record.images.slice(0, MAX_IMAGES),
+        entries,
+        changed: [],
+        fresh: null,
+      };
       baselines.set(b.key, b);
       return b;
     },
@@ -190,7 +242,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       }
       const known = b.entries.get(id);
       if (known) {
-        touch(known, event);
+        touch(b, known, event);
         return b.state === 'learning' ? { verdict: 'learned', baseline: b, isNew: false } : { verdict: 'matched', baseline: b };
       }
       if (b.state === 'learning') {
@@ -198,14 +250,18 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
           b.overflow++;
           return { verdict: 'learned', baseline: b, isNew: false };
         }
-        b.entries.set(id, {
+        const learned: LearnedEntry = {
           id,
           firstSeen: event.time,
           lastSeen: event.time,
           count: 1,
           nodes: shareNodes([event.node]),
-          examples: [clip(exampleOf(event))],
-        });
+          examples: 1,
+          dirty: true,
+        };
+        b.entries.set(id, learned);
+        b.changed.push(learned);
+        (b.fresh ??= new Map()).set(id, [clip(exampleOf(event))]);
         b.version++;
         return { verdict: 'learned', baseline: b, isNew: true };
       }
@@ -235,17 +291,27 @@ function clip(s: string): string {
   return s.length > MAX_EXAMPLE_LENGTH ? `${s.slice(0, MAX_EXAMPLE_LENGTH)}…` : s;
 }
 
-function touch(stats: LearnedEntry, event: ActivityEvent): void {
+function touch(b: Baseline, stats: LearnedEntry, event: ActivityEvent): void {
   stats.count++;
   if (event.time > stats.lastSeen) stats.lastSeen = event.time;
   if (event.time < stats.firstSeen) stats.firstSeen = event.time;
+  if (!stats.dirty) {
+    stats.dirty = true;
+    b.changed.push(stats);
+  }
   // Copy on write: most entries share one frozen one-node array (an agent sees only its own node).
   if (stats.nodes.length < MAX_NODES && !stats.nodes.includes(event.node)) stats.nodes = [...stats.nodes, event.node];
-  if (stats.examples.length < MAX_EXAMPLES && (stats.count & (stats.count - 1)) === 0) {
+  if (stats.examples < MAX_EXAMPLES && (stats.count & (stats.count - 1)) === 0) {
     // Examples are few: the text is built only while there is room, and only at counts that are
     // powers of two, so a behaviour that always looks the same costs log2(count) string builds.
+    // Only examples not yet persisted are at hand to compare with; the state store drops repeats.
     const raw = clip(exampleOf(event));
-    if (!stats.examples.includes(raw)) stats.examples.push(raw);
+    const fresh = (b.fresh ??= new Map());
+    const list = fresh.get(stats.id);
+    if (!list) fresh.set(stats.id, [raw]);
+    else if (list.includes(raw)) return;
+    else list.push(raw);
+    stats.examples++;
   }
 }
 
@@ -261,8 +327,7 @@ function noteImage(b: Baseline, image: ImageRef): void {
   if (imgs.length < MAX_IMAGES) imgs.push({ repository: image.repository, tag: image.tag, digest: image.digest });
 }
 
-/** Copy a baseline into plain JSON. */
-export function snapshotOf(b: Baseline): BaselineSnapshot {
+function headerOf(b: Baseline): Omit<BaselineSnapshot, 'entries'> {
   return {
     key: b.key,
     state: b.state,
@@ -273,8 +338,31 @@ export function snapshotOf(b: Baseline): BaselineSnapshot {
     events: b.events,
     overflow: b.overflow,
     images: b.images.map((i) => ({ ...i })),
-    entries: [...b.entries.values()].map((e) => ({ ...e, entry: entryFromId(e.id), nodes: [...e.nodes], examples: [...e.examples] })),
   };
+}
+
+function statsOf(b: Baseline, e: LearnedEntry): EntryStats {
+  return { id: e.id, entry: entryFromId(e.id), firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: [...e.nodes], examples: [...(b.fresh?.get(e.id) ?? [])] };
+}
+
+/**
+ * Copy a whole baseline into plain JSON. Its entries carry only the examples not yet taken by a
+ * delta: the others live in the agent's state.
+ */
+export function snapshotOf(b: Baseline): BaselineSnapshot {
+  return { ...headerOf(b), entries: [...b.entries.values()].map((e) => statsOf(b, e)) };
+}
+
+/**
+ * Take what changed in a baseline since the last delta: its header and the changed entries with
+ * their absolute stats and new examples. The baseline's change list starts over.
+ */
+export function takeDelta(b: Baseline): BaselineSnapshot {
+  const entries = b.changed.map((e) => statsOf(b, e));
+  for (const e of b.changed) e.dirty = false;
+  b.changed = [];
+  b.fresh = null;
+  return { ...headerOf(b), entries };
 }
 
 /**

@@ -1,7 +1,6 @@
 /**
- * Merging the snapshots that several nodes sent for one baseline key into the cluster's view of it:
- * the union of entries (counts summed, first/last seen widened, nodes united), the earliest window,
- * and the most advanced state. Pure.
+ * Merging what several nodes sent for one baseline key into the cluster's view of it: the earliest
+ * window and the most advanced state (entries merge row by row in the collector's store). Pure.
  */
 import type { BaselineSnapshot, BaselineState, EntryStats } from './baseline.js';
 import type { ImageRef } from './event.js';
@@ -63,22 +62,9 @@ export function mergeHeaders(key: string, byNode: ReadonlyMap<string, SnapshotHe
   };
 }
 
-/** Merge per-node snapshots of one key (`byNode` maps node → its latest snapshot). */
-export function mergeSnapshots(key: string, byNode: ReadonlyMap<string, BaselineSnapshot>): MergedBaseline {
-  const entries = new Map<string, EntryStats>();
-  for (const s of byNode.values()) {
-    for (const e of s.entries) {
-      const m = entries.get(e.id);
-      if (!m) {
-        entries.set(e.id, { ...e, nodes: [...e.nodes], examples: [...e.examples] });
-        continue;
-      }
-      m.count += e.count;
-      m.firstSeen = Math.min(m.firstSeen, e.firstSeen);
-      m.lastSeen = Math.max(m.lastSeen, e.lastSeen);
-      for (const n of e.nodes) if (!m.nodes.includes(n) && m.nodes.length < 64) m.nodes.push(n);
-      for (const x of e.examples) if (!m.examples.includes(x) && m.examples.length < 5) m.examples.push(x);
-    }
-  }
-  return { ...mergeHeaders(key, byNode), entries: [...entries.values()].sort((a, b) => a.id.localeCompare(b.id)) };
+/** The values of `a`, then those of `b` that `a` lacks, at most `max` in all (examples, node lists). */
+export function unite(a: readonly string[], b: readonly string[], max: number): string[] {
+  const out = a.slice(0, max);
+  for (const x of b) if (out.length < max && !out.includes(x)) out.push(x);
+  return out;
 }

@@ -14,11 +14,11 @@ export function seedAgentState(dir: string, snapshots: Iterable<BaselineSnapshot
     chunk.push(s);
     n++;
     if (chunk.length === 200) {
-      state.commit({ snapshots: chunk });
+      state.commit({ deltas: chunk });
       chunk = [];
     }
   }
-  if (chunk.length > 0) state.commit({ snapshots: chunk });
+  if (chunk.length > 0) state.commit({ deltas: chunk });
   for (;;) {
     const rows = state.peek(0, 10_000, Number.MAX_SAFE_INTEGER);
     if (rows.length === 0) break;

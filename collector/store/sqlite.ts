@@ -5,16 +5,22 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { BaselineSnapshot } from '../../core/baseline.js';
+import type { BaselineSnapshot, EntryStats } from '../../core/baseline.js';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
-import { entryId, exampleOf, type Entry } from '../../core/entry.js';
+import { entryFromId, entryId, exampleOf, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
-import { mergeHeaders, mergeSnapshots, type SnapshotHeader } from '../../core/merge.js';
+import { mergeHeaders, unite, type SnapshotHeader } from '../../core/merge.js';
 import { CursorError, type Alert, type AlertState, type BaselineSummary, type Page, type Store, type StoredDeviation } from './store.js';
 
 /** Most nodes and pods an alert lists. */
 const MAX_ALERT_NODES = 64;
 const MAX_ALERT_PODS = 64;
+/** Most raw examples the merged baseline keeps per entry, from all nodes. */
+const MAX_MERGED_EXAMPLES = 5;
+/** Most nodes listed per entry when a baseline is read (the count of nodes is exact). */
+const MAX_LISTED_NODES = 64;
+/** The schema revision this code writes (PRAGMA user_version). */
+const SCHEMA_VERSION = 2;
 
 interface AlertRow {
   seq: number;
@@ -99,6 +105,11 @@ export function openSqliteStore(path: string): Store {
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
+  const schema = db.pragma('user_version', { simple: true }) as number;
+  if (schema > SCHEMA_VERSION) throw new Error(`${path} was written by a newer Driftwatch (schema ${schema}; this one reads up to ${SCHEMA_VERSION})`);
+  // Revision 1 kept one JSON snapshot per key and node, and entry ids only in baseline_entries.
+  const legacy = (db.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'baseline_snapshots'`).pluck().get() as number) > 0;
+  if (legacy) db.exec(`DROP TABLE IF EXISTS baseline_entries`);
   db.exec(`
     CREATE TABLE IF NOT EXISTS deviations (
       seq              INTEGER PRIMARY KEY,
@@ -135,20 +146,36 @@ export function openSqliteStore(path: string): Store {
       created_at        INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS alerts_image ON alerts(image, seq);
-    CREATE TABLE IF NOT EXISTS baseline_snapshots (
+    -- Per baseline key and node: the header of the newest delta that node sent.
+    CREATE TABLE IF NOT EXISTS baseline_nodes (
       key         TEXT NOT NULL,
       node        TEXT NOT NULL,
       version     INTEGER NOT NULL,
       received_at INTEGER NOT NULL,
       header      TEXT NOT NULL,
-      snapshot    TEXT NOT NULL,
       PRIMARY KEY (key, node)
     ) WITHOUT ROWID;
-    -- The union of entry ids per key across nodes, so a list of baselines needs no snapshot parsing.
+    -- Per key, entry and node: that node's own absolute stats. Deltas carry absolute stats, so a
+    -- resent or late delta changes nothing here, and the difference feeds the merged row exactly.
+    CREATE TABLE IF NOT EXISTS baseline_entry_nodes (
+      key        TEXT NOT NULL,
+      entry_id   TEXT NOT NULL,
+      node       TEXT NOT NULL,
+      first_seen INTEGER NOT NULL,
+      last_seen  INTEGER NOT NULL,
+      count      INTEGER NOT NULL,
+      PRIMARY KEY (key, entry_id, node)
+    ) WITHOUT ROWID;
+    -- Per key and entry: the cluster-wide merge (counts summed over nodes, first/last widened).
     CREATE TABLE IF NOT EXISTS baseline_entries (
-      key      TEXT NOT NULL,
-      entry_id TEXT NOT NULL,
-      type     TEXT NOT NULL,
+      key        TEXT NOT NULL,
+      entry_id   TEXT NOT NULL,
+      type       TEXT NOT NULL,
+      first_seen INTEGER NOT NULL,
+      last_seen  INTEGER NOT NULL,
+      count      INTEGER NOT NULL,
+      nodes      INTEGER NOT NULL,
+      examples   TEXT NOT NULL,
       PRIMARY KEY (key, entry_id)
     ) WITHOUT ROWID;
   `);
@@ -166,14 +193,24 @@ export function openSqliteStore(path: string): Store {
       last_deviation_id = CASE WHEN @maxTime >= last_seen THEN @id ELSE last_deviation_id END,
       example = CASE WHEN @maxTime >= last_seen THEN @example ELSE example END
     WHERE fingerprint = @fingerprint`);
-  const upsertSnapshot = db.prepare(`
-    INSERT INTO baseline_snapshots (key, node, version, received_at, header, snapshot) VALUES (?, ?, ?, ?, ?, ?)
-    ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at,
-      header = excluded.header, snapshot = excluded.snapshot
-    WHERE excluded.version >= baseline_snapshots.version`);
-  const insertEntryId = db.prepare(`INSERT OR IGNORE INTO baseline_entries (key, entry_id, type) VALUES (?, ?, ?)`);
-  const selectSnapshotsOfKey = db.prepare(`SELECT node, snapshot FROM baseline_snapshots WHERE key = ?`);
-  const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_snapshots ORDER BY key`);
+  const upsertHeader = db.prepare(`
+    INSERT INTO baseline_nodes (key, node, version, received_at, header) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at, header = excluded.header
+    WHERE excluded.version >= baseline_nodes.version`);
+  const selectNodeEntry = db.prepare(`SELECT first_seen, last_seen, count FROM baseline_entry_nodes WHERE key = ? AND entry_id = ? AND node = ?`);
+  const upsertNodeEntry = db.prepare(`
+    INSERT INTO baseline_entry_nodes (key, entry_id, node, first_seen, last_seen, count) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key, entry_id, node) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
+      last_seen = max(last_seen, excluded.last_seen), count = max(count, excluded.count)`);
+  const selectMergedExamples = db.prepare(`SELECT examples FROM baseline_entries WHERE key = ? AND entry_id = ?`).pluck();
+  const upsertMergedEntry = db.prepare(`
+    INSERT INTO baseline_entries (key, entry_id, type, first_seen, last_seen, count, nodes, examples) VALUES (@key, @id, @type, @first, @last, @count, @newNodes, @examples)
+    ON CONFLICT (key, entry_id) DO UPDATE SET first_seen = min(first_seen, @first), last_seen = max(last_seen, @last),
+      count = count + @count, nodes = nodes + @newNodes, examples = coalesce(@merged, examples)`);
+  const selectHeadersOfKey = db.prepare(`SELECT node, header FROM baseline_nodes WHERE key = ?`);
+  const selectEntriesOfKey = db.prepare(`SELECT entry_id, first_seen, last_seen, count, examples FROM baseline_entries WHERE key = ? ORDER BY entry_id`);
+  const selectEntryNodesOfKey = db.prepare(`SELECT entry_id, node FROM baseline_entry_nodes WHERE key = ? ORDER BY entry_id, node`);
+  const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_nodes ORDER BY key`);
   const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
   const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
   const fingerprints = createFingerprintCache();
@@ -195,7 +232,31 @@ export function openSqliteStore(path: string): Store {
     pods: Set<string>;
   }
 
-  const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], snapshots: readonly BaselineSnapshot[], receivedAt: number) => {
+  /**
+   * Apply one node's baseline delta: its header, then each entry's absolute stats on that node, and
+   * the difference they make to the cluster-wide merged entry.
+   */
+  function applyDelta(node: string, delta: BaselineSnapshot, receivedAt: number): void {
+    const { entries, ...header } = delta;
+    upsertHeader.run(delta.key, node, delta.version, receivedAt, JSON.stringify(header));
+    for (const e of entries) {
+      const old = selectNodeEntry.get(delta.key, e.id, node) as { first_seen: number; last_seen: number; count: number } | undefined;
+      const grown = old ? Math.max(0, e.count - old.count) : e.count;
+      const unchanged = old !== undefined && grown === 0 && e.firstSeen >= old.first_seen && e.lastSeen <= old.last_seen;
+      if (unchanged && e.examples.length === 0) continue;
+      if (!unchanged) upsertNodeEntry.run(delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count);
+      let merged: string | null = null;
+      let examples = '[]';
+      if (e.examples.length > 0) {
+        const stored = selectMergedExamples.get(delta.key, e.id) as string | undefined;
+        examples = JSON.stringify(unite(stored === undefined ? [] : (JSON.parse(stored) as string[]), e.examples, MAX_MERGED_EXAMPLES));
+        merged = examples;
+      }
+      upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
+    }
+  }
+
+  const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number) => {
     let stored = 0;
     let duplicates = 0;
     const newAlerts: Alert[] = [];
@@ -266,16 +327,25 @@ export function openSqliteStore(path: string): Store {
         example,
       });
     }
-    for (const s of snapshots) {
-      const { entries, ...header } = s;
-      if (upsertSnapshot.run(s.key, node, s.version, receivedAt, JSON.stringify(header), JSON.stringify(s)).changes === 0) continue;
-      for (const e of entries) insertEntryId.run(s.key, e.id, e.entry.type);
-    }
-    return { stored, duplicates, newAlerts, snapshots: snapshots.length };
+    for (const delta of deltas) applyDelta(node, delta, receivedAt);
+    return { stored, duplicates, newAlerts, snapshots: deltas.length };
   });
 
+  if (legacy) {
+    db.transaction(() => {
+      // One snapshot at a time: they may add up to more than memory should hold at once.
+      const one = db.prepare(`SELECT received_at, snapshot FROM baseline_snapshots WHERE key = ? AND node = ?`);
+      for (const { key, node } of db.prepare(`SELECT key, node FROM baseline_snapshots`).all() as { key: string; node: string }[]) {
+        const r = one.get(key, node) as { received_at: number; snapshot: string };
+        applyDelta(node, JSON.parse(r.snapshot) as BaselineSnapshot, r.received_at);
+      }
+      db.exec(`DROP TABLE baseline_snapshots`);
+    })();
+  }
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+
   return {
-    ingest: (node, deviations, snapshots, receivedAt) => ingestTx(node, deviations, snapshots, receivedAt),
+    ingest: (node, deviations, deltas, receivedAt) => ingestTx(node, deviations, deltas, receivedAt),
     listAlerts(q) {
       const before = decodeCursor(q.cursor);
       const where = ['seq < @before'];
@@ -328,9 +398,25 @@ export function openSqliteStore(path: string): Store {
       });
     },
     getBaseline(key) {
-      const rows = selectSnapshotsOfKey.all(key) as { node: string; snapshot: string }[];
-      if (rows.length === 0) return null;
-      return mergeSnapshots(key, new Map(rows.map((r) => [r.node, JSON.parse(r.snapshot) as BaselineSnapshot])));
+      const headers = selectHeadersOfKey.all(key) as { node: string; header: string }[];
+      if (headers.length === 0) return null;
+      const nodes = new Map<string, string[]>();
+      for (const r of selectEntryNodesOfKey.iterate(key) as IterableIterator<{ entry_id: string; node: string }>) {
+        let list = nodes.get(r.entry_id);
+        if (!list) nodes.set(r.entry_id, (list = []));
+        if (list.length < MAX_LISTED_NODES) list.push(r.node);
+      }
+      const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string }[];
+      const entries: EntryStats[] = rows.map((r) => ({
+        id: r.entry_id,
+        entry: entryFromId(r.entry_id),
+        firstSeen: r.first_seen,
+        lastSeen: r.last_seen,
+        count: r.count,
+        nodes: nodes.get(r.entry_id) ?? [],
+        examples: JSON.parse(r.examples) as string[],
+      }));
+      return { ...mergeHeaders(key, new Map(headers.map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]))), entries };
     },
     close: () => db.close(),
   };

@@ -54,6 +54,7 @@ export interface IngestResult {
   duplicates: number;
   /** Alerts this batch created (first deviation of their fingerprint). */
   newAlerts: Alert[];
+  /** Baseline deltas applied. */
   snapshots: number;
 }
 
@@ -80,8 +81,11 @@ export type BaselineSummary = Omit<MergedBaseline, 'entries'> & { processEntries
 
 /** The store. */
 export interface Store {
-  /** Commit a batch from `node` in one transaction. Deviations whose id is already stored are skipped. */
-  ingest(node: string, deviations: readonly Deviation[], snapshots: readonly BaselineSnapshot[], receivedAt: number): IngestResult;
+  /**
+   * Commit a batch from `node` in one transaction. Deviations whose id is already stored are skipped;
+   * baseline deltas (see core takeDelta) merge into the cluster-wide baselines, idempotently.
+   */
+  ingest(node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number): IngestResult;
   listAlerts(query: AlertQuery): Page<Alert>;
   getAlert(fingerprint: string): Alert | null;
   listDeviations(query: DeviationQuery): Page<StoredDeviation>;

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { HOST_KEY, baselineKey, createBaselineEngine, snapshotOf, type Observation } from '../../core/baseline.js';
+import { HOST_KEY, baselineKey, createBaselineEngine, snapshotOf, takeDelta, type Observation } from '../../core/baseline.js';
 import { entryFromId, entryId, entryOf, type Entry } from '../../core/entry.js';
 import { parseCidr } from '../../core/ip.js';
 import type { ActivityEvent } from '../../core/event.js';
@@ -153,4 +153,28 @@ test('entry ids are unambiguous when fields contain the separator, and read back
   for (const e of [e1, e2, e3]) t.deepEqual(entryFromId(entryId(e)), e);
   t.throws(() => entryFromId('exec|only|three'), { instanceOf: RangeError });
   t.throws(() => entryFromId('egress|tcp|cluster|99999999'), { instanceOf: RangeError });
+});
+
+test('a delta lists only the entries changed since the last one, with only the new examples', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 10 * MIN });
+  observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  observe(engine, exec(1, '/usr/bin/find', ['/proc/12/status']));
+  const b = engine.get('docker.io/library/nginx')!;
+  const first = takeDelta(b);
+  t.deepEqual(first.entries.map((e) => e.entry.type === 'process' && e.entry.exe), ['/usr/sbin/nginx', '/usr/bin/find']);
+  t.deepEqual(first.entries[0]!.examples, ['/usr/sbin/nginx -g daemon off;']);
+  t.deepEqual(takeDelta(b).entries, [], 'nothing changed since');
+
+  observe(engine, exec(2, '/usr/bin/find', ['/proc/99/status']));
+  const second = takeDelta(b);
+  t.is(second.entries.length, 1);
+  t.is(second.entries[0]!.count, 2, 'stats are absolute, not increments');
+  t.deepEqual(second.entries[0]!.examples, ['/usr/bin/find /proc/99/status'], 'the second example; the first was taken already');
+  // Memory holds how many examples there are, not the strings.
+  t.is(b.entries.get(second.entries[0]!.id)!.examples, 2);
+
+  observe(engine, exec(11, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  const enforcing = takeDelta(b);
+  t.is(enforcing.state, 'enforcing');
+  t.is(enforcing.version, b.version);
 });

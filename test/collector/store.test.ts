@@ -1,0 +1,99 @@
+/**
+ * The collector's store on a real SQLite file: baseline deltas from several nodes merge into one
+ * cluster-wide baseline, exactly and idempotently; stores of the previous schema are migrated.
+ */
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { BaselineSnapshot } from '../../core/baseline.js';
+import { entryId, type Entry } from '../../core/entry.js';
+import { openSqliteStore } from '../../collector/store/sqlite.js';
+
+const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
+const KEY = 'docker.io/library/nginx';
+const nginx: Entry = { type: 'process', exe: '/usr/sbin/nginx', parent: 'containerd-shim', user: 'root', args: '-g daemon off;' };
+const dns: Entry = { type: 'network', direction: 'egress', protocol: 'udp', peer: 'cluster', port: 53 };
+
+function dbPath(t: import('ava').ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'collector.db');
+}
+
+function delta(node: string, version: number, entries: [Entry, number, number, string[]][], state: BaselineSnapshot['state'] = 'learning'): BaselineSnapshot {
+  return {
+    key: KEY,
+    state,
+    version,
+    windowStart: T0,
+    learnUntil: T0 + 3_600_000,
+    enforcingSince: state === 'learning' ? 0 : T0 + 3_600_000,
+    events: 100,
+    overflow: 0,
+    images: [{ repository: KEY, tag: '1.25', digest: '' }],
+    entries: entries.map(([entry, count, last, examples]) => ({ id: entryId(entry), entry, firstSeen: T0 + last - 10, lastSeen: T0 + last, count, nodes: [node], examples })),
+  };
+}
+
+test('deltas from several nodes merge: counts summed, times widened, nodes and examples united', (t) => {
+  const store = openSqliteStore(dbPath(t));
+  store.ingest('node-a', [], [delta('node-a', 2, [[nginx, 5, 100, ['nginx -g daemon off;']], [dns, 3, 50, ['-> 10.96.0.10:53']]])], T0);
+  store.ingest('node-b', [], [delta('node-b', 4, [[nginx, 2, 300, ['nginx -g daemon off;']]])], T0);
+  // node-a's counts grow: a delta carries absolute stats, so only the growth is added.
+  store.ingest('node-a', [], [delta('node-a', 3, [[nginx, 9, 200, []]])], T0);
+  const b = store.getBaseline(KEY)!;
+  const n = b.entries.find((e) => e.id === entryId(nginx))!;
+  t.is(n.count, 11);
+  t.is(n.firstSeen, T0 + 90);
+  t.is(n.lastSeen, T0 + 300);
+  t.deepEqual(n.nodes, ['node-a', 'node-b']);
+  t.deepEqual(n.examples, ['nginx -g daemon off;']);
+  t.deepEqual(b.nodes.map((x) => [x.node, x.version]), [['node-a', 3], ['node-b', 4]]);
+  const [summary] = store.listBaselines();
+  t.is(summary!.processEntries, 1);
+  t.is(summary!.networkEntries, 1);
+  store.close();
+});
+
+test('a resent or late delta changes nothing', (t) => {
+  const store = openSqliteStore(dbPath(t));
+  const d1 = delta('node-a', 2, [[nginx, 5, 100, ['a']]]);
+  const d2 = delta('node-a', 3, [[nginx, 8, 200, ['b']]]);
+  store.ingest('node-a', [], [d1], T0);
+  store.ingest('node-a', [], [d2], T0);
+  store.ingest('node-a', [], [d2], T0); // resent after a lost ack
+  store.ingest('node-a', [], [d1], T0); // an older one arriving late
+  const b = store.getBaseline(KEY)!;
+  t.is(b.entries[0]!.count, 8);
+  t.is(b.entries[0]!.lastSeen, T0 + 200);
+  t.deepEqual(b.entries[0]!.examples, ['a', 'b']);
+  t.is(b.nodes[0]!.version, 3, 'the header of the newest version stays');
+  store.close();
+});
+
+test('a store of the previous schema (one JSON snapshot per key and node) is migrated on open', (t) => {
+  const path = dbPath(t);
+  const old = new Database(path);
+  old.exec(`CREATE TABLE baseline_snapshots (key TEXT NOT NULL, node TEXT NOT NULL, version INTEGER NOT NULL, received_at INTEGER NOT NULL,
+      header TEXT NOT NULL, snapshot TEXT NOT NULL, PRIMARY KEY (key, node)) WITHOUT ROWID;
+    CREATE TABLE baseline_entries (key TEXT NOT NULL, entry_id TEXT NOT NULL, type TEXT NOT NULL, PRIMARY KEY (key, entry_id)) WITHOUT ROWID;`);
+  for (const [node, count] of [['node-a', 4], ['node-b', 6]] as const) {
+    const s = delta(node, 7, [[nginx, count, 100, [`example from ${node}`]]], 'enforcing');
+    const { entries: _e, ...header } = s;
+    old.prepare(`INSERT INTO baseline_snapshots VALUES (?, ?, ?, ?, ?, ?)`).run(KEY, node, 7, T0, JSON.stringify(header), JSON.stringify(s));
+    old.prepare(`INSERT OR IGNORE INTO baseline_entries VALUES (?, ?, ?)`).run(KEY, entryId(nginx), 'process');
+  }
+  old.close();
+  const store = openSqliteStore(path);
+  const b = store.getBaseline(KEY)!;
+  t.is(b.state, 'enforcing');
+  t.is(b.entries[0]!.count, 10);
+  t.deepEqual(b.entries[0]!.nodes, ['node-a', 'node-b']);
+  t.deepEqual(b.entries[0]!.examples, ['example from node-a', 'example from node-b']);
+  store.close();
+  const reopened = openSqliteStore(path);
+  t.is(reopened.getBaseline(KEY)!.entries[0]!.count, 10, 'migrated once');
+  reopened.close();
+});
