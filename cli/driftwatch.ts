@@ -27,6 +27,7 @@ const AGENT_OPTIONS: Options = {
   'max-spool-bytes': { type: 'string' },
   'cluster-cidr': { type: 'string', multiple: true },
   'drain-timeout': { type: 'string' },
+  'stats-interval': { type: 'string' },
   'exit-when-done': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -82,6 +83,8 @@ const COMMAND_HELP: Record<string, string> = {
   --max-record-bytes N     longest event record accepted; default 1048576 (maxRecordBytes)
   --max-spool-bytes N      spool bound, oldest deviations dropped beyond it; default 268435456 (maxSpoolBytes)
   --drain-timeout DUR      how long shutdown waits for the spool to drain; default 10s (drainTimeout)
+  --stats-interval DUR     how often entry counts and last-seen times are persisted and sent; new
+                           entries go at once; default 60s (statsInterval)
   --exit-when-done         stop when every source ended; files are read to their end (exitWhenDone)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent; default info (logLevel)
   --config FILE            YAML file with the settings above`,

@@ -40,6 +40,27 @@ export function rssOf(pid: number): number {
 }
 
 /** Peak resident set size of a process in bytes (VmHWM), or NaN. */
+/**
+ * RSS of an idle process once it has settled: V8 keeps the young generation it grew for a burst of
+ * allocation (a restore, a stream) until its memory reducer runs, 10-20 s after the process went
+ * quiet. Samples every second until the RSS has not fallen for `stableMs`, or `maxMs` passed.
+ * Returns the settled value and the first sample (the transient).
+ */
+export async function settledRssOf(pid: number, maxMs: number, stableMs = 6_000): Promise<{ rss: number; first: number; afterMs: number }> {
+  const start = Date.now();
+  const first = rssOf(pid);
+  let low = first;
+  let lowAt = start;
+  while (Date.now() - start < maxMs && Date.now() - lowAt < stableMs) {
+    await sleep(1_000);
+    const now = rssOf(pid);
+    // A fall of more than 1 MiB restarts the wait; smaller moves are noise.
+    if (now < low - (1 << 20)) lowAt = Date.now();
+    if (now < low) low = now;
+  }
+  return { rss: rssOf(pid), first, afterMs: Date.now() - start };
+}
+
 export function peakRssOf(pid: number): number {
   try {
     const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

@@ -155,14 +155,15 @@ async function latency(ctx: ScenarioContext, baselines: readonly BaselineSnapsho
   const file = join(dir, 'falco.json');
   writeFileSync(file, '');
   const collector = await spawnCollector(join(dir, 'collector.db'));
-  const agent = await spawnAgent(['--source', `falco-file:${file}`, '--collector', collector.target, '--node', NODE, '--state-dir', stateDir]);
+  // Statistics flushes every 10 s (default 60 s), so the run includes several of them.
+  const agent = await spawnAgent(['--source', `falco-file:${file}`, '--collector', collector.target, '--node', NODE, '--state-dir', stateDir, '--stats-interval', '10s']);
   await waitFor(async () => ((await metricValue(`${agent.httpUrl}/metrics`, 'driftwatch_agent_uplink_connected')) === 1 ? true : undefined), 20_000, 'the agent to connect');
 
   const TICK_MS = 10;
   const DEV_PER_TICK = 10; // 1,000 deviations/s
   const NORMAL_PER_TICK = 40; // 4,000 normal events/s
   const warmMs = ctx.quick ? 500 : 2_000;
-  // Full: long enough to include the agent's first 30 s baseline-statistics flush.
+  // Full: long enough to include three of the agent's baseline-statistics flushes.
   const runMs = ctx.quick ? 2_000 : 32_000;
   const written = new Map<string, number[]>(templates.map((t) => [t.fp, []]));
   const countedFrom = new Map<string, number>(); // emissions before the warm-up ended are not counted
