@@ -9,7 +9,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { createFalcoLineDecoder } from './falco-lines.js';
+import { createFalcoLineDecoder, type LineParser } from './falco-lines.js';
 import { SourceSpecError, sleep, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
 
 /** Where in which file the next unread line starts. */
@@ -26,6 +26,8 @@ export interface FileTailOptions {
   pollMs: number;
   /** Bytes read per chunk. */
   chunkBytes: number;
+  /** Parser of one line; Falco JSON unless a source of another format shares this tail. */
+  parse?: LineParser;
 }
 
 const DEFAULTS: FileTailOptions = { follow: true, pollMs: 250, chunkBytes: 256 * 1024 };
@@ -101,7 +103,7 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
             if (offset > 0) log.info({ path, offset }, 'resuming from saved position');
           }
           saved = undefined;
-          const decoder = createFalcoLineDecoder(name, ctx);
+          const decoder = createFalcoLineDecoder(name, ctx, opts.parse);
           // mtime at the last end-of-file check after which nothing was read: a later mtime with no
           // growth means the file was truncated and refilled (possibly to the same size) in between.
           let quietMtime = -1;

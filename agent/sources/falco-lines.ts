@@ -1,10 +1,16 @@
-/** Falco JSON lines → events: the line splitter and the record parser, for any byte stream. */
+/**
+ * JSON lines → events: the line splitter and a record parser, for any byte stream. Falco JSON is the
+ * default; the Tetragon and replay sources pass their own parser.
+ */
 import type { ActivityEvent } from '../../core/event.js';
-import { isRejected, parseFalcoLine } from './falco-event.js';
+import { isRejected, parseFalcoLine, type ParseContext, type ParseResult } from './falco-event.js';
 import { createLineSplitter } from './lines.js';
 import type { SourceContext } from './source.js';
 
-/** Decodes chunks of Falco JSON lines into events, counting what it skips. */
+/** Turns one line of text into an event or a rejection. */
+export type LineParser = (line: string, ctx: ParseContext) => ParseResult;
+
+/** Decodes chunks of JSON lines into events, counting what it skips. */
 export interface FalcoLineDecoder {
   /** Feed a chunk; returns the events of the lines it completed. */
   push(chunk: Buffer): ActivityEvent[];
@@ -14,13 +20,13 @@ export interface FalcoLineDecoder {
   readonly pending: number;
 }
 
-/** Create a decoder for the source named `source`. */
-export function createFalcoLineDecoder(source: string, ctx: SourceContext): FalcoLineDecoder {
+/** Create a decoder for the source named `source`; `parse` defaults to Falco JSON. */
+export function createFalcoLineDecoder(source: string, ctx: SourceContext, parse: LineParser = parseFalcoLine): FalcoLineDecoder {
   let out: ActivityEvent[] = [];
   const parseCtx = { node: ctx.node, source };
   const splitter = createLineSplitter(ctx.maxRecordBytes, {
     line(text) {
-      const r = parseFalcoLine(text, parseCtx);
+      const r = parse(text, parseCtx);
       if (isRejected(r)) ctx.rejected(r.reject, r.detail);
       else out.push(r);
     },

@@ -1,11 +1,16 @@
 /** Every source the agent can read, registered in one list. */
 import { falcoFileSource } from './falco-file.js';
+import { falcoGrpcSource } from './falco-grpc.js';
 import { falcoHttpSource } from './falco-http.js';
+import { falcoUnixSource } from './falco-unix.js';
+import { replaySource } from './replay.js';
 import { stdinSource } from './stdin.js';
+import { tetragonFileSource } from './tetragon-file.js';
+import { tetragonGrpcSource } from './tetragon-grpc.js';
 import { SourceSpecError, type Source, type SourceContext, type SourceFactory } from './source.js';
 
 /** The registered sources. Add a source by adding its factory here. */
-export const SOURCES: readonly SourceFactory[] = [falcoFileSource, falcoHttpSource, stdinSource];
+export const SOURCES: readonly SourceFactory[] = [falcoFileSource, falcoHttpSource, stdinSource, falcoGrpcSource, tetragonFileSource, tetragonGrpcSource, falcoUnixSource, replaySource];
 
 /** Split `scheme:argument` and check the scheme exists; throws SourceSpecError naming the choices. */
 export function parseSourceSpec(spec: string): { factory: SourceFactory; argument: string } {

@@ -1,0 +1,280 @@
+/**
+ * Tetragon event → ActivityEvent. One function for the JSON export (one GetEventsResponse per line,
+ * protojson with snake_case names) and for messages decoded from the gRPC stream (same keys; wrapped
+ * integers arrive as `{value}` and times as `{seconds, nanos}` there, plain numbers and RFC 3339
+ * strings in JSON).
+ *
+ * Read: `process_exec` (exec); `process_kprobe` for `tcp_connect` (connect), `inet_csk_accept`
+ * (accept; the accepted socket is the function's return value) and `inet_csk_listen_start`
+ * (listen), as produced by daemonset/tetragon/driftwatch-tracingpolicy.yaml. `process_exit` and
+ * `tcp_close` say nothing a baseline learns from: they are counted as unsupported.
+ *
+ * Every field is hostile: types are checked, strings and lists are bounded, and a record that cannot
+ * become an event is rejected with a reason instead of throwing.
+ */
+import { UNKNOWN_IMAGE, parseImageReference, type ActivityEvent, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
+import { FALCO_LIMITS, parseTime, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
+
+/** Bounds on fields taken from a Tetragon record (the same as for Falco's). */
+export const TETRAGON_LIMITS = FALCO_LIMITS;
+
+/** Kernel functions read from process_kprobe events, and the kind each one means. */
+export const TETRAGON_FUNCTIONS: Readonly<Record<string, EventKind | null>> = Object.freeze({
+  tcp_connect: 'connect',
+  inet_csk_accept: 'accept',
+  inet_csk_listen_start: 'listen',
+  // Closing a connection adds nothing a baseline learns; recognised so it is counted as unsupported.
+  tcp_close: null,
+});
+
+/** Event kinds of a GetEventsResponse that this converter knows, in the order they are looked for. */
+const EVENT_KEYS = ['process_exec', 'process_kprobe', 'process_exit', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_loader', 'process_throttle', 'process_usdt'] as const;
+
+class FieldError {
+  constructor(readonly reject: RejectReason, readonly detail: string) {}
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function optObj(v: unknown, field: string): Obj | null {
+  if (v === undefined || v === null) return null;
+  if (!isObj(v)) throw new FieldError('wrong_type', `${field} must be an object`);
+  return v;
+}
+
+function optString(v: unknown, field: string, max: number): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw new FieldError('wrong_type', `${field} must be a string`);
+  return v.length > max ? v.slice(0, max) : v;
+}
+
+/** A uint32: a number in JSON, `{value}` (google.protobuf.UInt32Value) from gRPC; -1 when absent. */
+function optUint(v: unknown, field: string, max: number): number {
+  if (v === undefined || v === null) return -1;
+  const n = isObj(v) ? v.value : v;
+  if (n === undefined) return 0; // a wrapper without value is proto3's zero
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > max) throw new FieldError('wrong_type', `${field} must be an unsigned integer up to ${max}`);
+  return n;
+}
+
+/** RFC 3339 (JSON) or {seconds, nanos} (gRPC Timestamp) → ms. */
+function timeOf(v: unknown): number {
+  if (typeof v === 'string') {
+    const t = parseTime(v);
+    if (Number.isFinite(t)) return t;
+    throw new FieldError('bad_time', 'time is not RFC 3339');
+  }
+  if (isObj(v)) {
+    const s = typeof v.seconds === 'string' && /^-?\d{1,12}$/.test(v.seconds) ? Number(v.seconds) : v.seconds ?? 0;
+    const ns = v.nanos ?? 0;
+    if (typeof s === 'number' && Number.isInteger(s) && s > 0 && s < 1e11 && typeof ns === 'number' && Number.isInteger(ns) && ns >= 0 && ns < 1e9) {
+      return s * 1000 + Math.floor(ns / 1e6);
+    }
+    throw new FieldError('bad_time', 'time is not a valid Timestamp');
+  }
+  throw new FieldError('bad_time', v === undefined ? 'time is missing' : 'time must be a string or a Timestamp');
+}
+
+function baseName(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash === -1 ? path : path.slice(slash + 1);
+}
+
+/**
+ * Split Tetragon's `arguments`: arguments joined by spaces, one containing a space wrapped in double
+ * quotes (Tetragon does not escape quotes inside, so an unbalanced quote runs to the end).
+ */
+export function splitTetragonArguments(s: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < s.length && out.length < TETRAGON_LIMITS.args) {
+    if (s.charCodeAt(i) === 32) {
+      i++;
+      continue;
+    }
+    if (s.charCodeAt(i) === 34) {
+      const close = s.indexOf('" ', i + 1);
+      const end = close === -1 ? (s.endsWith('"') && s.length > i + 1 ? s.length - 1 : s.length) : close;
+      out.push(s.slice(i + 1, end));
+      i = end + 1;
+      continue;
+    }
+    const sp = s.indexOf(' ', i);
+    const end = sp === -1 ? s.length : sp;
+    out.push(s.slice(i, end));
+    i = end;
+  }
+  return out;
+}
+
+/** `containerd://<64 hex>` → the first 12 characters of the id, as Falco's container.id has it. */
+function shortContainerId(id: string): string {
+  const scheme = id.indexOf('://');
+  const bare = scheme === -1 ? id : id.slice(scheme + 3);
+  // Falco (the other source of the same events) and `docker ps` name containers by 12 characters;
+  // one length keeps attribution and deviation ids the same whichever tool saw the container.
+  return bare.slice(0, 12);
+}
+
+function imageOf(image: Obj | null): ImageRef {
+  if (!image) return UNKNOWN_IMAGE;
+  const name = optString(image.name, 'image.name', TETRAGON_LIMITS.name);
+  const id = optString(image.id, 'image.id', TETRAGON_LIMITS.name);
+  // name is `repo:tag` as the pod spec says it; id is `repo@sha256:…` (or a bare `sha256:…`).
+  const ref = parseImageReference(name !== '' ? name : id);
+  if (ref.digest === '') {
+    const at = id.indexOf('@');
+    const digest = at !== -1 ? id.slice(at + 1) : id.startsWith('sha256:') ? id : '';
+    return { ...ref, digest };
+  }
+  return ref;
+}
+
+function labelsOf(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  const labels = optObj(v, 'pod.pod_labels');
+  if (!labels) return out;
+  let n = 0;
+  for (const k in labels) {
+    if (n++ >= TETRAGON_LIMITS.labels) break;
+    const x = labels[k];
+    if (typeof x === 'string' && k !== '') out[k.slice(0, TETRAGON_LIMITS.name)] = x.slice(0, TETRAGON_LIMITS.name);
+  }
+  return out;
+}
+
+function podOf(pod: Obj): PodInfo | null {
+  const namespace = optString(pod.namespace, 'pod.namespace', TETRAGON_LIMITS.name);
+  const name = optString(pod.name, 'pod.name', TETRAGON_LIMITS.name);
+  if (namespace === '' && name === '') return null;
+  const workload = optString(pod.workload, 'pod.workload', TETRAGON_LIMITS.name);
+  const kind = optString(pod.workload_kind, 'pod.workload_kind', TETRAGON_LIMITS.name);
+  return { namespace, name, labels: labelsOf(pod.pod_labels), workload: workload === '' ? '' : kind === '' ? workload : `${kind}/${workload}` };
+}
+
+function protocolOf(sock: Obj): 'tcp' | 'udp' {
+  const p = optString(sock.protocol, 'sock_arg.protocol', 32);
+  if (p === 'IPPROTO_TCP' || p === '') return 'tcp';
+  if (p === 'IPPROTO_UDP') return 'udp';
+  throw new FieldError('unsupported', `sock_arg.protocol ${p}`);
+}
+
+/** The socket of a kprobe: the return value for inet_csk_accept, else the first sock argument. */
+function sockOf(kprobe: Obj, kind: EventKind): Obj {
+  if (kind === 'accept') {
+    const ret = optObj(kprobe.return, 'process_kprobe.return');
+    const sock = ret ? optObj(ret.sock_arg, 'return.sock_arg') : null;
+    if (sock) return sock;
+  }
+  const args = kprobe.args;
+  if (args !== undefined && args !== null && !Array.isArray(args)) throw new FieldError('wrong_type', 'process_kprobe.args must be a list');
+  // Only the first few arguments are looked at: a policy selects one or two.
+  for (const a of (args ?? []).slice(0, 8)) {
+    const arg = optObj(a, 'process_kprobe.args[]');
+    const sock = arg ? optObj(arg.sock_arg, 'args[].sock_arg') : null;
+    if (sock) return sock;
+  }
+  throw new FieldError('missing_field', `${kind} needs a sock_arg`);
+}
+
+/** A struct sock's saddr/sport are the local end and daddr/dport the remote one, whatever the role. */
+function networkOf(sock: Obj, kind: EventKind): NetworkInfo {
+  const family = optString(sock.family, 'sock_arg.family', 32);
+  if (family !== '' && family !== 'AF_INET' && family !== 'AF_INET6') throw new FieldError('unsupported', `sock_arg.family ${family}`);
+  const protocol = protocolOf(sock);
+  const localAddress = optString(sock.saddr, 'sock_arg.saddr', TETRAGON_LIMITS.name);
+  const remoteAddress = optString(sock.daddr, 'sock_arg.daddr', TETRAGON_LIMITS.name);
+  // proto3 JSON omits a zero port; absent means 0 there, never "unknown".
+  const localPort = Math.max(0, optUint(sock.sport, 'sock_arg.sport', 65535));
+  const remotePort = Math.max(0, optUint(sock.dport, 'sock_arg.dport', 65535));
+  if (kind === 'connect' && (remoteAddress === '' || remotePort === 0)) throw new FieldError('missing_field', 'connect needs sock_arg.daddr and sock_arg.dport');
+  if (kind !== 'connect' && localPort === 0) throw new FieldError('missing_field', `${kind} needs sock_arg.sport`);
+  if (kind === 'listen') return { protocol, localAddress, localPort, remoteAddress: '', remotePort: -1, remoteName: '' };
+  return { protocol, localAddress, localPort, remoteAddress, remotePort, remoteName: '' };
+}
+
+/** Convert one Tetragon event (parsed JSON or a decoded gRPC message) into an event, or say why not. */
+export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): ParseResult {
+  if (!isObj(record)) return { reject: 'not_object', detail: 'record is not a JSON object' };
+  try {
+    let key: (typeof EVENT_KEYS)[number] | undefined;
+    for (const k of EVENT_KEYS) {
+      if (record[k] !== undefined && record[k] !== null) {
+        key = k;
+        break;
+      }
+    }
+    if (key === undefined) throw new FieldError('unsupported', 'no known event in the record');
+    if (key !== 'process_exec' && key !== 'process_kprobe') throw new FieldError('unsupported', key);
+    const body = optObj(record[key], key) as Obj;
+    let kind: EventKind = 'exec';
+    if (key === 'process_kprobe') {
+      const fn = optString(body.function_name, 'process_kprobe.function_name', 128);
+      const k = Object.hasOwn(TETRAGON_FUNCTIONS, fn) ? TETRAGON_FUNCTIONS[fn] : undefined;
+      if (!k) throw new FieldError('unsupported', `function ${fn.slice(0, 64)}`);
+      kind = k;
+    }
+    const time = timeOf(record.time);
+    const proc = optObj(body.process, `${key}.process`);
+    if (!proc) throw new FieldError('missing_field', `${key}.process`);
+    const exe = optString(proc.binary, 'process.binary', TETRAGON_LIMITS.path);
+    if (exe === '') throw new FieldError('missing_field', 'process.binary');
+    const parent = optObj(body.parent, `${key}.parent`);
+    const parentExe = parent ? optString(parent.binary, 'parent.binary', TETRAGON_LIMITS.path) : '';
+    const pod = optObj(proc.pod, 'process.pod');
+    const container = pod ? optObj(pod.container, 'pod.container') : null;
+    const fullId = container ? optString(container.id, 'pod.container.id', TETRAGON_LIMITS.name) : '';
+    // Without a pod, `docker` still names the container (plain containerd/Docker, or a pod Tetragon
+    // has not resolved yet): attribution completes the image from a later event or the runtime.
+    const containerId = shortContainerId(fullId !== '' ? fullId : optString(proc.docker, 'process.docker', TETRAGON_LIMITS.name));
+    const user = optObj(proc.user, 'process.user');
+    const uid = optUint(proc.uid, 'process.uid', 2 ** 32 - 1);
+    return {
+      time,
+      node: ctx.node,
+      source: ctx.source,
+      container:
+        containerId === ''
+          ? null
+          : { id: containerId, name: container ? optString(container.name, 'pod.container.name', TETRAGON_LIMITS.name) : '', image: imageOf(container ? optObj(container.image, 'pod.container.image') : null) },
+      pod: containerId !== '' && pod ? podOf(pod) : null,
+      kind,
+      process: {
+        pid: optUint(proc.pid, 'process.pid', 2 ** 32 - 1),
+        exe,
+        name: baseName(exe),
+        args: splitTetragonArguments(optString(proc.arguments, 'process.arguments', TETRAGON_LIMITS.cmdline)),
+        parentExe,
+        parentName: baseName(parentExe),
+        // Tetragon, like Falco, reports an unknown id as (uint32)-1.
+        uid: uid === 4294967295 ? -1 : uid,
+        user: user ? optString(user.name, 'process.user.name', TETRAGON_LIMITS.name) : '',
+      },
+      network: kind === 'exec' ? null : networkOf(sockOf(body, kind), kind),
+    };
+  } catch (err) {
+    if (err instanceof FieldError) return { reject: err.reject, detail: err.detail };
+    throw err;
+  }
+}
+
+/** Parse one line of Tetragon's JSON export. */
+export function parseTetragonLine(line: string, ctx: ParseContext): ParseResult {
+  let record: unknown;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    return { reject: 'not_json', detail: 'line is not JSON' };
+  }
+  return tetragonRecordToEvent(record, ctx);
+}
+
+/** True when a parsed JSON object looks like a Tetragon event rather than a Falco one. */
+export function isTetragonRecord(record: Obj): boolean {
+  for (const k of EVENT_KEYS) if (record[k] !== undefined) return true;
+  return false;
+}
