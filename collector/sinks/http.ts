@@ -48,7 +48,9 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
   if (value === undefined) return undefined;
   const v = value.trim();
   if (/^\d{1,10}$/.test(v)) return Math.min(Number(v) * 1000, MAX_RETRY_AFTER_MS);
-  if (v.length > 64) return undefined;
+  // Date.parse alone is lenient ('-5' is a year): require the shape of an HTTP-date (IMF-fixdate,
+  // RFC 850 or asctime all name a day or month and carry hh:mm:ss).
+  if (v.length > 64 || !/[A-Za-z]{3}/.test(v) || !/\d{1,2}:\d{2}:\d{2}/.test(v)) return undefined;
   const date = Date.parse(v);
   if (Number.isNaN(date)) return undefined;
   return Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS);
