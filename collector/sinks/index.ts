@@ -66,8 +66,8 @@ export function parseSinksConfig(doc: unknown): Readonly<SinksConfig> {
     throw new ConfigError(issue.keys.map((k) => (path === '' ? k : `${path}.${k}`)).join(', '), 'unknown setting', { cause: result.error });
   }
   // An unknown or missing `type` fails the discriminator: say which types exist.
-  if (issue.code === 'invalid_union' && issue.path.length === 2 && issue.path[0] === 'sinks') {
-    throw new ConfigError(`${path}.type`, `must be one of: ${SINK_TYPE_NAMES.join(', ')}`, { cause: result.error });
+  if (issue.code === 'invalid_union' && issue.path.at(-1) === 'type') {
+    throw new ConfigError(path, `must be one of: ${SINK_TYPE_NAMES.join(', ')}`, { cause: result.error });
   }
   let message = issue.message;
   if (issue.code === 'invalid_value' && 'values' in issue) message = `must be one of: ${(issue.values as unknown[]).join(', ')}`;
