@@ -14,6 +14,7 @@ import { slackSinkType } from './slack.js';
 import type { Sink, SinkDeps } from './sink.js';
 import { webhookSinkType } from './webhook.js';
 
+/** The public types of the sinks, so the collector imports only this file. */
 export type { Notification, NotificationAction, Sink, SinkDeps } from './sink.js';
 export { DeliveryError, type DeliveryErrorCode } from './http.js';
 
