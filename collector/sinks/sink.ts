@@ -1,0 +1,141 @@
+/**
+ * The sink interface: one destination for alert notifications (a webhook, Slack, PagerDuty,
+ * Alertmanager). Each implementation lives in its own file, builds its payload with a pure function
+ * that tests call directly, and sends it through ./http.ts, where HTTP status becomes a typed error.
+ */
+import { z } from 'zod';
+import { describeEntry, type Entry } from '../../core/entry.js';
+import type { EventKind } from '../../core/event.js';
+import type { Severity } from '../../core/severity.js';
+import type { Alert } from '../store/store.js';
+import type { RetryDeps } from './http.js';
+
+/** What happened to the alert: it fires (or fires again), someone acknowledged it, or it is over. */
+export type NotificationAction = 'trigger' | 'acknowledge' | 'resolve';
+
+/** All actions, in life-cycle order. */
+export const NOTIFICATION_ACTIONS: readonly NotificationAction[] = ['trigger', 'acknowledge', 'resolve'];
+
+/** Everything a sink may show about one alert at one step of its life cycle. Times are ms since the epoch. */
+export interface Notification {
+  action: NotificationAction;
+  /** When the action happened (the resolve time becomes Alertmanager's endsAt). */
+  at: number;
+  /** The alert's fingerprint (baseline key + entry): stable, so it keys PagerDuty's dedup_key. */
+  fingerprint: string;
+  severity: Severity;
+  /** The severity rule that decided, and the human reason it gives. */
+  ruleId: string;
+  ruleReason: string;
+  /** The baseline key and the image repository it belongs to. */
+  baselineKey: string;
+  image: string;
+  kind: EventKind;
+  entry: Entry;
+  /** describeEntry(entry): one line a person can read. */
+  description: string;
+  /** The raw command line or peer of the latest deviation. */
+  example: string;
+  /** The deviation reason (`new-executable`, ...) and its sentence. */
+  reason: string;
+  explanation: string;
+  nearest: readonly string[];
+  count: number;
+  firstSeen: number;
+  lastSeen: number;
+  nodes: readonly string[];
+  /** `namespace/name` of pods it was seen in. */
+  pods: readonly string[];
+  namespace: string;
+  /** Owning team from the ownership map, or ''. */
+  team: string;
+  /** Link to the alert in the console or API, or '' when the collector has no public URL. */
+  url: string;
+  /** Who acknowledged or resolved it, when known, else ''. */
+  actor: string;
+}
+
+/** One destination. `send` resolves once the destination accepted the notification, or throws a DeliveryError. */
+export interface Sink {
+  /** The configured name, used in logs and metrics (never a URL or key). */
+  readonly name: string;
+  /** The sink type (`webhook`, `slack`, ...). */
+  readonly type: string;
+  /** Deliver one notification, retrying what the destination allows, until done, failed for good, or `signal` aborts. */
+  send(notification: Notification, signal: AbortSignal): Promise<void>;
+}
+
+/** What the collector knows besides the stored alert when it notifies. */
+export interface NotificationContext {
+  action: NotificationAction;
+  at: number;
+  severity: Severity;
+  ruleId: string;
+  ruleReason: string;
+  team?: string | undefined;
+  url?: string | undefined;
+  actor?: string | undefined;
+}
+
+/** Build a notification from a stored alert plus what alerting decided (severity, owner, action). Pure. */
+export function notificationOf(alert: Alert, ctx: NotificationContext): Notification {
+  const first = alert.pods[0] ?? '';
+  const slash = first.indexOf('/');
+  return {
+    action: ctx.action,
+    at: ctx.at,
+    fingerprint: alert.fingerprint,
+    severity: ctx.severity,
+    ruleId: ctx.ruleId,
+    ruleReason: ctx.ruleReason,
+    baselineKey: alert.baselineKey,
+    image: alert.image,
+    kind: alert.kind,
+    entry: alert.entry,
+    description: describeEntry(alert.entry),
+    example: alert.example,
+    reason: alert.reason,
+    explanation: alert.explanation,
+    nearest: alert.nearest,
+    count: alert.count,
+    firstSeen: alert.firstSeen,
+    lastSeen: alert.lastSeen,
+    nodes: alert.nodes,
+    pods: alert.pods,
+    namespace: slash > 0 ? first.slice(0, slash) : '',
+    team: ctx.team ?? '',
+    url: ctx.url ?? '',
+    actor: ctx.actor ?? '',
+  };
+}
+
+/** Cut `text` to at most `max` characters, marking the cut with an ellipsis. Never splits a surrogate pair. */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const code = text.charCodeAt(end - 1);
+  if (code >= 0xd800 && code <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
+}
+
+/** RFC 3339 time of ms since the epoch; '' for 0 (unknown). */
+export function isoTime(ms: number): string {
+  return ms > 0 ? new Date(ms).toISOString() : '';
+}
+
+/** A short title: `nginx: new process /bin/sh -c <...>`. */
+export function titleOf(n: Notification): string {
+  const slash = n.image.lastIndexOf('/');
+  const short = slash === -1 ? n.image : n.image.slice(slash + 1);
+  const what = n.kind === 'exec' ? 'new process' : n.entry.type === 'network' && n.entry.direction === 'listen' ? 'new listening port' : 'new connection';
+  return `${short || n.baselineKey}: ${what} ${n.description}`;
+}
+
+/** Injected effects shared by all sinks, so tests control time and retries. */
+export interface SinkDeps extends RetryDeps {
+  /** Wall clock in ms (signature timestamps, Retry-After dates, rate spacing). */
+  now?: (() => number) | undefined;
+}
+
+/** A sink's configured name: it appears in logs and metric labels, so it is short and plain. */
+export const sinkName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 lowercase letters, digits, - or _');

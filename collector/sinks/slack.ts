@@ -1,0 +1,137 @@
+/**
+ * Slack incoming webhook: one message per notification, as Block Kit blocks (header, a section of
+ * text, a section of fields, a context line) with a plain `text` fallback for notifications and
+ * clients that do not render blocks.
+ *
+ * Slack's rules this follows (api.slack.com: "Formatting text for app surfaces", Block Kit reference,
+ * "Sending messages using incoming webhooks"):
+ * - in mrkdwn text, `&`, `<` and `>` are control characters and must be sent as `&amp;`, `&lt;`,
+ *   `&gt;` (nothing else is escaped); so a command line can never become a link or an @channel;
+ * - header text is plain_text of at most 150 characters; a section's text at most 3000; at most 10
+ *   fields of at most 2000 each; a context at most 10 elements;
+ * - about one message per second per webhook: sends are spaced by `minInterval`.
+ */
+import { z } from 'zod';
+import { durationMs } from '../../runtime/config.js';
+import { deliveryShape, httpUrl, post, retryPolicyOf, sleep, urlSecrets, withRetry } from './http.js';
+import { isoTime, sinkName, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+
+/** Config of one Slack sink. */
+export const SlackConfigSchema = z.strictObject({
+  type: z.literal('slack'),
+  name: sinkName,
+  /** The incoming webhook URL (`https://hooks.slack.com/services/...`): a secret. */
+  webhookUrl: httpUrl,
+  /** Least time between two messages to this webhook. */
+  minInterval: durationMs.pipe(z.number().int().min(0).max(60_000)).default(1000),
+  ...deliveryShape,
+});
+
+/** A parsed Slack config. */
+export type SlackConfig = z.output<typeof SlackConfigSchema>;
+
+/** Block Kit limits (see the file comment). */
+export const SLACK_LIMITS = Object.freeze({ header: 150, sectionText: 3000, field: 2000, fields: 10, contextElements: 10, text: 3000 });
+
+/** Escape text for mrkdwn: only `&`, `<`, `>`, as Slack asks. */
+export function slackEscape(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Escape, then cut to `max` characters without leaving half an entity (`&am…`). */
+export function slackText(text: string, max: number): string {
+  const escaped = slackEscape(text);
+  if (escaped.length <= max) return escaped;
+  let cut = truncate(escaped, max).slice(0, -1);
+  const amp = cut.lastIndexOf('&');
+  if (amp !== -1 && cut.indexOf(';', amp) === -1) cut = cut.slice(0, amp);
+  return `${cut}…`;
+}
+
+/** Text shown inside a code span: a backtick would end the span early, so it becomes a look-alike. */
+function code(text: string, max: number): string {
+  return `\`${slackText(text.replace(/`/g, 'ˋ').replace(/[\r\n]+/g, ' '), max - 2)}\``;
+}
+
+const SEVERITY_ICON: Record<Notification['severity'], string> = { critical: '🔴', high: '🟠', medium: '🟡', low: '🔵' };
+const ACTION_LABEL: Record<Notification['action'], string> = { trigger: '', acknowledge: 'Acknowledged · ', resolve: 'Resolved · ' };
+
+/** A link Slack can render: only http(s) URLs without the characters that end a link. */
+function link(url: string, label: string): string {
+  if (!/^https?:\/\/[^\s<>|]+$/.test(url) || url.length > 1000) return slackText(label, 200);
+  return `<${url.replace(/&/g, '&amp;')}|${slackText(label, 200)}>`;
+}
+
+function list(xs: readonly string[], max: number): string {
+  if (xs.length === 0) return '-';
+  const shown = xs.slice(0, 5).join(', ');
+  return xs.length > 5 ? `${shown} (+${xs.length - 5})` : shown.length > 0 ? truncate(shown, max) : '-';
+}
+
+/** The JSON body of the incoming webhook. Pure. */
+export function buildSlackPayload(n: Notification) {
+  const title = titleOf(n);
+  const sev = n.severity.toUpperCase();
+  const header = truncate(`${n.action === 'trigger' ? SEVERITY_ICON[n.severity] : n.action === 'resolve' ? '✅' : '👀'} ${ACTION_LABEL[n.action]}${sev} · ${title}`, SLACK_LIMITS.header);
+  const text = slackText(`${ACTION_LABEL[n.action]}[${sev}] ${title} (${n.ruleReason})`, SLACK_LIMITS.text);
+  const lines =
+    n.action === 'trigger'
+      ? [
+          `*${slackText(n.ruleReason, 500)}*`,
+          slackText(n.explanation, 1000),
+          `*Example:* ${code(n.example, 1000)}`,
+          n.nearest.length > 0 ? `*Nearest known:* ${n.nearest.slice(0, 3).map((x) => code(x, 150)).join(', ')}` : '',
+        ]
+      : [n.actor !== '' ? `${n.action === 'resolve' ? 'Resolved' : 'Acknowledged'} by *${slackText(n.actor, 100)}*` : `${n.action === 'resolve' ? 'Resolved' : 'Acknowledged'}`];
+  const field = (label: string, value: string) => ({ type: 'mrkdwn', text: `*${label}*\n${slackText(value, SLACK_LIMITS.field - label.length - 4)}` });
+  const fields = [
+    field('Image', n.baselineKey),
+    field('Kind', n.kind),
+    field('Namespace', n.namespace || '-'),
+    field('Team', n.team || '-'),
+    field('Count', String(n.count)),
+    field('First / last seen', `${isoTime(n.firstSeen)} / ${isoTime(n.lastSeen)}`),
+    field('Pods', list(n.pods, 1000)),
+    field('Nodes', list(n.nodes, 1000)),
+  ].slice(0, SLACK_LIMITS.fields);
+  const context = [`Driftwatch · rule ${code(n.ruleId, 80)} · alert ${link(n.url, n.fingerprint.slice(0, 12))}`];
+  return {
+    text,
+    blocks: [
+      { type: 'header', text: { type: 'plain_text', text: header, emoji: true } },
+      { type: 'section', text: { type: 'mrkdwn', text: truncate(lines.filter((l) => l !== '').join('\n'), SLACK_LIMITS.sectionText) } },
+      ...(n.action === 'trigger' ? [{ type: 'section', fields }] : []),
+      { type: 'context', elements: context.slice(0, SLACK_LIMITS.contextElements).map((t) => ({ type: 'mrkdwn', text: t })) },
+    ],
+  };
+}
+
+/** Create a Slack sink. Messages to one webhook leave at least `minInterval` apart. */
+export function createSlackSink(config: SlackConfig, deps: SinkDeps = {}): Sink {
+  const now = deps.now ?? Date.now;
+  const policy = retryPolicyOf(config);
+  let nextSlot = 0;
+  return {
+    name: config.name,
+    type: 'slack',
+    async send(n, signal) {
+      const body = JSON.stringify(buildSlackPayload(n));
+      await withRetry(
+        async () => {
+          // Reserve a slot before waiting, so concurrent sends queue up instead of bunching.
+          const t = now();
+          const slot = Math.max(t, nextSlot);
+          nextSlot = slot + config.minInterval;
+          if (slot > t) await (deps.sleep ?? sleep)(slot - t, signal);
+          return post({ url: config.webhookUrl, headers: {}, body, timeoutMs: config.timeout, maxResponseBytes: config.maxResponseBytes, secrets: urlSecrets(config.webhookUrl), now }, signal);
+        },
+        policy,
+        signal,
+        deps,
+      );
+    },
+  };
+}
+
+/** The Slack sink type, for the registry in ./index.ts. */
+export const slackSinkType = { type: 'slack', schema: SlackConfigSchema, create: createSlackSink } as const;
