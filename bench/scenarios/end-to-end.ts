@@ -244,6 +244,14 @@ async function latency(ctx: ScenarioContext, baselines: readonly BaselineSnapsho
   writing = false;
   closeSync(fd);
   await poller;
+  // Where slow moments came from: batches the agent took long to process, commits the collector
+  // took long to make durable (fsync), read from their own histograms.
+  const slow = async (url: string, name: string, le: string) =>
+    (await metricValue(url, `${name}_count`)) - (await metricValue(url, `${name}_bucket`, `le="${le}"`));
+  const stalls =
+    `collector commits > 0.25 s: ${await slow(`${collector.url}/metrics`, 'driftwatch_collector_batch_commit_seconds', '0.25')}, > 1 s: ${await slow(`${collector.url}/metrics`, 'driftwatch_collector_batch_commit_seconds', '1')}; ` +
+    `agent batches > 0.5 s: ${await slow(`${agent.httpUrl}/metrics`, 'driftwatch_agent_batch_duration_seconds', '0.5')}`;
+  ctx.log(stalls);
   await agent.stop();
   await collector.stop();
 
@@ -255,7 +263,7 @@ async function latency(ctx: ScenarioContext, baselines: readonly BaselineSnapsho
   const note = `${devWritten} deviations (${(devWritten / elapsed).toFixed(0)}/s) among ${devWritten + normalWritten} events (${((devWritten + normalWritten) / elapsed).toFixed(0)}/s) over ${elapsed.toFixed(1)} s; ${latencies.length} measured after ${warmMs / 1000} s warm-up; agent ${cpuAgent.toFixed(2)} cores, collector ${cpuCollector.toFixed(2)} cores`;
   return [
     figure.cost(NAME, 'event → alert visible in API, p50', p50, 'ms', 'API round trip p50', api, null, note),
-    figure.cost(NAME, 'event → alert visible in API, p99', p99, 'ms', 'API round trip p50', api, 250, 'API polled every 10 ms'),
+    figure.cost(NAME, 'event → alert visible in API, p99', p99, 'ms', 'API round trip p50', api, 250, `API polled every 10 ms; ${stalls}`),
   ];
 }
 
