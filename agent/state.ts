@@ -100,7 +100,7 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
 
   let bytes = sumBytes.get() as number;
 
-  /** Persist one delta's header and entries; returns the delta with each entry's examples as stored. */
+  /** Persist one delta's header and entries; examples are united with those already stored. */
   function persist(delta: BaselineSnapshot): void {
     const { entries, ...header } = delta;
     upsertHeader.run(delta.key, JSON.stringify(header));

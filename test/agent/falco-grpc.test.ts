@@ -1,10 +1,10 @@
 import test from 'ava';
+import { collectEvents as collect } from '../helpers/source-context.js';
 import type * as grpc from '@grpc/grpc-js';
 import { parseSourceSpec, createSource } from '../../agent/sources/index.js';
 import { createFalcoGrpcSource, falcoResponseToEvent } from '../../agent/sources/falco-grpc.js';
 import { parseFalcoLine } from '../../agent/sources/falco-event.js';
 import { backoffDelay, GRPC_STREAM_DEFAULTS } from '../../agent/sources/grpc-stream.js';
-import type { SourceBatch } from '../../agent/sources/source.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { falcoOutputsService } from '../../proto/third-party.js';
 import { at, falcoLine, falcoRecord, type FalcoEventSpec } from '../helpers/falco.js';
@@ -48,16 +48,6 @@ function falcoServer() {
   };
   const server = unixGrpcServer('falco', falcoOutputsService().service, impl);
   return { server, queued };
-}
-
-async function collect(iter: AsyncIterator<SourceBatch>, into: ActivityEvent[], n: number): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (into.length < n) {
-    if (Date.now() > deadline) throw new Error(`timed out with ${into.length}/${n} events`);
-    const r = await iter.next();
-    if (r.done) throw new Error('source ended');
-    into.push(...r.value.events);
-  }
 }
 
 test('a gRPC response becomes the same event as the JSON line of the same alert', (t) => {

@@ -1,10 +1,10 @@
 import test from 'ava';
+import { collectEvents as collect } from '../helpers/source-context.js';
 import { readFileSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
 import { createTetragonGrpcSource } from '../../agent/sources/tetragon-grpc.js';
 import { createSource } from '../../agent/sources/index.js';
-import type { SourceBatch } from '../../agent/sources/source.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { tetragonSensorsService } from '../../proto/third-party.js';
 import { unixGrpcServer } from '../helpers/grpc-server.js';
@@ -24,16 +24,6 @@ function toMessage(line: string): Record<string, unknown> {
     }
     return value;
   }) as Record<string, unknown>;
-}
-
-async function collect(iter: AsyncIterator<SourceBatch>, into: ActivityEvent[], n: number): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (into.length < n) {
-    if (Date.now() > deadline) throw new Error(`timed out with ${into.length}/${n} events`);
-    const r = await iter.next();
-    if (r.done) throw new Error('source ended');
-    into.push(...r.value.events);
-  }
 }
 
 test('streams GetEvents from a local Tetragon over a unix socket; same events as the JSON export; reconnects', async (t) => {
