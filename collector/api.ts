@@ -3,14 +3,29 @@
  * Lists are `{ "items": [...], "next": cursor|null }`; errors are `{ "error": { "code", "message" } }`
  * with a 4xx status saying what was wrong with the request. Times are RFC 3339 strings.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { z } from 'zod';
 import type { EventKind } from '../core/event.js';
 import type { MergedBaseline } from '../core/merge.js';
 import { EVENT_KINDS } from '../core/event.js';
 import { describeEntry } from '../core/entry.js';
+import { parseDuration } from '../core/duration.js';
+import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
-import { CursorError, type Alert, type AlertState, type BaselineSummary, type Store, type StoredDeviation } from './store/store.js';
+import type { Alerting } from './alerting/index.js';
+import {
+  ALERT_STATES,
+  CursorError,
+  type Alert,
+  type AlertException,
+  type AlertTransition,
+  type BaselineSummary,
+  type OutboxItem,
+  type Store,
+  type StoredDeviation,
+} from './store/store.js';
 
 /** An API error with its HTTP status. */
 export class ApiError extends Error {
@@ -20,7 +35,8 @@ export class ApiError extends Error {
   }
 }
 
-const ALERT_STATES: readonly AlertState[] = ['firing', 'acknowledged', 'resolved', 'accepted'];
+/** Largest request body accepted, in bytes. */
+const MAX_BODY_BYTES = 16 << 10;
 const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;
 
@@ -30,7 +46,8 @@ function iso(ms: number): string | null {
 
 /** The JSON shape of an alert. */
 export function alertJson(a: Alert) {
-  const [namespace] = a.pods.length > 0 ? (a.pods[0] as string).split('/') : [''];
+  const [podNamespace] = a.pods.length > 0 ? (a.pods[0] as string).split('/') : [''];
+  const namespace = a.namespace !== '' ? a.namespace : podNamespace;
   return {
     id: a.fingerprint,
     state: a.state,
@@ -52,6 +69,43 @@ export function alertJson(a: Alert) {
     namespace: namespace ?? '',
     lastDeviationId: a.lastDeviationId,
     createdAt: iso(a.createdAt),
+    severity: a.severity,
+    rule: { id: a.ruleId, reason: a.ruleReason },
+    team: a.team,
+    labels: a.labels,
+    receivers: a.receivers,
+    suppressedBy: a.suppressedBy === '' ? null : a.suppressedBy,
+    stateChange: a.stateAt > 0 ? { by: a.stateBy, at: iso(a.stateAt), comment: a.stateComment } : null,
+  };
+}
+
+function deliveryJson(d: OutboxItem) {
+  return {
+    sink: d.sink,
+    action: d.action,
+    state: d.state,
+    attempts: d.attempts,
+    lastError: d.lastError === '' ? null : d.lastError,
+    createdAt: iso(d.createdAt),
+    nextAttemptAt: d.state === 'pending' ? iso(d.nextAt) : null,
+    doneAt: iso(d.doneAt),
+  };
+}
+
+/** The JSON shape of an exception, with its status at `now`. */
+export function exceptionJson(e: AlertException, now: number) {
+  return {
+    id: e.id,
+    status: e.revokedAt > 0 ? 'revoked' : e.expiresAt <= now ? 'expired' : 'active',
+    match: { key: e.key || null, entry: e.entry || null, namespace: e.namespace || null },
+    reason: e.reason,
+    owner: e.owner,
+    createdBy: e.createdBy,
+    createdAt: iso(e.createdAt),
+    expiresAt: iso(e.expiresAt),
+    revokedAt: iso(e.revokedAt),
+    revokedBy: e.revokedBy || null,
+    remindedAt: iso(e.remindedAt),
   };
 }
 
@@ -154,21 +208,158 @@ function decodeSegment(s: string): string {
   }
 }
 
+/** Read a JSON object body: at most MAX_BODY_BYTES, content-type application/json. */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > MAX_BODY_BYTES) throw new ApiError(413, 'body_too_large', `request body larger than ${MAX_BODY_BYTES} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new ApiError(413, 'body_too_large', `request body larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  if (type !== 'application/json') throw new ApiError(415, 'unsupported_media_type', 'send the body as application/json');
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
+  }
+}
+
+/** Validate `body` against `schema`; a 400 names the first wrong field. */
+function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0] as z.core.$ZodIssue;
+  if (issue.code === 'unrecognized_keys') throw new ApiError(400, 'invalid_body', `unknown field(s): ${issue.keys.map((k) => k.slice(0, 64)).join(', ')}`);
+  const field = issue.path.map(String).join('.') || 'body';
+  throw new ApiError(400, 'invalid_body', `${field}: ${issue.message}`);
+}
+
+const TransitionBody = z.strictObject({ comment: z.string().max(1000).default('') });
+
+const text = (max: number) => z.string().trim().min(1).max(max).regex(/^[^\0\r\n]*$/, 'must be one line without NUL');
+
+const ExceptionBody = z
+  .strictObject({
+    /** Fill key and entry from this alert (exactly its baseline key and entry). */
+    alert: z.string().regex(/^[0-9a-f]{8,64}$/, 'must be an alert id').optional(),
+    key: text(512).optional(),
+    entry: text(1024).optional(),
+    namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name').optional(),
+    reason: text(1000),
+    owner: text(128),
+    expiresAt: z.iso.datetime({ offset: true }).optional(),
+    /** A duration from now such as `30d`. */
+    expiresIn: z.string().max(32).optional(),
+  })
+  .refine((b) => (b.expiresAt === undefined) !== (b.expiresIn === undefined), { message: 'give exactly one of expiresAt and expiresIn', path: ['expiresAt'] })
+  .refine((b) => b.alert !== undefined || b.key !== undefined || b.entry !== undefined || b.namespace !== undefined, {
+    message: 'give what it matches: alert, or at least one of key, entry, namespace',
+    path: ['key'],
+  })
+  .refine((b) => b.alert === undefined || (b.key === undefined && b.entry === undefined), { message: 'alert sets key and entry; do not give them too', path: ['alert'] });
+
+/** What the API needs. */
+export interface ApiDeps {
+  store: Store;
+  alerting: Alerting;
+  registry: Registry;
+  readiness: ReadinessCheck;
+  now?: (() => number) | undefined;
+  /** Who is asking (from authentication); default 'anonymous'. */
+  actorOf?: ((req: IncomingMessage) => string) | undefined;
+  /** Longest exception lifetime accepted. */
+  maxExceptionLifetime?: number | undefined;
+}
+
 /** Create the request handler. */
-export function createApiHandler(deps: { store: Store; registry: Registry; readiness: ReadinessCheck }) {
-  const { store } = deps;
+export function createApiHandler(deps: ApiDeps) {
+  const { store, alerting } = deps;
+  const now = deps.now ?? Date.now;
+  const maxLifetime = deps.maxExceptionLifetime ?? 366 * 86_400_000;
+  const actorOf = deps.actorOf ?? (() => 'anonymous');
+
+  async function mutate(req: IncomingMessage, segments: string[], params: URLSearchParams, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const [resource, ...rest] = segments;
+    checkParams(params, []);
+    if (resource === 'alerts' && rest.length === 2 && method === 'POST') {
+      const verb = rest[1] as string;
+      const to = ({ acknowledge: 'acknowledged', ack: 'acknowledged', resolve: 'resolved', accept: 'accepted' } as const)[verb as 'ack'];
+      if (to === undefined) throw new ApiError(404, 'not_found', 'alert actions are acknowledge, resolve and accept');
+      const body = parseBody(TransitionBody, await readJson(req));
+      const change: AlertTransition = { to, by: actorOf(req), at: now(), comment: body.comment };
+      const result = alerting.transition(decodeSegment(rest[0] as string), change);
+      if (!result.ok && result.reason === 'not-found') throw new ApiError(404, 'not_found', 'no alert with this id');
+      if (!result.ok) throw new ApiError(409, 'invalid_transition', `the alert is ${result.alert.state}; it cannot become ${to}`);
+      return sendJson(res, 200, alertJson(result.after));
+    }
+    if (resource === 'exceptions' && rest.length === 0 && method === 'POST') {
+      const b = parseBody(ExceptionBody, await readJson(req));
+      const t = now();
+      let expiresAt: number;
+      if (b.expiresIn !== undefined) {
+        try {
+          expiresAt = t + parseDuration(b.expiresIn);
+        } catch (err) {
+          throw new ApiError(400, 'invalid_body', `expiresIn: ${(err as Error).message}`);
+        }
+      } else expiresAt = Date.parse(b.expiresAt as string);
+      if (expiresAt <= t) throw new ApiError(400, 'invalid_body', 'expiresAt: must be in the future');
+      if (expiresAt - t > maxLifetime) throw new ApiError(400, 'invalid_body', `expiresAt: at most ${Math.floor(maxLifetime / 86_400_000)} days from now`);
+      let key = b.key ?? '';
+      let entry = b.entry ?? '';
+      if (b.alert !== undefined) {
+        const alert = store.getAlert(b.alert);
+        if (!alert) throw new ApiError(400, 'invalid_body', 'alert: no alert with this id');
+        key = escapeGlob(alert.baselineKey);
+        entry = escapeGlob(describeEntry(alert.entry));
+      }
+      const e: AlertException = {
+        id: `ex-${randomBytes(8).toString('hex')}`,
+        key,
+        entry,
+        namespace: b.namespace ?? '',
+        reason: b.reason,
+        owner: b.owner,
+        createdBy: actorOf(req),
+        createdAt: t,
+        expiresAt,
+        revokedAt: 0,
+        revokedBy: '',
+        remindedAt: 0,
+      };
+      alerting.addException(e);
+      return sendJson(res, 201, exceptionJson(e, t));
+    }
+    if (resource === 'exceptions' && rest.length === 1 && method === 'DELETE') {
+      const id = decodeSegment(rest[0] as string);
+      const before = store.getException(id);
+      if (!before) throw new ApiError(404, 'not_found', 'no exception with this id');
+      if (before.revokedAt > 0) throw new ApiError(409, 'already_revoked', 'the exception was already revoked');
+      const after = alerting.revokeException(id, actorOf(req)) as AlertException;
+      return sendJson(res, 200, exceptionJson(after, now()));
+    }
+    throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here`);
+  }
 
   function route(method: string, segments: string[], params: URLSearchParams, res: ServerResponse): void {
     if (method !== 'GET' && method !== 'HEAD') throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here`);
     const [resource, ...rest] = segments;
     if (resource === 'alerts' && rest.length === 0) {
-      checkParams(params, ['limit', 'cursor', 'image', 'kind', 'state']);
+      checkParams(params, ['limit', 'cursor', 'image', 'kind', 'state', 'severity', 'namespace']);
       const page = store.listAlerts({
         limit: limitParam(params),
         cursor: oneParam(params, 'cursor', 64),
         image: oneParam(params, 'image'),
         kind: enumParam<EventKind>(params, 'kind', EVENT_KINDS),
         state: enumParam(params, 'state', ALERT_STATES),
+        severity: enumParam<Severity>(params, 'severity', SEVERITIES),
+        namespace: oneParam(params, 'namespace', 63),
       });
       return sendJson(res, 200, { items: page.items.map(alertJson), next: page.next });
     }
@@ -177,7 +368,20 @@ export function createApiHandler(deps: { store: Store; registry: Registry; readi
       const alert = store.getAlert(decodeSegment(rest[0] as string));
       if (!alert) throw new ApiError(404, 'not_found', 'no alert with this id');
       const recent = store.listDeviations({ limit: 20, fingerprint: alert.fingerprint });
-      return sendJson(res, 200, { ...alertJson(alert), deviations: recent.items.map(deviationJson) });
+      return sendJson(res, 200, { ...alertJson(alert), deviations: recent.items.map(deviationJson), deliveries: store.deliveriesOf(alert.fingerprint).map(deliveryJson) });
+    }
+    if (resource === 'exceptions' && rest.length === 0) {
+      checkParams(params, ['status']);
+      const status = enumParam(params, 'status', ['active', 'expired', 'revoked'] as const);
+      const t = now();
+      const items = store.listExceptions().map((e) => exceptionJson(e, t)).filter((e) => status === undefined || e.status === status);
+      return sendJson(res, 200, { items });
+    }
+    if (resource === 'exceptions' && rest.length === 1) {
+      checkParams(params, []);
+      const e = store.getException(decodeSegment(rest[0] as string));
+      if (!e) throw new ApiError(404, 'not_found', 'no exception with this id');
+      return sendJson(res, 200, exceptionJson(e, now()));
     }
     if (resource === 'deviations' && rest.length === 0) {
       checkParams(params, ['limit', 'cursor', 'alert', 'key', 'node']);
@@ -215,7 +419,9 @@ export function createApiHandler(deps: { store: Store; registry: Registry; readi
       const params = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
       if (!path.startsWith('/api/v1/')) throw new ApiError(404, 'not_found', 'the API is under /api/v1/');
       const segments = path.slice('/api/v1/'.length).split('/').filter((s) => s !== '');
-      route(req.method ?? 'GET', segments, params, res);
+      const method = req.method ?? 'GET';
+      if (method === 'GET' || method === 'HEAD') route(method, segments, params, res);
+      else await mutate(req, segments, params, res);
     } catch (err) {
       if (err instanceof ApiError) return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
       if (err instanceof CursorError) return sendJson(res, 400, { error: { code: err.code, message: err.message } });

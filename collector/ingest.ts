@@ -18,7 +18,7 @@ import {
 } from '../proto/index.js';
 import type { Logger } from '../runtime/logger.js';
 import type { CollectorMetrics } from './metrics.js';
-import type { Alert, Store } from './store/store.js';
+import type { Alert, AlertPolicy, IngestResult, Store } from './store/store.js';
 
 /** Ingest settings. */
 export interface IngestOptions {
@@ -34,6 +34,10 @@ export interface IngestDeps {
   logger: Logger;
   /** Called for every alert a committed batch created. */
   onNewAlert: (alert: Alert) => void;
+  /** Consulted inside each commit (severity, routing, exceptions). */
+  policy?: AlertPolicy | undefined;
+  /** Called after each commit with what it did (notifications, live feed). */
+  afterCommit?: ((result: IngestResult) => void) | undefined;
   now: () => number;
 }
 
@@ -112,18 +116,20 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
               reject(err, 'baseline');
             }
           }
-          const result = store.ingest(node, deviations, snapshots, deps.now());
+          const result = store.ingest(node, deviations, snapshots, deps.now(), deps.policy);
           endTimer();
           // Acknowledge only now: the batch is committed.
           call.write({ ack: { batchId: b.batchId, stored: result.stored, duplicates: result.duplicates, rejected } });
           metrics.batches.inc();
           if (result.stored) metrics.deviations.inc({ outcome: 'stored' }, result.stored);
           if (result.duplicates) metrics.deviations.inc({ outcome: 'duplicate' }, result.duplicates);
+          if (result.known) metrics.deviations.inc({ outcome: 'known' }, result.known);
           if (result.snapshots) metrics.snapshots.inc(result.snapshots);
           for (const alert of result.newAlerts) {
             metrics.alerts.inc({ kind: alert.kind });
             deps.onNewAlert(alert);
           }
+          deps.afterCommit?.(result);
           return;
         }
         return fail(grpc.status.INVALID_ARGUMENT, 'empty message');

@@ -5,13 +5,19 @@
  */
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
+import cron from 'node-cron';
 import { z } from 'zod';
 import { hostPort, loadConfig } from '../runtime/config.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
 import { VERSION } from '../runtime/version.js';
 import { alertJson, createApiHandler } from './api.js';
+import { createAlerting } from './alerting/index.js';
+import { AlertingConfigSchema, receiverReferences } from './alerting/config.js';
+import { createAlertFeed, type AlertFeed } from './feed.js';
 import { createIngest } from './ingest.js';
+import { SinksConfigSchema, createSinks } from './sinks/index.js';
+import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Alert, Store } from './store/store.js';
@@ -25,6 +31,17 @@ export const CollectorConfigSchema = z.strictObject({
   maxBatchItems: z.coerce.number().int().min(1).max(10_000).default(2_000),
   /** Largest gRPC message accepted, in bytes. */
   maxMessageBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20),
+  /** Where notifications go (collector/sinks; see config/sinks.example.yaml). */
+  sinks: SinksConfigSchema.shape.sinks,
+  /** Severity, routes, owners, storm control, outbox, retention (collector/alerting/config.ts). */
+  alerting: AlertingConfigSchema.default(AlertingConfigSchema.parse({})),
+  /** The URL people reach the collector at, for links in notifications ('' = no links). */
+  publicUrl: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]).default(''),
+}).superRefine((c, ctx) => {
+  const names = new Set(c.sinks.map((s) => s.name));
+  for (const ref of receiverReferences(c.alerting)) {
+    if (!names.has(ref.name)) ctx.addIssue({ code: 'custom', path: ref.path, message: `no sink is named ${ref.name}; configured: ${[...names].join(', ') || 'none'}` });
+  }
 });
 
 /** The validated, frozen collector configuration. */
@@ -43,6 +60,9 @@ export interface CollectorHandle {
   readonly url: string;
   readonly store: Store;
   readonly metrics: CollectorMetrics;
+  /** Live alert changes (the websocket feed subscribes). */
+  readonly feed: AlertFeed;
+  readonly alerting: Alerting;
   stop(): Promise<void>;
 }
 
@@ -55,19 +75,33 @@ function bindGrpc(server: grpc.Server, address: string): Promise<number> {
 /** Start a collector. `onAlert` sees every new alert (the demo uses it; sinks plug in here later). */
 export async function startCollector(
   config: CollectorConfig,
-  options: { logger?: Logger; onAlert?: (alert: Alert) => void } = {},
+  options: { logger?: Logger; onAlert?: (alert: Alert) => void; now?: () => number } = {},
 ): Promise<CollectorHandle> {
   const logger = options.logger ?? createLogger('driftwatch-collector', config.logLevel);
+  const now = options.now ?? Date.now;
   const metrics = createCollectorMetrics();
   const store = openSqliteStore(config.db);
   const alertLog = logger.child({ component: 'alerts' });
+  const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
+  const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });
+  const alerting = createAlerting({ store, sinks, config: config.alerting, feed, logger: logger.child({ component: 'alerting' }), registry: metrics.registry, now, publicUrl: config.publicUrl });
+  const jobs = [
+    cron.schedule(config.alerting.retentionSchedule, () => void alerting.prune(), { name: 'retention', noOverlap: true }),
+    cron.schedule(config.alerting.reminderSchedule, () => void alerting.remindExpiringExceptions(), { name: 'exception-reminders', noOverlap: true }),
+  ];
+  const resendTimer = setInterval(() => {
+    alerting.resendToAlertmanager().catch((err: unknown) => logger.error({ err }, 'Alertmanager re-send failed'));
+  }, config.alerting.alertmanagerResend);
+  resendTimer.unref();
   const ingest = createIngest(
     { version: VERSION, maxBatchItems: config.maxBatchItems },
     {
       store,
       metrics,
       logger: logger.child({ component: 'ingest' }),
-      now: Date.now,
+      now,
+      policy: alerting.policy,
+      afterCommit: (result) => alerting.afterCommit(result),
       onNewAlert(alert) {
         // One JSON line per new alert: the first channel on-call can already consume (log shipping).
         alertLog.warn({ alert: alertJson(alert) }, 'new alert');
@@ -87,7 +121,7 @@ export async function startCollector(
   const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port));
 
   let ready = true;
-  const handler = createApiHandler({ store, registry: metrics.registry, readiness: () => (ready ? null : 'shutting down') });
+  const handler = createApiHandler({ store, alerting, registry: metrics.registry, readiness: () => (ready ? null : 'shutting down'), now, maxExceptionLifetime: config.alerting.maxExceptionLifetime });
   const http = createServer((req, res) => {
     handler(req, res).catch((err: unknown) => {
       logger.error({ err, url: req.url?.slice(0, 256) }, 'API request failed');
@@ -110,9 +144,13 @@ export async function startCollector(
     url,
     store,
     metrics,
+    feed,
+    alerting,
     stop() {
       stopping ??= (async () => {
         ready = false;
+        for (const job of jobs) await job.destroy();
+        clearInterval(resendTimer);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             server.forceShutdown();
@@ -128,6 +166,7 @@ export async function startCollector(
           http.close(() => resolve());
           http.closeAllConnections();
         });
+        await alerting.stop();
         store.close();
         logger.info('collector stopped');
       })();

@@ -257,6 +257,11 @@ export function globMatch(pattern: string, text: string): boolean {
   return p === pattern.length;
 }
 
+/** A glob that matches exactly `text`: each of `*`, `?` and `[` becomes a one-character class. */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[]/g, (c) => `[${c}]`);
+}
+
 /** Match one character against the class starting at pattern[at] === '['; null when the class is unterminated (then `[` is literal). */
 function matchClass(pattern: string, at: number, ch: string): { matched: boolean; end: number } | null {
   let i = at + 1;

@@ -69,9 +69,10 @@ export interface Sink {
 export interface NotificationContext {
   action: NotificationAction;
   at: number;
-  severity: Severity;
-  ruleId: string;
-  ruleReason: string;
+  /** Severity and rule; default: the alert's own. */
+  severity?: Severity | undefined;
+  ruleId?: string | undefined;
+  ruleReason?: string | undefined;
   team?: string | undefined;
   url?: string | undefined;
   actor?: string | undefined;
@@ -85,9 +86,9 @@ export function notificationOf(alert: Alert, ctx: NotificationContext): Notifica
     action: ctx.action,
     at: ctx.at,
     fingerprint: alert.fingerprint,
-    severity: ctx.severity,
-    ruleId: ctx.ruleId,
-    ruleReason: ctx.ruleReason,
+    severity: ctx.severity ?? alert.severity,
+    ruleId: ctx.ruleId ?? alert.ruleId,
+    ruleReason: ctx.ruleReason ?? alert.ruleReason,
     baselineKey: alert.baselineKey,
     image: alert.image,
     kind: alert.kind,
@@ -102,8 +103,8 @@ export function notificationOf(alert: Alert, ctx: NotificationContext): Notifica
     lastSeen: alert.lastSeen,
     nodes: alert.nodes,
     pods: alert.pods,
-    namespace: slash > 0 ? first.slice(0, slash) : '',
-    team: ctx.team ?? '',
+    namespace: alert.namespace !== '' ? alert.namespace : slash > 0 ? first.slice(0, slash) : '',
+    team: ctx.team ?? alert.team,
     url: ctx.url ?? '',
     actor: ctx.actor ?? '',
   };

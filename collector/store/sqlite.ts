@@ -10,7 +10,21 @@ import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
 import { entryFromId, entryId, exampleOf, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import { mergeHeaders, unite, type SnapshotHeader } from '../../core/merge.js';
-import { CursorError, type Alert, type AlertState, type BaselineSummary, type Page, type Store, type StoredDeviation } from './store.js';
+import { SEVERITIES, baselineFactsOf, type BaselineFacts, type Severity } from '../../core/severity.js';
+import {
+  CursorError,
+  type Alert,
+  type AlertException,
+  type AlertPolicy,
+  type AlertState,
+  type AlertTransition,
+  type BaselineSummary,
+  type TransitionResult,
+  type OutboxItem,
+  type Page,
+  type Store,
+  type StoredDeviation,
+} from './store.js';
 
 /** Most nodes and pods an alert lists. */
 const MAX_ALERT_NODES = 64;
@@ -20,7 +34,25 @@ const MAX_MERGED_EXAMPLES = 5;
 /** Most nodes listed per entry when a baseline is read (the count of nodes is exact). */
 const MAX_LISTED_NODES = 64;
 /** The schema revision this code writes (PRAGMA user_version). */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
+/** Columns revision 3 added to alerts, with their definitions (ALTER TABLE on older files). */
+const ALERT_COLUMNS_V3: readonly [string, string][] = [
+  ['severity', `TEXT NOT NULL DEFAULT 'medium'`],
+  ['rule_id', `TEXT NOT NULL DEFAULT ''`],
+  ['rule_reason', `TEXT NOT NULL DEFAULT ''`],
+  ['team', `TEXT NOT NULL DEFAULT ''`],
+  ['namespace', `TEXT NOT NULL DEFAULT ''`],
+  ['labels', `TEXT NOT NULL DEFAULT '{}'`],
+  ['receivers', `TEXT NOT NULL DEFAULT '[]'`],
+  ['suppressed_by', `TEXT NOT NULL DEFAULT ''`],
+  ['state_by', `TEXT NOT NULL DEFAULT ''`],
+  ['state_at', `INTEGER NOT NULL DEFAULT 0`],
+  ['state_comment', `TEXT NOT NULL DEFAULT ''`],
+];
+/** Most pod labels kept on an alert, and longest label value. */
+const MAX_ALERT_LABELS = 32;
+/** Deliveries listed per alert. */
+const MAX_LISTED_DELIVERIES = 50;
 
 interface AlertRow {
   seq: number;
@@ -41,7 +73,97 @@ interface AlertRow {
   last_deviation_id: string;
   example: string;
   created_at: number;
+  severity: Severity;
+  rule_id: string;
+  rule_reason: string;
+  team: string;
+  namespace: string;
+  labels: string;
+  receivers: string;
+  suppressed_by: string;
+  state_by: string;
+  state_at: number;
+  state_comment: string;
 }
+
+interface OutboxRow {
+  seq: number;
+  alert: string;
+  sink: string;
+  action: string;
+  body: string;
+  state: OutboxItem['state'];
+  attempts: number;
+  next_at: number;
+  last_error: string;
+  created_at: number;
+  done_at: number;
+}
+
+function outboxOf(r: OutboxRow): OutboxItem {
+  return {
+    seq: r.seq,
+    alert: r.alert,
+    sink: r.sink,
+    action: r.action,
+    body: r.body,
+    state: r.state,
+    attempts: r.attempts,
+    nextAt: r.next_at,
+    lastError: r.last_error,
+    createdAt: r.created_at,
+    doneAt: r.done_at,
+  };
+}
+
+interface ExceptionRow {
+  id: string;
+  key_glob: string;
+  entry_glob: string;
+  namespace: string;
+  reason: string;
+  owner: string;
+  created_by: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number;
+  revoked_by: string;
+  reminded_at: number;
+}
+
+function exceptionOf(r: ExceptionRow): AlertException {
+  return {
+    id: r.id,
+    key: r.key_glob,
+    entry: r.entry_glob,
+    namespace: r.namespace,
+    reason: r.reason,
+    owner: r.owner,
+    createdBy: r.created_by,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+    revokedBy: r.revoked_by,
+    remindedAt: r.reminded_at,
+  };
+}
+
+/** A deviation's pod labels, bounded, as stored on its alert. */
+function labelsOf(d: Deviation): Record<string, string> {
+  const out: Record<string, string> = {};
+  let n = 0;
+  for (const [k, v] of Object.entries(d.event.pod?.labels ?? {})) {
+    if (n++ >= MAX_ALERT_LABELS) break;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** The default decision when the caller gives no policy (tests of the store alone). */
+const NO_POLICY: AlertPolicy = {
+  decide: () => ({ severity: 'medium', ruleId: 'unmatched', ruleReason: '', team: '', receivers: [] }),
+  exceptionFor: () => '',
+};
 
 function alertOf(r: AlertRow): Alert {
   return {
@@ -62,6 +184,17 @@ function alertOf(r: AlertRow): Alert {
     lastDeviationId: r.last_deviation_id,
     example: r.example,
     createdAt: r.created_at,
+    severity: r.severity,
+    ruleId: r.rule_id,
+    ruleReason: r.rule_reason,
+    team: r.team,
+    namespace: r.namespace,
+    labels: JSON.parse(r.labels) as Record<string, string>,
+    receivers: JSON.parse(r.receivers) as string[],
+    suppressedBy: r.suppressed_by,
+    stateBy: r.state_by,
+    stateAt: r.state_at,
+    stateComment: r.state_comment,
   };
 }
 
@@ -78,13 +211,14 @@ function decodeCursor(cursor: string | undefined): number {
 
 /** Fingerprints by (key, entry), cached: a storm repeats a few fingerprints, each a sha256. Bounded. */
 function createFingerprintCache() {
-  const cache = new Map<string, string>();
+  const cache = new Map<string, { fingerprint: string; entryId: string }>();
   return {
-    of(d: Deviation): string {
-      const text = `${d.key}\n${entryId(d.entry)}`;
+    of(d: Deviation): { fingerprint: string; entryId: string } {
+      const id = entryId(d.entry);
+      const text = `${d.key}\n${id}`;
       let fp = cache.get(text);
       if (fp === undefined) {
-        fp = deviationFingerprint(d);
+        fp = { fingerprint: deviationFingerprint(d), entryId: id };
         if (cache.size >= 50_000) cache.clear();
         cache.set(text, fp);
       }
@@ -92,6 +226,13 @@ function createFingerprintCache() {
     },
   };
 }
+
+/** From which states each transition may start. */
+const ALLOWED_FROM: Readonly<Record<AlertTransition['to'], readonly AlertState[]>> = {
+  acknowledged: ['firing'],
+  resolved: ['firing', 'acknowledged'],
+  accepted: ['firing', 'acknowledged', 'resolved'],
+};
 
 function imageOfKey(d: Deviation): string {
   return d.event.container?.image.repository ?? d.key;
@@ -178,6 +319,44 @@ export function openSqliteStore(path: string): Store {
       examples   TEXT NOT NULL,
       PRIMARY KEY (key, entry_id)
     ) WITHOUT ROWID;
+    -- Notifications for sinks: written in the transaction that decides them, delivered by the
+    -- outbox worker, retried with backoff across restarts; the row stays as the delivery record.
+    CREATE TABLE IF NOT EXISTS outbox (
+      seq        INTEGER PRIMARY KEY,
+      alert      TEXT NOT NULL,
+      sink       TEXT NOT NULL,
+      action     TEXT NOT NULL,
+      body       TEXT NOT NULL,
+      state      TEXT NOT NULL,
+      attempts   INTEGER NOT NULL DEFAULT 0,
+      next_at    INTEGER NOT NULL,
+      last_error TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      done_at    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS outbox_due ON outbox(sink, state, next_at, seq);
+    CREATE INDEX IF NOT EXISTS outbox_alert ON outbox(alert, seq);
+    CREATE TABLE IF NOT EXISTS exceptions (
+      id          TEXT PRIMARY KEY,
+      key_glob    TEXT NOT NULL,
+      entry_glob  TEXT NOT NULL,
+      namespace   TEXT NOT NULL,
+      reason      TEXT NOT NULL,
+      owner       TEXT NOT NULL,
+      created_by  TEXT NOT NULL,
+      created_at  INTEGER NOT NULL,
+      expires_at  INTEGER NOT NULL,
+      revoked_at  INTEGER NOT NULL DEFAULT 0,
+      revoked_by  TEXT NOT NULL DEFAULT '',
+      reminded_at INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+  `);
+  const alertColumns = new Set((db.prepare(`SELECT name FROM pragma_table_info('alerts')`).pluck().all() as string[]));
+  for (const [name, definition] of ALERT_COLUMNS_V3) if (!alertColumns.has(name)) db.exec(`ALTER TABLE alerts ADD COLUMN ${name} ${definition}`);
+  db.exec(`
+    CREATE INDEX IF NOT EXISTS alerts_severity ON alerts(severity, seq);
+    CREATE INDEX IF NOT EXISTS alerts_namespace ON alerts(namespace, seq);
+    CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, seq);
   `);
 
   const insertDeviation = db.prepare(
@@ -185,11 +364,16 @@ export function openSqliteStore(path: string): Store {
   );
   const selectAlert = db.prepare(`SELECT * FROM alerts WHERE fingerprint = ?`);
   const insertAlert = db.prepare(`
-    INSERT INTO alerts (fingerprint, baseline_key, image, kind, entry, reason, explanation, nearest, first_seen, last_seen, count, nodes, pods, last_deviation_id, example, created_at)
-    VALUES (@fingerprint, @baselineKey, @image, @kind, @entry, @reason, @explanation, @nearest, @firstSeen, @lastSeen, @count, @nodes, @pods, @lastDeviationId, @example, @createdAt)`);
+    INSERT INTO alerts (fingerprint, baseline_key, image, kind, entry, reason, explanation, nearest, first_seen, last_seen, count, nodes, pods, last_deviation_id, example, created_at,
+      severity, rule_id, rule_reason, team, namespace, labels, receivers, suppressed_by)
+    VALUES (@fingerprint, @baselineKey, @image, @kind, @entry, @reason, @explanation, @nearest, @firstSeen, @lastSeen, @count, @nodes, @pods, @lastDeviationId, @example, @createdAt,
+      @severity, @ruleId, @ruleReason, @team, @namespace, @labels, @receivers, @suppressedBy)`);
   const updateAlert = db.prepare(`
     UPDATE alerts SET count = count + @count, first_seen = min(first_seen, @minTime), last_seen = max(last_seen, @maxTime),
-      nodes = @nodes, pods = @pods,
+      nodes = @nodes, pods = @pods, suppressed_by = @suppressedBy,
+      state = CASE WHEN state = 'resolved' THEN 'firing' ELSE state END,
+      state_by = CASE WHEN state = 'resolved' THEN '' ELSE state_by END,
+      state_at = CASE WHEN state = 'resolved' THEN @receivedAt ELSE state_at END,
       last_deviation_id = CASE WHEN @maxTime >= last_seen THEN @id ELSE last_deviation_id END,
       example = CASE WHEN @maxTime >= last_seen THEN @example ELSE example END
     WHERE fingerprint = @fingerprint`);
@@ -213,6 +397,25 @@ export function openSqliteStore(path: string): Store {
   const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_nodes ORDER BY key`);
   const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
   const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
+  const knownEntry = db.prepare(`SELECT 1 FROM baseline_entries WHERE key = ? AND entry_id = ?`).pluck();
+  const processEntryIds = db.prepare(`SELECT entry_id FROM baseline_entries WHERE key = ? AND type = 'process'`).pluck();
+  const setAlertState = db.prepare(`UPDATE alerts SET state = @to, state_by = @by, state_at = @at, state_comment = @comment WHERE fingerprint = @fingerprint`);
+  const insertOutbox = db.prepare(`INSERT INTO outbox (alert, sink, action, body, state, next_at, last_error, created_at, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  const selectDue = db.prepare(`SELECT * FROM outbox WHERE sink = ? AND state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT 1`);
+  const selectNextDue = db.prepare(`SELECT min(next_at) FROM outbox WHERE sink = ? AND state = 'pending'`).pluck();
+  const settleOutbox = db.prepare(`UPDATE outbox SET state = @state, attempts = @attempts, next_at = @nextAt, last_error = @error, done_at = @doneAt WHERE seq = @seq`);
+  const selectDeliveries = db.prepare(`SELECT * FROM outbox WHERE alert = ? ORDER BY seq DESC LIMIT ${MAX_LISTED_DELIVERIES}`);
+  const countPending = db.prepare(`SELECT count(*) FROM outbox WHERE state = 'pending'`).pluck();
+  const insertException = db.prepare(`
+    INSERT INTO exceptions (id, key_glob, entry_glob, namespace, reason, owner, created_by, created_at, expires_at, revoked_at, revoked_by, reminded_at)
+    VALUES (@id, @key, @entry, @namespace, @reason, @owner, @createdBy, @createdAt, @expiresAt, @revokedAt, @revokedBy, @remindedAt)`);
+  const selectExceptions = db.prepare(`SELECT * FROM exceptions ORDER BY created_at DESC, id`);
+  const selectException = db.prepare(`SELECT * FROM exceptions WHERE id = ?`);
+  const revokeException = db.prepare(`UPDATE exceptions SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at = 0`);
+  const remindException = db.prepare(`UPDATE exceptions SET reminded_at = ? WHERE id = ?`);
+  const pruneDeviations = db.prepare(`DELETE FROM deviations WHERE received_at < ?`);
+  const pruneAlerts = db.prepare(`DELETE FROM alerts WHERE state IN ('resolved', 'accepted') AND last_seen < ? AND state_at < ?`);
+  const pruneOutbox = db.prepare(`DELETE FROM outbox WHERE state != 'pending' AND created_at < ?`);
   const fingerprints = createFingerprintCache();
   // Filtered list queries differ only in which fixed WHERE fragments they use: prepare each shape once.
   const listStatements = new Map<string, Database.Statement>();
@@ -256,14 +459,23 @@ export function openSqliteStore(path: string): Store {
     }
   }
 
-  const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number) => {
+  const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy: AlertPolicy) => {
     let stored = 0;
     let duplicates = 0;
+    let known = 0;
     const newAlerts: Alert[] = [];
+    const updated: string[] = [];
+    const reopened: Alert[] = [];
     // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once.
     const groups = new Map<string, Group>();
     for (const d of deviations) {
-      const fingerprint = fingerprints.of(d);
+      const { fingerprint, entryId: id } = fingerprints.of(d);
+      // The agent checked against its own baseline; the cluster-wide one may know more (another
+      // node learned it, or security accepted it). Such a deviation is not news: drop it.
+      if (knownEntry.get(d.key, id) !== undefined) {
+        known++;
+        continue;
+      }
       const ev = d.event;
       const inserted = insertDeviation.run(d.id, fingerprint, d.key, ev.kind, ev.time, receivedAt, ev.node, JSON.stringify(d)).changes === 1;
       if (!inserted) {
@@ -286,11 +498,18 @@ export function openSqliteStore(path: string): Store {
       if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(ev.node);
       if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
     }
+    const facts = new Map<string, BaselineFacts>();
     for (const [fingerprint, g] of groups) {
       const row = selectAlert.get(fingerprint) as AlertRow | undefined;
       const example = exampleOf(g.latest.event);
+      const suppressedBy = policy.exceptionFor(g.latest, receivedAt);
       if (!row) {
         const d = g.first;
+        const decision = policy.decide(d, () => {
+          let f = facts.get(d.key);
+          if (!f) facts.set(d.key, (f = baselineFactsOf((processEntryIds.all(d.key) as string[]).map(entryFromId))));
+          return f;
+        });
         insertAlert.run({
           fingerprint,
           baselineKey: d.key,
@@ -308,6 +527,14 @@ export function openSqliteStore(path: string): Store {
           lastDeviationId: g.latest.id,
           example,
           createdAt: receivedAt,
+          severity: decision.severity,
+          ruleId: decision.ruleId,
+          ruleReason: decision.ruleReason,
+          team: decision.team,
+          namespace: d.event.pod?.namespace ?? '',
+          labels: JSON.stringify(labelsOf(d)),
+          receivers: JSON.stringify(decision.receivers),
+          suppressedBy,
         });
         newAlerts.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
         continue;
@@ -325,10 +552,38 @@ export function openSqliteStore(path: string): Store {
         pods: JSON.stringify(pods),
         id: g.latest.id,
         example,
+        suppressedBy,
+        receivedAt,
       });
+      if (row.state === 'resolved') reopened.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
+      else updated.push(fingerprint);
     }
     for (const delta of deltas) applyDelta(node, delta, receivedAt);
-    return { stored, duplicates, newAlerts, snapshots: deltas.length };
+    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened };
+  });
+
+  const transitionTx = db.transaction((fingerprint: string, change: AlertTransition): TransitionResult => {
+    const row = selectAlert.get(fingerprint) as AlertRow | undefined;
+    if (!row) return { ok: false, reason: 'not-found' };
+    const before = alertOf(row);
+    if (!ALLOWED_FROM[change.to].includes(before.state)) return { ok: false, reason: 'conflict', alert: before };
+    setAlertState.run({ fingerprint, to: change.to, by: change.by, at: change.at, comment: change.comment });
+    if (change.to === 'accepted') {
+      // The entry joins the cluster-wide baseline as security's own: no node saw it as learned.
+      const id = entryId(before.entry);
+      upsertMergedEntry.run({
+        key: before.baselineKey,
+        id,
+        type: before.entry.type,
+        first: before.firstSeen,
+        last: before.lastSeen,
+        count: 0,
+        newNodes: 0,
+        examples: JSON.stringify(before.example === '' ? [] : [before.example]),
+        merged: null,
+      });
+    }
+    return { ok: true, before, after: alertOf(selectAlert.get(fingerprint) as AlertRow) };
   });
 
   if (legacy) {
@@ -345,16 +600,24 @@ export function openSqliteStore(path: string): Store {
   db.pragma(`user_version = ${SCHEMA_VERSION}`);
 
   return {
-    ingest: (node, deviations, deltas, receivedAt) => ingestTx(node, deviations, deltas, receivedAt),
+    ingest: (node, deviations, deltas, receivedAt, policy = NO_POLICY) => ingestTx(node, deviations, deltas, receivedAt, policy),
     listAlerts(q) {
       const before = decodeCursor(q.cursor);
       const where = ['seq < @before'];
       if (q.image !== undefined) where.push('image = @image');
       if (q.kind !== undefined) where.push('kind = @kind');
       if (q.state !== undefined) where.push('state = @state');
+      if (q.namespace !== undefined) where.push('namespace = @namespace');
+      const levels: Record<string, Severity> = {};
+      if (q.severity !== undefined) {
+        // This severity or a more urgent one: a fixed fragment per level, each value bound.
+        const upTo = SEVERITIES.slice(0, SEVERITIES.indexOf(q.severity) + 1);
+        upTo.forEach((s, i) => (levels[`s${i}`] = s));
+        where.push(`severity IN (${upTo.map((_s, i) => `@s${i}`).join(', ')})`);
+      }
       // The WHERE clause is assembled from fixed fragments only; every value is a bound parameter.
       const rows = listStatement(`SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
-        .all({ before, image: q.image, kind: q.kind, state: q.state, limit: q.limit + 1 }) as AlertRow[];
+        .all({ before, image: q.image, kind: q.kind, state: q.state, namespace: q.namespace, ...levels, limit: q.limit + 1 }) as AlertRow[];
       const more = rows.length > q.limit;
       const page = rows.slice(0, q.limit);
       return { items: page.map(alertOf), next: more ? encodeCursor((page[page.length - 1] as AlertRow).seq) : null };
@@ -418,6 +681,41 @@ export function openSqliteStore(path: string): Store {
       }));
       return { ...mergeHeaders(key, new Map(headers.map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]))), entries };
     },
+    transitionAlert: (fingerprint, change) => transitionTx(fingerprint, change),
+    enqueue: db.transaction((items: Parameters<Store['enqueue']>[0], now: number) => {
+      for (const i of items) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, now, i.lastError, now, i.state === 'pending' ? 0 : now);
+    }),
+    nextDelivery(sink, now) {
+      const row = selectDue.get(sink, now) as OutboxRow | undefined;
+      return row ? outboxOf(row) : null;
+    },
+    nextDueAt: (sink) => (selectNextDue.get(sink) as number | null) ?? null,
+    settleDelivery(seq, o) {
+      settleOutbox.run({ seq, state: o.state, attempts: o.attempts, nextAt: o.nextAt, error: o.error, doneAt: o.state === 'pending' ? 0 : o.at });
+    },
+    deliveriesOf: (alert) => (selectDeliveries.all(alert) as OutboxRow[]).map(outboxOf),
+    pendingDeliveries: () => countPending.get() as number,
+    addException(e) {
+      insertException.run({ ...e });
+    },
+    listExceptions: () => (selectExceptions.all() as ExceptionRow[]).map(exceptionOf),
+    getException(id) {
+      const row = selectException.get(id) as ExceptionRow | undefined;
+      return row ? exceptionOf(row) : null;
+    },
+    revokeException(id, by, at) {
+      revokeException.run(at, by, id);
+      const row = selectException.get(id) as ExceptionRow | undefined;
+      return row ? exceptionOf(row) : null;
+    },
+    markReminded(id, at) {
+      remindException.run(at, id);
+    },
+    prune: db.transaction((deviationsBefore: number, alertsBefore: number) => ({
+      deviations: pruneDeviations.run(deviationsBefore).changes,
+      alerts: pruneAlerts.run(alertsBefore, alertsBefore).changes,
+      deliveries: pruneOutbox.run(alertsBefore).changes,
+    })),
     close: () => db.close(),
   };
 }

@@ -7,9 +7,36 @@ import type { Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import type { MergedBaseline } from '../../core/merge.js';
+import type { BaselineFacts, Severity } from '../../core/severity.js';
 
-/** Life cycle of an alert (only `firing` is produced so far). */
+/**
+ * Life cycle of an alert: `firing` → `acknowledged` (someone is on it) → `resolved`; or `accepted`
+ * (the behaviour is fine: its entry joins the baseline). A resolved alert fires again when its
+ * behaviour comes back; an accepted one cannot, as the collector drops deviations its baseline knows.
+ */
 export type AlertState = 'firing' | 'acknowledged' | 'resolved' | 'accepted';
+
+/** All alert states. */
+export const ALERT_STATES: readonly AlertState[] = ['firing', 'acknowledged', 'resolved', 'accepted'];
+
+/** What alerting decides for a new alert, from its first deviation. */
+export interface AlertDecision {
+  severity: Severity;
+  ruleId: string;
+  ruleReason: string;
+  /** Owning team from the ownership map, or ''. */
+  team: string;
+  /** Names of the sinks it is routed to. */
+  receivers: string[];
+}
+
+/** The policy the store consults inside the ingest transaction. */
+export interface AlertPolicy {
+  /** Decide severity, owner and routing of a new alert; `facts` reads the merged baseline of its key. */
+  decide(d: Deviation, facts: () => BaselineFacts): AlertDecision;
+  /** The id of an active exception that covers this deviation at `at`, or ''. */
+  exceptionFor(d: Deviation, at: number): string;
+}
 
 /** A group of deviations with one fingerprint (baseline key + entry). */
 export interface Alert {
@@ -33,6 +60,75 @@ export interface Alert {
   lastDeviationId: string;
   example: string;
   createdAt: number;
+  severity: Severity;
+  /** The severity rule that decided, and its reason. */
+  ruleId: string;
+  ruleReason: string;
+  team: string;
+  /** Namespace of the first pod it was seen in, or ''. */
+  namespace: string;
+  /** Pod labels of the first deviation (bounded). */
+  labels: Record<string, string>;
+  /** Sink names it is routed to. */
+  receivers: string[];
+  /** Id of the exception that covered its latest deviations, or '' (then it notifies). */
+  suppressedBy: string;
+  /** Who made the last life-cycle change, when, and their comment. */
+  stateBy: string;
+  stateAt: number;
+  stateComment: string;
+}
+
+/** A life-cycle change asked for through the API. */
+export interface AlertTransition {
+  to: Exclude<AlertState, 'firing'>;
+  by: string;
+  at: number;
+  comment: string;
+}
+
+/** The outcome of a transition: the alert before and after, or why not. */
+export type TransitionResult =
+  | { ok: true; before: Alert; after: Alert }
+  | { ok: false; reason: 'not-found' }
+  | { ok: false; reason: 'conflict'; alert: Alert };
+
+/** One notification waiting for, or done with, delivery to one sink. */
+export interface OutboxItem {
+  seq: number;
+  /** The alert fingerprint, or a synthetic id (storm summaries). */
+  alert: string;
+  sink: string;
+  action: string;
+  /** The notification, as JSON. */
+  body: string;
+  state: 'pending' | 'delivered' | 'failed' | 'skipped';
+  attempts: number;
+  nextAt: number;
+  lastError: string;
+  createdAt: number;
+  doneAt: number;
+}
+
+/** A risk accepted by security: deviations it matches are stored and shown, but not notified. */
+export interface AlertException {
+  id: string;
+  /** Glob over the baseline key ('' = any). */
+  key: string;
+  /** Glob over the entry as describeEntry shows it ('' = any). */
+  entry: string;
+  /** Exact namespace ('' = any). */
+  namespace: string;
+  reason: string;
+  owner: string;
+  createdBy: string;
+  createdAt: number;
+  expiresAt: number;
+  /** When it was revoked, or 0. */
+  revokedAt: number;
+  revokedBy: string;
+  /** When the owner was told that it expires soon, or 0. */
+  remindedAt: number;
 }
 
 /** One stored deviation. */
@@ -56,6 +152,12 @@ export interface IngestResult {
   newAlerts: Alert[];
   /** Baseline deltas applied. */
   snapshots: number;
+  /** Deviations dropped because the cluster-wide baseline already has their entry (another node learned it). */
+  known: number;
+  /** Fingerprints of existing alerts that grew. */
+  updated: string[];
+  /** Resolved alerts that fire again (their behaviour came back). */
+  reopened: Alert[];
 }
 
 /** Filters for listing alerts. */
@@ -65,6 +167,9 @@ export interface AlertQuery {
   image?: string | undefined;
   kind?: EventKind | undefined;
   state?: AlertState | undefined;
+  /** This severity or a more urgent one. */
+  severity?: Severity | undefined;
+  namespace?: string | undefined;
 }
 
 /** Filters for listing deviations. */
@@ -85,9 +190,33 @@ export interface Store {
    * Commit a batch from `node` in one transaction. Deviations whose id is already stored are skipped;
    * baseline deltas (see core takeDelta) merge into the cluster-wide baselines, idempotently.
    */
-  ingest(node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number): IngestResult;
+  ingest(node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy?: AlertPolicy): IngestResult;
   listAlerts(query: AlertQuery): Page<Alert>;
   getAlert(fingerprint: string): Alert | null;
+  /**
+   * Acknowledge, resolve or accept an alert. Accepting also adds its entry to the cluster-wide
+   * baseline of its key, so the collector drops further deviations of it.
+   */
+  transitionAlert(fingerprint: string, change: AlertTransition): TransitionResult;
+  /** Add notifications to the outbox. */
+  enqueue(items: readonly Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'>[], now: number): void;
+  /** The oldest pending notification for `sink` due at `now`, or null. */
+  nextDelivery(sink: string, now: number): OutboxItem | null;
+  /** When the next pending notification for `sink` is due, or null when none is pending. */
+  nextDueAt(sink: string): number | null;
+  /** Record the outcome of one delivery attempt. */
+  settleDelivery(seq: number, outcome: { state: 'delivered' | 'failed' | 'pending'; attempts: number; nextAt: number; error: string; at: number }): void;
+  /** Deliveries of an alert, newest first (bounded). */
+  deliveriesOf(alert: string): OutboxItem[];
+  /** Pending notifications in the outbox. */
+  pendingDeliveries(): number;
+  addException(e: AlertException): void;
+  listExceptions(): AlertException[];
+  getException(id: string): AlertException | null;
+  revokeException(id: string, by: string, at: number): AlertException | null;
+  markReminded(id: string, at: number): void;
+  /** Delete deviations received before `deviationsBefore` and resolved/accepted alerts last seen before `alertsBefore`. */
+  prune(deviationsBefore: number, alertsBefore: number): { deviations: number; alerts: number; deliveries: number };
   listDeviations(query: DeviationQuery): Page<StoredDeviation>;
   countDeviations(): number;
   listBaselines(): BaselineSummary[];

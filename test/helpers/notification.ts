@@ -25,6 +25,17 @@ export function shellAlert(overrides: Partial<Alert> = {}): Alert {
     lastDeviationId: 'd'.repeat(32),
     example: '/usr/bin/dash -c id;uname -a',
     createdAt: T_FIRST + 500,
+    severity: 'critical',
+    ruleId: 'shell-where-none',
+    ruleReason: 'a shell or interpreter ran in an image whose baseline never runs one',
+    team: 'storefront',
+    namespace: 'shop',
+    labels: { app: 'web' },
+    receivers: [],
+    suppressedBy: '',
+    stateBy: '',
+    stateAt: 0,
+    stateComment: '',
     ...overrides,
   };
 }

@@ -1,0 +1,411 @@
+/**
+ * Alerting: what happens to an alert after its batch is committed. Severity, owner and routes are
+ * decided inside the ingest transaction (the store calls `policy`); after the commit this module
+ * applies storm control, writes notifications to the durable outbox, publishes to the live feed, and
+ * runs the outbox worker that hands notifications to the sinks. Life-cycle changes from the API
+ * (acknowledge, resolve, accept) and exceptions go through here too, so they notify the same way.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { describeEntry } from '../../core/entry.js';
+import type { Deviation } from '../../core/deviation.js';
+import { classify, globMatch, parseSeverityRules, type SeverityRule } from '../../core/severity.js';
+import type { Logger } from '../../runtime/logger.js';
+import { alertJson } from '../api.js';
+import type { AlertFeed, FeedEventType } from '../feed.js';
+import { DeliveryError, type Notification, type NotificationAction, type Sink } from '../sinks/index.js';
+import { notificationOf } from '../sinks/sink.js';
+import type { Alert, AlertException, AlertPolicy, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
+import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
+
+export { AlertingConfigSchema, type AlertingConfig } from './config.js';
+
+/** Most active exceptions held (and matched per deviation group). */
+export const MAX_EXCEPTIONS = 10_000;
+
+/** What alerting needs. */
+export interface AlertingDeps {
+  store: Store;
+  sinks: readonly Sink[];
+  config: AlertingConfig;
+  feed: AlertFeed;
+  logger: Logger;
+  registry: Registry;
+  now?: (() => number) | undefined;
+  random?: (() => number) | undefined;
+  /** Base URL under which alerts are linked in notifications ('' = no link). */
+  publicUrl?: string | undefined;
+}
+
+/** The alerting service. */
+export interface Alerting {
+  /** Consulted by the store inside each ingest transaction. */
+  readonly policy: AlertPolicy;
+  /** Act on a committed batch: notify new and reopened alerts, publish changes. */
+  afterCommit(result: IngestResult): void;
+  /** Acknowledge, resolve or accept an alert, and notify its receivers. */
+  transition(fingerprint: string, change: AlertTransition): TransitionResult;
+  /** Add an exception (validated by the caller). */
+  addException(e: AlertException): void;
+  revokeException(id: string, by: string): AlertException | null;
+  /** Send what is due now (the worker also runs on its own); resolves when every sink is idle. */
+  drain(): Promise<void>;
+  /** Tell owners about exceptions expiring within `reminderBefore`; returns how many were told. */
+  remindExpiringExceptions(): number;
+  /** Delete old deviations and closed alerts. */
+  prune(): { deviations: number; alerts: number; deliveries: number };
+  /** Re-send open (and recently resolved) alerts to Alertmanager sinks. */
+  resendToAlertmanager(): Promise<number>;
+  /** Stop the worker; an in-flight delivery is aborted and stays pending for the next start. */
+  stop(): Promise<void>;
+}
+
+/** Create alerting and start its outbox worker. */
+export function createAlerting(deps: AlertingDeps): Alerting {
+  const { store, config, feed, logger } = deps;
+  const now = deps.now ?? Date.now;
+  const random = deps.random ?? Math.random;
+  const rules: readonly SeverityRule[] = config.severity === undefined ? parseSeverityRules({}) : parseSeverityRules(config.severity);
+  const sinkNames = deps.sinks.map((s) => s.name);
+  const defaults = config.defaultReceivers ?? sinkNames;
+  const r = [deps.registry];
+  const metrics = {
+    notifications: new Counter({ name: 'driftwatch_collector_notifications_enqueued_total', help: 'Notifications written to the outbox, by sink, action and state (pending, or skipped with why)', labelNames: ['sink', 'action', 'state'], registers: r }),
+    suppressed: new Counter({ name: 'driftwatch_collector_alerts_not_notified_total', help: 'New or reopened alerts not notified, by reason (exception, storm, no-receiver)', labelNames: ['reason'], registers: r }),
+    known: new Counter({ name: 'driftwatch_collector_deviations_known_total', help: 'Deviations dropped because the cluster-wide baseline already has their entry', registers: r }),
+    pending: new Gauge({
+      name: 'driftwatch_collector_outbox_pending',
+      help: 'Notifications waiting in the outbox',
+      registers: r,
+      collect() {
+        this.set(store.pendingDeliveries());
+      },
+    }),
+    outcomes: new Counter({ name: 'driftwatch_collector_outbox_deliveries_total', help: 'Outbox delivery attempts, by sink and outcome (delivered, retry, failed)', labelNames: ['sink', 'outcome'], registers: r }),
+  };
+
+  // ---- exceptions, held in memory (few, and matched for every deviation group) ----
+  let exceptions: AlertException[] = [];
+  const loadExceptions = () => {
+    const t = now();
+    exceptions = store.listExceptions().filter((e) => e.revokedAt === 0 && e.expiresAt > t).slice(0, MAX_EXCEPTIONS);
+  };
+  loadExceptions();
+
+  const policy: AlertPolicy = {
+    decide(d, facts) {
+      const c = classify({ kind: d.event.kind, reason: d.reason, entry: d.entry, exe: d.event.process.exe, baseline: d.event.kind === 'exec' ? facts() : { hasShell: false, hasRoot: false } }, rules);
+      const m = { baselineKey: d.key, namespace: d.event.pod?.namespace ?? '', labels: d.event.pod?.labels ?? {}, severity: c.severity };
+      return { severity: c.severity, ruleId: c.ruleId, ruleReason: c.reason, team: ownerOf(config, m), receivers: routeAlert(config, defaults, m) };
+    },
+    exceptionFor(d: Deviation, at: number) {
+      if (exceptions.length === 0) return '';
+      let described: string | null = null;
+      const namespace = d.event.pod?.namespace ?? '';
+      for (const e of exceptions) {
+        if (e.expiresAt <= at || e.createdAt > at) continue;
+        if (e.namespace !== '' && e.namespace !== namespace) continue;
+        if (e.key !== '' && !globMatch(e.key, d.key)) continue;
+        if (e.entry !== '' && !globMatch(e.entry, (described ??= describeEntry(d.entry)))) continue;
+        return e.id;
+      }
+      return '';
+    },
+  };
+
+  // ---- storm control: fixed windows per image and for everything ----
+  const windows = new Map<string, { start: number; count: number; summarized: boolean }>();
+  /** Whether a trigger for `image` may go out now; when not, whether this is the first refusal of the window. */
+  function admit(image: string, t: number): { ok: true } | { ok: false; scope: string; first: boolean; until: number } {
+    const check = (scope: string, limit: { max: number; per: number }) => {
+      let w = windows.get(scope);
+      if (!w || t >= w.start + limit.per) {
+        if (windows.size >= 10_000) windows.clear();
+        windows.set(scope, (w = { start: t, count: 0, summarized: false }));
+      }
+      return w;
+    };
+    const g = check('*', config.storm.global);
+    const i = check(image, config.storm.perImage);
+    const over = g.count >= config.storm.global.max ? { w: g, scope: 'all images', per: config.storm.global.per } : i.count >= config.storm.perImage.max ? { w: i, scope: image, per: config.storm.perImage.per } : null;
+    if (!over) {
+      g.count++;
+      i.count++;
+      return { ok: true };
+    }
+    const first = !over.w.summarized;
+    over.w.summarized = true;
+    return { ok: false, scope: over.scope, first, until: over.w.start + over.per };
+  }
+
+  // ---- the outbox ----
+  const url = (fingerprint: string) => (deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/alerts/${fingerprint}` : '');
+  const notification = (alert: Alert, action: NotificationAction, actor = '') => notificationOf(alert, { action, at: now(), url: url(alert.fingerprint), actor });
+  const knownSink = new Set(sinkNames);
+  type Enqueued = Parameters<Store['enqueue']>[0][number];
+
+  function enqueue(items: Enqueued[]): void {
+    if (items.length === 0) return;
+    store.enqueue(items, now());
+    for (const i of items) metrics.notifications.inc({ sink: i.sink, action: i.action, state: i.state === 'pending' ? 'pending' : i.lastError.split(':')[0] ?? 'skipped' });
+    for (const s of new Set(items.filter((i) => i.state === 'pending').map((i) => i.sink))) workers.get(s)?.wake();
+  }
+
+  function trigger(alert: Alert): void {
+    if (alert.suppressedBy !== '') {
+      metrics.suppressed.inc({ reason: 'exception' });
+      return;
+    }
+    const receivers = alert.receivers.filter((s) => knownSink.has(s));
+    if (receivers.length === 0) {
+      metrics.suppressed.inc({ reason: 'no-receiver' });
+      return;
+    }
+    const admitted = admit(alert.baselineKey, now());
+    const body = JSON.stringify(notification(alert, 'trigger'));
+    if (admitted.ok) {
+      enqueue(receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'pending', lastError: '' })));
+      return;
+    }
+    metrics.suppressed.inc({ reason: 'storm' });
+    const why = `storm: over the notification rate for ${admitted.scope}; stored, not notified`;
+    enqueue(receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'skipped', lastError: why })));
+    if (!admitted.first) return;
+    // One summary per window and scope, to the receivers of the alert that crossed the line.
+    const until = new Date(admitted.until).toISOString();
+    const summary: Notification = {
+      ...notification(alert, 'trigger'),
+      fingerprint: `storm-${alert.fingerprint.slice(0, 16)}-${admitted.until}`,
+      description: `storm control: too many new alerts for ${admitted.scope}; notifications paused until ${until}. Every alert is still stored: see the alert list.`,
+      ruleId: 'storm-control',
+      ruleReason: 'more new alerts than the configured rate',
+    };
+    logger.warn({ scope: admitted.scope, until }, 'alert storm: notifications paused');
+    enqueue(receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending', lastError: '' })));
+  }
+
+  /** Acknowledge/resolve notifications go to the sinks that were sent the trigger. */
+  function followUp(alert: Alert, action: NotificationAction, actor: string): void {
+    const triggered = new Set(store.deliveriesOf(alert.fingerprint).filter((d) => d.action === 'trigger' && d.state !== 'skipped').map((d) => d.sink));
+    if (triggered.size === 0) return;
+    const body = JSON.stringify(notification(alert, action, actor));
+    enqueue([...triggered].map((sink) => ({ alert: alert.fingerprint, sink, action, body, state: 'pending', lastError: '' })));
+  }
+
+  function publish(type: FeedEventType, alert: Alert): void {
+    if (feed.size > 0) feed.publish({ type, at: now(), alert: alertJson(alert) });
+  }
+
+  // ---- the worker: one serial loop per sink, so a slow sink delays only itself and order holds per sink ----
+  const abort = new AbortController();
+  const workers = new Map<string, { finished: Promise<void>; wake(): void; idle(): Promise<void> }>();
+  for (const sink of deps.sinks) workers.set(sink.name, startWorker(sink));
+
+  function backoff(attempts: number): number {
+    const { baseDelay, maxDelay } = config.outbox;
+    const ceiling = Math.min(maxDelay, baseDelay * 2 ** Math.min(attempts - 1, 30));
+    return Math.round(ceiling / 2 + random() * (ceiling / 2));
+  }
+
+  function startWorker(sink: Sink) {
+    let wakeUp: (() => void) | null = null;
+    let kicked = false;
+    let idleWaiters: (() => void)[] = [];
+    let busy = false;
+    const wait = (ms: number) =>
+      new Promise<void>((resolve) => {
+        if (kicked) {
+          kicked = false;
+          return resolve();
+        }
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          wakeUp = null;
+          resolve();
+        }
+        wakeUp = done;
+      });
+    const loop = async () => {
+      while (!abort.signal.aborted) {
+        const t = now();
+        const item = store.nextDelivery(sink.name, t);
+        if (!item) {
+          busy = false;
+          for (const w of idleWaiters) w();
+          idleWaiters = [];
+          const due = store.nextDueAt(sink.name);
+          await wait(due === null ? 60_000 : Math.max(10, Math.min(60_000, due - t)));
+          continue;
+        }
+        busy = true;
+        await deliver(sink, item);
+      }
+    };
+    const finished = loop().catch((err: unknown) => logger.error({ err, sink: sink.name }, 'outbox worker stopped'));
+    return {
+      finished,
+      wake() {
+        kicked = true;
+        wakeUp?.();
+      },
+      idle() {
+        if (!busy && store.nextDelivery(sink.name, now()) === null) return Promise.resolve();
+        return new Promise<void>((resolve) => idleWaiters.push(resolve));
+      },
+    };
+  }
+
+  async function deliver(sink: Sink, item: OutboxItem): Promise<void> {
+    const attempts = item.attempts + 1;
+    try {
+      await sink.send(JSON.parse(item.body) as Notification, abort.signal);
+      store.settleDelivery(item.seq, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() });
+      metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
+    } catch (err) {
+      const t = now();
+      if (err instanceof DeliveryError && err.code === 'aborted') return; // shutdown: stays pending, not counted
+      const error = err instanceof DeliveryError ? `${err.code}: ${err.message}`.slice(0, 500) : `error: ${err instanceof Error ? err.name : 'unknown'}`;
+      const retryable = err instanceof DeliveryError && err.retryable;
+      if (!retryable || t - item.createdAt >= config.outbox.giveUpAfter) {
+        store.settleDelivery(item.seq, { state: 'failed', attempts, nextAt: item.nextAt, error, at: t });
+        metrics.outcomes.inc({ sink: sink.name, outcome: 'failed' });
+        logger.warn({ sink: sink.name, alert: item.alert, action: item.action, attempts, error }, 'notification failed for good');
+        return;
+      }
+      const wait = Math.max(backoff(attempts), err instanceof DeliveryError ? err.retryAfterMs ?? 0 : 0);
+      store.settleDelivery(item.seq, { state: 'pending', attempts, nextAt: t + wait, error, at: t });
+      metrics.outcomes.inc({ sink: sink.name, outcome: 'retry' });
+      logger.info({ sink: sink.name, alert: item.alert, action: item.action, attempts, retryInMs: wait, error }, 'notification will be retried');
+    }
+  }
+
+  return {
+    policy,
+    afterCommit(result) {
+      if (result.known) metrics.known.inc(result.known);
+      for (const a of result.newAlerts) {
+        trigger(a);
+        publish('alert.created', a);
+      }
+      for (const a of result.reopened) {
+        trigger(a);
+        publish('alert.state', a);
+      }
+      if (feed.size > 0) {
+        for (const fp of result.updated) {
+          const a = store.getAlert(fp);
+          if (a) publish('alert.updated', a);
+        }
+      }
+    },
+    transition(fingerprint, change) {
+      const result = store.transitionAlert(fingerprint, change);
+      if (!result.ok) return result;
+      const action: NotificationAction = change.to === 'acknowledged' ? 'acknowledge' : 'resolve';
+      // Accepting a resolved alert changes nothing on the pager: it was resolved there already.
+      if (!(change.to === 'accepted' && result.before.state === 'resolved')) followUp(result.after, action, change.by);
+      publish('alert.state', result.after);
+      return result;
+    },
+    addException(e) {
+      store.addException(e);
+      loadExceptions();
+    },
+    revokeException(id, by) {
+      const e = store.revokeException(id, by, now());
+      loadExceptions();
+      return e;
+    },
+    async drain() {
+      for (const w of workers.values()) w.wake();
+      await Promise.all([...workers.values()].map((w) => w.idle()));
+    },
+    remindExpiringExceptions() {
+      const t = now();
+      let told = 0;
+      for (const e of store.listExceptions()) {
+        if (e.revokedAt !== 0 || e.remindedAt !== 0 || e.expiresAt <= t || e.expiresAt - t > config.reminderBefore) continue;
+        const owner = config.owners.find((o) => o.team === e.owner);
+        const receivers = (owner?.receivers ?? defaults).filter((s) => knownSink.has(s));
+        const text = `exception ${e.id} (${e.reason}) owned by ${e.owner} expires at ${new Date(e.expiresAt).toISOString()}; after that, what it covers alerts again`;
+        const body: Notification = {
+          action: 'trigger',
+          at: t,
+          fingerprint: `exception-${e.id}-expiry`,
+          severity: 'low',
+          ruleId: 'exception-expiring',
+          ruleReason: 'an accepted risk expires soon: renew it or fix what it covers',
+          baselineKey: e.key || '*',
+          image: e.key || '*',
+          kind: 'exec',
+          entry: { type: 'process', exe: e.entry || '*', parent: '', user: 'unknown', args: '' },
+          description: text,
+          example: '',
+          reason: 'exception-expiring',
+          explanation: text,
+          nearest: [],
+          count: 0,
+          firstSeen: e.createdAt,
+          lastSeen: e.expiresAt,
+          nodes: [],
+          pods: [],
+          namespace: e.namespace,
+          team: e.owner,
+          url: '',
+          actor: '',
+        };
+        // Reminders are notices, not pages: never to PagerDuty or Alertmanager.
+        const to = receivers.filter((s) => {
+          const type = deps.sinks.find((x) => x.name === s)?.type;
+          return type === 'webhook' || type === 'slack';
+        });
+        enqueue(to.map((sink) => ({ alert: body.fingerprint, sink, action: 'trigger', body: JSON.stringify(body), state: 'pending', lastError: '' })));
+        store.markReminded(e.id, t);
+        logger.info({ exception: e.id, owner: e.owner, expiresAt: new Date(e.expiresAt).toISOString(), receivers: to }, 'exception expires soon: owner told');
+        told++;
+      }
+      loadExceptions(); // expired ones stop matching
+      return told;
+    },
+    prune() {
+      const t = now();
+      const out = store.prune(t - config.deviationRetention, t - config.alertRetention);
+      logger.info(out, 'retention: old records deleted');
+      return out;
+    },
+    async resendToAlertmanager() {
+      const targets = deps.sinks.filter((s) => s.type === 'alertmanager');
+      if (targets.length === 0) return 0;
+      const t = now();
+      const open: Alert[] = [];
+      for (const state of ['firing', 'acknowledged', 'resolved'] as const) {
+        let cursor: string | undefined;
+        // Bounded: at most 2,000 alerts per state and round, newest first.
+        for (let page = 0; page < 2; page++) {
+          const p = store.listAlerts({ limit: 1000, cursor, state });
+          for (const a of p.items) if (state !== 'resolved' || t - a.stateAt <= config.alertmanagerResolvedFor) open.push(a);
+          if (!p.next) break;
+          cursor = p.next;
+        }
+      }
+      let sent = 0;
+      for (const sink of targets) {
+        for (const a of open) {
+          if (!a.receivers.includes(sink.name) || a.suppressedBy !== '') continue;
+          try {
+            await sink.send(notificationOf(a, { action: a.state === 'resolved' ? 'resolve' : 'trigger', at: a.state === 'resolved' ? a.stateAt : t, url: url(a.fingerprint) }), abort.signal);
+            sent++;
+          } catch {
+            break; // logged and counted by the sink wrapper; the next round tries again
+          }
+        }
+      }
+      return sent;
+    },
+    async stop() {
+      abort.abort();
+      for (const w of workers.values()) w.wake();
+      await Promise.all([...workers.values()].map((w) => w.finished));
+    },
+  };
+}
