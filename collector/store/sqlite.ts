@@ -555,7 +555,9 @@ export function openSqliteStore(path: string): Store {
         suppressedBy,
         receivedAt,
       });
-      if (row.state === 'resolved') reopened.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
+      // Resolved, or covered by an exception that no longer covers it: it is news again.
+      const fresh = row.state === 'resolved' || (row.suppressed_by !== '' && suppressedBy === '' && row.state !== 'accepted');
+      if (fresh) reopened.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
       else updated.push(fingerprint);
     }
     for (const delta of deltas) applyDelta(node, delta, receivedAt);

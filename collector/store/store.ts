@@ -156,7 +156,7 @@ export interface IngestResult {
   known: number;
   /** Fingerprints of existing alerts that grew. */
   updated: string[];
-  /** Resolved alerts that fire again (their behaviour came back). */
+  /** Alerts that fire again: resolved ones whose behaviour came back, or ones an exception no longer covers. */
   reopened: Alert[];
 }
 
