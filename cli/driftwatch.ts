@@ -4,12 +4,13 @@
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { loadAgentConfig, startAgent } from '../agent/main.js';
-import { SOURCES } from '../agent/sources/index.js';
-import { loadCollectorConfig, startCollector } from '../collector/main.js';
 import { ConfigError, camelCase } from '../runtime/config.js';
 import { VERSION } from '../runtime/version.js';
-import { runDemo } from './demo.js';
+import { runReview } from './review.js';
+
+// The agent, collector and demo load gRPC, SQLite and every source: only when that command runs,
+// so the review commands start in a fraction of the time.
+const { SOURCES } = ['agent', 'help', '--help', '-h', undefined].includes(process.argv[2]) ? await import('../agent/sources/index.js') : { SOURCES: [] as { usage: string }[] };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -62,6 +63,10 @@ Usage:
   driftwatch agent --source SPEC [--source SPEC ...] --collector HOST:PORT --node NAME
                    --state-dir DIR [--learning-window 1h] [--baseline-key repository|tag|digest]
       Learn baselines per image from node events and send deviations to the collector.
+  driftwatch alerts list|show|ack|resolve|accept [ID] [--url URL]
+      Review alerts on a collector (driftwatch alerts --help).
+  driftwatch exceptions list|add|remove [--url URL]
+      Risks accepted with a reason, an owner and an expiry (driftwatch exceptions --help).
 
 Sources (--source):
 ${SOURCES.map((s) => `  ${s.usage}`).join('\n')}
@@ -144,9 +149,10 @@ async function main(argv: string[]): Promise<number> {
     console.log(VERSION);
     return 0;
   }
+  if (command === 'alerts' || command === 'exceptions') return runReview(command, rest);
   const options = command === 'agent' ? AGENT_OPTIONS : command === 'collector' ? COLLECTOR_OPTIONS : command === 'demo' ? DEMO_OPTIONS : null;
   if (!options) {
-    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent\n\n${USAGE}`);
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, alerts, exceptions\n\n${USAGE}`);
     return 2;
   }
   let values: Record<string, unknown>;
@@ -162,6 +168,7 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     if (command === 'demo') {
+      const { runDemo } = await import('./demo.js');
       return await runDemo({
         events: values.events as string | undefined,
         learningWindow: values['learning-window'] as string | undefined,
@@ -171,10 +178,12 @@ async function main(argv: string[]): Promise<number> {
     }
     const { flags, file } = flagsToConfig(values);
     if (command === 'collector') {
+      const { loadCollectorConfig, startCollector } = await import('../collector/main.js');
       const collector = await startCollector(loadCollectorConfig(flags, process.env, file));
       onSignals(() => collector.stop());
       return await new Promise<number>(() => {});
     }
+    const { loadAgentConfig, startAgent } = await import('../agent/main.js');
     const agent = await startAgent(loadAgentConfig(flags, process.env, file));
     onSignals(() => agent.stop());
     await agent.done;
