@@ -88,6 +88,7 @@ export async function startCollector(
   const jobs = [
     cron.schedule(config.alerting.retentionSchedule, () => void alerting.prune(), { name: 'retention', noOverlap: true }),
     cron.schedule(config.alerting.reminderSchedule, () => void alerting.remindExpiringExceptions(), { name: 'exception-reminders', noOverlap: true }),
+    cron.schedule(config.alerting.digestSchedule, () => void alerting.sendDigests(), { name: 'digests', noOverlap: true }),
   ];
   const resendTimer = setInterval(() => {
     alerting.resendToAlertmanager().catch((err: unknown) => logger.error({ err }, 'Alertmanager re-send failed'));

@@ -81,6 +81,7 @@ export const AlertingConfigSchema = z.strictObject({
   /** Cron schedules (node-cron syntax, collector's local time). */
   retentionSchedule: cronExpression.default('17 3 * * *'),
   reminderSchedule: cronExpression.default('0 9 * * *'),
+  digestSchedule: cronExpression.default('0 8 * * *'),
   /** Owners are told this long before an exception expires. */
   reminderBefore: durationMs.default(7 * 86_400_000),
   /** Longest an exception may last. */

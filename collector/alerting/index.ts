@@ -12,7 +12,7 @@ import { classify, globMatch, parseSeverityRules, type SeverityRule } from '../.
 import type { Logger } from '../../runtime/logger.js';
 import { alertJson } from '../api.js';
 import type { AlertFeed, FeedEventType } from '../feed.js';
-import { DeliveryError, type Notification, type NotificationAction, type Sink } from '../sinks/index.js';
+import { DeliveryError, type Notice, type Notification, type NotificationAction, type Sink } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
 import type { Alert, AlertException, AlertPolicy, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
 import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
@@ -51,6 +51,8 @@ export interface Alerting {
   drain(): Promise<void>;
   /** Tell owners about exceptions expiring within `reminderBefore`; returns how many were told. */
   remindExpiringExceptions(): number;
+  /** Send each team of the ownership map its digest (open alerts, new in the last day); returns how many. */
+  sendDigests(): number;
   /** Delete old deviations and closed alerts. */
   prune(): { deviations: number; alerts: number; deliveries: number };
   /** Re-send open (and recently resolved) alerts to Alertmanager sinks. */
@@ -191,6 +193,17 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     enqueue([...triggered].map((sink) => ({ alert: alert.fingerprint, sink, action, body, state: 'pending', lastError: '' })));
   }
 
+  /** Receivers of a team's notices: its own, else the defaults; only sinks that take notices. */
+  function noticeReceivers(team: string): string[] {
+    const owner = config.owners.find((o) => o.team === team && o.receivers !== undefined);
+    return (owner?.receivers ?? defaults).filter((name) => deps.sinks.find((x) => x.name === name)?.notify !== undefined);
+  }
+
+  function sendNotice(notice: Notice, subject: string, receivers: readonly string[]): void {
+    const body = JSON.stringify(notice);
+    enqueue(receivers.map((sink) => ({ alert: subject, sink, action: 'notice', body, state: 'pending', lastError: '' })));
+  }
+
   function publish(type: FeedEventType, alert: Alert): void {
     if (feed.size > 0) feed.publish({ type, at: now(), alert: alertJson(alert) });
   }
@@ -258,7 +271,10 @@ export function createAlerting(deps: AlertingDeps): Alerting {
   async function deliver(sink: Sink, item: OutboxItem): Promise<void> {
     const attempts = item.attempts + 1;
     try {
-      await sink.send(JSON.parse(item.body) as Notification, abort.signal);
+      if (item.action === 'notice') {
+        if (!sink.notify) throw new DeliveryError('rejected', `${sink.type} sinks take no notices`, undefined, undefined);
+        await sink.notify(JSON.parse(item.body) as Notice, abort.signal);
+      } else await sink.send(JSON.parse(item.body) as Notification, abort.signal);
       store.settleDelivery(item.seq, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() });
       metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
     } catch (err) {
@@ -325,47 +341,62 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       let told = 0;
       for (const e of store.listExceptions()) {
         if (e.revokedAt !== 0 || e.remindedAt !== 0 || e.expiresAt <= t || e.expiresAt - t > config.reminderBefore) continue;
-        const owner = config.owners.find((o) => o.team === e.owner);
-        const receivers = (owner?.receivers ?? defaults).filter((s) => knownSink.has(s));
-        const text = `exception ${e.id} (${e.reason}) owned by ${e.owner} expires at ${new Date(e.expiresAt).toISOString()}; after that, what it covers alerts again`;
-        const body: Notification = {
-          action: 'trigger',
+        const expires = new Date(e.expiresAt).toISOString();
+        const notice: Notice = {
+          kind: 'exception-expiring',
           at: t,
-          fingerprint: `exception-${e.id}-expiry`,
-          severity: 'low',
-          ruleId: 'exception-expiring',
-          ruleReason: 'an accepted risk expires soon: renew it or fix what it covers',
-          baselineKey: e.key || '*',
-          image: e.key || '*',
-          kind: 'exec',
-          entry: { type: 'process', exe: e.entry || '*', parent: '', user: 'unknown', args: '' },
-          description: text,
-          example: '',
-          reason: 'exception-expiring',
-          explanation: text,
-          nearest: [],
-          count: 0,
-          firstSeen: e.createdAt,
-          lastSeen: e.expiresAt,
-          nodes: [],
-          pods: [],
-          namespace: e.namespace,
           team: e.owner,
-          url: '',
-          actor: '',
+          title: `Exception ${e.id} expires ${expires}`,
+          lines: [
+            `reason: ${e.reason}`,
+            `owner: ${e.owner}; created by ${e.createdBy} at ${new Date(e.createdAt).toISOString()}`,
+            `covers: key ${e.key || '*'}, entry ${e.entry || '*'}, namespace ${e.namespace || '*'}`,
+            'after it expires, what it covers alerts again: renew it or fix what it covers',
+          ],
+          url: deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/exceptions/${e.id}` : '',
         };
-        // Reminders are notices, not pages: never to PagerDuty or Alertmanager.
-        const to = receivers.filter((s) => {
-          const type = deps.sinks.find((x) => x.name === s)?.type;
-          return type === 'webhook' || type === 'slack';
-        });
-        enqueue(to.map((sink) => ({ alert: body.fingerprint, sink, action: 'trigger', body: JSON.stringify(body), state: 'pending', lastError: '' })));
+        const to = noticeReceivers(e.owner);
+        sendNotice(notice, `exception-${e.id}`, to);
         store.markReminded(e.id, t);
-        logger.info({ exception: e.id, owner: e.owner, expiresAt: new Date(e.expiresAt).toISOString(), receivers: to }, 'exception expires soon: owner told');
+        logger.info({ exception: e.id, owner: e.owner, expiresAt: expires, receivers: to }, 'exception expires soon: owner told');
         told++;
       }
       loadExceptions(); // expired ones stop matching
       return told;
+    },
+    sendDigests() {
+      const t = now();
+      const since = t - 86_400_000;
+      const teams = [...new Set(config.owners.map((o) => o.team))];
+      const byTeam = new Map<string, Alert[]>(teams.map((team) => [team, []]));
+      for (const state of ['firing', 'acknowledged'] as const) {
+        let cursor: string | undefined;
+        for (let page = 0; page < 5; page++) {
+          const p = store.listAlerts({ limit: 1000, cursor, state });
+          for (const a of p.items) byTeam.get(a.team)?.push(a);
+          if (!p.next) break;
+          cursor = p.next;
+        }
+      }
+      let sent = 0;
+      for (const [team, open] of byTeam) {
+        const fresh = open.filter((a) => a.createdAt >= since);
+        const rank = (a: Alert) => ['critical', 'high', 'medium', 'low'].indexOf(a.severity);
+        open.sort((a, b) => rank(a) - rank(b) || b.lastSeen - a.lastSeen);
+        const notice: Notice = {
+          kind: 'digest',
+          at: t,
+          team,
+          title: `Driftwatch daily digest for ${team}: ${open.length} open alert${open.length === 1 ? '' : 's'}, ${fresh.length} new`,
+          lines: open.slice(0, 20).map((a) => `[${a.severity.toUpperCase()}] ${a.state === 'acknowledged' ? '(ack) ' : ''}${a.baselineKey}: ${describeEntry(a.entry)} — ${a.count}×, last ${new Date(a.lastSeen).toISOString()}`),
+          url: deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/alerts` : '',
+        };
+        if (open.length > 20) notice.lines.push(`… and ${open.length - 20} more`);
+        if (open.length === 0) notice.lines.push('nothing open');
+        sendNotice(notice, `digest-${team}`, noticeReceivers(team));
+        sent++;
+      }
+      return sent;
     },
     prune() {
       const t = now();

@@ -11,11 +11,11 @@ import { alertmanagerSinkType } from './alertmanager.js';
 import { DeliveryError } from './http.js';
 import { pagerDutySinkType } from './pagerduty.js';
 import { slackSinkType } from './slack.js';
-import type { Sink, SinkDeps } from './sink.js';
+import type { Notice, Sink, SinkDeps } from './sink.js';
 import { webhookSinkType } from './webhook.js';
 
 /** The public types of the sinks, so the collector imports only this file. */
-export type { Notification, NotificationAction, Sink, SinkDeps } from './sink.js';
+export type { Notice, Notification, NotificationAction, Sink, SinkDeps } from './sink.js';
 export { DeliveryError, type DeliveryErrorCode } from './http.js';
 
 /** Every sink type. The one place a destination is registered. */
@@ -104,31 +104,33 @@ export function createSinks(config: Readonly<SinksConfig>, deps: CreateSinksDeps
       deps.onRetry?.(err, attempt, delayMs);
     };
     const inner = (type.create as (config: SinkConfig, deps: SinkDeps) => Sink)(c, { ...deps, onRetry });
+    const counted = async (what: { alert: string; action: string }, deliver: () => Promise<void>) => {
+      try {
+        await deliver();
+        outcomes.inc({ sink: c.name, type: c.type, outcome: 'delivered' });
+      } catch (err) {
+        const code = err instanceof DeliveryError ? err.code : 'error';
+        outcomes.inc({ sink: c.name, type: c.type, outcome: code });
+        const fields = {
+          ...what,
+          code,
+          status: err instanceof DeliveryError ? err.status : undefined,
+          attempts: err instanceof DeliveryError ? err.attempts : undefined,
+          retryAfterMs: err instanceof DeliveryError ? err.retryAfterMs : undefined,
+          // DeliveryError messages are built secret-free in ./http.ts; other errors are bugs, named only by type.
+          reason: err instanceof DeliveryError ? err.message : err instanceof Error ? err.name : typeof err,
+        };
+        if (code === 'aborted') log?.info(fields, 'delivery aborted');
+        else log?.warn(fields, 'delivery failed');
+        throw err;
+      }
+    };
+    const notify = inner.notify?.bind(inner);
     return {
       name: inner.name,
       type: inner.type,
-      async send(notification, signal) {
-        try {
-          await inner.send(notification, signal);
-          outcomes.inc({ sink: c.name, type: c.type, outcome: 'delivered' });
-        } catch (err) {
-          const code = err instanceof DeliveryError ? err.code : 'error';
-          outcomes.inc({ sink: c.name, type: c.type, outcome: code });
-          const fields = {
-            alert: notification.fingerprint,
-            action: notification.action,
-            code,
-            status: err instanceof DeliveryError ? err.status : undefined,
-            attempts: err instanceof DeliveryError ? err.attempts : undefined,
-            retryAfterMs: err instanceof DeliveryError ? err.retryAfterMs : undefined,
-            // DeliveryError messages are built secret-free in ./http.ts; other errors are bugs, named only by type.
-            reason: err instanceof DeliveryError ? err.message : err instanceof Error ? err.name : typeof err,
-          };
-          if (code === 'aborted') log?.info(fields, 'delivery aborted');
-          else log?.warn(fields, 'delivery failed');
-          throw err;
-        }
-      },
+      send: (n, signal) => counted({ alert: n.fingerprint, action: n.action }, () => inner.send(n, signal)),
+      ...(notify ? { notify: (n: Notice, signal: AbortSignal) => counted({ alert: n.kind, action: 'notice' }, () => notify(n, signal)) } : {}),
     } satisfies Sink;
   });
 }

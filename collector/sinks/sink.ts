@@ -55,6 +55,23 @@ export interface Notification {
   actor: string;
 }
 
+/**
+ * A message for people that is not an alert: an exception about to expire, a team's daily digest.
+ * Only chat-like sinks (webhook, Slack) take notices; pagers and Alertmanager never see them.
+ */
+export interface Notice {
+  kind: 'exception-expiring' | 'digest';
+  at: number;
+  /** The team it is for, or ''. */
+  team: string;
+  /** One line. */
+  title: string;
+  /** The body, one item per line (bounded by the sender). */
+  lines: string[];
+  /** Link for more, or ''. */
+  url: string;
+}
+
 /** One destination. `send` resolves once the destination accepted the notification, or throws a DeliveryError. */
 export interface Sink {
   /** The configured name, used in logs and metrics (never a URL or key). */
@@ -63,6 +80,8 @@ export interface Sink {
   readonly type: string;
   /** Deliver one notification, retrying what the destination allows, until done, failed for good, or `signal` aborts. */
   send(notification: Notification, signal: AbortSignal): Promise<void>;
+  /** Deliver a notice; absent on sinks that take none. */
+  notify?(notice: Notice, signal: AbortSignal): Promise<void>;
 }
 
 /** What the collector knows besides the stored alert when it notifies. */

@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import { durationMs } from '../../runtime/config.js';
 import { deliveryShape, httpUrl, post, retryPolicyOf, sleep, urlSecrets, withRetry } from './http.js';
-import { isoTime, sinkName, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { isoTime, sinkName, titleOf, truncate, type Notice, type Notification, type Sink, type SinkDeps } from './sink.js';
 
 /** Config of one Slack sink. */
 export const SlackConfigSchema = z.strictObject({
@@ -106,29 +106,47 @@ export function buildSlackPayload(n: Notification) {
   };
 }
 
+/** The JSON body of a notice. Pure. */
+export function buildSlackNotice(n: Notice) {
+  const icon = n.kind === 'digest' ? '📋' : '⏳';
+  const body = n.lines.length === 0 ? '-' : n.lines.slice(0, 50).map((l) => `• ${slackText(l, 300)}`).join('\n');
+  return {
+    text: slackText(n.title, SLACK_LIMITS.text),
+    blocks: [
+      { type: 'header', text: { type: 'plain_text', text: truncate(`${icon} ${n.title}`, SLACK_LIMITS.header), emoji: true } },
+      { type: 'section', text: { type: 'mrkdwn', text: truncate(body, SLACK_LIMITS.sectionText) } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `Driftwatch${n.team ? ` · team ${slackText(n.team, 100)}` : ''}${n.url ? ` · ${link(n.url, 'open')}` : ''}` }] },
+    ],
+  };
+}
+
 /** Create a Slack sink. Messages to one webhook leave at least `minInterval` apart. */
 export function createSlackSink(config: SlackConfig, deps: SinkDeps = {}): Sink {
   const now = deps.now ?? Date.now;
   const policy = retryPolicyOf(config);
   let nextSlot = 0;
+  const deliver = (body: string, signal: AbortSignal) =>
+    withRetry(
+      async () => {
+        // Reserve a slot before waiting, so concurrent sends queue up instead of bunching.
+        const t = now();
+        const slot = Math.max(t, nextSlot);
+        nextSlot = slot + config.minInterval;
+        if (slot > t) await (deps.sleep ?? sleep)(slot - t, signal);
+        return post({ url: config.webhookUrl, headers: {}, body, timeoutMs: config.timeout, maxResponseBytes: config.maxResponseBytes, secrets: urlSecrets(config.webhookUrl), now }, signal);
+      },
+      policy,
+      signal,
+      deps,
+    );
   return {
     name: config.name,
     type: 'slack',
     async send(n, signal) {
-      const body = JSON.stringify(buildSlackPayload(n));
-      await withRetry(
-        async () => {
-          // Reserve a slot before waiting, so concurrent sends queue up instead of bunching.
-          const t = now();
-          const slot = Math.max(t, nextSlot);
-          nextSlot = slot + config.minInterval;
-          if (slot > t) await (deps.sleep ?? sleep)(slot - t, signal);
-          return post({ url: config.webhookUrl, headers: {}, body, timeoutMs: config.timeout, maxResponseBytes: config.maxResponseBytes, secrets: urlSecrets(config.webhookUrl), now }, signal);
-        },
-        policy,
-        signal,
-        deps,
-      );
+      await deliver(JSON.stringify(buildSlackPayload(n)), signal);
+    },
+    async notify(n, signal) {
+      await deliver(JSON.stringify(buildSlackNotice(n)), signal);
     },
   };
 }

@@ -16,7 +16,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { deliveryShape, httpUrl, post, retryPolicyOf, urlSecrets, withRetry } from './http.js';
-import { isoTime, sinkName, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { isoTime, sinkName, truncate, type Notice, type Notification, type Sink, type SinkDeps } from './sink.js';
 
 /** Header names, for receivers and tests. */
 export const WEBHOOK_HEADERS = Object.freeze({
@@ -90,8 +90,24 @@ export function buildWebhookPayload(n: Notification) {
   };
 }
 
+/** Version of the notice body. */
+export const WEBHOOK_NOTICE_VERSION = 'driftwatch.notice/v1';
+
+/** The JSON body of a notice. Pure. */
+export function buildWebhookNotice(n: Notice) {
+  return {
+    version: WEBHOOK_NOTICE_VERSION,
+    kind: n.kind,
+    at: isoTime(n.at),
+    team: n.team,
+    title: truncate(n.title, MAX_TEXT),
+    lines: n.lines.slice(0, 200).map((l) => truncate(l, MAX_TEXT)),
+    url: n.url,
+  };
+}
+
 /** The stable delivery id of a notification: equal for retries of the same (alert, action, time). */
-export function deliveryId(n: Pick<Notification, 'fingerprint' | 'action' | 'at'>): string {
+export function deliveryId(n: { fingerprint: string; action: string; at: number }): string {
   return createHash('sha256').update(`${n.fingerprint}\n${n.action}\n${n.at}`).digest('hex').slice(0, 32);
 }
 
@@ -128,24 +144,28 @@ export function createWebhookSink(config: WebhookConfig, deps: SinkDeps = {}): S
   const now = deps.now ?? Date.now;
   const policy = retryPolicyOf(config);
   const secrets = [...urlSecrets(config.url), ...(config.hmacKey ? [config.hmacKey] : []), ...Object.values(config.headers)];
+  const deliver = (body: string, event: string, id: string, signal: AbortSignal) =>
+    withRetry(
+      () => {
+        const headers: Record<string, string> = { ...config.headers, [WEBHOOK_HEADERS.event]: event, [WEBHOOK_HEADERS.delivery]: id };
+        // Signed per attempt: a retry minutes later must not arrive with a stale timestamp.
+        const ts = Math.floor(now() / 1000);
+        headers[WEBHOOK_HEADERS.timestamp] = String(ts);
+        if (config.hmacKey) headers[WEBHOOK_HEADERS.signature] = webhookSignature(config.hmacKey, ts, body);
+        return post({ url: config.url, headers, body, timeoutMs: config.timeout, maxResponseBytes: config.maxResponseBytes, secrets, now }, signal);
+      },
+      policy,
+      signal,
+      deps,
+    );
   return {
     name: config.name,
     type: 'webhook',
     async send(n, signal) {
-      const body = JSON.stringify(buildWebhookPayload(n));
-      await withRetry(
-        () => {
-          const headers: Record<string, string> = { ...config.headers, [WEBHOOK_HEADERS.event]: n.action, [WEBHOOK_HEADERS.delivery]: deliveryId(n) };
-          // Signed per attempt: a retry minutes later must not arrive with a stale timestamp.
-          const ts = Math.floor(now() / 1000);
-          headers[WEBHOOK_HEADERS.timestamp] = String(ts);
-          if (config.hmacKey) headers[WEBHOOK_HEADERS.signature] = webhookSignature(config.hmacKey, ts, body);
-          return post({ url: config.url, headers, body, timeoutMs: config.timeout, maxResponseBytes: config.maxResponseBytes, secrets, now }, signal);
-        },
-        policy,
-        signal,
-        deps,
-      );
+      await deliver(JSON.stringify(buildWebhookPayload(n)), n.action, deliveryId(n), signal);
+    },
+    async notify(n, signal) {
+      await deliver(JSON.stringify(buildWebhookNotice(n)), 'notice', deliveryId({ fingerprint: `${n.kind}:${n.team}:${n.title}`, action: 'notice', at: n.at }), signal);
     },
   };
 }

@@ -190,8 +190,9 @@ test('exceptions: covered deviations are stored and shown as suppressed but not 
   t.is(c.alerting.remindExpiringExceptions(), 0, 'told once');
   await c.alerting.drain();
   const reminder = bodies(rec)[0];
-  t.is(reminder.alert.rule.id, 'exception-expiring');
-  t.regex(reminder.alert.summary, new RegExp(`${created.body.id}.*storefront`));
+  t.like(reminder, { version: 'driftwatch.notice/v1', kind: 'exception-expiring', team: 'storefront', title: `Exception ${created.body.id} expires 2026-12-03T12:00:00.000Z` });
+  t.true(reminder.lines.includes('reason: legacy health check runs sh'));
+  t.is(rec.received[0]!.headers['x-driftwatch-event'], 'notice');
 
   clock += 7 * 86_400_000; // expired
   t.is((await api(url, 'GET', `/api/v1/exceptions/${created.body.id}`)).body.status, 'expired');
@@ -201,8 +202,15 @@ test('exceptions: covered deviations are stored and shown as suppressed but not 
   const after = (await api(url, 'GET', `/api/v1/alerts/${alert.id}`)).body;
   t.is(after.suppressedBy, null);
   t.is(after.count, 2);
-  t.deepEqual(bodies(rec).map((b) => b.action), ['trigger', 'trigger']);
+  t.deepEqual(bodies(rec).map((b) => b.action ?? b.kind), ['exception-expiring', 'trigger']);
   t.is(bodies(rec)[1].alert.id, alert.id, 'the alert itself fires once the exception no longer covers it');
+
+  // The team's digest lists what is open for it.
+  t.is(c.alerting.sendDigests(), 1);
+  await c.alerting.drain();
+  const digest = bodies(rec)[2];
+  t.like(digest, { kind: 'digest', team: 'storefront', title: 'Driftwatch daily digest for storefront: 1 open alert, 0 new' });
+  t.regex(digest.lines[0], /^\[CRITICAL\] docker\.io\/library\/nginx: \/bin\/sh -c id \(parent nginx, root\) — 2×/);
 
   const revoked = await api(url, 'DELETE', `/api/v1/exceptions/${created.body.id}`);
   t.like(revoked.body, { status: 'revoked', revokedBy: 'anonymous' });

@@ -78,14 +78,25 @@ test('over HTTP: the webhook receives the exact JSON body', async (t) => {
   t.deepEqual(JSON.parse(rec.received[0]!.body), JSON.parse(JSON.stringify(buildSlackPayload(n))));
 });
 
-test('over HTTP: messages to one webhook are spaced by minInterval', async (t) => {
+test('over HTTP: messages to one webhook leave minInterval apart', async (t) => {
+  // Departure spacing is what the sink controls; arrival times on a loaded machine are not, so the
+  // clock and the waits are injected: three concurrent sends must wait 0, 150 and 300 ms.
   const rec = await startRecorder(t, () => ({ status: 200, body: 'ok' }));
-  const sink = createSlackSink(config(rec.url, { minInterval: 150 }));
+  const t0 = 1_700_000_000_000;
+  const waits: number[] = [];
+  const sink = createSlackSink(config(rec.url, { minInterval: 150 }), {
+    now: () => t0,
+    sleep: async (ms: number) => {
+      waits.push(ms);
+    },
+  });
   await Promise.all([0, 1, 2].map(() => sink.send(shellNotification(), AbortSignal.timeout(5000))));
   t.is(rec.received.length, 3);
-  const at = rec.received.map((r) => r.at).sort((a, b) => a - b);
-  // Spacing is applied when requests leave; arrival adds connection jitter (the first opens the connection).
-  t.true(at[1]! - at[0]! >= 100 && at[2]! - at[1]! >= 100 && at[2]! - at[0]! >= 270, `gaps ${at[1]! - at[0]!}, ${at[2]! - at[1]!}`);
+  t.deepEqual(waits.sort((a, b) => a - b), [150, 300]);
+  // A send after the reserved slots have passed waits for nothing.
+  const later = createSlackSink(config(rec.url, { minInterval: 150 }), { now: () => t0, sleep: async (ms: number) => void waits.push(-ms) });
+  await later.send(shellNotification(), AbortSignal.timeout(5000));
+  t.is(waits.length, 2);
 });
 
 test('over HTTP: Slack errors (404 no_service, 410 channel_is_archived) are rejected without retry, and the URL path stays out of the error', async (t) => {
