@@ -41,6 +41,12 @@ const COLLECTOR_OPTIONS: Options = {
   'log-level': { type: 'string' },
   'max-batch-items': { type: 'string' },
   'max-message-bytes': { type: 'string' },
+  'stream-max-clients': { type: 'string' },
+  'stream-queue': { type: 'string' },
+  'stream-queue-bytes': { type: 'string' },
+  'stream-slow-timeout': { type: 'string' },
+  'stream-heartbeat': { type: 'string' },
+  'stream-allowed-origin': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -99,6 +105,12 @@ const COMMAND_HELP: Record<string, string> = {
   --http-listen HOST:PORT  API, /metrics, /livez, /readyz; default 0.0.0.0:8080 (httpListen)
   --max-batch-items N      most records per agent batch; default 2000 (maxBatchItems)
   --max-message-bytes N    largest gRPC message; default 16777216 (maxMessageBytes)
+  --stream-max-clients N   websocket live-feed clients at once; default 64 (streamMaxClients)
+  --stream-queue N         messages held for a live-feed client that is behind; default 1000 (streamQueue)
+  --stream-queue-bytes N   bytes held for such a client; default 4194304 (streamQueueBytes)
+  --stream-slow-timeout DUR  a client behind this long is closed; default 30s (streamSlowTimeout)
+  --stream-heartbeat DUR   ping interval, a missed pong ends the client; default 30s (streamHeartbeat)
+  --stream-allowed-origin ORIGIN  browser origin allowed besides the collector's own; repeatable (streamAllowedOrigins)
   --log-level LEVEL        default info (logLevel)
   --config FILE            YAML file with the settings above`,
   demo: `driftwatch demo — flags:
@@ -117,6 +129,7 @@ function flagsToConfig(values: Record<string, unknown>): { flags: Record<string,
     if (name === 'config') file = value as string;
     else if (name === 'source') flags.sources = value;
     else if (name === 'cluster-cidr') flags.clusterCidrs = value;
+    else if (name === 'stream-allowed-origin') flags.streamAllowedOrigins = value;
     else flags[camelCase(name)] = value;
   }
   return { flags, file };

@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import cron from 'node-cron';
 import { z } from 'zod';
-import { hostPort, loadConfig } from '../runtime/config.js';
+import { durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
 import { VERSION } from '../runtime/version.js';
@@ -21,6 +21,20 @@ import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Alert, Store } from './store/store.js';
+import { attachStream, normalizeOrigin } from './stream.js';
+
+/** A browser origin, `scheme://host[:port]`, kept normalized (lower case, no default port). */
+const origin = z
+  .string()
+  .max(256)
+  .transform((v, ctx) => {
+    const normalized = normalizeOrigin(v);
+    if (normalized === null || !/^https?:\/\/[^/?#@]+\/?$/i.test(v)) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v.slice(0, 64))} is not an http(s) origin (scheme://host[:port], no path)` });
+      return z.NEVER;
+    }
+    return normalized;
+  });
 
 /** The collector's configuration schema. */
 export const CollectorConfigSchema = z.strictObject({
@@ -31,6 +45,18 @@ export const CollectorConfigSchema = z.strictObject({
   maxBatchItems: z.coerce.number().int().min(1).max(10_000).default(2_000),
   /** Largest gRPC message accepted, in bytes. */
   maxMessageBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20),
+  /** Websocket live-feed (/api/v1/stream) clients at once; more are refused with 503. */
+  streamMaxClients: z.coerce.number().int().min(1).max(10_000).default(64),
+  /** Messages held for a live-feed client that is behind; beyond it the oldest are dropped. */
+  streamQueue: z.coerce.number().int().min(1).max(10_000).default(1_000),
+  /** Bytes held for a live-feed client that is behind; beyond it the oldest are dropped. */
+  streamQueueBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(4 << 20),
+  /** A live-feed client behind for this long is closed (1008). */
+  streamSlowTimeout: durationMs.refine((ms) => ms >= 1_000 && ms <= 3_600_000, 'must be from 1s to 1h').default(30_000),
+  /** Live-feed ping interval; a client that misses a pong is terminated. */
+  streamHeartbeat: durationMs.refine((ms) => ms >= 1_000 && ms <= 600_000, 'must be from 1s to 10m').default(30_000),
+  /** Browser origins (scheme://host[:port]) allowed on the live feed besides the collector's own. */
+  streamAllowedOrigins: z.array(origin).max(64).default([]),
   /** Where notifications go (collector/sinks; see config/sinks.example.yaml). */
   sinks: SinksConfigSchema.shape.sinks,
   /** Severity, routes, owners, storm control, outbox, retention (collector/alerting/config.ts). */
@@ -49,7 +75,7 @@ export type CollectorConfig = Readonly<z.output<typeof CollectorConfigSchema>>;
 
 /** Load the collector's config from a file, the environment (DRIFTWATCH_*) and flags. */
 export function loadCollectorConfig(flags: Record<string, unknown>, env = process.env, file?: string): CollectorConfig {
-  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: [], flags });
+  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: ['streamAllowedOrigins'], flags });
 }
 
 /** A running collector. */
@@ -132,6 +158,19 @@ export async function startCollector(
   });
   http.requestTimeout = 30_000;
   http.headersTimeout = 10_000;
+  const stream = attachStream(http, {
+    feed,
+    logger,
+    registry: metrics.registry,
+    limits: {
+      maxClients: config.streamMaxClients,
+      queueMessages: config.streamQueue,
+      queueBytes: config.streamQueueBytes,
+      slowTimeoutMs: config.streamSlowTimeout,
+      heartbeatMs: config.streamHeartbeat,
+      allowedOrigins: config.streamAllowedOrigins,
+    },
+  });
   const httpAt = parseHostPort(config.httpListen);
   const httpPort = await listenHttp(http, httpAt);
   const urlHost = httpAt.host === '0.0.0.0' || httpAt.host === '::' ? '127.0.0.1' : httpAt.host;
@@ -163,6 +202,8 @@ export async function startCollector(
           });
           ingest.closeAll();
         });
+        // Live-feed clients first (1001): upgraded sockets would otherwise hold http.close open.
+        await stream.close();
         await new Promise<void>((resolve) => {
           http.close(() => resolve());
           http.closeAllConnections();

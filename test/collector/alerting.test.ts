@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { WebSocket } from 'ws';
 import { matchesAlert, routeAlert, AlertingConfigSchema } from '../../collector/alerting/config.js';
 import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 import { ConfigError } from '../../runtime/config.js';
@@ -298,4 +299,21 @@ test('routing: first matching route wins unless it continues; labels must all ma
   t.deepEqual(routeAlert(config, ['default'], a({ baselineKey: 'docker.io/acme/api', severity: 'high' })), ['pd']);
   t.deepEqual(routeAlert(config, ['default'], a({ baselineKey: 'docker.io/acme/api', severity: 'low' })), ['acme']);
   t.false(matchesAlert({ severity: 'high' }, a({ severity: 'medium' })));
+});
+
+test('live feed: a deviation ingested over gRPC appears on /api/v1/stream as a new alert with its severity, then its state change', async (t) => {
+  const { c, url } = await collector(t, {});
+  const ws = new WebSocket(`${url.replace('http', 'ws')}/api/v1/stream?severity=high`);
+  const frames: any[] = [];
+  ws.on('message', (data) => frames.push(JSON.parse(String(data))));
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  t.teardown(() => ws.close());
+  await eventually(() => (frames.length > 0 ? true : undefined));
+  await sendDeviations(c.grpcPort, [deviationOf({ i: 1 }), deviationOf({ i: 2, peer: 'cluster', port: 5432 })]);
+  const created = await eventually(() => frames.find((f) => f.type === 'alert.created'));
+  t.like(created.alert, { severity: 'critical', kind: 'exec', state: 'firing' });
+  await api(url, 'POST', `/api/v1/alerts/${created.alert.id}/acknowledge`);
+  const changed = await eventually(() => frames.find((f) => f.type === 'alert.state'));
+  t.like(changed.alert, { id: created.alert.id, state: 'acknowledged' });
+  t.false(frames.some((f) => f.alert?.severity === 'low'), 'the low in-cluster peer is filtered out');
 });
