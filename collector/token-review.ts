@@ -95,7 +95,7 @@ export function createTokenReviewer(options: TokenReviewOptions, deps: { logger:
     let ca: Buffer | undefined;
     try {
       credential = readFileSync(options.tokenFile, 'utf8').trim();
-      ca = options.caFile ? readFileSync(options.caFile) : undefined;
+      ca = options.caFile && url.protocol === 'https:' ? readFileSync(options.caFile) : undefined;
     } catch (err) {
       return Promise.resolve({ ok: false, code: 'unavailable', reason: `cannot read the collector's own credentials: ${(err as Error).message}` });
     }
