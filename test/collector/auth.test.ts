@@ -252,3 +252,32 @@ test('an open API (insecure, no tokens file) acts as anonymous admin', async (t)
   t.is((await fetch(`${c.url}/api/v1/audit`)).status, 200);
   t.is((await fetch(`${c.url}/api/v1/alerts`)).status, 200);
 });
+
+test('readJsonBody bounds a chunked body that announces no length', async (t) => {
+  const { readJsonBody, BodyError } = await import('../../collector/request-body.js');
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => {
+    readJsonBody(req, 1024).then(
+      (v) => res.writeHead(200).end(JSON.stringify(v)),
+      (err: unknown) => {
+        if (!(err instanceof BodyError)) throw err;
+        if (!res.headersSent) res.writeHead(err.status, { connection: 'close' }).end(err.code);
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  const post = (body: string | ReadableStream, type = 'application/json') => fetch(url, { method: 'POST', headers: { 'content-type': type }, body, duplex: 'half' } as RequestInit);
+  t.is(await (await post('{"a":1}')).text(), '{"a":1}');
+  t.is((await post('{"a":')).status, 400);
+  t.is((await post('{}', 'text/plain')).status, 415);
+  const chunked = new ReadableStream({
+    start(c) {
+      for (let i = 0; i < 8; i++) c.enqueue(new TextEncoder().encode(`"${'x'.repeat(500)}",`));
+      c.close();
+    },
+  });
+  const res = await post(chunked).catch(() => null);
+  t.true(res === null || res.status === 413, 'refused (413, or the connection closed mid-upload)');
+});
