@@ -10,10 +10,11 @@ import v8 from 'node:v8';
 import { z } from 'zod';
 import { createBaselineEngine, type BaselineEngine } from '../core/baseline.js';
 import { parseCidr } from '../core/ip.js';
-import { cidr, durationMs, hostPort, loadConfig } from '../runtime/config.js';
+import { boolFlag, cidr, durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { serveHealth } from '../runtime/health.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
+import { createReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { createAttributor } from './attribution.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
@@ -56,6 +57,26 @@ export const AgentConfigSchema = z.strictObject({
   statsInterval: durationMs.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
   /** Stop when every source has ended (file sources then read to EOF instead of following). */
   exitWhenDone: z.boolean().default(false),
+  /** Plaintext to the collector, without proof of the node's identity. */
+  insecure: boolFlag.default(false),
+  /** The CA that signed the collector's certificate (PEM). */
+  tlsCa: z.string().min(1).optional(),
+  /** This node's client certificate and key (PEM); the certificate's CN is the node name. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** The name to verify in the collector's certificate when it differs from the collector address's host. */
+  tlsServerName: z.string().min(1).max(253).optional(),
+  /** A projected ServiceAccount token (audience driftwatch), re-read on every connect. */
+  tokenFile: z.string().min(1).optional(),
+}).superRefine((c, ctx) => {
+  const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');
+  if (c.tlsCa === undefined) {
+    if (c.tlsCert !== undefined || c.tokenFile !== undefined) issue('tlsCa', 'a client certificate or token needs TLS: give tlsCa, the CA of the collector\'s certificate');
+    else if (!c.insecure) issue('tlsCa', 'the collector stream needs TLS: give tlsCa with tlsCert and tlsKey (this node\'s certificate; `driftwatch certs node NAME` makes one) or tokenFile, or set insecure for plaintext');
+  } else if (c.tlsCert === undefined && c.tokenFile === undefined) {
+    issue('tlsCert', 'the collector needs to know this node: give tlsCert and tlsKey, or tokenFile');
+  }
 });
 
 /** The validated, frozen agent configuration. */
@@ -127,8 +148,18 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
     { entryOptions: { clusterRanges: config.clusterCidrs.map(parseCidr) }, statsIntervalMs: config.statsInterval, attributionWaitMs: 60_000 },
     { engine, state, attributor: createAttributor(), metrics, logger: logger.child({ component: 'pipeline' }), now: Date.now, onSpooled: () => uplinkRef.wake() },
   );
+  if (config.tlsCa === undefined) logger.warn('insecure: the collector stream is plaintext and carries no proof of this node\'s identity');
+  // Re-checked on every connect: a rotated certificate is used from the next connection on.
+  const tls = config.tlsCa === undefined ? null : createReloadingTls({ ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey }, { intervalMs: 0, logger: logger.child({ component: 'tls' }) });
   const uplink = startUplink(
-    { ...DEFAULT_UPLINK, target: config.collector, node: config.node, version: VERSION, sources: [...config.sources] },
+    {
+      ...DEFAULT_UPLINK,
+      target: config.collector,
+      node: config.node,
+      version: VERSION,
+      sources: [...config.sources],
+      security: tls ? { insecure: false, tls, serverName: config.tlsServerName, tokenFile: config.tokenFile } : { insecure: true },
+    },
     { state, metrics, logger: logger.child({ component: 'uplink' }), watermark: () => pipeline.watermark },
   );
   uplinkRef.wake = () => uplink.wake();

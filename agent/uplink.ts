@@ -5,6 +5,7 @@
  * On any stream error it reconnects with capped exponential backoff and jitter, and resends
  * everything unacknowledged from the start of the spool; the collector recognises resends by id.
  */
+import { readFileSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { BaselineSnapshot } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
@@ -19,11 +20,21 @@ import {
   type WireBaselineSnapshot,
 } from '../proto/index.js';
 import type { Logger } from '../runtime/logger.js';
+import type { ReloadingTls } from '../runtime/tls.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentState } from './state.js';
 
+/**
+ * How the stream is secured: plaintext only when asked for; otherwise TLS with the collector's CA,
+ * this node's certificate (mTLS) and/or a ServiceAccount token sent as `authorization` metadata.
+ */
+export type UplinkSecurity =
+  | { insecure: true }
+  | { insecure: false; tls: ReloadingTls; serverName?: string | undefined; tokenFile?: string | undefined };
+
 /** Uplink settings. */
 export interface UplinkOptions {
+  security: UplinkSecurity;
   /** Collector gRPC address, HOST:PORT. */
   target: string;
   node: string;
@@ -41,7 +52,7 @@ export interface UplinkOptions {
 }
 
 /** Default uplink settings. */
-export const DEFAULT_UPLINK: Omit<UplinkOptions, 'target' | 'node' | 'version' | 'sources'> = {
+export const DEFAULT_UPLINK: Omit<UplinkOptions, 'target' | 'node' | 'version' | 'sources' | 'security'> = {
   batchItems: 500,
   batchBytes: 1 << 20,
   window: 4,
@@ -64,7 +75,7 @@ export interface Uplink {
 export function startUplink(options: UplinkOptions, deps: { state: AgentState; metrics: AgentMetrics; logger: Logger; watermark: () => number }): Uplink {
   const { state, metrics, logger } = deps;
   const { Client } = agentService();
-  const client = new Client(options.target, grpc.credentials.createInsecure(), {
+  const channelOptions: grpc.ChannelOptions = {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
@@ -72,7 +83,37 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
     'grpc.max_receive_message_length': 16 << 20,
     'grpc.initial_reconnect_backoff_ms': options.backoffMinMs,
     'grpc.max_reconnect_backoff_ms': options.backoffMaxMs,
-  });
+  };
+  const security = options.security;
+  let client: grpc.Client | null = null;
+  let clientGeneration = 0;
+
+  /** The channel for the next stream: rebuilt when the TLS files changed, so a rotated certificate is used. */
+  function channel(): grpc.Client {
+    if (security.insecure) return (client ??= new Client(options.target, grpc.credentials.createInsecure(), channelOptions));
+    security.tls.refresh();
+    if (client && clientGeneration === security.tls.generation) return client;
+    client?.close();
+    const m = security.tls.current();
+    const name = security.serverName;
+    client = new Client(options.target, grpc.credentials.createSsl(m.ca, m.key, m.cert), {
+      ...channelOptions,
+      ...(name !== undefined ? { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name } : {}),
+    });
+    clientGeneration = security.tls.generation;
+    return client;
+  }
+
+  /** Call metadata: the ServiceAccount token, re-read each time (the kubelet rotates it). */
+  function metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (!security.insecure && security.tokenFile !== undefined) {
+      const file = security.tokenFile;
+      if (statSync(file).size > 64 << 10) throw new Error(`${file} is larger than 64 KiB; not a token`);
+      md.set('authorization', `Bearer ${readFileSync(file, 'utf8').trim()}`);
+    }
+    return md;
+  }
 
   let call: grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage> | null = null;
   let ready = false;
@@ -152,7 +193,12 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
     const delay = Math.min(options.backoffMaxMs, options.backoffMinMs * 2 ** Math.min(attempt, 16));
     const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
     attempt++;
-    logger.warn({ reason, err: err instanceof Error ? err.message : undefined, retryInMs: jittered }, 'collector stream closed');
+    const code = (err as grpc.ServiceError | undefined)?.code;
+    if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) {
+      logger.error({ reason, err: (err as Error).message, retryInMs: jittered }, 'the collector refused this agent (check its certificate or token and --node)');
+    } else {
+      logger.warn({ reason, err: err instanceof Error ? err.message : undefined, retryInMs: jittered }, 'collector stream closed');
+    }
     reconnectTimer = setTimeout(connect, jittered);
   }
 
@@ -160,8 +206,17 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
     reconnectTimer = null;
     if (stopped) return;
     metrics.reconnects.inc();
-    const open = client.Connect as () => grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage>;
-    const c = open.call(client);
+    let c: grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage>;
+    try {
+      const ch = channel() as grpc.Client & { Connect: (md: grpc.Metadata) => grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage> };
+      c = ch.Connect(metadata());
+    } catch (err) {
+      // Unreadable token or TLS files: retry with backoff like any failed connect.
+      const delay = Math.min(options.backoffMaxMs, options.backoffMinMs * 2 ** Math.min(attempt++, 16));
+      logger.error({ err: (err as Error).message, retryInMs: delay }, 'cannot open the collector stream');
+      reconnectTimer = setTimeout(connect, delay);
+      return;
+    }
     call = c;
     c.on('data', onMessage);
     c.on('error', (err: grpc.ServiceError) => disconnect(`error ${grpc.status[err.code] ?? err.code}`, err));
@@ -201,7 +256,7 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
         c.end();
       }
       metrics.connected.set(0);
-      client.close();
+      client?.close();
     },
   };
 }

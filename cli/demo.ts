@@ -3,7 +3,8 @@
  * process, over loopback gRPC and a real SQLite file) replay a recorded Falco stream, then the demo
  * reads the collector's HTTP API and shows what was learned, what was caught, and why.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,7 @@ import pino from 'pino';
 import { startAgent, loadAgentConfig } from '../agent/main.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { loadCollectorConfig, startCollector } from '../collector/main.js';
+import { certsInit, certsNode } from './certs.js';
 
 /** The recorded stream shipped with Driftwatch. */
 export const DEMO_EVENTS = fileURLToPath(new URL('../../fixtures/falco/demo.jsonl', import.meta.url));
@@ -65,8 +67,8 @@ function hhmm(isoTime: string): string {
   return isoTime.slice(11, 19);
 }
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+async function getJson<T>(url: string, token: string): Promise<T> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
   return (await res.json()) as T;
 }
@@ -84,8 +86,27 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const logFile = join(dir, 'driftwatch.log');
   const logger = pino({ level: 'info', timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: logFile, sync: true }));
 
+  // Secure like a real installation: a CA minted for the demo, mutual TLS between agent and
+  // collector (the node's name is in its certificate), and an API token.
+  const pki = join(dir, 'pki');
+  await certsInit(pki, { names: ['localhost', '127.0.0.1'], days: 1, caDays: 1 });
+  await certsNode(pki, ['demo-node-1'], { days: 1 });
+  const token = randomBytes(24).toString('base64url');
+  const tokensFile = join(dir, 'api-tokens.yaml');
+  writeFileSync(tokensFile, `tokens:\n  - name: demo\n    role: admin\n    token: ${token}\n`, { mode: 0o600 });
   const collector = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'collector.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0' }, {}),
+    loadCollectorConfig(
+      {
+        db: join(dir, 'collector.db'),
+        grpcListen: '127.0.0.1:0',
+        httpListen: '127.0.0.1:0',
+        tlsCert: join(pki, 'collector.crt'),
+        tlsKey: join(pki, 'collector.key'),
+        tlsCa: join(pki, 'ca.crt'),
+        apiTokensFile: tokensFile,
+      },
+      {},
+    ),
     { logger: logger.child({ name: 'collector' }) },
   );
   try {
@@ -99,6 +120,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
           learningWindow: windowText,
           httpListen: '127.0.0.1:0',
           exitWhenDone: true,
+          tlsCa: join(pki, 'ca.crt'),
+          tlsCert: join(pki, 'node-demo-node-1.crt'),
+          tlsKey: join(pki, 'node-demo-node-1.key'),
+          tlsServerName: 'localhost',
         },
         {},
       ),
@@ -112,11 +137,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const matched = verdicts.get('matched') ?? 0;
     const deviated = verdicts.get('deviation') ?? 0;
 
-    const baselines = (await getJson<{ items: BaselineJson[] }>(`${collector.url}/api/v1/baselines`)).items;
+    const baselines = (await getJson<{ items: BaselineJson[] }>(`${collector.url}/api/v1/baselines`, token)).items;
     const alerts: AlertJson[] = [];
     let next: string | null = null;
     do {
-      const page: { items: AlertJson[]; next: string | null } = await getJson(`${collector.url}/api/v1/alerts?limit=100${next ? `&cursor=${next}` : ''}`);
+      const page: { items: AlertJson[]; next: string | null } = await getJson(`${collector.url}/api/v1/alerts?limit=100${next ? `&cursor=${next}` : ''}`, token);
       alerts.push(...page.items);
       next = page.next;
     } while (next);
@@ -155,7 +180,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     });
     print('');
     print(`API:  ${collector.url}/api/v1/alerts   ${collector.url}/api/v1/baselines   ${collector.url}/metrics`);
-    if (!options.serve) print(dim(`      (stops with the demo; \`npx driftwatch demo --serve\` keeps it running)`));
+    if (options.serve) print(`      with the header  Authorization: Bearer ${token}`);
+    else print(dim(`      (stops with the demo; \`npx driftwatch demo --serve\` keeps it running)`));
     print(dim(`Data: ${dir}${options.keep || options.serve ? '' : ' (removed; --keep keeps it)'}   Finished in ${((Date.now() - started) / 1000).toFixed(1)}s.`));
     if (options.serve) {
       print(bold('Serving the API until Ctrl-C.'));

@@ -5,6 +5,8 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, camelCase } from '../runtime/config.js';
+import { TlsFilesError } from '../runtime/tls.js';
+import { certsCollector, certsInit, certsNode } from './certs.js';
 import { VERSION } from '../runtime/version.js';
 import { runReview } from './review.js';
 
@@ -30,6 +32,12 @@ const AGENT_OPTIONS: Options = {
   'drain-timeout': { type: 'string' },
   'stats-interval': { type: 'string' },
   'exit-when-done': { type: 'boolean' },
+  insecure: { type: 'boolean' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-server-name': { type: 'string' },
+  'token-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -47,6 +55,29 @@ const COLLECTOR_OPTIONS: Options = {
   'stream-slow-timeout': { type: 'string' },
   'stream-heartbeat': { type: 'string' },
   'stream-allowed-origin': { type: 'string', multiple: true },
+  insecure: { type: 'boolean' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-reload-interval': { type: 'string' },
+  'agent-auth': { type: 'string' },
+  'agent-service-account': { type: 'string', multiple: true },
+  'kube-api-server': { type: 'string' },
+  'kube-token-file': { type: 'string' },
+  'kube-ca-file': { type: 'string' },
+  'token-audience': { type: 'string' },
+  'max-streams-per-node': { type: 'string' },
+  'api-tokens-file': { type: 'string' },
+  'metrics-auth': { type: 'boolean' },
+  'api-rate-limit': { type: 'string' },
+  'max-body-bytes': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const CERTS_OPTIONS: Options = {
+  dir: { type: 'string' },
+  name: { type: 'string', multiple: true },
+  days: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -64,15 +95,20 @@ Usage:
   driftwatch demo [--serve] [--keep] [--events FILE] [--learning-window 1h]
       Run a collector and an agent on a recorded Falco stream shipped with Driftwatch,
       and print what was learned and what was caught.
-  driftwatch collector --db FILE [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+  driftwatch collector --db FILE --tls-cert FILE --tls-key FILE --tls-ca FILE --api-tokens-file FILE
+                       [--grpc-listen HOST:PORT] [--http-listen HOST:PORT] [--insecure]
       Receive deviations from agents, store them (SQLite), serve the API under /api/v1/.
   driftwatch agent --source SPEC [--source SPEC ...] --collector HOST:PORT --node NAME
-                   --state-dir DIR [--learning-window 1h] [--baseline-key repository|tag|digest]
+                   --state-dir DIR --tls-ca FILE --tls-cert FILE --tls-key FILE [--insecure]
+                   [--learning-window 1h] [--baseline-key repository|tag|digest]
       Learn baselines per image from node events and send deviations to the collector.
   driftwatch alerts list|show|ack|resolve|accept [ID] [--url URL]
       Review alerts on a collector (driftwatch alerts --help).
   driftwatch exceptions list|add|remove [--url URL]
       Risks accepted with a reason, an owner and an expiry (driftwatch exceptions --help).
+  driftwatch certs init|collector|node NAME... --dir DIR [--name HOST ...] [--days N]
+      A small CA: the CA and the collector's certificate (init), a new collector certificate
+      (collector), a client certificate per node, CN = node name (node).
 
 Sources (--source):
 ${SOURCES.map((s) => `  ${s.usage}`).join('\n')}
@@ -98,6 +134,13 @@ const COMMAND_HELP: Record<string, string> = {
                            entries go at once; default 60s (statsInterval)
   --exit-when-done         stop when every source ended; files are read to their end (exitWhenDone)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent; default info (logLevel)
+  --tls-ca FILE            CA of the collector's certificate; TLS to the collector (tlsCa)
+  --tls-cert FILE          this node's client certificate, CN = node name (tlsCert)
+  --tls-key FILE           its private key (tlsKey); cert and key are re-read on every connect
+  --tls-server-name NAME   name to verify in the collector's certificate (tlsServerName)
+  --token-file FILE        projected ServiceAccount token (audience driftwatch), instead of a
+                           client certificate; re-read on every connect (tokenFile)
+  --insecure               plaintext, no proof of identity, with a warning (insecure)
   --config FILE            YAML file with the settings above`,
   collector: `driftwatch collector — flags (config key in parentheses):
   --db FILE                SQLite database file, created if missing (db)
@@ -112,7 +155,30 @@ const COMMAND_HELP: Record<string, string> = {
   --stream-heartbeat DUR   ping interval, a missed pong ends the client; default 30s (streamHeartbeat)
   --stream-allowed-origin ORIGIN  browser origin allowed besides the collector's own; repeatable (streamAllowedOrigins)
   --log-level LEVEL        default info (logLevel)
+  --tls-cert FILE          the collector's certificate for the agent stream (tlsCert)
+  --tls-key FILE           its private key (tlsKey)
+  --tls-ca FILE            CA that signs agent certificates (tlsCa)
+  --tls-reload-interval D  how often TLS files are checked for rotation; default 10s (tlsReloadInterval)
+  --agent-auth MODE        certificate (CN = node, default) | token (TokenReview) (agentAuth)
+  --agent-service-account NS:NAME  agent service account(s) for agentAuth token (agentServiceAccounts)
+  --kube-api-server URL    API server for TokenReviews; default from KUBERNETES_SERVICE_HOST (kubeApiServer)
+  --kube-token-file FILE   the collector's own token; default the pod's (kubeTokenFile)
+  --kube-ca-file FILE      CA of the API server; default the pod's (kubeCaFile)
+  --token-audience AUD     audience agent tokens must carry; default driftwatch (tokenAudience)
+  --max-streams-per-node N default 4 (maxStreamsPerNode)
+  --api-tokens-file FILE   YAML API tokens with roles; re-read on change (apiTokensFile)
+  --metrics-auth           /metrics needs a viewer token (metricsAuth)
+  --api-rate-limit N       requests per second per API token; default 50 (apiRateLimit)
+  --max-body-bytes N       largest HTTP request body; default 1048576 (maxBodyBytes)
+  --insecure               plaintext agent stream and/or an API without tokens, where not configured (insecure)
   --config FILE            YAML file with the settings above`,
+  certs: `driftwatch certs — a small CA in one directory:
+  certs init --dir DIR [--name HOST ...] [--days N]      ca.crt, ca.key, collector.crt, collector.key
+  certs collector --dir DIR [--name HOST ...] [--days N] a new collector.crt/.key from the CA
+  certs node NAME [NAME ...] --dir DIR [--days N]        node-NAME.crt/.key: client certificates, CN = NAME
+  --name HOST   DNS name or IP the collector is reached by; repeatable; default localhost, 127.0.0.1,
+                ::1, driftwatch-collector[.driftwatch.svc[.cluster.local]]
+  --days N      validity; default 365 (the CA: 3650)`,
   demo: `driftwatch demo — flags:
   --events FILE            a Falco JSON file to use instead of the shipped recording
   --learning-window DUR    default 1h
@@ -130,6 +196,7 @@ function flagsToConfig(values: Record<string, unknown>): { flags: Record<string,
     else if (name === 'source') flags.sources = value;
     else if (name === 'cluster-cidr') flags.clusterCidrs = value;
     else if (name === 'stream-allowed-origin') flags.streamAllowedOrigins = value;
+    else if (name === 'agent-service-account') flags.agentServiceAccounts = value;
     else flags[camelCase(name)] = value;
   }
   return { flags, file };
@@ -152,6 +219,31 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGINT', handler);
 }
 
+async function certs(positionals: string[], values: Record<string, unknown>): Promise<number> {
+  const [sub, ...names] = positionals;
+  const dir = values.dir as string | undefined;
+  const days = values.days === undefined ? undefined : Number(values.days);
+  if (!dir || (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 36_500)) || (sub !== 'node' && names.length > 0)) {
+    console.error(`driftwatch certs: give a subcommand, --dir DIR, and --days as a whole number of days\n\n${COMMAND_HELP.certs}`);
+    return 2;
+  }
+  let written: string[];
+  try {
+    if (sub === 'init') written = await certsInit(dir, { names: values.name as string[] | undefined, days });
+    else if (sub === 'collector') written = await certsCollector(dir, { names: values.name as string[] | undefined, days });
+    else if (sub === 'node') written = await certsNode(dir, names, { days });
+    else {
+      console.error(`driftwatch certs: unknown subcommand ${JSON.stringify(sub ?? '')}; one of: init, collector, node\n\n${COMMAND_HELP.certs}`);
+      return 2;
+    }
+  } catch (err) {
+    console.error(`driftwatch certs: ${(err as Error).message}`);
+    return 1;
+  }
+  for (const f of written) console.log(`${dir.replace(/\/$/, '')}/${f}`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
@@ -163,14 +255,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'alerts' || command === 'exceptions') return runReview(command, rest);
-  const options = command === 'agent' ? AGENT_OPTIONS : command === 'collector' ? COLLECTOR_OPTIONS : command === 'demo' ? DEMO_OPTIONS : null;
+  const options =
+    command === 'agent' ? AGENT_OPTIONS : command === 'collector' ? COLLECTOR_OPTIONS : command === 'demo' ? DEMO_OPTIONS : command === 'certs' ? CERTS_OPTIONS : null;
   if (!options) {
-    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, alerts, exceptions\n\n${USAGE}`);
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions\n\n${USAGE}`);
     return 2;
   }
   let values: Record<string, unknown>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({ args: rest, options, strict: true, allowPositionals: command === 'certs' }));
   } catch (err) {
     console.error(`driftwatch ${command}: ${(err as Error).message}\n\n${COMMAND_HELP[command]}`);
     return 2;
@@ -180,6 +274,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
+    if (command === 'certs') return await certs(positionals, values);
     if (command === 'demo') {
       const { runDemo } = await import('./demo.js');
       return await runDemo({
@@ -204,6 +299,10 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`driftwatch ${command}: invalid configuration: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof TlsFilesError) {
+      console.error(`driftwatch ${command}: cannot use the TLS files: ${err.message}`);
       return 2;
     }
     throw err;

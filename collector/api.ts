@@ -15,6 +15,7 @@ import { parseDuration } from '../core/duration.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
 import type { Alerting } from './alerting/index.js';
+import type { AuditLog } from './audit.js';
 import {
   ALERT_STATES,
   CursorError,
@@ -270,8 +271,10 @@ export interface ApiDeps {
   registry: Registry;
   readiness: ReadinessCheck;
   now?: (() => number) | undefined;
-  /** Who is asking (from authentication); default 'anonymous'. */
-  actorOf?: ((req: IncomingMessage) => string) | undefined;
+  /** Who is asking (from authentication); default anonymous. */
+  principalOf?: ((req: IncomingMessage) => { name: string; role: string } | null) | undefined;
+  /** Where every change is recorded (who, what, when, before/after). */
+  audit?: Pick<AuditLog, 'record'> | undefined;
   /** Longest exception lifetime accepted. */
   maxExceptionLifetime?: number | undefined;
 }
@@ -281,7 +284,12 @@ export function createApiHandler(deps: ApiDeps) {
   const { store, alerting } = deps;
   const now = deps.now ?? Date.now;
   const maxLifetime = deps.maxExceptionLifetime ?? 366 * 86_400_000;
-  const actorOf = deps.actorOf ?? (() => 'anonymous');
+  const principal = (req: IncomingMessage) => deps.principalOf?.(req) ?? { name: 'anonymous', role: 'admin' };
+  const actorOf = (req: IncomingMessage) => principal(req).name;
+  const record = (req: IncomingMessage, action: string, target: string, before: unknown, after: unknown) => {
+    const who = principal(req);
+    deps.audit?.record({ actor: who.name, role: who.role, action, target, before, after });
+  };
 
   async function mutate(req: IncomingMessage, segments: string[], params: URLSearchParams, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
@@ -296,6 +304,8 @@ export function createApiHandler(deps: ApiDeps) {
       const result = alerting.transition(decodeSegment(rest[0] as string), change);
       if (!result.ok && result.reason === 'not-found') throw new ApiError(404, 'not_found', 'no alert with this id');
       if (!result.ok) throw new ApiError(409, 'invalid_transition', `the alert is ${result.alert.state}; it cannot become ${to}`);
+      const pick = (a: Alert) => ({ state: a.state, stateBy: a.stateBy, stateComment: a.stateComment, summary: describeEntry(a.entry), baselineKey: a.baselineKey });
+      record(req, `alert.${verb === 'ack' ? 'acknowledge' : verb}`, result.after.fingerprint, pick(result.before), pick(result.after));
       return sendJson(res, 200, alertJson(result.after));
     }
     if (resource === 'exceptions' && rest.length === 0 && method === 'POST') {
@@ -334,6 +344,7 @@ export function createApiHandler(deps: ApiDeps) {
         remindedAt: 0,
       };
       alerting.addException(e);
+      record(req, 'exception.create', e.id, null, exceptionJson(e, t));
       return sendJson(res, 201, exceptionJson(e, t));
     }
     if (resource === 'exceptions' && rest.length === 1 && method === 'DELETE') {
@@ -342,6 +353,7 @@ export function createApiHandler(deps: ApiDeps) {
       if (!before) throw new ApiError(404, 'not_found', 'no exception with this id');
       if (before.revokedAt > 0) throw new ApiError(409, 'already_revoked', 'the exception was already revoked');
       const after = alerting.revokeException(id, actorOf(req)) as AlertException;
+      record(req, 'exception.revoke', id, exceptionJson(before, now()), exceptionJson(after, now()));
       return sendJson(res, 200, exceptionJson(after, now()));
     }
     throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here`);

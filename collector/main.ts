@@ -6,19 +6,25 @@
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import cron from 'node-cron';
+import { Counter } from 'prom-client';
 import { z } from 'zod';
-import { durationMs, hostPort, loadConfig } from '../runtime/config.js';
+import { boolFlag, durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
+import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { alertJson, createApiHandler } from './api.js';
 import { createAlerting } from './alerting/index.js';
 import { AlertingConfigSchema, receiverReferences } from './alerting/config.js';
 import { createAlertFeed, type AlertFeed } from './feed.js';
+import { openAuditLog, serveAudit, type AuditLog } from './audit.js';
+import { createApiAuth, type ApiAuth } from './auth.js';
 import { createIngest } from './ingest.js';
 import { SinksConfigSchema, createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
+import { createNodeIdentityInterceptor } from './node-identity.js';
+import { createFailureLimiter } from './rate-limit.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Alert, Store } from './store/store.js';
 import { attachStream, normalizeOrigin } from './stream.js';
@@ -35,6 +41,7 @@ const origin = z
     }
     return normalized;
   });
+import { createTokenReviewer } from './token-review.js';
 
 /** The collector's configuration schema. */
 export const CollectorConfigSchema = z.strictObject({
@@ -63,7 +70,47 @@ export const CollectorConfigSchema = z.strictObject({
   alerting: AlertingConfigSchema.default(AlertingConfigSchema.parse({})),
   /** The URL people reach the collector at, for links in notifications ('' = no links). */
   publicUrl: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]).default(''),
+  /** Plaintext agent stream without node identity, and an API without tokens, where not configured. */
+  insecure: boolFlag.default(false),
+  /** The collector's certificate and key (PEM) for the agent stream. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** The CA that signs agent certificates (agentAuth certificate). */
+  tlsCa: z.string().min(1).optional(),
+  /** How often the TLS files are checked for rotation. */
+  tlsReloadInterval: durationMs.refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
+  /** How agents prove their node: their client certificate's CN, or a ServiceAccount token checked by TokenReview. */
+  agentAuth: z.enum(['certificate', 'token']).default('certificate'),
+  /** Service accounts (namespace:name) whose tokens may speak for a node (agentAuth token). */
+  agentServiceAccounts: z.array(z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be NAMESPACE:NAME')).default([]),
+  /** Kubernetes API server for TokenReviews; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT. */
+  kubeApiServer: z.url({ protocol: /^https?$/ }).optional(),
+  kubeTokenFile: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
+  kubeCaFile: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'),
+  /** The audience agent tokens must carry. */
+  tokenAudience: z.string().min(1).max(253).default('driftwatch'),
+  /** Most agent streams open at once per node. */
+  maxStreamsPerNode: z.coerce.number().int().min(1).max(64).default(4),
+  /** YAML file of API tokens (name, role, sha256 or token); re-read when it changes. */
+  apiTokensFile: z.string().min(1).optional(),
+  /** Require a viewer token for /metrics. */
+  metricsAuth: boolFlag.default(false),
+  /** Requests per second per API token (bursts of twice that). */
+  apiRateLimit: z.coerce.number().int().min(1).max(100_000).default(50),
+  /** Largest HTTP request body. */
+  maxBodyBytes: z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20),
 }).superRefine((c, ctx) => {
+  const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');
+  if (c.tlsCert === undefined && !c.insecure) {
+    issue('tlsCert', 'the agent stream needs TLS: give tlsCert and tlsKey (and tlsCa to verify agent certificates; `driftwatch certs init` makes them), or set insecure for plaintext');
+  }
+  if (c.tlsCert !== undefined && c.agentAuth === 'certificate' && c.tlsCa === undefined) issue('tlsCa', 'agentAuth certificate needs tlsCa, the CA that signs agent certificates');
+  if (c.tlsCert !== undefined && c.agentAuth === 'token') {
+    if (c.agentServiceAccounts.length === 0) issue('agentServiceAccounts', 'agentAuth token needs the agent service account(s), as NAMESPACE:NAME');
+    if (c.kubeApiServer === undefined) issue('kubeApiServer', 'agentAuth token needs the API server URL (set automatically inside a pod)');
+  }
+  if (c.apiTokensFile === undefined && !c.insecure) issue('apiTokensFile', 'the HTTP API needs tokens: give apiTokensFile, or set insecure to leave it open');
   const names = new Set(c.sinks.map((s) => s.name));
   for (const ref of receiverReferences(c.alerting)) {
     if (!names.has(ref.name)) ctx.addIssue({ code: 'custom', path: ref.path, message: `no sink is named ${ref.name}; configured: ${[...names].join(', ') || 'none'}` });
@@ -75,7 +122,13 @@ export type CollectorConfig = Readonly<z.output<typeof CollectorConfigSchema>>;
 
 /** Load the collector's config from a file, the environment (DRIFTWATCH_*) and flags. */
 export function loadCollectorConfig(flags: Record<string, unknown>, env = process.env, file?: string): CollectorConfig {
-  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: ['streamAllowedOrigins'], flags });
+  const withApi = { ...flags };
+  // Inside a pod the API server is found the way client-go finds it.
+  if (withApi.kubeApiServer === undefined && env.DRIFTWATCH_KUBE_API_SERVER === undefined && env.KUBERNETES_SERVICE_HOST) {
+    const host = env.KUBERNETES_SERVICE_HOST.includes(':') ? `[${env.KUBERNETES_SERVICE_HOST}]` : env.KUBERNETES_SERVICE_HOST;
+    withApi.kubeApiServer = `https://${host}:${env.KUBERNETES_SERVICE_PORT ?? '443'}`;
+  }
+  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: ['agentServiceAccounts', 'streamAllowedOrigins'], flags: withApi });
 }
 
 /** A running collector. */
@@ -89,12 +142,16 @@ export interface CollectorHandle {
   /** Live alert changes (the websocket feed subscribes). */
   readonly feed: AlertFeed;
   readonly alerting: Alerting;
+  /** The audit log (who changed what, when, before/after). */
+  readonly audit: AuditLog;
+  /** The API's auth layer (principalOf(req) says who made a request). */
+  readonly auth: ApiAuth;
   stop(): Promise<void>;
 }
 
-function bindGrpc(server: grpc.Server, address: string): Promise<number> {
+function bindGrpc(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
   });
 }
 
@@ -136,7 +193,35 @@ export async function startCollector(
       },
     },
   );
+  const tlsReloads = new Counter({ name: 'driftwatch_collector_tls_reloads_total', help: 'Reloads of the TLS files after they changed, by result', labelNames: ['result'], registers: [metrics.registry] });
+  let tls: ReloadingTls | null = null;
+  let credentials = grpc.ServerCredentials.createInsecure();
+  const agentAuth = config.tlsCert === undefined ? 'none' : config.agentAuth;
+  if (config.tlsCert !== undefined) {
+    tls = createReloadingTls(
+      { cert: config.tlsCert, key: config.tlsKey, ca: agentAuth === 'certificate' ? config.tlsCa : undefined },
+      { intervalMs: config.tlsReloadInterval, logger: logger.child({ component: 'tls' }), onReload: (result) => tlsReloads.inc({ result }) },
+    );
+    // grpc-js 1.14 hands its first argument on as the identity (certificate + key) provider and its
+    // second as the CA provider; one provider serves both. A null CA provider asks for no client
+    // certificate (agentAuth token), a CA provider with `true` requires one.
+    credentials = grpc.experimental.createCertificateProviderServerCredentials(tls, agentAuth === 'certificate' ? tls : null, agentAuth === 'certificate');
+  } else {
+    logger.warn('insecure: the agent stream is plaintext and agents are not authenticated; any client that reaches the gRPC port can send deviations as any node');
+  }
+  const reviewer =
+    agentAuth === 'token'
+      ? createTokenReviewer(
+          { apiServer: config.kubeApiServer as string, tokenFile: config.kubeTokenFile, caFile: config.kubeCaFile, audience: config.tokenAudience, serviceAccounts: config.agentServiceAccounts },
+          { logger: logger.child({ component: 'token-review' }) },
+        )
+      : undefined;
+  const identity = createNodeIdentityInterceptor(
+    { mode: agentAuth, maxStreamsPerNode: config.maxStreamsPerNode },
+    { logger: logger.child({ component: 'agent-auth' }), registry: metrics.registry, failures: createFailureLimiter({ maxFailures: 20, windowMs: 60_000 }), reviewer },
+  );
   const server = new grpc.Server({
+    interceptors: [identity],
     'grpc.max_receive_message_length': config.maxMessageBytes,
     'grpc.max_send_message_length': 1 << 20,
     'grpc.keepalive_time_ms': 60_000,
@@ -145,11 +230,42 @@ export async function startCollector(
   });
   server.addService(ingest.service, ingest.implementation);
   const grpcAt = parseHostPort(config.grpcListen);
-  const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port));
+  const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port), credentials);
 
   let ready = true;
-  const handler = createApiHandler({ store, alerting, registry: metrics.registry, readiness: () => (ready ? null : 'shutting down'), now, maxExceptionLifetime: config.alerting.maxExceptionLifetime });
-  const http = createServer((req, res) => {
+  const audit = openAuditLog(config.db);
+  const auth = createApiAuth(
+    {
+      tokensFile: config.apiTokensFile ?? null,
+      metricsAuth: config.metricsAuth,
+      reloadIntervalMs: Math.min(config.tlsReloadInterval, 5_000),
+      maxFailuresPerMinute: 20,
+      requestsPerSecond: config.apiRateLimit,
+      maxBodyBytes: config.maxBodyBytes,
+    },
+    {
+      logger: logger.child({ component: 'api-auth' }),
+      registry: metrics.registry,
+      // Who may change things is itself a change worth a record.
+      onTokensChanged: (before, after) => audit.record({ actor: 'system', role: 'admin', action: 'api-tokens.reload', target: config.apiTokensFile ?? '', before, after }),
+    },
+  );
+  if (config.apiTokensFile === undefined) logger.warn('insecure: the HTTP API has no tokens file; anyone who reaches it can read and change everything');
+  const api = createApiHandler({
+    store,
+    alerting,
+    registry: metrics.registry,
+    readiness: () => (ready ? null : 'shutting down'),
+    now,
+    maxExceptionLifetime: config.alerting.maxExceptionLifetime,
+    principalOf: (req) => auth.principalOf(req),
+    audit,
+  });
+  const handler = auth.wrap(async (req, res) => {
+    if (serveAudit(req, res, audit)) return;
+    await api(req, res);
+  });
+  const http = createServer({ maxHeaderSize: 16 << 10 }, (req, res) => {
     handler(req, res).catch((err: unknown) => {
       logger.error({ err, url: req.url?.slice(0, 256) }, 'API request failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
@@ -158,10 +274,18 @@ export async function startCollector(
   });
   http.requestTimeout = 30_000;
   http.headersTimeout = 10_000;
+  http.maxHeadersCount = 100;
   const stream = attachStream(http, {
     feed,
     logger,
     registry: metrics.registry,
+    // The same tokens and roles as the rest of the API (viewer and up).
+    async authorize(req) {
+      const d = auth.authorize(req);
+      if (d.allow) return d.principal ?? { name: 'anonymous', role: 'admin' };
+      const headers: Record<string, string> = d.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="driftwatch"' } : d.retryAfterS !== undefined ? { 'Retry-After': String(d.retryAfterS) } : {};
+      return { status: d.status, code: d.code, message: d.message, headers };
+    },
     limits: {
       maxClients: config.streamMaxClients,
       queueMessages: config.streamQueue,
@@ -175,7 +299,7 @@ export async function startCollector(
   const httpPort = await listenHttp(http, httpAt);
   const urlHost = httpAt.host === '0.0.0.0' || httpAt.host === '::' ? '127.0.0.1' : httpAt.host;
   const url = `http://${formatHostPort(urlHost, httpPort)}`;
-  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, db: config.db, version: VERSION }, 'collector started');
+  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, db: config.db, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
 
   let stopping: Promise<void> | null = null;
   return {
@@ -186,6 +310,8 @@ export async function startCollector(
     metrics,
     feed,
     alerting,
+    audit,
+    auth,
     stop() {
       stopping ??= (async () => {
         ready = false;
@@ -210,6 +336,9 @@ export async function startCollector(
         });
         await alerting.stop();
         store.close();
+        audit.close();
+        auth.close();
+        tls?.close();
         logger.info('collector stopped');
       })();
       return stopping;

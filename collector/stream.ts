@@ -157,6 +157,14 @@ export interface StreamPrincipal {
   role: string;
 }
 
+/** A refusal from the authorize hook, sent as the HTTP answer to the upgrade. */
+export interface StreamRefusal {
+  status: number;
+  code: string;
+  message: string;
+  headers?: Record<string, string> | undefined;
+}
+
 /** Limits of the live feed. */
 export interface StreamLimits {
   /** Clients at once (connected, or being authorized); more are refused with 503. */
@@ -179,8 +187,8 @@ export interface StreamDeps {
   logger: Logger;
   registry: Registry;
   limits: StreamLimits;
-  /** Who the request is; null refuses it with 401. Absent: everyone may connect. */
-  authorize?: ((req: IncomingMessage) => Promise<StreamPrincipal | null>) | undefined;
+  /** Who the request is; null refuses it with 401, a refusal with its own status. Absent: everyone may connect. */
+  authorize?: ((req: IncomingMessage) => Promise<StreamPrincipal | StreamRefusal | null>) | undefined;
   now?: () => number;
 }
 
@@ -488,7 +496,7 @@ export function attachStream(server: Server, deps: StreamDeps): StreamServer {
     }
     if (clients.size + pending >= limits.maxClients) return no(503, 'too_many_clients', `the live feed has its ${limits.maxClients} clients`, { 'Retry-After': '30' });
     pending += 1;
-    let principal: StreamPrincipal | null = { name: 'anonymous', role: 'none' };
+    let principal: StreamPrincipal | StreamRefusal | null = { name: 'anonymous', role: 'none' };
     try {
       if (deps.authorize) principal = await deps.authorize(req);
     } catch (err) {
@@ -498,6 +506,7 @@ export function attachStream(server: Server, deps: StreamDeps): StreamServer {
       pending -= 1;
     }
     if (principal === null) return no(401, 'unauthorized', 'missing or invalid credentials', { 'WWW-Authenticate': 'Bearer' });
+    if ('status' in principal) return no(principal.status, principal.code, principal.message, principal.headers);
     // Re-checked after the await: the collector may have begun stopping meanwhile.
     if (stopping) return no(503, 'unavailable', 'the collector is stopping');
     if (socket.destroyed) return;

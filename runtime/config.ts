@@ -30,6 +30,9 @@ export const durationMs = z.union([z.string(), z.number().int().nonnegative()]).
   }
 });
 
+/** A boolean setting: true/false from a file or flag, "true"/"false" from the environment. */
+export const boolFlag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+
 /** HOST:PORT, kept as text and checked. */
 export const hostPort = z.string().superRefine((v, ctx) => {
   try {

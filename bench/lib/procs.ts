@@ -93,7 +93,7 @@ export interface CollectorChild extends Child {
 
 /** Start `driftwatch collector` on 127.0.0.1 with ephemeral ports and wait for its ports. */
 export async function spawnCollector(db: string, options: { execArgv?: string[]; logLevel?: string } = {}): Promise<CollectorChild> {
-  const p = spawnNode(CLI, ['collector', '--db', db, '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', options.logLevel ?? 'info'], {
+  const p = spawnNode(CLI, ['collector', '--db', db, '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', options.logLevel ?? 'info', '--insecure'], {
     execArgv: options.execArgv ?? [],
   });
   const started = await p.waitForLog((l) => l.msg === 'collector started', 60_000);
@@ -104,7 +104,7 @@ export async function spawnCollector(db: string, options: { execArgv?: string[];
 
 /** Start `driftwatch agent` with the given flags (HTTP on an ephemeral loopback port). */
 export async function spawnAgent(flags: string[], options: { execArgv?: string[] } = {}): Promise<Child & { httpUrl: string; startedAt: number; startedLogTime: number }> {
-  const p = spawnNode(CLI, ['agent', '--http-listen', '127.0.0.1:0', ...flags], { execArgv: options.execArgv ?? [] });
+  const p = spawnNode(CLI, ['agent', '--http-listen', '127.0.0.1:0', '--insecure', ...flags], { execArgv: options.execArgv ?? [] });
   const started = await p.waitForLog((l) => l.msg === 'agent started', 60_000);
   return Object.assign(p, { httpUrl: `http://${started.http as string}`, startedAt: started._at, startedLogTime: Date.parse(started.time as string) });
 }

@@ -33,7 +33,7 @@ interface Setup {
 
 async function collector(t: import('ava').ExecutionContext, settings: Record<string, unknown>, options: { dir?: string; now?: () => number } = {}): Promise<Setup> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'dw-alerting-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', ...settings }, {}), {
+  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...settings }, {}), {
     logger: pino({ level: 'silent' }),
     ...(options.now ? { now: options.now } : {}),
   });
@@ -125,6 +125,12 @@ test('acknowledge and resolve reach PagerDuty with the trigger\'s dedup key; imp
   t.is(new Set(sent.map((b) => b.dedup_key)).size, 1);
   t.true(sent.every((b) => b.routing_key === ROUTING_KEY && pdSpec.validate(pdSchema, b).length === 0));
 
+  const audit = (await api(url, 'GET', '/api/v1/audit')).body.items as any[];
+  t.deepEqual(audit.map((e) => [e.action, e.target, e.before?.state, e.after?.state]).reverse(), [
+    ['alert.acknowledge', alert.id, 'firing', 'acknowledged'],
+    ['alert.resolve', alert.id, 'acknowledged', 'resolved'],
+  ]);
+  t.is(audit[1].after.stateComment, 'looking');
   t.is((await api(url, 'POST', '/api/v1/alerts/0123456789abcdef/resolve')).status, 404);
   t.is((await api(url, 'POST', `/api/v1/alerts/${alert.id}/explode`)).status, 404);
   t.is((await api(url, 'POST', `/api/v1/alerts/${alert.id}/accept`, '{"comment":')).status, 400);
@@ -276,10 +282,10 @@ test('accepting an alert teaches the cluster-wide baseline (its deviations are d
 });
 
 test('config: a route to a sink that does not exist stops startup naming the field', (t) => {
-  const err = t.throws(() => loadCollectorConfig({ db: 'x.db', sinks: [{ name: 'hook', type: 'webhook', url: 'http://127.0.0.1:1/' }], alerting: { routes: [{ receivers: ['pager'] }] } }, {}), { instanceOf: ConfigError });
+  const err = t.throws(() => loadCollectorConfig({ db: 'x.db', insecure: true, sinks: [{ name: 'hook', type: 'webhook', url: 'http://127.0.0.1:1/' }], alerting: { routes: [{ receivers: ['pager'] }] } }, {}), { instanceOf: ConfigError });
   t.is(err?.key, 'alerting.routes.0.receivers.0');
   t.regex(err!.message, /no sink is named pager; configured: hook/);
-  const cron = t.throws(() => loadCollectorConfig({ db: 'x.db', alerting: { retentionSchedule: 'every day' } }, {}), { instanceOf: ConfigError });
+  const cron = t.throws(() => loadCollectorConfig({ db: 'x.db', insecure: true, alerting: { retentionSchedule: 'every day' } }, {}), { instanceOf: ConfigError });
   t.is(cron?.key, 'alerting.retentionSchedule');
 });
 

@@ -16,7 +16,7 @@ import { agentService, deviationToWire, type WireAgentMessage, type WireCollecto
 
 async function withCollector(t: import('ava').ExecutionContext): Promise<CollectorHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'dw-api-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0' }, {}), { logger: pino({ level: 'silent' }) });
+  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
   t.teardown(async () => {
     await c.stop();
     rmSync(dir, { recursive: true, force: true });

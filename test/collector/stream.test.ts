@@ -25,7 +25,7 @@ const silent = pino({ level: 'silent' });
 
 async function withCollector(t: ExecutionContext, config: Record<string, unknown> = {}): Promise<CollectorHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'dw-stream-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', ...config }, {}), { logger: silent });
+  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...config }, {}), { logger: silent });
   t.teardown(async () => {
     await c.stop();
     rmSync(dir, { recursive: true, force: true });

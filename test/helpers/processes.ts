@@ -20,9 +20,14 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Spawn `driftwatch ...args`; killed at the end of the test if still running. */
-export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore' } = {}): CliProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
+/**
+ * Spawn `driftwatch ...args`; killed at the end of the test if still running. Unless `secure`, the
+ * child runs with DRIFTWATCH_INSECURE=true (plaintext gRPC, an open API), as the tests of delivery
+ * and detection need no certificates; test/e2e/tls*.test.ts run it secured.
+ */
+export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore'; secure?: boolean } = {}): CliProcess {
+  const env = options.secure ? process.env : { ...process.env, DRIFTWATCH_INSECURE: 'true' };
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (c: string) => (stderr += c));

@@ -1,0 +1,344 @@
+/**
+ * Authentication and authorization of the collector's HTTP API (and its websocket upgrades):
+ * bearer tokens from a YAML file, each with a name and a role; a route table that gives every
+ * method + path the least role it needs; 401 without or with a wrong token, 403 for a role too
+ * weak, 429 for too many failed attempts from one address or too many requests on one token.
+ *
+ * Routes get their role from ROUTE_ROLES by path, so a route added later is covered the moment it
+ * exists: a read under /api/v1/ needs `viewer`, and any write nobody declared needs `admin`.
+ * Tokens are compared as SHA-256 digests in constant time against every entry; no token or digest
+ * is ever logged. The file is re-read when it changes (a Kubernetes Secret volume updates in place);
+ * a file that no longer parses is refused and the previous tokens stay in force, loudly.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { Logger } from '../runtime/logger.js';
+import { createFailureLimiter, createRateLimiter } from './rate-limit.js';
+
+/** Roles, weakest first; each can do everything the ones before it can. */
+export const ROLES = ['viewer', 'responder', 'reviewer', 'admin'] as const;
+/** One of ROLES. */
+export type Role = (typeof ROLES)[number];
+
+/** Who made a request. */
+export interface Principal {
+  /** The token's name from the tokens file (`anonymous` when the API is open). */
+  name: string;
+  role: Role;
+}
+
+/** True when `have` is at least `need`. */
+export function roleAtLeast(have: Role, need: Role): boolean {
+  return ROLES.indexOf(have) >= ROLES.indexOf(need);
+}
+
+const READ = ['GET', 'HEAD'] as const;
+const WRITE = ['POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * One line of the route table. `path` is matched segment by segment after percent-decoding:
+ * `*` is exactly one segment, a trailing `**` is any number of segments (none included).
+ */
+export interface RouteRule {
+  methods: readonly string[] | '*';
+  path: string;
+  /** The least role; `open` needs no token. */
+  role: Role | 'open';
+}
+
+/**
+ * Every route's least role; the first matching line wins. To declare a new route, add a line
+ * above the catch-alls. Unlisted writes fall through to `admin`, unlisted reads to `viewer`.
+ */
+export const ROUTE_ROLES: readonly RouteRule[] = [
+  { methods: READ, path: '/livez', role: 'open' },
+  { methods: READ, path: '/healthz', role: 'open' },
+  { methods: READ, path: '/readyz', role: 'open' },
+  { methods: READ, path: '/metrics', role: 'open' }, // `viewer` with metricsAuth
+  { methods: READ, path: '/api/v1/audit/**', role: 'reviewer' },
+  // Accepting the risk of an alert creates an exception: a reviewer's decision, not a responder's.
+  { methods: WRITE, path: '/api/v1/alerts/*/accept', role: 'reviewer' },
+  { methods: WRITE, path: '/api/v1/alerts/**', role: 'responder' }, // ack, resolve
+  { methods: WRITE, path: '/api/v1/baselines/**', role: 'reviewer' }, // lock, unlock, relearn
+  { methods: WRITE, path: '/api/v1/exceptions/**', role: 'reviewer' },
+  { methods: READ, path: '/**', role: 'viewer' }, // every read, the /api/v1/stream websocket included
+  { methods: '*', path: '/**', role: 'admin' }, // every other write, and any method nobody declared
+];
+
+/** Path segments as the API handler sees them: split on '/', empty ones dropped, percent-decoded. */
+export function pathSegments(path: string): string[] | null {
+  try {
+    return path
+      .split('/')
+      .filter((s) => s !== '')
+      .map((s) => decodeURIComponent(s));
+  } catch {
+    return null;
+  }
+}
+
+function matches(pattern: string[], segments: string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i] as string;
+    if (p === '**' && i === pattern.length - 1) return true;
+    if (i >= segments.length) return false;
+    if (p !== '*' && p !== segments[i]) return false;
+  }
+  return pattern.length === segments.length;
+}
+
+/** The least role `method` on `path` needs under `rules`. */
+export function requiredRole(method: string, path: string, rules: readonly RouteRule[] = ROUTE_ROLES): Role | 'open' | null {
+  const segments = pathSegments(path);
+  if (segments === null) return null;
+  for (const rule of rules) {
+    if (rule.methods !== '*' && !rule.methods.includes(method)) continue;
+    if (matches(rule.path.split('/').filter((s) => s !== ''), segments)) return rule.role;
+  }
+  return 'admin';
+}
+
+const TOKEN_RE = /^[A-Za-z0-9._~+/=-]{16,4096}$/;
+
+const TokenEntrySchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$/, 'a name of letters, digits and ._@:- (at most 64)'),
+    role: z.enum(ROLES),
+    /** Hex SHA-256 of the token (preferred: the file then holds no usable secret). */
+    sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'the hex SHA-256 of the token').optional(),
+    /** The token itself, 16 to 4096 characters of [A-Za-z0-9._~+/=-]. */
+    token: z.string().regex(TOKEN_RE, '16 to 4096 characters of A-Z a-z 0-9 . _ ~ + / = -').optional(),
+  })
+  .refine((e) => (e.sha256 === undefined) !== (e.token === undefined), 'give exactly one of sha256 or token');
+
+const TokensFileSchema = z.strictObject({ tokens: z.array(TokenEntrySchema).max(10_000) });
+
+interface TokenEntry {
+  name: string;
+  role: Role;
+  digest: Buffer;
+}
+
+/** Parse a tokens file's text; throws an Error naming the entry and the problem. */
+export function parseTokensFile(text: string): TokenEntry[] {
+  const doc: unknown = parseYaml(text, { maxAliasCount: 10 });
+  const parsed = TokensFileSchema.safeParse(doc ?? { tokens: [] });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0] as z.core.$ZodIssue;
+    throw new Error(`${issue.path.map(String).join('.') || '(top level)'}: ${issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.join(', ')}` : issue.message}`);
+  }
+  const names = new Set<string>();
+  const digests = new Set<string>();
+  return parsed.data.tokens.map((e, i) => {
+    if (names.has(e.name)) throw new Error(`tokens.${i}.name: ${e.name} is given twice`);
+    names.add(e.name);
+    const digest = e.sha256 !== undefined ? Buffer.from(e.sha256, 'hex') : createHash('sha256').update(e.token as string).digest();
+    const hex = digest.toString('hex');
+    if (digests.has(hex)) throw new Error(`tokens.${i}: the same token is given twice`);
+    digests.add(hex);
+    return { name: e.name, role: e.role, digest };
+  });
+}
+
+/** API auth settings. */
+export interface ApiAuthOptions {
+  /** The YAML tokens file; null leaves the API open (only with `insecure`). */
+  tokensFile: string | null;
+  /** Require `viewer` for /metrics. */
+  metricsAuth: boolean;
+  /** How often the tokens file is checked for changes. */
+  reloadIntervalMs: number;
+  /** Failed authentications per address per minute before 429. */
+  maxFailuresPerMinute: number;
+  /** Requests per second per token (burst: twice that). */
+  requestsPerSecond: number;
+  /** Largest request body (by Content-Length) before 413. */
+  maxBodyBytes: number;
+}
+
+/** What the auth layer decided for one request. */
+export type AuthDecision =
+  | { allow: true; principal: Principal | null }
+  | { allow: false; status: 400 | 401 | 403 | 413 | 414 | 429; code: string; message: string; retryAfterS?: number };
+
+/** The API's gatekeeper. */
+export interface ApiAuth {
+  /** Decide on a request (also for websocket upgrades: call it from the server's 'upgrade' handler). */
+  authorize(req: IncomingMessage): AuthDecision;
+  /** The principal of an allowed request (null for open routes). Handlers pass it to the audit log. */
+  principalOf(req: IncomingMessage): Principal | null;
+  /** Wrap a request handler: refused requests get their 4xx here and never reach it. */
+  wrap(handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** Stop watching the tokens file. */
+  close(): void;
+}
+
+/** Principal of every request when the API is open (insecure). */
+export const ANONYMOUS: Principal = Object.freeze({ name: 'anonymous', role: 'admin' as Role });
+
+function clientAddress(req: IncomingMessage): string {
+  // The socket's peer, never X-Forwarded-For: a header anyone can set must not pick the bucket.
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
+/** Send a refusal in the API's error shape. */
+export function sendRefusal(res: ServerResponse, d: Extract<AuthDecision, { allow: false }>): void {
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+  if (d.status === 401) headers['www-authenticate'] = d.code === 'invalid_token' ? 'Bearer realm="driftwatch", error="invalid_token"' : 'Bearer realm="driftwatch"';
+  if (d.retryAfterS !== undefined) headers['retry-after'] = String(d.retryAfterS);
+  res.writeHead(d.status, headers).end(JSON.stringify({ error: { code: d.code, message: d.message } }));
+}
+
+/** Create the API auth layer; throws when the tokens file cannot be read at startup. */
+export function createApiAuth(
+  options: ApiAuthOptions,
+  deps: { logger: Logger; registry: Registry; now?: () => number; onTokensChanged?: (before: Principal[], after: Principal[]) => void },
+): ApiAuth {
+  const { logger } = deps;
+  const now = deps.now ?? Date.now;
+  const r = [deps.registry];
+  const denied = new Counter({ name: 'driftwatch_collector_api_requests_denied_total', help: 'API requests refused by authentication or authorization, by reason', labelNames: ['reason'], registers: r });
+  const reloads = new Counter({ name: 'driftwatch_collector_api_tokens_reloads_total', help: 'Reloads of the API tokens file, by result', labelNames: ['result'], registers: r });
+  const tokenCount = new Gauge({ name: 'driftwatch_collector_api_tokens', help: 'API tokens in force', registers: r });
+  const failures = createFailureLimiter({ maxFailures: options.maxFailuresPerMinute, windowMs: 60_000, now });
+  const rates = createRateLimiter({ ratePerSecond: options.requestsPerSecond, burst: options.requestsPerSecond * 2, now });
+  const principals = new WeakMap<IncomingMessage, Principal>();
+
+  let entries: TokenEntry[] = [];
+  let lastStamp = '';
+  const stampOf = (file: string) => {
+    try {
+      const s = statSync(file);
+      return `${s.ino}:${s.size}:${s.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  };
+  const load = (file: string): TokenEntry[] => {
+    const size = statSync(file).size;
+    if (size > 4 << 20) throw new Error(`${file} is ${size} bytes; at most 4 MiB`);
+    return parseTokensFile(readFileSync(file, 'utf8'));
+  };
+  const listOf = (es: TokenEntry[]): Principal[] => es.map((e) => ({ name: e.name, role: e.role }));
+  let timer: NodeJS.Timeout | null = null;
+  if (options.tokensFile !== null) {
+    const file = options.tokensFile;
+    lastStamp = stampOf(file);
+    try {
+      entries = load(file);
+    } catch (err) {
+      throw new Error(`apiTokensFile ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    tokenCount.set(entries.length);
+    timer = setInterval(() => {
+      const s = stampOf(file);
+      if (s === lastStamp) return;
+      lastStamp = s;
+      try {
+        const next = load(file);
+        const before = listOf(entries);
+        entries = next;
+        tokenCount.set(entries.length);
+        reloads.inc({ result: 'ok' });
+        logger.info({ file, tokens: entries.length }, 'API tokens reloaded');
+        deps.onTokensChanged?.(before, listOf(entries));
+      } catch (err) {
+        reloads.inc({ result: 'error' });
+        logger.error({ file, err: (err as Error).message }, 'API tokens file changed but cannot be used; the previous tokens stay in force');
+      }
+    }, options.reloadIntervalMs);
+    timer.unref();
+  }
+
+  function lookup(token: string): TokenEntry | null {
+    const digest = createHash('sha256').update(token).digest();
+    let found: TokenEntry | null = null;
+    // Every entry is compared, so the time taken says nothing about which one (if any) matched.
+    for (const e of entries) if (timingSafeEqual(e.digest, digest) && found === null) found = e;
+    return found;
+  }
+
+  function authorize(req: IncomingMessage): AuthDecision {
+    const rawUrl = req.url ?? '/';
+    if (rawUrl.length > 8192) return { allow: false, status: 414, code: 'uri_too_long', message: 'request URI longer than 8192 characters' };
+    const q = rawUrl.indexOf('?');
+    const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+    const method = req.method ?? 'GET';
+    let need = requiredRole(method, path);
+    if (need === null) return { allow: false, status: 400, code: 'invalid_path', message: 'malformed percent-encoding in the path' };
+    if (need === 'open' && path === '/metrics' && options.metricsAuth) need = 'viewer';
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (length > options.maxBodyBytes) return { allow: false, status: 413, code: 'body_too_large', message: `request body larger than ${options.maxBodyBytes} bytes` };
+    if (need === 'open') return { allow: true, principal: null };
+    if (options.tokensFile === null) return { allow: true, principal: ANONYMOUS };
+
+    const address = clientAddress(req);
+    const wait = failures.retryAfterMs(address);
+    if (wait > 0) {
+      denied.inc({ reason: 'rate_limited' });
+      return { allow: false, status: 429, code: 'too_many_failures', message: 'too many failed authentications from this address', retryAfterS: Math.ceil(wait / 1000) };
+    }
+    const header = req.headers.authorization;
+    if (header === undefined || header === '') {
+      failures.fail(address);
+      denied.inc({ reason: 'unauthenticated' });
+      return { allow: false, status: 401, code: 'unauthenticated', message: 'send a token: Authorization: Bearer TOKEN' };
+    }
+    const m = /^Bearer ([^\s]+)$/i.exec(header);
+    const entry = m && TOKEN_RE.test(m[1] as string) ? lookup(m[1] as string) : null;
+    if (!entry) {
+      failures.fail(address);
+      denied.inc({ reason: 'invalid_token' });
+      logger.warn({ address, method, path: path.slice(0, 256) }, 'API request with an unknown token');
+      return { allow: false, status: 401, code: 'invalid_token', message: 'the token is not valid' };
+    }
+    if (!roleAtLeast(entry.role, need)) {
+      denied.inc({ reason: 'forbidden' });
+      return { allow: false, status: 403, code: 'forbidden', message: `${method} ${path.slice(0, 256)} needs the role ${need}; ${entry.name} has ${entry.role}` };
+    }
+    const slow = rates.take(entry.name);
+    if (slow > 0) {
+      denied.inc({ reason: 'rate_limited' });
+      return { allow: false, status: 429, code: 'rate_limited', message: `more than ${options.requestsPerSecond} requests per second on this token`, retryAfterS: Math.ceil(slow / 1000) };
+    }
+    const principal = { name: entry.name, role: entry.role };
+    principals.set(req, principal);
+    return { allow: true, principal };
+  }
+
+  return {
+    authorize,
+    principalOf(req) {
+      return principals.get(req) ?? (options.tokensFile === null ? ANONYMOUS : null);
+    },
+    wrap(handler) {
+      return async (req, res) => {
+        const d = authorize(req);
+        if (!d.allow) return sendRefusal(res, d);
+        return handler(req, res);
+      };
+    },
+    close() {
+      if (timer) clearInterval(timer);
+    },
+  };
+}
+
+/**
+ * Guard websocket upgrades (`server.on('upgrade', guardUpgrade(auth, handler))`) with the same
+ * decision as requests: a refused upgrade gets its 4xx as a plain HTTP response and is closed.
+ */
+export function guardUpgrade(auth: ApiAuth, onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void) {
+  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const d = auth.authorize(req);
+    if (d.allow) return onUpgrade(req, socket, head);
+    const body = JSON.stringify({ error: { code: d.code, message: d.message } });
+    const extra = d.status === 401 ? 'www-authenticate: Bearer realm="driftwatch"\r\n' : d.retryAfterS !== undefined ? `retry-after: ${d.retryAfterS}\r\n` : '';
+    socket.end(`HTTP/1.1 ${d.status} ${STATUS_CODES[d.status]}\r\ncontent-type: application/json\r\n${extra}connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  };
+}

@@ -1,0 +1,183 @@
+/**
+ * Agent identity by ServiceAccount token: a local HTTP server answers TokenReviews the way the
+ * Kubernetes API server does (201 with status.authenticated, audiences, user.extra node-name), and a
+ * real collector (TLS) verifies agent streams against it.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
+import { loadCollectorConfig, startCollector } from '../../collector/main.js';
+import { createTokenReviewer, judgeTokenReview } from '../../collector/token-review.js';
+import { hello } from '../helpers/agent-stream.js';
+import { makePki } from '../helpers/pki.js';
+
+const COLLECTOR_TOKEN = 'collector-own-sa-token';
+const AGENT_SA = 'system:serviceaccount:driftwatch:driftwatch-agent';
+
+/** Tokens the fake API server knows: token → the audiences it was issued for, its user, its node. */
+const KNOWN: Record<string, { audiences: string[]; username: string; node?: string }> = {
+  'agent-node-a': { audiences: ['driftwatch'], username: AGENT_SA, node: 'node-a' },
+  'agent-node-b': { audiences: ['driftwatch'], username: AGENT_SA, node: 'node-b' },
+  'wrong-audience': { audiences: ['https://kubernetes.default.svc'], username: AGENT_SA, node: 'node-a' },
+  'other-sa': { audiences: ['driftwatch'], username: 'system:serviceaccount:default:nosy', node: 'node-a' },
+  'not-node-bound': { audiences: ['driftwatch'], username: AGENT_SA },
+};
+
+interface FakeApi {
+  url: string;
+  requests: number;
+  server: Server;
+}
+
+/** A server that answers POST /apis/authentication.k8s.io/v1/tokenreviews like kube-apiserver. */
+async function fakeApiServer(t: ExecutionContext, options: { status?: number } = {}): Promise<FakeApi> {
+  const api: FakeApi = { url: '', requests: 0, server: createServer() };
+  api.server.on('request', (req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      api.requests++;
+      if (req.method !== 'POST' || req.url !== '/apis/authentication.k8s.io/v1/tokenreviews') return res.writeHead(404).end();
+      if (req.headers.authorization !== `Bearer ${COLLECTOR_TOKEN}`) return res.writeHead(401).end('{"kind":"Status","code":401}');
+      if (options.status) return res.writeHead(options.status).end('{"kind":"Status"}');
+      const review = JSON.parse(body) as { spec: { token: string; audiences: string[] } };
+      const known = KNOWN[review.spec.token];
+      const wanted = review.spec.audiences;
+      const audiences = known ? known.audiences.filter((a) => wanted.includes(a)) : [];
+      const status =
+        known && audiences.length > 0
+          ? {
+              authenticated: true,
+              audiences,
+              user: { username: known.username, uid: 'u1', groups: ['system:serviceaccounts'], extra: known.node ? { 'authentication.kubernetes.io/node-name': [known.node], 'authentication.kubernetes.io/pod-name': ['agent-x'] } : {} },
+            }
+          : { authenticated: false, error: known ? `token audiences ${JSON.stringify(known.audiences)} is invalid for the target audiences ${JSON.stringify(wanted)}` : 'invalid bearer token' };
+      res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', spec: review.spec, status }));
+    });
+  });
+  await new Promise<void>((r) => api.server.listen(0, '127.0.0.1', r));
+  api.url = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
+  t.teardown(() => new Promise<void>((r) => api.server.close(() => r())));
+  return api;
+}
+
+function tokenFile(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-tr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'token');
+  writeFileSync(file, `${COLLECTOR_TOKEN}\n`);
+  return file;
+}
+
+function reviewer(t: ExecutionContext, url: string, logs: string[] = []) {
+  const logger = pino({ level: 'info' }, { write: (s: string) => logs.push(s) });
+  return createTokenReviewer({ apiServer: url, tokenFile: tokenFile(t), caFile: null, audience: 'driftwatch', serviceAccounts: ['driftwatch:driftwatch-agent'], timeoutMs: 2_000 }, { logger });
+}
+
+test('judging a TokenReview status', (t) => {
+  const opts = { audience: 'driftwatch', serviceAccounts: ['driftwatch:driftwatch-agent'] };
+  const user = { username: AGENT_SA, extra: { 'authentication.kubernetes.io/node-name': ['node-a'] } };
+  t.deepEqual(judgeTokenReview({ authenticated: true, audiences: ['driftwatch'], user }, opts), { ok: true, node: 'node-a', username: AGENT_SA });
+  t.like(judgeTokenReview({ authenticated: false, error: 'expired' }, opts), { ok: false, code: 'invalid', reason: 'the API server rejected the token: expired' });
+  t.like(judgeTokenReview({ authenticated: true, user }, opts), { ok: false, code: 'invalid' }, 'no audiences in the answer');
+  t.like(judgeTokenReview({ authenticated: true, audiences: ['api'], user }, opts), { ok: false, code: 'invalid' });
+  t.like(judgeTokenReview({ authenticated: true, audiences: ['driftwatch'], user: { username: 'alice', extra: user.extra } }, opts), { ok: false, code: 'invalid' });
+  t.like(judgeTokenReview({ authenticated: true, audiences: ['driftwatch'], user: { username: AGENT_SA, extra: { 'authentication.kubernetes.io/node-name': ['a', 'b'] } } }, opts), { ok: false, code: 'invalid' });
+  t.like(judgeTokenReview(undefined, opts), { ok: false, code: 'unavailable' });
+});
+
+test('TokenReview against a local API server: valid, invalid, wrong audience, wrong service account, unbound, cached', async (t) => {
+  const api = await fakeApiServer(t);
+  const r = reviewer(t, api.url);
+  t.deepEqual(await r.review('agent-node-a'), { ok: true, node: 'node-a', username: AGENT_SA });
+  t.like(await r.review('garbage'), { ok: false, code: 'invalid', reason: 'the API server rejected the token: invalid bearer token' });
+  t.like(await r.review('wrong-audience'), { ok: false, code: 'invalid' });
+  const otherSa = await r.review('other-sa');
+  t.like(otherSa, { ok: false, code: 'invalid' });
+  t.regex((otherSa as { reason: string }).reason, /default:nosy is not an agent's/);
+  const unbound = await r.review('not-node-bound');
+  t.like(unbound, { ok: false, code: 'invalid' });
+  t.regex((unbound as { reason: string }).reason, /not bound to a node/);
+  const before = api.requests;
+  await Promise.all([r.review('agent-node-a'), r.review('agent-node-a'), r.review('garbage')]);
+  t.is(api.requests, before, 'verdicts are cached');
+  const fresh = await Promise.all([r.review('agent-node-b'), r.review('agent-node-b')]);
+  t.is(api.requests, before + 1, 'concurrent reviews of one token share one request');
+  t.like(fresh[0], { ok: true, node: 'node-b' });
+});
+
+test('an API server that is down or refuses the collector fails closed, with a clear log, and is not cached', async (t) => {
+  const api = await fakeApiServer(t);
+  const url = api.url;
+  await new Promise<void>((r) => api.server.close(() => r()));
+  const logs: string[] = [];
+  const r = reviewer(t, url, logs);
+  const down = await r.review('agent-node-a');
+  t.like(down, { ok: false, code: 'unavailable' });
+  t.regex((down as { reason: string }).reason, /TokenReview at http:\/\/127\.0\.0\.1:\d+ failed: .*ECONNREFUSED/);
+  t.true(logs.some((l) => l.includes('cannot verify an agent token')));
+  t.false(logs.some((l) => l.includes('agent-node-a')), 'the token is never logged');
+
+  const forbidden = await fakeApiServer(t, { status: 403 });
+  const refused = await reviewer(t, forbidden.url).review('agent-node-a');
+  t.like(refused, { ok: false, code: 'unavailable' });
+  t.regex((refused as { reason: string }).reason, /HTTP 403 .*tokenreviews/);
+});
+
+test('a collector in token mode: the token decides the node; another node, no token, a bad token or no API server are refused', async (t) => {
+  const pki = await makePki(t, []);
+  const api = await fakeApiServer(t);
+  const dir = mkdtempSync(join(tmpdir(), 'dw-tr-c-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const logs: string[] = [];
+  const c = await startCollector(
+    loadCollectorConfig(
+      {
+        db: join(dir, 'c.db'),
+        grpcListen: '127.0.0.1:0',
+        httpListen: '127.0.0.1:0',
+        insecure: true, // the API only; the agent stream is TLS
+        tlsCert: pki.collectorCert,
+        tlsKey: pki.collectorKey,
+        agentAuth: 'token',
+        agentServiceAccounts: ['driftwatch:driftwatch-agent'],
+        kubeApiServer: api.url,
+        kubeTokenFile: tokenFile(t),
+      },
+      {},
+    ),
+    { logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s) }) },
+  );
+  t.teardown(() => c.stop());
+  const tls = grpc.credentials.createSsl(pki.read(pki.ca));
+  const bearer = (token: string) => {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    return md;
+  };
+  t.deepEqual(await hello(c.grpcPort, tls, 'node-a', bearer('agent-node-a')), { welcomed: true });
+  const impostor = await hello(c.grpcPort, tls, 'node-b', bearer('agent-node-a'));
+  t.like(impostor, { welcomed: false, code: grpc.status.PERMISSION_DENIED });
+  t.regex((impostor as { details: string }).details, /authenticated as node node-a; it may not speak for "node-b"/);
+  t.like(await hello(c.grpcPort, tls, 'node-a'), { welcomed: false, code: grpc.status.UNAUTHENTICATED });
+  t.like(await hello(c.grpcPort, tls, 'node-a', bearer('wrong-audience')), { welcomed: false, code: grpc.status.UNAUTHENTICATED });
+  t.like(await hello(c.grpcPort, grpc.credentials.createInsecure(), 'node-a', bearer('agent-node-a')), { welcomed: false, code: grpc.status.UNAVAILABLE }, 'no plaintext');
+  await new Promise<void>((r) => api.server.close(() => r()));
+  api.server.closeAllConnections();
+  const down = await hello(c.grpcPort, tls, 'node-b', bearer('agent-node-b'));
+  t.like(down, { welcomed: false, code: grpc.status.UNAVAILABLE });
+  t.regex((down as { details: string }).details, /cannot verify tokens right now/);
+  t.true(logs.some((l) => l.includes('cannot verify an agent token') && l.includes('ECONNREFUSED')), 'the log says why');
+  const metrics = await (await fetch(`${c.url}/metrics`)).text();
+  t.regex(metrics, /driftwatch_collector_agent_auth_total\{result="ok"\} 1/);
+  t.regex(metrics, /driftwatch_collector_agent_auth_total\{result="node_mismatch"\} 1/);
+  t.regex(metrics, /driftwatch_collector_agent_auth_total\{result="unavailable"\} 1/);
+  t.false(logs.some((l) => l.includes('agent-node-a"') || l.includes(COLLECTOR_TOKEN)), 'no token in the logs');
+  t.is(c.store.countDeviations(), 0);
+});
