@@ -6,14 +6,17 @@
  * (argv, file names, comm, cgroup names) is printed as `%rx`, one `\xNN` per byte, so no value can
  * forge a field or a line; the agent decodes and bounds them. Fields are separated by one space:
  *
- *   X <ns> <pid> <ppid> <uid> <cgid> <argvlen> <parent comm> <v2 cgroup leaf> <v1 cgroup leaf>   exec
+ *   X <ns> <pid> <ppid> <uid> <cgid> <argvlen> <parent comm>                                   exec
+ *   C <ns> <pid> <cgroup leaf>                   its cgroup's name (≤ 128 bytes: cri-containerd-<id>.scope is 85)
  *   F <ns> <pid> <filename>                                               the exec'd path (≤ 200 bytes)
  *   A <ns> <pid> <offset> <argv bytes>                    argv chunk (NUL-separated, ≤ 20 × 200 bytes)
- *   N <ns> <pid> <uid> <cgid> <kind> <proto> <laddr> <lport> <raddr> <rport> <comm> <v2 leaf> <v1 leaf>
+ *   N <ns> <pid> <uid> <cgid> <kind> <proto> <laddr> <lport> <raddr> <rport> <comm> <cgroup leaf>
  *
  * `ns` is CLOCK_MONOTONIC (bpf_ktime_get_ns); an exec's lines share (ns, pid). An address is 4 or 16
  * raw bytes, or (read from a socket's u32 field) a decimal u32 in the host's byte order; ports are in
- * host order. `kind` is connect, accept or listen; UDP sends to a new peer are connects over udp. The v1 leaf is the memory controller's cgroup (index $1), for nodes
+ * host order. `kind` is connect, accept or listen; UDP sends to a new peer are connects over udp.
+ * The cgroup leaf is the process's cgroup v2 directory name, or, when it sits in the v2 root (cgroup v1
+ * nodes), its memory controller's (index $1). One leaf, not both: BPF's 512-byte stack holds no more. The v1 leaf is the memory controller's cgroup (index $1), for nodes
  * where containers live in cgroup v1.
  *
  * - TCP connect and listen: sock:inet_sock_set_state, CLOSE → SYN_SENT / LISTEN, which runs in the
@@ -32,11 +35,12 @@ tracepoint:sched:sched_process_exec
   $ns = nsecs;
   $t = curtask;
   $kn = (struct kernfs_node *)$t->cgroups->dfl_cgrp->kn;
-  $k1 = (struct kernfs_node *)$t->cgroups->subsys[$1]->cgroup->kn;
+  if ($t->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)$t->cgroups->subsys[$1]->cgroup->kn; }
   $s = $t->mm->arg_start;
   $n = $t->mm->arg_end - $s;
   if ($n > 4000) { $n = 4000; }
-  printf("X %llu %d %d %u %llu %llu %rx %rx %rx\n", $ns, pid, $t->real_parent->tgid, uid, cgroup, $n, buf($t->real_parent->comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+  printf("X %llu %d %d %u %llu %llu %rx\n", $ns, pid, $t->real_parent->tgid, uid, cgroup, $n, buf($t->real_parent->comm, 16));
+  printf("C %llu %d %rx\n", $ns, pid, buf($kn->name, 128));
   printf("F %llu %d %rx\n", $ns, pid, buf(args->filename, 200));
   $o = (uint64)0;
   unroll(20) {
@@ -53,11 +57,11 @@ tracepoint:sock:inet_sock_set_state
 /args->protocol == 6 && args->oldstate == 7 && (args->newstate == 2 || args->newstate == 10)/
 {
   $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
-  $k1 = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn;
+  if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
   if (args->family == 2) {
-    printf("N %llu %d %u %llu %s tcp %rx %u %rx %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, args->newstate == 2 ? "connect" : "listen", buf(args->saddr, 4), args->sport, buf(args->daddr, 4), args->dport, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+    printf("N %llu %d %u %llu %s tcp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, args->newstate == 2 ? "connect" : "listen", buf(args->saddr, 4), args->sport, buf(args->daddr, 4), args->dport, buf(comm, 16), buf($kn->name, 128));
   } else {
-    printf("N %llu %d %u %llu %s tcp %rx %u %rx %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, args->newstate == 2 ? "connect" : "listen", buf(args->saddr_v6, 16), args->sport, buf(args->daddr_v6, 16), args->dport, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+    printf("N %llu %d %u %llu %s tcp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, args->newstate == 2 ? "connect" : "listen", buf(args->saddr_v6, 16), args->sport, buf(args->daddr_v6, 16), args->dport, buf(comm, 16), buf($kn->name, 128));
   }
 }
 
@@ -72,12 +76,12 @@ tracepoint:syscalls:sys_exit_accept
     $f = $sk->__sk_common.skc_family;
     if ($sk->sk_protocol == 6 && ($f == 2 || $f == 10)) {
       $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
-      $k1 = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn;
+      if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
       $dport = (($sk->__sk_common.skc_dport & 0xff) << 8) | ($sk->__sk_common.skc_dport >> 8);
       if ($f == 2) {
-        printf("N %llu %d %u %llu accept tcp %u %u %u %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, $sk->__sk_common.skc_rcv_saddr, $sk->__sk_common.skc_num, $sk->__sk_common.skc_daddr, $dport, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+        printf("N %llu %d %u %llu accept tcp %u %u %u %u %rx %rx\n", nsecs, pid, uid, cgroup, $sk->__sk_common.skc_rcv_saddr, $sk->__sk_common.skc_num, $sk->__sk_common.skc_daddr, $dport, buf(comm, 16), buf($kn->name, 128));
       } else {
-        printf("N %llu %d %u %llu accept tcp %rx %u %rx %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, buf($sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16), $sk->__sk_common.skc_num, buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16), $dport, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+        printf("N %llu %d %u %llu accept tcp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, buf($sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16), $sk->__sk_common.skc_num, buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16), $dport, buf(comm, 16), buf($kn->name, 128));
       }
     }
   }
@@ -100,14 +104,14 @@ tracepoint:syscalls:sys_exit_connect
     if ($sk->sk_protocol == 17) {
       $dport = (($sk->__sk_common.skc_dport & 0xff) << 8) | ($sk->__sk_common.skc_dport >> 8);
       $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
-      $k1 = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn;
+      if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
       if ($f == 2 && @udp4[cgroup, $sk->__sk_common.skc_daddr, $dport] == 0) {
         @udp4[cgroup, $sk->__sk_common.skc_daddr, $dport] = 1;
-        printf("N %llu %d %u %llu connect udp %u %u %u %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, $sk->__sk_common.skc_rcv_saddr, $sk->__sk_common.skc_num, $sk->__sk_common.skc_daddr, $dport, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+        printf("N %llu %d %u %llu connect udp %u %u %u %u %rx %rx\n", nsecs, pid, uid, cgroup, $sk->__sk_common.skc_rcv_saddr, $sk->__sk_common.skc_num, $sk->__sk_common.skc_daddr, $dport, buf(comm, 16), buf($kn->name, 128));
       }
       if ($f == 10 && @udp6[cgroup, $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3], $dport] == 0) {
         @udp6[cgroup, $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3], $dport] = 1;
-        printf("N %llu %d %u %llu connect udp %rx %u %rx %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, buf($sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16), $sk->__sk_common.skc_num, buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16), $dport, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+        printf("N %llu %d %u %llu connect udp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, buf($sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16), $sk->__sk_common.skc_num, buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16), $dport, buf(comm, 16), buf($kn->name, 128));
       }
     }
   }
@@ -133,13 +137,13 @@ tracepoint:syscalls:sys_exit_sendmsg
   delete(@dst[tid]);
   if (args->ret >= 0) {
     $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
-    $k1 = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn;
+    if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
     if ($sa->sin_family == 2) {
       $a = $sa->sin_addr.s_addr;
       $p = (($sa->sin_port & 0xff) << 8) | ($sa->sin_port >> 8);
       if (@udp4[cgroup, $a, $p] == 0) {
         @udp4[cgroup, $a, $p] = 1;
-        printf("N %llu %d %u %llu connect udp 0 0 %u %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, $a, $p, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+        printf("N %llu %d %u %llu connect udp 0 0 %u %u %rx %rx\n", nsecs, pid, uid, cgroup, $a, $p, buf(comm, 16), buf($kn->name, 128));
       }
     }
     if ($sa->sin_family == 10) {
@@ -151,7 +155,7 @@ tracepoint:syscalls:sys_exit_sendmsg
       $w3 = $s6->sin6_addr.in6_u.u6_addr32[3];
       if (@udp6[cgroup, $w0, $w1, $w2, $w3, $p] == 0) {
         @udp6[cgroup, $w0, $w1, $w2, $w3, $p] = 1;
-        printf("N %llu %d %u %llu connect udp 0 0 %rx %u %rx %rx %rx\n", nsecs, pid, uid, cgroup, buf($s6->sin6_addr.in6_u.u6_addr8, 16), $p, buf(comm, 16), buf($kn->name, 64), buf($k1->name, 64));
+        printf("N %llu %d %u %llu connect udp 0 0 %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, buf($s6->sin6_addr.in6_u.u6_addr8, 16), $p, buf(comm, 16), buf($kn->name, 128));
       }
     }
   }

@@ -9,8 +9,8 @@
  * CAP_SYS_ADMIN, the bpftrace binary); the error names every one that is missing. Events the kernel
  * dropped (bpftrace's lost_events records) are counted in driftwatch_agent_source_lost_events_total.
  *
- * Attribution: the program prints each process's cgroup (v2 leaf and v1 memory leaf); a container id in
- * either names the container, else /proc/<pid>/cgroup is read (nested cgroups, v1 paths). The image and
+ * Attribution: the program prints each process's cgroup name (v2, or v1 memory where v2 is unused); a
+ * container id in it names the container, else /proc/<pid>/cgroup is read (nested cgroups, v1 paths). The image and
  * pod come later from the CRI (attribution.ts). Processes outside any container are host events.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -254,7 +254,8 @@ interface PendingExec {
   ns: string;
   pid: number;
   firstSeen: number;
-  x: { ppid: number; uid: number; cgroupId: string; argLen: number; parentComm: string; leaves: string[] } | null;
+  x: { ppid: number; uid: number; cgroupId: string; argLen: number; parentComm: string } | null;
+  leaves: string[] | null;
   filename: string | null;
   argv: Buffer | null;
   received: number;
@@ -308,7 +309,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   function leavesOf(hex: readonly (string | undefined)[]): string[] | null {
     const out: string[] = [];
     for (const h of hex) {
-      const b = h === undefined ? null : decodeHex(h, 64);
+      const b = h === undefined ? null : decodeHex(h, 128);
       if (!b) return null;
       out.push(cString(b));
     }
@@ -323,7 +324,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
 
   function emitExec(p: PendingExec): void {
     pending.delete(`${p.ns} ${p.pid}`);
-    if (!p.x) return reject({ reject: 'missing_field', detail: 'exec lines without their header (lost events)' });
+    if (!p.x || !p.leaves) return reject({ reject: 'missing_field', detail: 'exec lines without their header or cgroup (lost events)' });
     const argv: string[] = [];
     if (p.argv) {
       const bytes = p.argv.subarray(0, Math.min(p.received, p.x.argLen));
@@ -337,7 +338,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     }
     const exe = p.filename !== null && p.filename !== '' ? p.filename : argv[0] ?? '';
     if (exe === '') return reject({ reject: 'missing_field', detail: 'exec without a file name or argv' });
-    const owner = resolver.owner(p.pid, p.x.cgroupId, p.x.leaves);
+    const owner = resolver.owner(p.pid, p.x.cgroupId, p.leaves);
     const container = containerOf(owner);
     if (container === undefined) return reject({ reject: 'missing_field', detail: `no container id in the pod's cgroup (${owner.kind === 'unknown' ? owner.reason : ''})` });
     rememberExe(p.pid, exe);
@@ -368,14 +369,14 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     let p = pending.get(key);
     if (!p) {
       if (pending.size >= EBPF_LIMITS.pending) emitExec(pending.values().next().value as PendingExec);
-      p = { ns, pid, firstSeen: deps.now(), x: null, filename: null, argv: null, received: 0 };
+      p = { ns, pid, firstSeen: deps.now(), x: null, leaves: null, filename: null, argv: null, received: 0 };
       pending.set(key, p);
     }
     return p;
   }
 
   function complete(p: PendingExec): void {
-    if (p.x && p.filename !== null && p.received >= p.x.argLen) emitExec(p);
+    if (p.x && p.leaves && p.filename !== null && p.received >= p.x.argLen) emitExec(p);
   }
 
   /** Parse one printf record; returns a rejection or null. */
@@ -387,15 +388,22 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     const pid = int(f[2], 2 ** 32);
     if (Number.isNaN(pid)) return bad('bad pid');
     if (tag === 'X') {
-      if (f.length !== 10) return bad('exec header has the wrong number of fields');
+      if (f.length !== 8) return bad('exec header has the wrong number of fields');
       const ppid = int(f[3], 2 ** 32);
       const uid = int(f[4], 2 ** 32);
       const argLen = int(f[6], 4000);
       const comm = decodeHex(f[7] as string, 16);
-      const leaves = leavesOf([f[8], f[9]]);
-      if (Number.isNaN(ppid) || Number.isNaN(uid) || Number.isNaN(argLen) || !/^\d{1,20}$/.test(f[5] as string) || !comm || !leaves) return bad('exec header field');
+      if (Number.isNaN(ppid) || Number.isNaN(uid) || Number.isNaN(argLen) || !/^\d{1,20}$/.test(f[5] as string) || !comm) return bad('exec header field');
       const p = pendingFor(ns, pid);
-      p.x = { ppid, uid: uid === 4294967295 ? -1 : uid, cgroupId: f[5] as string, argLen, parentComm: cString(comm), leaves };
+      p.x = { ppid, uid: uid === 4294967295 ? -1 : uid, cgroupId: f[5] as string, argLen, parentComm: cString(comm) };
+      complete(p);
+      return null;
+    }
+    if (tag === 'C') {
+      const leaves = f.length === 4 ? leavesOf([f[3]]) : null;
+      if (!leaves) return bad('exec cgroup');
+      const p = pendingFor(ns, pid);
+      p.leaves = leaves;
       complete(p);
       return null;
     }
@@ -423,7 +431,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   }
 
   function network(f: string[], ns: string, pid: number): Rejected | null {
-    if (f.length !== 14) return bad('network record has the wrong number of fields');
+    if (f.length !== 13) return bad('network record has the wrong number of fields');
     const uid = int(f[3], 2 ** 32);
     const cgroupId = f[4] as string;
     const kind = f[5] as EventKind;
@@ -435,7 +443,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     const lport = int(f[8], 65535);
     const rport = int(f[10], 65535);
     const comm = decodeHex(f[11] as string, 16);
-    const leaves = leavesOf([f[12], f[13]]);
+    const leaves = leavesOf([f[12]]);
     if (local === null || remote === null) return { reject: 'bad_address', detail: 'address' };
     if (Number.isNaN(uid) || Number.isNaN(lport) || Number.isNaN(rport) || !/^\d{1,20}$/.test(cgroupId) || !comm || !leaves) return bad('network field');
     const owner = resolver.owner(pid, cgroupId, leaves);
