@@ -16,7 +16,8 @@ import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js'
 import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
-import { createAttributor } from './attribution.js';
+import { completeFromRuntime, createAttributor } from './attribution.js';
+import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCriTarget } from './cri.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
 import { createSource, parseSourceSpec, type Source } from './sources/index.js';
@@ -55,6 +56,11 @@ export const AgentConfigSchema = z.strictObject({
   drainTimeout: durationMs.default(10_000),
   /** How often counts and last-seen times of known entries are persisted and sent (new entries go at once). */
   statsInterval: durationMs.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
+  /**
+   * The container runtime's CRI socket, asked for the image and pod of containers a source names only by
+   * id (ebpf): `auto` probes /run/containerd/containerd.sock then /run/crio/crio.sock, `none` disables it.
+   */
+  criSocket: z.string().min(1).max(4096).default('auto'),
   /** Stop when every source has ended (file sources then read to EOF instead of following). */
   exitWhenDone: z.boolean().default(false),
   /** Plaintext to the collector, without proof of the node's identity. */
@@ -164,6 +170,10 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
   );
   uplinkRef.wake = () => uplink.wake();
 
+  const criTarget = resolveCriTarget(config.criSocket);
+  const containers = criTarget === null ? NO_CONTAINER_LOOKUP : createContainerLookup(createCriClient(criTarget));
+  if (criTarget !== null) logger.info({ cri: criTarget }, 'asking the container runtime for image and pod of containers named only by id');
+
   const controller = new AbortController();
   const sources: Source[] = config.sources.map((spec) =>
     createSource(spec, {
@@ -173,6 +183,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       follow: !config.exitWhenDone,
       savedPosition: state.loadPosition(spec),
       rejected: rejectLogger(logger, metrics, spec),
+      counters: { lost: (n) => metrics.sourceLost.inc({ source: spec }, n), restarted: () => metrics.sourceRestarts.inc({ source: spec }) },
     }),
   );
   let sourcesRunning = sources.length;
@@ -188,7 +199,10 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
 
   const runs = sources.map(async (source) => {
     try {
-      for await (const batch of source.batches(controller.signal)) pipeline.process(batch, source.name);
+      for await (const batch of source.batches(controller.signal)) {
+        await completeFromRuntime(batch.events, containers);
+        pipeline.process(batch, source.name);
+      }
       if (!controller.signal.aborted) logger.info({ source: source.name }, 'source ended');
     } catch (err) {
       failedSources.push(source.name);
@@ -209,6 +223,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       const drained = await uplink.drain(config.drainTimeout);
       if (!drained) logger.warn({ spooled: state.spoolCount() }, 'stopping with records still in the spool; they are sent on the next start');
       await uplink.stop();
+      containers.close();
       state.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

@@ -1,6 +1,6 @@
 /**
  * Loads the subsets of third-party protos that Driftwatch's sources speak (Falco's outputs API,
- * Tetragon's event stream), once each. Field names keep their snake_case, so a decoded message has
+ * Tetragon's event stream, the CRI's RuntimeService), once each. Field names keep their snake_case, so a decoded message has
  * the same keys as the JSON those tools export (Tetragon writes protojson with proto names, Falco's
  * output_fields are the JSON ones): one converter per tool serves both transports.
  */
@@ -31,6 +31,7 @@ export interface LoadedService {
 
 let falco: LoadedService | undefined;
 let tetragon: LoadedService | undefined;
+let cri: LoadedService | undefined;
 
 /** `falco.outputs.service` (methods `sub`, `get`). */
 export function falcoOutputsService(): LoadedService {
@@ -52,4 +53,15 @@ export function tetragonSensorsService(): LoadedService {
     tetragon = { Client, service: Client.service };
   }
   return tetragon;
+}
+
+/** `runtime.v1.RuntimeService` (methods `ContainerStatus`, `ListContainers`, `PodSandboxStatus`). */
+export function criRuntimeService(): LoadedService {
+  if (!cri) {
+    const def = protoLoader.loadSync('cri/api.proto', LOADER_OPTIONS);
+    const root = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor } } };
+    const Client = root.runtime.v1.RuntimeService;
+    cri = { Client, service: Client.service };
+  }
+  return cri;
 }

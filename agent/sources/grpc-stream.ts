@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ActivityEvent } from '../../core/event.js';
 import type { LoadedService } from '../../proto/third-party.js';
 import { isRejected, type ParseContext, type ParseResult } from './falco-event.js';
-import { SourceSpecError, sleep, type Source, type SourceBatch, type SourceContext } from './source.js';
+import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext } from './source.js';
 
 /** Where to connect: a gRPC target and, for TCP, the TLS files. */
 export interface GrpcEndpoint {
@@ -206,6 +206,7 @@ export function createGrpcStreamSource(spec: GrpcStreamSpec, ctx: SourceContext,
         // A stream that delivered events was healthy: start the backoff over.
         failures = delivered ? 1 : failures + 1;
         stats.reconnects++;
+        countersOf(ctx).restarted();
         const delayMs = backoffDelay(failures, opts);
         log.warn(
           { target: spec.endpoint.target, code: code === undefined ? undefined : grpc.status[code], err: ended.error?.message, attempt: failures, reconnects: stats.reconnects, delayMs },

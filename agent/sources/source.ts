@@ -36,6 +36,23 @@ export interface SourceContext {
   savedPosition: unknown;
   /** Count (and rate-limited log) a record that was skipped. */
   rejected(reason: RejectReason, detail?: string): void;
+  /** Counters of the source's own machinery (absent in tests and benches that do not read them: see countersOf). */
+  counters?: SourceCounters;
+}
+
+/** What a source counts about its transport, beyond records. */
+export interface SourceCounters {
+  /** Events the producer says it dropped before we could read them (bpftrace's lost perf events). */
+  lost(n: number): void;
+  /** The source reopened its stream (gRPC reconnect) or restarted its child process. */
+  restarted(): void;
+}
+
+const NO_COUNTERS: SourceCounters = Object.freeze({ lost: () => {}, restarted: () => {} });
+
+/** The context's counters, or ones that count nothing. */
+export function countersOf(ctx: SourceContext): SourceCounters {
+  return ctx.counters ?? NO_COUNTERS;
 }
 
 /** Builds a source from the argument after `scheme:` in `--source`. */

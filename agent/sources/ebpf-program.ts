@@ -1,0 +1,177 @@
+/**
+ * The bpftrace program the ebpf source runs. Tracepoints only (no kprobes): they are a stable
+ * interface across kernel versions, and they work on kernels built without kprobes.
+ *
+ * Output (bpftrace `-f json`, one `printf` record per line). Every string that a process controls
+ * (argv, file names, comm, cgroup names) is printed as `%rx`, one `\xNN` per byte, so no value can
+ * forge a field or a line; the agent decodes and bounds them. Fields are separated by one space:
+ *
+ *   X <ns> <pid> <ppid> <uid> <cgid> <argvlen> <parent comm>                                   exec
+ *   C <ns> <pid> <cgroup leaf>                   its cgroup's name (≤ 128 bytes: cri-containerd-<id>.scope is 85)
+ *   F <ns> <pid> <filename>                                               the exec'd path (≤ 200 bytes)
+ *   A <ns> <pid> <offset> <argv bytes>                    argv chunk (NUL-separated, ≤ 20 × 200 bytes)
+ *   N <ns> <pid> <uid> <cgid> <kind> <proto> <laddr> <lport> <raddr> <rport> <comm> <cgroup leaf>
+ *
+ * `ns` is CLOCK_MONOTONIC (bpf_ktime_get_ns); an exec's lines share (ns, pid). An address is 4 or 16
+ * raw bytes, or (read from a socket's u32 field) a decimal u32 in the host's byte order; ports are in
+ * host order. `kind` is connect, accept or listen; UDP sends to a new peer are connects over udp.
+ * The cgroup leaf is the process's cgroup v2 directory name, or, when it sits in the v2 root (cgroup v1
+ * nodes), its memory controller's (index $1). One leaf, not both: BPF's 512-byte stack holds no more. The v1 leaf is the memory controller's cgroup (index $1), for nodes
+ * where containers live in cgroup v1.
+ *
+ * - TCP connect and listen: sock:inet_sock_set_state, CLOSE → SYN_SENT / LISTEN, which runs in the
+ *   calling process (kernel state: no user memory to race). The source port of a connect is not chosen
+ *   yet (0); Driftwatch keeps only the service port anyway.
+ * - TCP accept: the accept/accept4 syscall's exit, the new fd's socket read from the fd table.
+ * - UDP: connect() on a UDP socket (its peer read from the socket after the call) and sendto/sendmsg
+ *   with an address (read from the caller's memory at entry). Deduplicated per cgroup and peer in
+ *   bounded maps (BPFTRACE_MAP_KEYS_MAX) cleared every minute; the agent deduplicates again.
+ */
+
+/** The program text; `$1` is the memory controller's index in the kernel's cgroup subsystems. */
+export const EBPF_PROGRAM = String.raw`
+tracepoint:sched:sched_process_exec
+{
+  $ns = nsecs;
+  $t = curtask;
+  $kn = (struct kernfs_node *)$t->cgroups->dfl_cgrp->kn;
+  if ($t->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)$t->cgroups->subsys[$1]->cgroup->kn; }
+  $s = $t->mm->arg_start;
+  $n = $t->mm->arg_end - $s;
+  if ($n > 4000) { $n = 4000; }
+  printf("X %llu %d %d %u %llu %llu %rx\n", $ns, pid, $t->real_parent->tgid, uid, cgroup, $n, buf($t->real_parent->comm, 16));
+  printf("C %llu %d %rx\n", $ns, pid, buf($kn->name, 128));
+  printf("F %llu %d %rx\n", $ns, pid, buf(args->filename, 200));
+  $o = (uint64)0;
+  unroll(20) {
+    if ($o < $n) {
+      $c = $n - $o;
+      if ($c > 200) { $c = 200; }
+      printf("A %llu %d %llu %rx\n", $ns, pid, $o, buf(uptr($s + $o), $c));
+    }
+    $o += 200;
+  }
+}
+
+tracepoint:sock:inet_sock_set_state
+/args->protocol == 6 && args->oldstate == 7 && (args->newstate == 2 || args->newstate == 10)/
+{
+  $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+  if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+  if (args->family == 2) {
+    printf("N %llu %d %u %llu %s tcp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, args->newstate == 2 ? "connect" : "listen", buf(args->saddr, 4), args->sport, buf(args->daddr, 4), args->dport, buf(comm, 16), buf($kn->name, 128));
+  } else {
+    printf("N %llu %d %u %llu %s tcp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, args->newstate == 2 ? "connect" : "listen", buf(args->saddr_v6, 16), args->sport, buf(args->daddr_v6, 16), args->dport, buf(comm, 16), buf($kn->name, 128));
+  }
+}
+
+tracepoint:syscalls:sys_exit_accept4,
+tracepoint:syscalls:sys_exit_accept
+/args->ret >= 0/
+{
+  $fdt = curtask->files->fdt;
+  $fd = (uint64)args->ret;
+  if ($fd < (uint64)$fdt->max_fds) {
+    $sk = ((struct socket *)(*($fdt->fd + $fd))->private_data)->sk;
+    $f = $sk->__sk_common.skc_family;
+    if ($sk->sk_protocol == 6 && ($f == 2 || $f == 10)) {
+      $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+      if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+      $dport = (($sk->__sk_common.skc_dport & 0xff) << 8) | ($sk->__sk_common.skc_dport >> 8);
+      if ($f == 2) {
+        printf("N %llu %d %u %llu accept tcp %u %u %u %u %rx %rx\n", nsecs, pid, uid, cgroup, $sk->__sk_common.skc_rcv_saddr, $sk->__sk_common.skc_num, $sk->__sk_common.skc_daddr, $dport, buf(comm, 16), buf($kn->name, 128));
+      } else {
+        printf("N %llu %d %u %llu accept tcp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, buf($sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16), $sk->__sk_common.skc_num, buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16), $dport, buf(comm, 16), buf($kn->name, 128));
+      }
+    }
+  }
+}
+
+tracepoint:syscalls:sys_enter_connect
+{
+  @cfd[tid] = args->fd + 1;
+}
+
+tracepoint:syscalls:sys_exit_connect
+/@cfd[tid] != 0/
+{
+  $fd = (uint64)(@cfd[tid] - 1);
+  delete(@cfd[tid]);
+  $fdt = curtask->files->fdt;
+  if (args->ret == 0 && $fd < (uint64)$fdt->max_fds) {
+    $sk = ((struct socket *)(*($fdt->fd + $fd))->private_data)->sk;
+    $f = $sk->__sk_common.skc_family;
+    if ($sk->sk_protocol == 17) {
+      $dport = (($sk->__sk_common.skc_dport & 0xff) << 8) | ($sk->__sk_common.skc_dport >> 8);
+      $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+      if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+      if ($f == 2 && @udp4[cgroup, $sk->__sk_common.skc_daddr, $dport] == 0) {
+        @udp4[cgroup, $sk->__sk_common.skc_daddr, $dport] = 1;
+        printf("N %llu %d %u %llu connect udp %u %u %u %u %rx %rx\n", nsecs, pid, uid, cgroup, $sk->__sk_common.skc_rcv_saddr, $sk->__sk_common.skc_num, $sk->__sk_common.skc_daddr, $dport, buf(comm, 16), buf($kn->name, 128));
+      }
+      if ($f == 10 && @udp6[cgroup, $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3], $dport] == 0) {
+        @udp6[cgroup, $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2], $sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3], $dport] = 1;
+        printf("N %llu %d %u %llu connect udp %rx %u %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, buf($sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16), $sk->__sk_common.skc_num, buf($sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16), $dport, buf(comm, 16), buf($kn->name, 128));
+      }
+    }
+  }
+}
+
+tracepoint:syscalls:sys_enter_sendto
+/args->addr != 0/
+{
+  @dst[tid] = (uint64)args->addr;
+}
+
+tracepoint:syscalls:sys_enter_sendmsg
+{
+  $m = (struct user_msghdr *)args->msg;
+  if ($m->msg_name != 0) { @dst[tid] = (uint64)$m->msg_name; }
+}
+
+tracepoint:syscalls:sys_exit_sendto,
+tracepoint:syscalls:sys_exit_sendmsg
+/@dst[tid] != 0/
+{
+  $sa = (struct sockaddr_in *)@dst[tid];
+  delete(@dst[tid]);
+  if (args->ret >= 0) {
+    $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+    if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+    if ($sa->sin_family == 2) {
+      $a = $sa->sin_addr.s_addr;
+      $p = (($sa->sin_port & 0xff) << 8) | ($sa->sin_port >> 8);
+      if (@udp4[cgroup, $a, $p] == 0) {
+        @udp4[cgroup, $a, $p] = 1;
+        printf("N %llu %d %u %llu connect udp 0 0 %u %u %rx %rx\n", nsecs, pid, uid, cgroup, $a, $p, buf(comm, 16), buf($kn->name, 128));
+      }
+    }
+    if ($sa->sin_family == 10) {
+      $s6 = (struct sockaddr_in6 *)$sa;
+      $p = (($s6->sin6_port & 0xff) << 8) | ($s6->sin6_port >> 8);
+      $w0 = $s6->sin6_addr.in6_u.u6_addr32[0];
+      $w1 = $s6->sin6_addr.in6_u.u6_addr32[1];
+      $w2 = $s6->sin6_addr.in6_u.u6_addr32[2];
+      $w3 = $s6->sin6_addr.in6_u.u6_addr32[3];
+      if (@udp6[cgroup, $w0, $w1, $w2, $w3, $p] == 0) {
+        @udp6[cgroup, $w0, $w1, $w2, $w3, $p] = 1;
+        printf("N %llu %d %u %llu connect udp 0 0 %rx %u %rx %rx\n", nsecs, pid, uid, cgroup, buf($s6->sin6_addr.in6_u.u6_addr8, 16), $p, buf(comm, 16), buf($kn->name, 128));
+      }
+    }
+  }
+}
+
+interval:s:60
+{
+  clear(@udp4);
+  clear(@udp6);
+}
+
+END
+{
+  clear(@udp4);
+  clear(@udp6);
+  clear(@cfd);
+  clear(@dst);
+}
+`;

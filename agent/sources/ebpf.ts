@@ -1,0 +1,676 @@
+/**
+ * `ebpf[:BPFTRACE]` — the built-in eBPF source for nodes without Falco or Tetragon. The agent runs
+ * bpftrace (the Debian package; or the binary named after the colon) with its own tracepoint program
+ * (ebpf-program.ts) and reads its JSON lines: exec with the full argv and parent, TCP connect, accept
+ * and listen, UDP sends to new peers. bpftrace is spawned with an argument vector, never a shell,
+ * and restarted with capped backoff if it dies.
+ *
+ * The kernel's prerequisites are checked before anything starts (tracefs, BTF, CAP_BPF+CAP_PERFMON or
+ * CAP_SYS_ADMIN, the bpftrace binary); the error names every one that is missing. Events the kernel
+ * dropped (bpftrace's lost_events records) are counted in driftwatch_agent_source_lost_events_total.
+ *
+ * Attribution: the program prints each process's cgroup name (v2, or v1 memory where v2 is unused); a
+ * container id in it names the container, else /proc/<pid>/cgroup is read (nested cgroups, v1 paths). The image and
+ * pod come later from the CRI (attribution.ts). Processes outside any container are host events.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { delimiter, join } from 'node:path';
+import type { ActivityEvent, EventKind, NetworkProtocol } from '../../core/event.js';
+import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.js';
+import { UNKNOWN_IMAGE } from '../../core/event.js';
+import { isRejected, type Rejected } from './falco-event.js';
+import { backoffDelay } from './grpc-stream.js';
+import { createLineSplitter } from './lines.js';
+import { EBPF_PROGRAM } from './ebpf-program.js';
+import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
+
+/** Bounds on what is taken from bpftrace's output. */
+export const EBPF_LIMITS = Object.freeze({
+  /** Longest line read from bpftrace (an argv chunk is ~1 KiB of JSON). */
+  line: 16_384,
+  /** Most arguments kept. */
+  args: 256,
+  /** Execs being assembled from their lines at once. */
+  pending: 2_048,
+  /** How long an exec waits for its remaining lines before it is emitted with what arrived. */
+  assembleMs: 250,
+  /** Peers remembered for UDP deduplication (per cgroup and peer), and for how long. */
+  udpPeers: 16_384,
+  udpPeerTtlMs: 60_000,
+  /** Processes whose executable is remembered (parents of later execs, owners of sockets). */
+  exes: 16_384,
+  /** Cgroups whose owner was read from /proc and is remembered. */
+  cgroups: 4_096,
+});
+
+/** Errors of the ebpf source, with a stable code. */
+export class EbpfError extends Error {
+  constructor(readonly code: 'prerequisites_missing' | 'bpftrace_failed', message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EbpfError';
+  }
+}
+
+/** What the prerequisite check reads (injectable for tests). */
+export interface HostProbe {
+  exists(path: string): boolean;
+  readFile(path: string): string;
+  executable(path: string): boolean;
+  env: NodeJS.ProcessEnv;
+}
+
+/** The real host. */
+export const REAL_HOST: HostProbe = {
+  exists: existsSync,
+  readFile: (p) => readFileSync(p, 'utf8'),
+  executable(p) {
+    try {
+      accessSync(p, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  env: process.env,
+};
+
+const CAP_SYS_ADMIN = 21n;
+const CAP_PERFMON = 38n;
+const CAP_BPF = 39n;
+
+/** The effective capability set from the text of /proc/self/status, or null. */
+export function capEffOf(status: string): bigint | null {
+  const m = /^CapEff:\s*([0-9a-f]{1,16})$/m.exec(status);
+  return m ? BigInt(`0x${m[1] as string}`) : null;
+}
+
+/** Find bpftrace: the path given, or the first `bpftrace` on PATH (and the usual sbin folders). */
+export function findBpftrace(given: string, host: HostProbe): string | null {
+  if (given !== '') return host.executable(given) ? given : null;
+  const dirs = [...(host.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/sbin', '/bin'].filter((d) => d.startsWith('/'));
+  for (const d of dirs) if (host.executable(join(d, 'bpftrace'))) return join(d, 'bpftrace');
+  return null;
+}
+
+/** Every missing prerequisite, each a sentence saying what and how to fix it; empty when all are met. */
+export function missingPrerequisites(bpftrace: string, host: HostProbe): string[] {
+  const missing: string[] = [];
+  if (!host.exists('/sys/kernel/tracing/events') && !host.exists('/sys/kernel/debug/tracing/events')) {
+    missing.push('tracefs is not mounted at /sys/kernel/tracing (mount -t tracefs tracefs /sys/kernel/tracing, or mount /sys/kernel/tracing into the agent pod)');
+  }
+  if (!host.exists('/sys/kernel/btf/vmlinux')) missing.push('the kernel has no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y, Linux 5.4+)');
+  let status = '';
+  try {
+    status = host.readFile('/proc/self/status');
+  } catch {
+    // Reported below as unknown capabilities.
+  }
+  const caps = capEffOf(status);
+  const has = (bit: bigint) => caps !== null && ((caps >> bit) & 1n) === 1n;
+  if (caps === null) missing.push('cannot read the effective capabilities (CapEff in /proc/self/status)');
+  else if (!has(CAP_SYS_ADMIN) && !(has(CAP_BPF) && has(CAP_PERFMON))) {
+    const lacking = [has(CAP_BPF) ? '' : 'CAP_BPF', has(CAP_PERFMON) ? '' : 'CAP_PERFMON'].filter((c) => c !== '').join(' and ');
+    missing.push(`not privileged: needs root with CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (missing ${lacking})`);
+  }
+  if (bpftrace === '') missing.push('bpftrace is not installed (apt-get install -y bpftrace), or give its path: --source ebpf:/path/to/bpftrace');
+  return missing;
+}
+
+/** Index of the memory controller in the kernel's cgroup subsystems (the order of /proc/cgroups), or 0. */
+export function memoryControllerIndex(procCgroups: string): number {
+  const names = procCgroups
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => l.split(/\s+/)[0]);
+  const i = names.indexOf('memory');
+  return i === -1 ? 0 : i;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Decoding
+
+/** Decode `\xNN\xNN…` into bytes; null when it is not exactly that. */
+export function decodeHex(s: string, maxBytes: number): Buffer | null {
+  if (s.length % 4 !== 0 || s.length / 4 > maxBytes) return null;
+  const out = Buffer.allocUnsafe(s.length / 4);
+  for (let i = 0, j = 0; i < s.length; i += 4, j++) {
+    if (s.charCodeAt(i) !== 92 || s.charCodeAt(i + 1) !== 120) return null;
+    const v = parseInt(s.slice(i + 2, i + 4), 16);
+    if (Number.isNaN(v) || !/^[0-9a-f]{2}$/i.test(s.slice(i + 2, i + 4))) return null;
+    out[j] = v;
+  }
+  return out;
+}
+
+/** A C string from a fixed buffer: up to the first NUL, decoded as UTF-8 (invalid bytes become U+FFFD). */
+function cString(b: Buffer): string {
+  const nul = b.indexOf(0);
+  return (nul === -1 ? b : b.subarray(0, nul)).toString('utf8');
+}
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** An address field: 4 or 16 bytes in hex, or a u32 as the kernel stores it (network order bytes) in decimal. */
+export function decodeAddress(s: string): string | null {
+  if (s.startsWith('\\x')) {
+    const b = decodeHex(s, 16);
+    if (!b) return null;
+    if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+    if (b.length !== 16) return null;
+    if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+    const groups: string[] = [];
+    for (let i = 0; i < 16; i += 2) groups.push(((b[i] as number) * 256 + (b[i + 1] as number)).toString(16));
+    return compressV6(groups);
+  }
+  if (!/^\d{1,10}$/.test(s)) return null;
+  const n = Number(s);
+  if (n > 0xffffffff) return null;
+  const b = Buffer.alloc(4);
+  if (LITTLE_ENDIAN) b.writeUInt32LE(n);
+  else b.writeUInt32BE(n);
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+/** RFC 5952 text of eight hex groups: the longest run of 2+ zero groups becomes `::`. */
+function compressV6(groups: string[]): string {
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best === -1) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+function int(s: string | undefined, max: number): number {
+  if (s === undefined || !/^\d{1,20}$/.test(s)) return NaN;
+  const n = Number(s);
+  return n <= max ? n : NaN;
+}
+
+/** What the decoder needs from the host: where processes live and what they run. */
+export interface ProcessResolver {
+  /** The owner of a process, from the cgroup leaf names bpftrace printed (and /proc when those do not tell). */
+  owner(pid: number, cgroupId: string, leaves: readonly string[]): CgroupOwner;
+  /** The executable of a live process ('' when gone). */
+  exe(pid: number): string;
+}
+
+/** Resolves from /proc, with a bounded cache of cgroups whose owner /proc revealed. */
+export function createProcResolver(procRoot = '/proc'): ProcessResolver {
+  const byCgroup = new Map<string, CgroupOwner>();
+  return {
+    owner(pid, cgroupId, leaves) {
+      let fromLeaves: CgroupOwner = { kind: 'host' };
+      for (const leaf of leaves) {
+        if (leaf === '') continue;
+        const o = ownerOfCgroupPath(`/${leaf}`);
+        if (o.kind === 'container') return o;
+        if (o.kind === 'unknown') fromLeaves = o;
+      }
+      // The leaf of a sub-cgroup inside a container (init.scope, a nested runtime) does not say whose
+      // it is; the full path does, as long as the process lives. Remembered per cgroup for later ones.
+      const known = cgroupId !== '1' ? byCgroup.get(cgroupId) : undefined;
+      if (known) return known;
+      const read = readProcCgroup(pid, procRoot);
+      if (read && read.kind === 'container' && cgroupId !== '1') {
+        if (byCgroup.size >= EBPF_LIMITS.cgroups) byCgroup.delete(byCgroup.keys().next().value as string);
+        byCgroup.set(cgroupId, read);
+      }
+      return read ?? fromLeaves;
+    },
+    exe(pid) {
+      try {
+        return readlinkSync(`${procRoot}/${pid}/exe`).slice(0, 4096);
+      } catch {
+        return '';
+      }
+    },
+  };
+}
+
+/** Monotonic ns → ms since the epoch. */
+export type MonotonicClock = (ns: number) => number;
+
+/** The wall-clock offset of CLOCK_MONOTONIC (the clock of bpf_ktime_get_ns and process.hrtime), taken once. */
+export function monotonicToEpoch(): MonotonicClock {
+  const offsetMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n);
+  return (ns) => Math.floor(ns / 1e6) + offsetMs;
+}
+
+interface PendingExec {
+  ns: string;
+  pid: number;
+  firstSeen: number;
+  x: { ppid: number; uid: number; cgroupId: string; argLen: number; parentComm: string } | null;
+  leaves: string[] | null;
+  filename: string | null;
+  argv: Buffer | null;
+  received: number;
+}
+
+/** Turns bpftrace's JSON records into events. */
+export interface EbpfDecoder {
+  /** One line of bpftrace's stdout. */
+  line(text: string): void;
+  /** Emit execs waiting longer than the assembly window (all of them when `all`). */
+  expire(now: number, all: boolean): void;
+  /** Events ready, taken. */
+  take(): ActivityEvent[];
+  /** Execs being assembled. */
+  readonly pending: number;
+  /** Events ready and not yet taken. */
+  readonly ready: number;
+}
+
+/** Decoder options. */
+export interface EbpfDecoderDeps {
+  ctx: SourceContext;
+  source: string;
+  clock: MonotonicClock;
+  resolver: ProcessResolver;
+  now: () => number;
+}
+
+/** Create a decoder. */
+export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
+  const { ctx, source, clock, resolver } = deps;
+  const counters = countersOf(ctx);
+  const pending = new Map<string, PendingExec>();
+  const exes = new Map<number, string>();
+  const udpSeen = new Map<string, number>();
+  let ready: ActivityEvent[] = [];
+
+  const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail);
+  const bad = (detail: string): Rejected => ({ reject: 'wrong_type', detail });
+
+  function rememberExe(pid: number, exe: string): void {
+    exes.delete(pid);
+    if (exes.size >= EBPF_LIMITS.exes) exes.delete(exes.keys().next().value as number);
+    exes.set(pid, exe);
+  }
+
+  function exeOf(pid: number): string {
+    return exes.get(pid) ?? resolver.exe(pid);
+  }
+
+  function leavesOf(hex: readonly (string | undefined)[]): string[] | null {
+    const out: string[] = [];
+    for (const h of hex) {
+      const b = h === undefined ? null : decodeHex(h, 128);
+      if (!b) return null;
+      out.push(cString(b));
+    }
+    return out;
+  }
+
+  function containerOf(owner: CgroupOwner): ActivityEvent['container'] | undefined {
+    if (owner.kind === 'host') return null;
+    if (owner.kind === 'container') return { id: owner.id, name: '', image: UNKNOWN_IMAGE };
+    return undefined;
+  }
+
+  function emitExec(p: PendingExec): void {
+    pending.delete(`${p.ns} ${p.pid}`);
+    if (!p.x || !p.leaves) return reject({ reject: 'missing_field', detail: 'exec lines without their header or cgroup (lost events)' });
+    const argv: string[] = [];
+    if (p.argv) {
+      const bytes = p.argv.subarray(0, Math.min(p.received, p.x.argLen));
+      let from = 0;
+      while (from < bytes.length && argv.length <= EBPF_LIMITS.args) {
+        let nul = bytes.indexOf(0, from);
+        if (nul === -1) nul = bytes.length;
+        argv.push(bytes.subarray(from, nul).toString('utf8'));
+        from = nul + 1;
+      }
+    }
+    const exe = p.filename !== null && p.filename !== '' ? p.filename : argv[0] ?? '';
+    if (exe === '') return reject({ reject: 'missing_field', detail: 'exec without a file name or argv' });
+    const owner = resolver.owner(p.pid, p.x.cgroupId, p.leaves);
+    const container = containerOf(owner);
+    if (container === undefined) return reject({ reject: 'missing_field', detail: `no container id in the pod's cgroup (${owner.kind === 'unknown' ? owner.reason : ''})` });
+    rememberExe(p.pid, exe);
+    const slash = exe.lastIndexOf('/');
+    ready.push({
+      time: clock(Number(p.ns)),
+      node: ctx.node,
+      source,
+      container,
+      pod: null,
+      kind: 'exec',
+      process: {
+        pid: p.pid,
+        exe,
+        name: exe.slice(slash + 1).slice(0, 256),
+        args: argv.slice(1, EBPF_LIMITS.args + 1),
+        parentExe: exeOf(p.x.ppid),
+        parentName: p.x.parentComm,
+        uid: p.x.uid,
+        user: '',
+      },
+      network: null,
+    });
+  }
+
+  function pendingFor(ns: string, pid: number): PendingExec {
+    const key = `${ns} ${pid}`;
+    let p = pending.get(key);
+    if (!p) {
+      if (pending.size >= EBPF_LIMITS.pending) emitExec(pending.values().next().value as PendingExec);
+      p = { ns, pid, firstSeen: deps.now(), x: null, leaves: null, filename: null, argv: null, received: 0 };
+      pending.set(key, p);
+    }
+    return p;
+  }
+
+  function complete(p: PendingExec): void {
+    if (p.x && p.leaves && p.filename !== null && p.received >= p.x.argLen) emitExec(p);
+  }
+
+  /** Parse one printf record; returns a rejection or null. */
+  function record(data: string): Rejected | null {
+    const f = data.endsWith('\n') ? data.slice(0, -1).split(' ') : data.split(' ');
+    const tag = f[0];
+    const ns = f[1] as string;
+    if (!/^\d{1,20}$/.test(ns ?? '')) return bad('bad timestamp');
+    const pid = int(f[2], 2 ** 32);
+    if (Number.isNaN(pid)) return bad('bad pid');
+    if (tag === 'X') {
+      if (f.length !== 8) return bad('exec header has the wrong number of fields');
+      const ppid = int(f[3], 2 ** 32);
+      const uid = int(f[4], 2 ** 32);
+      const argLen = int(f[6], 4000);
+      const comm = decodeHex(f[7] as string, 16);
+      if (Number.isNaN(ppid) || Number.isNaN(uid) || Number.isNaN(argLen) || !/^\d{1,20}$/.test(f[5] as string) || !comm) return bad('exec header field');
+      const p = pendingFor(ns, pid);
+      p.x = { ppid, uid: uid === 4294967295 ? -1 : uid, cgroupId: f[5] as string, argLen, parentComm: cString(comm) };
+      complete(p);
+      return null;
+    }
+    if (tag === 'C') {
+      const leaves = f.length === 4 ? leavesOf([f[3]]) : null;
+      if (!leaves) return bad('exec cgroup');
+      const p = pendingFor(ns, pid);
+      p.leaves = leaves;
+      complete(p);
+      return null;
+    }
+    if (tag === 'F') {
+      const b = f.length === 4 ? decodeHex(f[3] as string, 200) : null;
+      if (!b) return bad('exec file name');
+      const p = pendingFor(ns, pid);
+      p.filename = cString(b);
+      complete(p);
+      return null;
+    }
+    if (tag === 'A') {
+      const offset = int(f[3], 4000);
+      const b = f.length === 5 ? decodeHex(f[4] as string, 200) : null;
+      if (!b || Number.isNaN(offset) || offset + b.length > 4000) return bad('argv chunk');
+      const p = pendingFor(ns, pid);
+      p.argv ??= Buffer.alloc(4000);
+      b.copy(p.argv, offset);
+      p.received += b.length;
+      complete(p);
+      return null;
+    }
+    if (tag === 'N') return network(f, ns, pid);
+    return { reject: 'unsupported', detail: `record ${String(tag).slice(0, 8)}` };
+  }
+
+  function network(f: string[], ns: string, pid: number): Rejected | null {
+    if (f.length !== 13) return bad('network record has the wrong number of fields');
+    const uid = int(f[3], 2 ** 32);
+    const cgroupId = f[4] as string;
+    const kind = f[5] as EventKind;
+    const protocol = f[6] as NetworkProtocol;
+    if (kind !== 'connect' && kind !== 'accept' && kind !== 'listen') return bad('network kind');
+    if (protocol !== 'tcp' && protocol !== 'udp') return bad('protocol');
+    const local = f[7] === '0' ? '' : decodeAddress(f[7] as string);
+    const remote = kind === 'listen' ? '' : decodeAddress(f[9] as string);
+    const lport = int(f[8], 65535);
+    const rport = int(f[10], 65535);
+    const comm = decodeHex(f[11] as string, 16);
+    const leaves = leavesOf([f[12]]);
+    if (local === null || remote === null) return { reject: 'bad_address', detail: 'address' };
+    if (Number.isNaN(uid) || Number.isNaN(lport) || Number.isNaN(rport) || !/^\d{1,20}$/.test(cgroupId) || !comm || !leaves) return bad('network field');
+    const owner = resolver.owner(pid, cgroupId, leaves);
+    const container = containerOf(owner);
+    if (container === undefined) return { reject: 'missing_field', detail: `no container id in the pod's cgroup (${owner.kind === 'unknown' ? owner.reason : ''})` };
+    if (protocol === 'udp') {
+      // The kernel side deduplicates in maps it clears every minute and cannot grow; this is the second tier.
+      const key = `${container?.id ?? 'host'} ${remote} ${rport}`;
+      const now = deps.now();
+      const seen = udpSeen.get(key);
+      if (seen !== undefined && now - seen < EBPF_LIMITS.udpPeerTtlMs) return null;
+      udpSeen.delete(key);
+      if (udpSeen.size >= EBPF_LIMITS.udpPeers) udpSeen.delete(udpSeen.keys().next().value as string);
+      udpSeen.set(key, now);
+    }
+    const exe = exeOf(pid);
+    const name = cString(comm);
+    ready.push({
+      time: clock(Number(ns)),
+      node: ctx.node,
+      source,
+      container,
+      pod: null,
+      kind,
+      process: { pid, exe, name, args: [], parentExe: '', parentName: '', uid: uid === 4294967295 ? -1 : uid, user: '' },
+      network: {
+        protocol,
+        localAddress: local,
+        localPort: kind === 'connect' && lport === 0 ? -1 : lport,
+        remoteAddress: remote,
+        remotePort: kind === 'listen' ? -1 : rport,
+        remoteName: '',
+      },
+    });
+    return null;
+  }
+
+  return {
+    get pending() {
+      return pending.size;
+    },
+    get ready() {
+      return ready.length;
+    },
+    line(text) {
+      let rec: unknown;
+      try {
+        rec = JSON.parse(text);
+      } catch {
+        return reject({ reject: 'not_json', detail: 'bpftrace line is not JSON' });
+      }
+      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) return reject({ reject: 'not_object', detail: 'bpftrace record' });
+      const r = rec as { type?: unknown; data?: unknown };
+      if (r.type === 'printf') {
+        if (typeof r.data !== 'string') return reject(bad('printf data'));
+        const result = record(r.data);
+        if (result && isRejected(result)) reject(result);
+        return;
+      }
+      if (r.type === 'lost_events') {
+        const n = (r.data as { events?: unknown } | null)?.events;
+        if (typeof n === 'number' && Number.isInteger(n) && n > 0) {
+          counters.lost(n);
+          ctx.logger.warn({ lost: n }, 'the kernel dropped events (perf buffer full)');
+        }
+        return;
+      }
+      if (r.type === 'attached_probes') {
+        ctx.logger.info({ probes: (r.data as { probes?: unknown } | null)?.probes }, 'bpftrace attached');
+        return;
+      }
+      reject({ reject: 'unsupported', detail: `bpftrace ${String(r.type).slice(0, 32)}` });
+    },
+    expire(now, all) {
+      for (const p of [...pending.values()]) if (all || now - p.firstSeen >= EBPF_LIMITS.assembleMs) emitExec(p);
+    },
+    take() {
+      const out = ready;
+      ready = [];
+      return out;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Running bpftrace
+
+/** Tuning of the runner (tests shorten it). */
+export interface EbpfOptions {
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  /**
+   * Most events queued between bpftrace and the pipeline. Beyond it bpftrace's output is paused: bpftrace
+   * then stops draining the kernel's perf buffers, and what the kernel drops comes back as lost_events.
+   */
+  maxQueued: number;
+  host: HostProbe;
+  resolver: ProcessResolver;
+}
+
+const EBPF_DEFAULTS = { initialBackoffMs: 500, maxBackoffMs: 30_000, maxQueued: 20_000 };
+
+/** Create the source; throws EbpfError naming every missing prerequisite. */
+export function createEbpfSource(argument: string, ctx: SourceContext, options: Partial<EbpfOptions> = {}): Source & { stats: { starts: number } } {
+  if (argument.includes('\0')) throw new SourceSpecError('ebpf: NUL in the bpftrace path');
+  if (argument !== '' && !argument.startsWith('/')) throw new SourceSpecError('ebpf takes an absolute path to bpftrace: --source ebpf:/usr/bin/bpftrace');
+  const host = options.host ?? REAL_HOST;
+  const bpftrace = findBpftrace(argument, host) ?? '';
+  const missing = missingPrerequisites(bpftrace, host);
+  if (missing.length > 0) throw new EbpfError('prerequisites_missing', `the ebpf source cannot start: ${missing.join('; ')}`);
+  const opts = { ...EBPF_DEFAULTS, ...options };
+  const resolver = options.resolver ?? createProcResolver();
+  let memoryIndex = 0;
+  try {
+    memoryIndex = memoryControllerIndex(host.readFile('/proc/cgroups'));
+  } catch {
+    // No v1 controllers: index 0 reads the same v2 cgroup as the default hierarchy.
+  }
+  const name = argument === '' ? 'ebpf' : `ebpf:${argument}`;
+  const log = ctx.logger;
+  const counters = countersOf(ctx);
+  const stats = { starts: 0 };
+  const clock = monotonicToEpoch();
+
+  return {
+    name,
+    stats,
+    async *batches(signal: AbortSignal): AsyncGenerator<SourceBatch> {
+      let failures = 0;
+      while (!signal.aborted) {
+        const decoder = createEbpfDecoder({ ctx, source: name, clock, resolver, now: Date.now });
+        let child: ChildProcess;
+        const startedAt = Date.now();
+        try {
+          child = spawn(bpftrace, ['-B', 'line', '-f', 'json', '-e', EBPF_PROGRAM, String(memoryIndex)], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            // bpftrace 0.17 caps strings at 200 bytes (the argv chunks use all of it); map bounds keep UDP deduplication finite.
+            env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', BPFTRACE_STRLEN: '200', BPFTRACE_MAP_KEYS_MAX: '16384' },
+          });
+        } catch (err) {
+          throw new EbpfError('bpftrace_failed', `cannot run ${bpftrace}: ${(err as Error).message}`, { cause: err });
+        }
+        stats.starts++;
+        if (stats.starts > 1) counters.restarted();
+        let exited: { code: number | null; signal: string | null } | null = null;
+        let spawnError: Error | null = null;
+        let stderrTail = '';
+        let wake: (() => void) | null = null;
+        let paused = false;
+        const poke = () => wake?.();
+        const splitter = createLineSplitter(EBPF_LIMITS.line, {
+          line: (text) => decoder.line(text),
+          reject: (reason) => ctx.rejected(reason, 'bpftrace line'),
+        });
+        child.stdout!.on('data', (chunk: Buffer) => {
+          splitter.push(chunk);
+          if (decoder.ready >= opts.maxQueued && !paused) {
+            paused = true;
+            child.stdout!.pause();
+          }
+          poke();
+        });
+        child.stderr!.setEncoding('utf8');
+        child.stderr!.on('data', (s: string) => {
+          // Kept for the exit log only, bounded; the memlock warning of bpftrace is expected and harmless.
+          stderrTail = (stderrTail + s).slice(-4096);
+        });
+        child.on('error', (err) => {
+          spawnError = err;
+          poke();
+        });
+        child.on('close', (code, sig) => {
+          exited = { code, signal: sig };
+          poke();
+        });
+        const onAbort = () => child.kill('SIGTERM');
+        signal.addEventListener('abort', onAbort, { once: true });
+        const timer = setInterval(poke, EBPF_LIMITS.assembleMs);
+        try {
+          for (;;) {
+            decoder.expire(Date.now(), exited !== null || spawnError !== null);
+            const events = decoder.take();
+            if (events.length > 0) {
+              failures = 0;
+              yield { events };
+              if (paused) {
+                paused = false;
+                child.stdout!.resume();
+              }
+              continue;
+            }
+            if (exited || spawnError || signal.aborted) break;
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = null;
+          }
+        } finally {
+          clearInterval(timer);
+          signal.removeEventListener('abort', onAbort);
+          if (!exited) child.kill('SIGTERM');
+        }
+        if (signal.aborted) return;
+        failures++;
+        const delayMs = backoffDelay(failures, { initialBackoffMs: opts.initialBackoffMs, maxBackoffMs: opts.maxBackoffMs, maxQueued: 0 });
+        const x = exited as { code: number | null; signal: string | null } | null;
+        log.error(
+          {
+            bpftrace,
+            code: x?.code,
+            signal: x?.signal,
+            err: (spawnError as Error | null)?.message,
+            ranMs: Date.now() - startedAt,
+            stderr: stderrTail.split('\n').filter((l) => l !== '' && !l.includes('RLIMIT_MEMLOCK')).slice(-5).join('\n'),
+            delayMs,
+          },
+          'bpftrace stopped, restarting',
+        );
+        await sleep(delayMs, signal);
+      }
+    },
+  };
+}
+
+/** `ebpf[:/path/to/bpftrace]`. */
+export const ebpfSource: SourceFactory = {
+  scheme: 'ebpf',
+  usage: 'ebpf[:/path/to/bpftrace]  run bpftrace with Driftwatch\'s own program: exec, TCP connect/accept/listen, UDP to new peers (needs root or CAP_BPF+CAP_PERFMON, tracefs, BTF)',
+  create(argument, ctx) {
+    return createEbpfSource(argument, ctx);
+  },
+};
