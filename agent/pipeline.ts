@@ -184,7 +184,18 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       if (heldCount > 0) expireHeld(counts);
       if (batch.position !== undefined) positions.set(source, batch.position);
       if (deviations.length > 0) {
-        const { spooled, evicted } = state.commit({ deviations });
+        // The collector judges a deviation against the cluster-wide baseline (severity: "does this
+        // image ever run a shell?"; the re-check): the baseline's unsent changes, such as its last
+        // learned entries and its switch to enforcing, go ahead of its first deviations.
+        const deltas: BaselineSnapshot[] = [];
+        for (const d of deviations) {
+          const b = engine.get(d.key);
+          const p = persisted.get(d.key);
+          if (!b || (p && p.version === b.version)) continue;
+          deltas.push(takeDelta(b));
+          persisted.set(d.key, { version: b.version, events: b.events, at: deps.now() });
+        }
+        const { spooled, evicted } = state.commit({ deltas, deviations });
         if (evicted > 0) {
           metrics.spoolEvicted.inc(evicted);
           logger.warn({ evicted }, 'spool full: dropped the oldest deviations');

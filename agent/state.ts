@@ -131,6 +131,11 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
   const commitTx = db.transaction((changes: StateCommit): CommitResult => {
     let spooled = 0;
     let evicted = 0;
+    // Deltas first: a baseline's changes travel ahead of the deviations checked against it.
+    for (const delta of changes.deltas ?? []) {
+      persist(delta);
+      queue(delta);
+    }
     for (const d of changes.deviations ?? []) {
       const body = JSON.stringify(d);
       const size = Buffer.byteLength(body);
@@ -138,10 +143,6 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
         spooled++;
         bytes += size;
       }
-    }
-    for (const delta of changes.deltas ?? []) {
-      persist(delta);
-      queue(delta);
     }
     for (const [source, position] of changes.positions ?? []) upsertPosition.run(source, JSON.stringify(position));
     // Overflow policy: drop the oldest deviations until the spool fits (counted by the caller).

@@ -38,6 +38,8 @@ interface AlertJson {
   pods: string[];
   nodes: string[];
   firstSeen: string;
+  severity: string;
+  rule: { id: string; reason: string };
 }
 
 interface BaselineJson {
@@ -167,17 +169,20 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       bold(`What it caught — ${alerts.length} alerts from ${deviations} deviations`) +
         dim(` (after learning from ${learnedEvents.toLocaleString('en-US')} events, ${(matched + deviated).toLocaleString('en-US')} were checked: ${matched.toLocaleString('en-US')} matched their baseline)`),
     );
-    const aRows = [['#', 'IMAGE', 'KIND', 'WHAT', 'COUNT', 'PODS', 'FIRST SEEN']];
+    const aRows = [['#', 'SEVERITY', 'IMAGE', 'WHAT', 'COUNT', 'PODS', 'FIRST SEEN']];
     alerts.forEach((a, i) => {
       const what = a.kind === 'exec' ? a.example : a.summary;
-      aRows.push([String(i + 1), a.image.replace(/^docker\.io\/library\//, ''), a.kind, what, `×${a.count}`, String(a.pods.length), hhmm(a.firstSeen)]);
+      aRows.push([String(i + 1), a.severity, a.image.replace(/^docker\.io\/library\//, ''), what, `×${a.count}`, String(a.pods.length), hhmm(a.firstSeen)]);
     });
-    const lines = table(aRows, [2, 24, 7, 44, 5, 4, 10]);
+    const lines = table(aRows, [2, 8, 24, 44, 5, 4, 10]);
     print(`  ${lines[0]}`);
     alerts.forEach((a, i) => {
-      print(`  ${red(lines[i + 1] as string)}`);
-      print(`  ${dim(`   why: ${a.explanation}`)}`);
+      const line = lines[i + 1] as string;
+      print(`  ${a.severity === 'critical' || a.severity === 'high' ? red(line) : line}`);
+      print(`  ${dim(`   why: ${a.explanation}; ${a.rule.reason}`)}`);
     });
+    const bySeverity = ['critical', 'high', 'medium', 'low'].map((s) => [s, alerts.filter((a) => a.severity === s).length] as const).filter(([, n]) => n > 0);
+    print(dim(`  ${bySeverity.map(([s, n]) => `${n} ${s}`).join(', ')}: severity comes from a rule table (shell where the image never runs one → critical; network tools, /tmp binaries, public egress, new listening ports → high)`));
     print('');
     print(`API:  ${collector.url}/api/v1/alerts   ${collector.url}/api/v1/baselines   ${collector.url}/metrics`);
     if (options.serve) print(`      with the header  Authorization: Bearer ${token}`);

@@ -114,6 +114,12 @@ export const DEFAULT_SEVERITY_RULES: readonly SeverityRule[] = deepFreeze([
     reason: 'a shell or interpreter ran in an image whose baseline never runs one',
     match: { kind: ['exec'], exe: SHELLS_AND_INTERPRETERS, baselineHasShell: false },
   },
+  {
+    id: 'shell-new-parent',
+    severity: 'high',
+    reason: 'a shell or interpreter ran under a parent that never started one (how remote code execution looks)',
+    match: { kind: ['exec'], exe: SHELLS_AND_INTERPRETERS, reason: ['new-parent'] },
+  },
   { id: 'package-manager', severity: 'high', reason: 'a package manager ran: software is being installed into a running container', match: { kind: ['exec'], exe: PACKAGE_MANAGERS } },
   { id: 'network-tool', severity: 'high', reason: 'a network tool ran (download, remote shell or scan)', match: { kind: ['exec'], exe: NETWORK_TOOLS } },
   { id: 'writable-dir-binary', severity: 'high', reason: 'a binary ran from a world-writable directory', match: { kind: ['exec'], pathPrefix: WRITABLE_DIRS } },

@@ -498,6 +498,8 @@ export function openSqliteStore(path: string): Store {
       if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(ev.node);
       if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
     }
+    // The batch's baseline deltas first: the alerts below are judged against what they teach.
+    for (const delta of deltas) applyDelta(node, delta, receivedAt);
     const facts = new Map<string, BaselineFacts>();
     for (const [fingerprint, g] of groups) {
       const row = selectAlert.get(fingerprint) as AlertRow | undefined;
@@ -560,7 +562,6 @@ export function openSqliteStore(path: string): Store {
       if (fresh) reopened.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
       else updated.push(fingerprint);
     }
-    for (const delta of deltas) applyDelta(node, delta, receivedAt);
     return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened };
   });
 
