@@ -166,7 +166,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       sources: [...config.sources],
       security: tls ? { insecure: false, tls, serverName: config.tlsServerName, tokenFile: config.tokenFile } : { insecure: true },
     },
-    { state, metrics, logger: logger.child({ component: 'uplink' }), watermark: () => pipeline.watermark },
+    { state, metrics, logger: logger.child({ component: 'uplink' }), watermark: () => pipeline.watermark, onBaseline: (cluster) => pipeline.applyCluster(cluster) },
   );
   uplinkRef.wake = () => uplink.wake();
 

@@ -23,6 +23,7 @@ export function createAgentMetrics() {
     connected: new Gauge({ name: 'driftwatch_agent_uplink_connected', help: '1 while the stream to the collector is open', registers: r }),
     batchesSent: new Counter({ name: 'driftwatch_agent_uplink_batches_sent_total', help: 'Batches sent to the collector (resends included)', registers: r }),
     batchesAcked: new Counter({ name: 'driftwatch_agent_uplink_batches_acked_total', help: 'Batches acknowledged by the collector', registers: r }),
+    clusterBaselines: new Counter({ name: 'driftwatch_agent_cluster_baselines_applied_total', help: 'Cluster baselines from the collector that changed a local baseline (entries, removals, state)', registers: r }),
     reconnects: new Counter({ name: 'driftwatch_agent_uplink_reconnects_total', help: 'Stream (re)connect attempts', registers: r }),
     sourceLost: new Counter({ name: 'driftwatch_agent_source_lost_events_total', help: 'Events the producer dropped before the agent read them (kernel perf buffer overruns for ebpf)', labelNames: ['source'], registers: r }),
     sourceRestarts: new Counter({ name: 'driftwatch_agent_source_restarts_total', help: 'Times a source reconnected its stream (falco-grpc, tetragon-grpc) or restarted its child process (ebpf)', labelNames: ['source'], registers: r }),

@@ -3,7 +3,7 @@
  * into the spool → the source's batch acknowledged. Synchronous per batch (better-sqlite3 is
  * synchronous), so batches of different sources never interleave inside a commit.
  */
-import { baselineKey, takeDelta, type BaselineEngine, type BaselineSnapshot } from '../core/baseline.js';
+import { baselineKey, takeDelta, type BaselineEngine, type BaselineSnapshot, type ClusterBaseline } from '../core/baseline.js';
 import { deviationId, type Deviation } from '../core/deviation.js';
 import { entryId, entryOf, type EntryOptions } from '../core/entry.js';
 import { EVENT_KINDS, type ActivityEvent } from '../core/event.js';
@@ -55,6 +55,8 @@ export interface PipelineDeps {
 
 /** The pipeline. */
 export interface Pipeline {
+  /** Take what the cluster enforces for a key (pushed by the collector); persists the change. */
+  applyCluster(cluster: ClusterBaseline): boolean;
   /** Process and commit one batch, then acknowledge it to its source. */
   process(batch: SourceBatch, source: string): void;
   /** Persist what changed in the baselines with the source positions they reflect, and queue the deltas for the collector. */
@@ -214,6 +216,16 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       if (deviations.length) metrics.verdicts.inc({ verdict: 'deviation' }, deviations.length);
       if (watermark > 0) metrics.watermark.set(watermark / 1000);
       endTimer();
+    },
+    applyCluster(cluster) {
+      const b = engine.applyCluster(cluster);
+      if (!b) return false;
+      // Persist the header (state, window) and anything learned meanwhile; the collector hears it too.
+      state.commit({ deltas: [takeDelta(b)] });
+      persisted.set(b.key, { version: b.version, events: b.events, at: deps.now() });
+      updateBaselineGauge();
+      deps.onSpooled();
+      return true;
     },
     flush(force) {
       const now = deps.now();

@@ -7,10 +7,12 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import type { BaselineSnapshot } from '../core/baseline.js';
+import type { BaselineSnapshot, ClusterBaseline } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
 import {
+  clusterBaselineFromWire,
   PROTOCOL_REVISION,
+  WireError,
   agentService,
   deviationToWire,
   snapshotToWire,
@@ -72,7 +74,17 @@ export interface Uplink {
 }
 
 /** Start streaming. `watermark` reports the newest event time for heartbeats. */
-export function startUplink(options: UplinkOptions, deps: { state: AgentState; metrics: AgentMetrics; logger: Logger; watermark: () => number }): Uplink {
+export function startUplink(
+  options: UplinkOptions,
+  deps: {
+    state: AgentState;
+    metrics: AgentMetrics;
+    logger: Logger;
+    watermark: () => number;
+    /** A cluster baseline the collector pushed; true when it changed the local one. */
+    onBaseline?: ((cluster: ClusterBaseline) => boolean) | undefined;
+  },
+): Uplink {
   const { state, metrics, logger } = deps;
   const { Client } = agentService();
   const channelOptions: grpc.ChannelOptions = {
@@ -164,6 +176,16 @@ export function startUplink(options: UplinkOptions, deps: { state: AgentState; m
       metrics.connected.set(1);
       logger.info({ collector: options.target, collectorVersion: msg.welcome.collectorVersion }, 'connected to collector');
       pump();
+      return;
+    }
+    if (msg.baseline) {
+      try {
+        const cluster = clusterBaselineFromWire(msg.baseline);
+        if (deps.onBaseline?.(cluster)) metrics.clusterBaselines.inc();
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        logger.warn({ field: err.field, error: err.message }, 'ignored an invalid baseline from the collector');
+      }
       return;
     }
     if (msg.ack) {

@@ -8,9 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EventKind } from '../core/event.js';
-import type { MergedBaseline } from '../core/merge.js';
 import { EVENT_KINDS } from '../core/event.js';
-import { describeEntry } from '../core/entry.js';
+import { describeEntry, entryFromId, entryId, type Entry } from '../core/entry.js';
 import { parseDuration } from '../core/duration.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
@@ -22,7 +21,10 @@ import {
   type Alert,
   type AlertException,
   type AlertTransition,
+  type BaselineChange,
   type BaselineSummary,
+  type BaselineVersion,
+  type BaselineView,
   type OutboxItem,
   type Store,
   type StoredDeviation,
@@ -132,31 +134,38 @@ function deviationJson(s: StoredDeviation) {
   };
 }
 
-function baselineHeaderJson(b: Omit<MergedBaseline, 'entries'>) {
+function baselineHeaderJson(b: Omit<BaselineView, 'entries'>) {
   return {
     key: b.key,
     state: b.state,
+    version: b.version,
+    partial: b.partial,
     windowStart: iso(b.windowStart),
     learnUntil: iso(b.learnUntil),
     enforcingSince: iso(b.enforcingSince),
     events: b.events,
     overflow: b.overflow,
     images: b.images,
-    nodes: b.nodes,
+    nodes: b.nodes.map((n) => n.node),
+    nodeStates: b.nodes,
   };
 }
 
 function baselineSummaryJson(b: BaselineSummary) {
-  return { ...baselineHeaderJson(b), processEntries: b.processEntries, networkEntries: b.networkEntries };
+  return { ...baselineHeaderJson(b), processEntries: b.processEntries, networkEntries: b.networkEntries, openAlerts: b.openAlerts };
 }
 
-function baselineJson(b: MergedBaseline) {
+function entryJson(e: { id: string; entry: Entry }) {
+  return { id: e.id, summary: describeEntry(e.entry), ...e.entry };
+}
+
+/** The JSON of a baseline with its entries (the contract of core/baseline-doc's BaselineView). */
+export function baselineJson(b: BaselineView) {
   return {
     ...baselineHeaderJson(b),
     entries: b.entries.map((e) => ({
-      id: e.id,
-      summary: describeEntry(e.entry),
-      ...e.entry,
+      ...entryJson(e),
+      status: e.status,
       firstSeen: iso(e.firstSeen),
       lastSeen: iso(e.lastSeen),
       count: e.count,
@@ -164,6 +173,10 @@ function baselineJson(b: MergedBaseline) {
       examples: e.examples,
     })),
   };
+}
+
+function versionJson(v: BaselineVersion) {
+  return { version: v.version, at: iso(v.at), by: v.by, action: v.action, reason: v.reason, state: v.state, entries: v.entryIds.length, removed: v.removedIds.length };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -242,6 +255,17 @@ function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
 
 const TransitionBody = z.strictObject({ comment: z.string().max(1000).default('') });
 
+const ReasonBody = z.strictObject({ reason: z.string().trim().max(1000).default('') });
+
+const field = z.string().min(1).max(1024).regex(/^[^\0\n]*$/, 'must be one line without NUL');
+const EntryBody = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('process'), exe: field, parent: z.string().max(256).regex(/^[^\0\n]*$/).default(''), user: z.enum(['root', 'system', 'user', 'unknown']), args: z.string().max(1024).regex(/^[^\0\n]*$/).default('') }),
+  z.strictObject({ type: z.literal('network'), direction: z.enum(['egress', 'ingress', 'listen']), protocol: z.enum(['tcp', 'udp']), peer: field, port: z.number().int().min(0).max(65535) }),
+]);
+const AddEntryBody = z.strictObject({ entry: EntryBody, reason: z.string().trim().max(1000).default('') });
+
+const REVIEWED_STATES = ['learning', 'enforcing', 'locked', 'relearn'] as const;
+
 const text = (max: number) => z.string().trim().min(1).max(max).regex(/^[^\0\r\n]*$/, 'must be one line without NUL');
 
 const ExceptionBody = z
@@ -277,6 +301,8 @@ export interface ApiDeps {
   audit?: Pick<AuditLog, 'record'> | undefined;
   /** Longest exception lifetime accepted. */
   maxExceptionLifetime?: number | undefined;
+  /** Called after a review change of a baseline (agents are told). */
+  onBaselineChanged?: ((key: string) => void) | undefined;
 }
 
 /** Create the request handler. */
@@ -297,7 +323,8 @@ export function createApiHandler(deps: ApiDeps) {
     checkParams(params, []);
     if (resource === 'alerts' && rest.length === 2 && method === 'POST') {
       const verb = rest[1] as string;
-      const to = ({ acknowledge: 'acknowledged', ack: 'acknowledged', resolve: 'resolved', accept: 'accepted' } as const)[verb as 'ack'];
+      const verbs: Record<string, AlertTransition['to']> = { acknowledge: 'acknowledged', ack: 'acknowledged', resolve: 'resolved', accept: 'accepted' };
+      const to = Object.hasOwn(verbs, verb) ? verbs[verb] : undefined;
       if (to === undefined) throw new ApiError(404, 'not_found', 'alert actions are acknowledge, resolve and accept');
       const body = parseBody(TransitionBody, await readJson(req));
       const change: AlertTransition = { to, by: actorOf(req), at: now(), comment: body.comment };
@@ -306,6 +333,7 @@ export function createApiHandler(deps: ApiDeps) {
       if (!result.ok) throw new ApiError(409, 'invalid_transition', `the alert is ${result.alert.state}; it cannot become ${to}`);
       const pick = (a: Alert) => ({ state: a.state, stateBy: a.stateBy, stateComment: a.stateComment, summary: describeEntry(a.entry), baselineKey: a.baselineKey });
       record(req, `alert.${verb === 'ack' ? 'acknowledge' : verb}`, result.after.fingerprint, pick(result.before), pick(result.after));
+      if (to === 'accepted') deps.onBaselineChanged?.(result.after.baselineKey);
       return sendJson(res, 200, alertJson(result.after));
     }
     if (resource === 'exceptions' && rest.length === 0 && method === 'POST') {
@@ -356,7 +384,41 @@ export function createApiHandler(deps: ApiDeps) {
       record(req, 'exception.revoke', id, exceptionJson(before, now()), exceptionJson(after, now()));
       return sendJson(res, 200, exceptionJson(after, now()));
     }
+    if (resource === 'baselines' && method === 'POST' && rest.length >= 2) {
+      const key = decodeSegment(rest[0] as string);
+      const [, what, entrySegment, verb, ...extra] = rest;
+      let change: BaselineChange;
+      let reason: string;
+      if ((what === 'lock' || what === 'unlock' || what === 'relearn') && entrySegment === undefined) {
+        reason = parseBody(ReasonBody, await readJson(req)).reason;
+        change = { action: what };
+      } else if (what === 'entries' && entrySegment === undefined) {
+        const b = parseBody(AddEntryBody, await readJson(req));
+        reason = b.reason;
+        change = { action: 'add', entry: b.entry as Entry };
+      } else if (what === 'entries' && entrySegment !== undefined && (verb === 'approve' || verb === 'remove') && extra.length === 0) {
+        reason = parseBody(ReasonBody, await readJson(req)).reason;
+        change = { action: verb, entryId: decodeSegment(entrySegment) };
+      } else throw new ApiError(404, 'not_found', 'baseline actions: lock, unlock, relearn, entries (add), entries/{id}/approve, entries/{id}/remove');
+      return review(req, res, key, change, reason);
+    }
     throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here`);
+  }
+
+  /** Apply a review change, audit it, tell the agents, answer with the new view. */
+  function review(req: IncomingMessage, res: ServerResponse, key: string, change: BaselineChange, reason: string): void {
+    const result = store.reviewBaseline(key, change, actorOf(req), reason, now());
+    if (!result.ok) throw new ApiError(result.status, result.status === 409 ? 'conflict' : result.status === 404 ? 'not_found' : 'invalid_body', result.message);
+    const summary = (v: BaselineView | null) =>
+      v && {
+        state: v.state,
+        version: v.version,
+        ...('entryId' in change ? { entry: v.entries.find((e) => e.id === change.entryId)?.status ?? null } : {}),
+        ...(change.action === 'add' ? { entry: v.entries.find((e) => e.id === entryId(change.entry))?.status ?? null } : {}),
+      };
+    record(req, `baseline.${change.action}`, key, summary(result.before), summary(result.after));
+    deps.onBaselineChanged?.(key);
+    sendJson(res, 200, baselineJson(result.after));
   }
 
   function route(method: string, segments: string[], params: URLSearchParams, res: ServerResponse): void {
@@ -407,8 +469,45 @@ export function createApiHandler(deps: ApiDeps) {
       return sendJson(res, 200, { items: page.items.map(deviationJson), next: page.next });
     }
     if (resource === 'baselines' && rest.length === 0) {
-      checkParams(params, []);
-      return sendJson(res, 200, { items: store.listBaselines().map(baselineSummaryJson) });
+      checkParams(params, ['state', 'prefix']);
+      const state = enumParam(params, 'state', REVIEWED_STATES);
+      const prefix = oneParam(params, 'prefix');
+      const items = store.listBaselines().filter((b) => (state === undefined || b.state === state) && (prefix === undefined || b.key.startsWith(prefix)));
+      return sendJson(res, 200, { items: items.map(baselineSummaryJson) });
+    }
+    if (resource === 'baselines' && rest.length === 2 && (rest[1] === 'versions' || rest[1] === 'diff')) {
+      const key = decodeSegment(rest[0] as string);
+      const view = store.getBaseline(key);
+      if (!view) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
+      if (rest[1] === 'versions') {
+        checkParams(params, []);
+        return sendJson(res, 200, { items: store.listVersions(key).map(versionJson) });
+      }
+      checkParams(params, ['from', 'to']);
+      const version = (name: string): { version: number | null; ids: string[]; removed: string[] } => {
+        const raw = oneParam(params, name, 12);
+        if (raw === undefined || raw === 'current') {
+          const active = view.entries.filter((e) => e.status !== 'removed');
+          return { version: null, ids: active.map((e) => e.id), removed: view.entries.filter((e) => e.status === 'removed').map((e) => e.id) };
+        }
+        if (!/^\d{1,9}$/.test(raw)) throw new ApiError(400, 'invalid_parameter', `${name} must be a version number or current`);
+        if (raw === '0') return { version: 0, ids: [], removed: [] };
+        const v = store.getVersion(key, Number(raw));
+        if (!v) throw new ApiError(404, 'not_found', `no version ${raw} of this baseline`);
+        return { version: v.version, ids: v.entryIds, removed: v.removedIds };
+      };
+      const from = version('from');
+      const to = version('to');
+      const before = new Set(from.ids);
+      const after = new Set(to.ids);
+      const entry = (id: string) => entryJson({ id, entry: entryFromId(id) });
+      return sendJson(res, 200, {
+        key,
+        from: from.version,
+        to: to.version,
+        added: to.ids.filter((id) => !before.has(id)).map(entry),
+        removed: from.ids.filter((id) => !after.has(id)).map(entry),
+      });
     }
     if (resource === 'baselines' && rest.length >= 1) {
       checkParams(params, []);

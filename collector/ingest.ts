@@ -11,6 +11,7 @@ import {
   PROTOCOL_REVISION,
   WireError,
   agentService,
+  clusterBaselineToWire,
   deviationFromWire,
   snapshotFromWire,
   type WireAgentMessage,
@@ -49,12 +50,30 @@ export interface Ingest {
   readonly service: grpc.ServiceDefinition;
   /** End every open stream (at shutdown, after the server stopped accepting new ones). */
   closeAll(): void;
+  /** Send the cluster baselines of `keys` to every connected agent (after a review or a change of state). */
+  pushBaselines(keys: readonly string[]): void;
 }
+
+/** Most cluster baselines sent to an agent when it connects. */
+const MAX_BASELINES_ON_CONNECT = 20_000;
 
 /** Create the ingest service. */
 export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   const { store, metrics, logger } = deps;
   const open = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
+  /** Streams past their hello. */
+  const connected = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
+
+  function pushBaselines(keys: readonly string[]): void {
+    if (connected.size === 0) return;
+    for (const key of keys) {
+      const c = store.clusterBaseline(key);
+      if (!c) continue;
+      const msg = { baseline: clusterBaselineToWire(c) };
+      for (const call of connected) call.write(msg);
+      metrics.baselinesPushed.inc(connected.size);
+    }
+  }
 
   function connect(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): void {
     let node: string | null = null;
@@ -77,6 +96,12 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           metrics.lastContact.set({ node }, deps.now() / 1000);
           logger.info({ node, peer, agentVersion: msg.hello.agentVersion, sources: msg.hello.sources }, 'agent connected');
           call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems } });
+          // A new (or returning) node enforces what the cluster learned instead of learning from zero.
+          for (const key of store.clusterKeys().slice(0, MAX_BASELINES_ON_CONNECT)) {
+            const c = store.clusterBaseline(key);
+            if (c) call.write({ baseline: clusterBaselineToWire(c) });
+          }
+          connected.add(call);
           return;
         }
         if (node === null) return fail(grpc.status.FAILED_PRECONDITION, 'the first message must be a hello');
@@ -130,6 +155,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
             deps.onNewAlert(alert);
           }
           deps.afterCommit?.(result);
+          if (result.clusterChanged.length > 0) pushBaselines(result.clusterChanged);
           return;
         }
         return fail(grpc.status.INVALID_ARGUMENT, 'empty message');
@@ -139,6 +165,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       }
     });
     const done = () => {
+      connected.delete(call);
       if (!open.delete(call)) return;
       metrics.streams.dec();
       if (node) logger.info({ node }, 'agent disconnected');
@@ -158,5 +185,6 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     closeAll() {
       for (const call of open) call.end();
     },
+    pushBaselines,
   };
 }

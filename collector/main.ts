@@ -260,6 +260,7 @@ export async function startCollector(
     maxExceptionLifetime: config.alerting.maxExceptionLifetime,
     principalOf: (req) => auth.principalOf(req),
     audit,
+    onBaselineChanged: (key) => ingest.pushBaselines([key]),
   });
   const handler = auth.wrap(async (req, res) => {
     if (serveAudit(req, res, audit)) return;

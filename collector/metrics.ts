@@ -13,6 +13,7 @@ export function createCollectorMetrics() {
     deviations: new Counter({ name: 'driftwatch_collector_deviations_total', help: 'Deviations received, by outcome', labelNames: ['outcome'], registers: r }),
     rejected: new Counter({ name: 'driftwatch_collector_records_rejected_total', help: 'Records refused as invalid, by field', labelNames: ['field'], registers: r }),
     snapshots: new Counter({ name: 'driftwatch_collector_baseline_snapshots_total', help: 'Baseline snapshots received', registers: r }),
+    baselinesPushed: new Counter({ name: 'driftwatch_collector_cluster_baselines_pushed_total', help: 'Cluster baselines sent to agents (at connect, after reviews and state changes)', registers: r }),
     alerts: new Counter({ name: 'driftwatch_collector_alerts_created_total', help: 'Alerts created (first deviation of a fingerprint)', labelNames: ['kind'], registers: r }),
     commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time to validate and commit one batch', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
     lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_seconds', help: 'Wall-clock time of the last message from each node', labelNames: ['node'], registers: r }),

@@ -89,6 +89,12 @@ export interface Baseline {
   changed: LearnedEntry[];
   /** Raw examples recorded since the last delta, by entry id; null when none. */
   fresh: Map<string, string[]> | null;
+  /** Learning began while a container of the key was already running (its start-up was missed). */
+  partial: boolean;
+  /** Namespaces of the pods it saw (bounded), or null. */
+  namespaces: string[] | null;
+  /** Entry ids security removed: never learned, they deviate. Null when none. */
+  removed: Set<string> | null;
 }
 
 /**
@@ -108,6 +114,27 @@ export interface BaselineSnapshot {
   overflow: number;
   images: ImageRef[];
   entries: EntryStats[];
+  /** Learning began while a container of the key was already running: its start-up was missed. */
+  partial?: boolean;
+  /** Namespaces of the pods it was learned from (bounded). */
+  namespaces?: string[];
+}
+
+/**
+ * What the cluster enforces for one key: the collector's merged, reviewed baseline, pushed to
+ * agents. They add its entries, drop (and never learn again) the removed ones and take its state;
+ * on `relearn` they forget what they learned for the key and start a new window.
+ */
+export interface ClusterBaseline {
+  key: string;
+  state: BaselineState;
+  relearn: boolean;
+  /** Review version on the collector. */
+  version: number;
+  windowStart: number;
+  learnUntil: number;
+  entryIds: string[];
+  removedIds: string[];
 }
 
 /** Why an event did not match: the closest thing the baseline does know. */
@@ -161,6 +188,12 @@ export interface BaselineEngine {
   all(): IterableIterator<Baseline>;
   /** Replace or add a baseline from a persisted header and entries (restore after restart, or a collector push). */
   restore(record: BaselineRecord): Baseline;
+  /**
+   * Take what the cluster enforces for a key: its entries (added without local stats), its removed
+   * entries (dropped, never learned again), its state; on relearn, forget and learn from the next
+   * event on. Returns the baseline when anything changed, else null.
+   */
+  applyCluster(cluster: ClusterBaseline): Baseline | null;
   readonly size: number;
 }
 
@@ -183,6 +216,9 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       entries: new Map(),
       changed: [],
       fresh: null,
+      partial: false,
+      namespaces: null,
+      removed: null,
     };
     baselines.set(key, b);
     return b;
@@ -222,8 +258,57 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         entries,
         changed: [],
         fresh: null,
+        partial: record.partial === true,
+        namespaces: record.namespaces && record.namespaces.length > 0 ? record.namespaces.slice(0, MAX_NAMESPACES) : null,
+        removed: null,
       };
       baselines.set(b.key, b);
+      return b;
+    },
+    applyCluster(c) {
+      let b = baselines.get(c.key);
+      let changed = false;
+      if (!b) {
+        if (c.entryIds.length === 0 && c.removedIds.length === 0 && c.state === 'learning') return null;
+        if (baselines.size >= opts.maxBaselines) return null;
+        // Learned elsewhere: the window is the cluster's, so a new node enforces as soon as the cluster does.
+        b = create(c.key, c.windowStart);
+        if (c.learnUntil > 0) b.learnUntil = c.learnUntil;
+        // No window known (a key security imported or added to): it starts at the next event.
+        if (c.windowStart === 0) b.learnUntil = 0;
+        changed = true;
+      }
+      if (c.relearn && b.learnUntil !== 0) {
+        b.entries.clear();
+        b.changed = [];
+        b.fresh = null;
+        b.state = 'learning';
+        b.enforcingSince = 0;
+        b.events = 0;
+        b.overflow = 0;
+        b.partial = false;
+        // The new window starts at the next event (event time, as always).
+        b.windowStart = 0;
+        b.learnUntil = 0;
+        changed = true;
+      }
+      for (const id of c.entryIds) {
+        if (b.entries.has(id)) continue;
+        b.entries.set(id, { id, firstSeen: 0, lastSeen: 0, count: 0, nodes: NO_NODES, examples: 0, dirty: false });
+        changed = true;
+      }
+      for (const id of c.removedIds) if (b.entries.delete(id)) changed = true;
+      const removed = c.removedIds.length > 0 ? new Set(c.removedIds) : null;
+      if ((removed?.size ?? 0) !== (b.removed?.size ?? 0) || [...(removed ?? [])].some((id) => !b!.removed?.has(id))) changed = true;
+      b.removed = removed;
+      if (!c.relearn && c.state !== b.state && !(c.state === 'learning' && b.state === 'enforcing')) {
+        // locked, enforcing (the cluster's window closed, or an unlock) or learning after an unlock.
+        if (b.state === 'learning' && c.state !== 'learning') b.enforcingSince = Math.max(b.windowStart, c.learnUntil);
+        b.state = c.state;
+        changed = true;
+      }
+      if (!changed) return null;
+      b.version++;
       return b;
     },
     observe(event, key, entry, id) {
@@ -231,21 +316,34 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       if (!b) {
         if (baselines.size >= opts.maxBaselines) return { verdict: 'dropped', reason: 'too-many-baselines' };
         b = create(key, event.time);
+        b.partial = !startsContainer(event);
       }
       b.events++;
       if (event.container) noteImage(b, event.container.image);
+      const ns = event.pod?.namespace;
+      if (ns !== undefined && ns !== '' && (b.namespaces === null || (b.namespaces.length < MAX_NAMESPACES && !b.namespaces.includes(ns)))) {
+        if (b.namespaces === null) b.namespaces = [ns];
+        else b.namespaces.push(ns);
+      }
       // The window closes on event time, so a replay of recorded hours learns exactly what live traffic would.
       if (b.state === 'learning' && event.time >= b.learnUntil) {
-        b.state = 'enforcing';
-        b.enforcingSince = event.time;
-        b.version++;
+        if (b.learnUntil === 0) {
+          // Relearning: the new window starts now.
+          b.windowStart = event.time;
+          b.learnUntil = event.time + opts.learningWindowMs;
+          b.partial = !startsContainer(event);
+        } else {
+          b.state = 'enforcing';
+          b.enforcingSince = event.time;
+          b.version++;
+        }
       }
       const known = b.entries.get(id);
       if (known) {
         touch(b, known, event);
         return b.state === 'learning' ? { verdict: 'learned', baseline: b, isNew: false } : { verdict: 'matched', baseline: b };
       }
-      if (b.state === 'learning') {
+      if (b.state === 'learning' && !b.removed?.has(id)) {
         if (b.entries.size >= opts.maxEntriesPerBaseline) {
           b.overflow++;
           return { verdict: 'learned', baseline: b, isNew: false };
@@ -294,7 +392,8 @@ function clip(s: string): string {
 function touch(b: Baseline, stats: LearnedEntry, event: ActivityEvent): void {
   stats.count++;
   if (event.time > stats.lastSeen) stats.lastSeen = event.time;
-  if (event.time < stats.firstSeen) stats.firstSeen = event.time;
+  // firstSeen 0: an entry the cluster gave this node, seen here for the first time.
+  if (event.time < stats.firstSeen || stats.firstSeen === 0) stats.firstSeen = event.time;
   if (!stats.dirty) {
     stats.dirty = true;
     b.changed.push(stats);
@@ -327,6 +426,24 @@ function noteImage(b: Baseline, image: ImageRef): void {
   if (imgs.length < MAX_IMAGES) imgs.push({ repository: image.repository, tag: image.tag, digest: image.digest });
 }
 
+/** Parent names of a container's first process: the runtime that started it. */
+const RUNTIME_PARENTS = new Set(['runc', 'runc:[2:INIT]', 'crun', 'containerd-shim', 'containerd-shim-runc-v2', 'containerd-shim-runc-v1', 'conmon', 'docker-init', 'tini', 'dumb-init', 'pause']);
+
+/**
+ * Whether the first event of a new baseline looks like its container's start: an exec whose parent
+ * is the runtime. Anything else means the container was already running, and its start-up (the
+ * entrypoint, its init scripts) was missed: the baseline is partial.
+ */
+function startsContainer(event: ActivityEvent): boolean {
+  return event.kind === 'exec' && RUNTIME_PARENTS.has(event.process.parentName);
+}
+
+/** Most namespaces a baseline lists. */
+const MAX_NAMESPACES = 16;
+
+/** The node list of an entry the cluster gave: no local node saw it yet. */
+const NO_NODES: string[] = Object.freeze([]) as unknown as string[];
+
 function headerOf(b: Baseline): Omit<BaselineSnapshot, 'entries'> {
   return {
     key: b.key,
@@ -338,6 +455,8 @@ function headerOf(b: Baseline): Omit<BaselineSnapshot, 'entries'> {
     events: b.events,
     overflow: b.overflow,
     images: b.images.map((i) => ({ ...i })),
+    ...(b.partial ? { partial: true } : {}),
+    ...(b.namespaces ? { namespaces: [...b.namespaces] } : {}),
   };
 }
 

@@ -8,7 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { ActivityEvent, EventKind } from '../core/event.js';
 import type { Entry } from '../core/entry.js';
 import type { UserClass } from '../core/normalize.js';
-import type { BaselineSnapshot, BaselineState, DeviationReason, EntryStats } from '../core/baseline.js';
+import type { BaselineSnapshot, BaselineState, ClusterBaseline, DeviationReason, EntryStats } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
 
 /** Wire protocol revision spoken by this build (see Hello.protocol). */
@@ -118,6 +118,20 @@ export interface WireBaselineSnapshot {
   overflow: number;
   images: { repository: string; tag: string; digest: string }[];
   entries: WireEntryStats[];
+  partial?: boolean;
+  namespaces?: string[];
+}
+
+/** Wire ClusterBaseline. */
+export interface WireClusterBaseline {
+  key: string;
+  state: string;
+  relearn: boolean;
+  version: number;
+  windowStartMs: number;
+  learnUntilMs: number;
+  entryIds: string[];
+  removedIds: string[];
 }
 
 /** Wire AgentMessage. */
@@ -132,6 +146,7 @@ export interface WireAgentMessage {
 export interface WireCollectorMessage {
   welcome?: { collectorVersion: string; maxBatchItems: number } | null;
   ack?: { batchId: number; stored: number; duplicates: number; rejected: number } | null;
+  baseline?: WireClusterBaseline | null;
   payload?: string;
 }
 
@@ -194,6 +209,8 @@ export function snapshotToWire(s: BaselineSnapshot): WireBaselineSnapshot {
     events: s.events,
     overflow: s.overflow,
     images: s.images,
+    partial: s.partial === true,
+    namespaces: s.namespaces ?? [],
     entries: s.entries.map((e) => ({
       id: e.id,
       entry: entryToWire(e.entry),
@@ -371,6 +388,33 @@ export function deviationFromWire(w: WireDeviation): Deviation {
   };
 }
 
+/** core ClusterBaseline → wire. */
+export function clusterBaselineToWire(c: ClusterBaseline): WireClusterBaseline {
+  return { key: c.key, state: c.state, relearn: c.relearn, version: c.version, windowStartMs: c.windowStart, learnUntilMs: c.learnUntil, entryIds: c.entryIds, removedIds: c.removedIds };
+}
+
+/** wire ClusterBaseline → core, validated (the collector is trusted, its bytes are still bounded). */
+export function clusterBaselineFromWire(w: WireClusterBaseline): ClusterBaseline {
+  const key = str(w.key, 'key', WIRE_LIMITS.shortString);
+  if (key === '') throw new WireError('key', 'must not be empty');
+  const state = str(w.state, 'state', 16) as BaselineState;
+  if (!STATES.has(state)) throw new WireError('state', 'must be learning, enforcing or locked');
+  const ids = (list: unknown, field: string) => {
+    if (!Array.isArray(list) || list.length > WIRE_LIMITS.entriesPerSnapshot) throw new WireError(field, `at most ${WIRE_LIMITS.entriesPerSnapshot}`);
+    return list.map((id, i) => str(id, `${field}[${i}]`, WIRE_LIMITS.pathString * 2));
+  };
+  return {
+    key,
+    state,
+    relearn: w.relearn === true,
+    version: int(w.version, 'version', 0, 2 ** 32),
+    windowStart: int(w.windowStartMs, 'windowStartMs', 0, MAX_TIME),
+    learnUntil: int(w.learnUntilMs, 'learnUntilMs', 0, MAX_TIME),
+    entryIds: ids(w.entryIds, 'entryIds'),
+    removedIds: ids(w.removedIds, 'removedIds'),
+  };
+}
+
 /** wire BaselineSnapshot → core, validated. */
 export function snapshotFromWire(w: WireBaselineSnapshot): BaselineSnapshot {
   const key = str(w.key, 'key', WIRE_LIMITS.shortString);
@@ -410,5 +454,7 @@ export function snapshotFromWire(w: WireBaselineSnapshot): BaselineSnapshot {
       digest: str(img.digest, `images[${i}].digest`, WIRE_LIMITS.shortString),
     })),
     entries,
+    ...(w.partial === true ? { partial: true } : {}),
+    ...(Array.isArray(w.namespaces) && w.namespaces.length > 0 ? { namespaces: w.namespaces.slice(0, 16).map((n, i) => str(n, `namespaces[${i}]`, 63)) } : {}),
   };
 }

@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { BaselineSnapshot, EntryStats } from '../../core/baseline.js';
+import type { BaselineSnapshot, BaselineState } from '../../core/baseline.js';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
 import { entryFromId, entryId, exampleOf, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
@@ -18,7 +18,15 @@ import {
   type AlertPolicy,
   type AlertState,
   type AlertTransition,
+  type BaselineChange,
   type BaselineSummary,
+  type BaselineVersion,
+  type BaselineView,
+  type ClusterBaseline,
+  type EntryStatus,
+  type ReviewResult,
+  type ReviewedEntry,
+  type ReviewedState,
   type TransitionResult,
   type OutboxItem,
   type Page,
@@ -336,6 +344,34 @@ export function openSqliteStore(path: string): Store {
     );
     CREATE INDEX IF NOT EXISTS outbox_due ON outbox(sink, state, next_at, seq);
     CREATE INDEX IF NOT EXISTS outbox_alert ON outbox(alert, seq);
+    -- Review: what security decided. State override per key ('' follows the agents; locked,
+    -- enforcing (imported) or relearn), each entry's status, and every version with its entries.
+    CREATE TABLE IF NOT EXISTS baseline_reviews (
+      key     TEXT PRIMARY KEY,
+      state   TEXT NOT NULL DEFAULT '',
+      version INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS baseline_entry_reviews (
+      key      TEXT NOT NULL,
+      entry_id TEXT NOT NULL,
+      status   TEXT NOT NULL,
+      by       TEXT NOT NULL,
+      at       INTEGER NOT NULL,
+      reason   TEXT NOT NULL,
+      PRIMARY KEY (key, entry_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS baseline_versions (
+      key     TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      at      INTEGER NOT NULL,
+      by      TEXT NOT NULL,
+      action  TEXT NOT NULL,
+      reason  TEXT NOT NULL,
+      state   TEXT NOT NULL,
+      entries TEXT NOT NULL,
+      removed TEXT NOT NULL,
+      PRIMARY KEY (key, version)
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS exceptions (
       id          TEXT PRIMARY KEY,
       key_glob    TEXT NOT NULL,
@@ -397,8 +433,38 @@ export function openSqliteStore(path: string): Store {
   const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_nodes ORDER BY key`);
   const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
   const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
-  const knownEntry = db.prepare(`SELECT 1 FROM baseline_entries WHERE key = ? AND entry_id = ?`).pluck();
-  const processEntryIds = db.prepare(`SELECT entry_id FROM baseline_entries WHERE key = ? AND type = 'process'`).pluck();
+  // Known to the cluster: merged from the agents or added by security, and not removed by security.
+  const knownEntry = db
+    .prepare(
+      `SELECT 1 FROM baseline_entries e WHERE e.key = ? AND e.entry_id = ?
+       AND NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`,
+    )
+    .pluck();
+  const processEntryIds = db
+    .prepare(
+      `SELECT entry_id FROM baseline_entries e WHERE e.key = ? AND e.type = 'process'
+       AND NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`,
+    )
+    .pluck();
+  const selectReview = db.prepare(`SELECT state, version FROM baseline_reviews WHERE key = ?`);
+  const upsertReview = db.prepare(`INSERT INTO baseline_reviews (key, state, version) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state, version = excluded.version`);
+  const clearRelearn = db.prepare(`UPDATE baseline_reviews SET state = '' WHERE key = ? AND state = 'relearn'`);
+  const selectStatuses = db.prepare(`SELECT entry_id, status FROM baseline_entry_reviews WHERE key = ?`);
+  const upsertStatus = db.prepare(`
+    INSERT INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key, entry_id) DO UPDATE SET status = excluded.status, by = excluded.by, at = excluded.at, reason = excluded.reason`);
+  const insertVersion = db.prepare(`INSERT INTO baseline_versions (key, version, at, by, action, reason, state, entries, removed) VALUES (@key, @version, @at, @by, @action, @reason, @state, @entries, @removed)`);
+  const selectVersions = db.prepare(`SELECT * FROM baseline_versions WHERE key = ? ORDER BY version DESC LIMIT 1000`);
+  const selectVersion = db.prepare(`SELECT * FROM baseline_versions WHERE key = ? AND version = ?`);
+  const mergedExists = db.prepare(`SELECT 1 FROM baseline_entries WHERE key = ? AND entry_id = ?`).pluck();
+  const selectNodeHeaderState = db.prepare(`SELECT json_extract(header, '$.state') FROM baseline_nodes WHERE key = ? AND node = ?`).pluck();
+  const deleteNodeHeaders = db.prepare(`DELETE FROM baseline_nodes WHERE key = ?`);
+  const deleteNodeEntries = db.prepare(`DELETE FROM baseline_entry_nodes WHERE key = ?`);
+  const deleteLearnedEntries = db.prepare(`
+    DELETE FROM baseline_entries WHERE key = ?
+    AND entry_id NOT IN (SELECT entry_id FROM baseline_entry_reviews WHERE key = ? AND status IN ('approved', 'added'))`);
+  const openAlertsByKey = db.prepare(`SELECT baseline_key AS key, count(*) AS n FROM alerts WHERE state IN ('firing', 'acknowledged') GROUP BY baseline_key`);
+  const reviewedKeys = db.prepare(`SELECT key FROM baseline_reviews`).pluck();
   const setAlertState = db.prepare(`UPDATE alerts SET state = @to, state_by = @by, state_at = @at, state_comment = @comment WHERE fingerprint = @fingerprint`);
   const insertOutbox = db.prepare(`INSERT INTO outbox (alert, sink, action, body, state, next_at, last_error, created_at, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const selectDue = db.prepare(`SELECT * FROM outbox WHERE sink = ? AND state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT 1`);
@@ -439,11 +505,17 @@ export function openSqliteStore(path: string): Store {
    * Apply one node's baseline delta: its header, then each entry's absolute stats on that node, and
    * the difference they make to the cluster-wide merged entry.
    */
-  function applyDelta(node: string, delta: BaselineSnapshot, receivedAt: number): void {
+  function applyDelta(node: string, delta: BaselineSnapshot, receivedAt: number): boolean {
     const { entries, ...header } = delta;
+    const previousState = selectNodeHeaderState.get(delta.key, node) as string | undefined;
+    // Agents report their fresh window after a relearn: from then on the agents' state counts again.
+    if (delta.state === 'learning') clearRelearn.run(delta.key);
     upsertHeader.run(delta.key, node, delta.version, receivedAt, JSON.stringify(header));
+    // Agents hear about a key when its state changed on a node, or it grew past learning.
+    let clusterChanged = previousState !== delta.state;
     for (const e of entries) {
       const old = selectNodeEntry.get(delta.key, e.id, node) as { first_seen: number; last_seen: number; count: number } | undefined;
+      if (!old && delta.state !== 'learning' && mergedExists.get(delta.key, e.id) === undefined) clusterChanged = true;
       const grown = old ? Math.max(0, e.count - old.count) : e.count;
       const unchanged = old !== undefined && grown === 0 && e.firstSeen >= old.first_seen && e.lastSeen <= old.last_seen;
       if (unchanged && e.examples.length === 0) continue;
@@ -457,6 +529,7 @@ export function openSqliteStore(path: string): Store {
       }
       upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
     }
+    return clusterChanged;
   }
 
   const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy: AlertPolicy) => {
@@ -466,6 +539,9 @@ export function openSqliteStore(path: string): Store {
     const newAlerts: Alert[] = [];
     const updated: string[] = [];
     const reopened: Alert[] = [];
+    const clusterChanged: string[] = [];
+    // The batch's baseline deltas first: its deviations and alerts are judged against what they teach.
+    for (const delta of deltas) if (applyDelta(node, delta, receivedAt) && !clusterChanged.includes(delta.key)) clusterChanged.push(delta.key);
     // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once.
     const groups = new Map<string, Group>();
     for (const d of deviations) {
@@ -498,8 +574,6 @@ export function openSqliteStore(path: string): Store {
       if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(ev.node);
       if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
     }
-    // The batch's baseline deltas first: the alerts below are judged against what they teach.
-    for (const delta of deltas) applyDelta(node, delta, receivedAt);
     const facts = new Map<string, BaselineFacts>();
     for (const [fingerprint, g] of groups) {
       const row = selectAlert.get(fingerprint) as AlertRow | undefined;
@@ -562,8 +636,158 @@ export function openSqliteStore(path: string): Store {
       if (fresh) reopened.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
       else updated.push(fingerprint);
     }
-    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened };
+    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged };
   });
+
+  // ---- review: views, changes, versions, what agents enforce ----
+
+  function headersOf(key: string): Map<string, SnapshotHeader> {
+    return new Map((selectHeadersOfKey.all(key) as { node: string; header: string }[]).map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]));
+  }
+
+  function reviewOf(key: string): { state: string; version: number } | undefined {
+    return selectReview.get(key) as { state: string; version: number } | undefined;
+  }
+
+  /** The reviewed state: security's override, else the most advanced state the agents report. */
+  function reviewedState(merged: BaselineState, review: { state: string } | undefined): ReviewedState {
+    const s = review?.state ?? '';
+    return s === 'locked' || s === 'enforcing' || s === 'relearn' ? s : merged;
+  }
+
+  function viewOf(key: string): BaselineView | null {
+    const headers = headersOf(key);
+    const review = reviewOf(key);
+    if (headers.size === 0 && review === undefined) return null;
+    const merged = mergeHeaders(key, headers);
+    const nodes = new Map<string, string[]>();
+    for (const r of selectEntryNodesOfKey.iterate(key) as IterableIterator<{ entry_id: string; node: string }>) {
+      let list = nodes.get(r.entry_id);
+      if (!list) nodes.set(r.entry_id, (list = []));
+      if (list.length < MAX_LISTED_NODES) list.push(r.node);
+    }
+    const statuses = new Map((selectStatuses.all(key) as { entry_id: string; status: EntryStatus }[]).map((r) => [r.entry_id, r.status]));
+    const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string }[];
+    const entries: ReviewedEntry[] = rows.map((r) => ({
+      id: r.entry_id,
+      entry: entryFromId(r.entry_id),
+      firstSeen: r.first_seen,
+      lastSeen: r.last_seen,
+      count: r.count,
+      nodes: nodes.get(r.entry_id) ?? [],
+      examples: JSON.parse(r.examples) as string[],
+      status: statuses.get(r.entry_id) ?? 'learned',
+    }));
+    // Removed entries stay listed (removed stays removed), even after a relearn dropped their stats.
+    const listed = new Set(rows.map((r) => r.entry_id));
+    for (const [id, status] of statuses) {
+      if (status === 'removed' && !listed.has(id)) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status });
+    }
+    entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const partial = [...headers.values()].some((h) => (h as { partial?: boolean }).partial === true);
+    return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, entries };
+  }
+
+  function clusterOf(view: BaselineView): ClusterBaseline {
+    const active = view.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
+    const removed = view.entries.filter((e) => e.status === 'removed').map((e) => e.id);
+    return {
+      key: view.key,
+      state: view.state === 'relearn' ? 'learning' : view.state,
+      relearn: view.state === 'relearn',
+      version: view.version,
+      windowStart: view.windowStart,
+      learnUntil: view.learnUntil,
+      entryIds: active,
+      removedIds: removed,
+    };
+  }
+
+  function recordVersion(key: string, by: string, action: string, reason: string, at: number): { view: BaselineView; version: number } {
+    const version = (reviewOf(key)?.version ?? 0) + 1;
+    upsertReview.run(key, reviewOf(key)?.state ?? '', version);
+    const view = viewOf(key) as BaselineView;
+    const c = clusterOf(view);
+    insertVersion.run({ key, version, at, by, action, reason, state: view.state, entries: JSON.stringify(c.entryIds), removed: JSON.stringify(c.removedIds) });
+    return { view, version };
+  }
+
+  function addEntry(key: string, entry: Entry, status: EntryStatus, by: string, at: number, reason: string, example = ''): string {
+    const id = entryId(entry);
+    if (mergedExists.get(key, id) === undefined) {
+      upsertMergedEntry.run({ key, id, type: entry.type, first: at, last: at, count: 0, newNodes: 0, examples: JSON.stringify(example === '' ? [] : [example]), merged: null });
+    }
+    upsertStatus.run(key, id, status, by, at, reason);
+    return id;
+  }
+
+  const reviewTx = db.transaction((key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult => {
+    const before = viewOf(key);
+    if (!before && change.action !== 'import' && change.action !== 'add') return { ok: false, status: 404, message: `no baseline with key ${JSON.stringify(key.slice(0, 256))}` };
+    const review = reviewOf(key);
+    const setState = (state: string) => upsertReview.run(key, state, review?.version ?? 0);
+    const find = (id: string) => before?.entries.find((e) => e.id === id);
+    switch (change.action) {
+      case 'lock':
+        if (before?.state === 'locked') return { ok: false, status: 409, message: 'the baseline is already locked' };
+        setState('locked');
+        break;
+      case 'unlock':
+        if (review?.state !== 'locked' && review?.state !== 'enforcing') return { ok: false, status: 409, message: 'the baseline is not locked' };
+        setState('');
+        break;
+      case 'relearn':
+        if (before?.state === 'learning' || before?.state === 'relearn') return { ok: false, status: 409, message: `the baseline is already ${before.state}` };
+        // Learned entries and the agents' windows go; what security approved, added or removed stays.
+        deleteNodeHeaders.run(key);
+        deleteNodeEntries.run(key);
+        deleteLearnedEntries.run(key, key);
+        setState('relearn');
+        break;
+      case 'approve':
+      case 'remove': {
+        const e = find(change.entryId);
+        if (!e) return { ok: false, status: 404, message: 'no entry with this id in the baseline' };
+        if (change.action === 'approve' && e.status === 'removed') return { ok: false, status: 409, message: 'the entry was removed; add it again to allow it' };
+        if (change.action === 'remove' && e.status === 'removed') return { ok: false, status: 409, message: 'the entry is already removed' };
+        upsertStatus.run(key, e.id, change.action === 'approve' ? 'approved' : 'removed', by, at, reason);
+        break;
+      }
+      case 'add': {
+        const e = find(entryId(change.entry));
+        if (e && e.status !== 'removed') return { ok: false, status: 409, message: `the baseline already has this entry (${e.status})` };
+        if (!review) upsertReview.run(key, '', 0);
+        addEntry(key, change.entry, 'added', by, at, reason);
+        break;
+      }
+      case 'import': {
+        // The document is the desired state: what it lists is allowed, what it removes or omits is removed.
+        if (!review) upsertReview.run(key, '', 0);
+        setState(change.state === 'locked' ? 'locked' : change.state === 'enforcing' ? 'enforcing' : '');
+        const wanted = new Set<string>();
+        for (const entry of change.entries) {
+          const id = entryId(entry);
+          wanted.add(id);
+          const e = find(id);
+          if (e && e.status !== 'removed') {
+            if (e.status === 'learned') upsertStatus.run(key, id, 'approved', by, at, reason);
+          } else addEntry(key, entry, 'added', by, at, reason);
+        }
+        for (const entry of change.removed) {
+          const id = entryId(entry);
+          if (!wanted.has(id)) upsertStatus.run(key, id, 'removed', by, at, reason);
+        }
+        for (const e of before?.entries ?? []) if (!wanted.has(e.id) && e.status !== 'removed') upsertStatus.run(key, e.id, 'removed', by, at, reason);
+        break;
+      }
+    }
+    const { view, version } = recordVersion(key, by, change.action, reason, at);
+    return { ok: true, before, after: view, version };
+  });
+
+  function versionOf(r: { key: string; version: number; at: number; by: string; action: string; reason: string; state: ReviewedState; entries: string; removed: string }): BaselineVersion {
+    return { key: r.key, version: r.version, at: r.at, by: r.by, action: r.action, reason: r.reason, state: r.state, entryIds: JSON.parse(r.entries) as string[], removedIds: JSON.parse(r.removed) as string[] };
+  }
 
   const transitionTx = db.transaction((fingerprint: string, change: AlertTransition): TransitionResult => {
     const row = selectAlert.get(fingerprint) as AlertRow | undefined;
@@ -585,6 +809,9 @@ export function openSqliteStore(path: string): Store {
         examples: JSON.stringify(before.example === '' ? [] : [before.example]),
         merged: null,
       });
+      if (!reviewOf(before.baselineKey)) upsertReview.run(before.baselineKey, '', 0);
+      upsertStatus.run(before.baselineKey, id, 'added', change.by, change.at, change.comment || 'accepted from an alert');
+      recordVersion(before.baselineKey, change.by, 'accept', change.comment || `accepted alert ${fingerprint}`, change.at);
     }
     return { ok: true, before, after: alertOf(selectAlert.get(fingerprint) as AlertRow) };
   });
@@ -657,32 +884,41 @@ export function openSqliteStore(path: string): Store {
         if (!m) headers.set(row.key, (m = new Map()));
         m.set(row.node, JSON.parse(row.header) as SnapshotHeader);
       }
+      for (const key of reviewedKeys.all() as string[]) if (!headers.has(key)) headers.set(key, new Map());
       const counts = new Map((countEntriesByKey.all() as { key: string; process: number; total: number }[]).map((r) => [r.key, r]));
-      return [...headers].map(([key, byNode]) => {
+      const open = new Map((openAlertsByKey.all() as { key: string; n: number }[]).map((r) => [r.key, r.n]));
+      return [...headers].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, byNode]) => {
         const c = counts.get(key);
-        return { ...mergeHeaders(key, byNode), processEntries: c?.process ?? 0, networkEntries: c ? c.total - c.process : 0 };
+        const merged = mergeHeaders(key, byNode);
+        const review = reviewOf(key);
+        return {
+          ...merged,
+          state: reviewedState(merged.state, review),
+          version: review?.version ?? 0,
+          partial: [...byNode.values()].some((h) => (h as { partial?: boolean }).partial === true),
+          processEntries: c?.process ?? 0,
+          networkEntries: c ? c.total - c.process : 0,
+          openAlerts: open.get(key) ?? 0,
+        };
       });
     },
-    getBaseline(key) {
-      const headers = selectHeadersOfKey.all(key) as { node: string; header: string }[];
-      if (headers.length === 0) return null;
-      const nodes = new Map<string, string[]>();
-      for (const r of selectEntryNodesOfKey.iterate(key) as IterableIterator<{ entry_id: string; node: string }>) {
-        let list = nodes.get(r.entry_id);
-        if (!list) nodes.set(r.entry_id, (list = []));
-        if (list.length < MAX_LISTED_NODES) list.push(r.node);
+    getBaseline: (key) => viewOf(key),
+    reviewBaseline: (key, change, by, reason, at) => reviewTx(key, change, by, reason, at),
+    listVersions: (key) => (selectVersions.all(key) as Parameters<typeof versionOf>[0][]).map(versionOf),
+    getVersion(key, version) {
+      const r = selectVersion.get(key, version) as Parameters<typeof versionOf>[0] | undefined;
+      return r ? versionOf(r) : null;
+    },
+    clusterBaseline(key) {
+      const v = viewOf(key);
+      return v ? clusterOf(v) : null;
+    },
+    clusterKeys() {
+      const keys = new Set<string>(reviewedKeys.all() as string[]);
+      for (const row of selectAllHeaders.iterate() as IterableIterator<{ key: string; header: string }>) {
+        if ((JSON.parse(row.header) as SnapshotHeader).state !== 'learning') keys.add(row.key);
       }
-      const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string }[];
-      const entries: EntryStats[] = rows.map((r) => ({
-        id: r.entry_id,
-        entry: entryFromId(r.entry_id),
-        firstSeen: r.first_seen,
-        lastSeen: r.last_seen,
-        count: r.count,
-        nodes: nodes.get(r.entry_id) ?? [],
-        examples: JSON.parse(r.examples) as string[],
-      }));
-      return { ...mergeHeaders(key, new Map(headers.map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]))), entries };
+      return [...keys];
     },
     transitionAlert: (fingerprint, change) => transitionTx(fingerprint, change),
     enqueue: db.transaction((items: Parameters<Store['enqueue']>[0], now: number) => {

@@ -2,7 +2,7 @@
  * The collector's store interface. SQLite (better-sqlite3, WAL) is the embedded implementation;
  * nothing outside collector/store/ speaks SQL.
  */
-import type { BaselineSnapshot } from '../../core/baseline.js';
+import type { BaselineSnapshot, BaselineState, EntryStats } from '../../core/baseline.js';
 import type { Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
@@ -158,6 +158,8 @@ export interface IngestResult {
   updated: string[];
   /** Alerts that fire again: resolved ones whose behaviour came back, or ones an exception no longer covers. */
   reopened: Alert[];
+  /** Keys whose cluster baseline agents should be told about (past learning and grew, or changed state). */
+  clusterChanged: string[];
 }
 
 /** Filters for listing alerts. */
@@ -181,8 +183,69 @@ export interface DeviationQuery {
   node?: string | undefined;
 }
 
+/**
+ * What security decided about an entry: `learned` (from agents, not reviewed), `approved`,
+ * `added` (by hand, by accepting an alert, or by import), `removed` (never learned again: it alerts).
+ */
+export type EntryStatus = 'learned' | 'approved' | 'added' | 'removed';
+
+/** A baseline's state as reviewers see it: `relearn` until the agents report their new window. */
+export type ReviewedState = BaselineState | 'relearn';
+
+/** An entry with its review status. */
+export interface ReviewedEntry extends EntryStats {
+  status: EntryStatus;
+}
+
+/** One baseline key across the cluster, with what security decided. */
+export interface BaselineView extends Omit<MergedBaseline, 'entries' | 'state'> {
+  state: ReviewedState;
+  /** Review version: bumped by every review change (0 = never reviewed). */
+  version: number;
+  /** Some of its learning missed containers' start-up (they were already running). */
+  partial: boolean;
+  entries: ReviewedEntry[];
+}
+
+/** A version of a baseline: who changed what, when and why, and the active entries after it. */
+export interface BaselineVersion {
+  key: string;
+  version: number;
+  at: number;
+  by: string;
+  action: string;
+  reason: string;
+  state: ReviewedState;
+  entryIds: string[];
+  removedIds: string[];
+}
+
+/** A review change. */
+export type BaselineChange =
+  | { action: 'lock' | 'unlock' | 'relearn' }
+  | { action: 'approve' | 'remove'; entryId: string }
+  | { action: 'add'; entry: Entry }
+  | { action: 'import'; state: BaselineState; entries: Entry[]; removed: Entry[] };
+
+/** The outcome of a review change. */
+export type ReviewResult =
+  | { ok: true; before: BaselineView | null; after: BaselineView; version: number }
+  | { ok: false; status: 400 | 404 | 409; message: string };
+
+/** What agents enforce for a key (core/baseline.ts). */
+export type { ClusterBaseline } from '../../core/baseline.js';
+import type { ClusterBaseline } from '../../core/baseline.js';
+
 /** A baseline in a list: the merged header without entries. */
-export type BaselineSummary = Omit<MergedBaseline, 'entries'> & { processEntries: number; networkEntries: number };
+export type BaselineSummary = Omit<MergedBaseline, 'entries' | 'state'> & {
+  state: ReviewedState;
+  version: number;
+  partial: boolean;
+  processEntries: number;
+  networkEntries: number;
+  /** Alerts firing or acknowledged for this key. */
+  openAlerts: number;
+};
 
 /** The store. */
 export interface Store {
@@ -220,7 +283,15 @@ export interface Store {
   listDeviations(query: DeviationQuery): Page<StoredDeviation>;
   countDeviations(): number;
   listBaselines(): BaselineSummary[];
-  getBaseline(key: string): MergedBaseline | null;
+  getBaseline(key: string): BaselineView | null;
+  /** Apply a review change as `by`, making a new version. */
+  reviewBaseline(key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult;
+  listVersions(key: string): BaselineVersion[];
+  getVersion(key: string, version: number): BaselineVersion | null;
+  /** What agents should enforce for `key`, or null when the collector knows nothing of it. */
+  clusterBaseline(key: string): ClusterBaseline | null;
+  /** Keys with a cluster baseline past learning (what a connecting agent is sent). */
+  clusterKeys(): string[];
   close(): void;
 }
 

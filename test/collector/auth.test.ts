@@ -124,7 +124,7 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
     ['GET', '/api/v1/audit', { viewer: 403, responder: 403, reviewer: 200, admin: 200 }],
     ['POST', '/api/v1/alerts/abc/ack', { viewer: 403, responder: 404, reviewer: 404, admin: 404 }],
     ['POST', '/api/v1/alerts/abc/accept', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
-    ['POST', '/api/v1/baselines/docker.io%2Flibrary%2Fnginx/lock', { viewer: 403, responder: 403, reviewer: 405, admin: 405 }],
+    ['POST', '/api/v1/baselines/docker.io%2Flibrary%2Fnginx/lock', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
     ['DELETE', '/api/v1/exceptions/1', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
     ['POST', '/api/v1/exceptions', { viewer: 403, responder: 403, reviewer: 400, admin: 400 }],
     ['POST', '/api/v1/tokens', { viewer: 403, responder: 403, reviewer: 403, admin: 405 }],
