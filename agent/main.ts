@@ -56,6 +56,8 @@ export const AgentConfigSchema = z.strictObject({
   drainTimeout: durationMs.default(10_000),
   /** How often counts and last-seen times of known entries are persisted and sent (new entries go at once). */
   statsInterval: durationMs.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
+  /** How long a starting agent waits for the cluster's baselines before reading events (0: not at all). */
+  clusterSyncTimeout: durationMs.refine((ms) => ms <= 600_000, 'must be at most 10m').default(10_000),
   /**
    * The container runtime's CRI socket, asked for the image and pod of containers a source names only by
    * id (ebpf): `auto` probes /run/containerd/containerd.sock then /run/crio/crio.sock, `none` disables it.
@@ -197,6 +199,13 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
   const at = parseHostPort(config.httpListen);
   const httpPort = await listenHttp(http, at);
 
+  // A new node waits (briefly) for what the cluster learned: learning a key from zero that the
+  // cluster already enforces would let this node teach the cluster whatever runs here first.
+  if (config.clusterSyncTimeout > 0) {
+    const synced = await uplink.synced(config.clusterSyncTimeout);
+    if (synced) logger.info({ baselines: engine.size }, 'cluster baselines received');
+    else logger.warn({ waitedMs: config.clusterSyncTimeout }, 'the collector did not answer in time: reading events with the local baselines only');
+  }
   const runs = sources.map(async (source) => {
     try {
       for await (const batch of source.batches(controller.signal)) {

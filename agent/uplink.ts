@@ -67,6 +67,8 @@ export const DEFAULT_UPLINK: Omit<UplinkOptions, 'target' | 'node' | 'version' |
 export interface Uplink {
   /** New records are in the spool. */
   wake(): void;
+  /** Resolve true once the collector's cluster baselines arrived after the first connect, false after `timeoutMs`. */
+  synced(timeoutMs: number): Promise<boolean>;
   /** Resolve true once the spool is empty and nothing is in flight, false after `timeoutMs`. */
   drain(timeoutMs: number): Promise<boolean>;
   readonly connected: boolean;
@@ -168,9 +170,23 @@ export function startUplink(
     metrics.spoolBytes.set(state.spoolBytes());
   }
 
+  // The first sync: the Welcome, then as many cluster baselines as it announced.
+  let syncExpected = 0;
+  let syncReceived = 0;
+  let synced = false;
+  const syncWaiters: ((ok: boolean) => void)[] = [];
+  function markSynced(): void {
+    if (synced) return;
+    synced = true;
+    for (const w of syncWaiters.splice(0)) w(true);
+  }
+
   function onMessage(msg: WireCollectorMessage): void {
     if (msg.welcome) {
       if (msg.welcome.maxBatchItems > 0) batchItems = Math.min(options.batchItems, msg.welcome.maxBatchItems);
+      syncExpected = Math.max(0, Math.min(Number(msg.welcome.baselines) || 0, 1_000_000));
+      syncReceived = 0;
+      if (syncExpected === 0) markSynced();
       ready = true;
       attempt = 0;
       metrics.connected.set(1);
@@ -179,6 +195,8 @@ export function startUplink(
       return;
     }
     if (msg.baseline) {
+      syncReceived++;
+      if (syncReceived >= syncExpected) markSynced();
       try {
         const cluster = clusterBaselineFromWire(msg.baseline);
         if (deps.onBaseline?.(cluster)) metrics.clusterBaselines.inc();
@@ -257,6 +275,21 @@ export function startUplink(
       return ready;
     },
     wake: pump,
+    synced(timeoutMs) {
+      if (synced) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          const i = syncWaiters.indexOf(done);
+          if (i !== -1) syncWaiters.splice(i, 1);
+          resolve(false);
+        }, timeoutMs);
+        function done(ok: boolean) {
+          clearTimeout(timer);
+          resolve(ok);
+        }
+        syncWaiters.push(done);
+      });
+    },
     async drain(timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

@@ -95,12 +95,16 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           node = n;
           metrics.lastContact.set({ node }, deps.now() / 1000);
           logger.info({ node, peer, agentVersion: msg.hello.agentVersion, sources: msg.hello.sources }, 'agent connected');
-          call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems } });
-          // A new (or returning) node enforces what the cluster learned instead of learning from zero.
-          for (const key of store.clusterKeys().slice(0, MAX_BASELINES_ON_CONNECT)) {
-            const c = store.clusterBaseline(key);
-            if (c) call.write({ baseline: clusterBaselineToWire(c) });
-          }
+          // A new (or returning) node enforces what the cluster learned instead of learning from zero:
+          // the Welcome says how many baselines follow, so the agent can wait for them.
+          const clusters = store
+            .clusterKeys()
+            .slice(0, MAX_BASELINES_ON_CONNECT)
+            .map((key) => store.clusterBaseline(key))
+            .filter((c) => c !== null);
+          call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems, baselines: clusters.length } });
+          for (const c of clusters) call.write({ baseline: clusterBaselineToWire(c) });
+          if (clusters.length > 0) metrics.baselinesPushed.inc(clusters.length);
           connected.add(call);
           return;
         }

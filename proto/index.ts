@@ -144,7 +144,7 @@ export interface WireAgentMessage {
 
 /** Wire CollectorMessage. */
 export interface WireCollectorMessage {
-  welcome?: { collectorVersion: string; maxBatchItems: number } | null;
+  welcome?: { collectorVersion: string; maxBatchItems: number; baselines?: number } | null;
   ack?: { batchId: number; stored: number; duplicates: number; rejected: number } | null;
   baseline?: WireClusterBaseline | null;
   payload?: string;

@@ -178,3 +178,57 @@ test('a delta lists only the entries changed since the last one, with only the n
   t.is(enforcing.state, 'enforcing');
   t.is(enforcing.version, b.version);
 });
+
+test('cluster baselines: a new node enforces what others learned; removed entries are never learned and deviate; lock, unlock', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  const key = 'docker.io/library/nginx';
+  const nginx = entryOf(exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']), options) as Entry;
+  const shell = entryOf(exec(0, '/bin/sh', ['-c', 'date']), options) as Entry;
+  const cluster = { key, state: 'enforcing' as const, relearn: false, version: 0, windowStart: T0, learnUntil: T0 + 60 * MIN, entryIds: [entryId(nginx)], removedIds: [] as string[] };
+  const b = engine.applyCluster(cluster)!;
+  t.like(b, { state: 'enforcing', windowStart: T0, learnUntil: T0 + 60 * MIN });
+  t.is(engine.applyCluster(cluster), null, 'nothing new: no change');
+  // Inside the cluster's window by event time, yet it enforces: the cluster decided.
+  t.is(observe(engine, exec(10, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'])).verdict, 'matched');
+  t.is(observe(engine, exec(11, '/bin/sh', ['-c', 'date'])).verdict, 'deviation');
+  const delta = takeDelta(b);
+  t.deepEqual(delta.entries.map((e) => [e.id, e.count, e.firstSeen]), [[entryId(nginx), 1, T0 + 10 * MIN]], 'only what this node saw travels back, with its own first sighting');
+
+  // Removed while another node is still learning: never learned, it deviates.
+  const learning = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  observe(learning, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  t.truthy(learning.applyCluster({ ...cluster, state: 'learning', entryIds: [entryId(nginx)], removedIds: [entryId(shell)] }));
+  t.is(observe(learning, exec(5, '/bin/sh', ['-c', 'date'])).verdict, 'deviation');
+  t.is(learning.get(key)!.state, 'learning');
+
+  t.is(engine.applyCluster({ ...cluster, state: 'locked' })!.state, 'locked');
+  t.is(observe(engine, exec(70, '/usr/bin/id', [])).verdict, 'deviation');
+  t.is(engine.applyCluster({ ...cluster, state: 'enforcing' })!.state, 'enforcing', 'unlocked');
+});
+
+test('relearn: the agent forgets what it learned and starts a new window at the next event', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  const key = 'docker.io/library/nginx';
+  observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  observe(engine, exec(61, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  t.is(engine.get(key)!.state, 'enforcing');
+  const b = engine.applyCluster({ key, state: 'learning', relearn: true, version: 3, windowStart: 0, learnUntil: 0, entryIds: [], removedIds: [] })!;
+  t.like(b, { state: 'learning', learnUntil: 0 });
+  t.is(b.entries.size, 0);
+  t.is(observe(engine, exec(120, '/usr/bin/python3', ['app.py'])).verdict, 'learned');
+  t.like(engine.get(key), { windowStart: T0 + 120 * MIN, learnUntil: T0 + 180 * MIN, state: 'learning' });
+  t.is(observe(engine, exec(181, '/usr/bin/python3', ['app.py'])).verdict, 'matched');
+  t.is(observe(engine, exec(182, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'])).verdict, 'deviation', 'the old behaviour is gone');
+});
+
+test('partial: a baseline whose first event is not its container starting says so', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  t.false(engine.get('docker.io/library/nginx')!.partial, 'first event: the entrypoint, started by the runtime');
+  observe(engine, net(0, 'connect', '10.0.3.4', 5432, 40000));
+  observe(engine, { ...net(0, 'connect', '10.0.3.4', 5432, 40000), container: { id: 'c9', name: 'db', image: { repository: 'docker.io/library/postgres', tag: '16', digest: '' } } });
+  const pg = engine.get('docker.io/library/postgres')!;
+  t.true(pg.partial, 'first seen mid-flight: its start-up was missed');
+  t.true(snapshotOf(pg).partial);
+  t.deepEqual(snapshotOf(pg).namespaces, ['shop']);
+});
