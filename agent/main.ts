@@ -8,7 +8,9 @@ import { createServer } from 'node:http';
 import { hostname } from 'node:os';
 import v8 from 'node:v8';
 import { z } from 'zod';
-import { createBaselineEngine, type BaselineEngine } from '../core/baseline.js';
+import { createBaselineEngine, type BaselineEngine, type LearningWindow } from '../core/baseline.js';
+import type { ActivityEvent } from '../core/event.js';
+import { globMatch } from '../core/severity.js';
 import { parseCidr } from '../core/ip.js';
 import { boolFlag, cidr, durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { serveHealth } from '../runtime/health.js';
@@ -47,6 +49,24 @@ export const AgentConfigSchema = z.strictObject({
   collector: hostPort,
   stateDir: z.string().min(1),
   learningWindow: durationMs.default(3_600_000),
+  /** Learning goes on until no new entry appeared for this long (0: the window alone decides). */
+  quietPeriod: durationMs.default(600_000),
+  /** Learning never lasts longer than this. */
+  maxLearningWindow: durationMs.refine((ms) => ms >= 60_000, 'must be at least 1m').default(86_400_000),
+  /** Other windows for some namespaces or images; the first match wins. */
+  learningOverrides: z
+    .array(
+      z.strictObject({
+        namespace: z.array(z.string().min(1).max(63)).min(1).max(100).optional(),
+        /** Globs over the baseline key (docker.io/acme/*). */
+        image: z.array(z.string().min(1).max(512)).min(1).max(100).optional(),
+        learningWindow: durationMs.optional(),
+        quietPeriod: durationMs.optional(),
+        maxLearningWindow: durationMs.optional(),
+      }),
+    )
+    .max(200)
+    .default([]),
   baselineKey: z.enum(['repository', 'tag', 'digest']).default('repository'),
   httpListen: hostPort.default('127.0.0.1:9464'),
   logLevel: z.enum(LOG_LEVELS).default('info'),
@@ -142,12 +162,33 @@ function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
   return restored;
 }
 
+/** The learning window of a key: the first override that matches its namespace or image, else the defaults. */
+export function learningWindowsOf(config: Pick<AgentConfig, 'learningWindow' | 'quietPeriod' | 'maxLearningWindow' | 'learningOverrides'>) {
+  const defaults: LearningWindow = { windowMs: config.learningWindow, quietMs: config.quietPeriod, maxMs: config.maxLearningWindow };
+  if (config.learningOverrides.length === 0) return undefined;
+  return (key: string, event: ActivityEvent | null): LearningWindow => {
+    const ns = event?.pod?.namespace;
+    for (const o of config.learningOverrides) {
+      if (o.namespace && (ns === undefined || !o.namespace.includes(ns))) continue;
+      if (o.image && !o.image.some((g) => globMatch(g, key))) continue;
+      return { windowMs: o.learningWindow ?? defaults.windowMs, quietMs: o.quietPeriod ?? defaults.quietMs, maxMs: o.maxLearningWindow ?? defaults.maxMs };
+    }
+    return defaults;
+  };
+}
+
 /** Start an agent. */
 export async function startAgent(config: AgentConfig, options: { logger?: Logger } = {}): Promise<AgentHandle> {
   const logger = options.logger ?? createLogger('driftwatch-agent', config.logLevel);
   const metrics = createAgentMetrics();
   const state = openAgentState(config.stateDir, config.maxSpoolBytes);
-  const engine = createBaselineEngine({ learningWindowMs: config.learningWindow, keyMode: config.baselineKey });
+  const engine = createBaselineEngine({
+    learningWindowMs: config.learningWindow,
+    quietPeriodMs: config.quietPeriod,
+    maxLearningMs: config.maxLearningWindow,
+    windowFor: learningWindowsOf(config),
+    keyMode: config.baselineKey,
+  });
   const restored = restoreBaselines(engine, state);
   if (restored > 0) logger.info({ baselines: restored }, 'restored baselines from the state dir');
 

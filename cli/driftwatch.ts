@@ -31,6 +31,8 @@ const AGENT_OPTIONS: Options = {
   'cluster-cidr': { type: 'string', multiple: true },
   'drain-timeout': { type: 'string' },
   'stats-interval': { type: 'string' },
+  'quiet-period': { type: 'string' },
+  'max-learning-window': { type: 'string' },
   'cluster-sync-timeout': { type: 'string' },
   'exit-when-done': { type: 'boolean' },
   insecure: { type: 'boolean' },
@@ -125,6 +127,9 @@ const COMMAND_HELP: Record<string, string> = {
   --node NAME              this node's name; default $NODE_NAME or the hostname (node)
   --state-dir DIR          spool, baselines and source positions (stateDir)
   --learning-window DUR    event time each image is learned before enforcing; default 1h (learningWindow)
+  --quiet-period DUR       learning goes on until nothing new appeared for this long; default 10m (quietPeriod)
+  --max-learning-window DUR  learning never lasts longer; default 24h (maxLearningWindow)
+                           (per namespace or image: learningOverrides in the config file)
   --baseline-key MODE      repository (default) | tag | digest (baselineKey)
   --http-listen HOST:PORT  /metrics, /livez, /readyz; default 127.0.0.1:9464 (httpListen)
   --cluster-cidr CIDR      in-cluster address range; repeatable; default RFC 1918 + CGNAT + ULA (clusterCidrs)

@@ -95,6 +95,10 @@ export interface Baseline {
   namespaces: string[] | null;
   /** Entry ids security removed: never learned, they deviate. Null when none. */
   removed: Set<string> | null;
+  /** Quiet period of this key: a new entry pushes learnUntil to at least its time plus this. */
+  quietMs: number;
+  /** Learning ends by this event time whatever appears (windowStart + max). */
+  maxUntil: number;
 }
 
 /**
@@ -155,9 +159,23 @@ export type Observation =
   | { verdict: 'deviation'; baseline: Baseline; reason: DeviationReason; explanation: string; nearest: string[] }
   | { verdict: 'dropped'; reason: 'too-many-baselines' };
 
+/** How long a key learns: at least `windowMs`, until nothing new appeared for `quietMs`, never past `maxMs`. */
+export interface LearningWindow {
+  windowMs: number;
+  quietMs: number;
+  maxMs: number;
+}
+
 /** Engine settings. */
 export interface BaselineEngineOptions {
+  /** The least time a key learns (event time). */
   learningWindowMs: number;
+  /** Learning goes on until no new entry appeared for this long (0: the window alone decides). */
+  quietPeriodMs: number;
+  /** Learning never lasts longer than this. */
+  maxLearningMs: number;
+  /** Per-key windows (by namespace or image), consulted when a key starts learning; default: the above. */
+  windowFor?: ((key: string, event: ActivityEvent | null) => LearningWindow) | undefined;
   keyMode: KeyMode;
   /** Most entries one baseline holds; further new behaviour during learning is counted as overflow. */
   maxEntriesPerBaseline: number;
@@ -168,6 +186,8 @@ export interface BaselineEngineOptions {
 /** Default engine settings. */
 export const DEFAULT_ENGINE_OPTIONS: BaselineEngineOptions = Object.freeze({
   learningWindowMs: 3_600_000,
+  quietPeriodMs: 600_000,
+  maxLearningMs: 86_400_000,
   keyMode: 'repository',
   maxEntriesPerBaseline: 2_000,
   maxBaselines: 20_000,
@@ -202,13 +222,17 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
   const opts: BaselineEngineOptions = Object.freeze({ ...DEFAULT_ENGINE_OPTIONS, ...options });
   const baselines = new Map<string, Baseline>();
 
-  function create(key: string, time: number): Baseline {
+  const windowOf = (key: string, event: ActivityEvent | null): LearningWindow =>
+    opts.windowFor?.(key, event) ?? { windowMs: opts.learningWindowMs, quietMs: opts.quietPeriodMs, maxMs: opts.maxLearningMs };
+
+  function create(key: string, time: number, event: ActivityEvent | null = null): Baseline {
+    const w = windowOf(key, event);
     const b: Baseline = {
       key,
       state: 'learning',
       version: 1,
       windowStart: time,
-      learnUntil: time + opts.learningWindowMs,
+      learnUntil: time + w.windowMs,
       enforcingSince: 0,
       events: 0,
       overflow: 0,
@@ -219,6 +243,8 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       partial: false,
       namespaces: null,
       removed: null,
+      quietMs: w.quietMs,
+      maxUntil: time + Math.max(w.maxMs, w.windowMs),
     };
     baselines.set(key, b);
     return b;
@@ -261,7 +287,12 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         partial: record.partial === true,
         namespaces: record.namespaces && record.namespaces.length > 0 ? record.namespaces.slice(0, MAX_NAMESPACES) : null,
         removed: null,
+        quietMs: 0,
+        maxUntil: 0,
       };
+      const w = windowOf(b.key, null);
+      b.quietMs = w.quietMs;
+      b.maxUntil = b.windowStart + Math.max(w.maxMs, w.windowMs);
       baselines.set(b.key, b);
       return b;
     },
@@ -315,7 +346,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       let b = baselines.get(key);
       if (!b) {
         if (baselines.size >= opts.maxBaselines) return { verdict: 'dropped', reason: 'too-many-baselines' };
-        b = create(key, event.time);
+        b = create(key, event.time, event);
         b.partial = !startsContainer(event);
       }
       b.events++;
@@ -329,8 +360,11 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       if (b.state === 'learning' && event.time >= b.learnUntil) {
         if (b.learnUntil === 0) {
           // Relearning: the new window starts now.
+          const w = windowOf(key, event);
           b.windowStart = event.time;
-          b.learnUntil = event.time + opts.learningWindowMs;
+          b.learnUntil = event.time + w.windowMs;
+          b.quietMs = w.quietMs;
+          b.maxUntil = event.time + Math.max(w.maxMs, w.windowMs);
           b.partial = !startsContainer(event);
         } else {
           b.state = 'enforcing';
@@ -361,6 +395,8 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         b.changed.push(learned);
         (b.fresh ??= new Map()).set(id, [clip(exampleOf(event))]);
         b.version++;
+        // Adaptive window: something new appeared, so learning goes on for a quiet period, up to the maximum.
+        if (b.quietMs > 0 && event.time + b.quietMs > b.learnUntil) b.learnUntil = Math.min(event.time + b.quietMs, b.maxUntil);
         return { verdict: 'learned', baseline: b, isNew: true };
       }
       return { verdict: 'deviation', baseline: b, ...explain(b, entry) };

@@ -78,7 +78,7 @@ test('one queued delta per baseline: a newer one merges into the one not yet ack
 
 test('an engine restored from the state matches what it learned and keeps counting', (t) => {
   const dir = tempDir(t);
-  const engine = createBaselineEngine({ learningWindowMs: 60_000 });
+  const engine = createBaselineEngine({ learningWindowMs: 60_000, quietPeriodMs: 0 });
   const state = openAgentState(dir, 1 << 20);
   const ev = (time: number, exe: string) => ({
     time, node: 'node-1', source: 't', container: { id: 'c', name: 'c', image: { repository: 'docker.io/library/nginx', tag: '1', digest: '' } }, pod: null,
@@ -90,7 +90,7 @@ test('an engine restored from the state matches what it learned and keeps counti
   state.close();
 
   const reopened = openAgentState(dir, 1 << 20);
-  const fresh = createBaselineEngine({ learningWindowMs: 60_000 });
+  const fresh = createBaselineEngine({ learningWindowMs: 60_000, quietPeriodMs: 0 });
   for (const r of reopened.loadBaselines()) fresh.restore(r);
   const b = fresh.get('docker.io/library/nginx')!;
   t.is(b.entries.get(entryId(entryOfExe('/a')))!.count, 2);

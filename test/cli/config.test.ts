@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadAgentConfig } from '../../agent/main.js';
+import { learningWindowsOf, loadAgentConfig } from '../../agent/main.js';
 import { loadCollectorConfig } from '../../collector/main.js';
 
 const example = (name: string) => fileURLToPath(new URL(`../../../config/${name}`, import.meta.url));
@@ -13,6 +13,12 @@ test('the example agent config parses with the agent loader and documents every 
   t.is(config.learningWindow, 3_600_000);
   t.deepEqual(config.sources, ['falco-http:127.0.0.1:2801']);
   t.true(Object.isFrozen(config));
+  // Learning windows per namespace or image: the first matching override, else the defaults.
+  const windowOf = learningWindowsOf(config)!;
+  const pod = (namespace: string) => ({ pod: { namespace, name: 'p', labels: {}, workload: '' } }) as unknown as Parameters<typeof windowOf>[1];
+  t.deepEqual(windowOf('ghcr.io/acme/etl', pod('batch-jobs')), { windowMs: 86_400_000, quietMs: 7_200_000, maxMs: 259_200_000 });
+  t.deepEqual(windowOf('docker.io/library/nginx', pod('shop')), { windowMs: 3_600_000, quietMs: 300_000, maxMs: 86_400_000 });
+  t.deepEqual(windowOf('ghcr.io/acme/api', pod('shop')), { windowMs: 3_600_000, quietMs: 600_000, maxMs: 86_400_000 });
 });
 
 test('the example collector config parses with the collector loader', (t) => {

@@ -36,7 +36,7 @@ function observe(engine: ReturnType<typeof createBaselineEngine>, ev: ActivityEv
 }
 
 test('learns during the window measured on event time, then enforces', (t) => {
-  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN, quietPeriodMs: 0 });
   t.is(observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'])).verdict, 'learned');
   t.is(observe(engine, exec(59, '/bin/sh', ['-c', 'date'])).verdict, 'learned');
   const b = engine.get('docker.io/library/nginx')!;
@@ -231,4 +231,29 @@ test('partial: a baseline whose first event is not its container starting says s
   t.true(pg.partial, 'first seen mid-flight: its start-up was missed');
   t.true(snapshotOf(pg).partial);
   t.deepEqual(snapshotOf(pg).namespaces, ['shop']);
+});
+
+test('adaptive window: learning goes on while new behaviour keeps appearing, up to the maximum; per-key windows', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN, quietPeriodMs: 10 * MIN, maxLearningMs: 90 * MIN });
+  const key = 'docker.io/library/nginx';
+  observe(engine, exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']));
+  t.is(engine.get(key)!.learnUntil, T0 + 60 * MIN, 'nothing new late in the window: the window decides');
+  observe(engine, exec(55, '/usr/bin/find', ['/docker-entrypoint.d/']));
+  t.is(engine.get(key)!.learnUntil, T0 + 65 * MIN, 'something new at 55m: quiet until 65m');
+  t.is(observe(engine, exec(62, '/usr/bin/env', [])).verdict, 'learned', 'still learning at 62m');
+  t.is(engine.get(key)!.learnUntil, T0 + 72 * MIN);
+  observe(engine, exec(71, '/usr/bin/id', []));
+  observe(engine, exec(80, '/usr/bin/date', []));
+  observe(engine, exec(89, '/usr/bin/uptime', []));
+  t.is(engine.get(key)!.learnUntil, T0 + 90 * MIN, 'never past the maximum');
+  t.is(observe(engine, exec(91, '/usr/bin/whoami', [])).verdict, 'deviation');
+
+  const perKey = createBaselineEngine({
+    learningWindowMs: 60 * MIN,
+    windowFor: (k) => (k.startsWith('docker.io/library/') ? { windowMs: 5 * MIN, quietMs: 0, maxMs: 5 * MIN } : { windowMs: 60 * MIN, quietMs: 0, maxMs: 60 * MIN }),
+  });
+  observe(perKey, exec(0, '/usr/sbin/nginx', []));
+  observe(perKey, exec(0, '/app/server', [], {}, 'ghcr.io/acme/api'));
+  t.is(perKey.get(key)!.learnUntil, T0 + 5 * MIN);
+  t.is(perKey.get('ghcr.io/acme/api')!.learnUntil, T0 + 60 * MIN);
 });
