@@ -18,6 +18,7 @@ import {
 } from '../proto/index.js';
 import type { Logger } from '../runtime/logger.js';
 import type { CollectorMetrics } from './metrics.js';
+import type { NodeTracker } from './nodes.js';
 import type { Alert, AlertPolicy, IngestResult, Store } from './store/store.js';
 
 /** Ingest settings. */
@@ -38,6 +39,8 @@ export interface IngestDeps {
   policy?: AlertPolicy | undefined;
   /** Called after each commit with what it did (notifications, live feed). */
   afterCommit?: ((result: IngestResult) => void) | undefined;
+  /** Told of every hello, message, heartbeat, goodbye and ended stream (last contact, lag, silence). */
+  nodes?: NodeTracker | undefined;
   now: () => number;
 }
 
@@ -47,7 +50,11 @@ const NODE_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 export interface Ingest {
   readonly implementation: grpc.UntypedServiceImplementation;
   readonly service: grpc.ServiceDefinition;
-  /** End every open stream (at shutdown, after the server stopped accepting new ones). */
+  /**
+   * Stop taking batches and end every open stream (at shutdown, after the server stopped accepting new
+   * ones). A batch already being committed finishes and is acknowledged first (commits are synchronous);
+   * a batch that arrives later is refused with UNAVAILABLE, unacknowledged, so its agent resends it.
+   */
   closeAll(): void;
 }
 
@@ -55,6 +62,7 @@ export interface Ingest {
 export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   const { store, metrics, logger } = deps;
   const open = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
+  let closing = false;
 
   function connect(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): void {
     let node: string | null = null;
@@ -75,6 +83,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           if (msg.hello.protocol !== PROTOCOL_REVISION) return fail(grpc.status.FAILED_PRECONDITION, `protocol revision ${msg.hello.protocol} is not ${PROTOCOL_REVISION}`);
           node = n;
           metrics.lastContact.set({ node }, deps.now() / 1000);
+          deps.nodes?.hello(n, { agentVersion: String(msg.hello.agentVersion ?? ''), sources: Array.isArray(msg.hello.sources) ? msg.hello.sources : [] });
           logger.info({ node, peer, agentVersion: msg.hello.agentVersion, sources: msg.hello.sources }, 'agent connected');
           call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems } });
           return;
@@ -82,10 +91,19 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
         if (node === null) return fail(grpc.status.FAILED_PRECONDITION, 'the first message must be a hello');
         metrics.lastContact.set({ node }, deps.now() / 1000);
         if (msg.heartbeat) {
-          metrics.agentSpool.set({ node }, Number(msg.heartbeat.spooled) || 0);
+          const hb = msg.heartbeat;
+          metrics.agentSpool.set({ node }, Number(hb.spooled) || 0);
+          if (deps.nodes) deps.nodes.heartbeat(node, { spooled: Number(hb.spooled), spoolBytes: Number(hb.spoolBytes), lagMs: Number(hb.oldestSpooledAgeMs), spoolDropped: Number(hb.spoolDropped), watermark: Number(hb.watermarkMs) });
           return;
         }
+        if (msg.goodbye) {
+          deps.nodes?.goodbye(node);
+          call.end();
+          return;
+        }
+        deps.nodes?.contact(node);
         if (msg.batch) {
+          if (closing) return fail(grpc.status.UNAVAILABLE, 'the collector is stopping; resend to another or later');
           const b = msg.batch;
           const items = (b.deviations?.length ?? 0) + (b.baselines?.length ?? 0);
           if (items > options.maxBatchItems) return fail(grpc.status.RESOURCE_EXHAUSTED, `batch of ${items} records; at most ${options.maxBatchItems}`);
@@ -141,7 +159,10 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     const done = () => {
       if (!open.delete(call)) return;
       metrics.streams.dec();
-      if (node) logger.info({ node }, 'agent disconnected');
+      if (node) {
+        deps.nodes?.disconnected(node);
+        logger.info({ node }, 'agent disconnected');
+      }
     };
     call.on('end', () => {
       done();
@@ -156,6 +177,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     implementation: { connect },
     service: agentService().service,
     closeAll() {
+      closing = true;
       for (const call of open) call.end();
     },
   };
