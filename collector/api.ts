@@ -247,8 +247,15 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
   if (size === 0) return {};
   if (type !== 'application/json') throw new ApiError(415, 'unsupported_media_type', 'send the body as application/json');
+  let text: string;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    // Strict: bytes that are not UTF-8 are refused, not silently replaced with U+FFFD.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new ApiError(400, 'invalid_utf8', 'the request body is not valid UTF-8');
+  }
+  try {
+    return JSON.parse(text) as unknown;
   } catch {
     throw new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
   }
