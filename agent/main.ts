@@ -27,6 +27,14 @@ import type { RejectReason } from './sources/falco-event.js';
 import { openAgentState, type AgentState } from './state.js';
 import { DEFAULT_UPLINK, startUplink } from './uplink.js';
 
+/**
+ * Sources that save a position with the baselines it produced and resume from it after a restart.
+ * The others cannot: what Falco posted (http), wrote to the pipe or socket (stdin, unix), streamed
+ * (grpc) or the kernel reported (ebpf) while the agent was down is gone, and a replay starts over.
+ * Shown per source in driftwatch_agent_source_resumable.
+ */
+export const RESUMABLE_SOURCES: ReadonlySet<string> = new Set(['falco-file', 'tetragon-file']);
+
 /** Address ranges that count as "inside the cluster" unless configured: RFC 1918, CGNAT, ULA. */
 export const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
 
@@ -182,6 +190,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
   const logger = options.logger ?? createLogger('driftwatch-agent', config.logLevel);
   const metrics = createAgentMetrics();
   const state = openAgentState(config.stateDir, config.maxSpoolBytes);
+  for (const spec of config.sources) metrics.sourceResumable.set({ source: spec }, RESUMABLE_SOURCES.has(parseSourceSpec(spec).factory.scheme) ? 1 : 0);
   const engine = createBaselineEngine({
     learningWindowMs: config.learningWindow,
     quietPeriodMs: config.quietPeriod,
@@ -209,7 +218,14 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       sources: [...config.sources],
       security: tls ? { insecure: false, tls, serverName: config.tlsServerName, tokenFile: config.tokenFile } : { insecure: true },
     },
-    { state, metrics, logger: logger.child({ component: 'uplink' }), watermark: () => pipeline.watermark, onBaseline: (cluster) => pipeline.applyCluster(cluster) },
+    {
+      state,
+      metrics,
+      logger: logger.child({ component: 'uplink' }),
+      watermark: () => pipeline.watermark,
+      dropped: () => pipeline.dropped,
+      onBaseline: (cluster) => pipeline.applyCluster(cluster),
+    },
   );
   uplinkRef.wake = () => uplink.wake();
 

@@ -3,15 +3,16 @@
  * into the spool → the source's batch acknowledged. Synchronous per batch (better-sqlite3 is
  * synchronous), so batches of different sources never interleave inside a commit.
  */
-import { baselineKey, takeDelta, type BaselineEngine, type BaselineSnapshot, type ClusterBaseline } from '../core/baseline.js';
+import { baselineKey, takeDelta, type Baseline, type BaselineEngine, type BaselineSnapshot, type ClusterBaseline } from '../core/baseline.js';
 import { deviationId, type Deviation } from '../core/deviation.js';
-import { entryId, entryOf, type EntryOptions } from '../core/entry.js';
+import { entryFromId, entryId, entryOf, type EntryOptions } from '../core/entry.js';
 import { EVENT_KINDS, type ActivityEvent } from '../core/event.js';
+import { baselineFactsOf, classify, type BaselineFacts } from '../core/severity.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Attributor } from './attribution.js';
 import type { AgentMetrics } from './metrics.js';
 import type { SourceBatch } from './sources/source.js';
-import type { AgentState } from './state.js';
+import type { AgentState, SpoolDeviation } from './state.js';
 
 /** Pipeline settings. */
 export interface PipelineOptions {
@@ -63,6 +64,8 @@ export interface Pipeline {
   flush(force: boolean): void;
   /** Newest event time processed. */
   readonly watermark: number;
+  /** Deviations the spool's overflow policy dropped since start. */
+  readonly dropped: number;
 }
 
 /** Create the pipeline. */
@@ -73,10 +76,26 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
   const persisted = new Map<string, { version: number; events: number; at: number }>();
   const positions = new Map<string, unknown>();
   let watermark = 0;
+  let dropped = 0;
   const kindIndex: Record<string, number> = Object.fromEntries(EVENT_KINDS.map((k, i) => [k, i]));
   // Events waiting for their container's image, by container id, in arrival order.
   const held = new Map<string, ActivityEvent[]>();
   let heldCount = 0;
+  // Facts of each baseline at the version they were computed for: a deviation's severity (which only
+  // decides what a full spool drops first) needs them, and enforcing baselines rarely change version.
+  const facts = new Map<string, { version: number; facts: BaselineFacts }>();
+
+  /** The baseline facts of `b` (cached per version). */
+  function factsOf(b: Baseline): BaselineFacts {
+    const cached = facts.get(b.key);
+    if (cached && cached.version === b.version) return cached.facts;
+    const f = baselineFactsOf((function* () {
+      for (const id of b.entries.keys()) yield entryFromId(id);
+    })());
+    if (facts.size >= 20_000) facts.clear();
+    facts.set(b.key, { version: b.version, facts: f });
+    return f;
+  }
 
   for (const b of engine.all()) persisted.set(b.key, { version: b.version, events: b.events, at: deps.now() });
 
@@ -120,9 +139,12 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
     get watermark() {
       return watermark;
     },
+    get dropped() {
+      return dropped;
+    },
     process(batch, source) {
       const endTimer = metrics.batchSeconds.startTimer();
-      const deviations: Deviation[] = [];
+      const deviations: SpoolDeviation[] = [];
       const kinds = new Float64Array(EVENT_KINDS.length);
       const counts = { unattributed: 0, incomplete: 0, overflowed: 0, learned: 0, learning: 0, matched: 0 };
 
@@ -150,7 +172,7 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
         } else if (obs.verdict === 'matched') {
           counts.matched++;
         } else {
-          deviations.push({
+          const deviation: Deviation = {
             id: deviationId(ev, key, entry),
             key,
             baselineVersion: obs.baseline.version,
@@ -159,7 +181,11 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
             explanation: obs.explanation,
             nearest: obs.nearest,
             event: ev,
-          });
+          };
+          // The built-in table against this node's baseline: the collector decides the alert's severity
+          // (site rules, cluster-wide baseline); this rank only orders what a full spool drops first.
+          const { severity } = classify({ kind: ev.kind, reason: obs.reason, entry, exe: ev.process.exe, baseline: ev.kind === 'exec' ? factsOf(obs.baseline) : { hasShell: false, hasRoot: false } });
+          deviations.push({ deviation, severity });
         }
       };
 
@@ -190,19 +216,20 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
         // image ever run a shell?"; the re-check): the baseline's unsent changes, such as its last
         // learned entries and its switch to enforcing, go ahead of its first deviations.
         const deltas: BaselineSnapshot[] = [];
-        for (const d of deviations) {
+        for (const { deviation: d } of deviations) {
           const b = engine.get(d.key);
           const p = persisted.get(d.key);
           if (!b || (p && p.version === b.version)) continue;
           deltas.push(takeDelta(b));
           persisted.set(d.key, { version: b.version, events: b.events, at: deps.now() });
         }
-        const { spooled, evicted } = state.commit({ deltas, deviations });
+        const { spooled, evicted, evictedBySeverity } = state.commit({ deltas, deviations });
         if (evicted > 0) {
-          metrics.spoolEvicted.inc(evicted);
-          logger.warn({ evicted }, 'spool full: dropped the oldest deviations');
+          dropped += evicted;
+          for (const [severity, n] of Object.entries(evictedBySeverity)) metrics.spoolEvicted.inc({ severity }, n);
+          logger.warn({ evicted, bySeverity: evictedBySeverity, spoolBytes: state.spoolBytes() }, 'spool full: dropped the lowest-severity, oldest deviations');
         }
-        for (const d of deviations) metrics.deviations.inc({ kind: d.event.kind });
+        for (const { deviation: d } of deviations) metrics.deviations.inc({ kind: d.event.kind });
         if (spooled > 0) deps.onSpooled();
       }
       batch.ack?.();

@@ -9,6 +9,11 @@
  * the agent resumes from a position whose learned entries are all persisted. Deviations are spooled
  * per batch (before a source's batch is acknowledged); if a crash re-reads events past the last saved
  * position, the deviations they make again carry the same ids and are stored once.
+ *
+ * The spool is bounded in bytes. When a commit overflows it, deviations are dropped lowest severity
+ * first (as the agent ranks them with the built-in severity table and its own baseline), oldest first
+ * within a severity, and every drop is reported to the caller by severity. Baseline deltas are never
+ * dropped: there is at most one queued per baseline.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +22,7 @@ import { MAX_EXAMPLES, type BaselineRecord, type BaselineSnapshot, type EntrySta
 import { entryFromId } from '../core/entry.js';
 import { unite } from '../core/merge.js';
 import type { Deviation } from '../core/deviation.js';
+import { SEVERITIES, type Severity } from '../core/severity.js';
 
 /** What kind of record a spool row holds. */
 export type SpoolKind = 'deviation' | 'baseline';
@@ -29,18 +35,26 @@ export interface SpoolRecord {
   bytes: number;
 }
 
+/** A deviation to spool, with the severity the agent gave it (it decides what a full spool drops first). */
+export interface SpoolDeviation {
+  deviation: Deviation;
+  severity: Severity;
+}
+
 /** What one commit writes. */
 export interface StateCommit {
-  deviations?: readonly Deviation[];
+  deviations?: readonly SpoolDeviation[];
   /** Baseline deltas (see takeDelta); a full snapshot is a delta too. Persisted and queued for the collector. */
   deltas?: readonly BaselineSnapshot[];
   positions?: ReadonlyMap<string, unknown>;
 }
 
-/** Result of a commit: how many deviations were new, and how many old ones the byte bound evicted. */
+/** Result of a commit: how many deviations were new, and how many spooled ones the byte bound evicted. */
 export interface CommitResult {
   spooled: number;
   evicted: number;
+  /** The evicted deviations by severity (only severities with drops). */
+  evictedBySeverity: Partial<Record<Severity, number>>;
 }
 
 /** The agent's state store. */
@@ -60,24 +74,29 @@ export interface AgentState {
   remove(seqs: readonly number[]): void;
   spoolCount(): number;
   spoolBytes(): number;
+  /** Wall-clock time (ms) the oldest record still in the spool was written, or null when it is empty. */
+  oldestSpooledAt(): number | null;
   close(): void;
 }
 
-/** Open (creating if needed) the state in `dir`. `maxSpoolBytes` bounds the spool; the oldest deviations go first. */
-export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
+/**
+ * Open (creating if needed) the state in `dir`. `maxSpoolBytes` bounds the spool; the lowest-severity,
+ * then oldest, deviations go first. `now` is the wall clock (the age of spooled records).
+ */
+export function openAgentState(dir: string, maxSpoolBytes: number, now: () => number = Date.now): AgentState {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const db = new Database(join(dir, 'agent.db'));
   db.pragma('journal_mode = WAL');
   // NORMAL in WAL survives a process crash (kill -9); a power loss may drop the last commits.
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  migrate(db);
+  migrate(db, now);
 
-  const insertDeviation = db.prepare(`INSERT OR IGNORE INTO spool (kind, ref, body, bytes) VALUES ('deviation', ?, ?, ?)`);
+  const insertDeviation = db.prepare(`INSERT OR IGNORE INTO spool (kind, ref, body, bytes, severity, spooled_at) VALUES ('deviation', ?, ?, ?, ?, ?)`);
   // A newer delta of a baseline is merged into a queued older one and takes a new seq, so an in-flight
   // ack of the old one removes nothing that was not sent.
-  const upsertDeltaSpool = db.prepare(`INSERT OR REPLACE INTO spool (kind, ref, body, bytes) VALUES ('baseline', ?, ?, ?)`);
-  const queuedDelta = db.prepare(`SELECT body, bytes FROM spool WHERE kind = 'baseline' AND ref = ?`);
+  const upsertDeltaSpool = db.prepare(`INSERT OR REPLACE INTO spool (kind, ref, body, bytes, severity, spooled_at) VALUES ('baseline', ?, ?, ?, 0, ?)`);
+  const queuedDelta = db.prepare(`SELECT body, bytes, spooled_at FROM spool WHERE kind = 'baseline' AND ref = ?`);
   const upsertHeader = db.prepare(`INSERT OR REPLACE INTO baselines (key, header) VALUES (?, ?)`);
   // Stats are absolute and only grow, so writing an older delta after a newer one changes nothing.
   const upsertEntry = db.prepare(`
@@ -96,7 +115,9 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
   const deleteSeq = db.prepare(`DELETE FROM spool WHERE seq = ? RETURNING bytes`).pluck();
   const countRows = db.prepare(`SELECT count(*) FROM spool`).pluck();
   const sumBytes = db.prepare(`SELECT coalesce(sum(bytes), 0) FROM spool`).pluck();
-  const oldestDeviations = db.prepare(`SELECT seq, bytes FROM spool WHERE kind = 'deviation' ORDER BY seq LIMIT ?`);
+  // The overflow policy's order: lowest severity (highest rank) first, then oldest (see spool_evict).
+  const evictionVictims = db.prepare(`SELECT seq, bytes, severity FROM spool WHERE kind = 'deviation' ORDER BY severity DESC, seq LIMIT ?`);
+  const oldestSpooled = db.prepare(`SELECT spooled_at FROM spool ORDER BY seq LIMIT 1`).pluck();
 
   let bytes = sumBytes.get() as number;
 
@@ -116,7 +137,7 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
 
   /** Queue a delta for the collector, merged into the one already queued for its key, if any. */
   function queue(delta: BaselineSnapshot): void {
-    const queued = queuedDelta.get(delta.key) as { body: string; bytes: number } | undefined;
+    const queued = queuedDelta.get(delta.key) as { body: string; bytes: number; spooled_at: number } | undefined;
     let merged = delta;
     if (queued) {
       bytes -= queued.bytes;
@@ -124,40 +145,46 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
     }
     const body = JSON.stringify(merged);
     const size = Buffer.byteLength(body);
-    upsertDeltaSpool.run(delta.key, body, size);
+    // A merged delta keeps the time its first part was spooled: that is how long the change has waited.
+    upsertDeltaSpool.run(delta.key, body, size, queued ? queued.spooled_at : now());
     bytes += size;
   }
 
   const commitTx = db.transaction((changes: StateCommit): CommitResult => {
     let spooled = 0;
     let evicted = 0;
+    const evictedBySeverity: Partial<Record<Severity, number>> = {};
+    const at = now();
     // Deltas first: a baseline's changes travel ahead of the deviations checked against it.
     for (const delta of changes.deltas ?? []) {
       persist(delta);
       queue(delta);
     }
-    for (const d of changes.deviations ?? []) {
+    for (const { deviation: d, severity } of changes.deviations ?? []) {
       const body = JSON.stringify(d);
       const size = Buffer.byteLength(body);
-      if (insertDeviation.run(d.id, body, size).changes === 1) {
+      if (insertDeviation.run(d.id, body, size, severityRank(severity), at).changes === 1) {
         spooled++;
         bytes += size;
       }
     }
     for (const [source, position] of changes.positions ?? []) upsertPosition.run(source, JSON.stringify(position));
-    // Overflow policy: drop the oldest deviations until the spool fits (counted by the caller).
-    // Baseline deltas are never dropped: there is at most one queued per baseline.
+    // Overflow policy: drop the lowest-severity deviations, oldest first among equals, until the spool
+    // fits (counted by the caller, by severity). A deviation just committed may be the one dropped, when
+    // everything older is more severe. Baseline deltas are never dropped: at most one is queued per baseline.
     while (bytes > maxSpoolBytes) {
-      const victims = oldestDeviations.all(256) as { seq: number; bytes: number }[];
+      const victims = evictionVictims.all(256) as { seq: number; bytes: number; severity: number }[];
       if (victims.length === 0) break;
       for (const v of victims) {
         deleteSeq.get(v.seq);
         bytes -= v.bytes;
         evicted++;
+        const severity = SEVERITIES[v.severity] ?? 'low';
+        evictedBySeverity[severity] = (evictedBySeverity[severity] ?? 0) + 1;
         if (bytes <= maxSpoolBytes) break;
       }
     }
-    return { spooled, evicted };
+    return { spooled, evicted, evictedBySeverity };
   });
 
   const removeTx = db.transaction((seqs: readonly number[]) => {
@@ -218,6 +245,7 @@ export function openAgentState(dir: string, maxSpoolBytes: number): AgentState {
     remove: (seqs) => removeTx(seqs),
     spoolCount: () => countRows.get() as number,
     spoolBytes: () => bytes,
+    oldestSpooledAt: () => (oldestSpooled.get() as number | undefined) ?? null,
     close: () => db.close(),
   };
 }
@@ -232,14 +260,21 @@ function mergeDeltas(older: BaselineSnapshot, newer: BaselineSnapshot): Baseline
   return { ...newer, entries: [...byId.values()] };
 }
 
+/** Rank stored with a spooled deviation: its index in SEVERITIES (0 = critical; larger goes first when full). */
+function severityRank(severity: Severity): number {
+  const rank = SEVERITIES.indexOf(severity);
+  return rank === -1 ? SEVERITIES.length - 1 : rank;
+}
+
 /** The schema revision this code writes (PRAGMA user_version). */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /**
  * Create the tables, or bring an older state dir up to date. Revision 1 kept each baseline as one
- * JSON snapshot; revision 2 keeps a header per baseline and a row per entry.
+ * JSON snapshot; revision 2 keeps a header per baseline and a row per entry; revision 3 adds each
+ * spooled record's severity rank and the time it was spooled (overflow policy, lag).
  */
-function migrate(db: Database.Database): void {
+function migrate(db: Database.Database, now: () => number): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > SCHEMA_VERSION) {
     throw new Error(`the state dir was written by a newer Driftwatch (schema ${version}; this one reads up to ${SCHEMA_VERSION})`);
@@ -253,7 +288,9 @@ function migrate(db: Database.Database): void {
         kind  TEXT NOT NULL,
         ref   TEXT NOT NULL,
         body  TEXT NOT NULL,
-        bytes INTEGER NOT NULL
+        bytes INTEGER NOT NULL,
+        severity   INTEGER NOT NULL DEFAULT 2,
+        spooled_at INTEGER NOT NULL DEFAULT 0
       );
       CREATE UNIQUE INDEX IF NOT EXISTS spool_ref ON spool(kind, ref);
       CREATE TABLE IF NOT EXISTS baselines (key TEXT PRIMARY KEY, header TEXT NOT NULL);
@@ -269,6 +306,14 @@ function migrate(db: Database.Database): void {
       ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position TEXT NOT NULL);
     `);
+    // Revision 2 spools lack the severity rank (their deviations count as medium) and the spool time.
+    const spoolColumns = new Set(db.prepare(`SELECT name FROM pragma_table_info('spool')`).pluck().all() as string[]);
+    if (!spoolColumns.has('severity')) db.exec(`ALTER TABLE spool ADD COLUMN severity INTEGER NOT NULL DEFAULT 2`);
+    if (!spoolColumns.has('spooled_at')) {
+      db.exec(`ALTER TABLE spool ADD COLUMN spooled_at INTEGER NOT NULL DEFAULT 0`);
+      db.prepare(`UPDATE spool SET spooled_at = ?`).run(now());
+    }
+    db.exec(`CREATE INDEX IF NOT EXISTS spool_evict ON spool(kind, severity DESC, seq)`);
     if (legacy) {
       const header = db.prepare(`INSERT OR REPLACE INTO baselines (key, header) VALUES (?, ?)`);
       const entry = db.prepare(`INSERT OR REPLACE INTO entries (key, id, first_seen, last_seen, count, nodes, examples) VALUES (?, ?, ?, ?, ?, ?, ?)`);

@@ -4,6 +4,8 @@
  * queue: the spool is the queue). A record leaves the spool only when its batch is acknowledged.
  * On any stream error it reconnects with capped exponential backoff and jitter, and resends
  * everything unacknowledged from the start of the spool; the collector recognises resends by id.
+ * Heartbeats (right after the Welcome, then every `heartbeatMs`) carry the agent's lag: records and
+ * bytes in the spool, the age of the oldest unacknowledged one, and what a full spool dropped.
  */
 import { readFileSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -75,7 +77,10 @@ export interface Uplink {
   stop(): Promise<void>;
 }
 
-/** Start streaming. `watermark` reports the newest event time for heartbeats. */
+/**
+ * Start streaming. `watermark` reports the newest event time and `dropped` the deviations a full
+ * spool dropped since start, for heartbeats; `now` is the wall clock.
+ */
 export function startUplink(
   options: UplinkOptions,
   deps: {
@@ -83,11 +88,14 @@ export function startUplink(
     metrics: AgentMetrics;
     logger: Logger;
     watermark: () => number;
+    dropped?: () => number;
+    now?: () => number;
     /** A cluster baseline the collector pushed; true when it changed the local one. */
     onBaseline?: ((cluster: ClusterBaseline) => boolean) | undefined;
   },
 ): Uplink {
   const { state, metrics, logger } = deps;
+  const now = deps.now ?? Date.now;
   const { Client } = agentService();
   const channelOptions: grpc.ChannelOptions = {
     'grpc.keepalive_time_ms': 30_000,
@@ -165,9 +173,30 @@ export function startUplink(
     updateSpoolGauges();
   }
 
+  /** Age in ms of the oldest record waiting for an ack, 0 when the spool is empty. */
+  function lagMs(): number {
+    const oldest = state.oldestSpooledAt();
+    return oldest === null ? 0 : Math.max(0, now() - oldest);
+  }
+
   function updateSpoolGauges(): void {
     metrics.spoolRecords.set(state.spoolCount());
     metrics.spoolBytes.set(state.spoolBytes());
+    metrics.spoolOldestAge.set(lagMs() / 1000);
+  }
+
+  function heartbeat(): void {
+    if (!call || !ready) return;
+    call.write({
+      heartbeat: {
+        timeMs: now(),
+        spooled: state.spoolCount(),
+        watermarkMs: deps.watermark(),
+        spoolBytes: state.spoolBytes(),
+        oldestSpooledAgeMs: lagMs(),
+        spoolDropped: deps.dropped?.() ?? 0,
+      },
+    });
   }
 
   // The first sync: the Welcome, then as many cluster baselines as it announced.
@@ -191,6 +220,8 @@ export function startUplink(
       attempt = 0;
       metrics.connected.set(1);
       logger.info({ collector: options.target, collectorVersion: msg.welcome.collectorVersion }, 'connected to collector');
+      // The collector learns this node's lag at once, not a heartbeat interval later.
+      heartbeat();
       pump();
       return;
     }
@@ -265,7 +296,8 @@ export function startUplink(
   }
 
   heartbeatTimer = setInterval(() => {
-    if (call && ready) call.write({ heartbeat: { timeMs: Date.now(), spooled: state.spoolCount(), watermarkMs: deps.watermark() } });
+    heartbeat();
+    updateSpoolGauges();
   }, options.heartbeatMs);
   heartbeatTimer.unref();
   connect();
@@ -306,9 +338,21 @@ export function startUplink(
       if (call) {
         const c = call;
         call = null;
+        if (ready) {
+          // Say goodbye and give the collector a moment to read it: a stop is not a silence.
+          c.write({ goodbye: { spooled: state.spoolCount() } });
+          c.end();
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, 1_000);
+            const done = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+            for (const e of ['end', 'error', 'close', 'status']) c.on(e, done);
+          });
+        } else c.end();
         c.removeAllListeners();
         c.on('error', () => {});
-        c.end();
       }
       metrics.connected.set(0);
       client?.close();

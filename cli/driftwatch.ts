@@ -74,6 +74,7 @@ const COLLECTOR_OPTIONS: Options = {
   'metrics-auth': { type: 'boolean' },
   'api-rate-limit': { type: 'string' },
   'max-body-bytes': { type: 'string' },
+  'silent-after': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -178,6 +179,7 @@ const COMMAND_HELP: Record<string, string> = {
   --metrics-auth           /metrics needs a viewer token (metricsAuth)
   --api-rate-limit N       requests per second per API token; default 50 (apiRateLimit)
   --max-body-bytes N       largest HTTP request body; default 1048576 (maxBodyBytes)
+  --silent-after D         a node whose agent sent nothing this long is marked silent and alerted on; default 5m (silentAfter)
   --insecure               plaintext agent stream and/or an API without tokens, where not configured (insecure)
   --config FILE            YAML file with the settings above`,
   certs: `driftwatch certs — a small CA in one directory:

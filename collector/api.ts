@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EventKind } from '../core/event.js';
 import { EVENT_KINDS } from '../core/event.js';
@@ -15,6 +15,7 @@ import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
 import type { Alerting } from './alerting/index.js';
 import type { AuditLog } from './audit.js';
+import type { NodeStatus, NodeTracker } from './nodes.js';
 import {
   ALERT_STATES,
   CursorError,
@@ -179,6 +180,29 @@ function versionJson(v: BaselineVersion) {
   return { version: v.version, at: iso(v.at), by: v.by, action: v.action, reason: v.reason, state: v.state, entries: v.entryIds.length, removed: v.removedIds.length };
 }
 
+/** The JSON shape of a node's agent. */
+export function nodeJson(n: NodeStatus) {
+  return {
+    node: n.node,
+    agentVersion: n.agentVersion,
+    sources: n.sources,
+    connected: n.streams > 0,
+    streams: n.streams,
+    firstSeen: iso(n.firstSeen),
+    lastContact: iso(n.lastContact),
+    /** Age of the oldest record in its spool not yet acknowledged, in seconds (0: nothing waits). */
+    lagSeconds: n.lagMs / 1000,
+    spooled: n.spooled,
+    spoolBytes: n.spoolBytes,
+    spoolDropped: n.spoolDropped,
+    watermark: iso(n.watermark),
+    silent: n.silent,
+    silentSince: iso(n.silentSince),
+    stopped: n.stopped,
+    stoppedAt: iso(n.stoppedAt),
+  };
+}
+
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
@@ -236,8 +260,15 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
   if (size === 0) return {};
   if (type !== 'application/json') throw new ApiError(415, 'unsupported_media_type', 'send the body as application/json');
+  let text: string;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    // Strict: bytes that are not UTF-8 are refused, not silently replaced with U+FFFD.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new ApiError(400, 'invalid_utf8', 'the request body is not valid UTF-8');
+  }
+  try {
+    return JSON.parse(text) as unknown;
   } catch {
     throw new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
   }
@@ -303,6 +334,8 @@ export interface ApiDeps {
   maxExceptionLifetime?: number | undefined;
   /** Called after a review change of a baseline (agents are told). */
   onBaselineChanged?: ((key: string) => void) | undefined;
+  /** Each node's agent (GET/DELETE /api/v1/nodes). */
+  nodes?: Pick<NodeTracker, 'list' | 'get' | 'forget'> | undefined;
 }
 
 /** Create the request handler. */
@@ -312,6 +345,10 @@ export function createApiHandler(deps: ApiDeps) {
   const maxLifetime = deps.maxExceptionLifetime ?? 366 * 86_400_000;
   const principal = (req: IncomingMessage) => deps.principalOf?.(req) ?? { name: 'anonymous', role: 'admin' };
   const actorOf = (req: IncomingMessage) => principal(req).name;
+  // Every request refused for what it asked (bad body, parameter, path): hostile input is counted.
+  const rejectedRequests =
+    (deps.registry.getSingleMetric('driftwatch_collector_api_requests_rejected_total') as Counter | undefined) ??
+    new Counter({ name: 'driftwatch_collector_api_requests_rejected_total', help: 'API requests refused as invalid (4xx after authorization), by status and error code', labelNames: ['status', 'code'], registers: [deps.registry] });
   const record = (req: IncomingMessage, action: string, target: string, before: unknown, after: unknown) => {
     const who = principal(req);
     deps.audit?.record({ actor: who.name, role: who.role, action, target, before, after });
@@ -401,6 +438,14 @@ export function createApiHandler(deps: ApiDeps) {
         change = { action: verb, entryId: decodeSegment(entrySegment) };
       } else throw new ApiError(404, 'not_found', 'baseline actions: lock, unlock, relearn, entries (add), entries/{id}/approve, entries/{id}/remove');
       return review(req, res, key, change, reason);
+    }
+    // ---- nodes: forget one (decommissioned without a clean stop); resolves its silence alert ----
+    if (resource === 'nodes' && deps.nodes && rest.length === 1 && method === 'DELETE') {
+      const name = decodeSegment(rest[0] as string);
+      const before = deps.nodes.get(name);
+      if (!before || !deps.nodes.forget(name)) throw new ApiError(404, 'not_found', 'no node with this name');
+      record(req, 'node.forget', name, nodeJson(before), null);
+      return sendJson(res, 200, nodeJson(before));
     }
     throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here`);
   }
@@ -517,6 +562,14 @@ export function createApiHandler(deps: ApiDeps) {
       if (!b) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
       return sendJson(res, 200, baselineJson(b));
     }
+    // ---- nodes (issue 7, delivery): last contact, lag, silence of each node's agent ----
+    if (resource === 'nodes' && deps.nodes && rest.length <= 1) {
+      checkParams(params, []);
+      if (rest.length === 0) return sendJson(res, 200, { items: deps.nodes.list().map(nodeJson), next: null });
+      const n = deps.nodes.get(decodeSegment(rest[0] as string));
+      if (!n) throw new ApiError(404, 'not_found', 'no node with this name');
+      return sendJson(res, 200, nodeJson(n));
+    }
     throw new ApiError(404, 'not_found', 'no such API resource');
   }
 
@@ -534,8 +587,14 @@ export function createApiHandler(deps: ApiDeps) {
       if (method === 'GET' || method === 'HEAD') route(method, segments, params, res);
       else await mutate(req, segments, params, res);
     } catch (err) {
-      if (err instanceof ApiError) return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
-      if (err instanceof CursorError) return sendJson(res, 400, { error: { code: err.code, message: err.message } });
+      if (err instanceof ApiError) {
+        rejectedRequests.inc({ status: String(err.status), code: err.code });
+        return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
+      }
+      if (err instanceof CursorError) {
+        rejectedRequests.inc({ status: '400', code: err.code });
+        return sendJson(res, 400, { error: { code: err.code, message: err.message } });
+      }
       throw err;
     }
   };

@@ -66,6 +66,8 @@ export const ROUTE_ROLES: readonly RouteRule[] = [
   { methods: WRITE, path: '/api/v1/alerts/**', role: 'responder' }, // ack, resolve
   { methods: WRITE, path: '/api/v1/baselines/**', role: 'reviewer' }, // lock, unlock, relearn
   { methods: WRITE, path: '/api/v1/exceptions/**', role: 'reviewer' },
+  { methods: READ, path: '/api/v1/nodes/**', role: 'viewer' }, // agents: last contact, lag, silence
+  { methods: ['DELETE'], path: '/api/v1/nodes/*', role: 'responder' }, // forget a node: resolves its silence alert
   { methods: READ, path: '/**', role: 'viewer' }, // every read, the /api/v1/stream websocket included
   { methods: '*', path: '/**', role: 'admin' }, // every other write, and any method nobody declared
 ];

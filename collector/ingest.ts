@@ -19,6 +19,7 @@ import {
 } from '../proto/index.js';
 import type { Logger } from '../runtime/logger.js';
 import type { CollectorMetrics } from './metrics.js';
+import type { NodeTracker } from './nodes.js';
 import type { Alert, AlertPolicy, IngestResult, Store } from './store/store.js';
 
 /** Ingest settings. */
@@ -39,6 +40,8 @@ export interface IngestDeps {
   policy?: AlertPolicy | undefined;
   /** Called after each commit with what it did (notifications, live feed). */
   afterCommit?: ((result: IngestResult) => void) | undefined;
+  /** Told of every hello, message, heartbeat, goodbye and ended stream (last contact, lag, silence). */
+  nodes?: NodeTracker | undefined;
   now: () => number;
 }
 
@@ -48,7 +51,11 @@ const NODE_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 export interface Ingest {
   readonly implementation: grpc.UntypedServiceImplementation;
   readonly service: grpc.ServiceDefinition;
-  /** End every open stream (at shutdown, after the server stopped accepting new ones). */
+  /**
+   * Stop taking batches and end every open stream (at shutdown, after the server stopped accepting new
+   * ones). A batch already being committed finishes and is acknowledged first (commits are synchronous);
+   * a batch that arrives later is refused with UNAVAILABLE, unacknowledged, so its agent resends it.
+   */
   closeAll(): void;
   /** Send the cluster baselines of `keys` to every connected agent (after a review or a change of state). */
   pushBaselines(keys: readonly string[]): void;
@@ -74,6 +81,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       metrics.baselinesPushed.inc(connected.size);
     }
   }
+  let closing = false;
 
   function connect(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): void {
     let node: string | null = null;
@@ -94,6 +102,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           if (msg.hello.protocol !== PROTOCOL_REVISION) return fail(grpc.status.FAILED_PRECONDITION, `protocol revision ${msg.hello.protocol} is not ${PROTOCOL_REVISION}`);
           node = n;
           metrics.lastContact.set({ node }, deps.now() / 1000);
+          deps.nodes?.hello(n, { agentVersion: String(msg.hello.agentVersion ?? ''), sources: Array.isArray(msg.hello.sources) ? msg.hello.sources : [] });
           logger.info({ node, peer, agentVersion: msg.hello.agentVersion, sources: msg.hello.sources }, 'agent connected');
           // A new (or returning) node enforces what the cluster learned instead of learning from zero:
           // the Welcome says how many baselines follow, so the agent can wait for them.
@@ -111,10 +120,19 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
         if (node === null) return fail(grpc.status.FAILED_PRECONDITION, 'the first message must be a hello');
         metrics.lastContact.set({ node }, deps.now() / 1000);
         if (msg.heartbeat) {
-          metrics.agentSpool.set({ node }, Number(msg.heartbeat.spooled) || 0);
+          const hb = msg.heartbeat;
+          metrics.agentSpool.set({ node }, Number(hb.spooled) || 0);
+          if (deps.nodes) deps.nodes.heartbeat(node, { spooled: Number(hb.spooled), spoolBytes: Number(hb.spoolBytes), lagMs: Number(hb.oldestSpooledAgeMs), spoolDropped: Number(hb.spoolDropped), watermark: Number(hb.watermarkMs) });
           return;
         }
+        if (msg.goodbye) {
+          deps.nodes?.goodbye(node);
+          call.end();
+          return;
+        }
+        deps.nodes?.contact(node);
         if (msg.batch) {
+          if (closing) return fail(grpc.status.UNAVAILABLE, 'the collector is stopping; resend to another or later');
           const b = msg.batch;
           const items = (b.deviations?.length ?? 0) + (b.baselines?.length ?? 0);
           if (items > options.maxBatchItems) return fail(grpc.status.RESOURCE_EXHAUSTED, `batch of ${items} records; at most ${options.maxBatchItems}`);
@@ -172,7 +190,10 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       connected.delete(call);
       if (!open.delete(call)) return;
       metrics.streams.dec();
-      if (node) logger.info({ node }, 'agent disconnected');
+      if (node) {
+        deps.nodes?.disconnected(node);
+        logger.info({ node }, 'agent disconnected');
+      }
     };
     call.on('end', () => {
       done();
@@ -187,6 +208,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     implementation: { connect },
     service: agentService().service,
     closeAll() {
+      closing = true;
       for (const call of open) call.end();
     },
     pushBaselines,

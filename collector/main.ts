@@ -24,6 +24,7 @@ import { SinksConfigSchema, createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './node-identity.js';
+import { createNodeTracker, type NodeTracker } from './nodes.js';
 import { createFailureLimiter } from './rate-limit.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Alert, Store } from './store/store.js';
@@ -99,6 +100,8 @@ export const CollectorConfigSchema = z.strictObject({
   apiRateLimit: z.coerce.number().int().min(1).max(100_000).default(50),
   /** Largest HTTP request body. */
   maxBodyBytes: z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20),
+  /** A node whose agent sent nothing (agents send a heartbeat every 10 s) for this long is marked silent, and alerting is told. */
+  silentAfter: durationMs.refine((ms) => ms >= 15_000 && ms <= 7 * 86_400_000, 'must be from 15s to 7d').default(300_000),
 }).superRefine((c, ctx) => {
   const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');
@@ -146,6 +149,8 @@ export interface CollectorHandle {
   readonly audit: AuditLog;
   /** The API's auth layer (principalOf(req) says who made a request). */
   readonly auth: ApiAuth;
+  /** Each node's agent: last contact, lag, silence. */
+  readonly nodes: NodeTracker;
   stop(): Promise<void>;
 }
 
@@ -177,6 +182,7 @@ export async function startCollector(
     alerting.resendToAlertmanager().catch((err: unknown) => logger.error({ err }, 'Alertmanager re-send failed'));
   }, config.alerting.alertmanagerResend);
   resendTimer.unref();
+  const nodes = createNodeTracker({ silentAfterMs: config.silentAfter }, { store, alerting, registry: metrics.registry, logger: logger.child({ component: 'nodes' }), now });
   const ingest = createIngest(
     { version: VERSION, maxBatchItems: config.maxBatchItems },
     {
@@ -186,6 +192,7 @@ export async function startCollector(
       now,
       policy: alerting.policy,
       afterCommit: (result) => alerting.afterCommit(result),
+      nodes,
       onNewAlert(alert) {
         // One JSON line per new alert: the first channel on-call can already consume (log shipping).
         alertLog.warn({ alert: alertJson(alert) }, 'new alert');
@@ -261,6 +268,7 @@ export async function startCollector(
     principalOf: (req) => auth.principalOf(req),
     audit,
     onBaselineChanged: (key) => ingest.pushBaselines([key]),
+    nodes,
   });
   const handler = auth.wrap(async (req, res) => {
     if (serveAudit(req, res, audit)) return;
@@ -313,6 +321,7 @@ export async function startCollector(
     alerting,
     audit,
     auth,
+    nodes,
     stop() {
       stopping ??= (async () => {
         ready = false;
@@ -335,6 +344,7 @@ export async function startCollector(
           http.close(() => resolve());
           http.closeAllConnections();
         });
+        nodes.stop();
         await alerting.stop();
         store.close();
         audit.close();

@@ -138,7 +138,8 @@ export interface WireClusterBaseline {
 export interface WireAgentMessage {
   hello?: { node: string; agentVersion: string; sources: string[]; protocol: number } | null;
   batch?: { batchId: number; deviations: WireDeviation[]; baselines: WireBaselineSnapshot[] } | null;
-  heartbeat?: { timeMs: number; spooled: number; watermarkMs: number } | null;
+  heartbeat?: { timeMs: number; spooled: number; watermarkMs: number; spoolBytes?: number; oldestSpooledAgeMs?: number; spoolDropped?: number } | null;
+  goodbye?: { spooled: number } | null;
   payload?: string;
 }
 

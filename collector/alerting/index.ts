@@ -55,8 +55,17 @@ export interface Alerting {
   sendDigests(): number;
   /** Delete old deviations and closed alerts. */
   prune(): { deviations: number; alerts: number; deliveries: number };
-  /** Re-send open (and recently resolved) alerts to Alertmanager sinks. */
+  /** Re-send open (and recently resolved) alerts, and silent nodes, to Alertmanager sinks. */
   resendToAlertmanager(): Promise<number>;
+  /**
+   * The agent of `node` has not been heard from since `lastContact`: Driftwatch is blind there. An
+   * operational alert (severity high, rule `agent-silent`) to the default receivers, like a deviation
+   * alert: a PagerDuty incident, a firing Alertmanager alert (label `node`), a Slack message, a webhook
+   * call. Sent once per silence, also across collector restarts (the outbox remembers).
+   */
+  nodeSilent(node: string, lastContact: number): void;
+  /** The silent `node` is heard from again: resolve what nodeSilent sent, on the sinks that got it. */
+  nodeBack(node: string, lastContact: number): void;
   /** Stop the worker; an in-flight delivery is aborted and stays pending for the next start. */
   stop(): Promise<void>;
 }
@@ -295,8 +304,81 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     }
   }
 
+  // ---- silent nodes: operational alerts through the same outbox ----
+  /** Silent nodes and their trigger, re-sent to Alertmanager like open alerts. */
+  const silentNodes = new Map<string, Notification>();
+  const agentFingerprint = (node: string) => `agent-silent/${node}`;
+
+  function agentNotification(node: string, action: 'trigger' | 'resolve', lastContact: number): Notification {
+    const last = lastContact > 0 ? new Date(lastContact).toISOString() : 'never';
+    return {
+      action,
+      at: now(),
+      fingerprint: agentFingerprint(node),
+      severity: 'high',
+      ruleId: 'agent-silent',
+      ruleReason: 'a node whose agent is silent is a blind spot: nothing there is checked against its baseline',
+      baselineKey: '',
+      image: '',
+      kind: 'agent',
+      entry: null,
+      description: `agent on node ${node}: no contact since ${last}`,
+      title: action === 'trigger' ? `node ${node}: Driftwatch agent silent since ${last}` : `node ${node}: Driftwatch agent reporting again`,
+      example: '',
+      reason: 'agent-silent',
+      explanation:
+        action === 'trigger'
+          ? `No message from the Driftwatch agent on node ${node} since ${last}. Its deviations wait in its spool if it runs but cannot reach the collector; if it is down, nothing on the node is being checked. Look at the agent pod on this node (crash loop, eviction, network policy, certificate or token).`
+          : `The Driftwatch agent on node ${node} is reporting again (last contact ${last}); what it spooled meanwhile is being delivered.`,
+      nearest: [],
+      count: 1,
+      firstSeen: lastContact,
+      lastSeen: lastContact,
+      nodes: [node],
+      pods: [],
+      namespace: '',
+      team: '',
+      url: deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/nodes/${encodeURIComponent(node)}` : '',
+      actor: '',
+    };
+  }
+
+  /** The sinks sent this fingerprint's latest trigger and not yet a resolve (newest deliveries first). */
+  function openTriggerSinks(fingerprint: string): string[] {
+    const sinks: string[] = [];
+    for (const d of store.deliveriesOf(fingerprint)) {
+      if (d.action === 'resolve') break;
+      if (d.action === 'trigger' && d.state !== 'skipped' && !sinks.includes(d.sink)) sinks.push(d.sink);
+    }
+    return sinks;
+  }
+
   return {
     policy,
+    nodeSilent(node, lastContact) {
+      const n = agentNotification(node, 'trigger', lastContact);
+      silentNodes.set(node, n);
+      const fp = agentFingerprint(node);
+      // Already told (a collector restart while the node stayed silent): do not page twice.
+      if (openTriggerSinks(fp).length > 0) return;
+      const receivers = defaults.filter((s) => knownSink.has(s));
+      logger.warn({ node, lastContact: new Date(lastContact).toISOString(), receivers }, 'agent silent: this node is a blind spot');
+      if (receivers.length === 0) {
+        metrics.suppressed.inc({ reason: 'no-receiver' });
+        return;
+      }
+      const body = JSON.stringify(n);
+      enqueue(receivers.map((sink) => ({ alert: fp, sink, action: 'trigger', body, state: 'pending', lastError: '' })));
+    },
+    nodeBack(node, lastContact) {
+      silentNodes.delete(node);
+      const fp = agentFingerprint(node);
+      const sinks = openTriggerSinks(fp);
+      logger.info({ node, receivers: sinks }, 'agent reporting again');
+      if (sinks.length === 0) return;
+      const body = JSON.stringify(agentNotification(node, 'resolve', lastContact));
+      enqueue(sinks.map((sink) => ({ alert: fp, sink, action: 'resolve', body, state: 'pending', lastError: '' })));
+    },
     afterCommit(result) {
       if (result.known) metrics.known.inc(result.known);
       for (const a of result.newAlerts) {
@@ -428,6 +510,16 @@ export function createAlerting(deps: AlertingDeps): Alerting {
             sent++;
           } catch {
             break; // logged and counted by the sink wrapper; the next round tries again
+          }
+        }
+        // Silent nodes fire until they are back, like open alerts (Alertmanager resolves what is not re-sent).
+        if (!defaults.includes(sink.name)) continue;
+        for (const n of silentNodes.values()) {
+          try {
+            await sink.send({ ...n, at: t }, abort.signal);
+            sent++;
+          } catch {
+            break;
           }
         }
       }

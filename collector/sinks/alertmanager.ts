@@ -77,6 +77,8 @@ export function buildAlertmanagerPayload(n: Notification, config: Pick<Alertmana
     team: n.team,
     // Alertmanager tells alerts apart by labels: without the id, two deviations of one image would merge.
     alert_id: n.fingerprint,
+    // An operational alert about a node's agent (silent) names the node, for routing and inhibition.
+    node: n.kind === 'agent' ? (n.nodes[0] ?? '') : '',
   };
   // Empty values are the same as absent in Alertmanager; leave them out.
   for (const [k, v] of Object.entries(own)) if (v !== '') labels[k] = wellFormed(truncate(v, MAX_LABEL_VALUE));

@@ -30,10 +30,14 @@ export interface Notification {
   /** The baseline key and the image repository it belongs to. */
   baselineKey: string;
   image: string;
-  kind: EventKind;
-  entry: Entry;
+  /** The event kind of a deviation alert, or `agent` for an operational alert about a node's agent (silent). */
+  kind: EventKind | 'agent';
+  /** The deviation's entry; null for an operational alert. */
+  entry: Entry | null;
   /** describeEntry(entry): one line a person can read. */
   description: string;
+  /** A title that replaces the one made from the entry (operational alerts). */
+  title?: string;
   /** The raw command line or peer of the latest deviation. */
   example: string;
   /** The deviation reason (`new-executable`, ...) and its sentence. */
@@ -145,9 +149,10 @@ export function isoTime(ms: number): string {
 
 /** A short title: `nginx: new process /bin/sh -c <...>`. */
 export function titleOf(n: Notification): string {
+  if (n.title !== undefined) return n.title;
   const slash = n.image.lastIndexOf('/');
   const short = slash === -1 ? n.image : n.image.slice(slash + 1);
-  const what = n.kind === 'exec' ? 'new process' : n.entry.type === 'network' && n.entry.direction === 'listen' ? 'new listening port' : 'new connection';
+  const what = n.kind === 'exec' ? 'new process' : n.entry?.type === 'network' && n.entry.direction === 'listen' ? 'new listening port' : 'new connection';
   return `${short || n.baselineKey}: ${what} ${n.description}`;
 }
 

@@ -33,6 +33,7 @@ import {
   type Store,
   type StoredDeviation,
 } from './store.js';
+import type { NodeRecord, NodeStore } from './store.js';
 
 /** Most nodes and pods an alert lists. */
 const MAX_ALERT_NODES = 64;
@@ -247,7 +248,7 @@ function imageOfKey(d: Deviation): string {
 }
 
 /** Open (creating if needed) the store at `path`. */
-export function openSqliteStore(path: string): Store {
+export function openSqliteStore(path: string): Store & NodeStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
@@ -955,6 +956,72 @@ export function openSqliteStore(path: string): Store {
       alerts: pruneAlerts.run(alertsBefore, alertsBefore).changes,
       deliveries: pruneOutbox.run(alertsBefore).changes,
     })),
+    ...openNodeStore(db),
     close: () => db.close(),
+  };
+}
+
+// ---- nodes: each agent's last contact and lag (issue 7, delivery) ----
+
+/** One row of `nodes`. */
+interface NodeRow {
+  node: string;
+  agent_version: string;
+  sources: string;
+  first_seen: number;
+  last_contact: number;
+  spooled: number;
+  spool_bytes: number;
+  lag_ms: number;
+  spool_dropped: number;
+  watermark: number;
+  silent_since: number;
+  stopped_at: number;
+}
+
+/** The `nodes` table (created if missing) and its statements. */
+function openNodeStore(db: Database.Database): NodeStore {
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS nodes (
+      node          TEXT PRIMARY KEY,
+      agent_version TEXT NOT NULL,
+      sources       TEXT NOT NULL,
+      first_seen    INTEGER NOT NULL,
+      last_contact  INTEGER NOT NULL,
+      spooled       INTEGER NOT NULL,
+      spool_bytes   INTEGER NOT NULL,
+      lag_ms        INTEGER NOT NULL,
+      spool_dropped INTEGER NOT NULL,
+      watermark     INTEGER NOT NULL,
+      silent_since  INTEGER NOT NULL,
+      stopped_at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+  `);
+  const upsert = db.prepare(`
+    INSERT OR REPLACE INTO nodes (node, agent_version, sources, first_seen, last_contact, spooled, spool_bytes, lag_ms, spool_dropped, watermark, silent_since, stopped_at)
+    VALUES (@node, @agentVersion, @sources, @firstSeen, @lastContact, @spooled, @spoolBytes, @lagMs, @spoolDropped, @watermark, @silentSince, @stoppedAt)`);
+  const selectAll = db.prepare(`SELECT * FROM nodes ORDER BY node`);
+  const remove = db.prepare(`DELETE FROM nodes WHERE node = ?`);
+  const saveTx = db.transaction((records: readonly NodeRecord[]) => {
+    for (const r of records) upsert.run({ ...r, sources: JSON.stringify(r.sources) });
+  });
+  return {
+    saveNodes: (records) => saveTx(records),
+    deleteNode: (node) => remove.run(node).changes > 0,
+    listNodes: () =>
+      (selectAll.all() as NodeRow[]).map((r) => ({
+        node: r.node,
+        agentVersion: r.agent_version,
+        sources: JSON.parse(r.sources) as string[],
+        firstSeen: r.first_seen,
+        lastContact: r.last_contact,
+        spooled: r.spooled,
+        spoolBytes: r.spool_bytes,
+        lagMs: r.lag_ms,
+        spoolDropped: r.spool_dropped,
+        watermark: r.watermark,
+        silentSince: r.silent_since,
+        stoppedAt: r.stopped_at,
+      })),
   };
 }

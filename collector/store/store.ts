@@ -303,3 +303,38 @@ export class CursorError extends Error {
     this.name = 'CursorError';
   }
 }
+
+// ---- nodes: each agent's last contact and lag (issue 7, delivery) ----
+
+/** What the collector knows about one node's agent, kept across collector restarts. */
+export interface NodeRecord {
+  node: string;
+  agentVersion: string;
+  /** The agent's `--source` values, from its Hello (bounded). */
+  sources: string[];
+  /** First and last message from this node's agent (collector wall clock, ms). */
+  firstSeen: number;
+  lastContact: number;
+  /** From the latest heartbeat: records and bytes in its spool, age (ms) of the oldest unacknowledged one. */
+  spooled: number;
+  spoolBytes: number;
+  lagMs: number;
+  /** Deviations its full spool dropped since the agent process started (from heartbeats). */
+  spoolDropped: number;
+  /** Event time of the newest event the agent processed (ms), or 0. */
+  watermark: number;
+  /** Since when it is marked silent (no contact for `silentAfter`), or 0. */
+  silentSince: number;
+  /** When its agent last said goodbye (a clean stop: drained, then closed its stream), or 0 once it is back. */
+  stoppedAt: number;
+}
+
+/** The store's node records. */
+export interface NodeStore {
+  /** Insert or replace node records, in one transaction. */
+  saveNodes(records: readonly NodeRecord[]): void;
+  /** Every node record, by name. */
+  listNodes(): NodeRecord[];
+  /** Forget a node; false when there was none. */
+  deleteNode(node: string): boolean;
+}

@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createBaselineEngine, takeDelta, type BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState, type SpoolDeviation } from '../../agent/state.js';
+import type { Deviation } from '../../core/deviation.js';
+import type { ActivityEvent } from '../../core/event.js';
+import type { Severity } from '../../core/severity.js';
 
 const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
 
@@ -116,5 +119,84 @@ test('a state dir of the previous schema (one JSON snapshot per baseline) is mig
   t.is(b.version, 5);
   t.deepEqual(b.entries.map((e) => [e.id, e.count, e.examples]), [[entryId(nginx), 7, ['nginx -g daemon off;']]]);
   t.deepEqual(state.loadPosition('falco-file:/x'), { offset: 42 });
+  state.close();
+});
+
+/** A deviation of `exe` at second `i`, padded to about `pad` bytes of JSON. */
+function spoolDeviation(i: number, severity: Severity, pad = 900): SpoolDeviation {
+  const entry: Entry = { type: 'process', exe: `/bin/x${i}`, parent: 'nginx', user: 'root', args: 'p'.repeat(pad) };
+  const event: ActivityEvent = {
+    time: T0 + i * 1000,
+    node: 'node-1',
+    source: 'test',
+    container: { id: 'c1', name: 'web', image: { repository: 'docker.io/library/nginx', tag: '1', digest: '' } },
+    pod: null,
+    kind: 'exec',
+    process: { pid: i, exe: `/bin/x${i}`, name: 'x', args: [], parentExe: '/usr/sbin/nginx', parentName: 'nginx', uid: 0, user: 'root' },
+    network: null,
+  };
+  return { deviation: { id: `d${i}`, key: 'docker.io/library/nginx', baselineVersion: 1, entry, reason: 'new-executable', explanation: '', nearest: [], event }, severity };
+}
+
+test('a full spool drops the lowest severity first, oldest first among equals, counted by severity; deltas stay', (t) => {
+  const dir = tempDir(t);
+  const state = openAgentState(dir, 12_000);
+  // 4 low, 3 medium, 3 critical (about 1.3 KB each), and a baseline delta: over the bound.
+  const sev: Severity[] = ['low', 'critical', 'medium', 'low', 'critical', 'low', 'medium', 'critical', 'medium', 'low'];
+  state.commit({ deltas: [delta(2, [{ entry: nginx, count: 1, last: T0, examples: ['nginx'] }])] });
+  const first = state.commit({ deviations: sev.slice(0, 5).map((s, i) => spoolDeviation(i, s)) });
+  t.is(first.evicted, 0);
+  const second = state.commit({ deviations: sev.slice(5).map((s, i) => spoolDeviation(i + 5, s)) });
+  t.true(second.evicted > 0);
+  t.true(state.spoolBytes() <= 12_000);
+  const kept = state.peek(0, 100, 1 << 20);
+  t.is(kept.filter((r) => r.kind === 'baseline').length, 1, 'the baseline delta is never dropped');
+  const keptIds = kept.filter((r) => r.kind === 'deviation').map((r) => (JSON.parse(r.body) as Deviation).id);
+  const dropped = sev.map((_, i) => `d${i}`).filter((id) => !keptIds.includes(id));
+  // Lows go first, oldest first; only when no low is left does a medium go.
+  const lows = ['d0', 'd3', 'd5', 'd9'];
+  const expected = [...lows, 'd2', 'd6', 'd8'].slice(0, second.evicted);
+  t.deepEqual(dropped.sort(), expected.sort());
+  t.deepEqual(second.evictedBySeverity, second.evicted <= 4 ? { low: second.evicted } : { low: 4, medium: second.evicted - 4 });
+  t.true(keptIds.includes('d1') && keptIds.includes('d4') && keptIds.includes('d7'), 'every critical is kept');
+  t.is(state.spoolCount(), kept.length);
+  state.close();
+
+  // The byte count is right after a reopen (it is summed from the rows).
+  const again = openAgentState(dir, 12_000);
+  t.is(again.spoolBytes(), kept.reduce((n, r) => n + r.bytes, 0));
+  again.close();
+});
+
+test('the oldest spooled record gives the lag; an empty spool has none', (t) => {
+  let now = T0;
+  const state = openAgentState(tempDir(t), 1 << 20, () => now);
+  t.is(state.oldestSpooledAt(), null);
+  state.commit({ deviations: [spoolDeviation(1, 'high', 10)] });
+  now += 5_000;
+  state.commit({ deviations: [spoolDeviation(2, 'high', 10)] });
+  t.is(state.oldestSpooledAt(), T0);
+  const [oldest] = state.peek(0, 1, 1 << 20);
+  state.remove([oldest!.seq]);
+  t.is(state.oldestSpooledAt(), T0 + 5_000);
+  state.close();
+});
+
+test('a spool of schema 2 (no severity, no spool time) is migrated: its deviations count as medium', (t) => {
+  const dir = tempDir(t);
+  const old = new Database(join(dir, 'agent.db'));
+  old.exec(`CREATE TABLE spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ref TEXT NOT NULL, body TEXT NOT NULL, bytes INTEGER NOT NULL);
+    CREATE UNIQUE INDEX spool_ref ON spool(kind, ref);
+    CREATE TABLE baselines (key TEXT PRIMARY KEY, header TEXT NOT NULL);
+    PRAGMA user_version = 2;`);
+  const body = JSON.stringify(spoolDeviation(1, 'low', 5000).deviation);
+  old.prepare(`INSERT INTO spool (kind, ref, body, bytes) VALUES ('deviation', 'd1', ?, ?)`).run(body, Buffer.byteLength(body));
+  old.close();
+  const state = openAgentState(dir, 8_000, () => T0);
+  t.is(state.oldestSpooledAt(), T0);
+  // A low one arrives: it goes before the migrated (medium) one.
+  const r = state.commit({ deviations: [spoolDeviation(2, 'low', 5000)] });
+  t.deepEqual(r.evictedBySeverity, { low: 1 });
+  t.deepEqual(state.peek(0, 10, 1 << 20).map((x) => (JSON.parse(x.body) as Deviation).id), ['d1']);
   state.close();
 });
