@@ -110,6 +110,9 @@ Usage:
       Review alerts on a collector (driftwatch alerts --help).
   driftwatch exceptions list|add|remove [--url URL]
       Risks accepted with a reason, an owner and an expiry (driftwatch exceptions --help).
+  driftwatch baselines list|show|diff|lock|unlock|relearn|approve|remove|add|export|import [--server URL]
+      Review and lock baselines; export them as YAML, a NetworkPolicy or Falco rules; apply a
+      folder of Baseline documents as the desired state (driftwatch baselines --help).
   driftwatch certs init|collector|node NAME... --dir DIR [--name HOST ...] [--days N]
       A small CA: the CA and the collector's certificate (init), a new collector certificate
       (collector), a client certificate per node, CN = node name (node).
@@ -265,10 +268,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'alerts' || command === 'exceptions') return runReview(command, rest);
+  if (command === 'baselines') return (await import('./baselines.js')).runBaselines(rest);
   const options =
     command === 'agent' ? AGENT_OPTIONS : command === 'collector' ? COLLECTOR_OPTIONS : command === 'demo' ? DEMO_OPTIONS : command === 'certs' ? CERTS_OPTIONS : null;
   if (!options) {
-    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions\n\n${USAGE}`);
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines\n\n${USAGE}`);
     return 2;
   }
   let values: Record<string, unknown>;

@@ -3,17 +3,8 @@
  * collector's HTTP API. Tables for people, `--json` for scripts. Exit codes: 0 done, 1 the collector
  * refused or failed, 2 bad usage.
  */
-import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-
-const COMMON = {
-  url: { type: 'string' },
-  'token-file': { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies Options;
+import { parseArgs } from 'node:util';
+import { CLIENT_OPTIONS as COMMON, UsageError, clip, createApiClient as client, query, table, type ApiClient as Client } from './api-client.js';
 
 export const REVIEW_HELP: Record<'alerts' | 'exceptions', string> = {
   alerts: `driftwatch alerts — review alerts on a collector
@@ -24,7 +15,7 @@ export const REVIEW_HELP: Record<'alerts' | 'exceptions', string> = {
   driftwatch alerts resolve ID [--comment TEXT]    it is over (fires again if it comes back)
   driftwatch alerts accept ID [--comment TEXT]     it is fine: its entry joins the baseline
 Common flags:
-  --url URL          the collector's API; default $DRIFTWATCH_URL or http://127.0.0.1:8080
+  --url URL          the collector's API (also --server); default $DRIFTWATCH_URL or http://127.0.0.1:8080
   --token-file FILE  bearer token; default $DRIFTWATCH_TOKEN_FILE, or $DRIFTWATCH_TOKEN itself
   --json             print the API's JSON instead of a table`,
   exceptions: `driftwatch exceptions — risks accepted by security (stored and shown, not notified)
@@ -36,55 +27,6 @@ Common flags: --url, --token-file, --json (see driftwatch alerts --help)`,
 };
 
 const ALERT_VERBS: Record<string, string> = { ack: 'acknowledge', acknowledge: 'acknowledge', resolve: 'resolve', accept: 'accept' };
-
-class UsageError extends Error {}
-
-interface Client {
-  call(method: string, path: string, body?: unknown): Promise<any>;
-}
-
-function client(values: Record<string, unknown>, env: NodeJS.ProcessEnv): Client {
-  const base = ((values.url as string | undefined) ?? env.DRIFTWATCH_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
-  if (!/^https?:\/\//.test(base)) throw new UsageError(`--url must be an http(s) URL, not ${JSON.stringify(base.slice(0, 100))}`);
-  const tokenFile = (values['token-file'] as string | undefined) ?? env.DRIFTWATCH_TOKEN_FILE;
-  const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : env.DRIFTWATCH_TOKEN;
-  return {
-    async call(method, path, body) {
-      const headers: Record<string, string> = {};
-      if (token) headers.authorization = `Bearer ${token}`;
-      if (body !== undefined) headers['content-type'] = 'application/json';
-      let res: Response;
-      try {
-        res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
-      } catch (err) {
-        throw new Error(`cannot reach the collector at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
-      }
-      const text = await res.text();
-      let json: any = null;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        // not JSON: reported below
-      }
-      if (!res.ok) throw new Error(`the collector answered ${res.status}: ${json?.error?.message ?? text.slice(0, 200)}`);
-      return json;
-    },
-  };
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_c, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
-}
-
-const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
-
-function query(values: Record<string, unknown>, names: string[]): string {
-  const q = new URLSearchParams();
-  for (const n of names) if (values[n] !== undefined) q.set(n, String(values[n]));
-  const s = q.toString();
-  return s === '' ? '' : `?${s}`;
-}
 
 async function alerts(args: string[], env: NodeJS.ProcessEnv, out: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
