@@ -13,6 +13,17 @@ import { describeEntry, entryFromId, entryId, type Entry } from '../core/entry.j
 import { parseDuration } from '../core/duration.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
+import {
+  BaselineDocError,
+  baselineName,
+  parseBaselineDocuments,
+  parseSelector,
+  toBaselineDocument,
+  toFalcoRules,
+  toNetworkPolicy,
+  type BaselineDocument,
+  type BaselineView as DocView,
+} from '../core/baseline-doc.js';
 import type { Alerting } from './alerting/index.js';
 import type { AuditLog } from './audit.js';
 import type { NodeStatus, NodeTracker } from './nodes.js';
@@ -246,6 +257,28 @@ function decodeSegment(s: string): string {
   }
 }
 
+/** Largest import (a folder of Baseline documents), in bytes. */
+const MAX_IMPORT_BYTES = 8 << 20;
+
+/** Read a text body of one of `types`, at most `max` bytes, as strict UTF-8. */
+async function readText(req: IncomingMessage, max: number, types: readonly string[]): Promise<string> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (!types.includes(type)) throw new ApiError(415, 'unsupported_media_type', `send the body as ${types[0]}`);
+  if (Number(req.headers['content-length'] ?? '0') > max) throw new ApiError(413, 'body_too_large', `request body larger than ${max} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw new ApiError(413, 'body_too_large', `request body larger than ${max} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new ApiError(400, 'invalid_utf8', 'the body is not valid UTF-8');
+  }
+}
+
 /** Read a JSON object body: at most MAX_BODY_BYTES, content-type application/json. */
 async function readJson(req: IncomingMessage): Promise<unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
@@ -421,6 +454,35 @@ export function createApiHandler(deps: ApiDeps) {
       record(req, 'exception.revoke', id, exceptionJson(before, now()), exceptionJson(after, now()));
       return sendJson(res, 200, exceptionJson(after, now()));
     }
+    if (resource === 'baselines' && method === 'POST' && rest.length === 1 && rest[0] === 'import') {
+      // The folder-as-desired-state of GitOps: every document is applied; all are checked first.
+      let docs: BaselineDocument[];
+      try {
+        docs = parseBaselineDocuments(await readText(req, MAX_IMPORT_BYTES, ['application/yaml', 'text/yaml', 'application/x-yaml', 'text/plain']));
+      } catch (err) {
+        if (err instanceof BaselineDocError) throw new ApiError(400, err.code, err.message);
+        throw err;
+      }
+      if (docs.length === 0) throw new ApiError(400, 'invalid_document', 'no Baseline document in the body');
+      const keys = new Set<string>();
+      for (const d of docs) {
+        if (keys.has(d.key)) throw new ApiError(400, 'invalid_document', `key ${JSON.stringify(d.key.slice(0, 256))} appears in two documents`);
+        keys.add(d.key);
+      }
+      const applied = [];
+      for (const d of docs) {
+        const result = store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed }, actorOf(req), 'import', now());
+        if (!result.ok) throw new ApiError(result.status, 'conflict', `${d.key}: ${result.message}`);
+        const active = (v: BaselineView | null) => new Set((v?.entries ?? []).filter((e) => e.status !== 'removed').map((e) => e.id));
+        const before = active(result.before);
+        const after = active(result.after);
+        const summary = { key: d.key, version: result.version, state: result.after.state, added: [...after].filter((id) => !before.has(id)).length, removed: [...before].filter((id) => !after.has(id)).length };
+        record(req, 'baseline.import', d.key, result.before && { state: result.before.state, version: result.before.version }, summary);
+        deps.onBaselineChanged?.(d.key);
+        applied.push(summary);
+      }
+      return sendJson(res, 200, { applied });
+    }
     if (resource === 'baselines' && method === 'POST' && rest.length >= 2) {
       const key = decodeSegment(rest[0] as string);
       const [, what, entrySegment, verb, ...extra] = rest;
@@ -520,6 +582,36 @@ export function createApiHandler(deps: ApiDeps) {
       const items = store.listBaselines().filter((b) => (state === undefined || b.state === state) && (prefix === undefined || b.key.startsWith(prefix)));
       return sendJson(res, 200, { items: items.map(baselineSummaryJson) });
     }
+    if (resource === 'baselines' && rest.length === 2 && rest[1] === 'export') {
+      checkParams(params, ['format', 'selector', 'status']);
+      const key = decodeSegment(rest[0] as string);
+      const view = store.getBaseline(key);
+      if (!view) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
+      const format = enumParam(params, 'format', ['yaml', 'networkpolicy', 'falco'] as const) ?? 'yaml';
+      const json = baselineJson(view) as unknown as DocView;
+      let text: string;
+      try {
+        if (format === 'yaml') text = toBaselineDocument(json, { status: oneParam(params, 'status', 5) === 'true' });
+        else if (format === 'falco') text = toFalcoRules(json);
+        else {
+          const selector = oneParam(params, 'selector', 1024);
+          if (selector === undefined) throw new ApiError(400, 'invalid_parameter', 'a NetworkPolicy needs selector=LABEL=VALUE[,...] naming the pods of this image');
+          text = toNetworkPolicy(json, { podSelector: parseSelector(selector) });
+        }
+      } catch (err) {
+        if (err instanceof BaselineDocError) throw new ApiError(err.code === 'not_expressible' ? 422 : 400, err.code, err.message);
+        throw err;
+      }
+      const name = `${baselineName(key)}${format === 'yaml' ? '' : `-${format}`}.yaml`;
+      res.writeHead(200, {
+        'content-type': 'application/yaml; charset=utf-8',
+        'content-disposition': `attachment; filename="${name}"`,
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+      });
+      res.end(text);
+      return;
+    }
     if (resource === 'baselines' && rest.length === 2 && (rest[1] === 'versions' || rest[1] === 'diff')) {
       const key = decodeSegment(rest[0] as string);
       const view = store.getBaseline(key);
@@ -530,7 +622,8 @@ export function createApiHandler(deps: ApiDeps) {
       }
       checkParams(params, ['from', 'to']);
       const version = (name: string): { version: number | null; ids: string[]; removed: string[] } => {
-        const raw = oneParam(params, name, 12);
+        // Without `from`: since the last review version (what changed that nobody reviewed yet).
+        const raw = oneParam(params, name, 12) ?? (name === 'from' ? String(view.version) : undefined);
         if (raw === undefined || raw === 'current') {
           const active = view.entries.filter((e) => e.status !== 'removed');
           return { version: null, ids: active.map((e) => e.id), removed: view.entries.filter((e) => e.status === 'removed').map((e) => e.id) };

@@ -175,3 +175,52 @@ test('push-down: a connecting agent gets the cluster baselines; review changes r
   t.is((await api(c, 'GET', `/api/v1/baselines/${ENC}`)).body.state, 'learning');
   t.regex(await (await fetch(`${c.url}/metrics`)).text(), /driftwatch_collector_cluster_baselines_pushed_total [1-9]/);
 });
+
+test('policy as code: export from one collector, import into another, export again: the same document; NetworkPolicy and Falco rules download', async (t) => {
+  const a = await collector(t);
+  const peer: Entry = { type: 'network', direction: 'egress', protocol: 'tcp', peer: '203.0.113.50', port: 443 };
+  await converse(a.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [nginx, shell, dns, peer]))] } }], 1);
+  await api(a, 'POST', `/api/v1/baselines/${ENC}/entries/${encodeURIComponent(entryId(shell))}/remove`, { reason: 'no shells' });
+  await api(a, 'POST', `/api/v1/baselines/${ENC}/lock`, { reason: 'reviewed' });
+  const exported = await fetch(`${a.url}/api/v1/baselines/${ENC}/export`);
+  t.is(exported.status, 200);
+  t.regex(exported.headers.get('content-disposition') ?? '', /^attachment; filename="docker-io-library-nginx-[0-9a-f]{8}\.yaml"$/);
+  const yamlText = await exported.text();
+  t.regex(yamlText, /kind: Baseline/);
+  t.regex(yamlText, /state: locked/);
+
+  // Import into a collector that has never seen this image: the document is the desired state.
+  const b = await collector(t);
+  const imported = await fetch(`${b.url}/api/v1/baselines/import`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: yamlText });
+  t.is(imported.status, 200);
+  t.deepEqual(((await imported.json()) as any).applied, [{ key: KEY, version: 1, state: 'locked', added: 3, removed: 0 }]);
+  const view = (await api(b, 'GET', `/api/v1/baselines/${ENC}`)).body;
+  t.deepEqual(view.entries.map((e: any) => [e.summary, e.status]).sort(), [
+    ['/bin/sh -c id (parent nginx, root)', 'removed'],
+    ['/usr/sbin/nginx -g daemon off; (parent containerd-shim, root)', 'added'],
+    ['egress tcp 203.0.113.50:443', 'added'],
+    ['egress udp cluster:53', 'added'],
+  ]);
+  t.is(await (await fetch(`${b.url}/api/v1/baselines/${ENC}/export`)).text(), yamlText, 'round trip exact');
+  // Its agents enforce it from their first connect.
+  const agentB = listen(b, 'node-9');
+  t.teardown(() => agentB.close());
+  t.like(await eventually(() => agentB.pushed[0]), { key: KEY, state: 'locked', removedIds: [entryId(shell)] });
+  // The shell stays removed: it alerts there too.
+  t.is((await sendDeviations(b.grpcPort, [deviationOf({ i: 1, node: 'node-9' })]))?.stored, 1);
+
+  const policy = await fetch(`${a.url}/api/v1/baselines/${ENC}/export?format=networkpolicy&selector=app=web`);
+  t.is(policy.status, 200);
+  const policyText = await policy.text();
+  t.regex(policyText, /kind: NetworkPolicy/);
+  t.regex(policyText, /203\.0\.113\.50\/32/);
+  t.is((await fetch(`${a.url}/api/v1/baselines/${ENC}/export?format=networkpolicy`)).status, 400, 'a selector is needed');
+  const falco = await (await fetch(`${a.url}/api/v1/baselines/${ENC}/export?format=falco`)).text();
+  t.regex(falco, /- rule: /);
+  t.regex(falco, /priority: CRITICAL/, 'locked: critical');
+
+  const bad = await fetch(`${b.url}/api/v1/baselines/import`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: yamlText.replace('user: root', 'user: god') });
+  t.is(bad.status, 400);
+  t.regex(((await bad.json()) as any).error.message, /spec\.processes\.\d+\.user/);
+  t.is((await fetch(`${b.url}/api/v1/baselines/import`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 415);
+});
