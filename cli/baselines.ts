@@ -23,6 +23,8 @@ export const BASELINES_HELP = `driftwatch baselines — review, lock and export 
   driftwatch baselines remove KEY ENTRY_ID [--reason TEXT]   removed stays removed: it alerts
   driftwatch baselines add KEY ENTRY_ID [--reason TEXT]  add an entry by hand (its full id)
   driftwatch baselines export KEY [--format yaml|networkpolicy|falco] [--selector app=web] [--out FILE]
+  driftwatch baselines bulk lock|unlock|relearn [--namespace NS] [--prefix KEY_PREFIX] [--state STATE]
+                                                         e.g. lock every enforcing baseline in shop
   driftwatch baselines import FILE_OR_DIR [--dry-run]    apply Baseline documents (every *.yaml in DIR)
 KEY is the image repository (docker.io/library/nginx) or @host. ENTRY_ID is an entry's id as
 \`show\` prints it, or the start of one that no other entry shares.
@@ -202,6 +204,8 @@ async function run(args: string[], env: NodeJS.ProcessEnv, io: Io): Promise<numb
       selector: { type: 'string' },
       out: { type: 'string' },
       'dry-run': { type: 'boolean' },
+      namespace: { type: 'string' },
+      prefix: { type: 'string' },
     },
     allowPositionals: true,
     strict: true,
@@ -226,6 +230,21 @@ async function run(args: string[], env: NodeJS.ProcessEnv, io: Io): Promise<numb
     const rows = [['KEY', 'STATE', 'VERSION', 'PROCESSES', 'NETWORK', 'OPEN ALERTS', 'LEARN UNTIL']];
     for (const b of items) rows.push([clip(s(b.key), 60) + (b.partial ? ' (partial)' : ''), s(b.state), version(b.version), s(b.processEntries), s(b.networkEntries), s(b.openAlerts ?? 0), s(b.learnUntil ?? '-')]);
     io.out(table(rows));
+    return 0;
+  }
+
+  if (verb === 'bulk') {
+    // driftwatch baselines bulk lock --namespace shop --state enforcing
+    takes(1);
+    if (first !== 'lock' && first !== 'unlock' && first !== 'relearn') throw new UsageError('bulk takes lock, unlock or relearn');
+    const filter: Record<string, string> = {};
+    for (const k of ['namespace', 'prefix', 'state'] as const) if (values[k] !== undefined) filter[k] = values[k] as string;
+    if (Object.keys(filter).length === 0) throw new UsageError('bulk needs --namespace, --prefix or --state (all baselines at once is refused)');
+    const r = await createApiClient(values, env).call('POST', `${baseUrl}/bulk`, { action: first, filter, reason });
+    if (json) return io.out(JSON.stringify(r, null, 2)), 0;
+    for (const a of r.applied ?? []) io.out(`${printable(s(a.key))}: ${s(a.state)} (version ${s(a.version)})`);
+    for (const k of r.skipped ?? []) io.out(`${printable(s(k.key))}: skipped, ${printable(s(k.reason))}`);
+    if ((r.applied ?? []).length === 0 && (r.skipped ?? []).length === 0) io.out('no baseline matched');
     return 0;
   }
 

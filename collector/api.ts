@@ -152,6 +152,7 @@ function baselineHeaderJson(b: Omit<BaselineView, 'entries'>) {
     state: b.state,
     version: b.version,
     partial: b.partial,
+    namespaces: b.namespaces,
     windowStart: iso(b.windowStart),
     learnUntil: iso(b.learnUntil),
     enforcingSince: iso(b.enforcingSince),
@@ -330,6 +331,21 @@ const AddEntryBody = z.strictObject({ entry: EntryBody, reason: z.string().trim(
 
 const REVIEWED_STATES = ['learning', 'enforcing', 'locked', 'relearn'] as const;
 
+/** Most baselines one bulk change touches. */
+const MAX_BULK = 5_000;
+
+const BulkBody = z.strictObject({
+  action: z.enum(['lock', 'unlock', 'relearn']),
+  filter: z
+    .strictObject({
+      namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name').optional(),
+      prefix: z.string().min(1).max(512).optional(),
+      state: z.enum(REVIEWED_STATES).optional(),
+    })
+    .refine((f) => f.namespace !== undefined || f.prefix !== undefined || f.state !== undefined, 'give at least one of namespace, prefix, state: a bulk change of everything is refused'),
+  reason: z.string().trim().max(1000).default(''),
+});
+
 const text = (max: number) => z.string().trim().min(1).max(max).regex(/^[^\0\r\n]*$/, 'must be one line without NUL');
 
 const ExceptionBody = z
@@ -453,6 +469,26 @@ export function createApiHandler(deps: ApiDeps) {
       const after = alerting.revokeException(id, actorOf(req)) as AlertException;
       record(req, 'exception.revoke', id, exceptionJson(before, now()), exceptionJson(after, now()));
       return sendJson(res, 200, exceptionJson(after, now()));
+    }
+    if (resource === 'baselines' && method === 'POST' && rest.length === 1 && rest[0] === 'bulk') {
+      // "Lock every enforcing baseline in shop": one change per matching key, each its own version.
+      const b = parseBody(BulkBody, await readJson(req));
+      const matching = store
+        .listBaselines()
+        .filter((x) => (b.filter.state === undefined || x.state === b.filter.state) && (b.filter.prefix === undefined || x.key.startsWith(b.filter.prefix)) && (b.filter.namespace === undefined || x.namespaces.includes(b.filter.namespace)));
+      const applied = [];
+      const skipped = [];
+      for (const x of matching.slice(0, MAX_BULK)) {
+        const result = store.reviewBaseline(x.key, { action: b.action }, actorOf(req), b.reason, now());
+        if (!result.ok) {
+          skipped.push({ key: x.key, reason: result.message });
+          continue;
+        }
+        record(req, `baseline.${b.action}`, x.key, { state: result.before?.state, version: result.before?.version }, { state: result.after.state, version: result.version, bulk: b.filter });
+        deps.onBaselineChanged?.(x.key);
+        applied.push({ key: x.key, state: result.after.state, version: result.version });
+      }
+      return sendJson(res, 200, { applied, skipped, truncated: matching.length > MAX_BULK });
     }
     if (resource === 'baselines' && method === 'POST' && rest.length === 1 && rest[0] === 'import') {
       // The folder-as-desired-state of GitOps: every document is applied; all are checked first.

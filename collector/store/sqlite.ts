@@ -642,6 +642,13 @@ export function openSqliteStore(path: string): Store & NodeStore {
 
   // ---- review: views, changes, versions, what agents enforce ----
 
+  /** The namespaces the nodes saw a key in, sorted, bounded. */
+  function namespacesOf(headers: ReadonlyMap<string, SnapshotHeader>): string[] {
+    const all = new Set<string>();
+    for (const h of headers.values()) for (const ns of h.namespaces ?? []) if (all.size < 64) all.add(ns);
+    return [...all].sort();
+  }
+
   function headersOf(key: string): Map<string, SnapshotHeader> {
     return new Map((selectHeadersOfKey.all(key) as { node: string; header: string }[]).map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]));
   }
@@ -685,8 +692,8 @@ export function openSqliteStore(path: string): Store & NodeStore {
       if (status === 'removed' && !listed.has(id)) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status });
     }
     entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const partial = [...headers.values()].some((h) => (h as { partial?: boolean }).partial === true);
-    return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, entries };
+    const partial = [...headers.values()].some((h) => h.partial === true);
+    return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, namespaces: namespacesOf(headers), entries };
   }
 
   function clusterOf(view: BaselineView): ClusterBaseline {
@@ -896,7 +903,8 @@ export function openSqliteStore(path: string): Store & NodeStore {
           ...merged,
           state: reviewedState(merged.state, review),
           version: review?.version ?? 0,
-          partial: [...byNode.values()].some((h) => (h as { partial?: boolean }).partial === true),
+          partial: [...byNode.values()].some((h) => h.partial === true),
+          namespaces: namespacesOf(byNode),
           processEntries: c?.process ?? 0,
           networkEntries: c ? c.total - c.process : 0,
           openAlerts: open.get(key) ?? 0,

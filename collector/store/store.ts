@@ -204,6 +204,8 @@ export interface BaselineView extends Omit<MergedBaseline, 'entries' | 'state'> 
   version: number;
   /** Some of its learning missed containers' start-up (they were already running). */
   partial: boolean;
+  /** Namespaces of the pods it was learned from. */
+  namespaces: string[];
   entries: ReviewedEntry[];
 }
 
@@ -241,6 +243,7 @@ export type BaselineSummary = Omit<MergedBaseline, 'entries' | 'state'> & {
   state: ReviewedState;
   version: number;
   partial: boolean;
+  namespaces: string[];
   processEntries: number;
   networkEntries: number;
   /** Alerts firing or acknowledged for this key. */
