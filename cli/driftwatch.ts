@@ -31,6 +31,7 @@ const AGENT_OPTIONS: Options = {
   'cluster-cidr': { type: 'string', multiple: true },
   'drain-timeout': { type: 'string' },
   'stats-interval': { type: 'string' },
+  'cri-socket': { type: 'string' },
   'exit-when-done': { type: 'boolean' },
   insecure: { type: 'boolean' },
   'tls-ca': { type: 'string' },
@@ -132,6 +133,8 @@ const COMMAND_HELP: Record<string, string> = {
   --drain-timeout DUR      how long shutdown waits for the spool to drain; default 10s (drainTimeout)
   --stats-interval DUR     how often entry counts and last-seen times are persisted and sent; new
                            entries go at once; default 60s (statsInterval)
+  --cri-socket PATH        container runtime's CRI socket for image and pod of containers named
+                           only by id (ebpf); auto (default) | none | PATH (criSocket)
   --exit-when-done         stop when every source ended; files are read to their end (exitWhenDone)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent; default info (logLevel)
   --tls-ca FILE            CA of the collector's certificate; TLS to the collector (tlsCa)
