@@ -34,6 +34,7 @@ const AGENT_OPTIONS: Options = {
   'quiet-period': { type: 'string' },
   'max-learning-window': { type: 'string' },
   'cluster-sync-timeout': { type: 'string' },
+  'cri-socket': { type: 'string' },
   'exit-when-done': { type: 'boolean' },
   insecure: { type: 'boolean' },
   'tls-ca': { type: 'string' },
@@ -144,6 +145,8 @@ const COMMAND_HELP: Record<string, string> = {
                            entries go at once; default 60s (statsInterval)
   --cluster-sync-timeout DUR  how long a starting agent waits for the cluster's baselines before
                            reading events; default 10s, 0 = not at all (clusterSyncTimeout)
+  --cri-socket PATH        container runtime's CRI socket for image and pod of containers named
+                           only by id (ebpf); auto (default) | none | PATH (criSocket)
   --exit-when-done         stop when every source ended; files are read to their end (exitWhenDone)
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent; default info (logLevel)
   --tls-ca FILE            CA of the collector's certificate; TLS to the collector (tlsCa)
@@ -317,6 +320,11 @@ async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof TlsFilesError) {
       console.error(`driftwatch ${command}: cannot use the TLS files: ${err.message}`);
+      return 2;
+    }
+    // A node that cannot run the ebpf source: the message names every missing prerequisite; a stack adds nothing.
+    if (err instanceof Error && err.name === 'EbpfError' && (err as Error & { code?: string }).code === 'prerequisites_missing') {
+      console.error(`driftwatch ${command}: ${err.message}`);
       return 2;
     }
     throw err;

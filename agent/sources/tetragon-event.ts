@@ -5,13 +5,15 @@
  * strings in JSON).
  *
  * Read: `process_exec` (exec); `process_kprobe` for `tcp_connect` (connect), `inet_csk_accept`
- * (accept; the accepted socket is the function's return value) and `inet_csk_listen_start`
- * (listen), as produced by daemonset/tetragon/driftwatch-tracingpolicy.yaml. `process_exit` and
- * `tcp_close` say nothing a baseline learns from: they are counted as unsupported.
+ * (accept; the accepted socket is the function's return value), `inet_csk_listen_start` (listen),
+ * and `udp_sendmsg` / `udpv6_sendmsg` (a UDP datagram sent: a connect over udp), as produced by
+ * daemonset/tetragon/driftwatch-tracingpolicy.yaml. `process_exit` and `tcp_close` say nothing a
+ * baseline learns from: they are counted as unsupported.
  *
  * Every field is hostile: types are checked, strings and lists are bounded, and a record that cannot
  * become an event is rejected with a reason instead of throwing.
  */
+import { parseIp } from '../../core/ip.js';
 import { UNKNOWN_IMAGE, parseImageReference, type ActivityEvent, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
 import { FALCO_LIMITS, parseTime, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
 
@@ -23,6 +25,10 @@ export const TETRAGON_FUNCTIONS: Readonly<Record<string, EventKind | null>> = Ob
   tcp_connect: 'connect',
   inet_csk_accept: 'accept',
   inet_csk_listen_start: 'listen',
+  // A UDP datagram sent (IPv4 and IPv6 sockets): the peer is the destination the caller named
+  // (msg_name, a sockaddr argument) or, on a connected socket, the socket's remote end.
+  udp_sendmsg: 'connect',
+  udpv6_sendmsg: 'connect',
   // Closing a connection adds nothing a baseline learns; recognised so it is counted as unsupported.
   tcp_close: null,
 });
@@ -163,6 +169,18 @@ function protocolOf(sock: Obj): 'tcp' | 'udp' {
   throw new FieldError('unsupported', `sock_arg.protocol ${p}`);
 }
 
+/** The kprobe's arguments (only the first few: a policy selects one or two). */
+function argsOf(kprobe: Obj): Obj[] {
+  const args = kprobe.args;
+  if (args !== undefined && args !== null && !Array.isArray(args)) throw new FieldError('wrong_type', 'process_kprobe.args must be a list');
+  const out: Obj[] = [];
+  for (const a of (args ?? []).slice(0, 8)) {
+    const arg = optObj(a, 'process_kprobe.args[]');
+    if (arg) out.push(arg);
+  }
+  return out;
+}
+
 /** The socket of a kprobe: the return value for inet_csk_accept, else the first sock argument. */
 function sockOf(kprobe: Obj, kind: EventKind): Obj {
   if (kind === 'accept') {
@@ -170,12 +188,8 @@ function sockOf(kprobe: Obj, kind: EventKind): Obj {
     const sock = ret ? optObj(ret.sock_arg, 'return.sock_arg') : null;
     if (sock) return sock;
   }
-  const args = kprobe.args;
-  if (args !== undefined && args !== null && !Array.isArray(args)) throw new FieldError('wrong_type', 'process_kprobe.args must be a list');
-  // Only the first few arguments are looked at: a policy selects one or two.
-  for (const a of (args ?? []).slice(0, 8)) {
-    const arg = optObj(a, 'process_kprobe.args[]');
-    const sock = arg ? optObj(arg.sock_arg, 'args[].sock_arg') : null;
+  for (const arg of argsOf(kprobe)) {
+    const sock = optObj(arg.sock_arg, 'args[].sock_arg');
     if (sock) return sock;
   }
   throw new FieldError('missing_field', `${kind} needs a sock_arg`);
@@ -197,6 +211,52 @@ function networkOf(sock: Obj, kind: EventKind): NetworkInfo {
   return { protocol, localAddress, localPort, remoteAddress, remotePort, remoteName: '' };
 }
 
+/**
+ * The destination named by a `sockaddr_arg` ({family, addr, port}), or null when it names none:
+ * a send on a connected socket has no msg_name, which Tetragon reports as family AF_UNSPEC and addr
+ * "invalid IP" (or leaves out). An address that is not an IP literal is refused, not guessed.
+ */
+function destinationOf(sockaddr: Obj | null): { address: string; port: number } | null {
+  if (!sockaddr) return null;
+  const family = optString(sockaddr.family, 'sockaddr_arg.family', 32);
+  if (family !== 'AF_INET' && family !== 'AF_INET6') return null;
+  const addr = optString(sockaddr.addr, 'sockaddr_arg.addr', TETRAGON_LIMITS.name);
+  const port = Math.max(0, optUint(sockaddr.port, 'sockaddr_arg.port', 65535));
+  if (addr === '' && port === 0) return null;
+  if (parseIp(addr) === null) throw new FieldError('bad_address', 'sockaddr_arg.addr is not an IP address');
+  if (port === 0) throw new FieldError('missing_field', 'sockaddr_arg.port');
+  return { address: addr, port };
+}
+
+/** A UDP send: the local end from the socket, the peer from msg_name, else from the (connected) socket. */
+function udpSendOf(kprobe: Obj): NetworkInfo {
+  let sock: Obj | null = null;
+  let sockaddr: Obj | null = null;
+  for (const arg of argsOf(kprobe)) {
+    sock ??= optObj(arg.sock_arg, 'args[].sock_arg');
+    sockaddr ??= optObj(arg.sockaddr_arg, 'args[].sockaddr_arg');
+  }
+  if (!sock) throw new FieldError('missing_field', 'a UDP send needs a sock_arg');
+  const family = optString(sock.family, 'sock_arg.family', 32);
+  if (family !== '' && family !== 'AF_INET' && family !== 'AF_INET6') throw new FieldError('unsupported', `sock_arg.family ${family}`);
+  const protocol = optString(sock.protocol, 'sock_arg.protocol', 32);
+  // udp_sendmsg also serves UDP-Lite sockets; those are not UDP peers Driftwatch learns.
+  if (protocol !== 'IPPROTO_UDP' && protocol !== '') throw new FieldError('unsupported', `sock_arg.protocol ${protocol}`);
+  const localAddress = optString(sock.saddr, 'sock_arg.saddr', TETRAGON_LIMITS.name);
+  const localPort = Math.max(0, optUint(sock.sport, 'sock_arg.sport', 65535));
+  let peer = destinationOf(sockaddr);
+  if (!peer) {
+    const daddr = optString(sock.daddr, 'sock_arg.daddr', TETRAGON_LIMITS.name);
+    const dport = Math.max(0, optUint(sock.dport, 'sock_arg.dport', 65535));
+    // An unconnected socket's remote end is the unspecified address and port 0: no peer at all.
+    const ip = parseIp(daddr);
+    if (daddr !== '' && ip === null) throw new FieldError('bad_address', 'sock_arg.daddr is not an IP address');
+    if (dport === 0 || ip === null || ip.bytes.every((b) => b === 0)) throw new FieldError('missing_field', 'a UDP send needs sockaddr_arg or a connected sock_arg (daddr and dport)');
+    peer = { address: daddr, port: dport };
+  }
+  return { protocol: 'udp', localAddress, localPort: localPort === 0 ? -1 : localPort, remoteAddress: peer.address, remotePort: peer.port, remoteName: '' };
+}
+
 /** Convert one Tetragon event (parsed JSON or a decoded gRPC message) into an event, or say why not. */
 export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): ParseResult {
   if (!isObj(record)) return { reject: 'not_object', detail: 'record is not a JSON object' };
@@ -212,11 +272,13 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
     if (key !== 'process_exec' && key !== 'process_kprobe') throw new FieldError('unsupported', key);
     const body = optObj(record[key], key) as Obj;
     let kind: EventKind = 'exec';
+    let udpSend = false;
     if (key === 'process_kprobe') {
       const fn = optString(body.function_name, 'process_kprobe.function_name', 128);
       const k = Object.hasOwn(TETRAGON_FUNCTIONS, fn) ? TETRAGON_FUNCTIONS[fn] : undefined;
       if (!k) throw new FieldError('unsupported', `function ${fn.slice(0, 64)}`);
       kind = k;
+      udpSend = fn === 'udp_sendmsg' || fn === 'udpv6_sendmsg';
     }
     const time = timeOf(record.time);
     const proc = optObj(body.process, `${key}.process`);
@@ -254,7 +316,7 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
         uid: uid === 4294967295 ? -1 : uid,
         user: user ? optString(user.name, 'process.user.name', TETRAGON_LIMITS.name) : '',
       },
-      network: kind === 'exec' ? null : networkOf(sockOf(body, kind), kind),
+      network: kind === 'exec' ? null : udpSend ? udpSendOf(body) : networkOf(sockOf(body, kind), kind),
     };
   } catch (err) {
     if (err instanceof FieldError) return { reject: err.reject, detail: err.detail };

@@ -86,6 +86,64 @@ test('the gRPC shape (wrapped integers, Timestamp) gives the same event as the J
   t.deepEqual(ok(tetragonRecordToEvent(grpc, ctx)), ok(parseTetragonLine(lines[3]!, ctx)));
 });
 
+const UDP = readFileSync(new URL('../../../fixtures/tetragon/udp.jsonl', import.meta.url), 'utf8').trim().split('\n');
+const API_CONTAINER = {
+  id: '7e3f09c4b21a',
+  name: 'api',
+  image: { repository: 'registry.example.com/shop/api', tag: '2.4.1', digest: 'sha256:9b2e61c5a0d34f7e8c1b2a3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b' },
+};
+
+test('UDP sends: the peer from msg_name (sockaddr_arg) when unconnected, from the socket when connected', (t) => {
+  const unconnected = ok(parseTetragonLine(UDP[1]!, ctx));
+  t.is(unconnected.kind, 'connect');
+  t.deepEqual(unconnected.container, API_CONTAINER);
+  t.like(unconnected.pod, { namespace: 'shop', name: 'api-6b8d9c7f4-q7wzp', workload: 'Deployment/api' });
+  t.like(unconnected.process, { pid: 5120, exe: '/app/api', uid: 1000 });
+  t.deepEqual(unconnected.network, { protocol: 'udp', localAddress: '0.0.0.0', localPort: 48123, remoteAddress: '10.96.0.10', remotePort: 53, remoteName: '' });
+  t.is(unconnected.time, Date.UTC(2026, 10, 23, 8, 0, 1, 204));
+  const connected = ok(parseTetragonLine(UDP[2]!, ctx));
+  t.deepEqual(connected.network, { protocol: 'udp', localAddress: '10.244.2.9', localPort: 39811, remoteAddress: '10.96.0.10', remotePort: 53, remoteName: '' });
+  const v6 = ok(parseTetragonLine(UDP[3]!, ctx));
+  t.deepEqual(v6.network, { protocol: 'udp', localAddress: '::', localPort: 53817, remoteAddress: '2001:db8::35', remotePort: 53, remoteName: '' });
+  // An IPv6 socket sending to an IPv4-mapped address: both hooks fire, naming the same peer.
+  const mapped = ok(parseTetragonLine(UDP[4]!, ctx));
+  const inner = ok(parseTetragonLine(UDP[5]!, ctx));
+  t.is(mapped.network?.remoteAddress, '::ffff:203.0.113.7');
+  t.is(inner.network?.remoteAddress, '203.0.113.7');
+  t.is(mapped.network?.remotePort, 123);
+  t.is(inner.network?.remotePort, 123);
+});
+
+test('UDP sends: UDP-Lite is unsupported; a host process on a connected socket without sockaddr_arg is a host event', (t) => {
+  const lite = parseTetragonLine(UDP[6]!, ctx);
+  t.true(isRejected(lite) && lite.reject === 'unsupported' && /UDPLITE/.test(lite.detail));
+  const host = ok(parseTetragonLine(UDP[7]!, ctx));
+  t.is(host.container, null);
+  t.is(host.process.exe, '/usr/sbin/chronyd');
+  t.deepEqual(host.network, { protocol: 'udp', localAddress: '192.168.10.21', localPort: 52011, remoteAddress: '192.0.2.123', remotePort: 123, remoteName: '' });
+});
+
+test('UDP sends: hostile or peerless sockaddr_arg / sock_arg are rejected with a reason', (t) => {
+  const base = JSON.parse(UDP[1]!) as Record<string, any>;
+  const withArgs = (args: unknown) => JSON.stringify({ ...base, process_kprobe: { ...base.process_kprobe, args } });
+  const sock = base.process_kprobe.args[0];
+  const reasons = [
+    withArgs([sock]), // unconnected, and no destination named
+    withArgs([sock, { sockaddr_arg: { family: 'AF_UNSPEC', addr: 'invalid IP' } }]), // likewise
+    withArgs([sock, { sockaddr_arg: { family: 'AF_INET', addr: '10.0.0.1; rm -rf /', port: 53 } }]),
+    withArgs([sock, { sockaddr_arg: { family: 'AF_INET', addr: '10.0.0.1' } }]), // no port
+    withArgs([sock, { sockaddr_arg: { family: 'AF_INET', addr: '10.0.0.1', port: 70000 } }]),
+    withArgs([sock, { sockaddr_arg: 'AF_INET 10.0.0.1:53' }]),
+    withArgs([{ sockaddr_arg: { family: 'AF_INET', addr: '10.0.0.1', port: 53 } }]), // no socket
+    withArgs([{ sock_arg: { ...sock.sock_arg, family: 'AF_UNIX' } }, { sockaddr_arg: { family: 'AF_INET', addr: '10.0.0.1', port: 53 } }]),
+    withArgs([{ sock_arg: { ...sock.sock_arg, daddr: 'x'.repeat(10_000), dport: 53 } }]),
+  ].map((l) => {
+    const r = parseTetragonLine(l, ctx);
+    return isRejected(r) ? r.reject : 'accepted';
+  });
+  t.deepEqual(reasons, ['missing_field', 'missing_field', 'bad_address', 'missing_field', 'wrong_type', 'wrong_type', 'missing_field', 'unsupported', 'bad_address']);
+});
+
 test('hostile records are rejected with a reason, never thrown', (t) => {
   const reasons = [
     'not json',

@@ -62,6 +62,31 @@ test('streams GetEvents from a local Tetragon over a unix socket; same events as
   t.true((await iter.next()).done);
 });
 
+test('UDP sends travel the gRPC stream with their sockaddr_arg (proto field 30)', async (t) => {
+  const udp = readFileSync(new URL('../../../fixtures/tetragon/udp.jsonl', import.meta.url), 'utf8').trim().split('\n');
+  const server = unixGrpcServer('tetragon', tetragonSensorsService().service, {
+    GetEvents(call: grpc.ServerWritableStream<unknown, unknown>) {
+      for (const l of udp) call.write(toMessage(l));
+    },
+  });
+  t.teardown(() => server.cleanup());
+  await server.start();
+  const ctx = testSourceContext();
+  const src = createTetragonGrpcSource(server.target, ctx, { initialBackoffMs: 20, maxBackoffMs: 100 });
+  const ac = new AbortController();
+  const iter = src.batches(ac.signal)[Symbol.asyncIterator]();
+  const events: ActivityEvent[] = [];
+  await collect(iter, events, 7);
+  ac.abort();
+  const expected = udp.map((l) => parseTetragonLine(l, { node: 'node-1', source: src.name })).filter((r): r is ActivityEvent => !('reject' in r));
+  t.deepEqual(events, expected);
+  t.deepEqual(
+    events.filter((e) => e.kind === 'connect').map((e) => `${e.network?.remoteAddress} ${e.network?.remotePort}`),
+    ['10.96.0.10 53', '10.96.0.10 53', '2001:db8::35 53', '::ffff:203.0.113.7 123', '203.0.113.7 123', '192.0.2.123 123'],
+  );
+  t.deepEqual(ctx.rejects, ['unsupported']);
+});
+
 test('tetragon-grpc addresses: default socket, plaintext TCP (Tetragon\'s server-address), TLS', (t) => {
   const ctx = testSourceContext();
   t.is(createSource('tetragon-grpc', ctx).name, 'tetragon-grpc:unix:///var/run/tetragon/tetragon.sock');
