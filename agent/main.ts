@@ -61,6 +61,8 @@ export const AgentConfigSchema = z.strictObject({
   quietPeriod: durationMs.default(600_000),
   /** Learning never lasts longer than this. */
   maxLearningWindow: durationMs.refine((ms) => ms >= 60_000, 'must be at least 1m').default(86_400_000),
+  /** A new image version under an enforcing baseline: its new behaviour is learned (flagged for review) for this long instead of alerting; 0 = it alerts. */
+  versionGrace: durationMs.refine((ms) => ms <= 7 * 86_400_000, 'must be at most 7d').default(0),
   /** Other windows for some namespaces or images; the first match wins. */
   learningOverrides: z
     .array(
@@ -71,6 +73,7 @@ export const AgentConfigSchema = z.strictObject({
         learningWindow: durationMs.optional(),
         quietPeriod: durationMs.optional(),
         maxLearningWindow: durationMs.optional(),
+        versionGrace: durationMs.optional(),
       }),
     )
     .max(200)
@@ -171,15 +174,20 @@ function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
 }
 
 /** The learning window of a key: the first override that matches its namespace or image, else the defaults. */
-export function learningWindowsOf(config: Pick<AgentConfig, 'learningWindow' | 'quietPeriod' | 'maxLearningWindow' | 'learningOverrides'>) {
-  const defaults: LearningWindow = { windowMs: config.learningWindow, quietMs: config.quietPeriod, maxMs: config.maxLearningWindow };
+export function learningWindowsOf(config: Pick<AgentConfig, 'learningWindow' | 'quietPeriod' | 'maxLearningWindow' | 'versionGrace' | 'learningOverrides'>) {
+  const defaults: LearningWindow = { windowMs: config.learningWindow, quietMs: config.quietPeriod, maxMs: config.maxLearningWindow, graceMs: config.versionGrace };
   if (config.learningOverrides.length === 0) return undefined;
   return (key: string, event: ActivityEvent | null): LearningWindow => {
     const ns = event?.pod?.namespace;
     for (const o of config.learningOverrides) {
       if (o.namespace && (ns === undefined || !o.namespace.includes(ns))) continue;
       if (o.image && !o.image.some((g) => globMatch(g, key))) continue;
-      return { windowMs: o.learningWindow ?? defaults.windowMs, quietMs: o.quietPeriod ?? defaults.quietMs, maxMs: o.maxLearningWindow ?? defaults.maxMs };
+      return {
+        windowMs: o.learningWindow ?? defaults.windowMs,
+        quietMs: o.quietPeriod ?? defaults.quietMs,
+        maxMs: o.maxLearningWindow ?? defaults.maxMs,
+        graceMs: o.versionGrace ?? defaults.graceMs,
+      };
     }
     return defaults;
   };
@@ -195,6 +203,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
     learningWindowMs: config.learningWindow,
     quietPeriodMs: config.quietPeriod,
     maxLearningMs: config.maxLearningWindow,
+    versionGraceMs: config.versionGrace,
     windowFor: learningWindowsOf(config),
     keyMode: config.baselineKey,
   });

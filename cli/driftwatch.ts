@@ -33,6 +33,7 @@ const AGENT_OPTIONS: Options = {
   'stats-interval': { type: 'string' },
   'quiet-period': { type: 'string' },
   'max-learning-window': { type: 'string' },
+  'version-grace': { type: 'string' },
   'cluster-sync-timeout': { type: 'string' },
   'cri-socket': { type: 'string' },
   'exit-when-done': { type: 'boolean' },
@@ -134,6 +135,8 @@ const COMMAND_HELP: Record<string, string> = {
   --learning-window DUR    event time each image is learned before enforcing; default 1h (learningWindow)
   --quiet-period DUR       learning goes on until nothing new appeared for this long; default 10m (quietPeriod)
   --max-learning-window DUR  learning never lasts longer; default 24h (maxLearningWindow)
+  --version-grace DUR      a new image version's new behaviour is learned, flagged for review, for
+                           this long instead of alerting; default 0 = it alerts (versionGrace)
                            (per namespace or image: learningOverrides in the config file)
   --baseline-key MODE      repository (default) | tag | digest (baselineKey)
   --http-listen HOST:PORT  /metrics, /livez, /readyz; default 127.0.0.1:9464 (httpListen)

@@ -44,7 +44,7 @@ export const DOC_LIMITS = Object.freeze({
 /** Review state of a baseline as the collector reports it. */
 export type ViewState = 'learning' | 'enforcing' | 'locked' | 'relearn';
 /** Review status of one entry. */
-export type EntryStatus = 'learned' | 'approved' | 'added' | 'removed';
+export type EntryStatus = 'learned' | 'flagged' | 'approved' | 'added' | 'removed';
 
 /** One entry of a BaselineView: the entry's fields spread in, plus review status and statistics. */
 export type BaselineViewEntry = (ProcessEntry | NetworkEntry) & {

@@ -44,6 +44,8 @@ export interface EntryStats {
   nodes: string[];
   /** A few raw values it was learned from (command lines or peer addresses), bounded. */
   examples: string[];
+  /** Learned during a new image version's grace period: that version (tag@digest), for review. */
+  addedBy?: string;
 }
 
 /**
@@ -99,6 +101,12 @@ export interface Baseline {
   quietMs: number;
   /** Learning ends by this event time whatever appears (windowStart + max). */
   maxUntil: number;
+  /** Grace period of a new image version: its new entries are learned (flagged) until then, not alerted. */
+  graceMs: number;
+  /** The version in grace now, or null. */
+  grace: { version: string; until: number } | null;
+  /** Entries learned during a grace period, with the version that brought them; null when none. */
+  addedBy: Map<string, string> | null;
 }
 
 /**
@@ -164,6 +172,8 @@ export interface LearningWindow {
   windowMs: number;
   quietMs: number;
   maxMs: number;
+  /** Grace period of a new image version under an enforcing baseline (0: none, it alerts). */
+  graceMs?: number;
 }
 
 /** Engine settings. */
@@ -174,6 +184,8 @@ export interface BaselineEngineOptions {
   quietPeriodMs: number;
   /** Learning never lasts longer than this. */
   maxLearningMs: number;
+  /** A new image version's new behaviour is learned (flagged for review) for this long instead of alerting (0: off). */
+  versionGraceMs: number;
   /** Per-key windows (by namespace or image), consulted when a key starts learning; default: the above. */
   windowFor?: ((key: string, event: ActivityEvent | null) => LearningWindow) | undefined;
   keyMode: KeyMode;
@@ -188,6 +200,7 @@ export const DEFAULT_ENGINE_OPTIONS: BaselineEngineOptions = Object.freeze({
   learningWindowMs: 3_600_000,
   quietPeriodMs: 600_000,
   maxLearningMs: 86_400_000,
+  versionGraceMs: 0,
   keyMode: 'repository',
   maxEntriesPerBaseline: 2_000,
   maxBaselines: 20_000,
@@ -223,7 +236,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
   const baselines = new Map<string, Baseline>();
 
   const windowOf = (key: string, event: ActivityEvent | null): LearningWindow =>
-    opts.windowFor?.(key, event) ?? { windowMs: opts.learningWindowMs, quietMs: opts.quietPeriodMs, maxMs: opts.maxLearningMs };
+    opts.windowFor?.(key, event) ?? { windowMs: opts.learningWindowMs, quietMs: opts.quietPeriodMs, maxMs: opts.maxLearningMs, graceMs: opts.versionGraceMs };
 
   function create(key: string, time: number, event: ActivityEvent | null = null): Baseline {
     const w = windowOf(key, event);
@@ -245,6 +258,9 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       removed: null,
       quietMs: w.quietMs,
       maxUntil: time + Math.max(w.maxMs, w.windowMs),
+      graceMs: w.graceMs ?? opts.versionGraceMs,
+      grace: null,
+      addedBy: null,
     };
     baselines.set(key, b);
     return b;
@@ -289,9 +305,13 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         removed: null,
         quietMs: 0,
         maxUntil: 0,
+        graceMs: 0,
+        grace: null,
+        addedBy: null,
       };
       const w = windowOf(b.key, null);
       b.quietMs = w.quietMs;
+      b.graceMs = w.graceMs ?? opts.versionGraceMs;
       b.maxUntil = b.windowStart + Math.max(w.maxMs, w.windowMs);
       baselines.set(b.key, b);
       return b;
@@ -350,7 +370,13 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         b.partial = !startsContainer(event);
       }
       b.events++;
-      if (event.container) noteImage(b, event.container.image);
+      // (The first image a node notes is not "new": a node that joined later starts with none.)
+      if (event.container && noteImage(b, event.container.image) && b.state === 'enforcing' && b.images.length > 1) {
+        // A new version under an enforcing baseline: recorded (a new baseline version), and with a
+        // grace period its new behaviour is learned and flagged for review instead of alerting.
+        b.version++;
+        if (b.graceMs > 0) b.grace = { version: versionLabel(event.container.image), until: event.time + b.graceMs };
+      }
       const ns = event.pod?.namespace;
       if (ns !== undefined && ns !== '' && (b.namespaces === null || (b.namespaces.length < MAX_NAMESPACES && !b.namespaces.includes(ns)))) {
         if (b.namespaces === null) b.namespaces = [ns];
@@ -398,6 +424,19 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         // Adaptive window: something new appeared, so learning goes on for a quiet period, up to the maximum.
         if (b.quietMs > 0 && event.time + b.quietMs > b.learnUntil) b.learnUntil = Math.min(event.time + b.quietMs, b.maxUntil);
         return { verdict: 'learned', baseline: b, isNew: true };
+      }
+      const g = b.grace;
+      if (g !== null && b.state === 'enforcing' && !b.removed?.has(id) && event.container && b.entries.size < opts.maxEntriesPerBaseline) {
+        if (event.time >= g.until) b.grace = null;
+        else if (versionLabel(event.container.image) === g.version) {
+          const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true };
+          b.entries.set(id, learned);
+          b.changed.push(learned);
+          (b.fresh ??= new Map()).set(id, [clip(exampleOf(event))]);
+          (b.addedBy ??= new Map()).set(id, g.version);
+          b.version++;
+          return { verdict: 'learned', baseline: b, isNew: true };
+        }
       }
       return { verdict: 'deviation', baseline: b, ...explain(b, entry) };
     },
@@ -450,16 +489,24 @@ function touch(b: Baseline, stats: LearnedEntry, event: ActivityEvent): void {
   }
 }
 
-function noteImage(b: Baseline, image: ImageRef): void {
+/** Note the image version of an event; true when it is one the baseline had not seen. */
+function noteImage(b: Baseline, image: ImageRef): boolean {
   const imgs = b.images;
   // Almost every event carries the image noted last: check that one before scanning.
   const last = imgs[imgs.length - 1];
-  if (last !== undefined && last.tag === image.tag && last.digest === image.digest && last.repository === image.repository) return;
+  if (last !== undefined && last.tag === image.tag && last.digest === image.digest && last.repository === image.repository) return false;
   for (let i = 0; i < imgs.length; i++) {
     const x = imgs[i] as ImageRef;
-    if (x.tag === image.tag && x.digest === image.digest && x.repository === image.repository) return;
+    if (x.tag === image.tag && x.digest === image.digest && x.repository === image.repository) return false;
   }
-  if (imgs.length < MAX_IMAGES) imgs.push({ repository: image.repository, tag: image.tag, digest: image.digest });
+  if (imgs.length >= MAX_IMAGES) return false;
+  imgs.push({ repository: image.repository, tag: image.tag, digest: image.digest });
+  return true;
+}
+
+/** How a version is named in reviews: `tag@digest`, either part may be empty. */
+export function versionLabel(image: ImageRef): string {
+  return image.digest === '' ? image.tag : `${image.tag}@${image.digest}`;
 }
 
 /** Parent names of a container's first process: the runtime that started it. */
@@ -497,7 +544,10 @@ function headerOf(b: Baseline): Omit<BaselineSnapshot, 'entries'> {
 }
 
 function statsOf(b: Baseline, e: LearnedEntry): EntryStats {
-  return { id: e.id, entry: entryFromId(e.id), firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: [...e.nodes], examples: [...(b.fresh?.get(e.id) ?? [])] };
+  const stats: EntryStats = { id: e.id, entry: entryFromId(e.id), firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: [...e.nodes], examples: [...(b.fresh?.get(e.id) ?? [])] };
+  const by = b.addedBy?.get(e.id);
+  if (by !== undefined) stats.addedBy = by;
+  return stats;
 }
 
 /**

@@ -104,6 +104,7 @@ export interface WireEntryStats {
   count: number;
   nodes: string[];
   examples: string[];
+  addedBy?: string;
 }
 
 /** Wire BaselineSnapshot. */
@@ -220,6 +221,7 @@ export function snapshotToWire(s: BaselineSnapshot): WireBaselineSnapshot {
       count: e.count,
       nodes: e.nodes,
       examples: e.examples,
+      addedBy: e.addedBy ?? '',
     })),
   };
 }
@@ -438,6 +440,7 @@ export function snapshotFromWire(w: WireBaselineSnapshot): BaselineSnapshot {
       count: int(e.count, `${f}.count`, 0, Number.MAX_SAFE_INTEGER),
       nodes: e.nodes.map((n) => str(n, `${f}.nodes`, WIRE_LIMITS.shortString)),
       examples: e.examples.map((x) => str(x, `${f}.examples`, 1024)),
+      ...(typeof e.addedBy === 'string' && e.addedBy !== '' ? { addedBy: str(e.addedBy, `${f}.addedBy`, WIRE_LIMITS.shortString * 2) } : {}),
     };
   });
   return {

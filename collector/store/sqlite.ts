@@ -454,6 +454,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   const upsertStatus = db.prepare(`
     INSERT INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (key, entry_id) DO UPDATE SET status = excluded.status, by = excluded.by, at = excluded.at, reason = excluded.reason`);
+  const insertFlag = db.prepare(`INSERT OR IGNORE INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES (?, ?, ?, ?, ?, ?)`);
   const insertVersion = db.prepare(`INSERT INTO baseline_versions (key, version, at, by, action, reason, state, entries, removed) VALUES (@key, @version, @at, @by, @action, @reason, @state, @entries, @removed)`);
   const selectVersions = db.prepare(`SELECT * FROM baseline_versions WHERE key = ? ORDER BY version DESC LIMIT 1000`);
   const selectVersion = db.prepare(`SELECT * FROM baseline_versions WHERE key = ? AND version = ?`);
@@ -529,6 +530,8 @@ export function openSqliteStore(path: string): Store & NodeStore {
         merged = examples;
       }
       upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
+      // Brought by a new image version during its grace period: for review, unless already reviewed.
+      if (e.addedBy !== undefined && !old) insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, `new in version ${e.addedBy} (learned during its grace period)`);
     }
     return clusterChanged;
   }

@@ -184,10 +184,11 @@ export interface DeviationQuery {
 }
 
 /**
- * What security decided about an entry: `learned` (from agents, not reviewed), `approved`,
- * `added` (by hand, by accepting an alert, or by import), `removed` (never learned again: it alerts).
+ * What security decided about an entry: `learned` (from agents, not reviewed), `flagged` (learned
+ * during a new image version's grace period: allowed, waiting for review), `approved`, `added` (by
+ * hand, by accepting an alert, or by import), `removed` (never learned again: it alerts).
  */
-export type EntryStatus = 'learned' | 'approved' | 'added' | 'removed';
+export type EntryStatus = 'learned' | 'flagged' | 'approved' | 'added' | 'removed';
 
 /** A baseline's state as reviewers see it: `relearn` until the agents report their new window. */
 export type ReviewedState = BaselineState | 'relearn';

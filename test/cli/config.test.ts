@@ -16,9 +16,9 @@ test('the example agent config parses with the agent loader and documents every 
   // Learning windows per namespace or image: the first matching override, else the defaults.
   const windowOf = learningWindowsOf(config)!;
   const pod = (namespace: string) => ({ pod: { namespace, name: 'p', labels: {}, workload: '' } }) as unknown as Parameters<typeof windowOf>[1];
-  t.deepEqual(windowOf('ghcr.io/acme/etl', pod('batch-jobs')), { windowMs: 86_400_000, quietMs: 7_200_000, maxMs: 259_200_000 });
-  t.deepEqual(windowOf('docker.io/library/nginx', pod('shop')), { windowMs: 3_600_000, quietMs: 300_000, maxMs: 86_400_000 });
-  t.deepEqual(windowOf('ghcr.io/acme/api', pod('shop')), { windowMs: 3_600_000, quietMs: 600_000, maxMs: 86_400_000 });
+  t.deepEqual(windowOf('ghcr.io/acme/etl', pod('batch-jobs')), { windowMs: 86_400_000, quietMs: 7_200_000, maxMs: 259_200_000, graceMs: 0 });
+  t.deepEqual(windowOf('docker.io/library/nginx', pod('shop')), { windowMs: 3_600_000, quietMs: 300_000, maxMs: 86_400_000, graceMs: 1_800_000 });
+  t.deepEqual(windowOf('ghcr.io/acme/api', pod('shop')), { windowMs: 3_600_000, quietMs: 600_000, maxMs: 86_400_000, graceMs: 0 });
 });
 
 test('the example collector config parses with the collector loader', (t) => {

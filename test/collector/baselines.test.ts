@@ -120,6 +120,20 @@ test('review: lock, approve and remove entries, add one by hand; every change is
   t.is((await api(c, 'POST', `/api/v1/baselines/${ENC}/explode`, {})).status, 404);
 });
 
+test('an entry a new image version brought during its grace period is flagged for review, then approved', async (t) => {
+  const c = await collector(t);
+  const d = delta('node-1', [nginx, dns]);
+  d.entries[1]!.addedBy = '1.27.0';
+  await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(d)] } }], 1);
+  const view = (await api(c, 'GET', `/api/v1/baselines/${ENC}`)).body;
+  t.deepEqual(view.entries.map((e: any) => [e.summary, e.status]).sort(), [
+    ['/usr/sbin/nginx -g daemon off; (parent containerd-shim, root)', 'learned'],
+    ['egress udp cluster:53', 'flagged'],
+  ]);
+  const approved = await api(c, 'POST', `/api/v1/baselines/${ENC}/entries/${encodeURIComponent(entryId(dns))}/approve`, { reason: 'resolver of the new version' });
+  t.is(approved.body.entries.find((e: any) => e.summary === 'egress udp cluster:53').status, 'approved');
+});
+
 test('removed stays removed: agents learning it again do not bring it back, and it alerts', async (t) => {
   const c = await collector(t);
   await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [nginx, shell]))] } }], 1);

@@ -257,3 +257,22 @@ test('adaptive window: learning goes on while new behaviour keeps appearing, up 
   t.is(perKey.get(key)!.learnUntil, T0 + 5 * MIN);
   t.is(perKey.get('ghcr.io/acme/api')!.learnUntil, T0 + 60 * MIN);
 });
+
+test('image versions: a new tag under an enforcing baseline is recorded; during its grace period its new behaviour is learned and flagged, after it alerts', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN, quietPeriodMs: 0, versionGraceMs: 30 * MIN });
+  const v2 = (minute: number, exe: string) => ({ ...exec(minute, exe, []), container: { id: 'c2', name: 'web', image: { repository: 'docker.io/library/nginx', tag: '1.27.0', digest: '' } } });
+  observe(engine, exec(0, '/usr/sbin/nginx', []));
+  observe(engine, exec(61, '/usr/sbin/nginx', []));
+  const b = engine.get('docker.io/library/nginx')!;
+  t.is(b.state, 'enforcing');
+  t.is(observe(engine, exec(62, '/usr/bin/env', [])).verdict, 'deviation', 'the old version: no grace');
+  const before = b.version;
+  t.is(observe(engine, v2(70, '/usr/sbin/nginx')).verdict, 'matched');
+  t.deepEqual(b.images.map((i) => i.tag), ['1.25.3', '1.27.0'], 'the new version is recorded');
+  t.true(b.version > before);
+  t.is(observe(engine, v2(75, '/usr/local/bin/healthcheck')).verdict, 'learned', 'new in 1.27.0, inside its grace period');
+  t.is(observe(engine, exec(76, '/usr/local/bin/other', [])).verdict, 'deviation', 'the old version gets no grace');
+  const delta = takeDelta(b);
+  t.is(delta.entries.find((e) => e.entry.type === 'process' && e.entry.exe === '/usr/local/bin/healthcheck')?.addedBy, '1.27.0');
+  t.is(observe(engine, v2(101, '/usr/local/bin/debug')).verdict, 'deviation', 'after the grace period it alerts');
+});
