@@ -3,7 +3,8 @@
  * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
  */
 import type { ActivityEvent, ImageRef } from './event.js';
-import { describeEntry, entryFromId, exampleOf, type Entry } from './entry.js';
+import { describeEntry, entryFromId, entryId, exampleOf, type Entry, type NetworkEntry } from './entry.js';
+import { cidrContains, classifyAddress, coveringCidr, formatIp, parseCidr, parseIp, type Cidr, type ParsedIp } from './ip.js';
 
 /** How events are grouped into baselines. */
 export type KeyMode = 'repository' | 'tag' | 'digest';
@@ -107,6 +108,13 @@ export interface Baseline {
   grace: { version: string; until: number } | null;
   /** Entries learned during a grace period, with the version that brought them; null when none. */
   addedBy: Map<string, string> | null;
+  /**
+   * Public peers aggregated into prefixes, by `direction|protocol|port`: each block and the id of
+   * its entry. Null when none. Consulted only when an exact lookup missed.
+   */
+  aggregates: Map<string, { cidr: Cidr; id: string }[]> | null;
+  /** Public addresses learned per `direction|protocol|port|range`, until they aggregate; null when none. */
+  publicPeers: Map<string, ParsedIp[]> | null;
 }
 
 /**
@@ -261,6 +269,8 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       graceMs: w.graceMs ?? opts.versionGraceMs,
       grace: null,
       addedBy: null,
+      aggregates: null,
+      publicPeers: null,
     };
     baselines.set(key, b);
     return b;
@@ -308,7 +318,10 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         graceMs: 0,
         grace: null,
         addedBy: null,
+        aggregates: null,
+        publicPeers: null,
       };
+      for (const id of entries.keys()) if (id.includes('/') && !id.startsWith('exec|')) noteAggregate(b, id);
       const w = windowOf(b.key, null);
       b.quietMs = w.quietMs;
       b.graceMs = w.graceMs ?? opts.versionGraceMs;
@@ -398,7 +411,9 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
           b.version++;
         }
       }
-      const known = b.entries.get(id);
+      let known = b.entries.get(id);
+      // A public peer inside a block the baseline aggregated counts as that block's entry.
+      if (!known && b.aggregates !== null && entry.type === 'network') known = aggregateOf(b, entry);
       if (known) {
         touch(b, known, event);
         return b.state === 'learning' ? { verdict: 'learned', baseline: b, isNew: false } : { verdict: 'matched', baseline: b };
@@ -421,6 +436,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         b.changed.push(learned);
         (b.fresh ??= new Map()).set(id, [clip(exampleOf(event))]);
         b.version++;
+        if (entry.type === 'network') aggregatePeers(b, entry, event);
         // Adaptive window: something new appeared, so learning goes on for a quiet period, up to the maximum.
         if (b.quietMs > 0 && event.time + b.quietMs > b.learnUntil) b.learnUntil = Math.min(event.time + b.quietMs, b.maxUntil);
         return { verdict: 'learned', baseline: b, isNew: true };
@@ -502,6 +518,68 @@ function noteImage(b: Baseline, image: ImageRef): boolean {
   if (imgs.length >= MAX_IMAGES) return false;
   imgs.push({ repository: image.repository, tag: image.tag, digest: image.digest });
   return true;
+}
+
+/** Distinct public addresses of one range on one port that make the baseline learn the range. */
+export const AGGREGATE_AT = 4;
+/** The widest block aggregation makes: a /24 of IPv4, a /64 of IPv6. */
+const AGGREGATE_MIN_PREFIX = { 4: 24, 6: 64 } as const;
+
+function groupOf(e: NetworkEntry): string {
+  return `${e.direction}|${e.protocol}|${e.port}`;
+}
+
+/** Register an aggregate entry (a network entry whose peer is a CIDR block) for matching. */
+function noteAggregate(b: Baseline, id: string): void {
+  const e = entryFromId(id);
+  if (e.type !== 'network' || !e.peer.includes('/')) return;
+  let cidr: Cidr;
+  try {
+    cidr = parseCidr(e.peer);
+  } catch {
+    return;
+  }
+  const group = groupOf(e);
+  const list = (b.aggregates ??= new Map()).get(group);
+  if (list) list.push({ cidr, id });
+  else b.aggregates.set(group, [{ cidr, id }]);
+}
+
+/** The aggregate entry whose block holds this entry's peer, if any. */
+function aggregateOf(b: Baseline, e: NetworkEntry): LearnedEntry | undefined {
+  const list = b.aggregates?.get(groupOf(e));
+  if (!list) return undefined;
+  const ip = parseIp(e.peer);
+  if (!ip) return undefined;
+  for (const a of list) if (cidrContains(a.cidr, ip)) return b.entries.get(a.id);
+  return undefined;
+}
+
+/**
+ * While learning: once AGGREGATE_AT distinct public addresses of one range (a /24, a /64) were seen
+ * on one port, learn the smallest block that covers them (a CDN, a cloud API's front ends), so that
+ * the next address of the same service is not news. The single addresses stay as learned.
+ */
+function aggregatePeers(b: Baseline, e: NetworkEntry, event: ActivityEvent): void {
+  const ip = parseIp(e.peer);
+  if (!ip || classifyAddress(ip) !== 'public') return;
+  const bytes = ip.version === 4 ? 3 : 8;
+  let range = `${groupOf(e)}|${ip.version}|`;
+  for (let i = 0; i < bytes; i++) range += `${ip.bytes[i] as number}.`;
+  const seen = (b.publicPeers ??= new Map()).get(range) ?? [];
+  if (seen.length >= 64) return;
+  seen.push(ip);
+  b.publicPeers.set(range, seen);
+  if (seen.length < AGGREGATE_AT) return;
+  const cidr = coveringCidr(seen, AGGREGATE_MIN_PREFIX[ip.version]);
+  if (!cidr || b.aggregates?.get(groupOf(e))?.some((a) => a.cidr.text === cidr.text)) return;
+  const id = entryId({ ...e, peer: cidr.text });
+  if (b.entries.has(id)) return;
+  const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true };
+  b.entries.set(id, learned);
+  b.changed.push(learned);
+  (b.fresh ??= new Map()).set(id, [`${seen.length} addresses, e.g. ${seen.slice(0, 3).map((x: ParsedIp) => formatIp(x)).join(', ')}`]);
+  noteAggregate(b, id);
 }
 
 /** How a version is named in reviews: `tag@digest`, either part may be empty. */

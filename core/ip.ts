@@ -186,3 +186,26 @@ export function classifyAddress(ip: ParsedIp): AddressClass {
   if (b[0] === 0xfe && ((b[1] as number) & 0xc0) === 0x80) return 'link-local';
   return 'public';
 }
+
+/**
+ * The smallest CIDR block holding every address of `ips` (all of one version), but never wider than
+ * `/minPrefix`: null when they do not fit in one such block.
+ */
+export function coveringCidr(ips: readonly ParsedIp[], minPrefix: number): Cidr | null {
+  const first = ips[0];
+  if (!first) return null;
+  const max = first.version === 4 ? 32 : 128;
+  let prefix = max;
+  for (const ip of ips) {
+    if (ip.version !== first.version) return null;
+    for (let bit = 0; bit < prefix; bit++) {
+      const mask = 0x80 >> (bit & 7);
+      if (((ip.bytes[bit >> 3] as number) & mask) !== ((first.bytes[bit >> 3] as number) & mask)) {
+        prefix = bit;
+        break;
+      }
+    }
+  }
+  if (prefix < minPrefix) return null;
+  return parseCidr(`${formatIp(first)}/${prefix}`);
+}

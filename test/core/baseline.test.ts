@@ -276,3 +276,26 @@ test('image versions: a new tag under an enforcing baseline is recorded; during 
   t.is(delta.entries.find((e) => e.entry.type === 'process' && e.entry.exe === '/usr/local/bin/healthcheck')?.addedBy, '1.27.0');
   t.is(observe(engine, v2(101, '/usr/local/bin/debug')).verdict, 'deviation', 'after the grace period it alerts');
 });
+
+test('peer aggregation: several public addresses of one range on one port are learned as their smallest covering block', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN, quietPeriodMs: 0 });
+  const key = 'docker.io/library/nginx';
+  observe(engine, exec(0, '/usr/sbin/nginx', []));
+  for (const [i, last] of [10, 20, 33, 40].entries()) observe(engine, net(1 + i, 'connect', `198.51.100.${last}`, 443, 40000 + i));
+  const b = engine.get(key)!;
+  const peers = [...b.entries.keys()].map((id) => entryFromId(id)).filter((e) => e.type === 'network').map((e) => (e.type === 'network' ? e.peer : ''));
+  t.true(peers.includes('198.51.100.0/26'), `learned the block: ${peers.join(', ')}`);
+  t.is(snapshotOf(b).entries.length, 6, 'nginx, four addresses and the block');
+  observe(engine, exec(61, '/usr/sbin/nginx', []));
+  t.is(observe(engine, net(62, 'connect', '198.51.100.50', 443, 41000)).verdict, 'matched', 'another front end of the same service');
+  t.is(observe(engine, net(63, 'connect', '198.51.100.200', 443, 41001)).verdict, 'deviation', 'outside the block');
+  t.is(observe(engine, net(64, 'connect', '198.51.100.50', 22, 41002)).verdict, 'deviation', 'another port');
+  // Three addresses are not many: no block.
+  const few = createBaselineEngine({ learningWindowMs: 60 * MIN, quietPeriodMs: 0 });
+  for (const [i, last] of [1, 2, 3].entries()) observe(few, net(i, 'connect', `203.0.113.${last}`, 443, 40000 + i));
+  t.false([...few.get(key)!.entries.keys()].some((id) => id.includes('/')));
+  // A restored baseline keeps matching by its blocks.
+  const restored = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  restored.restore({ ...snapshotOf(b), entries: snapshotOf(b).entries });
+  t.is(observe(restored, net(70, 'connect', '198.51.100.60', 443, 41003)).verdict, 'matched');
+});
