@@ -155,7 +155,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     print(bold('Driftwatch demo') + dim(` — replaying ${events === DEMO_EVENTS ? 'a recorded Falco stream' : events}`));
     print(
       `Read ${read.toLocaleString('en-US')} Falco events from one node${rejected ? ` (${rejected} malformed, skipped)` : ''}; ` +
-        `each image learns for ${formatDuration(windowMs)} of event time from ${Number.isFinite(first) ? new Date(first).toISOString().slice(11, 16) : '?'} UTC, then enforces.`,
+        `each image learns for at least ${formatDuration(windowMs)} of event time from ${Number.isFinite(first) ? new Date(first).toISOString().slice(11, 16) : '?'} UTC (longer while new behaviour keeps appearing), then enforces.`,
     );
     print('');
     print(bold(`What it learned — ${baselines.length} baselines`));

@@ -51,6 +51,7 @@ const COLLECTOR_OPTIONS: Options = {
   db: { type: 'string' },
   'grpc-listen': { type: 'string' },
   'http-listen': { type: 'string' },
+  'public-url': { type: 'string' },
   'log-level': { type: 'string' },
   'max-batch-items': { type: 'string' },
   'max-message-bytes': { type: 'string' },
@@ -142,7 +143,8 @@ const COMMAND_HELP: Record<string, string> = {
   --http-listen HOST:PORT  /metrics, /livez, /readyz; default 127.0.0.1:9464 (httpListen)
   --cluster-cidr CIDR      in-cluster address range; repeatable; default RFC 1918 + CGNAT + ULA (clusterCidrs)
   --max-record-bytes N     longest event record accepted; default 1048576 (maxRecordBytes)
-  --max-spool-bytes N      spool bound, oldest deviations dropped beyond it; default 268435456 (maxSpoolBytes)
+  --max-spool-bytes N      spool bound; beyond it the lowest-severity, then oldest, deviations are
+                           dropped (counted); default 268435456 (maxSpoolBytes)
   --drain-timeout DUR      how long shutdown waits for the spool to drain; default 10s (drainTimeout)
   --stats-interval DUR     how often entry counts and last-seen times are persisted and sent; new
                            entries go at once; default 60s (statsInterval)
@@ -164,6 +166,7 @@ const COMMAND_HELP: Record<string, string> = {
   --db FILE                SQLite database file, created if missing (db)
   --grpc-listen HOST:PORT  agent ingest; default 0.0.0.0:7070 (grpcListen)
   --http-listen HOST:PORT  API, /metrics, /livez, /readyz; default 0.0.0.0:8080 (httpListen)
+  --public-url URL         where people reach the collector, for links in notifications (publicUrl)
   --max-batch-items N      most records per agent batch; default 2000 (maxBatchItems)
   --max-message-bytes N    largest gRPC message; default 16777216 (maxMessageBytes)
   --stream-max-clients N   websocket live-feed clients at once; default 64 (streamMaxClients)

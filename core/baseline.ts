@@ -359,9 +359,19 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       for (const id of c.entryIds) {
         if (b.entries.has(id)) continue;
         b.entries.set(id, { id, firstSeen: 0, lastSeen: 0, count: 0, nodes: NO_NODES, examples: 0, dirty: false });
+        // A block another node aggregated (or security added) matches addresses inside it here too.
+        if (id.includes('/') && !id.startsWith('exec|')) noteAggregate(b, id);
         changed = true;
       }
-      for (const id of c.removedIds) if (b.entries.delete(id)) changed = true;
+      for (const id of c.removedIds) {
+        if (!b.entries.delete(id)) continue;
+        changed = true;
+        for (const [group, list] of b.aggregates ?? []) {
+          const kept = list.filter((a) => a.id !== id);
+          if (kept.length === 0) b.aggregates?.delete(group);
+          else b.aggregates?.set(group, kept);
+        }
+      }
       const removed = c.removedIds.length > 0 ? new Set(c.removedIds) : null;
       if ((removed?.size ?? 0) !== (b.removed?.size ?? 0) || [...(removed ?? [])].some((id) => !b!.removed?.has(id))) changed = true;
       b.removed = removed;

@@ -107,6 +107,8 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
           // mtime at the last end-of-file check after which nothing was read: a later mtime with no
           // growth means the file was truncated and refilled (possibly to the same size) in between.
           let quietMtime = -1;
+          // A newer mtime without growth seen at the previous check (-1: none): see below.
+          let suspectMtime = -1;
           // Read this inode until it is rotated away (or the stream ends).
           for (;;) {
             if (signal.aborted) return;
@@ -118,6 +120,7 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
               offset += bytesRead;
               // Caught up (a short read): remember the mtime, to notice a same-size rewrite later.
               // A full buffer means more is waiting; no stat then (one thread-pool trip less per chunk).
+              suspectMtime = -1;
               if (bytesRead < buf.length) {
                 const after = await handle.stat();
                 quietMtime = after.size === offset ? after.mtimeMs : -1;
@@ -138,15 +141,21 @@ export function createFileTail(name: string, path: string, ctx: SourceContext, o
               return;
             }
             const now = await stat(path).catch(() => null);
-            const rewritten = now !== null && now.ino === ino && now.size === offset && quietMtime !== -1 && now.mtimeMs !== quietMtime;
+            // A same-size rewrite shows as a newer mtime with no growth. A write in progress can look the
+            // same for a moment (the kernel updates mtime before size), so it counts only when a
+            // second look, one poll later, still sees that mtime and that size.
+            const stillSized = now !== null && now.ino === ino && now.size === offset && quietMtime !== -1 && now.mtimeMs !== quietMtime;
+            const rewritten = stillSized && suspectMtime === now.mtimeMs;
+            suspectMtime = stillSized ? now.mtimeMs : -1;
             if (now && now.ino === ino && (now.size < offset || rewritten)) {
               log.warn({ path, offset, size: now.size }, 'file truncated, reading from the start');
               offset = 0;
               quietMtime = -1;
+              suspectMtime = -1;
               decoder.end();
               continue;
             }
-            if (now && now.ino === ino && now.size === offset) quietMtime = now.mtimeMs;
+            if (now && now.ino === ino && now.size === offset && !stillSized) quietMtime = now.mtimeMs;
             if (!now || now.ino !== ino) {
               // Rotated: this inode is fully read (we just hit its end); move to the new file.
               const events = decoder.end();

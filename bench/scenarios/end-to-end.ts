@@ -250,8 +250,15 @@ async function latency(ctx: ScenarioContext, baselines: readonly BaselineSnapsho
     (await metricValue(url, `${name}_count`)) - (await metricValue(url, `${name}_bucket`, `le="${le}"`));
   const stalls =
     `collector commits > 0.25 s: ${await slow(`${collector.url}/metrics`, 'driftwatch_collector_batch_commit_seconds', '0.25')}, > 1 s: ${await slow(`${collector.url}/metrics`, 'driftwatch_collector_batch_commit_seconds', '1')}; ` +
-    `agent batches > 0.5 s: ${await slow(`${agent.httpUrl}/metrics`, 'driftwatch_agent_batch_duration_seconds', '0.5')}`;
+    `agent batches > 0.5 s: ${await slow(`${agent.httpUrl}/metrics`, 'driftwatch_agent_batch_duration_seconds', '0.5')}; ` +
+    // Longest event-loop block of each process during the run (prom-client resets it per scrape).
+    `longest event-loop block: collector ${(await metricValue(`${collector.url}/metrics`, 'driftwatch_collector_nodejs_eventloop_lag_max_seconds')).toFixed(2)} s, ` +
+    `agent ${(await metricValue(`${agent.httpUrl}/metrics`, 'driftwatch_agent_nodejs_eventloop_lag_max_seconds')).toFixed(2)} s`;
   ctx.log(stalls);
+  // Anything either process said about its stream (disconnects, reconnects) during the run.
+  for (const [who, p] of [['agent', agent], ['collector', collector]] as const) {
+    for (const l of p.logs) if (l.level !== 30 || /connect|stream|closing/i.test(String(l.msg))) ctx.log(`${who} log: ${JSON.stringify(l).slice(0, 300)}`);
+  }
   await agent.stop();
   await collector.stop();
 

@@ -103,6 +103,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
   loadExceptions();
 
   const policy: AlertPolicy = {
+    notify: (alert) => triggersOf(alert),
     decide(d, facts) {
       const c = classify({ kind: d.event.kind, reason: d.reason, entry: d.entry, exe: d.event.process.exe, baseline: d.event.kind === 'exec' ? facts() : { hasShell: false, hasRoot: false } }, rules);
       const m = { baselineKey: d.key, namespace: d.event.pod?.namespace ?? '', labels: d.event.pod?.labels ?? {}, severity: c.severity };
@@ -157,30 +158,31 @@ export function createAlerting(deps: AlertingDeps): Alerting {
   function enqueue(items: Enqueued[]): void {
     if (items.length === 0) return;
     store.enqueue(items, now());
-    for (const i of items) metrics.notifications.inc({ sink: i.sink, action: i.action, state: i.state === 'pending' ? 'pending' : i.lastError.split(':')[0] ?? 'skipped' });
-    for (const s of new Set(items.filter((i) => i.state === 'pending').map((i) => i.sink))) workers.get(s)?.wake();
+    written(items);
   }
 
-  function trigger(alert: Alert): void {
+  /**
+   * The notifications of a new or reopened alert (storm control decides which go out): returned, so
+   * that the store writes them in the very transaction that created the alert. A crash cannot leave
+   * an alert that nobody is told about.
+   */
+  function triggersOf(alert: Alert): Enqueued[] {
     if (alert.suppressedBy !== '') {
       metrics.suppressed.inc({ reason: 'exception' });
-      return;
+      return [];
     }
     const receivers = alert.receivers.filter((s) => knownSink.has(s));
     if (receivers.length === 0) {
       metrics.suppressed.inc({ reason: 'no-receiver' });
-      return;
+      return [];
     }
     const admitted = admit(alert.baselineKey, now());
     const body = JSON.stringify(notification(alert, 'trigger'));
-    if (admitted.ok) {
-      enqueue(receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'pending', lastError: '' })));
-      return;
-    }
+    if (admitted.ok) return receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'pending', lastError: '' }));
     metrics.suppressed.inc({ reason: 'storm' });
     const why = `storm: over the notification rate for ${admitted.scope}; stored, not notified`;
-    enqueue(receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'skipped', lastError: why })));
-    if (!admitted.first) return;
+    const items: Enqueued[] = receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'skipped', lastError: why }));
+    if (!admitted.first) return items;
     // One summary per window and scope, to the receivers of the alert that crossed the line.
     const until = new Date(admitted.until).toISOString();
     const summary: Notification = {
@@ -191,7 +193,13 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       ruleReason: 'more new alerts than the configured rate',
     };
     logger.warn({ scope: admitted.scope, until }, 'alert storm: notifications paused');
-    enqueue(receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending', lastError: '' })));
+    return [...items, ...receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending' as const, lastError: '' }))];
+  }
+
+  /** Count notifications the store wrote and wake the workers of their sinks. */
+  function written(items: readonly Enqueued[]): void {
+    for (const i of items) metrics.notifications.inc({ sink: i.sink, action: i.action, state: i.state === 'pending' ? 'pending' : i.lastError.split(':')[0] ?? 'skipped' });
+    for (const s of new Set(items.filter((i) => i.state === 'pending').map((i) => i.sink))) workers.get(s)?.wake();
   }
 
   /** Acknowledge/resolve notifications go to the sinks that were sent the trigger. */
@@ -381,14 +389,9 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     },
     afterCommit(result) {
       if (result.known) metrics.known.inc(result.known);
-      for (const a of result.newAlerts) {
-        trigger(a);
-        publish('alert.created', a);
-      }
-      for (const a of result.reopened) {
-        trigger(a);
-        publish('alert.state', a);
-      }
+      written(result.notifications);
+      for (const a of result.newAlerts) publish('alert.created', a);
+      for (const a of result.reopened) publish('alert.state', a);
       if (feed.size > 0) {
         for (const fp of result.updated) {
           const a = store.getAlert(fp);

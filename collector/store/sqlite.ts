@@ -24,6 +24,7 @@ import {
   type BaselineView,
   type ClusterBaseline,
   type EntryStatus,
+  type OutboxEntry,
   type ReviewResult,
   type ReviewedEntry,
   type ReviewedState,
@@ -454,6 +455,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   const upsertStatus = db.prepare(`
     INSERT INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (key, entry_id) DO UPDATE SET status = excluded.status, by = excluded.by, at = excluded.at, reason = excluded.reason`);
+  const deleteFlags = db.prepare(`DELETE FROM baseline_entry_reviews WHERE key = ? AND status = 'flagged'`);
   const insertFlag = db.prepare(`INSERT OR IGNORE INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES (?, ?, ?, ?, ?, ?)`);
   const insertVersion = db.prepare(`INSERT INTO baseline_versions (key, version, at, by, action, reason, state, entries, removed) VALUES (@key, @version, @at, @by, @action, @reason, @state, @entries, @removed)`);
   const selectVersions = db.prepare(`SELECT * FROM baseline_versions WHERE key = ? ORDER BY version DESC LIMIT 1000`);
@@ -544,6 +546,13 @@ export function openSqliteStore(path: string): Store & NodeStore {
     const updated: string[] = [];
     const reopened: Alert[] = [];
     const clusterChanged: string[] = [];
+    const notifications: OutboxEntry[] = [];
+    const notify = (alert: Alert) => {
+      for (const item of policy.notify?.(alert) ?? []) {
+        insertOutbox.run(item.alert, item.sink, item.action, item.body, item.state, receivedAt, item.lastError, receivedAt, item.state === 'pending' ? 0 : receivedAt);
+        notifications.push(item);
+      }
+    };
     // The batch's baseline deltas first: its deviations and alerts are judged against what they teach.
     for (const delta of deltas) if (applyDelta(node, delta, receivedAt) && !clusterChanged.includes(delta.key)) clusterChanged.push(delta.key);
     // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once.
@@ -616,7 +625,9 @@ export function openSqliteStore(path: string): Store & NodeStore {
           receivers: JSON.stringify(decision.receivers),
           suppressedBy,
         });
-        newAlerts.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
+        const created = alertOf(selectAlert.get(fingerprint) as AlertRow);
+        newAlerts.push(created);
+        notify(created);
         continue;
       }
       const nodes = JSON.parse(row.nodes) as string[];
@@ -637,10 +648,13 @@ export function openSqliteStore(path: string): Store & NodeStore {
       });
       // Resolved, or covered by an exception that no longer covers it: it is news again.
       const fresh = row.state === 'resolved' || (row.suppressed_by !== '' && suppressedBy === '' && row.state !== 'accepted');
-      if (fresh) reopened.push(alertOf(selectAlert.get(fingerprint) as AlertRow));
-      else updated.push(fingerprint);
+      if (fresh) {
+        const again = alertOf(selectAlert.get(fingerprint) as AlertRow);
+        reopened.push(again);
+        notify(again);
+      } else updated.push(fingerprint);
     }
-    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged };
+    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged, notifications };
   });
 
   // ---- review: views, changes, versions, what agents enforce ----
@@ -753,6 +767,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
         deleteNodeHeaders.run(key);
         deleteNodeEntries.run(key);
         deleteLearnedEntries.run(key, key);
+        deleteFlags.run(key);
         setState('relearn');
         break;
       case 'approve':

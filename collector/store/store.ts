@@ -36,7 +36,12 @@ export interface AlertPolicy {
   decide(d: Deviation, facts: () => BaselineFacts): AlertDecision;
   /** The id of an active exception that covers this deviation at `at`, or ''. */
   exceptionFor(d: Deviation, at: number): string;
+  /** Notifications of a new or reopened alert, written to the outbox in the same transaction. */
+  notify?(alert: Alert): OutboxEntry[];
 }
+
+/** A notification to write to the outbox. */
+export type OutboxEntry = Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'>;
 
 /** A group of deviations with one fingerprint (baseline key + entry). */
 export interface Alert {
@@ -160,6 +165,8 @@ export interface IngestResult {
   reopened: Alert[];
   /** Keys whose cluster baseline agents should be told about (past learning and grew, or changed state). */
   clusterChanged: string[];
+  /** Notifications the batch wrote to the outbox (policy.notify). */
+  notifications: OutboxEntry[];
 }
 
 /** Filters for listing alerts. */
@@ -266,7 +273,7 @@ export interface Store {
    */
   transitionAlert(fingerprint: string, change: AlertTransition): TransitionResult;
   /** Add notifications to the outbox. */
-  enqueue(items: readonly Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'>[], now: number): void;
+  enqueue(items: readonly OutboxEntry[], now: number): void;
   /** The oldest pending notification for `sink` due at `now`, or null. */
   nextDelivery(sink: string, now: number): OutboxItem | null;
   /** When the next pending notification for `sink` is due, or null when none is pending. */

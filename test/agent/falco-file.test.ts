@@ -1,5 +1,5 @@
 import test from 'ava';
-import { appendFileSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createFileTail, type FilePosition } from '../../agent/sources/falco-file.js';
@@ -93,4 +93,30 @@ test('malformed lines are counted and skipped; the source keeps going', async (t
   for await (const b of src.batches(new AbortController().signal)) pids.push(...b.events.map((e) => e.process.pid));
   t.deepEqual(pids, [1, 2]);
   t.deepEqual(ctx.rejects.sort(), ['bad_time', 'invalid_utf8', 'not_json', 'too_large', 'wrong_type']);
+});
+
+test('a write caught half-way (mtime already newer, size not yet) is not taken for a rewrite; a real same-size rewrite is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-tail-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'events.json');
+  writeFileSync(path, line(0, 1));
+  const ac = new AbortController();
+  const iter = createFileTail('falco-file:test', path, testSourceContext(), { pollMs: 40 }).batches(ac.signal)[Symbol.asyncIterator]();
+  const pids: number[] = [];
+  await collect(iter, 1, pids, []);
+  // What the kernel shows for a moment during an append: a newer mtime, the old size. Then the data lands.
+  await new Promise((r) => setTimeout(r, 60));
+  utimesSync(path, new Date(), new Date(Date.now() + 5_000));
+  await new Promise((r) => setTimeout(r, 50));
+  appendFileSync(path, line(1, 2));
+  await collect(iter, 2, pids, []);
+  t.deepEqual(pids, [1, 2], 'the first line is not read twice');
+  // A rewrite to the same size (copytruncate refilled exactly as long) stays that way: read again from the start.
+  const size = statSync(path).size;
+  writeFileSync(path, (line(2, 3) + line(3, 4)).padEnd(size, ' ').slice(0, size));
+  utimesSync(path, new Date(), new Date(Date.now() + 10_000));
+  await collect(iter, 3, pids, []);
+  t.is(pids[2], 3);
+  ac.abort();
+  await iter.return?.();
 });
