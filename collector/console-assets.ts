@@ -55,6 +55,7 @@ main { padding: 16px 20px 48px; max-width: 1400px; margin: 0 auto; outline: none
 h1 { font-size: 1.35rem; margin: 4px 0 12px; overflow-wrap: anywhere; }
 h2 { font-size: 1.1rem; margin: 24px 0 8px; }
 .panel { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; margin: 12px 0; }
+.panel > h2:first-child, .panel > h1:first-child { margin-top: 0; }
 .notice { background: #fff8e1; border: 1px solid #e0c36a; padding: 8px 12px; border-radius: 4px; }
 .error { background: #fdecec; border: 1px solid #d88; padding: 8px 12px; border-radius: 4px; }
 .ok { background: #eaf6ea; border: 1px solid #8c8; padding: 8px 12px; border-radius: 4px; }
@@ -65,7 +66,7 @@ label.inline { flex-direction: row; align-items: center; gap: 6px; }
 input, select, textarea, button { font: inherit; }
 input, select, textarea { border: 1px solid #999; border-radius: 4px; padding: 4px 6px; background: #fff; color: var(--fg); }
 textarea { min-height: 3.5em; width: 100%; }
-button { border: 1px solid #666; border-radius: 4px; background: #eee; padding: 4px 12px; cursor: pointer; }
+button { border: 1px solid #666; border-radius: 4px; background: #eee; padding: 4px 12px; cursor: pointer; white-space: nowrap; }
 button.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
 button.danger { background: #fff; border-color: var(--critical); color: var(--critical); }
 button:disabled { opacity: .55; cursor: not-allowed; }

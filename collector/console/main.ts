@@ -123,6 +123,8 @@ function showSignIn(problem: string | null): void {
         storeToken(token);
         session = { api, me };
         route();
+        // The form is gone: put the focus where the content is, not on the page's start.
+        main.focus();
       } catch (err) {
         replace(status, message('error', err instanceof ApiError && err.status === 401 ? 'That token is not valid.' : errorText(err)));
         input.focus();

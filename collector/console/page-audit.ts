@@ -1,7 +1,7 @@
 /** The audit log (`GET /api/v1/audit`, reviewer): who changed what, when, before and after; paged. */
 import type { Page } from './api.js';
-import { h, replace, show, table, timeEl } from './dom.js';
-import type { PageContext } from './page.js';
+import { h, replace, show, table, timeEl, type Child } from './dom.js';
+import { link, type PageContext } from './page.js';
 
 const PAGE_SIZE = 50;
 
@@ -24,6 +24,16 @@ function change(before: unknown, after: unknown): HTMLElement {
   return h('div', null, s0 !== null && s1 !== null ? `${s0} → ${s1}` : null, details);
 }
 
+/** The target, linked to its page where the console has one. */
+function targetLink(action: unknown, target: unknown): Child {
+  const a = show(action, 64);
+  const text = show(target, 300);
+  if (typeof target !== 'string' || target === '') return text;
+  if (a.startsWith('alert.')) return h('a', { href: link('alerts', target) }, text);
+  if (a.startsWith('baseline.')) return h('a', { href: link('baselines', target) }, text);
+  return text;
+}
+
 /** The audit page. */
 export async function auditPage(ctx: PageContext): Promise<void> {
   const heading = ctx.title('Audit log');
@@ -43,7 +53,7 @@ export async function auditPage(ctx: PageContext): Promise<void> {
         h('td', { class: 'time' }, timeEl(e.time)),
         h('td', null, show(e.actor, 64), h('div', { class: 'muted' }, show(e.role, 16))),
         h('td', { class: 'mono' }, show(e.action, 64)),
-        h('td', { class: 'mono' }, show(e.target, 300)),
+        h('td', { class: 'mono' }, targetLink(e.action, e.target)),
         h('td', null, change(e.before, e.after)),
       ),
     );
