@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { WebSocket } from 'ws';
+import { requiredRole } from '../../collector/auth.js';
 import { CONSOLE_CSP } from '../../collector/console-server.js';
 import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 
@@ -125,6 +126,16 @@ test('the browser modules build the page with DOM calls only: no innerHTML, eval
     const text = readFileSync(join(MODULES_DIR, name), 'utf8');
     t.false(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function\(|setTimeout\(['"`]/.test(text), name);
   }
+});
+
+test('route roles: the console\'s files are open to read, whoami needs a viewer, writes stay admin-only', (t) => {
+  t.is(requiredRole('GET', '/'), 'open');
+  t.is(requiredRole('HEAD', '/console/'), 'open');
+  t.is(requiredRole('GET', '/console/main.js'), 'open');
+  t.is(requiredRole('GET', '/api/v1/whoami'), 'viewer');
+  t.is(requiredRole('POST', '/console/'), 'admin');
+  t.is(requiredRole('POST', '/'), 'admin');
+  t.is(requiredRole('GET', '/consolex'), 'viewer');
 });
 
 test('GET /api/v1/whoami answers the token\'s name and role, and needs a token', async (t) => {
