@@ -60,6 +60,10 @@ export const ROUTE_ROLES: readonly RouteRule[] = [
   { methods: READ, path: '/healthz', role: 'open' },
   { methods: READ, path: '/readyz', role: 'open' },
   { methods: READ, path: '/metrics', role: 'open' }, // `viewer` with metricsAuth
+  // The console's static files hold no data (every datum comes from the API with a token).
+  { methods: READ, path: '/', role: 'open' },
+  { methods: READ, path: '/console/**', role: 'open' },
+  { methods: READ, path: '/api/v1/whoami', role: 'viewer' },
   { methods: READ, path: '/api/v1/audit/**', role: 'reviewer' },
   // Accepting the risk of an alert creates an exception: a reviewer's decision, not a responder's.
   { methods: WRITE, path: '/api/v1/alerts/*/accept', role: 'reviewer' },
@@ -285,7 +289,7 @@ export function createApiAuth(
       denied.inc({ reason: 'rate_limited' });
       return { allow: false, status: 429, code: 'too_many_failures', message: 'too many failed authentications from this address', retryAfterS: Math.ceil(wait / 1000) };
     }
-    const header = req.headers.authorization;
+    const header = req.headers.authorization ?? bearerFromWebSocketProtocol(req);
     if (header === undefined || header === '') {
       failures.fail(address);
       denied.inc({ reason: 'unauthenticated' });
@@ -329,6 +333,48 @@ export function createApiAuth(
       if (timer) clearInterval(timer);
     },
   };
+}
+
+/** The subprotocol a browser offers (and the collector echoes) on the live feed. */
+export const WEBSOCKET_PROTOCOL = 'driftwatch.v1';
+/** Prefix of the subprotocol that carries a browser's token, base64url-encoded. */
+export const WEBSOCKET_BEARER_PREFIX = 'driftwatch.bearer.';
+
+/**
+ * Browsers cannot set Authorization on a websocket; they can offer subprotocols. A websocket
+ * upgrade without Authorization may offer `driftwatch.bearer.<base64url(token)>` (base64url because
+ * a subprotocol is an HTTP token: no `/`, `+` or `=`) next to `driftwatch.v1`; the collector
+ * answers with `driftwatch.v1` only, so the token is never echoed (as Kubernetes does for
+ * `base64url.bearer.authorization.k8s.io.`). Returns an Authorization value, or undefined.
+ */
+export function bearerFromWebSocketProtocol(req: IncomingMessage): string | undefined {
+  if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return undefined;
+  const offered = req.headers['sec-websocket-protocol'];
+  if (typeof offered !== 'string' || offered.length > 8192) return undefined;
+  for (const p of offered.split(',')) {
+    const v = p.trim();
+    if (!v.startsWith(WEBSOCKET_BEARER_PREFIX)) continue;
+    const encoded = v.slice(WEBSOCKET_BEARER_PREFIX.length);
+    if (!/^[A-Za-z0-9_-]{1,5600}$/.test(encoded)) return 'Bearer -';
+    return `Bearer ${Buffer.from(encoded, 'base64url').toString('latin1')}`;
+  }
+  return undefined;
+}
+
+/** `GET /api/v1/whoami`: the caller's name and role, so that a client offers only what it may do. */
+export function serveWhoami(req: IncomingMessage, res: ServerResponse, auth: Pick<ApiAuth, 'principalOf'>): boolean {
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  if (path !== '/api/v1/whoami') return false;
+  const headers = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { ...headers, allow: 'GET, HEAD' }).end(JSON.stringify({ error: { code: 'method_not_allowed', message: `${req.method} is not allowed here` } }));
+    return true;
+  }
+  const who = auth.principalOf(req) ?? ANONYMOUS;
+  res.writeHead(200, headers).end(JSON.stringify({ name: who.name, role: who.role }));
+  return true;
 }
 
 /**

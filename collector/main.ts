@@ -18,7 +18,8 @@ import { createAlerting } from './alerting/index.js';
 import { AlertingConfigSchema, receiverReferences } from './alerting/config.js';
 import { createAlertFeed, type AlertFeed } from './feed.js';
 import { openAuditLog, serveAudit, type AuditLog } from './audit.js';
-import { createApiAuth, type ApiAuth } from './auth.js';
+import { createApiAuth, serveWhoami, type ApiAuth } from './auth.js';
+import { createConsoleServer } from './console-server.js';
 import { createIngest } from './ingest.js';
 import { SinksConfigSchema, createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
@@ -270,7 +271,10 @@ export async function startCollector(
     onBaselineChanged: (key) => ingest.pushBaselines([key]),
     nodes,
   });
+  const consoleServer = createConsoleServer({ logger: logger.child({ component: 'console' }) });
   const handler = auth.wrap(async (req, res) => {
+    if (consoleServer.serve(req, res)) return;
+    if (serveWhoami(req, res, auth)) return;
     if (serveAudit(req, res, audit)) return;
     await api(req, res);
   });

@@ -18,6 +18,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { WebSocket, WebSocketServer } from 'ws';
 import { EVENT_KINDS, type EventKind } from '../core/event.js';
 import type { Logger } from '../runtime/logger.js';
+import { WEBSOCKET_PROTOCOL } from './auth.js';
 import { VERSION } from '../runtime/version.js';
 import type { AlertFeed, FeedEvent, FeedEventType } from './feed.js';
 import type { AlertState } from './store/store.js';
@@ -318,6 +319,9 @@ export function attachStream(server: Server, deps: StreamDeps): StreamServer {
     // Pings are answered by hand (below): an automatic pong is written even to a client that does
     // not read, so a client sending pings could grow our buffers without bound.
     autoPong: false,
+    // A browser offers `driftwatch.v1` with the subprotocol that carries its token (auth.ts):
+    // answer `driftwatch.v1`, never the token's; offered nothing of ours, answer no subprotocol.
+    handleProtocols: (offered) => (offered.has(WEBSOCKET_PROTOCOL) ? WEBSOCKET_PROTOCOL : false),
   });
   const clients = new Set<Client>();
   // Slots taken by upgrades still being authorized, so that concurrent handshakes cannot overshoot maxClients.

@@ -1,0 +1,189 @@
+/**
+ * The collector's HTTP API as the console uses it: same origin, the token from sessionStorage as a
+ * bearer token, JSON in and out, errors as ApiError with the API's code and message. Types say
+ * what the console reads; every field is still treated as possibly missing or odd (dom.show).
+ */
+
+/** Roles, weakest first (as collector/auth.ts). */
+export const ROLES = ['viewer', 'responder', 'reviewer', 'admin'] as const;
+/** One of ROLES. */
+export type Role = (typeof ROLES)[number];
+
+/** What the caller may do, from `GET /api/v1/whoami`. */
+export interface Me {
+  name: string;
+  role: Role;
+}
+
+/** True when `have` is at least `need`. */
+export function roleAtLeast(have: Role, need: Role): boolean {
+  return ROLES.indexOf(have) >= ROLES.indexOf(need);
+}
+
+/**
+ * The least role of each thing the console offers, as ROUTE_ROLES in collector/auth.ts declares it.
+ * The server decides; this only keeps buttons away from those who would get a 403.
+ */
+export const NEEDS = {
+  acknowledge: 'responder',
+  resolve: 'responder',
+  accept: 'reviewer',
+  createException: 'reviewer',
+  revokeException: 'reviewer',
+  audit: 'reviewer',
+  changeBaseline: 'reviewer',
+} as const satisfies Record<string, Role>;
+
+/** May `me` do `action`? */
+export function can(me: Me, action: keyof typeof NEEDS): boolean {
+  return roleAtLeast(me.role, NEEDS[action]);
+}
+
+/** An alert as `GET /api/v1/alerts` shows it. */
+export interface Alert {
+  id: string;
+  state: string;
+  image: string;
+  baselineKey: string;
+  kind: string;
+  summary: string;
+  reason: string;
+  explanation: string;
+  process: { exe: string; args: string; parent: string; user: string } | null;
+  network: { direction: string; protocol: string; peer: string; port: number } | null;
+  example: string;
+  nearest: unknown[];
+  firstSeen: string | null;
+  lastSeen: string | null;
+  count: number;
+  nodes: string[];
+  pods: string[];
+  namespace: string;
+  severity: string;
+  rule: { id: string; reason: string } | null;
+  team: string;
+  suppressedBy: string | null;
+  stateChange: { by: string; at: string | null; comment: string } | null;
+}
+
+/** An alert as `GET /api/v1/alerts/{id}` shows it. */
+export interface AlertDetail extends Alert {
+  deviations: Record<string, unknown>[];
+  deliveries: Record<string, unknown>[];
+}
+
+/** A page of a list. */
+export interface Page<T> {
+  items: T[];
+  next?: string | null;
+}
+
+/** An error answer of the API (or of the network: status 0). */
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const TOKEN_KEY = 'driftwatch.token';
+
+/** The token of this tab's session (sessionStorage: gone when the tab closes). */
+export function storedToken(): string | null {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** Keep (or with null, forget) the token. */
+export function storeToken(token: string | null): void {
+  try {
+    if (token === null) sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // Storage disabled: the session lasts until reload.
+  }
+}
+
+/** Query parameters; empty and undefined values are left out. */
+export type Query = Record<string, string | number | null | undefined>;
+
+function url(path: string, query: Query = {}): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+  const qs = params.toString();
+  return `/api/v1/${path}${qs === '' ? '' : `?${qs}`}`;
+}
+
+/** The API with one token. */
+export class Api {
+  constructor(private readonly token: string) {}
+
+  private async call<T>(method: string, path: string, query: Query = {}, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token !== '') headers.authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await fetch(url(path, query), { method, headers, body: body === undefined ? null : JSON.stringify(body), credentials: 'omit', cache: 'no-store', redirect: 'error' });
+    } catch (err) {
+      throw new ApiError(0, 'network', `the collector cannot be reached (${(err as Error).message})`);
+    }
+    let parsed: unknown = null;
+    try {
+      parsed = await res.json();
+    } catch {
+      parsed = null;
+    }
+    if (!res.ok) {
+      const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+      throw new ApiError(res.status, typeof e?.code === 'string' ? e.code : 'http_error', typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`);
+    }
+    return parsed as T;
+  }
+
+  /** GET a JSON document. */
+  get<T>(path: string, query: Query = {}): Promise<T> {
+    return this.call<T>('GET', path, query);
+  }
+
+  /** POST a JSON body. */
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('POST', path, {}, body);
+  }
+
+  /** DELETE. */
+  del<T>(path: string): Promise<T> {
+    return this.call<T>('DELETE', path);
+  }
+
+  /** Who this token is. */
+  async whoami(): Promise<Me> {
+    const me = await this.get<{ name?: unknown; role?: unknown }>('whoami');
+    const role = (ROLES as readonly unknown[]).includes(me.role) ? (me.role as Role) : 'viewer';
+    return { name: typeof me.name === 'string' ? me.name : '?', role };
+  }
+
+  /** The token, for the live feed's subprotocol. */
+  get bearer(): string {
+    return this.token;
+  }
+}
+
+/** A path segment, percent-encoded (baseline keys contain slashes). */
+export function seg(s: string): string {
+  return encodeURIComponent(s);
+}
+
+/** A short message for an error, saying what to do where it helps. */
+export function errorText(err: unknown): string {
+  if (err instanceof ApiError) {
+    if (err.status === 401) return 'Your token is not valid (any more). Sign in again.';
+    if (err.status === 403) return `Not allowed: ${err.message}`;
+    if (err.status === 429) return 'Too many requests; wait a moment and try again.';
+    return err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
