@@ -28,18 +28,22 @@ export type FeedListener = (event: FeedEvent) => void;
 /** The feed. */
 export interface AlertFeed {
   publish(event: FeedEvent): void;
-  /** Subscribe; returns the function that unsubscribes. */
-  subscribe(listener: FeedListener): () => void;
-  /** Subscribers now. */
+  /**
+   * Subscribe; returns the function that unsubscribes. `active` says whether the listener wants
+   * events right now (the live feed: while it has clients), so publishers skip building them.
+   */
+  subscribe(listener: FeedListener, active?: () => boolean): () => void;
+  /** Subscribers that want events now. */
   readonly size: number;
 }
 
 /** Create a feed. `onListenerError` sees what a listener threw (log it). */
 export function createAlertFeed(onListenerError: (err: unknown) => void = () => {}): AlertFeed {
-  const listeners = new Set<FeedListener>();
+  const listeners = new Map<FeedListener, (() => boolean) | undefined>();
   return {
     publish(event) {
-      for (const listener of listeners) {
+      for (const [listener, active] of listeners) {
+        if (active && !active()) continue;
         try {
           listener(event);
         } catch (err) {
@@ -47,14 +51,16 @@ export function createAlertFeed(onListenerError: (err: unknown) => void = () => 
         }
       }
     },
-    subscribe(listener) {
-      listeners.add(listener);
+    subscribe(listener, active) {
+      listeners.set(listener, active);
       return () => {
         listeners.delete(listener);
       };
     },
     get size() {
-      return listeners.size;
+      let n = 0;
+      for (const active of listeners.values()) if (!active || active()) n++;
+      return n;
     },
   };
 }

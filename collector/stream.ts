@@ -417,7 +417,7 @@ export function attachStream(server: Server, deps: StreamDeps): StreamServer {
       text ??= JSON.stringify({ type: event.type, at: rfc3339(event.at), alert: event.alert });
       deliver(c, text);
     }
-  });
+  }, () => clients.size > 0);
 
   const heartbeat = setInterval(() => {
     for (const c of clients) {
