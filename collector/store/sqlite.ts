@@ -555,13 +555,18 @@ export function openSqliteStore(path: string): Store & NodeStore {
     };
     // The batch's baseline deltas first: its deviations and alerts are judged against what they teach.
     for (const delta of deltas) if (applyDelta(node, delta, receivedAt) && !clusterChanged.includes(delta.key)) clusterChanged.push(delta.key);
-    // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once.
+    // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once,
+    // and ask the cluster baseline about their entry once.
     const groups = new Map<string, Group>();
+    const knownInBatch = new Map<string, boolean>();
     for (const d of deviations) {
       const { fingerprint, entryId: id } = fingerprints.of(d);
       // The agent checked against its own baseline; the cluster-wide one may know more (another
       // node learned it, or security accepted it). Such a deviation is not news: drop it.
-      if (knownEntry.get(d.key, id) !== undefined) {
+      const knownKey = `${d.key}\n${id}`;
+      let isKnown = knownInBatch.get(knownKey);
+      if (isKnown === undefined) knownInBatch.set(knownKey, (isKnown = knownEntry.get(d.key, id) !== undefined));
+      if (isKnown) {
         known++;
         continue;
       }
