@@ -179,6 +179,7 @@ export function baselineJson(b: BaselineView) {
     entries: b.entries.map((e) => ({
       ...entryJson(e),
       status: e.status,
+      statusReason: e.statusReason,
       firstSeen: iso(e.firstSeen),
       lastSeen: iso(e.lastSeen),
       count: e.count,

@@ -60,7 +60,7 @@ h2 { font-size: 1.1rem; margin: 24px 0 8px; }
 .error { background: #fdecec; border: 1px solid #d88; padding: 8px 12px; border-radius: 4px; }
 .ok { background: #eaf6ea; border: 1px solid #8c8; padding: 8px 12px; border-radius: 4px; }
 .muted { color: var(--muted); }
-form.filters { display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-end; margin-bottom: 8px; }
+.filters { display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-end; margin-bottom: 8px; }
 label { display: flex; flex-direction: column; gap: 2px; font-size: .9rem; }
 label.inline { flex-direction: row; align-items: center; gap: 6px; }
 input, select, textarea, button { font: inherit; }
@@ -86,6 +86,16 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .sev-critical { color: var(--critical); } .sev-high { color: var(--high); } .sev-medium { color: var(--medium); } .sev-low { color: var(--low); }
 .state-firing { color: var(--critical); } .state-acknowledged { color: var(--medium); } .state-resolved, .state-accepted { color: var(--low); }
 .silent { background: #fdecec; }
+.state-learning { color: var(--accent); } .state-enforcing, .state-approved, .state-added { color: var(--low); } .state-locked { color: #16232f; }
+.state-relearn, .state-flagged, .state-partial { color: var(--medium); } .state-removed { color: var(--critical); } .state-learned { color: var(--muted); }
+tr.flagged td { background: #fff8e1; } tr.flagged td:first-child { box-shadow: inset 4px 0 0 #e0c36a; }
+.flag { font-weight: 600; color: var(--medium); font-size: .85rem; }
+tr.removed td.entry { text-decoration: line-through; color: var(--muted); }
+.why { font-size: .85rem; margin: 4px 0; }
+ul.why { padding-left: 18px; }
+.entry-form { display: flex; flex-direction: column; gap: 4px; min-width: 200px; }
+.entry-form .actions { margin: 0; }
+.diff-part ul { margin: 4px 0; padding-left: 18px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }

@@ -72,6 +72,77 @@ export interface AlertDetail extends Alert {
   deliveries: Record<string, unknown>[];
 }
 
+/** Review states of a baseline (`relearn`: until the agents report their new window). */
+export const BASELINE_STATES = ['learning', 'enforcing', 'locked', 'relearn'] as const;
+
+/** A baseline as `GET /api/v1/baselines` lists it. */
+export interface BaselineSummary {
+  key: string;
+  state: string;
+  /** Review version: 0 until someone changes it. */
+  version: number;
+  partial: boolean;
+  namespaces: string[];
+  windowStart: string | null;
+  learnUntil: string | null;
+  enforcingSince: string | null;
+  events: number;
+  overflow: boolean;
+  images: { repository: string; tag: string; digest: string }[];
+  nodes: string[];
+  processEntries: number;
+  networkEntries: number;
+  openAlerts: number;
+}
+
+/** One entry of a baseline, with its review status. */
+export interface BaselineEntry {
+  id: string;
+  type: string;
+  summary: string;
+  exe?: string;
+  parent?: string;
+  user?: string;
+  args?: string;
+  direction?: string;
+  protocol?: string;
+  peer?: string;
+  port?: number;
+  /** learned, flagged, approved, added or removed. */
+  status: string;
+  /** The reviewer's reason, or `new in version X ...` for a flagged entry. */
+  statusReason?: string;
+  firstSeen: string | null;
+  lastSeen: string | null;
+  count: number;
+  nodes: string[];
+  examples: string[];
+}
+
+/** A baseline as `GET /api/v1/baselines/{key}` (and every review change) returns it. */
+export type Baseline = Omit<BaselineSummary, 'processEntries' | 'networkEntries' | 'openAlerts'> & { entries: BaselineEntry[] };
+
+/** One version of a baseline (`GET /api/v1/baselines/{key}/versions`), newest first. */
+export interface BaselineVersion {
+  version: number;
+  at: string | null;
+  by: string;
+  action: string;
+  reason: string;
+  state: string;
+  /** Active entries after it. */
+  entries: number;
+  removed: number;
+}
+
+/** `GET /api/v1/baselines/{key}/diff`. */
+export interface BaselineDiff {
+  from: number | null;
+  to: number | null;
+  added: { id: string; summary: string }[];
+  removed: { id: string; summary: string }[];
+}
+
 /** A page of a list. */
 export interface Page<T> {
   items: T[];
@@ -121,26 +192,26 @@ function url(path: string, query: Query = {}): string {
 export class Api {
   constructor(private readonly token: string) {}
 
-  private async call<T>(method: string, path: string, query: Query = {}, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
+  private async send(method: string, path: string, query: Query, body: unknown, accept: string): Promise<Response> {
+    const headers: Record<string, string> = { accept };
     if (this.token !== '') headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
     try {
-      res = await fetch(url(path, query), { method, headers, body: body === undefined ? null : JSON.stringify(body), credentials: 'omit', cache: 'no-store', redirect: 'error' });
+      return await fetch(url(path, query), { method, headers, body: body === undefined ? null : JSON.stringify(body), credentials: 'omit', cache: 'no-store', redirect: 'error' });
     } catch (err) {
       throw new ApiError(0, 'network', `the collector cannot be reached (${(err as Error).message})`);
     }
+  }
+
+  private async call<T>(method: string, path: string, query: Query = {}, body?: unknown): Promise<T> {
+    const res = await this.send(method, path, query, body, 'application/json');
     let parsed: unknown = null;
     try {
       parsed = await res.json();
     } catch {
       parsed = null;
     }
-    if (!res.ok) {
-      const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      throw new ApiError(res.status, typeof e?.code === 'string' ? e.code : 'http_error', typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`);
-    }
+    if (!res.ok) throw errorOf(res, parsed);
     return parsed as T;
   }
 
@@ -159,6 +230,24 @@ export class Api {
     return this.call<T>('DELETE', path);
   }
 
+  /**
+   * GET a file to save (an export): its bytes and the name the server suggests. Fetched with the
+   * token, so it cannot be a plain link; see `saveFile` in dom.ts.
+   */
+  async file(path: string, query: Query = {}): Promise<{ blob: Blob; name: string }> {
+    const res = await this.send('GET', path, query, undefined, '*/*');
+    if (!res.ok) {
+      let parsed: unknown = null;
+      try {
+        parsed = await res.json();
+      } catch {
+        parsed = null;
+      }
+      throw errorOf(res, parsed);
+    }
+    return { blob: await res.blob(), name: fileName(res.headers.get('content-disposition')) };
+  }
+
   /** Who this token is. */
   async whoami(): Promise<Me> {
     const me = await this.get<{ name?: unknown; role?: unknown }>('whoami');
@@ -170,6 +259,18 @@ export class Api {
   get bearer(): string {
     return this.token;
   }
+}
+
+function errorOf(res: Response, parsed: unknown): ApiError {
+  const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  return new ApiError(res.status, typeof e?.code === 'string' ? e.code : 'http_error', typeof e?.message === 'string' ? e.message : `HTTP ${res.status}`);
+}
+
+/** The file name of a `content-disposition: attachment; filename="x.yaml"`, made safe; `download.yaml` without one. */
+export function fileName(disposition: string | null): string {
+  const m = /filename="([^"]{1,200})"/.exec(disposition ?? '');
+  const name = (m?.[1] ?? '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '');
+  return name === '' ? 'download.yaml' : name;
 }
 
 /** A path segment, percent-encoded (baseline keys contain slashes). */

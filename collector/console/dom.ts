@@ -96,6 +96,23 @@ export function badge(kind: 'sev' | 'state', value: unknown): HTMLElement {
   return h('span', { class: `badge ${kind}-${v}` }, v);
 }
 
+/**
+ * Save `blob` as a file named `name`: a temporary object URL on an <a download>. A download, not a
+ * navigation: the file is never rendered, so what it holds cannot run in the console's origin.
+ */
+export function saveFile(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url; // set directly: h() keeps only #, / and http(s) links
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // The click has handed the bytes to the download; revoke a little later, not in the same task.
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 /** Announce `text` to screen readers (the page's live region). */
 export function announce(text: string): void {
   const region = document.getElementById('announce');

@@ -1,147 +1,172 @@
 /**
- * Baselines, read-only for now: every key with its state and entry counts
- * (`GET /api/v1/baselines`), and one baseline's process and network entries
- * (`GET /api/v1/baselines/{key}`, the key percent-encoded).
- *
- * Review actions drop in at two places: `baselineActions` (lock, unlock, relearn, export, versions)
- * renders into the page's toolbar, `entryActions` (approve, remove) into a column of each entry
- * row; both return nothing yet, and the column appears only when some row has an action.
+ * Baselines: every key with its state (and time left while learning), partial mark, entry counts
+ * and open alerts (`GET /api/v1/baselines?state=`); and one baseline's page
+ * (`GET /api/v1/baselines/{key}`, the key percent-encoded): its process and network entries with
+ * their review status, the reviewer's changes (baseline-review.ts), its versions and diff
+ * (baseline-versions.ts) and the exports (baseline-export.ts).
  */
-import { seg } from './api.js';
-import { badge, duration, facts, h, replace, show, table, timeEl, type Child } from './dom.js';
-import { link, type PageContext } from './page.js';
-
-/** A baseline as the list shows it. */
-interface BaselineSummary {
-  key: string;
-  state: string;
-  windowStart: string | null;
-  learnUntil: string | null;
-  enforcingSince: string | null;
-  events: number;
-  overflow: boolean;
-  images: string[];
-  nodes: string[];
-  processEntries: number;
-  networkEntries: number;
-}
-
-/** One entry of a baseline. */
-interface EntryJson {
-  id: string;
-  type: string;
-  summary: string;
-  exe?: string;
-  parent?: string;
-  user?: string;
-  args?: string;
-  direction?: string;
-  protocol?: string;
-  peer?: string;
-  port?: number;
-  firstSeen: string | null;
-  lastSeen: string | null;
-  count: number;
-  nodes: string[];
-  examples: string[];
-}
-
-type Baseline = Omit<BaselineSummary, 'processEntries' | 'networkEntries'> & { entries: EntryJson[] };
+import { BASELINE_STATES, can, errorText, seg, type Baseline, type BaselineEntry, type BaselineSummary } from './api.js';
+import { entryControls, entryStatus, stateControls, type ReviewDeps } from './baseline-review.js';
+import { exportPanel } from './baseline-export.js';
+import { versionsPanel } from './baseline-versions.js';
+import { badge, duration, facts, h, message, replace, show, table, timeEl, type Child } from './dom.js';
+import { link, linkWithQuery, type PageContext } from './page.js';
 
 /** Entries shown per table page: a baseline holds up to 2,000. */
 const ENTRY_PAGE = 100;
 
+/** `35 min`, `2h 5m`: time left as people say it. */
+function timeLeft(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 1) return 'under a minute';
+  if (minutes < 60) return `${minutes} min`;
+  return duration(ms);
+}
+
+/** The state, and while learning the time left of the window ("learning, 35 min left"). */
 function stateText(b: { state: string; learnUntil: string | null }): Child {
   if (b.state === 'learning' && b.learnUntil) {
-    const left = Date.parse(b.learnUntil) - Date.now();
+    const until = Date.parse(b.learnUntil);
+    if (Number.isNaN(until)) return badge('state', b.state);
+    const left = until - Date.now();
     // The window runs on the events' own clock: "left" is against wall time, a hint only.
-    return [badge('state', b.state), h('span', { class: 'muted' }, left > 0 ? ` until ${new Date(b.learnUntil).toLocaleString()} (${duration(left)})` : ' window closed; enforcing at the next event')];
+    return h('span', { title: `learning until ${new Date(until).toLocaleString()}` }, badge('state', b.state), left > 0 ? `, ${timeLeft(left)} left` : ', window over: enforcing from the next event');
   }
+  if (b.state === 'relearn') return [badge('state', b.state), h('span', { class: 'muted' }, ' — waiting for the agents’ new window')];
   return badge('state', b.state);
 }
 
-/** Review actions on a whole baseline (phase 2: lock, unlock, relearn, versions, export). */
-function baselineActions(_b: Baseline, _ctx: PageContext): Child[] {
-  return [];
+function partialBadge(b: { partial?: boolean }): Child {
+  return b.partial === true ? h('span', { class: 'badge state-partial', title: 'Began learning while its containers were running: start-up behaviour may be missing. Relearn it while its pods restart.' }, 'partial') : null;
 }
 
-/** Review actions on one entry (phase 2: approve, remove). */
-function entryActions(_b: Baseline, _e: EntryJson, _ctx: PageContext): Child {
-  return null;
+function imagesText(images: unknown): string {
+  if (!Array.isArray(images)) return '';
+  return images
+    .slice(0, 20)
+    .map((i: { repository?: unknown; tag?: unknown; digest?: unknown }) => `${show(i?.repository, 300)}${i?.tag ? `:${show(i.tag, 128)}` : ''}${i?.digest ? `@${show(i.digest, 80)}` : ''}`)
+    .join(', ');
 }
 
 /** The baselines list. */
 export async function baselinesPage(ctx: PageContext): Promise<void> {
   const heading = ctx.title('Baselines');
-  replace(ctx.main, heading, h('p', { class: 'muted' }, 'Loading…'));
-  const list = await ctx.api.get<{ items: BaselineSummary[] }>('baselines');
-  if (!ctx.alive()) return;
+  const initialState = ctx.query.get('state') ?? '';
+  const stateFilter = h('select', { id: 'b-state', name: 'state' }, h('option', { value: '' }, 'any'), BASELINE_STATES.map((s) => h('option', { value: s, selected: s === initialState }, s)));
   const filter = h('input', { id: 'b-filter', type: 'search', maxlength: 200, placeholder: 'nginx' });
-  const body = h('div');
+  const body = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading…'));
+  let items: BaselineSummary[] = [];
+  let loading = 0;
+
   const render = () => {
     const q = filter.value.trim().toLowerCase();
-    const items = list.items.filter((b) => q === '' || show(b.key).toLowerCase().includes(q)).slice(0, 1000);
-    const rows = items.map((b) =>
+    const shown = items.filter((b) => q === '' || show(b.key).toLowerCase().includes(q)).slice(0, 1000);
+    const rows = shown.map((b) =>
       h(
         'tr',
         { 'data-key': show(b.key, 512) },
-        h('td', { class: 'mono' }, h('a', { href: link('baselines', String(b.key)) }, show(b.key, 512))),
-        h('td', null, stateText(b)),
+        h('td', { class: 'mono' }, h('a', { href: link('baselines', String(b.key)) }, show(b.key, 512)), ' ', partialBadge(b)),
+        h('td', { class: 'b-state' }, stateText(b)),
+        h('td', { class: 'num' }, show(b.version)),
         h('td', { class: 'num' }, show(b.processEntries)),
         h('td', { class: 'num' }, show(b.networkEntries)),
-        h('td', { class: 'num' }, show(b.events)),
-        h('td', null, show((b.nodes ?? []).length)),
+        h('td', { class: 'num' }, Number(b.openAlerts) > 0 ? h('a', { href: linkWithQuery(['alerts'], { image: String(b.key) }), 'aria-label': `${show(b.openAlerts)} open alerts of ${show(b.key, 512)}` }, show(b.openAlerts)) : show(b.openAlerts)),
+        h('td', null, show((b.namespaces ?? []).slice(0, 5).join(', '))),
+        h('td', { class: 'num' }, show((b.nodes ?? []).length)),
       ),
     );
-    replace(body, rows.length === 0 ? h('p', { class: 'panel' }, list.items.length === 0 ? 'No baselines yet: agents report them as they learn.' : 'No baseline matches.') : table('Baselines', ['Key', 'State', ['Processes', 'num'], ['Network', 'num'], ['Events learned', 'num'], 'Nodes'], rows), items.length === 1000 ? h('p', { class: 'muted' }, 'Showing the first 1,000; filter to narrow.') : null);
+    replace(
+      body,
+      rows.length === 0 ? h('p', { class: 'panel', id: 'no-baselines' }, items.length === 0 && stateFilter.value === '' ? 'No baselines yet: agents report them as they learn.' : 'No baseline matches.') : table('Baselines', ['Key', 'State', ['Version', 'num'], ['Processes', 'num'], ['Network', 'num'], ['Open alerts', 'num'], 'Namespaces', ['Nodes', 'num']], rows),
+      shown.length === 1000 ? h('p', { class: 'muted' }, 'Showing the first 1,000; filter to narrow.') : null,
+    );
   };
+
+  const load = async () => {
+    const mine = ++loading;
+    const state = stateFilter.value;
+    try {
+      const list = await ctx.api.get<{ items: BaselineSummary[] }>('baselines', { state });
+      if (!ctx.alive() || mine !== loading) return;
+      items = Array.isArray(list.items) ? list.items : [];
+      render();
+    } catch (err) {
+      if (ctx.alive() && mine === loading) replace(body, message('error', errorText(err)));
+    }
+  };
+
   filter.addEventListener('input', render);
-  replace(ctx.main, heading, h('div', { class: 'filters' }, h('label', { for: 'b-filter' }, 'Filter by key', filter)), body);
-  render();
+  stateFilter.addEventListener('change', () => {
+    // Keep the filter in the address (shareable) without a route change, which would take the focus away.
+    history.replaceState(null, '', linkWithQuery(['baselines'], { state: stateFilter.value }));
+    void load();
+  });
+  replace(
+    ctx.main,
+    heading,
+    h('div', { class: 'filters', role: 'search', 'aria-label': 'Filter baselines' }, h('label', { for: 'b-state' }, 'State', stateFilter), h('label', { for: 'b-filter' }, 'Filter by key', filter)),
+    body,
+  );
+  await load();
 }
 
-function entriesSection(title: string, id: string, b: Baseline, entries: EntryJson[], ctx: PageContext): HTMLElement {
+/** A table of entries with its own filter and pager; `update` keeps both. */
+interface EntriesSection {
+  element: HTMLElement;
+  update(b: Baseline, entries: BaselineEntry[]): void;
+}
+
+function entriesSection(title: string, id: string, ctx: PageContext, review: ReviewDeps | null): EntriesSection {
   const section = h('section', { 'aria-labelledby': id });
-  const heading = h('h2', { id }, `${title} (${entries.length})`);
-  if (entries.length === 0) {
-    replace(section, heading, h('p', { class: 'muted' }, 'None.'));
-    return section;
-  }
+  const heading = h('h2', { id });
   const filter = h('input', { id: `${id}-filter`, type: 'search', maxlength: 200 });
   const body = h('div');
   const pager = h('div', { class: 'pager' });
   let offset = 0;
+  let b: Baseline | null = null;
+  let entries: BaselineEntry[] = [];
+
   const render = () => {
+    if (b === null) return;
+    const current = b;
     const q = filter.value.trim().toLowerCase();
-    const matching = entries.filter((e) => q === '' || show(e.summary).toLowerCase().includes(q) || (e.examples ?? []).some((x) => show(x).toLowerCase().includes(q)));
+    const matching = entries.filter((e) => q === '' || show(e.summary).toLowerCase().includes(q) || show(e.status).includes(q) || (e.examples ?? []).some((x) => show(x).toLowerCase().includes(q)));
     if (offset >= matching.length) offset = 0;
     const shown = matching.slice(offset, offset + ENTRY_PAGE);
-    const actions = shown.map((e) => entryActions(b, e, ctx));
-    const withActions = actions.some((a) => a !== null);
-    const rows = shown.map((e, i) =>
+    const rows = shown.map((e) =>
       h(
         'tr',
-        { 'data-entry-id': show(e.id, 128) },
-        h('td', { class: 'mono' }, show(e.summary, 1000)),
+        { 'data-entry-id': show(e.id, 4000), 'data-status': show(e.status, 32), class: e.status === 'flagged' || e.status === 'removed' ? e.status : null },
+        h('td', { class: 'mono entry' }, show(e.summary, 1000)),
+        h('td', { class: 'status', tabindex: -1 }, entryStatus(e)),
         h('td', { class: 'mono' }, (e.examples ?? []).slice(0, 3).map((x) => h('div', null, show(x, 500)))),
         h('td', { class: 'time' }, timeEl(e.firstSeen)),
         h('td', { class: 'time' }, timeEl(e.lastSeen)),
         h('td', null, show((e.nodes ?? []).slice(0, 10).join(', ')), (e.nodes ?? []).length > 10 ? ` +${(e.nodes ?? []).length - 10}` : ''),
         h('td', { class: 'num' }, show(e.count)),
-        withActions ? h('td', null, actions[i]) : null,
+        review === null ? null : h('td', null, entryControls(current, e, review)),
       ),
     );
-    const headers: (string | [string, string])[] = ['Entry', 'Examples', 'First seen', 'Last seen', 'Nodes', ['Count', 'num']];
-    if (withActions) headers.push('Review');
-    replace(body, table(title, headers, rows));
+    const headers: (string | [string, string])[] = ['Entry', 'Status', 'Examples', 'First seen', 'Last seen', 'Nodes', ['Count', 'num']];
+    if (review !== null) headers.push('Review');
+    replace(body, matching.length === 0 ? h('p', { class: 'muted' }, entries.length === 0 ? 'None.' : 'No entry matches.') : table(title, headers, rows));
     const prev = h('button', { type: 'button', disabled: offset === 0, onclick: () => ((offset = Math.max(0, offset - ENTRY_PAGE)), render()) }, '← Previous');
     const next = h('button', { type: 'button', disabled: offset + ENTRY_PAGE >= matching.length, onclick: () => ((offset += ENTRY_PAGE), render()) }, 'Next →');
     replace(pager, matching.length > ENTRY_PAGE ? [prev, h('span', null, `${offset + 1}–${offset + shown.length} of ${matching.length}`), next] : null);
   };
+
   filter.addEventListener('input', () => ((offset = 0), render()));
   replace(section, heading, h('div', { class: 'filters' }, h('label', { for: `${id}-filter` }, `Filter ${title.toLowerCase()}`, filter)), body, pager);
-  render();
-  return section;
+  return {
+    element: section,
+    update(next, list) {
+      b = next;
+      entries = list;
+      const flagged = list.filter((e) => e.status === 'flagged').length;
+      heading.textContent = `${title} (${list.length})${flagged > 0 ? ` — ${flagged} to review` : ''}`;
+      render();
+    },
+  };
 }
 
 /** One baseline. */
@@ -149,30 +174,63 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
   const key = ctx.path.slice(1).join('/');
   const heading = ctx.title(`Baseline ${key}`);
   replace(ctx.main, heading, h('p', { class: 'muted' }, 'Loading…'));
-  const b = await ctx.api.get<Baseline>(`baselines/${seg(key)}`);
+  const first = await ctx.api.get<Baseline>(`baselines/${seg(key)}`);
   if (!ctx.alive()) return;
-  const entries = Array.isArray(b.entries) ? b.entries : [];
-  const toolbar = h('div', { class: 'actions', id: 'baseline-actions', role: 'toolbar', 'aria-label': 'Baseline actions' }, baselineActions(b, ctx));
+
+  const feedback = h('div', { id: 'baseline-feedback', 'aria-live': 'polite' });
+  const summary = h('section', { class: 'panel', 'aria-label': 'Summary' });
+  const reviewBox = h('div');
+  const versions = versionsPanel(ctx.api, key, ctx.alive);
+  const reviewer = can(ctx.me, 'changeBaseline');
+  const review: ReviewDeps | null = reviewer
+    ? {
+        post: (path, body) => ctx.api.post<Baseline>(path, body),
+        feedback,
+        onChanged(next) {
+          if (!ctx.alive()) return;
+          // A re-render replaces the row whose button had the focus: put it on that row's status.
+          const row = document.activeElement?.closest('tr[data-entry-id]')?.getAttribute('data-entry-id') ?? null;
+          renderBaseline(next);
+          if (row !== null) (ctx.main.querySelector(`tr[data-entry-id="${CSS.escape(row)}"] td.status`) as HTMLElement | null)?.focus();
+          void versions.reload();
+        },
+      }
+    : null;
+  const processes = entriesSection('Processes', 'proc', ctx, review);
+  const network = entriesSection('Network', 'net', ctx, review);
+
+  function renderBaseline(b: Baseline): void {
+    const entries = Array.isArray(b.entries) ? b.entries : [];
+    replace(
+      summary,
+      facts([
+        ['State', [stateText(b), ' ', partialBadge(b)]],
+        ['Version', `${show(b.version)}${b.version === 0 ? ' (never reviewed)' : ''}`],
+        ['Learning since', timeEl(b.windowStart)],
+        ['Enforcing since', b.enforcingSince ? timeEl(b.enforcingSince) : null],
+        ['Events learned', show(b.events)],
+        ['Namespaces', show((b.namespaces ?? []).slice(0, 20).join(', '))],
+        ['Images', imagesText(b.images)],
+        ['Nodes', show((b.nodes ?? []).slice(0, 50).join(', '))],
+        ['Full', b.overflow ? 'yes — new entries are no longer added' : null],
+        ['Alerts', h('a', { href: linkWithQuery(['alerts'], { image: String(b.key) }) }, 'Alerts of this baseline')],
+      ]),
+    );
+    if (review !== null) replace(reviewBox, stateControls(b, review));
+    processes.update(b, entries.filter((e) => e.type === 'process'));
+    network.update(b, entries.filter((e) => e.type === 'network'));
+  }
+
+  renderBaseline(first);
   replace(
     ctx.main,
     h('p', null, h('a', { href: link('baselines') }, '← All baselines')),
     heading,
-    toolbar,
-    h(
-      'section',
-      { class: 'panel', 'aria-label': 'Summary' },
-      facts([
-        ['State', stateText(b)],
-        ['Learning since', timeEl(b.windowStart)],
-        ['Enforcing since', b.enforcingSince ? timeEl(b.enforcingSince) : null],
-        ['Events learned', show(b.events)],
-        ['Images', show((b.images ?? []).slice(0, 20).join(', '))],
-        ['Nodes', show((b.nodes ?? []).slice(0, 50).join(', '))],
-        ['Full', b.overflow ? 'yes — new entries are no longer added' : null],
-        ['Alerts', h('a', { href: `${link('alerts')}?image=${encodeURIComponent(b.key)}` }, 'Alerts of this baseline')],
-      ]),
-    ),
-    entriesSection('Processes', 'proc', b, entries.filter((e) => e.type === 'process'), ctx),
-    entriesSection('Network', 'net', b, entries.filter((e) => e.type === 'network'), ctx),
+    feedback,
+    h('div', { class: 'cols' }, h('div', null, summary), h('div', null, reviewBox, exportPanel(ctx.api, key))),
+    processes.element,
+    network.element,
+    versions.element,
   );
+  await versions.reload();
 }

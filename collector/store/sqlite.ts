@@ -451,7 +451,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   const selectReview = db.prepare(`SELECT state, version FROM baseline_reviews WHERE key = ?`);
   const upsertReview = db.prepare(`INSERT INTO baseline_reviews (key, state, version) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state, version = excluded.version`);
   const clearRelearn = db.prepare(`UPDATE baseline_reviews SET state = '' WHERE key = ? AND state = 'relearn'`);
-  const selectStatuses = db.prepare(`SELECT entry_id, status FROM baseline_entry_reviews WHERE key = ?`);
+  const selectStatuses = db.prepare(`SELECT entry_id, status, reason FROM baseline_entry_reviews WHERE key = ?`);
   const upsertStatus = db.prepare(`
     INSERT INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (key, entry_id) DO UPDATE SET status = excluded.status, by = excluded.by, at = excluded.at, reason = excluded.reason`);
@@ -696,7 +696,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
       if (!list) nodes.set(r.entry_id, (list = []));
       if (list.length < MAX_LISTED_NODES) list.push(r.node);
     }
-    const statuses = new Map((selectStatuses.all(key) as { entry_id: string; status: EntryStatus }[]).map((r) => [r.entry_id, r.status]));
+    const reviews = new Map((selectStatuses.all(key) as { entry_id: string; status: EntryStatus; reason: string }[]).map((r) => [r.entry_id, r]));
     const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string }[];
     const entries: ReviewedEntry[] = rows.map((r) => ({
       id: r.entry_id,
@@ -706,12 +706,13 @@ export function openSqliteStore(path: string): Store & NodeStore {
       count: r.count,
       nodes: nodes.get(r.entry_id) ?? [],
       examples: JSON.parse(r.examples) as string[],
-      status: statuses.get(r.entry_id) ?? 'learned',
+      status: reviews.get(r.entry_id)?.status ?? 'learned',
+      statusReason: reviews.get(r.entry_id)?.reason ?? '',
     }));
     // Removed entries stay listed (removed stays removed), even after a relearn dropped their stats.
     const listed = new Set(rows.map((r) => r.entry_id));
-    for (const [id, status] of statuses) {
-      if (status === 'removed' && !listed.has(id)) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status });
+    for (const [id, { status, reason }] of reviews) {
+      if (status === 'removed' && !listed.has(id)) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status, statusReason: reason });
     }
     entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const partial = [...headers.values()].some((h) => h.partial === true);

@@ -203,6 +203,8 @@ export type ReviewedState = BaselineState | 'relearn';
 /** An entry with its review status. */
 export interface ReviewedEntry extends EntryStats {
   status: EntryStatus;
+  /** Why it has its status: the reviewer's reason, or `new in version TAG@DIGEST ...` for `flagged`; '' when learned. */
+  statusReason: string;
 }
 
 /** One baseline key across the cluster, with what security decided. */

@@ -130,8 +130,9 @@ test('an entry a new image version brought during its grace period is flagged fo
     ['/usr/sbin/nginx -g daemon off; (parent containerd-shim, root)', 'learned'],
     ['egress udp cluster:53', 'flagged'],
   ]);
+  t.regex(view.entries.find((e: any) => e.status === 'flagged').statusReason, /^new in version 1\.27\.0\b/, 'the version that brought it, for the reviewer');
   const approved = await api(c, 'POST', `/api/v1/baselines/${ENC}/entries/${encodeURIComponent(entryId(dns))}/approve`, { reason: 'resolver of the new version' });
-  t.is(approved.body.entries.find((e: any) => e.summary === 'egress udp cluster:53').status, 'approved');
+  t.like(approved.body.entries.find((e: any) => e.summary === 'egress udp cluster:53'), { status: 'approved', statusReason: 'resolver of the new version' });
 });
 
 test('removed stays removed: agents learning it again do not bring it back, and it alerts', async (t) => {

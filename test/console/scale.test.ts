@@ -1,7 +1,7 @@
 /**
  * The console with volume, in a real Chromium: 10,000 alerts (real gRPC deviations) are shown a
  * page at a time, paged and filtered by the server; and the baselines a real agent process learned
- * from the recorded demo stream are listed and opened, read-only.
+ * from the recorded demo stream are listed and opened with the review offered.
  */
 import anyTest, { type TestFn } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -73,7 +73,7 @@ test.serial('10,000 alerts: one page of 50 rows at a time, paged and filtered by
   t.deepEqual(problemsOf(page), []);
 });
 
-test.serial('baselines learned by a real agent are listed and shown, read-only', async (t) => {
+test.serial('baselines learned by a real agent are listed and shown', async (t) => {
   const { browser, collector } = t.context;
   const state = mkdtempSync(join(tmpdir(), 'dw-console-agent-'));
   t.teardown(() => rmSync(state, { recursive: true, force: true }));
@@ -93,7 +93,7 @@ test.serial('baselines learned by a real agent are listed and shown, read-only',
   await page.getByLabel('Filter by key').fill('nginx');
   t.is(await page.locator('main tbody tr').count(), keys.filter((k) => k.includes('nginx')).length);
 
-  await nginx.getByRole('link').click();
+  await nginx.getByRole('link', { name: 'docker.io/library/nginx', exact: true }).click();
   await page.getByRole('heading', { level: 1, name: 'Baseline docker.io/library/nginx' }).waitFor();
   const stored = collector.store.getBaseline('docker.io/library/nginx')!;
   const processes = stored.entries.filter((e) => e.entry.type === 'process').length;
@@ -102,9 +102,9 @@ test.serial('baselines learned by a real agent are listed and shown, read-only',
   await page.getByRole('heading', { name: `Network (${network})` }).waitFor();
   t.is(await page.locator('section[aria-labelledby="proc"] tbody tr').count(), Math.min(processes, 100));
   t.true((await page.locator('section[aria-labelledby="proc"] tbody').innerText()).includes('demo-node-1'));
-  // Read-only for now: the toolbar is there for the review actions, empty.
-  t.is(await page.locator('#baseline-actions button').count(), 0);
-  t.is(await page.getByRole('columnheader', { name: 'Review' }).count(), 0);
+  // A reviewer is offered the review: the baseline's changes and a Review column per entry.
+  t.is(await page.locator('#baseline-actions button').count(), 3);
+  t.is(await page.getByRole('columnheader', { name: 'Review' }).count(), stored.entries.some((e) => e.entry.type === 'network') ? 2 : 1);
   await screenshot(page, 'baseline');
   t.deepEqual(problemsOf(page), []);
 });
