@@ -154,25 +154,34 @@ function rejectLogger(logger: Logger, metrics: AgentMetrics, source: string) {
 }
 
 /**
- * Keep V8's young generation at its initial size for the agent's whole life. A restore allocates
- * hundreds of thousands of long-lived objects at once, and a busy node keeps allocating events; V8
- * reads either as a reason to grow the young generation to its maximum (2 × 16 MiB) and a busy agent
- * never goes idle long enough to give it back. Measured with 2,000 baselines: +40 MiB of RSS without
- * this; the agent's CPU per event does not change measurably (bench/RESULTS.md, end-to-end).
+ * Restore every persisted baseline into the engine. A restore allocates hundreds of thousands of
+ * long-lived objects at once; V8 reads that survival rate as a reason to grow its young generation
+ * to the maximum and keeps it while a busy agent never goes idle. Growth is switched off for the
+ * restore, so the entries are promoted to the old generation where they belong. (Pinning it for the
+ * agent's whole life was measured too: short-lived event objects then reach the old generation and
+ * stay there as garbage, which costs as much RSS as it saves. The bound for the running agent is
+ * AGENT_NODE_FLAGS, set where the agent is started: the image's entrypoint, the bench.)
  */
-export function pinYoungGeneration(): void {
-  v8.setFlagsFromString('--semi-space-growth-factor=1');
-}
-
-/** Restore every persisted baseline into the engine. */
 function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
   let restored = 0;
-  for (const record of state.loadBaselines()) {
-    engine.restore(record);
-    restored++;
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+  try {
+    for (const record of state.loadBaselines()) {
+      engine.restore(record);
+      restored++;
+    }
+  } finally {
+    v8.setFlagsFromString('--semi-space-growth-factor=2'); // V8's default
   }
   return restored;
 }
+
+/**
+ * Node flags for an agent process: a young generation of at most 2 × 4 MiB instead of 2 × 16 MiB.
+ * A node's agent allocates steadily and never idles, so V8 would grow the young generation to its
+ * maximum and keep it; 4 MiB semi-spaces hold a batch's short-lived objects with room to spare.
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
 
 /** The learning window of a key: the first override that matches its namespace or image, else the defaults. */
 export function learningWindowsOf(config: Pick<AgentConfig, 'learningWindow' | 'quietPeriod' | 'maxLearningWindow' | 'versionGrace' | 'learningOverrides'>) {
@@ -208,7 +217,6 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
     windowFor: learningWindowsOf(config),
     keyMode: config.baselineKey,
   });
-  pinYoungGeneration();
   const restored = restoreBaselines(engine, state);
   if (restored > 0) logger.info({ baselines: restored }, 'restored baselines from the state dir');
 

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { AGENT_NODE_FLAGS } from '../../agent/main.js';
 import { followJsonLog } from '../../test/helpers/json-log.js';
 
 /** The compiled CLI entry point. */
@@ -104,7 +105,8 @@ export async function spawnCollector(db: string, options: { execArgv?: string[];
 
 /** Start `driftwatch agent` with the given flags (HTTP on an ephemeral loopback port). */
 export async function spawnAgent(flags: string[], options: { execArgv?: string[] } = {}): Promise<Child & { httpUrl: string; startedAt: number; startedLogTime: number }> {
-  const p = spawnNode(CLI, ['agent', '--http-listen', '127.0.0.1:0', '--insecure', ...flags], { execArgv: options.execArgv ?? [] });
+  // Started as the image starts it (Dockerfile ENTRYPOINT, DaemonSet NODE_OPTIONS): with AGENT_NODE_FLAGS.
+  const p = spawnNode(CLI, ['agent', '--http-listen', '127.0.0.1:0', '--insecure', ...flags], { execArgv: [...AGENT_NODE_FLAGS, ...(options.execArgv ?? [])] });
   const started = await p.waitForLog((l) => l.msg === 'agent started', 60_000);
   return Object.assign(p, { httpUrl: `http://${started.http as string}`, startedAt: started._at, startedLogTime: Date.parse(started.time as string) });
 }

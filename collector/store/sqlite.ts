@@ -395,6 +395,8 @@ export function openSqliteStore(path: string): Store & NodeStore {
     CREATE INDEX IF NOT EXISTS alerts_severity ON alerts(severity, seq);
     CREATE INDEX IF NOT EXISTS alerts_namespace ON alerts(namespace, seq);
     CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, seq);
+    -- Open alerts per baseline key (the baseline list) from the index alone.
+    CREATE INDEX IF NOT EXISTS alerts_state_key ON alerts(state, baseline_key);
   `);
 
   const insertDeviation = db.prepare(

@@ -323,3 +323,47 @@ test('live feed: a deviation ingested over gRPC appears on /api/v1/stream as a n
   t.like(changed.alert, { id: created.alert.id, state: 'acknowledged' });
   t.false(frames.some((f) => f.alert?.severity === 'low'), 'the low in-cluster peer is filtered out');
 });
+
+test('Alertmanager: open alerts are re-sent each round, resolved ones with endsAt for a while, then no more', async (t) => {
+  let clock = Date.UTC(2026, 10, 23, 12, 0, 0);
+  const rec = await startRecorder(t);
+  const { c, url } = await collector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: rec.url, retry: quick }], alerting: { alertmanagerResolvedFor: '15m' } }, { now: () => clock });
+  await sendDeviations(c.grpcPort, [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/wget', args: '-q x' })]);
+  await c.alerting.drain();
+  t.is(rec.received.length, 2, 'one trigger each');
+  const alerts = (await api(url, 'GET', '/api/v1/alerts')).body.items as any[];
+  const wget = alerts.find((a) => a.process.exe === '/usr/bin/wget');
+  await api(url, 'POST', `/api/v1/alerts/${wget.id}/resolve`);
+  await c.alerting.drain();
+
+  clock += 60_000;
+  t.is(await c.alerting.resendToAlertmanager(), 2, 'the firing one and the just-resolved one');
+  const round = bodies(rec).slice(-2).map((b) => b[0]);
+  t.true(round.every((a) => amSpec.validate(amSchema, [a]).length === 0));
+  const resolved = round.find((a) => a.labels.alert_id === wget.id);
+  const firing = round.find((a) => a.labels.alert_id !== wget.id);
+  t.truthy(resolved.endsAt, 'resolved: endsAt set');
+  t.true(Date.parse(resolved.endsAt) <= clock);
+  t.falsy(firing.endsAt, 'firing: no endsAt (no firingTimeout configured)');
+
+  clock += 16 * 60_000;
+  t.is(await c.alerting.resendToAlertmanager(), 1, 'past alertmanagerResolvedFor the resolved one is not sent again');
+  t.is(bodies(rec).at(-1)[0].labels.alert_id, firing.labels.alert_id);
+});
+
+test('retention: old deviations and long-closed alerts are deleted; open alerts keep their summary', async (t) => {
+  let clock = Date.UTC(2026, 10, 23, 12, 0, 0);
+  const { c, url } = await collector(t, { alerting: { deviationRetention: '7d', alertRetention: '30d' } }, { now: () => clock });
+  await sendDeviations(c.grpcPort, [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/wget', args: '-q x' })]);
+  const alerts = (await api(url, 'GET', '/api/v1/alerts')).body.items as any[];
+  const wget = alerts.find((a) => a.process.exe === '/usr/bin/wget');
+  await api(url, 'POST', `/api/v1/alerts/${wget.id}/resolve`);
+  clock += 8 * 86_400_000;
+  t.like(c.alerting.prune(), { deviations: 2, alerts: 0 });
+  t.is(c.store.countDeviations(), 0);
+  t.is((await api(url, 'GET', '/api/v1/alerts')).body.items.length, 2, 'alerts keep their summary after their deviations go');
+  clock += 30 * 86_400_000;
+  t.like(c.alerting.prune(), { deviations: 0, alerts: 1 });
+  const left = (await api(url, 'GET', '/api/v1/alerts')).body.items as any[];
+  t.deepEqual(left.map((a) => a.state), ['firing'], 'the open alert stays, however old');
+});

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { loadAgentConfig } from '../../agent/main.js';
+import { AGENT_NODE_FLAGS, loadAgentConfig } from '../../agent/main.js';
 import { loadCollectorConfig } from '../../collector/main.js';
 import { render, type KObject } from '../../daemonset/tools/render.js';
 import { schemaErrors, schemaErrorsByGroup } from '../helpers/k8s-schema.js';
@@ -377,4 +377,11 @@ test('schema check catches a misspelt field, a bad quantity and a wrong type', (
   t.true(errors.some((e) => e.includes('DaemonSet') && e.includes('hostPid')), errors.join('\n'));
   t.true(errors.some((e) => e.includes('StatefulSet') && e.includes('memory')), errors.join('\n'));
   t.true(errors.some((e) => e.includes('Service') && e.includes('port')), errors.join('\n'));
+});
+
+test('the agent runs with the Node flags the benchmark measured it with', (t) => {
+  for (const overlay of OVERLAYS) {
+    const agent = (podSpec(find(rendered.get(overlay)!, 'DaemonSet', 'driftwatch-agent')).containers as Json[]).find((c) => c.name === 'agent')!;
+    t.is((agent.env as Json[]).find((e) => e.name === 'NODE_OPTIONS')?.value, AGENT_NODE_FLAGS.join(' '), overlay);
+  }
 });
