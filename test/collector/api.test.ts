@@ -13,6 +13,7 @@ import { deviationId, type Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { agentService, deviationToWire, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
+import { converse } from '../helpers/ingest.js';
 
 async function withCollector(t: import('ava').ExecutionContext): Promise<CollectorHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'dw-api-'));
@@ -37,28 +38,6 @@ function deviation(node: string, i: number, image = 'docker.io/library/nginx'): 
   };
   const entry: Entry = { type: 'process', exe: '/bin/sh', parent: 'nginx', user: 'root', args: '-c id' };
   return { id: deviationId(event, image, entry), key: image, baselineVersion: 3, entry, reason: 'new-executable', explanation: 'x', nearest: [], event };
-}
-
-/** Open a stream as `node`, send the messages, and collect what comes back until `acks` acks arrived or the stream ends. */
-async function converse(port: number, node: string, messages: WireAgentMessage[], acks: number): Promise<{ replies: WireCollectorMessage[]; error: grpc.ServiceError | null }> {
-  const { Client } = agentService();
-  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  const call = (client.Connect as () => grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage>).call(client);
-  const replies: WireCollectorMessage[] = [];
-  return new Promise((resolve) => {
-    const done = (error: grpc.ServiceError | null) => {
-      call.cancel();
-      client.close();
-      resolve({ replies, error });
-    };
-    call.on('data', (m: WireCollectorMessage) => {
-      replies.push(m);
-      if (replies.filter((r) => r.ack).length >= acks) done(null);
-    });
-    call.on('error', (e: grpc.ServiceError) => done(e));
-    call.write({ hello: { node, agentVersion: 'test', sources: [], protocol: 1 } });
-    for (const m of messages) call.write(m);
-  });
 }
 
 test('a batch is stored once even when sent twice, and grouped into one alert', async (t) => {
