@@ -26,6 +26,7 @@ import {
 } from '../core/baseline-doc.js';
 import type { Alerting } from './alerting/index.js';
 import type { AuditLog } from './audit.js';
+import { BodyError, parseJsonBody, readBodyText } from './request-body.js';
 import type { NodeStatus, NodeTracker } from './nodes.js';
 import {
   ALERT_STATES,
@@ -262,51 +263,23 @@ function decodeSegment(s: string): string {
 /** Largest import (a folder of Baseline documents), in bytes. */
 const MAX_IMPORT_BYTES = 8 << 20;
 
-/** Read a text body of one of `types`, at most `max` bytes, as strict UTF-8. */
-async function readText(req: IncomingMessage, max: number, types: readonly string[]): Promise<string> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-  if (!types.includes(type)) throw new ApiError(415, 'unsupported_media_type', `send the body as ${types[0]}`);
-  if (Number(req.headers['content-length'] ?? '0') > max) throw new ApiError(413, 'body_too_large', `request body larger than ${max} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) throw new ApiError(413, 'body_too_large', `request body larger than ${max} bytes`);
-    chunks.push(chunk);
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-  } catch {
-    throw new ApiError(400, 'invalid_utf8', 'the body is not valid UTF-8');
-  }
+/** The media type of a request, lower case, without parameters. */
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
 }
 
-/** Read a JSON object body: at most MAX_BODY_BYTES, content-type application/json. */
+/** Read a text body of one of `types`, at most `max` bytes, as strict UTF-8. */
+async function readText(req: IncomingMessage, max: number, types: readonly string[]): Promise<string> {
+  if (!types.includes(mediaType(req))) throw new ApiError(415, 'unsupported_media_type', `send the body as ${types[0]}`);
+  return readBodyText(req, max);
+}
+
+/** Read a JSON body: at most MAX_BODY_BYTES, content-type application/json; an empty body is `{}`. */
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > MAX_BODY_BYTES) throw new ApiError(413, 'body_too_large', `request body larger than ${MAX_BODY_BYTES} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new ApiError(413, 'body_too_large', `request body larger than ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk);
-  }
-  if (size === 0) return {};
-  if (type !== 'application/json') throw new ApiError(415, 'unsupported_media_type', 'send the body as application/json');
-  let text: string;
-  try {
-    // Strict: bytes that are not UTF-8 are refused, not silently replaced with U+FFFD.
-    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-  } catch {
-    throw new ApiError(400, 'invalid_utf8', 'the request body is not valid UTF-8');
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new ApiError(400, 'invalid_json', 'the request body is not valid JSON');
-  }
+  const text = await readBodyText(req, MAX_BODY_BYTES);
+  if (text === '') return {};
+  if (mediaType(req) !== 'application/json') throw new ApiError(415, 'unsupported_media_type', 'send the body as application/json');
+  return parseJsonBody(text);
 }
 
 /** Validate `body` against `schema`; a 400 names the first wrong field. */
@@ -717,7 +690,7 @@ export function createApiHandler(deps: ApiDeps) {
       if (method === 'GET' || method === 'HEAD') route(method, segments, params, res);
       else await mutate(req, segments, params, res);
     } catch (err) {
-      if (err instanceof ApiError) {
+      if (err instanceof ApiError || err instanceof BodyError) {
         rejectedRequests.inc({ status: String(err.status), code: err.code });
         return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
       }
