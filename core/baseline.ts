@@ -321,7 +321,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         aggregates: null,
         publicPeers: null,
       };
-      for (const id of entries.keys()) if (id.includes('/') && !id.startsWith('exec|')) noteAggregate(b, id);
+      for (const id of entries.keys()) noteAggregate(b, id);
       const w = windowOf(b.key, null);
       b.quietMs = w.quietMs;
       b.graceMs = w.graceMs ?? opts.versionGraceMs;
@@ -360,7 +360,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         if (b.entries.has(id)) continue;
         b.entries.set(id, { id, firstSeen: 0, lastSeen: 0, count: 0, nodes: NO_NODES, examples: 0, dirty: false });
         // A block another node aggregated (or security added) matches addresses inside it here too.
-        if (id.includes('/') && !id.startsWith('exec|')) noteAggregate(b, id);
+        noteAggregate(b, id);
         changed = true;
       }
       for (const id of c.removedIds) {
@@ -539,8 +539,10 @@ function groupOf(e: NetworkEntry): string {
   return `${e.direction}|${e.protocol}|${e.port}`;
 }
 
-/** Register an aggregate entry (a network entry whose peer is a CIDR block) for matching. */
+/** Register an aggregate entry (a network entry whose peer is a CIDR block) for matching; other ids are ignored. */
 function noteAggregate(b: Baseline, id: string): void {
+  // Cheap test first: restores call this for every entry, and only a network id with a '/' can be a block.
+  if (id.startsWith('exec|') || !id.includes('/')) return;
   const e = entryFromId(id);
   if (e.type !== 'network' || !e.peer.includes('/')) return;
   let cidr: Cidr;
