@@ -14,7 +14,7 @@ import { alertJson } from '../api.js';
 import type { AlertFeed, FeedEventType } from '../feed.js';
 import { DeliveryError, type Notice, type Notification, type NotificationAction, type Sink } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
-import type { Alert, AlertException, AlertPolicy, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
+import type { Alert, AlertException, AlertState, AlertPolicy, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
 import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
 
 export { AlertingConfigSchema, type AlertingConfig } from './config.js';
@@ -208,6 +208,22 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     if (triggered.size === 0) return;
     const body = JSON.stringify(notification(alert, action, actor));
     enqueue([...triggered].map((sink) => ({ alert: alert.fingerprint, sink, action, body, state: 'pending', lastError: '' })));
+  }
+
+  /** Alerts in each of `states`, newest first, at most `perState` of each (jobs read whole sets page by page). */
+  function newestAlerts(states: readonly AlertState[], perState: number): Alert[] {
+    const out: Alert[] = [];
+    for (const state of states) {
+      let cursor: string | undefined;
+      for (let read = 0; read < perState; ) {
+        const p = store.listAlerts({ limit: Math.min(1000, perState - read), cursor, state });
+        out.push(...p.items);
+        read += p.items.length;
+        if (!p.next) break;
+        cursor = p.next;
+      }
+    }
+    return out;
   }
 
   /** Receivers of a team's notices: its own, else the defaults; only sinks that take notices. */
@@ -454,15 +470,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       const since = t - 86_400_000;
       const teams = [...new Set(config.owners.map((o) => o.team))];
       const byTeam = new Map<string, Alert[]>(teams.map((team) => [team, []]));
-      for (const state of ['firing', 'acknowledged'] as const) {
-        let cursor: string | undefined;
-        for (let page = 0; page < 5; page++) {
-          const p = store.listAlerts({ limit: 1000, cursor, state });
-          for (const a of p.items) byTeam.get(a.team)?.push(a);
-          if (!p.next) break;
-          cursor = p.next;
-        }
-      }
+      for (const a of newestAlerts(['firing', 'acknowledged'], 5_000)) byTeam.get(a.team)?.push(a);
       let sent = 0;
       for (const [team, open] of byTeam) {
         const fresh = open.filter((a) => a.createdAt >= since);
@@ -493,17 +501,8 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       const targets = deps.sinks.filter((s) => s.type === 'alertmanager');
       if (targets.length === 0) return 0;
       const t = now();
-      const open: Alert[] = [];
-      for (const state of ['firing', 'acknowledged', 'resolved'] as const) {
-        let cursor: string | undefined;
-        // Bounded: at most 2,000 alerts per state and round, newest first.
-        for (let page = 0; page < 2; page++) {
-          const p = store.listAlerts({ limit: 1000, cursor, state });
-          for (const a of p.items) if (state !== 'resolved' || t - a.stateAt <= config.alertmanagerResolvedFor) open.push(a);
-          if (!p.next) break;
-          cursor = p.next;
-        }
-      }
+      // Bounded: at most 2,000 alerts per state and round, newest first.
+      const open = newestAlerts(['firing', 'acknowledged', 'resolved'], 2_000).filter((a) => a.state !== 'resolved' || t - a.stateAt <= config.alertmanagerResolvedFor);
       let sent = 0;
       for (const sink of targets) {
         for (const a of open) {
