@@ -471,6 +471,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     AND entry_id NOT IN (SELECT entry_id FROM baseline_entry_reviews WHERE key = ? AND status IN ('approved', 'added'))`);
   const openAlertsByKey = db.prepare(`SELECT baseline_key AS key, count(*) AS n FROM alerts WHERE state IN ('firing', 'acknowledged') GROUP BY baseline_key`);
   const reviewedKeys = db.prepare(`SELECT key FROM baseline_reviews`).pluck();
+  const keysPastLearning = db.prepare(`SELECT DISTINCT key FROM baseline_nodes WHERE json_extract(header, '$.state') != 'learning'`).pluck();
   const setAlertState = db.prepare(`UPDATE alerts SET state = @to, state_by = @by, state_at = @at, state_comment = @comment WHERE fingerprint = @fingerprint`);
   const insertOutbox = db.prepare(`INSERT INTO outbox (alert, sink, action, body, state, next_at, last_error, created_at, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   const selectDue = db.prepare(`SELECT * FROM outbox WHERE sink = ? AND state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT 1`);
@@ -949,11 +950,8 @@ export function openSqliteStore(path: string): Store & NodeStore {
       return v ? clusterOf(v) : null;
     },
     clusterKeys() {
-      const keys = new Set<string>(reviewedKeys.all() as string[]);
-      for (const row of selectAllHeaders.iterate() as IterableIterator<{ key: string; header: string }>) {
-        if ((JSON.parse(row.header) as SnapshotHeader).state !== 'learning') keys.add(row.key);
-      }
-      return [...keys];
+      // Runs at every agent connect: SQLite reads the state out of each header, no JSON parse here.
+      return [...new Set<string>([...(reviewedKeys.all() as string[]), ...(keysPastLearning.all() as string[])])];
     },
     transitionAlert: (fingerprint, change) => transitionTx(fingerprint, change),
     enqueue: db.transaction((items: Parameters<Store['enqueue']>[0], now: number) => {
