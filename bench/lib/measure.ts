@@ -39,7 +39,17 @@ export function rssOf(pid: number): number {
   }
 }
 
-/** Peak resident set size of a process in bytes (VmHWM), or NaN. */
+/** Where a process's RSS is, from /proc/PID/status: anonymous (heaps, malloc), file-backed (code), shared. */
+export function rssPartsOf(pid: number): string {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN);
+    return `RSS ${Math.round(kb('VmRSS') / 1024)} MiB: anon ${Math.round(kb('RssAnon') / 1024)}, file ${Math.round(kb('RssFile') / 1024)}, shmem ${Math.round(kb('RssShmem') / 1024)}`;
+  } catch {
+    return 'RSS unknown';
+  }
+}
+
 /**
  * RSS of an idle process once it has settled: V8 keeps the young generation it grew for a burst of
  * allocation (a restore, a stream) until its memory reducer runs, 10-20 s after the process went
@@ -61,6 +71,7 @@ export async function settledRssOf(pid: number, maxMs: number, stableMs = 6_000)
   return { rss: rssOf(pid), first, afterMs: Date.now() - start };
 }
 
+/** Peak resident set size of a process in bytes (VmHWM), or NaN. */
 export function peakRssOf(pid: number): number {
   try {
     const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
