@@ -20,7 +20,7 @@ import {
 import type { Logger } from '../runtime/logger.js';
 import type { CollectorMetrics } from './metrics.js';
 import type { NodeTracker } from './nodes.js';
-import type { Alert, AlertPolicy, IngestResult, Store } from './store/store.js';
+import type { Alert, AlertPolicy, IngestBatch, IngestResult, Store } from './store/store.js';
 
 /** Ingest settings. */
 export interface IngestOptions {
@@ -61,6 +61,17 @@ export interface Ingest {
   pushBaselines(keys: readonly string[]): void;
 }
 
+/** Most records (deviations + deltas) committed in one group; a fuller queue is committed at once. */
+const MAX_GROUP_ITEMS = 8_000;
+
+/**
+ * Group commit under load (like PostgreSQL's commit_delay): a batch that arrives within BUSY_MS of
+ * the last commit waits up to GROUP_WAIT_MS for others to share its transaction. Several agents'
+ * batches then pay one commit instead of one each; a lone batch is never delayed.
+ */
+const BUSY_MS = 50;
+const GROUP_WAIT_MS = 5;
+
 /** Most cluster baselines sent to an agent when it connects. */
 const MAX_BASELINES_ON_CONNECT = 20_000;
 
@@ -83,16 +94,76 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   }
   let closing = false;
 
+  /** Batches decoded and waiting for the next group commit, in arrival order. */
+  interface Queued extends IngestBatch {
+    call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>;
+    batchId: number;
+    rejected: number;
+    endTimer: () => void;
+  }
+  let queue: Queued[] = [];
+  let queuedItems = 0;
+  let scheduled = false;
+  let lastCommitAt = -Infinity;
+
+  /**
+   * Commit every queued batch in one transaction, then acknowledge each. Batches that arrive in the
+   * same turn of the event loop (several agents at once, a storm) share one commit and one fsync
+   * instead of paying one each; a lone batch is committed on the next turn, as before.
+   */
+  function commitQueued(): void {
+    scheduled = false;
+    if (queue.length === 0) return;
+    const group = queue;
+    queue = [];
+    queuedItems = 0;
+    let results: (IngestResult | Error)[];
+    try {
+      results = store.ingestMany(group, deps.now(), deps.policy);
+    } catch (err) {
+      results = group.map(() => (err instanceof Error ? err : new Error(String(err))));
+    }
+    metrics.commitGroup.observe(group.length);
+    const changed = new Set<string>();
+    group.forEach((q, i) => {
+      const result = results[i] as IngestResult | Error;
+      q.endTimer();
+      if (result instanceof Error) {
+        logger.error({ err: result, node: q.node }, 'ingest failed');
+        failStream(q.call, q.node, grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
+        return;
+      }
+      // Acknowledge only now: the batch is committed. (A stream that ended meanwhile gets no ack; its
+      // agent resends the batch and the collector stores it once.)
+      if (open.has(q.call)) q.call.write({ ack: { batchId: q.batchId, stored: result.stored, duplicates: result.duplicates, rejected: q.rejected } });
+      metrics.batches.inc();
+      if (result.stored) metrics.deviations.inc({ outcome: 'stored' }, result.stored);
+      if (result.duplicates) metrics.deviations.inc({ outcome: 'duplicate' }, result.duplicates);
+      if (result.known) metrics.deviations.inc({ outcome: 'known' }, result.known);
+      if (result.snapshots) metrics.snapshots.inc(result.snapshots);
+      for (const alert of result.newAlerts) {
+        metrics.alerts.inc({ kind: alert.kind });
+        deps.onNewAlert(alert);
+      }
+      deps.afterCommit?.(result);
+      for (const key of result.clusterChanged) changed.add(key);
+    });
+    if (changed.size > 0) pushBaselines([...changed]);
+    lastCommitAt = performance.now();
+  }
+
+  function failStream(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>, node: string | null, code: grpc.status, details: string): void {
+    logger.warn({ peer: call.getPeer(), node, code: grpc.status[code], details }, 'closing agent stream');
+    call.emit('error', { code, details });
+    call.end();
+  }
+
   function connect(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): void {
     let node: string | null = null;
     const peer = call.getPeer();
     open.add(call);
     metrics.streams.inc();
-    const fail = (code: grpc.status, details: string) => {
-      logger.warn({ peer, node, code: grpc.status[code], details }, 'closing agent stream');
-      call.emit('error', { code, details });
-      call.end();
-    };
+    const fail = (code: grpc.status, details: string) => failStream(call, node, code, details);
     call.on('data', (msg: WireAgentMessage) => {
       try {
         if (msg.hello) {
@@ -163,21 +234,17 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
               reject(err, 'baseline');
             }
           }
-          const result = store.ingest(node, deviations, snapshots, deps.now(), deps.policy);
-          endTimer();
-          // Acknowledge only now: the batch is committed.
-          call.write({ ack: { batchId: b.batchId, stored: result.stored, duplicates: result.duplicates, rejected } });
-          metrics.batches.inc();
-          if (result.stored) metrics.deviations.inc({ outcome: 'stored' }, result.stored);
-          if (result.duplicates) metrics.deviations.inc({ outcome: 'duplicate' }, result.duplicates);
-          if (result.known) metrics.deviations.inc({ outcome: 'known' }, result.known);
-          if (result.snapshots) metrics.snapshots.inc(result.snapshots);
-          for (const alert of result.newAlerts) {
-            metrics.alerts.inc({ kind: alert.kind });
-            deps.onNewAlert(alert);
+          // Committed with whatever other batches arrived meanwhile (group commit), acknowledged after.
+          queue.push({ call, node, batchId: b.batchId, deviations, deltas: snapshots, rejected, endTimer });
+          queuedItems += deviations.length + snapshots.length;
+          if (queuedItems >= MAX_GROUP_ITEMS) commitQueued();
+          else if (!scheduled) {
+            scheduled = true;
+            // Busy (the last commit was moments ago): give other agents' batches a few ms to join
+            // this commit. Otherwise the batch is committed on the next turn of the event loop.
+            if (performance.now() - lastCommitAt < BUSY_MS) setTimeout(commitQueued, GROUP_WAIT_MS);
+            else setImmediate(commitQueued);
           }
-          deps.afterCommit?.(result);
-          if (result.clusterChanged.length > 0) pushBaselines(result.clusterChanged);
           return;
         }
         return fail(grpc.status.INVALID_ARGUMENT, 'empty message');
@@ -209,6 +276,8 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     service: agentService().service,
     closeAll() {
       closing = true;
+      // What was accepted is committed and acknowledged before the streams end.
+      commitQueued();
       for (const call of open) call.end();
     },
     pushBaselines,

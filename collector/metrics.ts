@@ -15,7 +15,8 @@ export function createCollectorMetrics() {
     snapshots: new Counter({ name: 'driftwatch_collector_baseline_snapshots_total', help: 'Baseline snapshots received', registers: r }),
     baselinesPushed: new Counter({ name: 'driftwatch_collector_cluster_baselines_pushed_total', help: 'Cluster baselines sent to agents (at connect, after reviews and state changes)', registers: r }),
     alerts: new Counter({ name: 'driftwatch_collector_alerts_created_total', help: 'Alerts created (first deviation of a fingerprint)', labelNames: ['kind'], registers: r }),
-    commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time to validate and commit one batch', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
+    commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time from a batch\'s arrival to its commit (validation, waiting for the group, the commit)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
+    commitGroup: new Histogram({ name: 'driftwatch_collector_commit_group_batches', help: 'Batches committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32], registers: r }),
     lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_seconds', help: 'Wall-clock time of the last message from each node', labelNames: ['node'], registers: r }),
     agentSpool: new Gauge({ name: 'driftwatch_collector_agent_spooled_records', help: 'Records waiting in each agent spool, from its heartbeats', labelNames: ['node'], registers: r }),
   };

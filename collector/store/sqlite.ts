@@ -24,6 +24,8 @@ import {
   type BaselineView,
   type ClusterBaseline,
   type EntryStatus,
+  type IngestBatch,
+  type IngestResult,
   type OutboxEntry,
   type ReviewResult,
   type ReviewedEntry,
@@ -408,15 +410,15 @@ export function openSqliteStore(path: string): Store & NodeStore {
       severity, rule_id, rule_reason, team, namespace, labels, receivers, suppressed_by)
     VALUES (@fingerprint, @baselineKey, @image, @kind, @entry, @reason, @explanation, @nearest, @firstSeen, @lastSeen, @count, @nodes, @pods, @lastDeviationId, @example, @createdAt,
       @severity, @ruleId, @ruleReason, @team, @namespace, @labels, @receivers, @suppressedBy)`);
-  const updateAlert = db.prepare(`
-    UPDATE alerts SET count = count + @count, first_seen = min(first_seen, @minTime), last_seen = max(last_seen, @maxTime),
+  // An alert that grows: most of a storm. Its state (indexed twice) is not in the SET list, so
+  // SQLite leaves those indexes alone; a resolved alert that comes back takes reopenAlert instead.
+  const growAlert = `count = count + @count, first_seen = min(first_seen, @minTime), last_seen = max(last_seen, @maxTime),
       nodes = @nodes, pods = @pods, suppressed_by = @suppressedBy,
-      state = CASE WHEN state = 'resolved' THEN 'firing' ELSE state END,
-      state_by = CASE WHEN state = 'resolved' THEN '' ELSE state_by END,
-      state_at = CASE WHEN state = 'resolved' THEN @receivedAt ELSE state_at END,
       last_deviation_id = CASE WHEN @maxTime >= last_seen THEN @id ELSE last_deviation_id END,
-      example = CASE WHEN @maxTime >= last_seen THEN @example ELSE example END
-    WHERE fingerprint = @fingerprint`);
+      example = CASE WHEN @maxTime >= last_seen THEN @example ELSE example END`;
+  const updateAlert = db.prepare(`UPDATE alerts SET ${growAlert} WHERE fingerprint = @fingerprint`);
+  const reopenAlert = db.prepare(`UPDATE alerts SET ${growAlert}, state = 'firing', state_by = '', state_at = @receivedAt WHERE fingerprint = @fingerprint`);
+  const selectAlertToGrow = db.prepare(`SELECT state, suppressed_by, nodes, pods FROM alerts WHERE fingerprint = ?`);
   const upsertHeader = db.prepare(`
     INSERT INTO baseline_nodes (key, node, version, received_at, header) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at, header = excluded.header
@@ -597,7 +599,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     }
     const facts = new Map<string, BaselineFacts>();
     for (const [fingerprint, g] of groups) {
-      const row = selectAlert.get(fingerprint) as AlertRow | undefined;
+      const row = selectAlertToGrow.get(fingerprint) as Pick<AlertRow, 'state' | 'suppressed_by' | 'nodes' | 'pods'> | undefined;
       const example = exampleOf(g.latest.event);
       const suppressedBy = policy.exceptionFor(g.latest, receivedAt);
       if (!row) {
@@ -642,7 +644,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
       for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
       const pods = JSON.parse(row.pods) as string[];
       for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
-      updateAlert.run({
+      (row.state === 'resolved' ? reopenAlert : updateAlert).run({
         fingerprint,
         count: g.count,
         minTime: g.minTime,
@@ -664,6 +666,17 @@ export function openSqliteStore(path: string): Store & NodeStore {
     }
     return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged, notifications };
   });
+
+  // ingestTx called inside a transaction runs as a savepoint: a batch that throws is rolled back alone.
+  const ingestManyTx = db.transaction((batches: readonly IngestBatch[], receivedAt: number, policy: AlertPolicy) =>
+    batches.map((b): IngestResult | Error => {
+      try {
+        return ingestTx(b.node, b.deviations, b.deltas, receivedAt, policy);
+      } catch (err) {
+        return err instanceof Error ? err : new Error(String(err));
+      }
+    }),
+  );
 
   // ---- review: views, changes, versions, what agents enforce ----
 
@@ -866,6 +879,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
 
   return {
     ingest: (node, deviations, deltas, receivedAt, policy = NO_POLICY) => ingestTx(node, deviations, deltas, receivedAt, policy),
+    ingestMany: (batches, receivedAt, policy = NO_POLICY) => ingestManyTx(batches, receivedAt, policy),
     listAlerts(q) {
       const before = decodeCursor(q.cursor);
       const where = ['seq < @before'];

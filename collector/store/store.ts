@@ -150,6 +150,13 @@ export interface Page<T> {
 }
 
 /** What one committed batch did. */
+/** One agent batch, as ingestMany takes it. */
+export interface IngestBatch {
+  node: string;
+  deviations: readonly Deviation[];
+  deltas: readonly BaselineSnapshot[];
+}
+
 export interface IngestResult {
   stored: number;
   duplicates: number;
@@ -267,6 +274,13 @@ export interface Store {
    * baseline deltas (see core takeDelta) merge into the cluster-wide baselines, idempotently.
    */
   ingest(node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy?: AlertPolicy): IngestResult;
+  /**
+   * Group commit: several batches in one transaction, so that they share one commit (one fsync)
+   * instead of paying one each. Each batch runs in its own savepoint, in order: a batch that fails is
+   * rolled back alone and reported as its Error; the others commit. Throws (nothing committed) only
+   * when the transaction itself fails.
+   */
+  ingestMany(batches: readonly IngestBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
   listAlerts(query: AlertQuery): Page<Alert>;
   getAlert(fingerprint: string): Alert | null;
   /**

@@ -68,6 +68,37 @@ test('invalid records are rejected and counted; valid ones in the same batch are
   t.is(c.store.countDeviations(), 1);
 });
 
+test('batches from many agents at once are committed together and each acknowledged with its own counts', async (t) => {
+  const c = await withCollector(t);
+  const AGENTS = 10;
+  const BATCHES = 3;
+  const PER = 40;
+  const outcomes = await Promise.all(
+    Array.from({ length: AGENTS }, (_, a) => {
+      const node = `node-${a}`;
+      const messages: WireAgentMessage[] = Array.from({ length: BATCHES }, (_, b) => ({
+        batch: { batchId: b + 1, deviations: Array.from({ length: PER }, (_, i) => deviationToWire(deviation(node, b * PER + i, `docker.io/library/app-${a % 3}`))), baselines: [] },
+      }));
+      // The last batch again: its deviations are already stored (in this group or an earlier one).
+      messages.push({ batch: { ...messages[BATCHES - 1]!.batch!, batchId: BATCHES + 1 } });
+      return converse(c.grpcPort, node, messages, BATCHES + 1);
+    }),
+  );
+  for (const { replies, error } of outcomes) {
+    t.is(error, null);
+    t.deepEqual(
+      replies.filter((r) => r.ack).map((r) => [r.ack!.batchId, r.ack!.stored, r.ack!.duplicates]),
+      [[1, PER, 0], [2, PER, 0], [3, PER, 0], [4, 0, PER]],
+    );
+  }
+  const metrics = await (await fetch(`${c.url}/metrics`)).text();
+  t.regex(metrics, new RegExp(`^driftwatch_collector_deviations_total\\{outcome="stored"\\} ${AGENTS * BATCHES * PER}$`, 'm'));
+  // Every batch went through a group commit, counted once.
+  t.regex(metrics, new RegExp(`^driftwatch_collector_commit_group_batches_sum ${AGENTS * (BATCHES + 1)}$`, 'm'));
+  const alerts = (await (await fetch(`${c.url}/api/v1/alerts?limit=10`)).json()) as { items: { count: number }[] };
+  t.deepEqual(alerts.items.map((a) => a.count).sort((x, y) => x - y), [3, 3, 4].map((n) => n * BATCHES * PER));
+});
+
 test('a stream must start with a hello', async (t) => {
   const c = await withCollector(t);
   const { Client } = agentService();

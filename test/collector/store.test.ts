@@ -10,6 +10,8 @@ import Database from 'better-sqlite3';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { openSqliteStore } from '../../collector/store/sqlite.js';
+import type { AlertPolicy, IngestResult } from '../../collector/store/store.js';
+import { deviationOf } from '../helpers/ingest.js';
 
 const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
 const KEY = 'docker.io/library/nginx';
@@ -96,4 +98,42 @@ test('a store of the previous schema (one JSON snapshot per key and node) is mig
   const reopened = openSqliteStore(path);
   t.is(reopened.getBaseline(KEY)!.entries[0]!.count, 10, 'migrated once');
   reopened.close();
+});
+
+test('group commit: batches share one transaction, each in its own savepoint; a batch that fails is rolled back alone', (t) => {
+  const store = openSqliteStore(dbPath(t));
+  // A policy that fails on one image stands for anything that can throw mid-batch.
+  const policy: AlertPolicy = {
+    decide(d) {
+      if (d.key === 'docker.io/library/broken') throw new Error('rule evaluation failed');
+      return { severity: 'medium', ruleId: 'test', ruleReason: 'test', team: '', receivers: [] };
+    },
+    exceptionFor: () => '',
+  };
+  const good1 = [deviationOf({ node: 'node-1', i: 1 }), deviationOf({ node: 'node-1', i: 2, exe: '/usr/bin/curl' })];
+  const bad = [deviationOf({ node: 'node-2', i: 3, exe: '/usr/bin/wget' }), deviationOf({ node: 'node-2', i: 4, image: 'docker.io/library/broken' })];
+  const good2 = [deviationOf({ node: 'node-3', i: 5, image: 'docker.io/library/redis' })];
+  const results = store.ingestMany(
+    [
+      { node: 'node-1', deviations: good1, deltas: [] },
+      { node: 'node-2', deviations: bad, deltas: [delta('node-2', 1, [[nginx, 1, 10, []]])] },
+      { node: 'node-3', deviations: good2, deltas: [] },
+    ],
+    T0,
+    policy,
+  );
+  t.is((results[0] as IngestResult).stored, 2);
+  t.true(results[1] instanceof Error);
+  t.is((results[1] as Error).message, 'rule evaluation failed');
+  t.is((results[2] as IngestResult).stored, 1);
+  // Nothing of the failed batch stayed: not its first deviation, not its alert, not its delta.
+  t.is(store.countDeviations(), 3);
+  t.deepEqual(store.listAlerts({ limit: 10 }).items.map((a) => a.entry.type === 'process' && a.entry.exe).sort(), ['/bin/sh', '/usr/bin/curl', '/bin/sh'].sort());
+  t.is(store.getBaseline(KEY), null);
+  // Sent again once the cause is gone, the batch is stored whole.
+  const again = store.ingestMany([{ node: 'node-2', deviations: bad, deltas: [delta('node-2', 1, [[nginx, 1, 10, []]])] }], T0, { ...policy, decide: () => ({ severity: 'low', ruleId: 'x', ruleReason: 'x', team: '', receivers: [] }) });
+  t.is((again[0] as IngestResult).stored, 2);
+  t.is(store.countDeviations(), 5);
+  t.is(store.getBaseline(KEY)?.entries.length, 1);
+  store.close();
 });
