@@ -9,8 +9,11 @@
  * image, which has a quarter of all alerts), so that the sizes compare like with like.
  *
  * Sizes: quick 1k / 10k; full 10k / 1M; `--huge` adds 10M (about 20 GB of SQLite and several
- * minutes of bulk loading, so it is not part of the default full run).
+ * minutes of bulk loading, so it is not part of the default full run). Every size is served at once
+ * by its own collector (smaller sizes from a copy of the database made when it reached that size),
+ * and requests go round the sizes in turn, so that machine noise cancels between sizes.
  */
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { openSqliteStore } from '../../collector/store/sqlite.js';
@@ -65,16 +68,29 @@ async function run(ctx: ScenarioContext): Promise<Figure[]> {
   store.close();
 
   const reps = ctx.quick ? 10 : 60;
-  const results: SizeResult[] = [];
+  // Every size's database, loaded one after the other; all but the largest are copies frozen at
+  // their size, so that every size is served at once.
+  const dbs: { size: number; path: string; alerts: number; loadSeconds: number }[] = [];
   let loaded = 0;
   let alertsSoFar = 0;
-  for (const size of sizes(ctx)) {
+  const all = sizes(ctx);
+  for (const size of all) {
     ctx.log(`loading deviations ${loaded} → ${size}`);
     const load = bulkLoad(db, pool, loaded, size, alertsSoFar);
     loaded = size;
     alertsSoFar += load.alerts;
-    ctx.log(`loaded in ${load.seconds.toFixed(1)} s; starting the collector`);
-    const collector = await spawnCollector(db);
+    ctx.log(`loaded in ${load.seconds.toFixed(1)} s`);
+    let path = db;
+    if (size !== all[all.length - 1]) copyFileSync(db, (path = join(ctx.workDir, `collector-growth-${size}.db`)));
+    dbs.push({ size, path, alerts: alertsSoFar, loadSeconds: load.seconds });
+  }
+
+  // One collector per size, all running; each round sends one request of each kind to each size in
+  // turn, /livez included. Noise on this shared machine (a slow second, a busy neighbour) then falls
+  // on every size and query alike instead of on whichever size happened to be measured then.
+  const servers = [];
+  for (const d of dbs) {
+    const collector = await spawnCollector(d.path);
     const u = collector.url;
     const page = await getJson<{ items: { id: string; image: string }[] }>(`${u}/api/v1/alerts?limit=100`);
     const blist = await getJson<{ items: { key: string }[] }>(`${u}/api/v1/baselines`);
@@ -82,6 +98,7 @@ async function run(ctx: ScenarioContext): Promise<Figure[]> {
     const image = hotImage(pool);
     const key = blist.items.find((b) => b.key.startsWith('docker.io/library/nginx'))?.key ?? blist.items[0]!.key;
     const queries: Record<string, string> = {
+      livez: `${u}/livez`,
       'alert list': `${u}/api/v1/alerts?limit=100`,
       'alert list by image': `${u}/api/v1/alerts?limit=20&image=${encodeURIComponent(image)}`,
       'alert detail': `${u}/api/v1/alerts/${fp}`,
@@ -89,24 +106,25 @@ async function run(ctx: ScenarioContext): Promise<Figure[]> {
       'baseline list': `${u}/api/v1/baselines`,
       'baseline detail': `${u}/api/v1/baselines/${encodeURIComponent(key)}`,
     };
-    // Interleaved rounds (one request of each kind per round, after warm-up rounds), so that noise
-    // on this shared machine falls on every query alike, /livez included.
-    const all: Record<string, string> = { livez: `${u}/livez`, ...queries };
-    const samples = new Map<string, number[]>(Object.keys(all).map((k) => [k, []]));
-    for (let round = 0; round < reps + 5; round++) {
-      for (const [name, url] of Object.entries(all)) {
-        const l = await latencies(url, 1, 0);
-        if (round >= 5) samples.get(name)!.push(l[0] as number);
+    servers.push({ ...d, collector, queries, samples: new Map<string, number[]>(Object.keys(queries).map((k) => [k, []])) });
+  }
+  for (let round = 0; round < reps + 5; round++) {
+    for (const name of Object.keys(servers[0]!.queries)) {
+      for (const srv of servers) {
+        const l = await latencies(srv.queries[name]!, 1, 0);
+        if (round >= 5) srv.samples.get(name)!.push(l[0] as number);
       }
     }
-    const livez = percentile(samples.get('livez')!, 50);
-    const q: SizeResult['q'] = {};
-    for (const name of Object.keys(queries)) q[name] = { p50: percentile(samples.get(name)!, 50), p99: percentile(samples.get(name)!, 99) };
-    const rss = rssOf(collector.pid);
-    ctx.log(`${size} deviations: ${Object.entries(q).map(([n, v]) => `${n} ${fmt(v.p50)} ms`).join(', ')}; RSS ${Math.round(mib(rss))} MiB`);
-    await collector.stop();
-    results.push({ size, alerts: alertsSoFar, loadSeconds: load.seconds, livez, q, rss });
   }
+  const results: SizeResult[] = [];
+  for (const srv of servers) {
+    const q: SizeResult['q'] = {};
+    for (const name of Object.keys(srv.queries)) if (name !== 'livez') q[name] = { p50: percentile(srv.samples.get(name)!, 50), p99: percentile(srv.samples.get(name)!, 99) };
+    const rss = rssOf(srv.collector.pid);
+    ctx.log(`${srv.size} deviations: ${Object.entries(q).map(([n, v]) => `${n} ${fmt(v.p50)} ms`).join(', ')}; RSS ${Math.round(mib(rss))} MiB`);
+    results.push({ size: srv.size, alerts: srv.alerts, loadSeconds: srv.loadSeconds, livez: percentile(srv.samples.get('livez')!, 50), q, rss });
+  }
+  for (const srv of servers) await srv.collector.stop();
 
   const figures: Figure[] = [];
   const label = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : `${n / 1e3}k`);
