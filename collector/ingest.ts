@@ -1,6 +1,7 @@
 /**
  * Ingest: the collector's side of AgentService.Connect. Validates everything (the wire is hostile),
- * commits each batch in one transaction, and only then acknowledges it. Invalid records are counted,
+ * commits each batch (in its own savepoint, sharing the transaction and its fsync with the batches
+ * that arrived together: group commit), and only then acknowledges it. Invalid records are counted,
  * logged and acknowledged as rejected (resending them would never help); a protocol violation ends
  * the stream with a gRPC status saying what was wrong.
  */
