@@ -397,9 +397,29 @@ export function openSqliteStore(path: string): Store & NodeStore {
     CREATE INDEX IF NOT EXISTS alerts_severity ON alerts(severity, seq);
     CREATE INDEX IF NOT EXISTS alerts_namespace ON alerts(namespace, seq);
     CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, seq);
-    -- Open alerts per baseline key (the baseline list) from the index alone.
-    CREATE INDEX IF NOT EXISTS alerts_state_key ON alerts(state, baseline_key);
   `);
+  // Open alerts per baseline key, for the baseline list: a counter kept exact by triggers on every
+  // path that inserts, changes the state of, or deletes an alert, so the list reads one row per key
+  // instead of counting every open alert (it was 35 ms at 10k deviations, 65 ms at 10M).
+  const hadCounts = (db.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'baseline_open_alerts'`).pluck().get() as number) > 0;
+  db.exec(`
+    DROP INDEX IF EXISTS alerts_state_key;
+    CREATE TABLE IF NOT EXISTS baseline_open_alerts (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TRIGGER IF NOT EXISTS alerts_open_insert AFTER INSERT ON alerts WHEN new.state IN ('firing', 'acknowledged') BEGIN
+      INSERT INTO baseline_open_alerts (key, n) VALUES (new.baseline_key, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS alerts_open_delete AFTER DELETE ON alerts WHEN old.state IN ('firing', 'acknowledged') BEGIN
+      UPDATE baseline_open_alerts SET n = n - 1 WHERE key = old.baseline_key;
+    END;
+    CREATE TRIGGER IF NOT EXISTS alerts_open_update AFTER UPDATE OF state, baseline_key ON alerts
+    WHEN (old.state IN ('firing', 'acknowledged')) != (new.state IN ('firing', 'acknowledged')) OR old.baseline_key != new.baseline_key BEGIN
+      UPDATE baseline_open_alerts SET n = n - 1 WHERE key = old.baseline_key AND old.state IN ('firing', 'acknowledged');
+      INSERT INTO baseline_open_alerts (key, n) SELECT new.baseline_key, 1 WHERE new.state IN ('firing', 'acknowledged') ON CONFLICT (key) DO UPDATE SET n = n + 1;
+    END;
+  `);
+  if (!hadCounts) {
+    db.exec(`INSERT INTO baseline_open_alerts (key, n) SELECT baseline_key, count(*) FROM alerts WHERE state IN ('firing', 'acknowledged') GROUP BY baseline_key`);
+  }
 
   const insertDeviation = db.prepare(
     `INSERT OR IGNORE INTO deviations (id, fingerprint, baseline_key, kind, time, received_at, node, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -471,7 +491,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   const deleteLearnedEntries = db.prepare(`
     DELETE FROM baseline_entries WHERE key = ?
     AND entry_id NOT IN (SELECT entry_id FROM baseline_entry_reviews WHERE key = ? AND status IN ('approved', 'added'))`);
-  const openAlertsByKey = db.prepare(`SELECT baseline_key AS key, count(*) AS n FROM alerts WHERE state IN ('firing', 'acknowledged') GROUP BY baseline_key`);
+  const openAlertsByKey = db.prepare(`SELECT key, n FROM baseline_open_alerts WHERE n > 0`);
   const reviewedKeys = db.prepare(`SELECT key FROM baseline_reviews`).pluck();
   const keysPastLearning = db.prepare(`SELECT DISTINCT key FROM baseline_nodes WHERE json_extract(header, '$.state') != 'learning'`).pluck();
   const setAlertState = db.prepare(`UPDATE alerts SET state = @to, state_by = @by, state_at = @at, state_comment = @comment WHERE fingerprint = @fingerprint`);

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { openSqliteStore } from '../../collector/store/sqlite.js';
-import type { AlertPolicy, IngestResult } from '../../collector/store/store.js';
+import type { AlertPolicy, AlertTransition, IngestResult } from '../../collector/store/store.js';
 import { deviationOf } from '../helpers/ingest.js';
 
 const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
@@ -135,5 +135,41 @@ test('group commit: batches share one transaction, each in its own savepoint; a 
   t.is((again[0] as IngestResult).stored, 2);
   t.is(store.countDeviations(), 5);
   t.is(store.getBaseline(KEY)?.entries.length, 1);
+  store.close();
+});
+
+test('open alerts per baseline follow every path: new, acknowledged, resolved, coming back, accepted, pruned; an older store gets the counts on open', (t) => {
+  const path = dbPath(t);
+  let store = openSqliteStore(path);
+  const open = () => Object.fromEntries(store.listBaselines().filter((b) => b.openAlerts > 0).map((b) => [b.key, b.openAlerts]));
+  const nginx = 'docker.io/library/nginx';
+  const redis = 'docker.io/library/redis';
+  // Baselines to list: one delta per image.
+  store.ingest('node-1', [], [delta('node-1', 1, [[dns, 1, 10, []]]), { ...delta('node-1', 1, [[dns, 1, 10, []]]), key: redis }], T0);
+  store.ingest('node-1', [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/curl' }), deviationOf({ i: 3, image: redis })], [], T0);
+  t.deepEqual(open(), { [nginx]: 2, [redis]: 1 });
+  const [curl, sh] = store.listAlerts({ limit: 10, image: nginx }).items.sort((a, b) => (a.entry.type === 'process' && a.entry.exe === '/usr/bin/curl' ? -1 : 1));
+  const change = (to: AlertTransition['to']) => ({ to, by: 'alice', at: T0 + 1, comment: '' });
+  store.transitionAlert(curl!.fingerprint, change('acknowledged'));
+  t.deepEqual(open(), { [nginx]: 2, [redis]: 1 }, 'acknowledged is still open');
+  store.transitionAlert(curl!.fingerprint, change('resolved'));
+  t.deepEqual(open(), { [nginx]: 1, [redis]: 1 });
+  store.ingest('node-1', [deviationOf({ i: 4, exe: '/usr/bin/curl' })], [], T0 + 2);
+  t.deepEqual(open(), { [nginx]: 2, [redis]: 1 }, 'a resolved alert whose behaviour came back is open again');
+  store.transitionAlert(sh!.fingerprint, change('accepted'));
+  t.deepEqual(open(), { [nginx]: 1, [redis]: 1 });
+  store.close();
+  // A store from before the counter: the table and its triggers are gone; opening it counts again.
+  const raw = new Database(path);
+  raw.exec('DROP TRIGGER alerts_open_insert; DROP TRIGGER alerts_open_update; DROP TRIGGER alerts_open_delete; DROP TABLE baseline_open_alerts');
+  raw.close();
+  store = openSqliteStore(path);
+  t.deepEqual(open(), { [nginx]: 1, [redis]: 1 });
+  // Pruning deletes closed alerts only: open counts do not move; resolved and pruned, they go.
+  store.transitionAlert(curl!.fingerprint, change('resolved'));
+  t.deepEqual(open(), { [redis]: 1 });
+  const pruned = store.prune(0, T0 + 10_000_000_000_000);
+  t.true(pruned.alerts >= 2);
+  t.deepEqual(open(), { [redis]: 1 });
   store.close();
 });
