@@ -108,9 +108,8 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   let lastCommitAt = -Infinity;
 
   /**
-   * Commit every queued batch in one transaction, then acknowledge each. Batches that arrive in the
-   * same turn of the event loop (several agents at once, a storm) share one commit and one fsync
-   * instead of paying one each; a lone batch is committed on the next turn, as before.
+   * Commit every queued batch in one transaction, then acknowledge each. Batches that arrive together
+   * (several agents at once, a storm) share one commit and one fsync instead of paying one each.
    */
   function commitQueued(): void {
     scheduled = false;
@@ -126,17 +125,19 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     }
     metrics.commitGroup.observe(group.length);
     const changed = new Set<string>();
+    const failed = new Set<Queued['call']>();
     group.forEach((q, i) => {
       const result = results[i] as IngestResult | Error;
       q.endTimer();
       if (result instanceof Error) {
         logger.error({ err: result, node: q.node }, 'ingest failed');
-        failStream(q.call, q.node, grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
+        if (!failed.has(q.call)) failStream(q.call, q.node, grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
+        failed.add(q.call);
         return;
       }
-      // Acknowledge only now: the batch is committed. (A stream that ended meanwhile gets no ack; its
-      // agent resends the batch and the collector stores it once.)
-      if (open.has(q.call)) q.call.write({ ack: { batchId: q.batchId, stored: result.stored, duplicates: result.duplicates, rejected: q.rejected } });
+      // Acknowledge only now: the batch is committed. (A stream that ended meanwhile, or failed on an
+      // earlier batch of this group, gets no ack; its agent resends the batch, stored once.)
+      if (open.has(q.call) && !failed.has(q.call)) q.call.write({ ack: { batchId: q.batchId, stored: result.stored, duplicates: result.duplicates, rejected: q.rejected } });
       metrics.batches.inc();
       if (result.stored) metrics.deviations.inc({ outcome: 'stored' }, result.stored);
       if (result.duplicates) metrics.deviations.inc({ outcome: 'duplicate' }, result.duplicates);
