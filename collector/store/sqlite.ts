@@ -401,24 +401,25 @@ export function openSqliteStore(path: string): Store & NodeStore {
   // Open alerts per baseline key, for the baseline list: a counter kept exact by triggers on every
   // path that inserts, changes the state of, or deletes an alert, so the list reads one row per key
   // instead of counting every open alert (it was 35 ms at 10k deviations, 65 ms at 10M).
+  const OPEN = `('firing', 'acknowledged')`; // the open states, as an SQL list (a constant, never input)
   const hadCounts = (db.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'baseline_open_alerts'`).pluck().get() as number) > 0;
   db.exec(`
     DROP INDEX IF EXISTS alerts_state_key;
     CREATE TABLE IF NOT EXISTS baseline_open_alerts (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-    CREATE TRIGGER IF NOT EXISTS alerts_open_insert AFTER INSERT ON alerts WHEN new.state IN ('firing', 'acknowledged') BEGIN
+    CREATE TRIGGER IF NOT EXISTS alerts_open_insert AFTER INSERT ON alerts WHEN new.state IN ${OPEN} BEGIN
       INSERT INTO baseline_open_alerts (key, n) VALUES (new.baseline_key, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1;
     END;
-    CREATE TRIGGER IF NOT EXISTS alerts_open_delete AFTER DELETE ON alerts WHEN old.state IN ('firing', 'acknowledged') BEGIN
+    CREATE TRIGGER IF NOT EXISTS alerts_open_delete AFTER DELETE ON alerts WHEN old.state IN ${OPEN} BEGIN
       UPDATE baseline_open_alerts SET n = n - 1 WHERE key = old.baseline_key;
     END;
     CREATE TRIGGER IF NOT EXISTS alerts_open_update AFTER UPDATE OF state, baseline_key ON alerts
-    WHEN (old.state IN ('firing', 'acknowledged')) != (new.state IN ('firing', 'acknowledged')) OR old.baseline_key != new.baseline_key BEGIN
-      UPDATE baseline_open_alerts SET n = n - 1 WHERE key = old.baseline_key AND old.state IN ('firing', 'acknowledged');
-      INSERT INTO baseline_open_alerts (key, n) SELECT new.baseline_key, 1 WHERE new.state IN ('firing', 'acknowledged') ON CONFLICT (key) DO UPDATE SET n = n + 1;
+    WHEN (old.state IN ${OPEN}) != (new.state IN ${OPEN}) OR old.baseline_key != new.baseline_key BEGIN
+      UPDATE baseline_open_alerts SET n = n - 1 WHERE key = old.baseline_key AND old.state IN ${OPEN};
+      INSERT INTO baseline_open_alerts (key, n) SELECT new.baseline_key, 1 WHERE new.state IN ${OPEN} ON CONFLICT (key) DO UPDATE SET n = n + 1;
     END;
   `);
   if (!hadCounts) {
-    db.exec(`INSERT INTO baseline_open_alerts (key, n) SELECT baseline_key, count(*) FROM alerts WHERE state IN ('firing', 'acknowledged') GROUP BY baseline_key`);
+    db.exec(`INSERT INTO baseline_open_alerts (key, n) SELECT baseline_key, count(*) FROM alerts WHERE state IN ${OPEN} GROUP BY baseline_key`);
   }
 
   const insertDeviation = db.prepare(
