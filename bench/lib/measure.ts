@@ -29,25 +29,30 @@ export function median(values: readonly number[]): number {
   return percentile(values, 50);
 }
 
+/** A reader of the kB fields of /proc/PID/status, in bytes: NaN for a field it lacks, or for all when the process is gone. */
+function statusBytes(pid: number): (field: string) => number {
+  let status = '';
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    // gone: every field reads NaN
+  }
+  return (field) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+}
+
 /** Resident set size of a process in bytes (VmRSS), or NaN when it cannot be read. */
 export function rssOf(pid: number): number {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
-  } catch {
-    return NaN;
-  }
+  return statusBytes(pid)('VmRSS');
 }
 
 /** Where a process's RSS is, from /proc/PID/status: anonymous (heaps, malloc), file-backed (code), shared. */
 export function rssPartsOf(pid: number): string {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN);
-    return `RSS ${Math.round(kb('VmRSS') / 1024)} MiB: anon ${Math.round(kb('RssAnon') / 1024)}, file ${Math.round(kb('RssFile') / 1024)}, shmem ${Math.round(kb('RssShmem') / 1024)}`;
-  } catch {
-    return 'RSS unknown';
-  }
+  const field = statusBytes(pid);
+  const m = (name: string) => Math.round(mib(field(name)));
+  return `RSS ${m('VmRSS')} MiB: anon ${m('RssAnon')}, file ${m('RssFile')}, shmem ${m('RssShmem')}`;
 }
 
 /**
@@ -73,12 +78,7 @@ export async function settledRssOf(pid: number, maxMs: number, stableMs = 6_000)
 
 /** Peak resident set size of a process in bytes (VmHWM), or NaN. */
 export function peakRssOf(pid: number): number {
-  try {
-    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
-  } catch {
-    return NaN;
-  }
+  return statusBytes(pid)('VmHWM');
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
