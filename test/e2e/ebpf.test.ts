@@ -120,7 +120,9 @@ test.serial('ebpf source: a containerd-cgroup process is learned into its image\
 
   // Learning: the container runs /bin/true with a distinctive argument. bpftrace says "attached" as it
   // starts attaching, so the first runs may go unseen: repeat until the collector shows the baseline.
-  const tag = `dw-e2e-${process.pid}`;
+  // The number is always 5 digits, so normalization turns it into `<n>` whatever the pid is (a pid
+  // under 1000, as on a fresh CI machine, would stay literal and the summary would differ).
+  const tag = `dw-e2e-${10_000 + (process.pid % 90_000)}`;
   let seen: BaselineSummary[] = [];
   t.teardown(() => {
     if (!t.passed) t.log('baselines in the collector', JSON.stringify(seen).slice(0, 2000));
@@ -158,7 +160,7 @@ test.serial('ebpf source: a containerd-cgroup process is learned into its image\
   t.is(alerts.length, 1, `only the new program is an alert: ${alerts.map((a) => a.summary).join('; ')}`);
   const [alert] = alerts as [Alert];
   t.like(alert, { image: IMAGE, baselineKey: IMAGE, kind: 'exec', reason: 'new-executable', nodes: ['node-e2e'], pods: ['batch/worker-7f9c4'], count: 1 });
-  // The parent is the runner (node); the argument's pid is normalized.
+  // The parent is the runner (node); the argument's number is normalized.
   t.is(alert.summary, `${ECHO} -n dw-e2e-<n> (parent node, root)`);
   t.true(alert.example.startsWith(`${ECHO} -n ${tag}`), alert.example);
 
