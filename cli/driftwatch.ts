@@ -54,6 +54,7 @@ const COLLECTOR_OPTIONS: Options = {
   'public-url': { type: 'string' },
   'log-level': { type: 'string' },
   'max-batch-items': { type: 'string' },
+  'ingest-thread': { type: 'string' },
   'max-message-bytes': { type: 'string' },
   'stream-max-clients': { type: 'string' },
   'stream-queue': { type: 'string' },
@@ -168,6 +169,7 @@ const COMMAND_HELP: Record<string, string> = {
   --http-listen HOST:PORT  API, /metrics, /livez, /readyz; default 0.0.0.0:8080 (httpListen)
   --public-url URL         where people reach the collector, for links in notifications (publicUrl)
   --max-batch-items N      most records per agent batch; default 2000 (maxBatchItems)
+  --ingest-thread WHERE    where ingest commits run: worker (default; a thread of its own) | main (ingestThread)
   --max-message-bytes N    largest gRPC message; default 16777216 (maxMessageBytes)
   --stream-max-clients N   websocket live-feed clients at once; default 64 (streamMaxClients)
   --stream-queue N         messages held for a live-feed client that is behind; default 1000 (streamQueue)

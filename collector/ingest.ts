@@ -1,13 +1,13 @@
 /**
  * Ingest: the collector's side of AgentService.Connect. Validates everything (the wire is hostile),
- * commits each batch (in its own savepoint, sharing the transaction and its fsync with the batches
- * that arrived together: group commit), and only then acknowledges it. Invalid records are counted,
- * logged and acknowledged as rejected (resending them would never help); a protocol violation ends
- * the stream with a gRPC status saying what was wrong.
+ * prepares each deviation's row, commits each batch through the writer (in its own savepoint, sharing
+ * the transaction and its fsync with the batches that arrived while the previous commit ran: group
+ * commit), and only then acknowledges it. Invalid records are counted, logged and acknowledged as
+ * rejected (resending them would never help); a protocol violation ends the stream with a gRPC status
+ * saying what was wrong.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { BaselineSnapshot } from '../core/baseline.js';
-import type { Deviation } from '../core/deviation.js';
 import {
   PROTOCOL_REVISION,
   WireError,
@@ -21,7 +21,9 @@ import {
 import type { Logger } from '../runtime/logger.js';
 import type { CollectorMetrics } from './metrics.js';
 import type { NodeTracker } from './nodes.js';
-import type { Alert, AlertPolicy, IngestBatch, IngestResult, Store } from './store/store.js';
+import type { IngestWriter } from './ingest-writer.js';
+import { createDeviationPreparer } from './store/sqlite.js';
+import type { Alert, IngestResult, PreparedBatch, PreparedDeviation, Store } from './store/store.js';
 
 /** Ingest settings. */
 export interface IngestOptions {
@@ -32,13 +34,13 @@ export interface IngestOptions {
 
 /** Collaborators. */
 export interface IngestDeps {
+  /** Reads (cluster baselines for agents); commits go through `writer`. */
   store: Store;
+  writer: IngestWriter;
   metrics: CollectorMetrics;
   logger: Logger;
   /** Called for every alert a committed batch created. */
   onNewAlert: (alert: Alert) => void;
-  /** Consulted inside each commit (severity, routing, exceptions). */
-  policy?: AlertPolicy | undefined;
   /** Called after each commit with what it did (notifications, live feed). */
   afterCommit?: ((result: IngestResult) => void) | undefined;
   /** Told of every hello, message, heartbeat, goodbye and ended stream (last contact, lag, silence). */
@@ -54,31 +56,24 @@ export interface Ingest {
   readonly service: grpc.ServiceDefinition;
   /**
    * Stop taking batches and end every open stream (at shutdown, after the server stopped accepting new
-   * ones). A batch already being committed finishes and is acknowledged first (commits are synchronous);
-   * a batch that arrives later is refused with UNAVAILABLE, unacknowledged, so its agent resends it.
+   * ones). Batches already taken are committed and acknowledged first; a batch that arrives later is
+   * refused with UNAVAILABLE, unacknowledged, so its agent resends it. Resolves when the streams ended.
    */
-  closeAll(): void;
+  closeAll(): Promise<void>;
   /** Send the cluster baselines of `keys` to every connected agent (after a review or a change of state). */
   pushBaselines(keys: readonly string[]): void;
 }
 
-/** Most records (deviations + deltas) committed in one group; a fuller queue is committed at once. */
-const MAX_GROUP_ITEMS = 8_000;
-
-/**
- * Group commit under load (like PostgreSQL's commit_delay): a batch that arrives within BUSY_MS of
- * the last commit waits up to GROUP_WAIT_MS for others to share its transaction. Several agents'
- * batches then pay one commit instead of one each; a lone batch is never delayed.
- */
-const BUSY_MS = 50;
-const GROUP_WAIT_MS = 5;
+/** Most records (deviations + deltas) committed in one group; the rest wait for the next. */
+const MAX_GROUP_ITEMS = 2_000;
 
 /** Most cluster baselines sent to an agent when it connects. */
 const MAX_BASELINES_ON_CONNECT = 20_000;
 
 /** Create the ingest service. */
 export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
-  const { store, metrics, logger } = deps;
+  const { store, writer, metrics, logger } = deps;
+  const prepare = createDeviationPreparer();
   const open = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
   /** Streams past their hello. */
   const connected = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
@@ -96,38 +91,49 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   let closing = false;
 
   /** Batches decoded and waiting for the next group commit, in arrival order. */
-  interface Queued extends IngestBatch {
+  interface Queued extends PreparedBatch {
     call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>;
     batchId: number;
     rejected: number;
+    items: number;
     endTimer: () => void;
   }
   let queue: Queued[] = [];
-  let queuedItems = 0;
   let scheduled = false;
-  let lastCommitAt = -Infinity;
+  /** The commit in flight: one at a time, in order; what arrives meanwhile makes the next group. */
+  let committing: Promise<void> | null = null;
 
   /**
-   * Commit every queued batch in one transaction, then acknowledge each. Batches that arrive together
-   * (several agents at once, a storm) share one commit and one fsync instead of paying one each.
+   * Commit the queued batches (up to MAX_GROUP_ITEMS records) in one transaction, then acknowledge
+   * each. Batches that arrive together or during the previous commit (several agents, a storm) share
+   * one commit and one fsync instead of paying one each; a lone batch is committed at once.
    */
   function commitQueued(): void {
     scheduled = false;
-    if (queue.length === 0) return;
-    const group = queue;
-    queue = [];
-    queuedItems = 0;
-    let results: (IngestResult | Error)[];
-    try {
-      results = store.ingestMany(group, deps.now(), deps.policy);
-    } catch (err) {
-      results = group.map(() => (err instanceof Error ? err : new Error(String(err))));
-    }
+    if (committing || queue.length === 0) return;
+    let take = 0;
+    for (let items = 0; take < queue.length && (take === 0 || items + (queue[take] as Queued).items <= MAX_GROUP_ITEMS); take++) items += (queue[take] as Queued).items;
+    const group = queue.slice(0, take);
+    queue = queue.slice(take);
+    const batches = group.map((q): PreparedBatch => ({ node: q.node, deviations: q.deviations, deltas: q.deltas }));
+    committing = writer
+      .commit(batches, deps.now())
+      .catch((err: unknown) => group.map(() => (err instanceof Error ? err : new Error(String(err)))))
+      .then((results) => settle(group, results))
+      .catch((err: unknown) => logger.error({ err }, 'acknowledging a commit failed'))
+      .finally(() => {
+        committing = null;
+        commitQueued();
+      });
+  }
+
+  /** Acknowledge each committed batch; fail the stream of a batch that was not. */
+  function settle(group: readonly Queued[], results: readonly (IngestResult | Error)[]): void {
     metrics.commitGroup.observe(group.length);
     const changed = new Set<string>();
     const failed = new Set<Queued['call']>();
     group.forEach((q, i) => {
-      const result = results[i] as IngestResult | Error;
+      const result = results[i] ?? new Error('no result for the batch');
       q.endTimer();
       if (result instanceof Error) {
         logger.error({ err: result, node: q.node }, 'ingest failed');
@@ -151,7 +157,14 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       for (const key of result.clusterChanged) changed.add(key);
     });
     if (changed.size > 0) pushBaselines([...changed]);
-    lastCommitAt = performance.now();
+  }
+
+  /** Resolves when nothing is queued or being committed. */
+  async function drained(): Promise<void> {
+    while (committing || queue.length > 0) {
+      if (!committing) commitQueued();
+      await committing;
+    }
   }
 
   function failStream(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>, node: string | null, code: grpc.status, details: string): void {
@@ -210,7 +223,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           const items = (b.deviations?.length ?? 0) + (b.baselines?.length ?? 0);
           if (items > options.maxBatchItems) return fail(grpc.status.RESOURCE_EXHAUSTED, `batch of ${items} records; at most ${options.maxBatchItems}`);
           const endTimer = metrics.commitSeconds.startTimer();
-          const deviations: Deviation[] = [];
+          const deviations: PreparedDeviation[] = [];
           const snapshots: BaselineSnapshot[] = [];
           let rejected = 0;
           const reject = (err: unknown, what: string) => {
@@ -224,7 +237,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
               const d = deviationFromWire(w);
               // An agent speaks only for its own node.
               if (d.event.node !== node) throw new WireError('event.node', `is ${JSON.stringify(d.event.node.slice(0, 64))}, not the stream's node`);
-              deviations.push(d);
+              deviations.push(prepare(d, writer.sameThread));
             } catch (err) {
               reject(err, 'deviation');
             }
@@ -237,15 +250,11 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
             }
           }
           // Committed with whatever other batches arrived meanwhile (group commit), acknowledged after.
-          queue.push({ call, node, batchId: b.batchId, deviations, deltas: snapshots, rejected, endTimer });
-          queuedItems += deviations.length + snapshots.length;
-          if (queuedItems >= MAX_GROUP_ITEMS) commitQueued();
-          else if (!scheduled) {
+          // The next turn of the event loop: batches read in this one join the same commit.
+          queue.push({ call, node, batchId: b.batchId, deviations, deltas: snapshots, rejected, items: deviations.length + snapshots.length, endTimer });
+          if (!scheduled && !committing) {
             scheduled = true;
-            // Busy (the last commit was moments ago): give other agents' batches a few ms to join
-            // this commit. Otherwise the batch is committed on the next turn of the event loop.
-            if (performance.now() - lastCommitAt < BUSY_MS) setTimeout(commitQueued, GROUP_WAIT_MS);
-            else setImmediate(commitQueued);
+            setImmediate(commitQueued);
           }
           return;
         }
@@ -276,10 +285,10 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   return {
     implementation: { connect },
     service: agentService().service,
-    closeAll() {
+    async closeAll() {
       closing = true;
       // What was accepted is committed and acknowledged before the streams end.
-      commitQueued();
+      await drained();
       for (const call of open) call.end();
     },
     pushBaselines,

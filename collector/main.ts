@@ -27,6 +27,7 @@ import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './node-identity.js';
 import { createNodeTracker, type NodeTracker } from './nodes.js';
 import { createFailureLimiter } from './rate-limit.js';
+import { createInThreadWriter, startIngestWorker } from './ingest-writer.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Alert, Store } from './store/store.js';
 import { attachStream, normalizeOrigin } from './stream.js';
@@ -52,6 +53,8 @@ export const CollectorConfigSchema = z.strictObject({
   httpListen: hostPort.default('0.0.0.0:8080'),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   maxBatchItems: z.coerce.number().int().min(1).max(10_000).default(2_000),
+  /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */
+  ingestThread: z.enum(['worker', 'main']).default('worker'),
   /** Largest gRPC message accepted, in bytes. */
   maxMessageBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20),
   /** Websocket live-feed (/api/v1/stream) clients at once; more are refused with 503. */
@@ -184,14 +187,19 @@ export async function startCollector(
   }, config.alerting.alertmanagerResend);
   resendTimer.unref();
   const nodes = createNodeTracker({ silentAfterMs: config.silentAfter }, { store, alerting, registry: metrics.registry, logger: logger.child({ component: 'nodes' }), now });
+  const writer =
+    config.ingestThread === 'worker' && config.db !== ':memory:'
+      ? await startIngestWorker({ db: config.db, spec: alerting.policySpec }, { hooks: alerting.policyHooks, logger: logger.child({ component: 'ingest' }) })
+      : createInThreadWriter(store, alerting.policy);
+  alerting.onExceptions((active) => writer.setExceptions(active));
   const ingest = createIngest(
     { version: VERSION, maxBatchItems: config.maxBatchItems },
     {
       store,
+      writer,
       metrics,
       logger: logger.child({ component: 'ingest' }),
       now,
-      policy: alerting.policy,
       afterCommit: (result) => alerting.afterCommit(result),
       nodes,
       onNewAlert(alert) {
@@ -331,6 +339,7 @@ export async function startCollector(
         ready = false;
         for (const job of jobs) await job.destroy();
         clearInterval(resendTimer);
+        let closed = Promise.resolve();
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             server.forceShutdown();
@@ -340,8 +349,12 @@ export async function startCollector(
             clearTimeout(timer);
             resolve();
           });
-          ingest.closeAll();
+          closed = ingest.closeAll();
         });
+        // Every batch taken is committed (and acknowledged where its stream is still open) before the
+        // writer's connection closes.
+        await closed;
+        await writer.close();
         // Live-feed clients first (1001): upgraded sockets would otherwise hold http.close open.
         await stream.close();
         await new Promise<void>((resolve) => {

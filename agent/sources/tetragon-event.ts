@@ -14,7 +14,7 @@
  * become an event is rejected with a reason instead of throwing.
  */
 import { parseIp } from '../../core/ip.js';
-import { UNKNOWN_IMAGE, parseImageReference, type ActivityEvent, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
+import { UNKNOWN_IMAGE, parseImageReference, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
 import { FALCO_LIMITS, parseTime, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
 
 /** Bounds on fields taken from a Tetragon record (the same as for Falco's). */

@@ -10,7 +10,6 @@
  * every touched baseline.
  */
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
 import type { BaselineSnapshot, EntryStats } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { HOST_KEY } from '../../core/baseline.js';

@@ -7,20 +7,17 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { describeEntry } from '../../core/entry.js';
-import type { Deviation } from '../../core/deviation.js';
-import { classify, globMatch, parseSeverityRules, type SeverityRule } from '../../core/severity.js';
 import type { Logger } from '../../runtime/logger.js';
 import { alertJson } from '../api.js';
 import type { AlertFeed, FeedEventType } from '../feed.js';
 import { DeliveryError, type Notice, type Notification, type NotificationAction, type Sink } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
-import type { Alert, AlertException, AlertState, AlertPolicy, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
-import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
+import type { Alert, AlertException, AlertState, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
+import type { AlertingConfig } from './config.js';
+import { activeExceptions, createAlertPolicy, defaultReceivers, type AlertPolicyHandle, type PolicyHooks, type PolicySpec } from './policy.js';
 
 export { AlertingConfigSchema, type AlertingConfig } from './config.js';
-
-/** Most active exceptions held (and matched per deviation group). */
-export const MAX_EXCEPTIONS = 10_000;
+export { MAX_EXCEPTIONS } from './policy.js';
 
 /** What alerting needs. */
 export interface AlertingDeps {
@@ -38,8 +35,14 @@ export interface AlertingDeps {
 
 /** The alerting service. */
 export interface Alerting {
-  /** Consulted by the store inside each ingest transaction. */
-  readonly policy: AlertPolicy;
+  /** Consulted by the store inside each ingest transaction (on this thread). */
+  readonly policy: AlertPolicyHandle;
+  /** What the policy is made of: an ingest worker thread builds its own copy from it. */
+  readonly policySpec: PolicySpec;
+  /** Where a policy elsewhere (the ingest worker) reports what it suppressed. */
+  readonly policyHooks: PolicyHooks;
+  /** Called with the active exceptions whenever they change (the worker's policy follows). */
+  onExceptions(listener: (active: readonly AlertException[]) => void): void;
   /** Act on a committed batch: notify new and reopened alerts, publish changes. */
   afterCommit(result: IngestResult): void;
   /** Acknowledge, resolve or accept an alert, and notify its receivers. */
@@ -75,9 +78,9 @@ export function createAlerting(deps: AlertingDeps): Alerting {
   const { store, config, feed, logger } = deps;
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
-  const rules: readonly SeverityRule[] = config.severity === undefined ? parseSeverityRules({}) : parseSeverityRules(config.severity);
   const sinkNames = deps.sinks.map((s) => s.name);
-  const defaults = config.defaultReceivers ?? sinkNames;
+  const policySpec: PolicySpec = { config, sinks: sinkNames, publicUrl: deps.publicUrl ?? '' };
+  const defaults = defaultReceivers(policySpec);
   const r = [deps.registry];
   const metrics = {
     notifications: new Counter({ name: 'driftwatch_collector_notifications_enqueued_total', help: 'Notifications written to the outbox, by sink, action and state (pending, or skipped with why)', labelNames: ['sink', 'action', 'state'], registers: r }),
@@ -94,60 +97,20 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     outcomes: new Counter({ name: 'driftwatch_collector_outbox_deliveries_total', help: 'Outbox delivery attempts, by sink and outcome (delivered, retry, failed)', labelNames: ['sink', 'outcome'], registers: r }),
   };
 
-  // ---- exceptions, held in memory (few, and matched for every deviation group) ----
-  let exceptions: AlertException[] = [];
+  const policyHooks: PolicyHooks = {
+    suppressed: (reason, n = 1) => metrics.suppressed.inc({ reason }, n),
+    storm: (scope, until) => logger.warn({ scope, until }, 'alert storm: notifications paused'),
+  };
+  const policy = createAlertPolicy(policySpec, policyHooks);
+
+  // ---- exceptions, held in memory by the policy (few, and matched for every deviation group) ----
+  const exceptionListeners: ((active: readonly AlertException[]) => void)[] = [];
   const loadExceptions = () => {
-    const t = now();
-    exceptions = store.listExceptions().filter((e) => e.revokedAt === 0 && e.expiresAt > t).slice(0, MAX_EXCEPTIONS);
+    const active = activeExceptions(store.listExceptions(), now());
+    policy.setExceptions(active);
+    for (const listen of exceptionListeners) listen(active);
   };
   loadExceptions();
-
-  const policy: AlertPolicy = {
-    notify: (alert) => triggersOf(alert),
-    decide(d, facts) {
-      const c = classify({ kind: d.event.kind, reason: d.reason, entry: d.entry, exe: d.event.process.exe, baseline: d.event.kind === 'exec' ? facts() : { hasShell: false, hasRoot: false } }, rules);
-      const m = { baselineKey: d.key, namespace: d.event.pod?.namespace ?? '', labels: d.event.pod?.labels ?? {}, severity: c.severity };
-      return { severity: c.severity, ruleId: c.ruleId, ruleReason: c.reason, team: ownerOf(config, m), receivers: routeAlert(config, defaults, m) };
-    },
-    exceptionFor(d: Deviation, at: number) {
-      if (exceptions.length === 0) return '';
-      let described: string | null = null;
-      const namespace = d.event.pod?.namespace ?? '';
-      for (const e of exceptions) {
-        if (e.expiresAt <= at || e.createdAt > at) continue;
-        if (e.namespace !== '' && e.namespace !== namespace) continue;
-        if (e.key !== '' && !globMatch(e.key, d.key)) continue;
-        if (e.entry !== '' && !globMatch(e.entry, (described ??= describeEntry(d.entry)))) continue;
-        return e.id;
-      }
-      return '';
-    },
-  };
-
-  // ---- storm control: fixed windows per image and for everything ----
-  const windows = new Map<string, { start: number; count: number; summarized: boolean }>();
-  /** Whether a trigger for `image` may go out now; when not, whether this is the first refusal of the window. */
-  function admit(image: string, t: number): { ok: true } | { ok: false; scope: string; first: boolean; until: number } {
-    const check = (scope: string, limit: { max: number; per: number }) => {
-      let w = windows.get(scope);
-      if (!w || t >= w.start + limit.per) {
-        if (windows.size >= 10_000) windows.clear();
-        windows.set(scope, (w = { start: t, count: 0, summarized: false }));
-      }
-      return w;
-    };
-    const g = check('*', config.storm.global);
-    const i = check(image, config.storm.perImage);
-    const over = g.count >= config.storm.global.max ? { w: g, scope: 'all images', per: config.storm.global.per } : i.count >= config.storm.perImage.max ? { w: i, scope: image, per: config.storm.perImage.per } : null;
-    if (!over) {
-      g.count++;
-      i.count++;
-      return { ok: true };
-    }
-    const first = !over.w.summarized;
-    over.w.summarized = true;
-    return { ok: false, scope: over.scope, first, until: over.w.start + over.per };
-  }
 
   // ---- the outbox ----
   const url = (fingerprint: string) => (deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/alerts/${fingerprint}` : '');
@@ -159,41 +122,6 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     if (items.length === 0) return;
     store.enqueue(items, now());
     written(items);
-  }
-
-  /**
-   * The notifications of a new or reopened alert (storm control decides which go out): returned, so
-   * that the store writes them in the very transaction that created the alert. A crash cannot leave
-   * an alert that nobody is told about.
-   */
-  function triggersOf(alert: Alert): Enqueued[] {
-    if (alert.suppressedBy !== '') {
-      metrics.suppressed.inc({ reason: 'exception' });
-      return [];
-    }
-    const receivers = alert.receivers.filter((s) => knownSink.has(s));
-    if (receivers.length === 0) {
-      metrics.suppressed.inc({ reason: 'no-receiver' });
-      return [];
-    }
-    const admitted = admit(alert.baselineKey, now());
-    const body = JSON.stringify(notification(alert, 'trigger'));
-    if (admitted.ok) return receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'pending', lastError: '' }));
-    metrics.suppressed.inc({ reason: 'storm' });
-    const why = `storm: over the notification rate for ${admitted.scope}; stored, not notified`;
-    const items: Enqueued[] = receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'skipped', lastError: why }));
-    if (!admitted.first) return items;
-    // One summary per window and scope, to the receivers of the alert that crossed the line.
-    const until = new Date(admitted.until).toISOString();
-    const summary: Notification = {
-      ...notification(alert, 'trigger'),
-      fingerprint: `storm-${alert.fingerprint.slice(0, 16)}-${admitted.until}`,
-      description: `storm control: too many new alerts for ${admitted.scope}; notifications paused until ${until}. Every alert is still stored: see the alert list.`,
-      ruleId: 'storm-control',
-      ruleReason: 'more new alerts than the configured rate',
-    };
-    logger.warn({ scope: admitted.scope, until }, 'alert storm: notifications paused');
-    return [...items, ...receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending' as const, lastError: '' }))];
   }
 
   /** Count notifications the store wrote and wake the workers of their sinks. */
@@ -379,6 +307,12 @@ export function createAlerting(deps: AlertingDeps): Alerting {
 
   return {
     policy,
+    policySpec,
+    policyHooks,
+    onExceptions(listener) {
+      exceptionListeners.push(listener);
+      listener(activeExceptions(store.listExceptions(), now()));
+    },
     nodeSilent(node, lastContact) {
       const n = agentNotification(node, 'trigger', lastContact);
       silentNodes.set(node, n);

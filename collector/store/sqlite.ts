@@ -24,7 +24,8 @@ import {
   type BaselineView,
   type ClusterBaseline,
   type EntryStatus,
-  type IngestBatch,
+  type PreparedBatch,
+  type PreparedDeviation,
   type IngestResult,
   type OutboxEntry,
   type ReviewResult,
@@ -221,22 +222,42 @@ function decodeCursor(cursor: string | undefined): number {
   return Number(text.slice(1));
 }
 
-/** Fingerprints by (key, entry), cached: a storm repeats a few fingerprints, each a sha256. Bounded. */
-function createFingerprintCache() {
+/**
+ * A write transaction that takes the write lock at BEGIN (BEGIN IMMEDIATE). The collector writes
+ * through two connections (the ingest worker's and the main thread's), and a deferred transaction
+ * that read first could not upgrade to writing after the other committed (SQLITE_BUSY_SNAPSHOT, which
+ * the busy timeout does not wait out). Nested calls run as savepoints, as with db.transaction.
+ */
+function writeTransaction<A extends unknown[], R>(db: Database.Database, fn: (...args: A) => R): (...args: A) => R {
+  const tx = db.transaction(fn);
+  return (...args) => tx.immediate(...args);
+}
+
+/**
+ * Prepares deviations for the store (see PreparedDeviation). Fingerprints are cached by (key, entry):
+ * a storm repeats a few fingerprints, each a sha256. Bounded. `keep` attaches the deviation itself
+ * (same thread: the store then never parses the body back).
+ */
+export function createDeviationPreparer(): (d: Deviation, keep?: boolean) => PreparedDeviation {
   const cache = new Map<string, { fingerprint: string; entryId: string }>();
-  return {
-    of(d: Deviation): { fingerprint: string; entryId: string } {
-      const id = entryId(d.entry);
-      const text = `${d.key}\n${id}`;
-      let fp = cache.get(text);
-      if (fp === undefined) {
-        fp = { fingerprint: deviationFingerprint(d), entryId: id };
-        if (cache.size >= 50_000) cache.clear();
-        cache.set(text, fp);
-      }
-      return fp;
-    },
+  return (d, keep = false) => {
+    const id = entryId(d.entry);
+    const text = `${d.key}\n${id}`;
+    let fp = cache.get(text);
+    if (fp === undefined) {
+      fp = { fingerprint: deviationFingerprint(d), entryId: id };
+      if (cache.size >= 50_000) cache.clear();
+      cache.set(text, fp);
+    }
+    const ev = d.event;
+    const pod = ev.pod ? `${ev.pod.namespace}/${ev.pod.name}` : '';
+    return { id: d.id, fingerprint: fp.fingerprint, entryId: id, key: d.key, kind: ev.kind, time: ev.time, node: ev.node, pod, body: JSON.stringify(d), deviation: keep ? d : undefined };
   };
+}
+
+/** The deviation a prepared one stands for (parsed from its body once, when it did not come along). */
+function deviationOf(p: PreparedDeviation): Deviation {
+  return (p.deviation ??= JSON.parse(p.body) as Deviation);
 }
 
 /** From which states each transition may start. */
@@ -512,7 +533,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   const pruneDeviations = db.prepare(`DELETE FROM deviations WHERE received_at < ?`);
   const pruneAlerts = db.prepare(`DELETE FROM alerts WHERE state IN ('resolved', 'accepted') AND last_seen < ? AND state_at < ?`);
   const pruneOutbox = db.prepare(`DELETE FROM outbox WHERE state != 'pending' AND created_at < ?`);
-  const fingerprints = createFingerprintCache();
+  const prepare = createDeviationPreparer();
   // Filtered list queries differ only in which fixed WHERE fragments they use: prepare each shape once.
   const listStatements = new Map<string, Database.Statement>();
   const listStatement = (sql: string) => {
@@ -522,11 +543,11 @@ export function openSqliteStore(path: string): Store & NodeStore {
   };
 
   interface Group {
-    first: Deviation;
+    first: PreparedDeviation;
     count: number;
     minTime: number;
     maxTime: number;
-    latest: Deviation;
+    latest: PreparedDeviation;
     nodes: Set<string>;
     pods: Set<string>;
   }
@@ -564,7 +585,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     return clusterChanged;
   }
 
-  const ingestTx = db.transaction((node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy: AlertPolicy) => {
+  const ingestTx = writeTransaction(db, (node: string, deviations: readonly PreparedDeviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy: AlertPolicy) => {
     let stored = 0;
     let duplicates = 0;
     let known = 0;
@@ -574,7 +595,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     const clusterChanged: string[] = [];
     const notifications: OutboxEntry[] = [];
     const notify = (alert: Alert) => {
-      for (const item of policy.notify?.(alert) ?? []) {
+      for (const item of policy.notify?.(alert, receivedAt) ?? []) {
         insertOutbox.run(item.alert, item.sink, item.action, item.body, item.state, receivedAt, item.lastError, receivedAt, item.state === 'pending' ? 0 : receivedAt);
         notifications.push(item);
       }
@@ -586,7 +607,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     const groups = new Map<string, Group>();
     const knownInBatch = new Map<string, boolean>();
     for (const d of deviations) {
-      const { fingerprint, entryId: id } = fingerprints.of(d);
+      const { fingerprint, entryId: id } = d;
       // The agent checked against its own baseline; the cluster-wide one may know more (another
       // node learned it, or security accepted it). Such a deviation is not news: drop it.
       const knownKey = `${d.key}\n${id}`;
@@ -596,35 +617,35 @@ export function openSqliteStore(path: string): Store & NodeStore {
         known++;
         continue;
       }
-      const ev = d.event;
-      const inserted = insertDeviation.run(d.id, fingerprint, d.key, ev.kind, ev.time, receivedAt, ev.node, JSON.stringify(d)).changes === 1;
+      const inserted = insertDeviation.run(d.id, fingerprint, d.key, d.kind, d.time, receivedAt, d.node, d.body).changes === 1;
       if (!inserted) {
         duplicates++;
         continue;
       }
       stored++;
-      const pod = ev.pod ? `${ev.pod.namespace}/${ev.pod.name}` : '';
+      const { pod, time } = d;
       const g = groups.get(fingerprint);
       if (!g) {
-        groups.set(fingerprint, { first: d, count: 1, minTime: ev.time, maxTime: ev.time, latest: d, nodes: new Set([ev.node]), pods: new Set(pod === '' ? [] : [pod]) });
+        groups.set(fingerprint, { first: d, count: 1, minTime: time, maxTime: time, latest: d, nodes: new Set([d.node]), pods: new Set(pod === '' ? [] : [pod]) });
         continue;
       }
       g.count++;
-      if (ev.time < g.minTime) g.minTime = ev.time;
-      if (ev.time >= g.maxTime) {
-        g.maxTime = ev.time;
+      if (time < g.minTime) g.minTime = time;
+      if (time >= g.maxTime) {
+        g.maxTime = time;
         g.latest = d;
       }
-      if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(ev.node);
+      if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(d.node);
       if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
     }
     const facts = new Map<string, BaselineFacts>();
     for (const [fingerprint, g] of groups) {
       const row = selectAlertToGrow.get(fingerprint) as Pick<AlertRow, 'state' | 'suppressed_by' | 'nodes' | 'pods'> | undefined;
-      const example = exampleOf(g.latest.event);
-      const suppressedBy = policy.exceptionFor(g.latest, receivedAt);
+      const latest = deviationOf(g.latest);
+      const example = exampleOf(latest.event);
+      const suppressedBy = policy.exceptionFor(latest, receivedAt);
       if (!row) {
-        const d = g.first;
+        const d = deviationOf(g.first);
         const decision = policy.decide(d, () => {
           let f = facts.get(d.key);
           if (!f) facts.set(d.key, (f = baselineFactsOf((processEntryIds.all(d.key) as string[]).map(entryFromId))));
@@ -689,7 +710,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   });
 
   // ingestTx called inside a transaction runs as a savepoint: a batch that throws is rolled back alone.
-  const ingestManyTx = db.transaction((batches: readonly IngestBatch[], receivedAt: number, policy: AlertPolicy) =>
+  const ingestManyTx = writeTransaction(db, (batches: readonly PreparedBatch[], receivedAt: number, policy: AlertPolicy) =>
     batches.map((b): IngestResult | Error => {
       try {
         return ingestTx(b.node, b.deviations, b.deltas, receivedAt, policy);
@@ -789,7 +810,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     return id;
   }
 
-  const reviewTx = db.transaction((key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult => {
+  const reviewTx = writeTransaction(db, (key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult => {
     const before = viewOf(key);
     if (!before && change.action !== 'import' && change.action !== 'add') return { ok: false, status: 404, message: `no baseline with key ${JSON.stringify(key.slice(0, 256))}` };
     const review = reviewOf(key);
@@ -858,7 +879,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     return { key: r.key, version: r.version, at: r.at, by: r.by, action: r.action, reason: r.reason, state: r.state, entryIds: JSON.parse(r.entries) as string[], removedIds: JSON.parse(r.removed) as string[] };
   }
 
-  const transitionTx = db.transaction((fingerprint: string, change: AlertTransition): TransitionResult => {
+  const transitionTx = writeTransaction(db, (fingerprint: string, change: AlertTransition): TransitionResult => {
     const row = selectAlert.get(fingerprint) as AlertRow | undefined;
     if (!row) return { ok: false, reason: 'not-found' };
     const before = alertOf(row);
@@ -886,7 +907,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
   });
 
   if (legacy) {
-    db.transaction(() => {
+    writeTransaction(db, () => {
       // One snapshot at a time: they may add up to more than memory should hold at once.
       const one = db.prepare(`SELECT received_at, snapshot FROM baseline_snapshots WHERE key = ? AND node = ?`);
       for (const { key, node } of db.prepare(`SELECT key, node FROM baseline_snapshots`).all() as { key: string; node: string }[]) {
@@ -899,8 +920,9 @@ export function openSqliteStore(path: string): Store & NodeStore {
   db.pragma(`user_version = ${SCHEMA_VERSION}`);
 
   return {
-    ingest: (node, deviations, deltas, receivedAt, policy = NO_POLICY) => ingestTx(node, deviations, deltas, receivedAt, policy),
-    ingestMany: (batches, receivedAt, policy = NO_POLICY) => ingestManyTx(batches, receivedAt, policy),
+    ingest: (node, deviations, deltas, receivedAt, policy = NO_POLICY) => ingestTx(node, deviations.map((d) => prepare(d, true)), deltas, receivedAt, policy),
+    ingestMany: (batches, receivedAt, policy = NO_POLICY) => ingestManyTx(batches.map((b) => ({ node: b.node, deviations: b.deviations.map((d) => prepare(d, true)), deltas: b.deltas })), receivedAt, policy),
+    ingestPrepared: (batches, receivedAt, policy = NO_POLICY) => ingestManyTx(batches, receivedAt, policy),
     listAlerts(q) {
       const before = decodeCursor(q.cursor);
       const where = ['seq < @before'];
@@ -989,7 +1011,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
       return [...new Set<string>([...(reviewedKeys.all() as string[]), ...(keysPastLearning.all() as string[])])];
     },
     transitionAlert: (fingerprint, change) => transitionTx(fingerprint, change),
-    enqueue: db.transaction((items: Parameters<Store['enqueue']>[0], now: number) => {
+    enqueue: writeTransaction(db, (items: Parameters<Store['enqueue']>[0], now: number) => {
       for (const i of items) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, now, i.lastError, now, i.state === 'pending' ? 0 : now);
     }),
     nextDelivery(sink, now) {
@@ -1018,7 +1040,7 @@ export function openSqliteStore(path: string): Store & NodeStore {
     markReminded(id, at) {
       remindException.run(at, id);
     },
-    prune: db.transaction((deviationsBefore: number, alertsBefore: number) => ({
+    prune: writeTransaction(db, (deviationsBefore: number, alertsBefore: number) => ({
       deviations: pruneDeviations.run(deviationsBefore).changes,
       alerts: pruneAlerts.run(alertsBefore, alertsBefore).changes,
       deliveries: pruneOutbox.run(alertsBefore).changes,
@@ -1069,7 +1091,7 @@ function openNodeStore(db: Database.Database): NodeStore {
     VALUES (@node, @agentVersion, @sources, @firstSeen, @lastContact, @spooled, @spoolBytes, @lagMs, @spoolDropped, @watermark, @silentSince, @stoppedAt)`);
   const selectAll = db.prepare(`SELECT * FROM nodes ORDER BY node`);
   const remove = db.prepare(`DELETE FROM nodes WHERE node = ?`);
-  const saveTx = db.transaction((records: readonly NodeRecord[]) => {
+  const saveTx = writeTransaction(db, (records: readonly NodeRecord[]) => {
     for (const r of records) upsert.run({ ...r, sources: JSON.stringify(r.sources) });
   });
   return {

@@ -36,8 +36,8 @@ export interface AlertPolicy {
   decide(d: Deviation, facts: () => BaselineFacts): AlertDecision;
   /** The id of an active exception that covers this deviation at `at`, or ''. */
   exceptionFor(d: Deviation, at: number): string;
-  /** Notifications of a new or reopened alert, written to the outbox in the same transaction. */
-  notify?(alert: Alert): OutboxEntry[];
+  /** Notifications of a new or reopened alert at `at` (the batch's arrival), written to the outbox in the same transaction. */
+  notify?(alert: Alert, at: number): OutboxEntry[];
 }
 
 /** A notification to write to the outbox. */
@@ -149,13 +149,43 @@ export interface Page<T> {
   next: string | null;
 }
 
-/** What one committed batch did. */
 /** One agent batch, as ingestMany takes it. */
 export interface IngestBatch {
   node: string;
   deviations: readonly Deviation[];
   deltas: readonly BaselineSnapshot[];
 }
+
+/**
+ * A deviation ready to be written: its row's columns worked out and its body serialized, once, by
+ * whoever decoded it (the gRPC thread), so that the thread that commits (the ingest worker) does
+ * only SQL. Plain data: it crosses to a worker thread as it is.
+ */
+export interface PreparedDeviation {
+  id: string;
+  fingerprint: string;
+  /** The id of its entry (core/entry entryId). */
+  entryId: string;
+  key: string;
+  kind: EventKind;
+  time: number;
+  node: string;
+  /** `namespace/name` of its pod, or ''. */
+  pod: string;
+  /** The whole deviation as JSON: the stored body. */
+  body: string;
+  /** The deviation itself, when at hand (the same thread); else the store parses `body` when it needs it. */
+  deviation?: Deviation | undefined;
+}
+
+/** A batch of prepared deviations. */
+export interface PreparedBatch {
+  node: string;
+  deviations: readonly PreparedDeviation[];
+  deltas: readonly BaselineSnapshot[];
+}
+
+/** What one committed batch did. */
 
 export interface IngestResult {
   stored: number;
@@ -281,6 +311,8 @@ export interface Store {
    * when the transaction itself fails.
    */
   ingestMany(batches: readonly IngestBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
+  /** ingestMany of batches already prepared (see PreparedDeviation and createDeviationPreparer). */
+  ingestPrepared(batches: readonly PreparedBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
   listAlerts(query: AlertQuery): Page<Alert>;
   getAlert(fingerprint: string): Alert | null;
   /**

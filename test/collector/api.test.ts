@@ -15,9 +15,9 @@ import type { ActivityEvent } from '../../core/event.js';
 import { agentService, deviationToWire, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
 import { converse } from '../helpers/ingest.js';
 
-async function withCollector(t: import('ava').ExecutionContext): Promise<CollectorHandle> {
+async function withCollector(t: import('ava').ExecutionContext, settings: Record<string, unknown> = {}): Promise<CollectorHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'dw-api-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
+  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...settings }, {}), { logger: pino({ level: 'silent' }) });
   t.teardown(async () => {
     await c.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -68,35 +68,81 @@ test('invalid records are rejected and counted; valid ones in the same batch are
   t.is(c.store.countDeviations(), 1);
 });
 
-test('batches from many agents at once are committed together and each acknowledged with its own counts', async (t) => {
-  const c = await withCollector(t);
-  const AGENTS = 10;
-  const BATCHES = 3;
-  const PER = 40;
-  const outcomes = await Promise.all(
-    Array.from({ length: AGENTS }, (_, a) => {
-      const node = `node-${a}`;
-      const messages: WireAgentMessage[] = Array.from({ length: BATCHES }, (_, b) => ({
-        batch: { batchId: b + 1, deviations: Array.from({ length: PER }, (_, i) => deviationToWire(deviation(node, b * PER + i, `docker.io/library/app-${a % 3}`))), baselines: [] },
-      }));
-      // The last batch again: its deviations are already stored (in this group or an earlier one).
-      messages.push({ batch: { ...messages[BATCHES - 1]!.batch!, batchId: BATCHES + 1 } });
-      return converse(c.grpcPort, node, messages, BATCHES + 1);
-    }),
-  );
-  for (const { replies, error } of outcomes) {
-    t.is(error, null);
-    t.deepEqual(
-      replies.filter((r) => r.ack).map((r) => [r.ack!.batchId, r.ack!.stored, r.ack!.duplicates]),
-      [[1, PER, 0], [2, PER, 0], [3, PER, 0], [4, 0, PER]],
+for (const ingestThread of ['worker', 'main'] as const) {
+  test(`batches from many agents at once are committed together and each acknowledged with its own counts (ingest on the ${ingestThread} thread)`, async (t) => {
+    const c = await withCollector(t, { ingestThread });
+    const AGENTS = 10;
+    const BATCHES = 3;
+    const PER = 40;
+    const outcomes = await Promise.all(
+      Array.from({ length: AGENTS }, (_, a) => {
+        const node = `node-${a}`;
+        const messages: WireAgentMessage[] = Array.from({ length: BATCHES }, (_, b) => ({
+          batch: { batchId: b + 1, deviations: Array.from({ length: PER }, (_, i) => deviationToWire(deviation(node, b * PER + i, `docker.io/library/app-${a % 3}`))), baselines: [] },
+        }));
+        // The last batch again: its deviations are already stored (in this group or an earlier one).
+        messages.push({ batch: { ...messages[BATCHES - 1]!.batch!, batchId: BATCHES + 1 } });
+        return converse(c.grpcPort, node, messages, BATCHES + 1);
+      }),
     );
+    for (const { replies, error } of outcomes) {
+      t.is(error, null);
+      t.deepEqual(
+        replies.filter((r) => r.ack).map((r) => [r.ack!.batchId, r.ack!.stored, r.ack!.duplicates]),
+        [[1, PER, 0], [2, PER, 0], [3, PER, 0], [4, 0, PER]],
+      );
+    }
+    const metrics = await (await fetch(`${c.url}/metrics`)).text();
+    t.regex(metrics, new RegExp(`^driftwatch_collector_deviations_total\\{outcome="stored"\\} ${AGENTS * BATCHES * PER}$`, 'm'));
+    // Every batch went through a group commit, counted once.
+    t.regex(metrics, new RegExp(`^driftwatch_collector_commit_group_batches_sum ${AGENTS * (BATCHES + 1)}$`, 'm'));
+    const alerts = (await (await fetch(`${c.url}/api/v1/alerts?limit=10`)).json()) as { items: { count: number }[] };
+    t.deepEqual(alerts.items.map((a) => a.count).sort((x, y) => x - y), [3, 3, 4].map((n) => n * BATCHES * PER));
+  });
+}
+
+test('alerts acknowledged and resolved through the API while agents stream a storm: both writers commit, no batch or request fails', async (t) => {
+  const c = await withCollector(t);
+  const IMAGES = 6;
+  const image = (i: number) => `docker.io/library/app-${i}`;
+  await converse(c.grpcPort, 'node-0', [{ batch: { batchId: 1, deviations: Array.from({ length: IMAGES }, (_, i) => deviationToWire(deviation('node-0', i, image(i)))), baselines: [] } }], 1);
+  const ids = ((await (await fetch(`${c.url}/api/v1/alerts`)).json()) as { items: { id: string }[] }).items.map((a) => a.id);
+  t.is(ids.length, IMAGES);
+
+  // The storm (ingest worker) and security working the alerts (main thread) write at the same time:
+  // an acknowledge or resolve that read its alert while a commit ran must wait for the write lock,
+  // not fail.
+  const AGENTS = 6;
+  const BATCHES = 5;
+  const PER = 200;
+  let streaming = true;
+  const storm = Promise.all(
+    Array.from({ length: AGENTS }, (_, a) => {
+      const node = `node-${a + 1}`;
+      const messages: WireAgentMessage[] = Array.from({ length: BATCHES }, (_, b) => ({
+        batch: { batchId: b + 1, deviations: Array.from({ length: PER }, (_, i) => deviationToWire(deviation(node, b * PER + i, image(i % IMAGES)))), baselines: [] },
+      }));
+      return converse(c.grpcPort, node, messages, BATCHES);
+    }),
+  ).finally(() => (streaming = false));
+  const statuses = new Map<number, number>();
+  let requests = 0;
+  do {
+    for (const id of ids) {
+      const verb = requests++ % 2 === 0 ? 'acknowledge' : 'resolve';
+      const res = await fetch(`${c.url}/api/v1/alerts/${id}/${verb}`, { method: 'POST' });
+      await res.arrayBuffer();
+      statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+    }
+  } while (streaming);
+  for (const { replies, error } of await storm) {
+    t.is(error, null);
+    t.deepEqual(replies.filter((r) => r.ack).map((r) => r.ack!.stored), Array(BATCHES).fill(PER));
   }
-  const metrics = await (await fetch(`${c.url}/metrics`)).text();
-  t.regex(metrics, new RegExp(`^driftwatch_collector_deviations_total\\{outcome="stored"\\} ${AGENTS * BATCHES * PER}$`, 'm'));
-  // Every batch went through a group commit, counted once.
-  t.regex(metrics, new RegExp(`^driftwatch_collector_commit_group_batches_sum ${AGENTS * (BATCHES + 1)}$`, 'm'));
-  const alerts = (await (await fetch(`${c.url}/api/v1/alerts?limit=10`)).json()) as { items: { count: number }[] };
-  t.deepEqual(alerts.items.map((a) => a.count).sort((x, y) => x - y), [3, 3, 4].map((n) => n * BATCHES * PER));
+  // 200, or 409 where the alert was already in the asked state; never a server error.
+  t.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 409), [], JSON.stringify([...statuses]));
+  t.true((statuses.get(200) ?? 0) >= IMAGES, JSON.stringify([...statuses]));
+  t.is(c.store.countDeviations(), IMAGES + AGENTS * BATCHES * PER);
 });
 
 test('a stream must start with a hello', async (t) => {

@@ -1,0 +1,144 @@
+/**
+ * The alert policy: what the store asks inside an ingest transaction. Severity, owner and receivers
+ * of a new alert; the exception that covers a deviation; the notifications of a new or reopened
+ * alert, through storm control. Built from plain data (the alerting config, the sink names, the
+ * active exceptions), so that the ingest worker thread builds the same policy as the main thread.
+ */
+import type { Deviation } from '../../core/deviation.js';
+import { describeEntry } from '../../core/entry.js';
+import { classify, globMatch, parseSeverityRules } from '../../core/severity.js';
+import { notificationOf, type Notification } from '../sinks/sink.js';
+import type { Alert, AlertException, AlertPolicy, OutboxEntry } from '../store/store.js';
+import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
+
+/** Most active exceptions held (and matched per deviation group). */
+export const MAX_EXCEPTIONS = 10_000;
+
+/** Everything a policy is made from: plain data, so it crosses to a worker thread as it is. */
+export interface PolicySpec {
+  config: AlertingConfig;
+  /** Names of the configured sinks. */
+  sinks: readonly string[];
+  /** Base URL under which alerts are linked in notifications ('' = no link). */
+  publicUrl: string;
+}
+
+/** Why a new or reopened alert was not notified. */
+export type SuppressedReason = 'exception' | 'no-receiver' | 'storm';
+
+/** What the policy tells its host (metrics and logs live there). */
+export interface PolicyHooks {
+  /** `n` (default 1) new or reopened alerts were not notified, for `reason`. */
+  suppressed(reason: SuppressedReason, n?: number): void;
+  /** Storm control paused notifications for `scope` until `until` (once per window and scope). */
+  storm(scope: string, until: string): void;
+}
+
+/** A policy whose active exceptions can be replaced. */
+export interface AlertPolicyHandle extends AlertPolicy {
+  setExceptions(active: readonly AlertException[]): void;
+}
+
+/** The active exceptions of `all` at `at`, bounded. */
+export function activeExceptions(all: readonly AlertException[], at: number): AlertException[] {
+  return all.filter((e) => e.revokedAt === 0 && e.expiresAt > at).slice(0, MAX_EXCEPTIONS);
+}
+
+/** The receivers new alerts go to when no owner names its own: the configured ones, else every sink. */
+export function defaultReceivers(spec: PolicySpec): readonly string[] {
+  return spec.config.defaultReceivers ?? spec.sinks;
+}
+
+/** Create a policy. */
+export function createAlertPolicy(spec: PolicySpec, hooks: PolicyHooks): AlertPolicyHandle {
+  const { config } = spec;
+  const rules = parseSeverityRules(config.severity ?? {});
+  const defaults = defaultReceivers(spec);
+  const knownSink = new Set(spec.sinks);
+  const url = (fingerprint: string) => (spec.publicUrl ? `${spec.publicUrl.replace(/\/+$/, '')}/api/v1/alerts/${fingerprint}` : '');
+  let exceptions: readonly AlertException[] = [];
+
+  // ---- storm control: fixed windows per image and for everything ----
+  const windows = new Map<string, { start: number; count: number; summarized: boolean }>();
+  /** Whether a trigger for `image` may go out at `t`; when not, whether this is the first refusal of the window. */
+  function admit(image: string, t: number): { ok: true } | { ok: false; scope: string; first: boolean; until: number } {
+    const check = (scope: string, limit: { max: number; per: number }) => {
+      let w = windows.get(scope);
+      if (!w || t >= w.start + limit.per) {
+        if (windows.size >= 10_000) windows.clear();
+        windows.set(scope, (w = { start: t, count: 0, summarized: false }));
+      }
+      return w;
+    };
+    const g = check('*', config.storm.global);
+    const i = check(image, config.storm.perImage);
+    const over = g.count >= config.storm.global.max ? { w: g, scope: 'all images', per: config.storm.global.per } : i.count >= config.storm.perImage.max ? { w: i, scope: image, per: config.storm.perImage.per } : null;
+    if (!over) {
+      g.count++;
+      i.count++;
+      return { ok: true };
+    }
+    const first = !over.w.summarized;
+    over.w.summarized = true;
+    return { ok: false, scope: over.scope, first, until: over.w.start + over.per };
+  }
+
+  return {
+    setExceptions(active) {
+      exceptions = active.slice(0, MAX_EXCEPTIONS);
+    },
+    decide(d, facts) {
+      const c = classify({ kind: d.event.kind, reason: d.reason, entry: d.entry, exe: d.event.process.exe, baseline: d.event.kind === 'exec' ? facts() : { hasShell: false, hasRoot: false } }, rules);
+      const m = { baselineKey: d.key, namespace: d.event.pod?.namespace ?? '', labels: d.event.pod?.labels ?? {}, severity: c.severity };
+      return { severity: c.severity, ruleId: c.ruleId, ruleReason: c.reason, team: ownerOf(config, m), receivers: routeAlert(config, defaults, m) };
+    },
+    exceptionFor(d: Deviation, at: number) {
+      if (exceptions.length === 0) return '';
+      let described: string | null = null;
+      const namespace = d.event.pod?.namespace ?? '';
+      for (const e of exceptions) {
+        if (e.expiresAt <= at || e.createdAt > at) continue;
+        if (e.namespace !== '' && e.namespace !== namespace) continue;
+        if (e.key !== '' && !globMatch(e.key, d.key)) continue;
+        if (e.entry !== '' && !globMatch(e.entry, (described ??= describeEntry(d.entry)))) continue;
+        return e.id;
+      }
+      return '';
+    },
+    /**
+     * The notifications of a new or reopened alert (storm control decides which go out): returned, so
+     * that the store writes them in the very transaction that created the alert. A crash cannot leave
+     * an alert that nobody is told about.
+     */
+    notify(alert: Alert, at: number): OutboxEntry[] {
+      if (alert.suppressedBy !== '') {
+        hooks.suppressed('exception');
+        return [];
+      }
+      const receivers = alert.receivers.filter((s) => knownSink.has(s));
+      if (receivers.length === 0) {
+        hooks.suppressed('no-receiver');
+        return [];
+      }
+      const admitted = admit(alert.baselineKey, at);
+      const trigger = notificationOf(alert, { action: 'trigger', at, url: url(alert.fingerprint), actor: '' });
+      const body = JSON.stringify(trigger);
+      if (admitted.ok) return receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'pending', lastError: '' }));
+      hooks.suppressed('storm');
+      const why = `storm: over the notification rate for ${admitted.scope}; stored, not notified`;
+      const items: OutboxEntry[] = receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'skipped', lastError: why }));
+      if (!admitted.first) return items;
+      // One summary per window and scope, to the receivers of the alert that crossed the line.
+      const until = new Date(admitted.until).toISOString();
+      const summary: Notification = {
+        ...trigger,
+        fingerprint: `storm-${alert.fingerprint.slice(0, 16)}-${admitted.until}`,
+        description: `storm control: too many new alerts for ${admitted.scope}; notifications paused until ${until}. Every alert is still stored: see the alert list.`,
+        ruleId: 'storm-control',
+        ruleReason: 'more new alerts than the configured rate',
+      };
+      hooks.storm(admitted.scope, until);
+      return [...items, ...receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending' as const, lastError: '' }))];
+    },
+  };
+}

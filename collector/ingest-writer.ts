@@ -1,0 +1,142 @@
+/**
+ * Where ingest commits: the SQL of a group commit (inserts, alert grouping, the outbox, the commit's
+ * fsync) is most of the collector's CPU in a storm. By default it runs in a worker thread with its own
+ * connection to the database (WAL: readers on the main thread are never blocked), so the event loop
+ * keeps decoding agent streams, answering the API and sending heartbeats while a commit runs, and
+ * batches that arrive meanwhile make the next group. `main` runs it on the event loop instead.
+ */
+import { Worker } from 'node:worker_threads';
+import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } from './alerting/policy.js';
+import type { Logger } from '../runtime/logger.js';
+import type { AlertException, IngestResult, PreparedBatch, Store } from './store/store.js';
+
+/** Commits groups of batches. */
+export interface IngestWriter {
+  /** Whether commits run on this thread (prepared deviations may then keep their objects). */
+  readonly sameThread: boolean;
+  /**
+   * Commit the batches in one transaction, each in its own savepoint (see Store.ingestMany): each
+   * batch's result, or its Error when it alone was rolled back. Rejects when nothing was committed.
+   */
+  commit(batches: readonly PreparedBatch[], receivedAt: number): Promise<(IngestResult | Error)[]>;
+  /** The active exceptions changed: later commits match against these. */
+  setExceptions(active: readonly AlertException[]): void;
+  /** Finish (after the last commit resolved) and release the connection. */
+  close(): Promise<void>;
+}
+
+/** Commits on the event loop, through the main thread's store and policy. */
+export function createInThreadWriter(store: Store, policy: AlertPolicyHandle): IngestWriter {
+  return {
+    sameThread: true,
+    commit: async (batches, receivedAt) => store.ingestPrepared(batches, receivedAt, policy),
+    setExceptions: (active) => policy.setExceptions(active),
+    close: async () => undefined,
+  };
+}
+
+/** What the worker thread is started with. */
+export interface IngestWorkerData {
+  db: string;
+  spec: PolicySpec;
+}
+
+/** Messages to the worker. */
+export type ToIngestWorker =
+  | { type: 'commit'; id: number; batches: readonly PreparedBatch[]; receivedAt: number }
+  | { type: 'exceptions'; active: readonly AlertException[] }
+  | { type: 'close' };
+
+/** Messages from the worker. */
+export type FromIngestWorker =
+  | { type: 'ready' }
+  | {
+      type: 'committed';
+      id: number;
+      results?: (IngestResult | Error)[];
+      error?: Error;
+      /** What the policy suppressed meanwhile, and the storm windows it opened (metrics and logs live on the main thread). */
+      suppressed: Partial<Record<SuppressedReason, number>>;
+      storms: { scope: string; until: string }[];
+    };
+
+/**
+ * Start the ingest worker thread on `db` (opened, and migrated, by the main thread's store first).
+ * A worker that dies (it should not: its errors are answered per commit) fails the commits in flight,
+ * is logged, and a new one is started for the next commit.
+ */
+export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: PolicyHooks; logger: Logger }): Promise<IngestWriter> {
+  const { hooks, logger } = deps;
+  /** The active exceptions, sent to every worker started. */
+  let exceptions: readonly AlertException[] = [];
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (r: (IngestResult | Error)[]) => void; reject: (err: Error) => void }>();
+  let closing = false;
+  let current: Worker | null = null;
+  let starting: Promise<Worker> | null = null;
+
+  function spawn(): Promise<Worker> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: data, name: 'driftwatch-ingest' });
+      let ready = false;
+      let dead = false;
+      worker.on('message', (m: FromIngestWorker) => {
+        if (m.type === 'ready') {
+          ready = true;
+          worker.postMessage({ type: 'exceptions', active: exceptions } satisfies ToIngestWorker);
+          return resolve(worker);
+        }
+        for (const [reason, n] of Object.entries(m.suppressed)) hooks.suppressed(reason as SuppressedReason, n);
+        for (const s of m.storms) hooks.storm(s.scope, s.until);
+        const p = pending.get(m.id);
+        if (!p) return;
+        pending.delete(m.id);
+        if (m.results) p.resolve(m.results);
+        else p.reject(m.error ?? new Error('the ingest worker failed the commit'));
+      });
+      const died = (err: Error) => {
+        if (dead) return;
+        dead = true;
+        if (!ready) return reject(err);
+        if (current === worker) current = null;
+        for (const p of pending.values()) p.reject(err);
+        pending.clear();
+        if (!closing) logger.error({ err }, 'the ingest worker thread stopped; a new one starts with the next commit');
+      };
+      worker.on('error', died);
+      worker.on('exit', (code) => died(new Error(`the ingest worker thread exited (${code})`)));
+    });
+  }
+
+  current = await spawn();
+  const worker = async (): Promise<Worker> => {
+    if (current) return current;
+    starting ??= spawn().finally(() => (starting = null));
+    return (current = await starting);
+  };
+
+  return {
+    sameThread: false,
+    async commit(batches, receivedAt) {
+      const w = await worker();
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        w.postMessage({ type: 'commit', id, batches, receivedAt } satisfies ToIngestWorker);
+      });
+    },
+    setExceptions(active) {
+      exceptions = active;
+      current?.postMessage({ type: 'exceptions', active } satisfies ToIngestWorker);
+    },
+    async close() {
+      closing = true;
+      const w = current;
+      if (!w) return;
+      await new Promise<void>((resolve) => {
+        w.once('exit', () => resolve());
+        w.postMessage({ type: 'close' } satisfies ToIngestWorker);
+      });
+    },
+  };
+}
