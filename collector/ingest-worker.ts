@@ -10,7 +10,9 @@ import { openSqliteStore } from './store/sqlite.js';
 if (!parentPort) throw new Error('ingest-worker.js runs as a worker thread of the collector');
 const port = parentPort;
 const { db, spec } = workerData as IngestWorkerData;
-const store = openSqliteStore(db);
+// A thread of its own: waiting for the main thread's write (a large retention prune) blocks nobody,
+// and a batch given up on would only be resent.
+const store = openSqliteStore(db, { busyTimeoutMs: 120_000 });
 let suppressed: Partial<Record<SuppressedReason, number>> = {};
 let storms: { scope: string; until: string }[] = [];
 const policy = createAlertPolicy(spec, {

@@ -118,6 +118,7 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
   return {
     sameThread: false,
     async commit(batches, receivedAt) {
+      if (closing) throw new Error('the ingest writer is closed');
       const w = await worker();
       const id = nextId++;
       return new Promise((resolve, reject) => {

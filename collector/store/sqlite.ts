@@ -272,12 +272,13 @@ function imageOfKey(d: Deviation): string {
 }
 
 /** Open (creating if needed) the store at `path`. */
-export function openSqliteStore(path: string): Store & NodeStore {
+export function openSqliteStore(path: string, options: { busyTimeoutMs?: number } = {}): Store & NodeStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
+  // How long a write waits for the other connection's transaction (see writeTransaction).
+  db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5_000)}`);
   db.pragma('foreign_keys = ON');
   const schema = db.pragma('user_version', { simple: true }) as number;
   if (schema > SCHEMA_VERSION) throw new Error(`${path} was written by a newer Driftwatch (schema ${schema}; this one reads up to ${SCHEMA_VERSION})`);
