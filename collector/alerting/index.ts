@@ -131,11 +131,11 @@ export function createAlerting(deps: AlertingDeps): Alerting {
   }
 
   /** Acknowledge/resolve notifications go to the sinks that were sent the trigger. */
-  function followUp(alert: Alert, action: NotificationAction, actor: string): void {
+  function followUps(alert: Alert, action: NotificationAction, actor: string): Enqueued[] {
     const triggered = new Set(store.deliveriesOf(alert.fingerprint).filter((d) => d.action === 'trigger' && d.state !== 'skipped').map((d) => d.sink));
-    if (triggered.size === 0) return;
+    if (triggered.size === 0) return [];
     const body = JSON.stringify(notification(alert, action, actor));
-    enqueue([...triggered].map((sink) => ({ alert: alert.fingerprint, sink, action, body, state: 'pending', lastError: '' })));
+    return [...triggered].map((sink) => ({ alert: alert.fingerprint, sink, action, body, state: 'pending', lastError: '' }));
   }
 
   /** Alerts in each of `states`, newest first, at most `perState` of each (jobs read whole sets page by page). */
@@ -350,11 +350,12 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       }
     },
     transition(fingerprint, change) {
-      const result = store.transitionAlert(fingerprint, change);
-      if (!result.ok) return result;
       const action: NotificationAction = change.to === 'acknowledged' ? 'acknowledge' : 'resolve';
-      // Accepting a resolved alert changes nothing on the pager: it was resolved there already.
-      if (!(change.to === 'accepted' && result.before.state === 'resolved')) followUp(result.after, action, change.by);
+      // Written in the transaction of the change. Accepting a resolved alert changes nothing on the
+      // pager: it was resolved there already.
+      const result = store.transitionAlert(fingerprint, change, ({ before, after }) => (change.to === 'accepted' && before.state === 'resolved' ? [] : followUps(after, action, change.by)));
+      if (!result.ok) return result;
+      written(result.notifications);
       publish('alert.state', result.after);
       return result;
     },

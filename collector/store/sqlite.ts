@@ -880,7 +880,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     return { key: r.key, version: r.version, at: r.at, by: r.by, action: r.action, reason: r.reason, state: r.state, entryIds: JSON.parse(r.entries) as string[], removedIds: JSON.parse(r.removed) as string[] };
   }
 
-  const transitionTx = writeTransaction(db, (fingerprint: string, change: AlertTransition): TransitionResult => {
+  const transitionTx = writeTransaction(db, (fingerprint: string, change: AlertTransition, followUps?: (change: { before: Alert; after: Alert }) => OutboxEntry[]): TransitionResult => {
     const row = selectAlert.get(fingerprint) as AlertRow | undefined;
     if (!row) return { ok: false, reason: 'not-found' };
     const before = alertOf(row);
@@ -904,7 +904,12 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       upsertStatus.run(before.baselineKey, id, 'added', change.by, change.at, change.comment || 'accepted from an alert');
       recordVersion(before.baselineKey, change.by, 'accept', change.comment || `accepted alert ${fingerprint}`, change.at);
     }
-    return { ok: true, before, after: alertOf(selectAlert.get(fingerprint) as AlertRow) };
+    const after = alertOf(selectAlert.get(fingerprint) as AlertRow);
+    // The notifications of the change commit with it: a crash cannot leave a resolved alert whose
+    // pager incident stays open.
+    const notifications = followUps?.({ before, after }) ?? [];
+    for (const i of notifications) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, change.at, i.lastError, change.at, i.state === 'pending' ? 0 : change.at);
+    return { ok: true, before, after, notifications };
   });
 
   if (legacy) {
@@ -1011,7 +1016,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       // Runs at every agent connect: SQLite reads the state out of each header, no JSON parse here.
       return [...new Set<string>([...(reviewedKeys.all() as string[]), ...(keysPastLearning.all() as string[])])];
     },
-    transitionAlert: (fingerprint, change) => transitionTx(fingerprint, change),
+    transitionAlert: (fingerprint, change, followUps) => transitionTx(fingerprint, change, followUps),
     enqueue: writeTransaction(db, (items: Parameters<Store['enqueue']>[0], now: number) => {
       for (const i of items) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, now, i.lastError, now, i.state === 'pending' ? 0 : now);
     }),

@@ -94,7 +94,7 @@ export interface AlertTransition {
 
 /** The outcome of a transition: the alert before and after, or why not. */
 export type TransitionResult =
-  | { ok: true; before: Alert; after: Alert }
+  | { ok: true; before: Alert; after: Alert; /** What `followUps` wrote to the outbox with the change. */ notifications: OutboxEntry[] }
   | { ok: false; reason: 'not-found' }
   | { ok: false; reason: 'conflict'; alert: Alert };
 
@@ -319,7 +319,7 @@ export interface Store {
    * Acknowledge, resolve or accept an alert. Accepting also adds its entry to the cluster-wide
    * baseline of its key, so the collector drops further deviations of it.
    */
-  transitionAlert(fingerprint: string, change: AlertTransition): TransitionResult;
+  transitionAlert(fingerprint: string, change: AlertTransition, followUps?: (change: { before: Alert; after: Alert }) => OutboxEntry[]): TransitionResult;
   /** Add notifications to the outbox. */
   enqueue(items: readonly OutboxEntry[], now: number): void;
   /** The oldest pending notification for `sink` due at `now`, or null. */

@@ -138,6 +138,28 @@ test('group commit: batches share one transaction, each in its own savepoint; a 
   store.close();
 });
 
+test('a state change and its notifications commit together: when writing them fails, the alert keeps its state', (t) => {
+  const store = openSqliteStore(dbPath(t));
+  t.teardown(() => store.close());
+  store.ingest('node-1', [deviationOf({ i: 1, exe: '/usr/bin/curl' })], [], T0);
+  const [alert] = store.listAlerts({ limit: 1 }).items;
+  const fp = alert!.fingerprint;
+  const resolve = { to: 'resolved' as const, by: 'alice', at: T0 + 1, comment: 'fixed' };
+  const note = (action: string) => ({ alert: fp, sink: 'pd', action, body: '{}', state: 'pending' as const, lastError: '' });
+  t.throws(() =>
+    store.transitionAlert(fp, resolve, () => {
+      throw new Error('the outbox is unwritable');
+    }),
+  );
+  t.is(store.getAlert(fp)?.state, 'firing', 'not resolved without its notification');
+  t.deepEqual(store.deliveriesOf(fp), []);
+  const done = store.transitionAlert(fp, resolve, ({ before, after }) => [note(`${before.state}->${after.state}`)]);
+  t.true(done.ok);
+  t.deepEqual(done.ok ? done.notifications.map((n) => n.action) : [], ['firing->resolved']);
+  t.is(store.getAlert(fp)?.state, 'resolved');
+  t.deepEqual(store.deliveriesOf(fp).map((d) => [d.sink, d.action, d.state]), [['pd', 'firing->resolved', 'pending']]);
+});
+
 test('open alerts per baseline follow every path: new, acknowledged, resolved, coming back, accepted, pruned; an older store gets the counts on open', (t) => {
   const path = dbPath(t);
   let store = openSqliteStore(path);
