@@ -39,6 +39,8 @@ export function createInThreadWriter(store: Store, policy: AlertPolicyHandle): I
 export interface IngestWorkerData {
   db: string;
   spec: PolicySpec;
+  /** The worker's script (tests give another that speaks the same messages); default ingest-worker.js. */
+  script?: URL | undefined;
 }
 
 /** Messages to the worker. */
@@ -77,7 +79,7 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
 
   function spawn(): Promise<Worker> {
     return new Promise((resolve, reject) => {
-      const worker = new Worker(new URL('./ingest-worker.js', import.meta.url), { workerData: data, name: 'driftwatch-ingest' });
+      const worker = new Worker(data.script ?? new URL('./ingest-worker.js', import.meta.url), { workerData: { db: data.db, spec: data.spec }, name: 'driftwatch-ingest' });
       let ready = false;
       let dead = false;
       worker.on('message', (m: FromIngestWorker) => {
