@@ -9,13 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { BaselineSnapshot } from '../../core/baseline.js';
-import { entryId, type Entry } from '../../core/entry.js';
+import type { Entry } from '../../core/entry.js';
 import { snapshotToWire } from '../../proto/index.js';
+import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { converse } from '../helpers/ingest.js';
 import { CLI, getJson, spawnCollector } from '../helpers/processes.js';
 
 const exec = promisify(execFile);
-const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
 
 async function cli(url: string, ...args: string[]) {
   try {
@@ -28,19 +28,7 @@ async function cli(url: string, ...args: string[]) {
 }
 
 function delta(key: string, namespace: string, entries: Entry[]): BaselineSnapshot {
-  return {
-    key,
-    state: 'enforcing',
-    version: 3,
-    windowStart: T0,
-    learnUntil: T0 + 3_600_000,
-    enforcingSince: T0 + 3_600_000,
-    events: 10,
-    overflow: 0,
-    images: [{ repository: key, tag: '1', digest: '' }],
-    entries: entries.map((entry) => ({ id: entryId(entry), entry, firstSeen: T0, lastSeen: T0 + 1, count: 1, nodes: ['node-1'], examples: [] })),
-    namespaces: [namespace],
-  };
+  return deltaOf(key, entries.map((entry) => statsOf(entry, 'node-1', { firstSeen: T0, lastSeen: T0 + 1, count: 1 })), { version: 3, events: 10, images: [{ repository: key, tag: '1', digest: '' }], namespaces: [namespace] });
 }
 
 test('security locks every enforcing baseline in a namespace, exports one to Git and applies the folder to another cluster', async (t) => {

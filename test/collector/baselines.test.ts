@@ -12,10 +12,10 @@ import { loadCollectorConfig, startCollector, type CollectorHandle } from '../..
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { agentService, snapshotToWire, type WireAgentMessage, type WireClusterBaseline, type WireCollectorMessage } from '../../proto/index.js';
+import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { converse, deviationOf, sendDeviations } from '../helpers/ingest.js';
 import { eventually } from '../helpers/processes.js';
 
-const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
 const KEY = 'docker.io/library/nginx';
 const ENC = encodeURIComponent(KEY);
 const nginx: Entry = { type: 'process', exe: '/usr/sbin/nginx', parent: 'containerd-shim', user: 'root', args: '-g daemon off;' };
@@ -23,19 +23,7 @@ const shell: Entry = { type: 'process', exe: '/bin/sh', parent: 'nginx', user: '
 const dns: Entry = { type: 'network', direction: 'egress', protocol: 'udp', peer: 'cluster', port: 53 };
 
 function delta(node: string, entries: Entry[], state: BaselineSnapshot['state'] = 'enforcing', version = 5): BaselineSnapshot {
-  return {
-    key: KEY,
-    state,
-    version,
-    windowStart: T0,
-    learnUntil: T0 + 3_600_000,
-    enforcingSince: state === 'learning' ? 0 : T0 + 3_600_000,
-    events: 100,
-    overflow: 0,
-    images: [{ repository: KEY, tag: '1.25', digest: '' }],
-    entries: entries.map((entry, i) => ({ id: entryId(entry), entry, firstSeen: T0 + i, lastSeen: T0 + 1000 + i, count: 10 + i, nodes: [node], examples: [] })),
-    namespaces: ['shop'],
-  };
+  return deltaOf(KEY, entries.map((entry, i) => statsOf(entry, node, { firstSeen: T0 + i, lastSeen: T0 + 1000 + i, count: 10 + i })), { state, version, namespaces: ['shop'] });
 }
 
 async function collector(t: import('ava').ExecutionContext): Promise<CollectorHandle> {

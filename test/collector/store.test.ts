@@ -11,9 +11,9 @@ import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { openSqliteStore } from '../../collector/store/sqlite.js';
 import type { AlertPolicy, AlertTransition, IngestResult } from '../../collector/store/store.js';
+import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { deviationOf } from '../helpers/ingest.js';
 
-const T0 = Date.UTC(2026, 10, 23, 8, 0, 0);
 const KEY = 'docker.io/library/nginx';
 const nginx: Entry = { type: 'process', exe: '/usr/sbin/nginx', parent: 'containerd-shim', user: 'root', args: '-g daemon off;' };
 const dns: Entry = { type: 'network', direction: 'egress', protocol: 'udp', peer: 'cluster', port: 53 };
@@ -25,18 +25,7 @@ function dbPath(t: import('ava').ExecutionContext): string {
 }
 
 function delta(node: string, version: number, entries: [Entry, number, number, string[]][], state: BaselineSnapshot['state'] = 'learning'): BaselineSnapshot {
-  return {
-    key: KEY,
-    state,
-    version,
-    windowStart: T0,
-    learnUntil: T0 + 3_600_000,
-    enforcingSince: state === 'learning' ? 0 : T0 + 3_600_000,
-    events: 100,
-    overflow: 0,
-    images: [{ repository: KEY, tag: '1.25', digest: '' }],
-    entries: entries.map(([entry, count, last, examples]) => ({ id: entryId(entry), entry, firstSeen: T0 + last - 10, lastSeen: T0 + last, count, nodes: [node], examples })),
-  };
+  return deltaOf(KEY, entries.map(([entry, count, last, examples]) => statsOf(entry, node, { firstSeen: T0 + last - 10, lastSeen: T0 + last, count, examples })), { state, version });
 }
 
 test('deltas from several nodes merge: counts summed, times widened, nodes and examples united', (t) => {

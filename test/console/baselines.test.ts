@@ -11,6 +11,7 @@ import type { CollectorHandle } from '../../collector/main.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { snapshotToWire } from '../../proto/index.js';
+import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { TOKENS, launchBrowser, openPage, problemsOf, screenshot, signIn, startTestCollector } from '../helpers/browser.js';
 import { converse, deviationOf, sendDeviations } from '../helpers/ingest.js';
 
@@ -27,21 +28,7 @@ const api: Entry = { type: 'network', direction: 'egress', protocol: 'tcp', peer
 const SHELL = '/bin/sh -c id (parent nginx, root)';
 
 function delta(key: string, node: string, entries: Entry[], extra: Partial<BaselineSnapshot> = {}): BaselineSnapshot {
-  const t0 = Date.UTC(2026, 10, 23, 8, 0, 0);
-  return {
-    key,
-    state: 'enforcing',
-    version: 5,
-    windowStart: t0,
-    learnUntil: t0 + 3_600_000,
-    enforcingSince: t0 + 3_600_000,
-    events: 100,
-    overflow: 0,
-    images: [{ repository: key, tag: '1.25', digest: '' }],
-    entries: entries.map((entry, i) => ({ id: entryId(entry), entry, firstSeen: t0 + i, lastSeen: t0 + 1000 + i, count: 10 + i, nodes: [node], examples: [] })),
-    namespaces: ['shop'],
-    ...extra,
-  };
+  return deltaOf(key, entries.map((entry, i) => statsOf(entry, node, { firstSeen: T0 + i, lastSeen: T0 + 1000 + i, count: 10 + i })), { namespaces: ['shop'], ...extra });
 }
 
 test.before(async (t) => {
