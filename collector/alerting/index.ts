@@ -14,7 +14,7 @@ import { DeliveryError, type Notice, type Notification, type NotificationAction,
 import { notificationOf } from '../sinks/sink.js';
 import type { Alert, AlertException, AlertState, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
 import type { AlertingConfig } from './config.js';
-import { activeExceptions, createAlertPolicy, defaultReceivers, type AlertPolicyHandle, type PolicyHooks, type PolicySpec } from './policy.js';
+import { activeExceptions, apiLink, createAlertPolicy, defaultReceivers, type AlertPolicyHandle, type PolicyHooks, type PolicySpec } from './policy.js';
 
 export { AlertingConfigSchema, type AlertingConfig } from './config.js';
 export { MAX_EXCEPTIONS } from './policy.js';
@@ -105,15 +105,16 @@ export function createAlerting(deps: AlertingDeps): Alerting {
 
   // ---- exceptions, held in memory by the policy (few, and matched for every deviation group) ----
   const exceptionListeners: ((active: readonly AlertException[]) => void)[] = [];
+  let active: readonly AlertException[] = [];
   const loadExceptions = () => {
-    const active = activeExceptions(store.listExceptions(), now());
+    active = activeExceptions(store.listExceptions(), now());
     policy.setExceptions(active);
     for (const listen of exceptionListeners) listen(active);
   };
   loadExceptions();
 
   // ---- the outbox ----
-  const url = (fingerprint: string) => (deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/alerts/${fingerprint}` : '');
+  const url = (fingerprint: string) => apiLink(policySpec.publicUrl, `alerts/${fingerprint}`);
   const notification = (alert: Alert, action: NotificationAction, actor = '') => notificationOf(alert, { action, at: now(), url: url(alert.fingerprint), actor });
   const knownSink = new Set(sinkNames);
   type Enqueued = Parameters<Store['enqueue']>[0][number];
@@ -290,7 +291,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       pods: [],
       namespace: '',
       team: '',
-      url: deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/nodes/${encodeURIComponent(node)}` : '',
+      url: apiLink(policySpec.publicUrl, `nodes/${encodeURIComponent(node)}`),
       actor: '',
     };
   }
@@ -311,7 +312,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     policyHooks,
     onExceptions(listener) {
       exceptionListeners.push(listener);
-      listener(activeExceptions(store.listExceptions(), now()));
+      listener(active);
     },
     nodeSilent(node, lastContact) {
       const n = agentNotification(node, 'trigger', lastContact);
@@ -389,7 +390,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
             `covers: key ${e.key || '*'}, entry ${e.entry || '*'}, namespace ${e.namespace || '*'}`,
             'after it expires, what it covers alerts again: renew it or fix what it covers',
           ],
-          url: deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/exceptions/${e.id}` : '',
+          url: apiLink(policySpec.publicUrl, `exceptions/${e.id}`),
         };
         const to = noticeReceivers(e.owner);
         sendNotice(notice, `exception-${e.id}`, to);
@@ -417,7 +418,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
           team,
           title: `Driftwatch daily digest for ${team}: ${open.length} open alert${open.length === 1 ? '' : 's'}, ${fresh.length} new`,
           lines: open.slice(0, 20).map((a) => `[${a.severity.toUpperCase()}] ${a.state === 'acknowledged' ? '(ack) ' : ''}${a.baselineKey}: ${describeEntry(a.entry)} — ${a.count}×, last ${new Date(a.lastSeen).toISOString()}`),
-          url: deps.publicUrl ? `${deps.publicUrl.replace(/\/+$/, '')}/api/v1/alerts` : '',
+          url: apiLink(policySpec.publicUrl, 'alerts'),
         };
         if (open.length > 20) notice.lines.push(`… and ${open.length - 20} more`);
         if (open.length === 0) notice.lines.push('nothing open');

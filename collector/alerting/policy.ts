@@ -44,6 +44,11 @@ export function activeExceptions(all: readonly AlertException[], at: number): Al
   return all.filter((e) => e.revokedAt === 0 && e.expiresAt > at).slice(0, MAX_EXCEPTIONS);
 }
 
+/** The link to `path` under the collector's API at `publicUrl`, or '' when no public URL is configured. */
+export function apiLink(publicUrl: string, path: string): string {
+  return publicUrl ? `${publicUrl.replace(/\/+$/, '')}/api/v1/${path}` : '';
+}
+
 /** The receivers new alerts go to when no owner names its own: the configured ones, else every sink. */
 export function defaultReceivers(spec: PolicySpec): readonly string[] {
   return spec.config.defaultReceivers ?? spec.sinks;
@@ -55,7 +60,6 @@ export function createAlertPolicy(spec: PolicySpec, hooks: PolicyHooks): AlertPo
   const rules = parseSeverityRules(config.severity ?? {});
   const defaults = defaultReceivers(spec);
   const knownSink = new Set(spec.sinks);
-  const url = (fingerprint: string) => (spec.publicUrl ? `${spec.publicUrl.replace(/\/+$/, '')}/api/v1/alerts/${fingerprint}` : '');
   let exceptions: readonly AlertException[] = [];
 
   // ---- storm control: fixed windows per image and for everything ----
@@ -121,7 +125,7 @@ export function createAlertPolicy(spec: PolicySpec, hooks: PolicyHooks): AlertPo
         return [];
       }
       const admitted = admit(alert.baselineKey, at);
-      const trigger = notificationOf(alert, { action: 'trigger', at, url: url(alert.fingerprint), actor: '' });
+      const trigger = notificationOf(alert, { action: 'trigger', at, url: apiLink(spec.publicUrl, `alerts/${alert.fingerprint}`), actor: '' });
       const body = JSON.stringify(trigger);
       if (admitted.ok) return receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'pending', lastError: '' }));
       hooks.suppressed('storm');
