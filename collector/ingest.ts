@@ -91,13 +91,15 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   let closing = false;
 
   /** Batches decoded and waiting for the next group commit, in arrival order. */
-  interface Queued extends PreparedBatch {
+  interface Queued {
+    /** What the writer commits (plain data: it may cross to the worker thread). */
+    batch: PreparedBatch;
     call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>;
     batchId: number;
     rejected: number;
-    items: number;
     endTimer: () => void;
   }
+  const itemsOf = (q: Queued) => q.batch.deviations.length + q.batch.deltas.length;
   let queue: Queued[] = [];
   let scheduled = false;
   /** The commit in flight: one at a time, in order; what arrives meanwhile makes the next group. */
@@ -112,12 +114,11 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     scheduled = false;
     if (committing || queue.length === 0) return;
     let take = 0;
-    for (let items = 0; take < queue.length && (take === 0 || items + (queue[take] as Queued).items <= MAX_GROUP_ITEMS); take++) items += (queue[take] as Queued).items;
+    for (let items = 0; take < queue.length && (take === 0 || items + itemsOf(queue[take] as Queued) <= MAX_GROUP_ITEMS); take++) items += itemsOf(queue[take] as Queued);
     const group = queue.slice(0, take);
     queue = queue.slice(take);
-    const batches = group.map((q): PreparedBatch => ({ node: q.node, deviations: q.deviations, deltas: q.deltas }));
     committing = writer
-      .commit(batches, deps.now())
+      .commit(group.map((q) => q.batch), deps.now())
       .catch((err: unknown) => group.map(() => (err instanceof Error ? err : new Error(String(err)))))
       .then((results) => settle(group, results))
       .catch((err: unknown) => logger.error({ err }, 'acknowledging a commit failed'))
@@ -136,8 +137,8 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       const result = results[i] ?? new Error('no result for the batch');
       q.endTimer();
       if (result instanceof Error) {
-        logger.error({ err: result, node: q.node }, 'ingest failed');
-        if (!failed.has(q.call)) failStream(q.call, q.node, grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
+        logger.error({ err: result, node: q.batch.node }, 'ingest failed');
+        if (!failed.has(q.call)) failStream(q.call, q.batch.node, grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
         failed.add(q.call);
         return;
       }
@@ -251,7 +252,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           }
           // Committed with whatever other batches arrived meanwhile (group commit), acknowledged after.
           // The next turn of the event loop: batches read in this one join the same commit.
-          queue.push({ call, node, batchId: b.batchId, deviations, deltas: snapshots, rejected, items: deviations.length + snapshots.length, endTimer });
+          queue.push({ batch: { node, deviations, deltas: snapshots }, call, batchId: b.batchId, rejected, endTimer });
           if (!scheduled && !committing) {
             scheduled = true;
             setImmediate(commitQueued);
