@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The system packages the test suite drives for real, installed the same way everywhere: `npm test` runs this
+# first, and .ci/run runs `npm test`. Each line of NEEDS is: what to check, the Debian package, why the tests
+# need it. As root with apt-get, what is missing is installed; otherwise the run stops here with one message
+# that names what is missing and the command that installs it, instead of failing deep inside a test.
+set -euo pipefail
+
+NEEDS=(
+  "cmd:chromium|chromium|the console's browser tests drive Debian's Chromium (playwright-core downloads no browser)"
+  "cmd:bpftrace|bpftrace|the ebpf source's tests run the real bpftrace on this kernel"
+  "cmd:prometheus-alertmanager|prometheus-alertmanager|the Alertmanager sink is tested against a real Alertmanager"
+  "cmd:promtool|prometheus|promtool check metrics runs on both processes' /metrics"
+)
+
+missing_pkgs=()
+missing_why=()
+for need in "${NEEDS[@]}"; do
+  IFS='|' read -r check pkg why <<<"$need"
+  command -v "${check#cmd:}" >/dev/null 2>&1 && continue
+  missing_pkgs+=("$pkg")
+  missing_why+=("  - $pkg: $why")
+done
+
+is_root=false
+[ "$(id -u)" = 0 ] && is_root=true
+# tracefs: bpftrace attaches to tracepoints through it; some machines have it unmounted.
+tracefs_missing=false
+[ -e /sys/kernel/tracing/events ] || tracefs_missing=true
+
+if [ ${#missing_pkgs[@]} -gt 0 ]; then
+  if $is_root && command -v apt-get >/dev/null 2>&1; then
+    echo "test prerequisites: installing ${missing_pkgs[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing_pkgs[@]}" >/dev/null
+  else
+    {
+      echo "npm test cannot start: these system packages are missing and cannot be installed from here"
+      $is_root || echo "(installing them needs root)"
+      command -v apt-get >/dev/null 2>&1 || echo "(there is no apt-get on this machine: install the equivalents with its package manager)"
+      printf '%s\n' "${missing_why[@]}"
+      echo "Install them with:  sudo apt-get install -y ${missing_pkgs[*]}"
+    } >&2
+    exit 1
+  fi
+fi
+
+if $tracefs_missing; then
+  if $is_root; then
+    mount -t tracefs tracefs /sys/kernel/tracing
+  else
+    echo "test prerequisites: tracefs is not mounted and mounting it needs root; the ebpf tests will skip (sudo mount -t tracefs tracefs /sys/kernel/tracing)" >&2
+  fi
+fi
+$is_root || echo "test prerequisites: not root, so the tests that run the real bpftrace (eBPF) will skip with that reason" >&2
+exit 0
