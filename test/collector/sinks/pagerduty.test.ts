@@ -178,10 +178,14 @@ test('over HTTP: a Retry-After longer than allowed ends the retries with the wai
 });
 
 test('over HTTP: aborting stops the retries', async (t) => {
-  const rec = await startRecorder(t, () => ({ status: 503 }));
-  const sink = createPagerDutySink(config(`${rec.url}/v2/enqueue`, { retry: { maxAttempts: 20, baseDelay: 200, maxDelay: 200 } }));
   const ac = new AbortController();
-  setTimeout(() => ac.abort(), 100);
+  // Abort while the first attempt is being answered (not after a fixed delay, which a busy machine outruns):
+  // the sink must then give up instead of going on to its next attempt.
+  const rec = await startRecorder(t, () => {
+    ac.abort();
+    return { status: 503 };
+  });
+  const sink = createPagerDutySink(config(`${rec.url}/v2/enqueue`, { retry: { maxAttempts: 20, baseDelay: 200, maxDelay: 200 } }));
   const err = await t.throwsAsync(sink.send(shellNotification(), ac.signal), { instanceOf: DeliveryError });
   t.is(err?.code, 'aborted');
   t.is(rec.received.length, 1);
