@@ -23,8 +23,8 @@ test('answers 200 only after the batch is acknowledged; 4xx for bad requests', a
   const ac = new AbortController();
   const iter = rx.batches(ac.signal)[Symbol.asyncIterator]();
   const firstBatch = iter.next();
-  // The server listens once iteration has started.
-  await new Promise((r) => setTimeout(r, 50));
+  // The server listens once iteration has started: wait for its port rather than for a fixed time.
+  while (rx.port() === 0) await new Promise((r) => setTimeout(r, 10));
   const port = rx.port();
 
   let answered = false;
