@@ -77,7 +77,7 @@ function tokenFile(t: ExecutionContext): string {
 
 function reviewer(t: ExecutionContext, url: string, logs: string[] = []) {
   const logger = pino({ level: 'info' }, { write: (s: string) => logs.push(s) });
-  return createTokenReviewer({ apiServer: url, tokenFile: tokenFile(t), caFile: null, audience: 'driftwatch', serviceAccounts: ['driftwatch:driftwatch-agent'], timeoutMs: 2_000 }, { logger });
+  return createTokenReviewer({ apiServer: url, tokenFile: tokenFile(t), caFile: null, audience: 'driftwatch', serviceAccounts: ['driftwatch:driftwatch-agent'], timeoutMs: 30_000 }, { logger });
 }
 
 test('judging a TokenReview status', (t) => {

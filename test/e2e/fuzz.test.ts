@@ -143,7 +143,7 @@ test('collector: random bytes and wrong values over gRPC; valid records in the s
       const bytes = Buffer.from(Array.from({ length: 1 + r.int(300) }, () => r.int(256)));
       return new Promise<string>((resolve) => {
         const call = (client as unknown as { Connect: () => grpc.ClientDuplexStream<Buffer, Buffer> }).Connect();
-        const timer = setTimeout(() => (call.cancel(), resolve('open')), 5_000);
+        const timer = setTimeout(() => (call.cancel(), resolve('open')), 60_000);
         call.on('data', () => undefined);
         call.on('error', (e: grpc.ServiceError) => (clearTimeout(timer), resolve(grpc.status[e.code] ?? String(e.code))));
         call.on('end', () => (clearTimeout(timer), resolve('end')));
