@@ -19,7 +19,7 @@ import { endianness } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { ActivityEvent, EventKind, NetworkProtocol } from '../../core/event.js';
 import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.js';
-import { UNKNOWN_IMAGE } from '../../core/event.js';
+import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
 import { isRejected, type Rejected } from './falco-event.js';
 import { backoffDelay } from './grpc-stream.js';
 import { createLineSplitter } from './lines.js';
@@ -293,7 +293,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   const udpSeen = new Map<string, number>();
   let ready: ActivityEvent[] = [];
 
-  const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail);
+  const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail, r.ignore);
   const bad = (detail: string): Rejected => ({ reject: 'wrong_type', detail });
 
   function rememberExe(pid: number, exe: string): void {
@@ -354,7 +354,8 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
         pid: p.pid,
         exe,
         name: exe.slice(slash + 1).slice(0, 256),
-        args: argv.slice(1, EBPF_LIMITS.args + 1),
+        // Split at whitespace like every source's arguments (core/event.ts), so one exec is one entry.
+        args: splitArguments(argv.slice(1, EBPF_LIMITS.args + 1), EBPF_LIMITS.args),
         parentExe: exeOf(p.x.ppid),
         parentName: p.x.parentComm,
         uid: p.x.uid,
