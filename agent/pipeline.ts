@@ -199,9 +199,16 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
     metrics.held.set(heldCount);
   }
 
-  /** Give up on containers whose first held event is older (in event time) than the wait. */
+  /**
+   * Give up on containers whose first held event is older than the wait, in the event time of the
+   * source that read it (a replay of past hours beside a live source is not expired by the live clock).
+   */
   function expireHeld(): void {
-    giveUp('expired', (list) => ((list[0] as HeldEvent).ev.time >= watermark - options.attributionWaitMs ? null : list));
+    giveUp('expired', (list) => {
+      const first = list[0] as HeldEvent;
+      const clock = streams.get(first.source)?.watermark ?? watermark;
+      return first.ev.time >= clock - options.attributionWaitMs ? null : list;
+    });
   }
 
   /** Save the newest position of `source` that no held event of it is behind. */
