@@ -41,11 +41,11 @@ export interface PodInfo {
  *
  * | field        | meaning                                   | Falco                    | Tetragon               | eBPF                       |
  * | ------------ | ----------------------------------------- | ------------------------ | ---------------------- | -------------------------- |
- * | `exe`        | the executable file, resolved when the source resolves it (see below) | `proc.exepath`, else `proc.exe` | `process.binary` | the exec'd file name |
- * | `name`       | the name it was invoked as (the kernel's comm: basename of the exec'd path) | `proc.name`, else the first word of `proc.cmdline` | basename of `binary` | basename of the file name |
+ * | `exe`        | the executable file, resolved when the source resolves it (see below) | `proc.exepath`, else `proc.exe` when it is an absolute path | `process.binary` | the exec'd file name |
+ * | `name`       | the name it was invoked as: the kernel's comm, the basename of the exec'd path cut at 15 characters | `proc.name`, else the first word of `proc.cmdline` | comm of `binary` | comm of the file name |
  * | `args`       | argv without argv[0], split at whitespace (see splitArguments) | `proc.cmdline` / `proc.args` | `arguments` (quoted ones unquoted first) | argv |
  * | `parentExe`  | the parent's executable                  | `proc.pexepath`, else `proc.pexe` | `parent.binary` | the parent's remembered exec, else /proc/<ppid>/exe |
- * | `parentName` | the parent's comm                         | `proc.pname`             | basename of `parent.binary` | the parent's comm      |
+ * | `parentName` | the parent's comm                         | `proc.pname`             | comm of `parent.binary` | the parent's comm      |
  * | `uid`        | real uid; -1 unknown. A source that gives only the user name `root` sets 0 (the name names the class); other names stay -1 | `user.uid` | `process.uid` | the exec's uid |
  *
  * Executable: Falco's `proc.exepath` is the kernel's resolved executable (a busybox applet run as

@@ -312,6 +312,11 @@ function isHostName(address: string): boolean {
   return false;
 }
 
+/** An absolute path, or '' (argv[0] may be any text the process chose). */
+function pathOnly(s: string): string {
+  return s.charCodeAt(0) === 47 ? s : '';
+}
+
 /** Falco prints an unknown uid as (uint32)-1. */
 function uidOf(uid: number): number {
   return uid === 4294967295 ? -1 : uid;
@@ -366,14 +371,15 @@ export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseRes
     if (containerId === '') throw new FieldError('missing_field', 'container.id');
     const isHost = containerId === 'host';
     const exepath = optString(f['proc.exepath'], 'proc.exepath', FALCO_LIMITS.path);
-    const exe = exepath !== '' ? exepath : optString(f['proc.exe'], 'proc.exe', FALCO_LIMITS.path);
+    // proc.exe is argv[0] ("sh", "nginx: worker process"): an executable only when it is a path.
+    const exe = exepath !== '' ? exepath : pathOnly(optString(f['proc.exe'], 'proc.exe', FALCO_LIMITS.path));
     const cmdline = optString(f['proc.cmdline'], 'proc.cmdline', FALCO_LIMITS.cmdline);
     // Stock network rules print the command line and not proc.name ("Contact K8S API Server From
     // Container"): its first word is the name. A connection needs no process name at all.
     const name = optString(f['proc.name'], 'proc.name', FALCO_LIMITS.name) || nameFromCmdline(cmdline);
     if (kind === 'exec' && exe === '' && name === '') throw new FieldError('missing_field', 'proc.exepath, proc.exe, proc.name or proc.cmdline');
     const user = optString(f['user.name'], 'user.name', FALCO_LIMITS.name);
-    const parentExe = optString(f['proc.pexepath'], 'proc.pexepath', FALCO_LIMITS.path) || optString(f['proc.pexe'], 'proc.pexe', FALCO_LIMITS.path);
+    const parentExe = optString(f['proc.pexepath'], 'proc.pexepath', FALCO_LIMITS.path) || pathOnly(optString(f['proc.pexe'], 'proc.pexe', FALCO_LIMITS.path));
     const namespace = optString(f['k8s.ns.name'], 'k8s.ns.name', FALCO_LIMITS.name);
     const podName = optString(f['k8s.pod.name'], 'k8s.pod.name', FALCO_LIMITS.name);
     return {

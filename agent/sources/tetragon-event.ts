@@ -19,6 +19,7 @@
  */
 import { parseIp } from '../../core/ip.js';
 import { UNKNOWN_IMAGE, parseImageReference, splitArguments, uidFromName, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
+import { processName } from '../../core/normalize.js';
 import { FALCO_LIMITS, parseTime, type IgnoreReason, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
 
 /** Bounds on fields taken from a Tetragon record (the same as for Falco's). */
@@ -102,11 +103,6 @@ function timeOf(v: unknown): number {
     throw new FieldError('bad_time', 'time is not a valid Timestamp');
   }
   throw new FieldError('bad_time', v === undefined ? 'time is missing' : 'time must be a string or a Timestamp');
-}
-
-function baseName(path: string): string {
-  const slash = path.lastIndexOf('/');
-  return slash === -1 ? path : path.slice(slash + 1);
 }
 
 /**
@@ -365,11 +361,12 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
       process: {
         pid: optUint(proc.pid, 'process.pid', 2 ** 32 - 1),
         exe,
-        name: baseName(exe),
+        // The name as the kernel's comm has it (basename, 15 characters), as Falco's proc.name.
+        name: processName(exe),
         // Quoted arguments are unquoted, then split at whitespace like every source's (core/event.ts).
         args: splitArguments(splitTetragonArguments(optString(proc.arguments, 'process.arguments', TETRAGON_LIMITS.cmdline)), TETRAGON_LIMITS.args),
         parentExe,
-        parentName: baseName(parentExe),
+        parentName: processName(parentExe),
         // Tetragon, like Falco, reports an unknown id as (uint32)-1.
         uid: uidFromName(uid === 4294967295 ? -1 : uid, user),
         user,

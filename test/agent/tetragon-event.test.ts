@@ -25,7 +25,7 @@ test('process_exec in a pod: image, pod, workload, exe, quoted argument, parent'
   t.is(ev.time, Date.UTC(2026, 10, 23, 8, 0, 0, 123));
   t.deepEqual(ev.container, NGINX_CONTAINER);
   t.deepEqual(ev.pod, { namespace: 'shop', name: 'web-7d9f8c6b5-x2kqz', labels: { app: 'web', 'pod-template-hash': '7d9f8c6b5' }, workload: 'Deployment/web' });
-  t.deepEqual(ev.process, { pid: 4242, exe: '/usr/sbin/nginx', name: 'nginx', args: ['-g', 'daemon', 'off;'], parentExe: '/usr/bin/containerd-shim-runc-v2', parentName: 'containerd-shim-runc-v2', uid: 0, user: '' });
+  t.deepEqual(ev.process, { pid: 4242, exe: '/usr/sbin/nginx', name: 'nginx', args: ['-g', 'daemon', 'off;'], parentExe: '/usr/bin/containerd-shim-runc-v2', parentName: 'containerd-shim', uid: 0, user: '' });
   t.is(ev.network, null);
 });
 
