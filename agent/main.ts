@@ -23,7 +23,7 @@ import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCri
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
 import { createSource, parseSourceSpec, type Source } from './sources/index.js';
-import type { RejectReason } from './sources/falco-event.js';
+import type { IgnoreReason, RejectReason } from './sources/falco-event.js';
 import { openAgentState, type AgentState } from './state.js';
 import { DEFAULT_UPLINK, startUplink } from './uplink.js';
 
@@ -143,8 +143,8 @@ export interface AgentHandle {
 /** Rate-limits log lines about skipped records to one per reason and source per interval. */
 function rejectLogger(logger: Logger, metrics: AgentMetrics, source: string) {
   const lastLogged = new Map<string, number>();
-  return (reason: RejectReason, detail?: string) => {
-    if (reason === 'unsupported') metrics.ignored.inc({ source });
+  return (reason: RejectReason, detail?: string, ignored?: IgnoreReason) => {
+    if (reason === 'unsupported') metrics.ignored.inc({ source, reason: ignored ?? 'event_type' });
     else metrics.rejected.inc({ source, reason });
     const now = Date.now();
     if (now - (lastLogged.get(reason) ?? 0) < 10_000) return;
@@ -288,7 +288,11 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
         await completeFromRuntime(batch.events, containers);
         pipeline.process(batch, source.name);
       }
-      if (!controller.signal.aborted) logger.info({ source: source.name }, 'source ended');
+      if (!controller.signal.aborted) {
+        // What is still waiting for its image will not get it from this source any more.
+        pipeline.endOfInput(source.name);
+        logger.info({ source: source.name }, 'source ended');
+      }
     } catch (err) {
       failedSources.push(source.name);
       logger.error({ err, source: source.name }, 'source failed');

@@ -2,6 +2,19 @@
  * The agent's hot path: a source batch → attribution → key → entry → learn or check → deviations
  * into the spool → the source's batch acknowledged. Synchronous per batch (better-sqlite3 is
  * synchronous), so batches of different sources never interleave inside a commit.
+ *
+ * Nothing is lost silently:
+ * - an event held for its container's image is handled when the image becomes known, or counted in
+ *   `driftwatch_agent_events_unattributed_total{reason}` (expired, overflow, end_of_input,
+ *   shutdown); a source's saved position moves only up to the last batch all of whose held events
+ *   were handled or counted, so a restart re-reads what was still waiting at shutdown;
+ * - an event time is bounded: more than `maxFutureMs` ahead of the wall clock, more than `maxLagMs`
+ *   behind its source's own watermark (the newest in-bound time of that source, so a replay of
+ *   recorded hours is judged against itself, not against today), or before its key's learning
+ *   window, it is moved to that bound (the source's watermark, or the window's start) and counted
+ *   in `driftwatch_agent_events_time_clamped_total{reason}`. The event is still learned or checked
+ *   (dropping it would let a forged clock hide an action), but it can neither close a learning
+ *   window early nor open one in the past.
  */
 import { baselineKey, takeDelta, type Baseline, type BaselineEngine, type BaselineSnapshot, type ClusterBaseline } from '../core/baseline.js';
 import { deviationId, type Deviation } from '../core/deviation.js';
@@ -28,7 +41,25 @@ export interface PipelineOptions {
    * (its start-up, the part a baseline most needs) before it has resolved the container's metadata.
    */
   attributionWaitMs: number;
+  /** An event time further ahead of the wall clock than this is clamped (default 1 hour). */
+  maxFutureMs?: number;
+  /** An event time further behind its source's watermark than this is clamped (default 1 hour). */
+  maxLagMs?: number;
 }
+
+/** Default bounds on event time (see the module doc). */
+export const DEFAULT_MAX_FUTURE_MS = 3_600_000;
+export const DEFAULT_MAX_LAG_MS = 3_600_000;
+
+/**
+ * How far behind its source's watermark, or before its key's window, an event may be without being
+ * moved: Falco and Tetragon emit events of different CPUs slightly out of order, and held events
+ * come back up to the attribution wait later.
+ */
+const OUT_OF_ORDER_SLACK_MS = 60_000;
+
+/** Most saved positions remembered per source while its events are held (older ones are dropped: any of them is safe, the newest eligible one is used). */
+const MAX_PENDING_POSITIONS = 1_024;
 
 /**
  * Most entries one non-forced flush writes for stats-only changes. The rest wait for the next flush:
@@ -60,7 +91,15 @@ export interface Pipeline {
   applyCluster(cluster: ClusterBaseline): boolean;
   /** Process and commit one batch, then acknowledge it to its source. */
   process(batch: SourceBatch, source: string): void;
-  /** Persist what changed in the baselines with the source positions they reflect, and queue the deltas for the collector. */
+  /** A finite source ended: its held events are counted (reason end_of_input) and its position may move to its last batch. */
+  endOfInput(source: string): void;
+  /** Events held for attribution now. */
+  readonly held: number;
+  /**
+   * Persist what changed in the baselines with the source positions they reflect, and queue the
+   * deltas for the collector. `force` is the shutdown flush: events still held are counted (reason
+   * shutdown) and the positions stay before them, so a file source re-reads them on restart.
+   */
   flush(force: boolean): void;
   /** Newest event time processed. */
   readonly watermark: number;
@@ -78,9 +117,14 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
   let watermark = 0;
   let dropped = 0;
   const kindIndex: Record<string, number> = Object.fromEntries(EVENT_KINDS.map((k, i) => [k, i]));
+  const maxFutureMs = options.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS;
+  const maxLagMs = options.maxLagMs ?? DEFAULT_MAX_LAG_MS;
   // Events waiting for their container's image, by container id, in arrival order.
-  const held = new Map<string, ActivityEvent[]>();
+  const held = new Map<string, HeldEvent[]>();
   let heldCount = 0;
+  // Per source: batch sequence, held events by the batch they came in, positions not yet safe to
+  // save, and the newest in-bound event time.
+  const streams = new Map<string, Stream>();
   // Facts of each baseline at the version they were computed for: a deviation's severity (which only
   // decides what a full spool drops first) needs them, and enforcing baselines rarely change version.
   const facts = new Map<string, { version: number; facts: BaselineFacts }>();
@@ -99,34 +143,112 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
 
   for (const b of engine.all()) persisted.set(b.key, { version: b.version, events: b.events, at: deps.now() });
 
+  function streamOf(source: string): Stream {
+    let st = streams.get(source);
+    if (!st) streams.set(source, (st = { seq: 0, pending: new Map(), positions: [], watermark: 0 }));
+    return st;
+  }
+
   /** Hold an event whose container has no known image yet (bounded; overflow counts as unattributed). */
-  function hold(ev: ActivityEvent, counts: { unattributed: number }): void {
+  function hold(ev: ActivityEvent, source: string, st: Stream): void {
     const id = ev.container?.id;
     if (id === undefined) return;
     let list = held.get(id);
     if (!list) {
       if (held.size >= MAX_HELD_CONTAINERS) {
-        counts.unattributed++;
+        metrics.unattributed.inc({ source, reason: 'overflow' });
         return;
       }
       held.set(id, (list = []));
     }
     if (list.length >= MAX_HELD_PER_CONTAINER) {
-      counts.unattributed++;
+      metrics.unattributed.inc({ source, reason: 'overflow' });
       return;
     }
-    list.push(ev);
+    list.push({ ev, source, seq: st.seq });
+    st.pending.set(st.seq, (st.pending.get(st.seq) ?? 0) + 1);
     heldCount++;
   }
 
-  /** Give up on containers whose first held event is older (in event time) than the wait. */
-  function expireHeld(counts: { unattributed: number }): void {
+  /** A held event was handled or counted: its batch no longer holds its source's position back. */
+  function release(h: HeldEvent): void {
+    const st = streams.get(h.source);
+    if (!st) return;
+    const n = (st.pending.get(h.seq) ?? 1) - 1;
+    if (n <= 0) st.pending.delete(h.seq);
+    else st.pending.set(h.seq, n);
+  }
+
+  /** Count held events matching `which` as unattributed for `reason`, and release them. */
+  function giveUp(reason: 'expired' | 'end_of_input' | 'shutdown', which: (list: HeldEvent[]) => HeldEvent[] | null): void {
+    const counted = new Map<string, number>();
     for (const [id, list] of held) {
-      if ((list[0] as ActivityEvent).time >= watermark - options.attributionWaitMs) continue;
-      held.delete(id);
-      heldCount -= list.length;
-      counts.unattributed += list.length;
+      const gone = which(list);
+      if (!gone || gone.length === 0) continue;
+      const kept = gone.length === list.length ? [] : list.filter((h) => !gone.includes(h));
+      if (kept.length === 0) held.delete(id);
+      else held.set(id, kept);
+      heldCount -= gone.length;
+      for (const h of gone) {
+        counted.set(h.source, (counted.get(h.source) ?? 0) + 1);
+        // At shutdown the position stays before them: a file source reads them again on restart.
+        if (reason !== 'shutdown') release(h);
+      }
     }
+    for (const [source, n] of counted) metrics.unattributed.inc({ source, reason }, n);
+    metrics.held.set(heldCount);
+  }
+
+  /**
+   * Give up on containers whose first held event is older than the wait, in the event time of the
+   * source that read it (a replay of past hours beside a live source is not expired by the live clock).
+   */
+  function expireHeld(): void {
+    giveUp('expired', (list) => {
+      const first = list[0] as HeldEvent;
+      const clock = streams.get(first.source)?.watermark ?? watermark;
+      return first.ev.time >= clock - options.attributionWaitMs ? null : list;
+    });
+  }
+
+  /** Save the newest position of `source` that no held event of it is behind. */
+  function advance(source: string, st: Stream): void {
+    let min = Infinity;
+    // Map keys keep insertion order and sequences only grow: the first key is the oldest pending batch.
+    for (const seq of st.pending.keys()) {
+      min = seq;
+      break;
+    }
+    let i = st.positions.length - 1;
+    while (i >= 0 && (st.positions[i] as { seq: number }).seq >= min) i--;
+    if (i < 0) return;
+    positions.set(source, (st.positions[i] as { position: unknown }).position);
+    st.positions.splice(0, i + 1);
+  }
+
+  /**
+   * Keep the event's time inside the bounds (module doc); returns the reason when it was moved.
+   * `now` is read once per batch: the bound is coarse by design (an hour), a batch takes milliseconds.
+   */
+  function bound(ev: ActivityEvent, st: Stream, now: number): 'future' | 'past' | null {
+    const t = ev.time;
+    if (t > now + maxFutureMs) {
+      ev.time = st.watermark > 0 ? st.watermark : now;
+      return 'future';
+    }
+    if (st.watermark > 0 && t < st.watermark - maxLagMs) {
+      ev.time = st.watermark;
+      return 'past';
+    }
+    if (t > st.watermark) st.watermark = t;
+    return null;
+  }
+
+  function countVerdicts(source: string, c: { learning: number; matched: number; deviation: number; learned: number }): void {
+    if (c.learned) metrics.learned.inc({ source }, c.learned);
+    if (c.learning) metrics.verdicts.inc({ source, verdict: 'learned' }, c.learning);
+    if (c.matched) metrics.verdicts.inc({ source, verdict: 'matched' }, c.matched);
+    if (c.deviation) metrics.verdicts.inc({ source, verdict: 'deviation' }, c.deviation);
   }
 
   function updateBaselineGauge(): void {
@@ -142,35 +264,61 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
     get dropped() {
       return dropped;
     },
+    get held() {
+      return heldCount;
+    },
     process(batch, source) {
       const endTimer = metrics.batchSeconds.startTimer();
-      const deviations: SpoolDeviation[] = [];
+      const deviations: (SpoolDeviation & { source: string })[] = [];
       const kinds = new Float64Array(EVENT_KINDS.length);
-      const counts = { unattributed: 0, incomplete: 0, overflowed: 0, learned: 0, learning: 0, matched: 0 };
+      const counts = { learned: 0, learning: 0, matched: 0, deviation: 0, future: 0, past: 0, beforeWindow: 0 };
+      // Verdicts of released held events belong to the source that read them.
+      const others = new Map<string, { learning: number; matched: number; deviation: number; learned: number }>();
+      const st = streamOf(source);
+      st.seq++;
+      const now = deps.now();
 
-      const handle = (ev: ActivityEvent) => {
+      const handle = (ev: ActivityEvent, from: string) => {
         const key = baselineKey(ev, keyMode);
         if (key === null) {
-          counts.unattributed++;
+          metrics.unattributed.inc({ source: from, reason: 'no_image' });
           return;
+        }
+        // An out-of-order event may not start a key's window in the past or land before its window
+        // (by more than the disorder sources show anyway).
+        const fromStream = from === source ? st : streamOf(from);
+        if (ev.time < fromStream.watermark - OUT_OF_ORDER_SLACK_MS) {
+          const b = engine.get(key);
+          const start = b && b.windowStart > 0 ? b.windowStart : fromStream.watermark;
+          if (ev.time < start - OUT_OF_ORDER_SLACK_MS) {
+            ev.time = start;
+            if (from === source) counts.beforeWindow++;
+            else metrics.timeClamped.inc({ source: from, reason: 'before_window' });
+          }
         }
         const entry = entryOf(ev, options.entryOptions);
         if (!entry) {
-          counts.incomplete++;
+          metrics.dropped.inc({ source: from, reason: 'incomplete' });
           return;
         }
         const id = entryId(entry);
         const obs = engine.observe(ev, key, entry, id);
         if (obs.verdict === 'dropped') {
-          counts.overflowed++;
+          metrics.dropped.inc({ source: from, reason: 'too-many-baselines' });
           return;
         }
         touched.add(key);
+        let c = counts;
+        if (from !== source) {
+          let o = others.get(from);
+          if (!o) others.set(from, (o = { learning: 0, matched: 0, deviation: 0, learned: 0 }));
+          c = o as unknown as typeof counts;
+        }
         if (obs.verdict === 'learned') {
-          counts.learning++;
-          if (obs.isNew) counts.learned++;
+          c.learning++;
+          if (obs.isNew) c.learned++;
         } else if (obs.verdict === 'matched') {
-          counts.matched++;
+          c.matched++;
         } else {
           const deviation: Deviation = {
             id: deviationId(ev, key, entry),
@@ -185,15 +333,17 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
           // The built-in table against this node's baseline: the collector decides the alert's severity
           // (site rules, cluster-wide baseline); this rank only orders what a full spool drops first.
           const { severity } = classify({ kind: ev.kind, reason: obs.reason, entry, exe: ev.process.exe, baseline: ev.kind === 'exec' ? factsOf(obs.baseline) : { hasShell: false, hasRoot: false } });
-          deviations.push({ deviation, severity });
+          deviations.push({ deviation, severity, source: from });
         }
       };
 
       for (const ev of batch.events) {
         kinds[kindIndex[ev.kind] as number] = (kinds[kindIndex[ev.kind] as number] as number) + 1;
+        const moved = bound(ev, st, now);
+        if (moved !== null) counts[moved]++;
         if (ev.time > watermark) watermark = ev.time;
         if (!attributor.attribute(ev)) {
-          hold(ev, counts);
+          hold(ev, source, st);
           continue;
         }
         if (heldCount > 0 && ev.container) {
@@ -202,15 +352,22 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
             held.delete(ev.container.id);
             heldCount -= waiting.length;
             for (const w of waiting) {
-              attributor.attribute(w);
-              handle(w);
+              attributor.attribute(w.ev);
+              handle(w.ev, w.source);
+              release(w);
             }
           }
         }
-        handle(ev);
+        handle(ev, source);
       }
-      if (heldCount > 0) expireHeld(counts);
-      if (batch.position !== undefined) positions.set(source, batch.position);
+      if (heldCount > 0) expireHeld();
+      metrics.held.set(heldCount);
+      if (batch.position !== undefined) {
+        st.positions.push({ seq: st.seq, position: batch.position });
+        if (st.positions.length > MAX_PENDING_POSITIONS) st.positions.splice(0, st.positions.length - MAX_PENDING_POSITIONS);
+      }
+      // Releasing held events may let other sources' positions move too.
+      for (const [name, other] of streams) advance(name, other);
       if (deviations.length > 0) {
         // The collector judges a deviation against the cluster-wide baseline (severity: "does this
         // image ever run a shell?"; the re-check): the baseline's unsent changes, such as its last
@@ -229,18 +386,20 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
           for (const [severity, n] of Object.entries(evictedBySeverity)) metrics.spoolEvicted.inc({ severity }, n);
           logger.warn({ evicted, bySeverity: evictedBySeverity, spoolBytes: state.spoolBytes() }, 'spool full: dropped the lowest-severity, oldest deviations');
         }
-        for (const { deviation: d } of deviations) metrics.deviations.inc({ kind: d.event.kind });
+        for (const d of deviations) {
+          metrics.deviations.inc({ source: d.source, kind: d.deviation.event.kind });
+          if (d.source === source) counts.deviation++;
+          else (others.get(d.source) as { deviation: number }).deviation++;
+        }
         if (spooled > 0) deps.onSpooled();
       }
       batch.ack?.();
       for (let i = 0; i < kinds.length; i++) if (kinds[i]) metrics.events.inc({ source, kind: EVENT_KINDS[i] as string }, kinds[i] as number);
-      if (counts.unattributed) metrics.unattributed.inc({ source }, counts.unattributed);
-      if (counts.incomplete) metrics.dropped.inc({ reason: 'incomplete' }, counts.incomplete);
-      if (counts.overflowed) metrics.dropped.inc({ reason: 'too-many-baselines' }, counts.overflowed);
-      if (counts.learned) metrics.learned.inc(counts.learned);
-      if (counts.learning) metrics.verdicts.inc({ verdict: 'learned' }, counts.learning);
-      if (counts.matched) metrics.verdicts.inc({ verdict: 'matched' }, counts.matched);
-      if (deviations.length) metrics.verdicts.inc({ verdict: 'deviation' }, deviations.length);
+      if (counts.future) metrics.timeClamped.inc({ source, reason: 'future' }, counts.future);
+      if (counts.past) metrics.timeClamped.inc({ source, reason: 'past' }, counts.past);
+      if (counts.beforeWindow) metrics.timeClamped.inc({ source, reason: 'before_window' }, counts.beforeWindow);
+      countVerdicts(source, counts);
+      for (const [name, c] of others) countVerdicts(name, c);
       if (watermark > 0) metrics.watermark.set(watermark / 1000);
       endTimer();
     },
@@ -254,7 +413,16 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       deps.onSpooled();
       return true;
     },
+    endOfInput(source) {
+      giveUp('end_of_input', (list) => {
+        const gone = list.filter((h) => h.source === source);
+        return gone.length > 0 ? gone : null;
+      });
+      const st = streams.get(source);
+      if (st) advance(source, st);
+    },
     flush(force) {
+      if (force && heldCount > 0) giveUp('shutdown', (list) => list);
       const now = deps.now();
       const deltas: BaselineSnapshot[] = [];
       let statsEntries = 0;
@@ -285,4 +453,23 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       }
     },
   };
+}
+
+/** An event waiting for its container's image, with the source and batch it came in. */
+interface HeldEvent {
+  ev: ActivityEvent;
+  source: string;
+  seq: number;
+}
+
+/** What the pipeline tracks per source. */
+interface Stream {
+  /** Sequence number of the source's current batch. */
+  seq: number;
+  /** Held events by the batch sequence they came in. */
+  pending: Map<number, number>;
+  /** Positions of batches not yet safe to save, oldest first. */
+  positions: { seq: number; position: unknown }[];
+  /** Newest in-bound event time of the source. */
+  watermark: number;
 }

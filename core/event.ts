@@ -33,17 +33,74 @@ export interface PodInfo {
   workload: string;
 }
 
-/** The process that did the thing. Unknown strings are '', unknown numbers -1. */
+/**
+ * The process that did the thing. Unknown strings are '', unknown numbers -1.
+ *
+ * The field contract, the same for every source, so that one activity gives one entry whichever
+ * tool saw it (test/agent/one-activity.test.ts feeds one through Falco, Tetragon and eBPF):
+ *
+ * | field        | meaning                                   | Falco                    | Tetragon               | eBPF                       |
+ * | ------------ | ----------------------------------------- | ------------------------ | ---------------------- | -------------------------- |
+ * | `exe`        | the executable file, resolved when the source resolves it (see below) | `proc.exepath`, else `proc.exe` when it is an absolute path | `process.binary` | the exec'd file name |
+ * | `name`       | the name it was invoked as: the kernel's comm, the basename of the exec'd path cut at 15 characters | `proc.name`, else the first word of `proc.cmdline` | comm of `binary` | comm of the file name |
+ * | `args`       | argv without argv[0], split at whitespace (see splitArguments) | `proc.cmdline` / `proc.args` | `arguments` (quoted ones unquoted first) | argv |
+ * | `parentExe`  | the parent's executable                  | `proc.pexepath`, else `proc.pexe` | `parent.binary` | the parent's remembered exec, else /proc/<ppid>/exe |
+ * | `parentName` | the parent's comm                         | `proc.pname`             | comm of `parent.binary` | the parent's comm      |
+ * | `uid`        | real uid; -1 unknown. A source that gives only the user name `root` sets 0 (the name names the class); other names stay -1 | `user.uid` | `process.uid` | the exec's uid |
+ *
+ * Executable: Falco's `proc.exepath` is the kernel's resolved executable (a busybox applet run as
+ * `/usr/bin/wget` shows `/bin/busybox`, with `proc.name` `wget`). Tetragon's `binary` and the eBPF
+ * source's file name are the path handed to execve (`bprm->filename`: the symlink `/usr/bin/wget`),
+ * and neither record carries the resolved path, so they are taken as they are: `exe` is the
+ * resolved file where the source knows it, else the invoked path, and `name` is always the invoked
+ * name. For every program that is not reached through a symlink (the common case, and busybox run as
+ * `busybox wget …`) the three agree exactly; for a symlinked applet they agree on `name` and `args`,
+ * and the multi-call logic (core) reads the applet from `name` either way.
+ *
+ * Arguments: Falco joins argv with spaces and cannot say where one argument ended, so every source
+ * splits its arguments at whitespace: `sh -c "curl x | sh"` is `['-c', 'curl', 'x', '|', 'sh']`
+ * from all three. A script runs as `interp script args…`: all three read the new process's argv, so
+ * the script's path is the first argument from each (Tetragon's `/docker-entrypoint.sh nginx -g …`
+ * for binary `/docker-entrypoint.sh`). Its `exe` is the script's path from Tetragon and eBPF, and
+ * may be the interpreter from Falco, whose `proc.exepath` follows the kernel's executable.
+ */
 export interface ProcessInfo {
   pid: number;
   exe: string;
   name: string;
-  /** Arguments without argv[0]. Bounded by the source (see limits in normalize-source helpers). */
+  /** Arguments without argv[0], split at whitespace (splitArguments). Bounded by the source. */
   args: readonly string[];
   parentExe: string;
   parentName: string;
   uid: number;
   user: string;
+}
+
+/**
+ * Split arguments the one way every source can: at runs of whitespace, empty words dropped, at most
+ * `max` words. Falco's command line is already joined this way; argv from Tetragon or eBPF is split
+ * again so that an argument holding spaces gives the same words from every source.
+ */
+export function splitArguments(argv: readonly string[], max: number): string[] {
+  const out: string[] = [];
+  for (const arg of argv) {
+    if (out.length >= max) break;
+    if (!/\s/.test(arg)) {
+      if (arg !== '') out.push(arg);
+      continue;
+    }
+    for (const word of arg.split(/\s+/)) {
+      if (word === '') continue;
+      if (out.length >= max) break;
+      out.push(word);
+    }
+  }
+  return out;
+}
+
+/** A uid from a source that may know only the user's name: `root` is uid 0 on every Linux system. */
+export function uidFromName(uid: number, user: string): number {
+  return uid < 0 && user === 'root' ? 0 : uid;
 }
 
 /** Transport of a network event. */
@@ -56,7 +113,11 @@ export interface NetworkInfo {
   localPort: number;
   remoteAddress: string;
   remotePort: number;
-  /** A DNS name for the remote peer when the source resolved one, else ''. */
+  /**
+   * A DNS name for the remote peer when the source resolved one, else ''. Falco: `fd.sip.name` for a
+   * connect, `fd.cip.name` for an accept, `fd.rip.name` either way (present when the rule prints them),
+   * or a name in place of an address in `fd.name`. A connect may carry a name and no address.
+   */
   remoteName: string;
 }
 

@@ -19,7 +19,8 @@ import { endianness } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { ActivityEvent, EventKind, NetworkProtocol } from '../../core/event.js';
 import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.js';
-import { UNKNOWN_IMAGE } from '../../core/event.js';
+import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
+import { processName } from '../../core/normalize.js';
 import { isRejected, type Rejected } from './falco-event.js';
 import { backoffDelay } from './grpc-stream.js';
 import { createLineSplitter } from './lines.js';
@@ -293,7 +294,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   const udpSeen = new Map<string, number>();
   let ready: ActivityEvent[] = [];
 
-  const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail);
+  const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail, r.ignore);
   const bad = (detail: string): Rejected => ({ reject: 'wrong_type', detail });
 
   function rememberExe(pid: number, exe: string): void {
@@ -342,7 +343,6 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     const container = containerOf(owner);
     if (container === undefined) return reject({ reject: 'missing_field', detail: `no container id in the pod's cgroup (${owner.kind === 'unknown' ? owner.reason : ''})` });
     rememberExe(p.pid, exe);
-    const slash = exe.lastIndexOf('/');
     ready.push({
       time: clock(Number(p.ns)),
       node: ctx.node,
@@ -353,8 +353,10 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
       process: {
         pid: p.pid,
         exe,
-        name: exe.slice(slash + 1).slice(0, 256),
-        args: argv.slice(1, EBPF_LIMITS.args + 1),
+        // The kernel's comm for it (basename, 15 characters), as Falco's proc.name and Tetragon's.
+        name: processName(exe),
+        // Split at whitespace like every source's arguments (core/event.ts), so one exec is one entry.
+        args: splitArguments(argv.slice(1, EBPF_LIMITS.args + 1), EBPF_LIMITS.args),
         parentExe: exeOf(p.x.ppid),
         parentName: p.x.parentComm,
         uid: p.x.uid,

@@ -5,7 +5,7 @@
  * Every field is hostile: types are checked, strings are bounded, and a record that cannot become a
  * valid event is rejected with a reason (counted by the caller) instead of throwing.
  */
-import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, type ActivityEvent, type EventKind, type ImageRef, type NetworkInfo } from '../../core/event.js';
+import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, splitArguments, uidFromName, type ActivityEvent, type EventKind, type ImageRef, type NetworkInfo } from '../../core/event.js';
 
 /** Why a record was not turned into an event. `unsupported` is a valid record of no interest (counted apart). */
 export type RejectReason =
@@ -19,10 +19,24 @@ export type RejectReason =
   | 'bad_address'
   | 'unsupported';
 
-/** A rejected record: the reason (a metric label) and a detail for the log. */
+/**
+ * Why a valid record of no interest (`unsupported`) was ignored: a metric label, so a closed set.
+ * `other_source` another Falco source (k8s_audit, plugins) or internal event; `event_type` a syscall
+ * or Tetragon event kind Driftwatch does not learn; `file_event` a stock rule about a file;
+ * `no_activity` neither a process start nor a connection; `protocol` / `family` a socket that is
+ * not TCP or UDP over IP; `process_exit`, `process_close`, `socket_stats` the end of something
+ * already learned from its start; `kprobe_function` a kprobe of another function.
+ */
+export type IgnoreReason = 'other_source' | 'event_type' | 'file_event' | 'no_activity' | 'protocol' | 'family' | 'process_exit' | 'process_close' | 'socket_stats' | 'kprobe_function';
+
+/** Every ignore reason, in a stable order (metric labels, tests). */
+export const IGNORE_REASONS: readonly IgnoreReason[] = ['other_source', 'event_type', 'file_event', 'no_activity', 'protocol', 'family', 'process_exit', 'process_close', 'socket_stats', 'kprobe_function'];
+
+/** A rejected record: the reason (a metric label), a detail for the log, and for `unsupported` why it was ignored. */
 export interface Rejected {
   reject: RejectReason;
   detail: string;
+  ignore?: IgnoreReason;
 }
 
 /** Result of parsing one record. */
@@ -55,7 +69,16 @@ const ACCEPT_TYPES = new Set(['accept', 'accept4']);
 const LISTEN_TYPES = new Set(['listen', 'bind']);
 
 class FieldError {
-  constructor(readonly reject: RejectReason, readonly detail: string) {}
+  constructor(
+    readonly reject: RejectReason,
+    readonly detail: string,
+    readonly ignore?: IgnoreReason,
+  ) {}
+}
+
+/** A record of no interest, with why. */
+function ignored(ignore: IgnoreReason, detail: string): FieldError {
+  return new FieldError('unsupported', detail, ignore);
 }
 
 /** Falco writes `<NA>` (and sometimes null) for values it could not resolve. */
@@ -126,15 +149,18 @@ function kindOf(of: Record<string, unknown>): EventKind {
     if (CONNECT_TYPES.has(t)) return 'connect';
     if (ACCEPT_TYPES.has(t)) return 'accept';
     if (LISTEN_TYPES.has(t)) return 'listen';
-    throw new FieldError('unsupported', `evt.type ${t.slice(0, 32)}`);
+    throw ignored('event_type', `evt.type ${t.slice(0, 32)}`);
   }
   if (!isNA(t)) throw new FieldError('wrong_type', 'evt.type must be a string');
-  // Stock rules without evt.type: a socket with both ends is taken as an outbound connection,
-  // a process with a command line and no socket as a spawned process.
+  // Stock rules without evt.type (outputs before rules 2.0 / Falco 0.36): a socket with both ends is
+  // taken as an outbound connection; an fd that is a path is a file rule ("Write below binary
+  // dir"), not a process start, even though it prints the command line; a command line with no fd
+  // is a spawned process.
   const fd = of['fd.name'];
   if (typeof fd === 'string' && fd.includes('->')) return 'connect';
+  if (typeof fd === 'string' && fd.startsWith('/')) throw ignored('file_event', 'fd.name is a file');
   if (of['proc.cmdline'] !== undefined || of['proc.exepath'] !== undefined) return 'exec';
-  throw new FieldError('unsupported', 'neither a process nor a connection');
+  throw ignored('no_activity', 'neither a process nor a connection');
 }
 
 function imageOf(of: Record<string, unknown>): ImageRef {
@@ -203,12 +229,14 @@ function protocolOf(of: Record<string, unknown>): 'tcp' | 'udp' {
   const p = optString(of['fd.l4proto'], 'fd.l4proto', 16).toLowerCase();
   if (p === '' || p === 'tcp') return 'tcp';
   if (p === 'udp') return 'udp';
-  throw new FieldError('unsupported', `fd.l4proto ${p}`);
+  throw ignored('protocol', `fd.l4proto ${p}`);
 }
 
 interface Endpoint {
   address: string;
   port: number;
+  /** A DNS name of this end, when the record gave one. */
+  name?: string;
 }
 
 function endpoint(ip: unknown, port: unknown, ipField: string, portField: string): Endpoint {
@@ -216,7 +244,7 @@ function endpoint(ip: unknown, port: unknown, ipField: string, portField: string
 }
 
 function fill(into: Endpoint, from: Endpoint): void {
-  if (into.address === '') into.address = from.address;
+  if (into.address === '' && !into.name) into.address = from.address;
   if (into.port < 0) into.port = from.port;
 }
 
@@ -249,15 +277,44 @@ function networkOf(of: Record<string, unknown>, kind: EventKind): NetworkInfo {
       fill(client, splitEndpoint(fdName.slice(0, arrow)));
       fill(server, splitEndpoint(fdName.slice(arrow + 2)));
     }
+    // With hostname resolution on, fd.name can hold a name where the address was: keep it as the
+    // peer's name, never as an address.
+    if (isHostName(client.address)) [client.name, client.address] = [client.address, ''];
+    if (isHostName(server.address)) [server.name, server.address] = [server.address, ''];
     // The local end of a connect is the client; of an accept, the server.
     [local, remote] = kind === 'accept' ? [server, client] : [client, server];
     fill(local, byLocality.local);
     fill(remote, byLocality.remote);
   }
-  if (kind === 'connect' && (remote.address === '' || remote.port < 0)) throw new FieldError('missing_field', 'connect needs the server address and port (fd.name, fd.sip/fd.sport or fd.rip/fd.rport)');
+  // The peer's name: the role field (the server of a connect, the client of an accept), then the
+  // locality one, then a name fd.name held in place of the address.
+  let remoteName = '';
+  if (kind !== 'listen') {
+    remoteName = optString(kind === 'connect' ? of['fd.sip.name'] : of['fd.cip.name'], kind === 'connect' ? 'fd.sip.name' : 'fd.cip.name', FALCO_LIMITS.name);
+    if (remoteName === '') remoteName = optString(of['fd.rip.name'], 'fd.rip.name', FALCO_LIMITS.name);
+    if (remoteName === '') remoteName = remote.name ?? '';
+  }
+  if (kind === 'connect' && ((remote.address === '' && remoteName === '') || remote.port < 0)) throw new FieldError('missing_field', 'connect needs the server address (or name) and port (fd.name, fd.sip/fd.sport or fd.rip/fd.rport)');
   if (kind !== 'connect' && local.port < 0) throw new FieldError('missing_field', `${kind} needs the local port (fd.name, fd.sport or fd.lport)`);
-  const remoteName = kind === 'connect' ? optString(of['fd.sip.name'], 'fd.sip.name', FALCO_LIMITS.name) : '';
   return { protocol, localAddress: local.address, localPort: local.port, remoteAddress: remote.address, remotePort: remote.port, remoteName };
+}
+
+/**
+ * True for a DNS name in an address's place. Cheaper than parsing every address on the hot path: an
+ * IPv6 address has a colon and a name never does; an IPv4 address is digits and dots only.
+ */
+function isHostName(address: string): boolean {
+  if (address === '' || address.includes(':')) return false;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c !== 46 && (c < 48 || c > 57)) return true;
+  }
+  return false;
+}
+
+/** An absolute path, or '' (argv[0] may be any text the process chose). */
+function pathOnly(s: string): string {
+  return s.charCodeAt(0) === 47 ? s : '';
 }
 
 /** Falco prints an unknown uid as (uint32)-1. */
@@ -269,15 +326,13 @@ function uidOf(uid: number): number {
 const argsCache = new Map<string, readonly string[]>();
 const MAX_ARGS_CACHE = 4_096;
 
-/** Split Falco's proc.cmdline (`name arg1 arg2`) into arguments without the name, bounded. */
-function argsOf(of: Record<string, unknown>): readonly string[] {
-  const cmdline = optString(of['proc.cmdline'], 'proc.cmdline', FALCO_LIMITS.cmdline);
+/** Split Falco's proc.cmdline (`name arg1 arg2`) into arguments without the name, bounded (core/event's splitArguments rule). */
+function argsOf(cmdline: string, of: Record<string, unknown>): readonly string[] {
   if (cmdline !== '') {
     const cached = argsCache.get(cmdline);
     if (cached) return cached;
-    const parts = cmdline.split(' ');
-    const out: string[] = [];
-    for (let i = 1; i < parts.length && out.length < FALCO_LIMITS.args; i++) if (parts[i] !== '') out.push(parts[i] as string);
+    const words = splitArguments([cmdline], FALCO_LIMITS.args + 1);
+    const out = words.slice(1);
     // Shared between events, so frozen; the cache is emptied when full (cheaper than LRU here).
     Object.freeze(out);
     if (argsCache.size >= MAX_ARGS_CACHE) argsCache.clear();
@@ -285,7 +340,16 @@ function argsOf(of: Record<string, unknown>): readonly string[] {
     return out;
   }
   const args = optString(of['proc.args'], 'proc.args', FALCO_LIMITS.cmdline);
-  return args === '' ? [] : args.split(' ').filter((a) => a !== '').slice(0, FALCO_LIMITS.args);
+  return args === '' ? [] : splitArguments([args], FALCO_LIMITS.args);
+}
+
+/** The first word of a command line (proc.cmdline starts with proc.name), as a name: its basename. */
+function nameFromCmdline(cmdline: string): string {
+  const m = /^\s*(\S+)/.exec(cmdline);
+  if (!m) return '';
+  const word = m[1] as string;
+  const slash = word.lastIndexOf('/');
+  return (slash === -1 ? word : word.slice(slash + 1)).slice(0, FALCO_LIMITS.name);
 }
 
 /** Convert one parsed Falco JSON record into an event, or say why not. */
@@ -298,17 +362,24 @@ export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseRes
   }
   const f = of as Record<string, unknown>;
   try {
-    if (r.source !== undefined && r.source !== 'syscall') throw new FieldError('unsupported', 'not a syscall event');
+    if (r.source !== undefined && r.source !== 'syscall') throw ignored('other_source', 'not a syscall event');
+    // Falco's own events (drops, metrics snapshots) carry no source in older versions.
+    if (typeof r.rule === 'string' && r.rule.startsWith('Falco internal')) throw ignored('other_source', 'a Falco internal event');
     const time = eventTime(r, f);
     const kind = kindOf(f);
     const containerId = optString(f['container.id'], 'container.id', FALCO_LIMITS.name);
     if (containerId === '') throw new FieldError('missing_field', 'container.id');
     const isHost = containerId === 'host';
     const exepath = optString(f['proc.exepath'], 'proc.exepath', FALCO_LIMITS.path);
-    const exe = exepath !== '' ? exepath : optString(f['proc.exe'], 'proc.exe', FALCO_LIMITS.path);
-    const name = optString(f['proc.name'], 'proc.name', FALCO_LIMITS.name);
-    if (exe === '' && name === '') throw new FieldError('missing_field', 'proc.exepath, proc.exe or proc.name');
-    const parentExe = optString(f['proc.pexepath'], 'proc.pexepath', FALCO_LIMITS.path) || optString(f['proc.pexe'], 'proc.pexe', FALCO_LIMITS.path);
+    // proc.exe is argv[0] ("sh", "nginx: worker process"): an executable only when it is a path.
+    const exe = exepath !== '' ? exepath : pathOnly(optString(f['proc.exe'], 'proc.exe', FALCO_LIMITS.path));
+    const cmdline = optString(f['proc.cmdline'], 'proc.cmdline', FALCO_LIMITS.cmdline);
+    // Stock network rules print the command line and not proc.name ("Contact K8S API Server From
+    // Container"): its first word is the name. A connection needs no process name at all.
+    const name = optString(f['proc.name'], 'proc.name', FALCO_LIMITS.name) || nameFromCmdline(cmdline);
+    if (kind === 'exec' && exe === '' && name === '') throw new FieldError('missing_field', 'proc.exepath, proc.exe, proc.name or proc.cmdline');
+    const user = optString(f['user.name'], 'user.name', FALCO_LIMITS.name);
+    const parentExe = optString(f['proc.pexepath'], 'proc.pexepath', FALCO_LIMITS.path) || pathOnly(optString(f['proc.pexe'], 'proc.pexe', FALCO_LIMITS.path));
     const namespace = optString(f['k8s.ns.name'], 'k8s.ns.name', FALCO_LIMITS.name);
     const podName = optString(f['k8s.pod.name'], 'k8s.pod.name', FALCO_LIMITS.name);
     return {
@@ -324,16 +395,17 @@ export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseRes
         pid: optInt(f['proc.pid'], 'proc.pid', 0, 2 ** 32),
         exe,
         name,
-        args: argsOf(f),
+        args: argsOf(cmdline, f),
         parentExe,
         parentName: optString(f['proc.pname'], 'proc.pname', FALCO_LIMITS.name),
-        uid: uidOf(optInt(f['user.uid'], 'user.uid', 0, 2 ** 32)),
-        user: optString(f['user.name'], 'user.name', FALCO_LIMITS.name),
+        // Outputs before user.uid was printed (stock rules print user.name only) still name root.
+        uid: uidFromName(uidOf(optInt(f['user.uid'], 'user.uid', 0, 2 ** 32)), user),
+        user,
       },
       network: kind === 'exec' ? null : networkOf(f, kind),
     };
   } catch (err) {
-    if (err instanceof FieldError) return { reject: err.reject, detail: err.detail };
+    if (err instanceof FieldError) return err.ignore ? { reject: err.reject, detail: err.detail, ignore: err.ignore } : { reject: err.reject, detail: err.detail };
     throw err;
   }
 }

@@ -91,7 +91,7 @@ export function createFalcoHttpReceiver(name: string, listen: string, ctx: Sourc
           if (line.trim() === '') continue;
           const r = parseFalcoLine(line, parseCtx);
           if (isRejected(r)) {
-            ctx.rejected(r.reject, r.detail);
+            ctx.rejected(r.reject, r.detail, r.ignore);
             if (r.reject !== 'unsupported' && firstError === '') firstError = `${r.reject}: ${r.detail}`;
           } else {
             events.push(r);

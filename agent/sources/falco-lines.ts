@@ -27,7 +27,7 @@ export function createFalcoLineDecoder(source: string, ctx: SourceContext, parse
   const splitter = createLineSplitter(ctx.maxRecordBytes, {
     line(text) {
       const r = parse(text, parseCtx);
-      if (isRejected(r)) ctx.rejected(r.reject, r.detail);
+      if (isRejected(r)) ctx.rejected(r.reject, r.detail, r.ignore);
       else out.push(r);
     },
     reject(reason) {

@@ -123,7 +123,7 @@ async function* readCall(
       // A converter bug must not take the source down with it: count the record and go on.
       r = { reject: 'wrong_type', detail: (err as Error).message };
     }
-    if (isRejected(r)) ctx.rejected(r.reject, r.detail);
+    if (isRejected(r)) ctx.rejected(r.reject, r.detail, r.ignore);
     else queue.push(r);
     // Backpressure instead of dropping: a paused stream stops HTTP/2 flow-control credit, and the
     // sender's own bounded queue (Falco's outputs queue, Tetragon's per-client buffer) takes over.

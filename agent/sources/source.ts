@@ -5,7 +5,7 @@
  */
 import type { ActivityEvent } from '../../core/event.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { RejectReason } from './falco-event.js';
+import type { IgnoreReason, RejectReason } from './falco-event.js';
 
 /** Events read together, with the source's position after them. */
 export interface SourceBatch {
@@ -34,8 +34,8 @@ export interface SourceContext {
   follow: boolean;
   /** The position this source saved last time, if any. */
   savedPosition: unknown;
-  /** Count (and rate-limited log) a record that was skipped. */
-  rejected(reason: RejectReason, detail?: string): void;
+  /** Count (and rate-limited log) a record that was skipped; an `unsupported` one by why it was ignored. */
+  rejected(reason: RejectReason, detail?: string, ignored?: IgnoreReason): void;
   /** Counters of the source's own machinery (absent in tests and benches that do not read them: see countersOf). */
   counters?: SourceCounters;
 }

@@ -7,15 +7,20 @@
  * Read: `process_exec` (exec); `process_kprobe` for `tcp_connect` (connect), `inet_csk_accept`
  * (accept; the accepted socket is the function's return value), `inet_csk_listen_start` (listen),
  * and `udp_sendmsg` / `udpv6_sendmsg` (a UDP datagram sent: a connect over udp), as produced by
- * daemonset/tetragon/driftwatch-tracingpolicy.yaml. `process_exit` and `tcp_close` say nothing a
- * baseline learns from: they are counted as unsupported.
+ * daemonset/tetragon/driftwatch-tracingpolicy.yaml; and the network events of the Isovalent
+ * (enterprise) builds, `process_connect` ({source,destination}_{ip,port}, protocol `TCP`/`UDP`)
+ * and `process_listen` ({ip, port, protocol}), as recorded in cilium/tetragon's
+ * docs/security-observability-with-ebpf (fixtures/real/). `process_exit`, `process_close`,
+ * `process_sock_stats` and `tcp_close` end something learned from its start: they are ignored and
+ * counted by reason, as is every other event kind.
  *
  * Every field is hostile: types are checked, strings and lists are bounded, and a record that cannot
  * become an event is rejected with a reason instead of throwing.
  */
 import { parseIp } from '../../core/ip.js';
-import { UNKNOWN_IMAGE, parseImageReference, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
-import { FALCO_LIMITS, parseTime, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
+import { UNKNOWN_IMAGE, parseImageReference, splitArguments, uidFromName, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
+import { processName } from '../../core/normalize.js';
+import { FALCO_LIMITS, parseTime, type IgnoreReason, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
 
 /** Bounds on fields taken from a Tetragon record (the same as for Falco's). */
 export const TETRAGON_LIMITS = FALCO_LIMITS;
@@ -34,10 +39,25 @@ export const TETRAGON_FUNCTIONS: Readonly<Record<string, EventKind | null>> = Ob
 });
 
 /** Event kinds of a GetEventsResponse that this converter knows, in the order they are looked for. */
-const EVENT_KEYS = ['process_exec', 'process_kprobe', 'process_exit', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_loader', 'process_throttle', 'process_usdt'] as const;
+const EVENT_KEYS = ['process_exec', 'process_kprobe', 'process_connect', 'process_listen', 'process_exit', 'process_close', 'process_sock_stats', 'process_tracepoint', 'process_uprobe', 'process_lsm', 'process_loader', 'process_throttle', 'process_usdt'] as const;
+
+/** Event kinds read, and why each of the others is ignored. */
+const IGNORED_KEYS: Readonly<Record<string, IgnoreReason>> = Object.freeze({
+  process_exit: 'process_exit',
+  process_close: 'process_close',
+  process_sock_stats: 'socket_stats',
+});
 
 class FieldError {
-  constructor(readonly reject: RejectReason, readonly detail: string) {}
+  constructor(
+    readonly reject: RejectReason,
+    readonly detail: string,
+    readonly ignore?: IgnoreReason,
+  ) {}
+}
+
+function ignored(ignore: IgnoreReason, detail: string): FieldError {
+  return new FieldError('unsupported', detail, ignore);
 }
 
 type Obj = Record<string, unknown>;
@@ -83,11 +103,6 @@ function timeOf(v: unknown): number {
     throw new FieldError('bad_time', 'time is not a valid Timestamp');
   }
   throw new FieldError('bad_time', v === undefined ? 'time is missing' : 'time must be a string or a Timestamp');
-}
-
-function baseName(path: string): string {
-  const slash = path.lastIndexOf('/');
-  return slash === -1 ? path : path.slice(slash + 1);
 }
 
 /**
@@ -166,7 +181,7 @@ function protocolOf(sock: Obj): 'tcp' | 'udp' {
   const p = optString(sock.protocol, 'sock_arg.protocol', 32);
   if (p === 'IPPROTO_TCP' || p === '') return 'tcp';
   if (p === 'IPPROTO_UDP') return 'udp';
-  throw new FieldError('unsupported', `sock_arg.protocol ${p}`);
+  throw ignored('protocol', `sock_arg.protocol ${p}`);
 }
 
 /** The kprobe's arguments (only the first few: a policy selects one or two). */
@@ -198,7 +213,7 @@ function sockOf(kprobe: Obj, kind: EventKind): Obj {
 /** A struct sock's saddr/sport are the local end and daddr/dport the remote one, whatever the role. */
 function networkOf(sock: Obj, kind: EventKind): NetworkInfo {
   const family = optString(sock.family, 'sock_arg.family', 32);
-  if (family !== '' && family !== 'AF_INET' && family !== 'AF_INET6') throw new FieldError('unsupported', `sock_arg.family ${family}`);
+  if (family !== '' && family !== 'AF_INET' && family !== 'AF_INET6') throw ignored('family', `sock_arg.family ${family}`);
   const protocol = protocolOf(sock);
   const localAddress = optString(sock.saddr, 'sock_arg.saddr', TETRAGON_LIMITS.name);
   const remoteAddress = optString(sock.daddr, 'sock_arg.daddr', TETRAGON_LIMITS.name);
@@ -238,10 +253,10 @@ function udpSendOf(kprobe: Obj): NetworkInfo {
   }
   if (!sock) throw new FieldError('missing_field', 'a UDP send needs a sock_arg');
   const family = optString(sock.family, 'sock_arg.family', 32);
-  if (family !== '' && family !== 'AF_INET' && family !== 'AF_INET6') throw new FieldError('unsupported', `sock_arg.family ${family}`);
+  if (family !== '' && family !== 'AF_INET' && family !== 'AF_INET6') throw ignored('family', `sock_arg.family ${family}`);
   const protocol = optString(sock.protocol, 'sock_arg.protocol', 32);
   // udp_sendmsg also serves UDP-Lite sockets; those are not UDP peers Driftwatch learns.
-  if (protocol !== 'IPPROTO_UDP' && protocol !== '') throw new FieldError('unsupported', `sock_arg.protocol ${protocol}`);
+  if (protocol !== 'IPPROTO_UDP' && protocol !== '') throw ignored('protocol', `sock_arg.protocol ${protocol}`);
   const localAddress = optString(sock.saddr, 'sock_arg.saddr', TETRAGON_LIMITS.name);
   const localPort = Math.max(0, optUint(sock.sport, 'sock_arg.sport', 65535));
   let peer = destinationOf(sockaddr);
@@ -257,6 +272,39 @@ function udpSendOf(kprobe: Obj): NetworkInfo {
   return { protocol: 'udp', localAddress, localPort: localPort === 0 ? -1 : localPort, remoteAddress: peer.address, remotePort: peer.port, remoteName: '' };
 }
 
+/** `TCP` / `UDP` of the enterprise network events (the kprobe sockets say `IPPROTO_TCP`). */
+function flatProtocolOf(v: unknown): 'tcp' | 'udp' {
+  const p = optString(v, 'protocol', 32);
+  if (p === 'TCP' || p === 'IPPROTO_TCP') return 'tcp';
+  if (p === 'UDP' || p === 'IPPROTO_UDP') return 'udp';
+  throw ignored('protocol', `protocol ${p.slice(0, 16)}`);
+}
+
+/** An address that must be an IP literal, or ''. */
+function ipField(v: unknown, field: string): string {
+  const a = optString(v, field, TETRAGON_LIMITS.name);
+  if (a !== '' && parseIp(a) === null) throw new FieldError('bad_address', `${field} is not an IP address`);
+  return a;
+}
+
+/** process_connect: the socket's two ends at the top level of the event. */
+function connectOf(body: Obj): NetworkInfo {
+  const protocol = flatProtocolOf(body.protocol);
+  const remoteAddress = ipField(body.destination_ip, 'destination_ip');
+  const remotePort = Math.max(0, optUint(body.destination_port, 'destination_port', 65535));
+  if (remoteAddress === '' || remotePort === 0) throw new FieldError('missing_field', 'process_connect needs destination_ip and destination_port');
+  const localPort = optUint(body.source_port, 'source_port', 65535);
+  return { protocol, localAddress: ipField(body.source_ip, 'source_ip'), localPort: localPort <= 0 ? -1 : localPort, remoteAddress, remotePort, remoteName: '' };
+}
+
+/** process_listen: `{ip, port, protocol}` of the listening socket. */
+function listenOf(body: Obj): NetworkInfo {
+  const protocol = flatProtocolOf(body.protocol);
+  const localPort = Math.max(0, optUint(body.port, 'port', 65535));
+  if (localPort === 0) throw new FieldError('missing_field', 'process_listen needs port');
+  return { protocol, localAddress: ipField(body.ip, 'ip'), localPort, remoteAddress: '', remotePort: -1, remoteName: '' };
+}
+
 /** Convert one Tetragon event (parsed JSON or a decoded gRPC message) into an event, or say why not. */
 export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): ParseResult {
   if (!isObj(record)) return { reject: 'not_object', detail: 'record is not a JSON object' };
@@ -268,15 +316,19 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
         break;
       }
     }
-    if (key === undefined) throw new FieldError('unsupported', 'no known event in the record');
-    if (key !== 'process_exec' && key !== 'process_kprobe') throw new FieldError('unsupported', key);
+    if (key === undefined) {
+      for (const k in record) if (k.startsWith('process_')) throw ignored('event_type', k.slice(0, 64));
+      throw new FieldError('unsupported', 'no known event in the record', 'event_type');
+    }
+    if (Object.hasOwn(IGNORED_KEYS, key)) throw ignored(IGNORED_KEYS[key] as IgnoreReason, key);
+    if (key !== 'process_exec' && key !== 'process_kprobe' && key !== 'process_connect' && key !== 'process_listen') throw ignored('event_type', key);
     const body = optObj(record[key], key) as Obj;
-    let kind: EventKind = 'exec';
+    let kind: EventKind = key === 'process_connect' ? 'connect' : key === 'process_listen' ? 'listen' : 'exec';
     let udpSend = false;
     if (key === 'process_kprobe') {
       const fn = optString(body.function_name, 'process_kprobe.function_name', 128);
       const k = Object.hasOwn(TETRAGON_FUNCTIONS, fn) ? TETRAGON_FUNCTIONS[fn] : undefined;
-      if (!k) throw new FieldError('unsupported', `function ${fn.slice(0, 64)}`);
+      if (!k) throw ignored('kprobe_function', `function ${fn.slice(0, 64)}`);
       kind = k;
       udpSend = fn === 'udp_sendmsg' || fn === 'udpv6_sendmsg';
     }
@@ -293,7 +345,8 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
     // Without a pod, `docker` still names the container (plain containerd/Docker, or a pod Tetragon
     // has not resolved yet): attribution completes the image from a later event or the runtime.
     const containerId = shortContainerId(fullId !== '' ? fullId : optString(proc.docker, 'process.docker', TETRAGON_LIMITS.name));
-    const user = optObj(proc.user, 'process.user');
+    const userObj = optObj(proc.user, 'process.user');
+    const user = userObj ? optString(userObj.name, 'process.user.name', TETRAGON_LIMITS.name) : '';
     const uid = optUint(proc.uid, 'process.uid', 2 ** 32 - 1);
     return {
       time,
@@ -308,18 +361,20 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
       process: {
         pid: optUint(proc.pid, 'process.pid', 2 ** 32 - 1),
         exe,
-        name: baseName(exe),
-        args: splitTetragonArguments(optString(proc.arguments, 'process.arguments', TETRAGON_LIMITS.cmdline)),
+        // The name as the kernel's comm has it (basename, 15 characters), as Falco's proc.name.
+        name: processName(exe),
+        // Quoted arguments are unquoted, then split at whitespace like every source's (core/event.ts).
+        args: splitArguments(splitTetragonArguments(optString(proc.arguments, 'process.arguments', TETRAGON_LIMITS.cmdline)), TETRAGON_LIMITS.args),
         parentExe,
-        parentName: baseName(parentExe),
+        parentName: processName(parentExe),
         // Tetragon, like Falco, reports an unknown id as (uint32)-1.
-        uid: uid === 4294967295 ? -1 : uid,
-        user: user ? optString(user.name, 'process.user.name', TETRAGON_LIMITS.name) : '',
+        uid: uidFromName(uid === 4294967295 ? -1 : uid, user),
+        user,
       },
-      network: kind === 'exec' ? null : udpSend ? udpSendOf(body) : networkOf(sockOf(body, kind), kind),
+      network: kind === 'exec' ? null : key === 'process_connect' ? connectOf(body) : key === 'process_listen' ? listenOf(body) : udpSend ? udpSendOf(body) : networkOf(sockOf(body, kind), kind),
     };
   } catch (err) {
-    if (err instanceof FieldError) return { reject: err.reject, detail: err.detail };
+    if (err instanceof FieldError) return err.ignore ? { reject: err.reject, detail: err.detail, ignore: err.ignore } : { reject: err.reject, detail: err.detail };
     throw err;
   }
 }

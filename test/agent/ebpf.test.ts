@@ -58,7 +58,7 @@ test('decoder: an exec assembled from its header, file name and argv chunks (any
   t.is(d.take().length, 0, 'still waits for its cgroup');
   d.line(printf(`C 5000000 200 ${hexOf(`cri-containerd-${ID}.scope`, 128)}`));
   const [ev] = d.take();
-  t.like(ev, { time: 5, kind: 'exec', container: { id: ID }, process: { pid: 200, exe: '/bin/sh', name: 'sh', args: ['-c', 'echo "a b"; id'], parentExe: '/usr/sbin/nginx', parentName: 'nginx', uid: 0 } });
+  t.like(ev, { time: 5, kind: 'exec', container: { id: ID }, process: { pid: 200, exe: '/bin/sh', name: 'sh', args: ['-c', 'echo', '"a', 'b";', 'id'], parentExe: '/usr/sbin/nginx', parentName: 'nginx', uid: 0 } });
   t.deepEqual(ctx.rejects, []);
 });
 
@@ -218,7 +218,7 @@ test.serial('real bpftrace: exec with argv and parent in a containerd-shaped cgr
     kind: 'exec',
     container: { id, name: 'app', image: { repository: 'registry.example.com/team/app', tag: '1.2', digest: `sha256:${'f'.repeat(64)}` } },
     pod: { namespace: 'prod', name: 'app-5c6d', labels: { app: 'app' } },
-    process: { exe: '/bin/true', name: 'true', args: [tag, 'with space', 'q"uote'], parentName: 'node', parentExe: process.execPath, uid: 0 },
+    process: { exe: '/bin/true', name: 'true', args: [tag, 'with', 'space', 'q"uote'], parentName: 'node', parentExe: process.execPath, uid: 0 },
   });
   t.true(Math.abs((found.exec?.time ?? 0) - Date.now()) < 30_000, 'event time is wall-clock time');
   const self = { pid: process.pid, exe: process.execPath };

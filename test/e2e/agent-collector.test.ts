@@ -74,7 +74,7 @@ test('the recorded stream raises exactly the expected alerts', async (t) => {
   const read = [...metrics.matchAll(/^driftwatch_agent_events_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
   t.is(read, lines.length);
   t.false(/^driftwatch_agent_events_rejected_total/m.test(metrics.replace(/^#.*$/gm, '')), 'no record was rejected');
-  t.regex(metrics, new RegExp(`^driftwatch_agent_events_observed_total\\{verdict="deviation"\\} ${total}$`, 'm'));
+  t.regex(metrics, new RegExp(`^driftwatch_agent_events_observed_total\\{source="[^"]*",verdict="deviation"\\} ${total}$`, 'm'));
 
   // The baselines are visible, keyed by repository, percent-encoded in the URL.
   // Snapshots of changed baselines are flushed once a second.
