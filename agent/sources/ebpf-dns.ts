@@ -228,7 +228,7 @@ export interface DnsNames {
 }
 
 /** Create the cache; `count` receives evictions of live names. */
-export function createDnsNames(count: (outcome: DnsOutcome) => void, limits: Pick<typeof DNS_LIMITS, 'perContainer' | 'total' | 'minTtlS' | 'maxTtlS'> = DNS_LIMITS): DnsNames {
+export function createDnsNames(count: (outcome: DnsOutcome) => void, limits: { perContainer: number; total: number; minTtlS: number; maxTtlS: number } = DNS_LIMITS): DnsNames {
   // Containers in order of their last answer: when the cache is full, the one that resolved least
   // recently gives up its oldest address. Each container's Map is in order of learning (refresh = re-insert).
   const byContainer = new Map<string, Map<string, Remembered>>();
