@@ -306,6 +306,8 @@ export interface DnsTrackerDeps {
   /** Decode `\xNN…` (the decoder's decodeHex). */
   decodeHex(s: string, maxBytes: number): Buffer | null;
   count(outcome: DnsOutcome): void;
+  /** An answer was learned (`ns`: when it was received, bpftrace's clock): names connects decoded before it. */
+  learned(container: string, answer: DnsAnswer, ns: number): void;
   /** Wall clock, ms. */
   now(): number;
 }
@@ -337,7 +339,7 @@ export function createDnsTracker(deps: DnsTrackerDeps): DnsTracker {
     return p;
   }
 
-  function complete(key: string, p: PendingAnswer): void {
+  function complete(key: string, p: PendingAnswer, ns: string): void {
     if (p.length < 0 || p.received < p.length) return;
     pending.delete(key);
     if (p.container === null) return;
@@ -346,6 +348,7 @@ export function createDnsTracker(deps: DnsTrackerDeps): DnsTracker {
     if (answer.truncated) deps.count('truncated');
     names.learn(p.container, answer, deps.now());
     deps.count('learned');
+    deps.learned(p.container, answer, Number(ns));
   }
 
   const digits = (s: string | undefined) => s !== undefined && /^\d{1,20}$/.test(s);
@@ -364,7 +367,7 @@ export function createDnsTracker(deps: DnsTrackerDeps): DnsTracker {
       // Kept even when the container cannot be told, so that its chunks complete it instead of expiring.
       p.container = deps.containerOf(pid, f[4] as string, f[6] as string);
       p.length = length;
-      complete(key, p);
+      complete(key, p, f[1] as string);
       return p.container === null ? { detail: 'dns answer of a process whose container cannot be told' } : null;
     },
     chunk(f) {
@@ -376,7 +379,7 @@ export function createDnsTracker(deps: DnsTrackerDeps): DnsTracker {
       const p = pendingFor(f[1] as string, f[2] as string);
       b.copy(p.bytes, offset);
       p.received += b.length;
-      complete(key, p);
+      complete(key, p, f[1] as string);
       return null;
     },
     expire(now, all) {

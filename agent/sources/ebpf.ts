@@ -304,6 +304,17 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     decodeHex,
     count: (outcome) => counters.dns?.(outcome),
     now: deps.now,
+    learned(container, answer, ns) {
+      // bpftrace reads its per-CPU buffers in turn, so a connect on another CPU can be read before the
+      // answer that named it: name the connects after it that are still waiting to be taken.
+      const at = clock(ns);
+      for (let i = Math.max(0, ready.length - 256); i < ready.length; i++) {
+        const e = ready[i] as ActivityEvent;
+        const n = e.network;
+        if (e.kind !== 'connect' || !n || n.remoteName !== '' || e.time < at || (e.container?.id ?? 'host') !== container) continue;
+        if (answer.addresses.some((a) => a.address === n.remoteAddress)) n.remoteName = answer.name;
+      }
+    },
   });
 
   const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail);

@@ -260,6 +260,15 @@ test('decoder: a connect to an address its container resolved carries the name; 
   t.deepEqual(ctx.rejects, []);
 });
 
+test('decoder: a connect read before the answer that preceded it (another CPU\'s buffer) is named while not yet taken', (t) => {
+  const { d } = decoder();
+  const msg = response('late.example.com', [{ owner: PTR_Q, type: 'A', ttl: 60, data: '203.0.113.77' }]);
+  d.line(connectLine(3_000_000, 60, ID, [203, 0, 113, 77], 443));
+  d.line(connectLine(900_000, 60, ID, [203, 0, 113, 77], 8443)); // before the answer: not named by it
+  for (const l of answerLines(2_000_000, 60, ID, msg)) d.line(l);
+  t.deepEqual(d.take().map((e) => e.network?.remoteName), ['late.example.com', '']);
+});
+
 test('decoder: an answer in three chunks, one missing its chunk (counted incomplete), and malformed Q/R lines rejected', (t) => {
   const { d, ctx, counted, tick } = decoder();
   const answers: Rr[] = [];
