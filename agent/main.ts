@@ -261,7 +261,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       follow: !config.exitWhenDone,
       savedPosition: state.loadPosition(spec),
       rejected: rejectLogger(logger, metrics, spec),
-      counters: { lost: (n) => metrics.sourceLost.inc({ source: spec }, n), restarted: () => metrics.sourceRestarts.inc({ source: spec }) },
+      counters: { lost: (n) => metrics.sourceLost.inc({ source: spec }, n), restarted: () => metrics.sourceRestarts.inc({ source: spec }), dns: (outcome) => metrics.dnsAnswers.inc({ source: spec, outcome }) },
     }),
   );
   let sourcesRunning = sources.length;

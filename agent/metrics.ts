@@ -30,6 +30,7 @@ export function createAgentMetrics() {
     clusterBaselines: new Counter({ name: 'driftwatch_agent_cluster_baselines_applied_total', help: 'Cluster baselines from the collector that changed a local baseline (entries, removals, state)', registers: r }),
     reconnects: new Counter({ name: 'driftwatch_agent_uplink_reconnects_total', help: 'Stream (re)connect attempts', registers: r }),
     sourceLost: new Counter({ name: 'driftwatch_agent_source_lost_events_total', help: 'Events the producer dropped before the agent read them (kernel perf buffer overruns for ebpf)', labelNames: ['source'], registers: r }),
+    dnsAnswers: new Counter({ name: 'driftwatch_agent_dns_total', help: 'DNS answers traced by the ebpf source by outcome (learned, malformed, incomplete, truncated) and names evicted from its bounded cache (evicted_container_full, evicted_cache_full)', labelNames: ['source', 'outcome'], registers: r }),
     sourceRestarts: new Counter({ name: 'driftwatch_agent_source_restarts_total', help: 'Times a source reconnected its stream (falco-grpc, tetragon-grpc) or restarted its child process (ebpf)', labelNames: ['source'], registers: r }),
     batchSeconds: new Histogram({ name: 'driftwatch_agent_batch_duration_seconds', help: 'Time to process and commit one source batch', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: r }),
     watermark: new Gauge({ name: 'driftwatch_agent_event_time_watermark_seconds', help: 'Event time of the newest event processed', registers: r }),

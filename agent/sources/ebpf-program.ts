@@ -11,6 +11,8 @@
  *   F <ns> <pid> <filename>                                               the exec'd path (≤ 200 bytes)
  *   A <ns> <pid> <offset> <argv bytes>                    argv chunk (NUL-separated, ≤ 20 × 200 bytes)
  *   N <ns> <pid> <uid> <cgid> <kind> <proto> <laddr> <lport> <raddr> <rport> <comm> <cgroup leaf>
+ *   Q <ns> <pid> <uid> <cgid> <length> <cgroup leaf>                     a DNS answer received (≤ 600 bytes kept)
+ *   R <ns> <pid> <offset> <bytes>                                   its bytes (≤ 3 chunks × 200 bytes)
  *
  * `ns` is CLOCK_MONOTONIC (bpf_ktime_get_ns); an exec's lines share (ns, pid). An address is 4 or 16
  * raw bytes, or (read from a socket's u32 field) a decimal u32 in the host's byte order; ports are in
@@ -26,6 +28,14 @@
  * - UDP: connect() on a UDP socket (its peer read from the socket after the call) and sendto/sendmsg
  *   with an address (read from the caller's memory at entry). Deduplicated per cgroup and peer in
  *   bounded maps (BPFTRACE_MAP_KEYS_MAX) cleared every minute; the agent deduplicates again.
+ * - DNS answers (ebpf-dns.ts parses them, so that a connect can carry the name its address came from):
+ *   the receive syscalls of stub resolvers on UDP sockets: recvfrom (glibc, musl), read (Go's resolver
+ *   on a connected socket), recvmsg with one iovec (libuv, systemd-resolved). Entry keeps the user
+ *   buffer only when the fd is a UDP socket (an inode mode and a protocol read: no map write for files,
+ *   pipes or TCP); exit reads the first 8 bytes and prints only what has a DNS response header (QR set,
+ *   opcode QUERY, rcode NOERROR, one question, at least one answer). At most 600 bytes are printed:
+ *   bpftrace 0.17 caps a buf() at 200 bytes (BPFTRACE_STRLEN's maximum: strings live on the 512-byte
+ *   stack), so three chunks. TCP DNS, recvmmsg, readv and io_uring are not traced.
  */
 
 /** The program text; `$1` is the memory controller's index in the kernel's cgroup subsystems. */
@@ -161,10 +171,72 @@ tracepoint:syscalls:sys_exit_sendmsg
   }
 }
 
+tracepoint:syscalls:sys_enter_read
+{
+  $fdt = curtask->files->fdt;
+  $fd = (uint64)args->fd;
+  if ($fd < (uint64)$fdt->max_fds) {
+    $file = *($fdt->fd + $fd);
+    if (($file->f_inode->i_mode & 0xf000) == 0xc000 && ((struct socket *)$file->private_data)->sk->sk_protocol == 17) {
+      @dnsbuf[tid] = (uint64)args->buf;
+    }
+  }
+}
+
+tracepoint:syscalls:sys_enter_recvfrom
+{
+  $fdt = curtask->files->fdt;
+  $fd = (uint64)args->fd;
+  if ($fd < (uint64)$fdt->max_fds && ((struct socket *)(*($fdt->fd + $fd))->private_data)->sk->sk_protocol == 17) {
+    @dnsbuf[tid] = (uint64)args->ubuf;
+  }
+}
+
+tracepoint:syscalls:sys_enter_recvmsg
+{
+  $fdt = curtask->files->fdt;
+  $fd = (uint64)args->fd;
+  if ($fd < (uint64)$fdt->max_fds && args->msg->msg_iovlen == 1 && ((struct socket *)(*($fdt->fd + $fd))->private_data)->sk->sk_protocol == 17) {
+    @dnsbuf[tid] = (uint64)args->msg->msg_iov->iov_base;
+  }
+}
+
+tracepoint:syscalls:sys_exit_read,
+tracepoint:syscalls:sys_exit_recvfrom,
+tracepoint:syscalls:sys_exit_recvmsg
+/@dnsbuf[tid] != 0/
+{
+  $p = @dnsbuf[tid];
+  delete(@dnsbuf[tid]);
+  if (args->ret >= 12) {
+    $w = *(uint64 *)uptr($p);
+    if ((($w >> 16) & 0xf8) == 0x80 && (($w >> 24) & 0x0f) == 0 && (($w >> 32) & 0xffff) == 0x0100 && (($w >> 48) & 0xffff) != 0) {
+      $n = (uint64)args->ret;
+      if ($n > 600) { $n = 600; }
+      $ns = nsecs;
+      $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+      if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+      printf("Q %llu %d %u %llu %llu %rx\n", $ns, pid, uid, cgroup, $n, buf($kn->name, 128));
+      $o = (uint64)0;
+      unroll(3) {
+        if ($o < $n) {
+          $c = $n - $o;
+          if ($c > 200) { $c = 200; }
+          printf("R %llu %d %llu %rx\n", $ns, pid, $o, buf(uptr($p + $o), $c));
+        }
+        $o += 200;
+      }
+    }
+  }
+}
+
 interval:s:60
 {
   clear(@udp4);
   clear(@udp6);
+  // A syscall whose exit never came (its thread killed) would hold its entry; stub resolvers poll
+  // before they receive, so a receive in flight across this tick is rare, and only its answer is lost.
+  clear(@dnsbuf);
 }
 
 END
@@ -173,5 +245,6 @@ END
   clear(@udp6);
   clear(@cfd);
   clear(@dst);
+  clear(@dnsbuf);
 }
 `;

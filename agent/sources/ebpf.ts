@@ -2,7 +2,8 @@
  * `ebpf[:BPFTRACE]` — the built-in eBPF source for nodes without Falco or Tetragon. The agent runs
  * bpftrace (the Debian package; or the binary named after the colon) with its own tracepoint program
  * (ebpf-program.ts) and reads its JSON lines: exec with the full argv and parent, TCP connect, accept
- * and listen, UDP sends to new peers. bpftrace is spawned with an argument vector, never a shell,
+ * and listen, UDP sends to new peers, DNS answers (ebpf-dns.ts: a connect to an address the container
+ * resolved carries the name as network.remoteName). bpftrace is spawned with an argument vector, never a shell,
  * and restarted with capped backoff if it dies.
  *
  * The kernel's prerequisites are checked before anything starts (tracefs, BTF, CAP_BPF+CAP_PERFMON or
@@ -25,6 +26,7 @@ import { isRejected, type Rejected } from './falco-event.js';
 import { backoffDelay } from './grpc-stream.js';
 import { createLineSplitter } from './lines.js';
 import { EBPF_PROGRAM } from './ebpf-program.js';
+import { createDnsTracker } from './ebpf-dns.js';
 import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
 
 /** Bounds on what is taken from bpftrace's output. */
@@ -293,6 +295,28 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   const exes = new Map<number, string>();
   const udpSeen = new Map<string, number>();
   let ready: ActivityEvent[] = [];
+  // DNS answers (Q/R records) name the addresses a container resolved; its connects then carry the name.
+  const dns = createDnsTracker({
+    containerOf(pid, cgroupId, leafHex) {
+      const leaves = leavesOf([leafHex]);
+      const container = leaves ? containerOf(resolver.owner(pid, cgroupId, leaves)) : undefined;
+      return container === undefined ? null : container?.id ?? 'host';
+    },
+    decodeHex,
+    count: (outcome) => counters.dns?.(outcome),
+    now: deps.now,
+    learned(container, answer, ns) {
+      // bpftrace reads its per-CPU buffers in turn, so a connect on another CPU can be read before the
+      // answer that named it: name the connects after it that are still waiting to be taken.
+      const at = clock(ns);
+      for (let i = Math.max(0, ready.length - 256); i < ready.length; i++) {
+        const e = ready[i] as ActivityEvent;
+        const n = e.network;
+        if (e.kind !== 'connect' || !n || n.remoteName !== '' || e.time < at || (e.container?.id ?? 'host') !== container) continue;
+        if (answer.addresses.some((a) => a.address === n.remoteAddress)) n.remoteName = answer.name;
+      }
+    },
+  });
 
   const reject = (r: Rejected) => ctx.rejected(r.reject, r.detail, r.ignore);
   const bad = (detail: string): Rejected => ({ reject: 'wrong_type', detail });
@@ -429,6 +453,10 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
       return null;
     }
     if (tag === 'N') return network(f, ns, pid);
+    if (tag === 'Q' || tag === 'R') {
+      const r = tag === 'Q' ? dns.header(f) : dns.chunk(f);
+      return r && bad(r.detail);
+    }
     return { reject: 'unsupported', detail: `record ${String(tag).slice(0, 8)}` };
   }
 
@@ -477,7 +505,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
         localPort: kind === 'connect' && lport === 0 ? -1 : lport,
         remoteAddress: remote,
         remotePort: kind === 'listen' ? -1 : rport,
-        remoteName: '',
+        remoteName: kind === 'connect' ? dns.nameOf(container?.id ?? 'host', remote) : '',
       },
     });
     return null;
@@ -521,6 +549,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     },
     expire(now, all) {
       for (const p of [...pending.values()]) if (all || now - p.firstSeen >= EBPF_LIMITS.assembleMs) emitExec(p);
+      dns.expire(now, all);
     },
     take() {
       const out = ready;
@@ -671,7 +700,7 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
 /** `ebpf[:/path/to/bpftrace]`. */
 export const ebpfSource: SourceFactory = {
   scheme: 'ebpf',
-  usage: 'ebpf[:/path/to/bpftrace]  run bpftrace with Driftwatch\'s own program: exec, TCP connect/accept/listen, UDP to new peers (needs root or CAP_BPF+CAP_PERFMON, tracefs, BTF)',
+  usage: 'ebpf[:/path/to/bpftrace]  run bpftrace with Driftwatch\'s own program: exec, TCP connect/accept/listen, UDP to new peers, DNS answers naming them (needs root or CAP_BPF+CAP_PERFMON, tracefs, BTF)',
   create(argument, ctx) {
     return createEbpfSource(argument, ctx);
   },
