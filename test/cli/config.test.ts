@@ -49,9 +49,9 @@ test('a cluster sync timeout of 0 (flag, variable or file) is accepted and means
   t.is(loadAgentConfig({ clusterSyncTimeout: '0' }, {}, file).clusterSyncTimeout, 0);
   t.is(loadAgentConfig({}, { DRIFTWATCH_CLUSTER_SYNC_TIMEOUT: '0' }, file).clusterSyncTimeout, 0);
   const own = join(dir, 'agent.yaml');
-  writeFileSync(own, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\nclusterSyncTimeout: 0s\n');
+  writeFileSync(own, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\ninsecure: true\nclusterSyncTimeout: 0s\n');
   t.is(loadAgentConfig({}, {}, own).clusterSyncTimeout, 0);
-  writeFileSync(own, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\nclusterSyncTimeout: 0\n');
+  writeFileSync(own, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\ninsecure: true\nclusterSyncTimeout: 0\n');
   t.is(loadAgentConfig({}, {}, own).clusterSyncTimeout, 0);
   // A number without a unit other than 0 stays ambiguous and is refused, naming the key.
   t.throws(() => loadAgentConfig({ clusterSyncTimeout: '10' }, {}, file), { message: /clusterSyncTimeout/ });

@@ -166,9 +166,10 @@ test('failures from one address slow its failing attempts, never a good token fr
 
 test('requests per token are rate limited', async (t) => {
   const c = await withCollector(t, { apiRateLimit: 1 });
-  const statuses = [];
-  for (let i = 0; i < 4; i++) statuses.push((await call(c, 'GET', '/api/v1/alerts', TOKENS.viewer)).status);
-  t.deepEqual(statuses.slice(0, 2), [200, 200], 'a burst of twice the rate');
+  // Ten at once: however slow this machine, they arrive well within the nine seconds of refill
+  // that would let them all through.
+  const statuses = await Promise.all(Array.from({ length: 10 }, async () => (await call(c, 'GET', '/api/v1/alerts', TOKENS.viewer)).status));
+  t.true(statuses.filter((s) => s === 200).length >= 2, 'a burst of twice the rate');
   t.true(statuses.includes(429));
   t.is((await call(c, 'GET', '/api/v1/alerts', TOKENS.reviewer)).status, 200, 'another token has its own bucket');
 });
