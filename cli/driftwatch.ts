@@ -194,7 +194,7 @@ const COMMAND_HELP: Record<string, string> = {
   --max-streams-per-node N default 4 (maxStreamsPerNode)
   --api-tokens-file FILE   YAML API tokens with roles; re-read on change (apiTokensFile)
   --metrics-auth           /metrics needs a viewer token (metricsAuth)
-  --metrics-interval D     one rendering of /metrics serves scrapes for this long; default 1s (metricsInterval)
+  --metrics-interval D     /metrics is rendered at most 5 times per interval; default 1s (metricsInterval)
   --api-rate-limit N       requests per second per API token; default 50 (apiRateLimit)
   --max-body-bytes N       largest HTTP request body; default 1048576 (maxBodyBytes)
   --silent-after D         a node whose agent sent nothing this long is marked silent and alerted on; default 5m (silentAfter)

@@ -348,7 +348,7 @@ export interface ApiDeps {
   alerting: Alerting;
   registry: Registry;
   readiness: ReadinessCheck;
-  /** How long one rendering of /metrics serves later scrapes (runtime/health.ts). */
+  /** The interval in which /metrics is rendered at most FRESH_RENDERS times (runtime/health.ts). */
   metricsIntervalMs?: number | undefined;
   now?: (() => number) | undefined;
   /** Who is asking (from authentication); default anonymous. */

@@ -102,7 +102,7 @@ export const CollectorConfigSchema = z.strictObject({
   apiTokensFile: z.string().min(1).optional(),
   /** Require a viewer token for /metrics. */
   metricsAuth: boolFlag.default(false),
-  /** How long one rendering of /metrics serves later scrapes (concurrent scrapes share one rendering). */
+  /** The interval in which /metrics is rendered at most 5 times (concurrent scrapes share one rendering). */
   metricsInterval: durationMs.refine((ms) => ms <= 60_000, 'must be at most 1m').default(1_000),
   /** Requests per second per API token (bursts of twice that). */
   apiRateLimit: z.coerce.number().int().min(1).max(100_000).default(50),

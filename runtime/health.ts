@@ -2,10 +2,12 @@
  * The endpoints every long-running process serves: /metrics (Prometheus text), /livez (and its
  * alias /healthz) and /readyz. Shared by the agent's small server and the collector's API server.
  *
- * /metrics is rendered at most once per interval (1 s unless told), whatever the number of
- * scrapes: concurrent scrapes share the one rendering in flight, later ones within the interval
- * get its text. Rendering walks every metric (and their collect callbacks), so a storm of scrapes
- * rendering each on its own would hold the event loop, and /livez behind it, for seconds.
+ * /metrics is rendered at most FRESH_RENDERS times per interval (1 s unless told), whatever the
+ * number of scrapes: concurrent scrapes share the one rendering in flight, and past that many
+ * renderings in one interval, scrapes get the last one's text. Rendering walks every metric (and
+ * their collect callbacks), so a storm of scrapes rendering each on its own would hold the event
+ * loop, and /livez behind it, for seconds; a scraper or two (Prometheus, a person, a test reading
+ * twice in a row) always gets fresh numbers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
@@ -13,8 +15,11 @@ import { Counter, type Registry } from 'prom-client';
 /** Readiness: null when ready, otherwise the reason it is not. */
 export type ReadinessCheck = () => string | null;
 
-/** How long one rendering of /metrics serves later scrapes, unless told otherwise. */
+/** The interval FRESH_RENDERS counts in, unless told otherwise. */
 export const METRICS_INTERVAL_MS = 1_000;
+
+/** Renderings per interval before scrapes get the last one's text. */
+export const FRESH_RENDERS = 5;
 
 /** How a scrape was served: `rendered`, `shared` (a rendering in flight), `cached` (a recent one). */
 type Served = 'rendered' | 'shared' | 'cached';
@@ -33,7 +38,8 @@ function cacheOf(registry: Registry, now: () => number): MetricsCache {
     (registry.getSingleMetric('driftwatch_metrics_scrapes_total') as Counter | undefined) ??
     new Counter({ name: 'driftwatch_metrics_scrapes_total', help: 'Scrapes of /metrics, by how they were served (rendered, shared: a rendering in flight, cached: a recent rendering)', labelNames: ['served'], registers: [registry] });
   let inFlight: Promise<string> | null = null;
-  let last: { text: string; at: number } | null = null;
+  let last: string | null = null;
+  let window = { start: -Infinity, renders: 0 };
   const served = (how: Served) => scrapes.inc({ served: how });
   const cache: MetricsCache = {
     text(intervalMs) {
@@ -41,15 +47,17 @@ function cacheOf(registry: Registry, now: () => number): MetricsCache {
         served('shared');
         return inFlight;
       }
-      if (last !== null && now() - last.at < intervalMs) {
+      const t = now();
+      if (t - window.start >= intervalMs) window = { start: t, renders: 0 };
+      if (last !== null && window.renders >= FRESH_RENDERS) {
         served('cached');
-        return Promise.resolve(last.text);
+        return Promise.resolve(last);
       }
+      window.renders += 1;
       served('rendered');
-      const started = now();
       inFlight = registry.metrics().then(
         (text) => {
-          last = { text, at: started };
+          last = text;
           inFlight = null;
           return text;
         },
@@ -67,7 +75,7 @@ function cacheOf(registry: Registry, now: () => number): MetricsCache {
 
 /** Options of serveHealth. */
 export interface HealthOptions {
-  /** How long one rendering of /metrics serves later scrapes (default METRICS_INTERVAL_MS). */
+  /** The interval in which /metrics is rendered at most FRESH_RENDERS times (default METRICS_INTERVAL_MS). */
   metricsIntervalMs?: number | undefined;
   now?: (() => number) | undefined;
 }

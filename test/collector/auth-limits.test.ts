@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 import { createAuthFailureLimiter } from '../../collector/rate-limit.js';
+import { FRESH_RENDERS } from '../../runtime/health.js';
 
 const VIEWER = 'viewer-token-0123456789abcdef';
 const REVIEWER = 'reviewer-token-0123456789abcdef';
@@ -154,8 +155,8 @@ test('reloading the console 100 times needs no token, counts no failure, and nev
   for (const reason of ['invalid_token', 'credential_locked', 'address_throttled', 'overall_throttled']) t.is(await denied(c, reason), 0, reason);
 });
 
-test('2,000 concurrent scrapes of /metrics share one rendering while /livez answers', async (t) => {
-  // A long interval: one rendering must serve the whole storm, however slow this machine is.
+test('2,000 concurrent scrapes of /metrics share a handful of renderings while /livez answers', async (t) => {
+  // A long interval: a handful of renderings must serve the whole storm, however slow this machine is.
   const c = await withCollector(t, { metricsInterval: '1m' });
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const get = (path: string) =>
@@ -176,9 +177,10 @@ test('2,000 concurrent scrapes of /metrics share one rendering while /livez answ
   t.true(answered.length >= 1000, `${answered.length} scrapes answered`);
   t.true(answered.every((s) => s === 200));
   const scrapesText = await c.metrics.registry.getSingleMetricAsString('driftwatch_metrics_scrapes_total');
-  t.regex(scrapesText, /served="rendered"\} 1$/m, 'rendered once for the whole storm');
+  const rendered = Number(/served="rendered"\} (\d+)$/m.exec(scrapesText)?.[1]);
+  t.true(rendered >= 1 && rendered <= FRESH_RENDERS, `rendered ${rendered} times for the whole storm`);
   const others = [...scrapesText.matchAll(/served="(?:shared|cached)"\} (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
-  t.is(others + 1, answered.length, 'every other scrape shared that rendering or its text');
+  t.is(others + rendered, answered.length, 'every other scrape shared a rendering or got its text');
 });
 
 test('a JSON body over the bound gets 413 with a reason, announced or chunked, and the next request works', async (t) => {
