@@ -76,6 +76,8 @@ const COLLECTOR_OPTIONS: Options = {
   'max-streams-per-node': { type: 'string' },
   'api-tokens-file': { type: 'string' },
   'metrics-auth': { type: 'boolean' },
+  'metrics-interval': { type: 'string' },
+  'stream-max-clients-per-token': { type: 'string' },
   'api-rate-limit': { type: 'string' },
   'max-body-bytes': { type: 'string' },
   'silent-after': { type: 'string' },
@@ -172,6 +174,7 @@ const COMMAND_HELP: Record<string, string> = {
   --ingest-thread WHERE    where ingest commits run: worker (default; a thread of its own) | main (ingestThread)
   --max-message-bytes N    largest gRPC message; default 16777216 (maxMessageBytes)
   --stream-max-clients N   websocket live-feed clients at once; default 64 (streamMaxClients)
+  --stream-max-clients-per-token N  live-feed clients at once per API token; default 16 (streamMaxClientsPerToken)
   --stream-queue N         messages held for a live-feed client that is behind; default 1000 (streamQueue)
   --stream-queue-bytes N   bytes held for such a client; default 4194304 (streamQueueBytes)
   --stream-slow-timeout DUR  a client behind this long is closed; default 30s (streamSlowTimeout)
@@ -191,6 +194,7 @@ const COMMAND_HELP: Record<string, string> = {
   --max-streams-per-node N default 4 (maxStreamsPerNode)
   --api-tokens-file FILE   YAML API tokens with roles; re-read on change (apiTokensFile)
   --metrics-auth           /metrics needs a viewer token (metricsAuth)
+  --metrics-interval D     /metrics is rendered at most 5 times per interval; default 1s (metricsInterval)
   --api-rate-limit N       requests per second per API token; default 50 (apiRateLimit)
   --max-body-bytes N       largest HTTP request body; default 1048576 (maxBodyBytes)
   --silent-after D         a node whose agent sent nothing this long is marked silent and alerted on; default 5m (silentAfter)

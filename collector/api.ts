@@ -26,7 +26,7 @@ import {
 } from '../core/baseline-doc.js';
 import type { Alerting } from './alerting/index.js';
 import type { AuditLog } from './audit.js';
-import { BodyError, parseJsonBody, readBodyText } from './request-body.js';
+import { BodyError, bodyRefusalHeaders, parseJsonBody, readBodyText } from './request-body.js';
 import type { NodeStatus, NodeTracker } from './nodes.js';
 import {
   ALERT_STATES,
@@ -217,9 +217,9 @@ export function nodeJson(n: NodeStatus) {
   };
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...extraHeaders });
   res.end(text);
 }
 
@@ -348,6 +348,8 @@ export interface ApiDeps {
   alerting: Alerting;
   registry: Registry;
   readiness: ReadinessCheck;
+  /** The interval in which /metrics is rendered at most FRESH_RENDERS times (runtime/health.ts). */
+  metricsIntervalMs?: number | undefined;
   now?: (() => number) | undefined;
   /** Who is asking (from authentication); default anonymous. */
   principalOf?: ((req: IncomingMessage) => { name: string; role: string } | null) | undefined;
@@ -678,7 +680,7 @@ export function createApiHandler(deps: ApiDeps) {
 
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
-      if (await serveHealth(req, res, deps.registry, deps.readiness)) return;
+      if (await serveHealth(req, res, deps.registry, deps.readiness, { metricsIntervalMs: deps.metricsIntervalMs })) return;
       const rawUrl = req.url ?? '/';
       if (rawUrl.length > 8192) throw new ApiError(414, 'uri_too_long', 'request URI longer than 8192 characters');
       const q = rawUrl.indexOf('?');
@@ -692,7 +694,7 @@ export function createApiHandler(deps: ApiDeps) {
     } catch (err) {
       if (err instanceof ApiError || err instanceof BodyError) {
         rejectedRequests.inc({ status: String(err.status), code: err.code });
-        return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
+        return sendJson(res, err.status, { error: { code: err.code, message: err.message } }, bodyRefusalHeaders(err.status));
       }
       if (err instanceof CursorError) {
         rejectedRequests.inc({ status: '400', code: err.code });

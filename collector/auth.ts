@@ -2,7 +2,8 @@
  * Authentication and authorization of the collector's HTTP API (and its websocket upgrades):
  * bearer tokens from a YAML file, each with a name and a role; a route table that gives every
  * method + path the least role it needs; 401 without or with a wrong token, 403 for a role too
- * weak, 429 for too many failed attempts from one address or too many requests on one token.
+ * weak, 429 for a failing attempt past the failure bounds (by credential, by address, overall; a
+ * valid token is never refused for others' failures) or too many requests on one token.
  *
  * Routes get their role from ROUTE_ROLES by path, so a route added later is covered the moment it
  * exists: a read under /api/v1/ needs `viewer`, and any write nobody declared needs `admin`.
@@ -18,7 +19,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Logger } from '../runtime/logger.js';
-import { createFailureLimiter, createRateLimiter } from './rate-limit.js';
+import { createAuthFailureLimiter, createRateLimiter, credentialDigest, type AuthFailureLimits } from './rate-limit.js';
 
 /** Roles, weakest first; each can do everything the ones before it can. */
 export const ROLES = ['viewer', 'responder', 'reviewer', 'admin'] as const;
@@ -63,6 +64,7 @@ export const ROUTE_ROLES: readonly RouteRule[] = [
   // The console's static files hold no data (every datum comes from the API with a token).
   { methods: READ, path: '/', role: 'open' },
   { methods: READ, path: '/console/**', role: 'open' },
+  { methods: READ, path: '/favicon.ico', role: 'open' }, // asked for by browsers on their own
   { methods: READ, path: '/api/v1/whoami', role: 'viewer' },
   { methods: READ, path: '/api/v1/audit/**', role: 'reviewer' },
   // Accepting the risk of an alert creates an exception: a reviewer's decision, not a responder's.
@@ -159,8 +161,8 @@ export interface ApiAuthOptions {
   metricsAuth: boolean;
   /** How often the tokens file is checked for changes. */
   reloadIntervalMs: number;
-  /** Failed authentications per address per minute before 429. */
-  maxFailuresPerMinute: number;
+  /** Bounds on failed authentications (default AUTH_FAILURE_LIMITS). */
+  failureLimits?: AuthFailureLimits | undefined;
   /** Requests per second per token (burst: twice that). */
   requestsPerSecond: number;
   /** Largest request body (by Content-Length) before 413. */
@@ -197,6 +199,8 @@ export function sendRefusal(res: ServerResponse, d: Extract<AuthDecision, { allo
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
   if (d.status === 401) headers['www-authenticate'] = d.code === 'invalid_token' ? 'Bearer realm="driftwatch", error="invalid_token"' : 'Bearer realm="driftwatch"';
   if (d.retryAfterS !== undefined) headers['retry-after'] = String(d.retryAfterS);
+  // The body is not read: do not keep the connection for a next request behind it.
+  if (d.status === 413) headers.connection = 'close';
   res.writeHead(d.status, headers).end(JSON.stringify({ error: { code: d.code, message: d.message } }));
 }
 
@@ -211,7 +215,7 @@ export function createApiAuth(
   const denied = new Counter({ name: 'driftwatch_collector_api_requests_denied_total', help: 'API requests refused by authentication or authorization, by reason', labelNames: ['reason'], registers: r });
   const reloads = new Counter({ name: 'driftwatch_collector_api_tokens_reloads_total', help: 'Reloads of the API tokens file, by result', labelNames: ['result'], registers: r });
   const tokenCount = new Gauge({ name: 'driftwatch_collector_api_tokens', help: 'API tokens in force', registers: r });
-  const failures = createFailureLimiter({ maxFailures: options.maxFailuresPerMinute, windowMs: 60_000, now });
+  const failures = createAuthFailureLimiter(options.failureLimits, { now });
   const rates = createRateLimiter({ ratePerSecond: options.requestsPerSecond, burst: options.requestsPerSecond * 2, now });
   const principals = new WeakMap<IncomingMessage, Principal>();
 
@@ -279,26 +283,35 @@ export function createApiAuth(
     if (need === null) return { allow: false, status: 400, code: 'invalid_path', message: 'malformed percent-encoding in the path' };
     if (need === 'open' && path === '/metrics' && options.metricsAuth) need = 'viewer';
     const length = Number(req.headers['content-length'] ?? 0);
-    if (length > options.maxBodyBytes) return { allow: false, status: 413, code: 'body_too_large', message: `request body larger than ${options.maxBodyBytes} bytes` };
+    if (length > options.maxBodyBytes) {
+      denied.inc({ reason: 'body_too_large' });
+      return { allow: false, status: 413, code: 'body_too_large', message: `request body larger than ${options.maxBodyBytes} bytes` };
+    }
     if (need === 'open') return { allow: true, principal: null };
     if (options.tokensFile === null) return { allow: true, principal: ANONYMOUS };
 
-    const address = clientAddress(req);
-    const wait = failures.retryAfterMs(address);
-    if (wait > 0) {
-      denied.inc({ reason: 'rate_limited' });
-      return { allow: false, status: 429, code: 'too_many_failures', message: 'too many failed authentications from this address', retryAfterS: Math.ceil(wait / 1000) };
-    }
     const header = req.headers.authorization ?? bearerFromWebSocketProtocol(req);
     if (header === undefined || header === '') {
-      failures.fail(address);
+      // Not a guess, so not a failure: the console's first load, a probe, a misconfigured client.
       denied.inc({ reason: 'unauthenticated' });
       return { allow: false, status: 401, code: 'unauthenticated', message: 'send a token: Authorization: Bearer TOKEN' };
     }
     const m = /^Bearer ([^\s]+)$/i.exec(header);
     const entry = m && TOKEN_RE.test(m[1] as string) ? lookup(m[1] as string) : null;
     if (!entry) {
-      failures.fail(address);
+      // A valid token was decided above without looking at any failure bound, so failures of
+      // others (same address, or everywhere) never refuse it; only failing attempts are limited.
+      const address = clientAddress(req);
+      const credential = credentialDigest(header);
+      const locked = failures.lockedFor(credential);
+      const gate = locked > 0 ? { gate: 'credential_locked' as const, retryAfterMs: locked } : failures.throttled(address);
+      failures.fail(address, credential);
+      if (gate !== null) {
+        // Counted, not logged: past a bound, a log line per attempt is what an attacker wants.
+        denied.inc({ reason: gate.gate });
+        const what = gate.gate === 'credential_locked' ? 'with this token' : gate.gate === 'address_throttled' ? 'from this address' : 'from all clients';
+        return { allow: false, status: 429, code: 'too_many_failures', message: `too many failed authentications ${what}; retry later`, retryAfterS: Math.ceil(gate.retryAfterMs / 1000) };
+      }
       denied.inc({ reason: 'invalid_token' });
       logger.warn({ address, method, path: path.slice(0, 256) }, 'API request with an unknown token');
       return { allow: false, status: 401, code: 'invalid_token', message: 'the token is not valid' };

@@ -12,6 +12,7 @@ export const CONSOLE_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>Driftwatch</title>
+<link rel="icon" href="favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="style.css">
 <script type="module" src="main.js"></script>
 </head>
@@ -105,4 +106,12 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 @media (max-width: 1000px) { .cols { grid-template-columns: 1fr; } }
 .signin { max-width: 420px; margin: 48px auto; }
 .signin input { width: 100%; }
+`;
+
+/**
+ * The console's icon, served at /console/favicon.svg (which the page names) and at /favicon.ico
+ * (which browsers and tools ask for on their own): both open, so a browser loading the console
+ * before sign-in makes no request that needs a token.
+ */
+export const CONSOLE_ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#16232f"/><path d="M2 10c2-4 4-4 6 0s4 4 6 0" fill="none" stroke="#ff9d00" stroke-width="2"/></svg>
 `;

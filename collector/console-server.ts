@@ -14,10 +14,12 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../runtime/logger.js';
-import { CONSOLE_HTML, CONSOLE_CSS } from './console-assets.js';
+import { CONSOLE_HTML, CONSOLE_CSS, CONSOLE_ICON } from './console-assets.js';
 
 /** Where the console lives. */
 export const CONSOLE_PATH = '/console/';
+/** The icon browsers ask for at the root on their own (open: see CONSOLE_ICON). */
+export const FAVICON_PATH = '/favicon.ico';
 
 /** The policy every console response carries. `'self'` also covers the same-origin websocket. */
 export const CONSOLE_CSP = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'";
@@ -31,7 +33,7 @@ interface Asset {
 
 /** The console's files. */
 export interface ConsoleServer {
-  /** Answer `req` if it is the console's (`/`, `/console`, `/console/...`); false otherwise. */
+  /** Answer `req` if it is the console's (`/`, `/console`, `/console/...`, `/favicon.ico`); false otherwise. */
   serve(req: IncomingMessage, res: ServerResponse): boolean;
   /** URL paths served, for tests and logs. */
   readonly paths: readonly string[];
@@ -64,6 +66,8 @@ export function createConsoleServer(deps: { logger: Logger; modulesDir?: string 
   const files = new Map<string, Asset>();
   files.set(CONSOLE_PATH, asset(CONSOLE_HTML, 'text/html; charset=utf-8'));
   files.set(`${CONSOLE_PATH}style.css`, asset(CONSOLE_CSS, 'text/css; charset=utf-8'));
+  files.set(`${CONSOLE_PATH}favicon.svg`, asset(CONSOLE_ICON, 'image/svg+xml'));
+  files.set(FAVICON_PATH, asset(CONSOLE_ICON, 'image/svg+xml'));
   let names: string[] = [];
   try {
     names = readdirSync(dir).filter((n) => MODULE_NAME.test(n)).sort();
@@ -88,7 +92,7 @@ export function createConsoleServer(deps: { logger: Logger; modulesDir?: string 
       const rawUrl = req.url ?? '/';
       const q = rawUrl.indexOf('?');
       const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-      if (path !== '/' && path !== '/console' && !path.startsWith(CONSOLE_PATH)) return false;
+      if (path !== '/' && path !== '/console' && path !== FAVICON_PATH && !path.startsWith(CONSOLE_PATH)) return false;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         send(req, res, 405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }, 'method not allowed\n');
         return true;

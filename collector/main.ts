@@ -26,7 +26,7 @@ import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './node-identity.js';
 import { createNodeTracker, type NodeTracker } from './nodes.js';
-import { createFailureLimiter } from './rate-limit.js';
+import { createAuthFailureLimiter } from './rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest-writer.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Alert, Store } from './store/store.js';
@@ -59,6 +59,8 @@ export const CollectorConfigSchema = z.strictObject({
   maxMessageBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20),
   /** Websocket live-feed (/api/v1/stream) clients at once; more are refused with 503. */
   streamMaxClients: z.coerce.number().int().min(1).max(10_000).default(64),
+  /** Live-feed clients at once per API token (per principal), so one token cannot hold every slot; more are refused with 429. */
+  streamMaxClientsPerToken: z.coerce.number().int().min(1).max(10_000).default(16),
   /** Messages held for a live-feed client that is behind; beyond it the oldest are dropped. */
   streamQueue: z.coerce.number().int().min(1).max(10_000).default(1_000),
   /** Bytes held for a live-feed client that is behind; beyond it the oldest are dropped. */
@@ -100,6 +102,8 @@ export const CollectorConfigSchema = z.strictObject({
   apiTokensFile: z.string().min(1).optional(),
   /** Require a viewer token for /metrics. */
   metricsAuth: boolFlag.default(false),
+  /** The interval in which /metrics is rendered at most 5 times (concurrent scrapes share one rendering). */
+  metricsInterval: durationMs.refine((ms) => ms <= 60_000, 'must be at most 1m').default(1_000),
   /** Requests per second per API token (bursts of twice that). */
   apiRateLimit: z.coerce.number().int().min(1).max(100_000).default(50),
   /** Largest HTTP request body. */
@@ -234,7 +238,7 @@ export async function startCollector(
       : undefined;
   const identity = createNodeIdentityInterceptor(
     { mode: agentAuth, maxStreamsPerNode: config.maxStreamsPerNode },
-    { logger: logger.child({ component: 'agent-auth' }), registry: metrics.registry, failures: createFailureLimiter({ maxFailures: 20, windowMs: 60_000 }), reviewer },
+    { logger: logger.child({ component: 'agent-auth' }), registry: metrics.registry, failures: createAuthFailureLimiter(), reviewer },
   );
   const server = new grpc.Server({
     interceptors: [identity],
@@ -255,7 +259,6 @@ export async function startCollector(
       tokensFile: config.apiTokensFile ?? null,
       metricsAuth: config.metricsAuth,
       reloadIntervalMs: Math.min(config.tlsReloadInterval, 5_000),
-      maxFailuresPerMinute: 20,
       requestsPerSecond: config.apiRateLimit,
       maxBodyBytes: config.maxBodyBytes,
     },
@@ -272,6 +275,7 @@ export async function startCollector(
     alerting,
     registry: metrics.registry,
     readiness: () => (ready ? null : 'shutting down'),
+    metricsIntervalMs: config.metricsInterval,
     now,
     maxExceptionLifetime: config.alerting.maxExceptionLifetime,
     principalOf: (req) => auth.principalOf(req),
@@ -309,6 +313,7 @@ export async function startCollector(
     },
     limits: {
       maxClients: config.streamMaxClients,
+      maxClientsPerPrincipal: config.streamMaxClientsPerToken,
       queueMessages: config.streamQueue,
       queueBytes: config.streamQueueBytes,
       slowTimeoutMs: config.streamSlowTimeout,

@@ -13,7 +13,7 @@ import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../runtime/logger.js';
-import type { FailureLimiter } from './rate-limit.js';
+import { credentialDigest, type AuthFailureGate, type AuthFailureLimiter } from './rate-limit.js';
 import type { TokenReviewer } from './token-review.js';
 
 /** How agents prove which node they are. `none` only with `insecure`. */
@@ -28,8 +28,13 @@ export type AgentAuthResult =
   | 'invalid_token'
   | 'unavailable'
   | 'node_mismatch'
-  | 'rate_limited'
+  | AuthFailureGate
   | 'too_many_streams';
+
+/** Outcomes that are failed attempts of the credential offered (counted by the failure limiter). */
+const FAILURES: ReadonlySet<AgentAuthResult> = new Set(['no_certificate', 'bad_certificate', 'no_token', 'invalid_token', 'node_mismatch']);
+/** Credentials that authenticated lately, remembered (by digest) so that address bounds never hold them back. */
+const MAX_KNOWN_GOOD = 10_000;
 
 const NODE_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
@@ -55,7 +60,7 @@ export interface NodeIdentityOptions {
 /** Create the interceptor. */
 export function createNodeIdentityInterceptor(
   options: NodeIdentityOptions,
-  deps: { logger: Logger; registry: Registry; failures: FailureLimiter; reviewer?: TokenReviewer | undefined },
+  deps: { logger: Logger; registry: Registry; failures: AuthFailureLimiter; reviewer?: TokenReviewer | undefined },
 ): grpc.ServerInterceptor {
   const { logger } = deps;
   if (options.mode === 'token' && !deps.reviewer) throw new Error('token authentication needs a TokenReview client');
@@ -66,10 +71,13 @@ export function createNodeIdentityInterceptor(
     registers: [deps.registry],
   });
   const openPerNode = new Map<string, number>();
+  const knownGood = new Set<string>();
 
   return (_method, call) => {
     const address = call.getConnectionInfo().remoteAddress ?? call.getPeer();
     let identity: { node: string; via: string } | null = null;
+    // The digest of what this call offered (certificate or token); its failures are counted under it.
+    let credential: string | null = null;
     let helloChecked = false;
     let counted: string | null = null;
     let finished = false;
@@ -83,8 +91,10 @@ export function createNodeIdentityInterceptor(
     };
     const refuse = (result: AgentAuthResult, code: grpc.status, details: string, extra: Record<string, unknown> = {}) => {
       results.inc({ result });
-      if (result !== 'rate_limited' && result !== 'too_many_streams' && result !== 'unavailable') deps.failures.fail(address);
-      logger.warn({ peer: address, result, code: grpc.status[code], details, ...extra }, 'refused an agent stream');
+      if (FAILURES.has(result)) deps.failures.fail(address, credential);
+      // Past a failure bound, refusals are counted only: a log line per attempt is what a flood wants.
+      if (result === 'credential_locked' || result === 'address_throttled' || result === 'overall_throttled') logger.debug({ peer: address, result }, 'refused an agent stream');
+      else logger.warn({ peer: address, result, code: grpc.status[code], details, ...extra }, 'refused an agent stream');
       finished = true;
       release();
       call.sendStatus({ code, details });
@@ -93,24 +103,52 @@ export function createNodeIdentityInterceptor(
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         if (options.mode === 'none') return next(metadata);
-        const wait = deps.failures.retryAfterMs(address);
-        if (wait > 0) return refuse('rate_limited', grpc.status.RESOURCE_EXHAUSTED, `too many failed authentications from this address; retry in ${Math.ceil(wait / 1000)} s`);
+        // Failure bounds, by credential first: a locked one costs nothing more (no TokenReview);
+        // past the address or overall bound, only a credential that was good lately is looked at.
+        const gate = (): boolean => {
+          const locked = credential === null ? 0 : deps.failures.lockedFor(credential);
+          if (locked > 0) {
+            refuse('credential_locked', grpc.status.RESOURCE_EXHAUSTED, `too many failed authentications with this credential; retry in ${Math.ceil(locked / 1000)} s`);
+            return true;
+          }
+          const throttled = credential !== null && knownGood.has(credential) ? null : deps.failures.throttled(address);
+          if (throttled === null) return false;
+          const from = throttled.gate === 'address_throttled' ? 'from this address' : 'from all agents';
+          refuse(throttled.gate, grpc.status.RESOURCE_EXHAUSTED, `too many failed authentications ${from}; retry in ${Math.ceil(throttled.retryAfterMs / 1000)} s`);
+          return true;
+        };
+        // A failed attempt: counted under its credential, and answered by the bound it is past, if any.
+        const failed = (result: AgentAuthResult, details: string) => {
+          const locked = credential !== null && deps.failures.lockedFor(credential) > 0;
+          if (!locked && (credential !== null && knownGood.has(credential) ? null : deps.failures.throttled(address)) === null) return refuse(result, grpc.status.UNAUTHENTICATED, details);
+          deps.failures.fail(address, credential);
+          gate();
+        };
         if (options.mode === 'certificate') {
-          const found = nodeFromCertificate(call.getAuthContext().sslPeerCertificate);
-          if ('error' in found) return refuse(found.error === 'no client certificate' ? 'no_certificate' : 'bad_certificate', grpc.status.UNAUTHENTICATED, found.error);
+          const cert = call.getAuthContext().sslPeerCertificate;
+          credential = cert?.fingerprint256 ? credentialDigest(cert.fingerprint256) : null;
+          if (credential !== null && deps.failures.lockedFor(credential) > 0) return gate();
+          const found = nodeFromCertificate(cert);
+          if ('error' in found) return failed(found.error === 'no client certificate' ? 'no_certificate' : 'bad_certificate', found.error);
           identity = { node: found.node, via: 'certificate' };
           return next(metadata);
         }
         const header = metadata.get('authorization')[0];
         const m = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header) : null;
-        if (!m || (m[1] as string).length > MAX_TOKEN_CHARS) return refuse('no_token', grpc.status.UNAUTHENTICATED, 'send the agent ServiceAccount token as "authorization: Bearer TOKEN" metadata');
+        if (!m || (m[1] as string).length > MAX_TOKEN_CHARS) {
+          credential = typeof header === 'string' && header !== '' ? credentialDigest(header.slice(0, MAX_TOKEN_CHARS + 16)) : null;
+          return failed('no_token', 'send the agent ServiceAccount token as "authorization: Bearer TOKEN" metadata');
+        }
+        credential = credentialDigest(m[1] as string);
+        // Gate before the TokenReview: a flood of bad tokens must not become a flood of reviews.
+        if (gate()) return;
         deps.reviewer!.review(m[1] as string).then(
           (verdict) => {
             if (finished) return;
             if (!verdict.ok) {
               return verdict.code === 'unavailable'
                 ? refuse('unavailable', grpc.status.UNAVAILABLE, 'the collector cannot verify tokens right now; retry later')
-                : refuse('invalid_token', grpc.status.UNAUTHENTICATED, verdict.reason);
+                : failed('invalid_token', verdict.reason);
             }
             identity = { node: verdict.node, via: verdict.username };
             next(metadata);
@@ -139,6 +177,11 @@ export function createNodeIdentityInterceptor(
         }
         openPerNode.set(identity.node, open + 1);
         counted = identity.node;
+        if (credential !== null) {
+          knownGood.delete(credential);
+          if (knownGood.size >= MAX_KNOWN_GOOD) knownGood.delete(knownGood.values().next().value as string);
+          knownGood.add(credential);
+        }
         results.inc({ result: 'ok' });
         logger.debug({ node: identity.node, via: identity.via, peer: address }, 'agent authenticated');
         next(message);

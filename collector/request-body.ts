@@ -18,22 +18,63 @@ export class BodyError extends Error {
   }
 }
 
-/** Read the body of `req` as strict UTF-8 text, at most `maxBytes`; throws BodyError. */
-export async function readBodyText(req: IncomingMessage, maxBytes: number): Promise<string> {
+/**
+ * Read the body of `req` as strict UTF-8 text, at most `maxBytes`; throws BodyError.
+ *
+ * A body over the bound is refused without reading it into memory, and without destroying the
+ * request: what the client still sends is read and discarded (Node drains it after the response;
+ * http.requestTimeout bounds a client that never stops), so the client reads a 413 instead of a
+ * connection reset. The refusal asks for `connection: close` (see bodyRefusalHeaders).
+ */
+export function readBodyText(req: IncomingMessage, maxBytes: number): Promise<string> {
   const tooLarge = () => new BodyError(413, 'body_too_large', `request body larger than ${maxBytes} bytes`);
-  if (Number(req.headers['content-length'] ?? '0') > maxBytes) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw tooLarge();
-    chunks.push(chunk);
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-  } catch {
-    throw new BodyError(400, 'invalid_utf8', 'the request body is not valid UTF-8');
-  }
+  if (Number(req.headers['content-length'] ?? '0') > maxBytes) return Promise.reject(tooLarge());
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      // Not `for await` and throw: leaving an async iterator destroys the request, and with it
+      // the socket, which the client sees as a reset before it reads the 413.
+      done();
+      chunks.length = 0;
+      req.resume();
+      reject(tooLarge());
+    };
+    const onEnd = () => {
+      done();
+      try {
+        resolve(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)));
+      } catch {
+        reject(new BodyError(400, 'invalid_utf8', 'the request body is not valid UTF-8'));
+      }
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+/**
+ * Headers for an answer to a request whose body was not read to its end (a 413): the connection
+ * is not reused, since what is left of the body would be read as the next request's bytes if Node
+ * did not drain it, and a client should not queue more requests behind one that was cut.
+ */
+export function bodyRefusalHeaders(status: number): Record<string, string> {
+  return status === 413 ? { connection: 'close' } : {};
 }
 
 /** Parse JSON text from a body; throws BodyError. */
@@ -49,12 +90,5 @@ export function parseJsonBody(text: string): unknown {
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type)) throw new BodyError(415, 'unsupported_media_type', 'send the body as application/json');
-  let text: string;
-  try {
-    text = await readBodyText(req, maxBytes);
-  } catch (err) {
-    if (err instanceof BodyError && err.status === 413) req.destroy();
-    throw err;
-  }
-  return parseJsonBody(text);
+  return parseJsonBody(await readBodyText(req, maxBytes));
 }

@@ -10,7 +10,8 @@
  *
  * Everything an upgrade request can be refused for is checked before the upgrade, and answered with
  * an HTTP status and a JSON error body like the rest of the API: 404 (another path), 403 (Origin),
- * 401 (authorize said no), 400 (a bad filter), 503 (full, or stopping).
+ * 401 (authorize said no), 400 (a bad filter), 429 (the token holds its share of clients), 503 (full,
+ * or stopping).
  */
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -170,6 +171,11 @@ export interface StreamRefusal {
 export interface StreamLimits {
   /** Clients at once (connected, or being authorized); more are refused with 503. */
   maxClients: number;
+  /**
+   * Clients at once per principal (per API token; per address when anonymous), so that one token
+   * cannot hold every slot; more are refused with 429. Absent: only maxClients applies.
+   */
+  maxClientsPerPrincipal?: number | undefined;
   /** Messages held for a client that is not keeping up; beyond it the oldest are dropped. */
   queueMessages: number;
   /** Bytes held for such a client; beyond it the oldest are dropped. */
@@ -252,6 +258,8 @@ interface Client {
   readonly ws: WebSocket;
   readonly filter: StreamFilter;
   readonly who: string;
+  /** Whose share of the slots it takes (see maxClientsPerPrincipal). */
+  readonly holder: string;
   queue: Queued[];
   queueBytes: number;
   /** Messages dropped since the last `dropped` frame. */
@@ -278,6 +286,7 @@ function createStreamMetrics(registry: Registry) {
       registers: r,
     }),
     rejected: new Counter({ name: 'driftwatch_collector_stream_rejected_total', help: 'Live-feed upgrade requests refused, by HTTP status', labelNames: ['status'], registers: r }),
+    perPrincipal: new Counter({ name: 'driftwatch_collector_stream_token_limit_total', help: 'Live-feed upgrades refused because their token (or anonymous address) already holds streamMaxClientsPerToken clients', registers: r }),
   };
 }
 
@@ -436,8 +445,8 @@ export function attachStream(server: Server, deps: StreamDeps): StreamServer {
   }, limits.heartbeatMs);
   heartbeat.unref();
 
-  function accept(req: IncomingMessage, ws: WebSocket, filter: StreamFilter, who: string): void {
-    const c: Client = { ws, filter, who, queue: [], queueBytes: 0, dropped: 0, alive: true, inbound: 0, slowTimer: null, closing: false };
+  function accept(req: IncomingMessage, ws: WebSocket, filter: StreamFilter, who: string, holder: string): void {
+    const c: Client = { ws, filter, who, holder, queue: [], queueBytes: 0, dropped: 0, alive: true, inbound: 0, slowTimer: null, closing: false };
     ws.on('pong', () => {
       c.alive = true;
     });
@@ -515,8 +524,19 @@ export function attachStream(server: Server, deps: StreamDeps): StreamServer {
     if (stopping) return no(503, 'unavailable', 'the collector is stopping');
     if (socket.destroyed) return;
     const who = principal.name;
+    const holder = who === 'anonymous' ? `anonymous@${req.socket.remoteAddress ?? ''}` : who;
+    if (limits.maxClientsPerPrincipal !== undefined) {
+      // Counted after the await and accepted without another one (handleUpgrade calls back at
+      // once), so concurrent upgrades of one token cannot overshoot.
+      let held = 0;
+      for (const c of clients) if (c.holder === holder) held++;
+      if (held >= limits.maxClientsPerPrincipal) {
+        metrics.perPrincipal.inc();
+        return no(429, 'too_many_clients_for_token', `this token already holds ${limits.maxClientsPerPrincipal} live-feed clients`, { 'Retry-After': '30' });
+      }
+    }
     // handleUpgrade answers malformed handshakes (missing key, wrong version) itself with 400.
-    wss.handleUpgrade(req, socket, head, (ws) => accept(req, ws, filter, who));
+    wss.handleUpgrade(req, socket, head, (ws) => accept(req, ws, filter, who, holder));
   }
 
   const listener = (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -19,9 +19,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** A duration such as `1h30m`, parsed to milliseconds. */
+/** A duration such as `1h30m`, parsed to milliseconds; a bare `0` (a flag or variable) is zero. */
 export const durationMs = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
   if (typeof v === 'number') return v;
+  // Zero needs no unit: `--cluster-sync-timeout 0` is how the README spells "do not wait".
+  if (/^\s*0+\s*$/.test(v)) return 0;
   try {
     return parseDuration(v);
   } catch (err) {

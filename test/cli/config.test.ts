@@ -40,3 +40,19 @@ test('an unknown key in a config file stops startup naming it', (t) => {
   writeFileSync(file, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\nlearningWindw: 2h\n');
   t.throws(() => loadAgentConfig({}, {}, file), { message: /learningWindw: unknown setting/ });
 });
+
+test('a cluster sync timeout of 0 (flag, variable or file) is accepted and means "do not wait"', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = example('agent.example.yaml');
+  // `--cluster-sync-timeout 0` reaches the loader as the string "0", as parseArgs gives it.
+  t.is(loadAgentConfig({ clusterSyncTimeout: '0' }, {}, file).clusterSyncTimeout, 0);
+  t.is(loadAgentConfig({}, { DRIFTWATCH_CLUSTER_SYNC_TIMEOUT: '0' }, file).clusterSyncTimeout, 0);
+  const own = join(dir, 'agent.yaml');
+  writeFileSync(own, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\ninsecure: true\nclusterSyncTimeout: 0s\n');
+  t.is(loadAgentConfig({}, {}, own).clusterSyncTimeout, 0);
+  writeFileSync(own, 'sources: [stdin]\ncollector: 127.0.0.1:7070\nstateDir: /tmp/x\nnode: n1\ninsecure: true\nclusterSyncTimeout: 0\n');
+  t.is(loadAgentConfig({}, {}, own).clusterSyncTimeout, 0);
+  // A number without a unit other than 0 stays ambiguous and is refused, naming the key.
+  t.throws(() => loadAgentConfig({ clusterSyncTimeout: '10' }, {}, file), { message: /clusterSyncTimeout/ });
+});
