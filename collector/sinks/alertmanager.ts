@@ -44,6 +44,9 @@ export const AlertmanagerConfigSchema = z.strictObject({
   /**
    * When set, firing alerts carry `endsAt = now + firingTimeout`, so Alertmanager resolves them by
    * itself if the collector stops re-sending; unset leaves it to Alertmanager's resolve_timeout.
+   * Mind: Alertmanager up to 0.25 (checked against Debian's) keeps the later of two explicit endsAt,
+   * so a resolve sent before the last firing post's endsAt shows only when that endsAt passes: set
+   * it only when a resolve that late is acceptable. Unset (the default), resolves show at once.
    */
   firingTimeout: durationMs.pipe(z.number().int().min(60_000).max(7 * 86_400_000)).optional(),
   /** Credentials for an Alertmanager behind a proxy; secrets. */
