@@ -1,10 +1,11 @@
 /** The agent's Prometheus metrics, in a registry of its own (so several agents can share a process in tests). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../runtime/process-metrics.js';
 
 /** Create the agent's metrics. */
 export function createAgentMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'driftwatch_agent_' });
+  collectProcessMetrics(registry, 'driftwatch_agent_');
   const r = [registry];
   return {
     registry,
@@ -33,7 +34,7 @@ export function createAgentMetrics() {
     dnsAnswers: new Counter({ name: 'driftwatch_agent_dns_total', help: 'DNS answers traced by the ebpf source by outcome (learned, malformed, incomplete, truncated) and names evicted from its bounded cache (evicted_container_full, evicted_cache_full)', labelNames: ['source', 'outcome'], registers: r }),
     sourceRestarts: new Counter({ name: 'driftwatch_agent_source_restarts_total', help: 'Times a source reconnected its stream (falco-grpc, tetragon-grpc) or restarted its child process (ebpf)', labelNames: ['source'], registers: r }),
     batchSeconds: new Histogram({ name: 'driftwatch_agent_batch_duration_seconds', help: 'Time to process and commit one source batch', buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: r }),
-    watermark: new Gauge({ name: 'driftwatch_agent_event_time_watermark_seconds', help: 'Event time of the newest event processed', registers: r }),
+    watermark: new Gauge({ name: 'driftwatch_agent_event_time_watermark_timestamp_seconds', help: 'Event time (Unix seconds) of the newest event processed', registers: r }),
   };
 }
 

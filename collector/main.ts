@@ -15,7 +15,8 @@ import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { alertJson, createApiHandler } from './api.js';
 import { createAlerting } from './alerting/index.js';
-import { AlertingConfigSchema, receiverReferences } from './alerting/config.js';
+import { AlertingConfigSchema, alertmanagerTimingIssues, receiverReferences } from './alerting/config.js';
+import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
 import { createAlertFeed, type AlertFeed } from './feed.js';
 import { openAuditLog, serveAudit, type AuditLog } from './audit.js';
 import { createApiAuth, serveWhoami, type ApiAuth } from './auth.js';
@@ -126,6 +127,7 @@ export const CollectorConfigSchema = z.strictObject({
   for (const ref of receiverReferences(c.alerting)) {
     if (!names.has(ref.name)) ctx.addIssue({ code: 'custom', path: ref.path, message: `no sink is named ${ref.name}; configured: ${[...names].join(', ') || 'none'}` });
   }
+  for (const i of alertmanagerTimingIssues(c.alerting, c.sinks, FIRING_TIMEOUT_RESENDS)) ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
 });
 
 /** The validated, frozen collector configuration. */

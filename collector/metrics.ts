@@ -1,10 +1,11 @@
 /** The collector's Prometheus metrics, in a registry of its own. */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../runtime/process-metrics.js';
 
 /** Create the collector's metrics. */
 export function createCollectorMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'driftwatch_collector_' });
+  collectProcessMetrics(registry, 'driftwatch_collector_');
   const r = [registry];
   return {
     registry,
@@ -17,7 +18,7 @@ export function createCollectorMetrics() {
     alerts: new Counter({ name: 'driftwatch_collector_alerts_created_total', help: 'Alerts created (first deviation of a fingerprint)', labelNames: ['kind'], registers: r }),
     commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time from a batch\'s arrival to its commit (validation, waiting for the group, the commit)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
     commitGroup: new Histogram({ name: 'driftwatch_collector_commit_group_batches', help: 'Batches committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32], registers: r }),
-    lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_seconds', help: 'Wall-clock time of the last message from each node', labelNames: ['node'], registers: r }),
+    lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_timestamp_seconds', help: 'Unix time (seconds) of the last message from each node', labelNames: ['node'], registers: r }),
     agentSpool: new Gauge({ name: 'driftwatch_collector_agent_spooled_records', help: 'Records waiting in each agent spool, from its heartbeats', labelNames: ['node'], registers: r }),
   };
 }

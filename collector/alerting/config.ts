@@ -8,6 +8,9 @@ import { SEVERITIES, SeverityConfigSchema, globMatch, type Severity } from '../.
 import { durationMs } from '../../runtime/config.js';
 
 const name = z.string().min(1).max(63);
+
+/** Shortest re-send interval to Alertmanager. */
+export const MIN_ALERTMANAGER_RESEND = 10_000;
 const glob = z.string().min(1).max(512);
 const severity = z.enum(SEVERITIES as unknown as [Severity, ...Severity[]]);
 
@@ -72,8 +75,11 @@ export const AlertingConfigSchema = z.strictObject({
       giveUpAfter: durationMs.default(86_400_000),
     })
     .default({ baseDelay: 10_000, maxDelay: 600_000, giveUpAfter: 86_400_000 }),
-  /** How often open alerts are re-sent to Alertmanager sinks, and how long resolved ones are. */
-  alertmanagerResend: durationMs.default(60_000),
+  /**
+   * How often open alerts are re-sent to Alertmanager sinks (from 10s: each round posts every open
+   * alert; Prometheus itself re-sends every minute), and how long resolved ones are.
+   */
+  alertmanagerResend: durationMs.pipe(z.number().int().min(MIN_ALERTMANAGER_RESEND, 'must be at least 10s (every round posts every open alert)').max(3_600_000, 'must be at most 1h (Alertmanager resolves alerts not re-sent within its resolve_timeout, 5m by default)')).default(60_000),
   alertmanagerResolvedFor: durationMs.default(900_000),
   /** Deviations are deleted after this; resolved and accepted alerts after `alertRetention`. */
   deviationRetention: durationMs.default(30 * 86_400_000),
@@ -132,4 +138,24 @@ export function receiverReferences(config: AlertingConfig): { path: (string | nu
   config.defaultReceivers?.forEach((n, j) => refs.push({ path: ['alerting', 'defaultReceivers', j], name: n }));
   config.owners.forEach((o, i) => o.receivers?.forEach((n, j) => refs.push({ path: ['alerting', 'owners', i, 'receivers', j], name: n })));
   return refs;
+}
+
+/**
+ * Alertmanager sink settings that cannot work with the re-send interval: a firing alert carries
+ * `endsAt = now + firingTimeout`, so a timeout shorter than a few re-sends lets Alertmanager resolve
+ * it between two of them, and every alert flaps resolved/firing. Each issue names both settings.
+ */
+export function alertmanagerTimingIssues(alerting: Pick<AlertingConfig, 'alertmanagerResend'>, sinks: readonly { type: string; firingTimeout?: number | undefined }[], resends: number): { path: (string | number)[]; message: string }[] {
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  sinks.forEach((s, i) => {
+    if (s.type !== 'alertmanager' || s.firingTimeout === undefined) return;
+    const least = alerting.alertmanagerResend * resends;
+    if (s.firingTimeout < least) {
+      issues.push({
+        path: ['sinks', i, 'firingTimeout'],
+        message: `(${s.firingTimeout / 1000}s) must be at least ${resends} × alerting.alertmanagerResend (${alerting.alertmanagerResend / 1000}s), ${least / 1000}s: else Alertmanager resolves firing alerts between two re-sends`,
+      });
+    }
+  });
+  return issues;
 }

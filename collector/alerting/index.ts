@@ -14,7 +14,7 @@ import { DeliveryError, type Notice, type Notification, type NotificationAction,
 import { notificationOf } from '../sinks/sink.js';
 import type { Alert, AlertException, AlertState, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
 import type { AlertingConfig } from './config.js';
-import { activeExceptions, apiLink, createAlertPolicy, defaultReceivers, type AlertPolicyHandle, type PolicyHooks, type PolicySpec } from './policy.js';
+import { activeExceptions, apiLink, createAlertPolicy, defaultReceivers, isStormSummary, type AlertPolicyHandle, type PolicyHooks, type PolicySpec } from './policy.js';
 
 export { AlertingConfigSchema, type AlertingConfig } from './config.js';
 export { MAX_EXCEPTIONS } from './policy.js';
@@ -95,6 +95,8 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       },
     }),
     outcomes: new Counter({ name: 'driftwatch_collector_outbox_deliveries_total', help: 'Outbox delivery attempts, by sink and outcome (delivered, retry, failed)', labelNames: ['sink', 'outcome'], registers: r }),
+    resent: new Counter({ name: 'driftwatch_collector_alertmanager_resends_total', help: 'Open alerts re-sent to Alertmanager sinks, by sink and outcome (sent; rejected: that alert alone, retried with backoff; unavailable: the receiver, round stopped)', labelNames: ['sink', 'outcome'], registers: r }),
+    resendHeld: new Gauge({ name: 'driftwatch_collector_alertmanager_resend_held_alerts', help: 'Open alerts the last re-send round held back from each Alertmanager sink, by reason (storm, exception, not-notified, backoff)', labelNames: ['sink', 'reason'], registers: r }),
   };
 
   const policyHooks: PolicyHooks = {
@@ -232,6 +234,16 @@ export function createAlerting(deps: AlertingDeps): Alerting {
 
   async function deliver(sink: Sink, item: OutboxItem): Promise<void> {
     const attempts = item.attempts + 1;
+    // An acknowledge or resolve overtaking its trigger (still being retried) would reach the pager
+    // first and close nothing; the trigger then opens an incident that nobody closes. It waits.
+    if (item.action === 'acknowledge' || item.action === 'resolve') {
+      const trigger = store.deliveriesOf(item.alert).find((d) => d.sink === item.sink && d.action === 'trigger' && d.state === 'pending' && d.seq < item.seq);
+      if (trigger) {
+        const t = now();
+        store.settleDelivery(item.seq, { state: 'pending', attempts: item.attempts, nextAt: Math.max(trigger.nextAt, t) + 1000, error: 'waiting: its trigger is not delivered yet', at: t });
+        return;
+      }
+    }
     try {
       if (item.action === 'notice') {
         if (!sink.notify) throw new DeliveryError('rejected', `${sink.type} sinks take no notices`, undefined, undefined);
@@ -293,17 +305,151 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       team: '',
       url: apiLink(policySpec.publicUrl, `nodes/${encodeURIComponent(node)}`),
       actor: '',
+      comment: '',
+      state: action === 'resolve' ? 'resolved' : 'firing',
+      category: 'agent-silent',
     };
   }
 
   /** The sinks sent this fingerprint's latest trigger and not yet a resolve (newest deliveries first). */
   function openTriggerSinks(fingerprint: string): string[] {
     const sinks: string[] = [];
+    const t = now();
     for (const d of store.deliveriesOf(fingerprint)) {
-      if (d.action === 'resolve') break;
+      // A resolve held back until later (a storm summary's, written with its trigger) has not happened yet.
+      if (d.action === 'resolve' && !(d.state === 'pending' && d.nextAt > t)) break;
       if (d.action === 'trigger' && d.state !== 'skipped' && !sinks.includes(d.sink)) sinks.push(d.sink);
     }
     return sinks;
+  }
+
+  // ---- re-sends to Alertmanager ----
+  /** Re-sends of one alert to one sink that failed (key: sink NUL fingerprint): when to try again. */
+  const resendFailures = new Map<string, { failures: number; nextAt: number }>();
+  /** Sink NUL fingerprint pairs known to have been sent a trigger (a delivery exists that was not skipped). */
+  const notifiedPairs = new Set<string>();
+
+  /**
+   * Whether `sink` was ever sent this alert (then its re-sends keep it firing), else why not: an
+   * alert that storm control held back (or that was never routed there) is not posted by a re-send.
+   */
+  function notifiedOn(sink: string, fingerprint: string): true | string {
+    const key = `${sink}\0${fingerprint}`;
+    if (notifiedPairs.has(key)) return true;
+    const mine = store.deliveriesOf(fingerprint).filter((d) => d.sink === sink && d.action !== 'notice');
+    if (mine.some((d) => d.state !== 'skipped')) {
+      if (notifiedPairs.size >= 100_000) notifiedPairs.clear(); // a cache: cleared, it is rebuilt from the store
+      notifiedPairs.add(key);
+      return true;
+    }
+    const skipped = mine.find((d) => d.state === 'skipped');
+    return skipped ? (skipped.lastError.split(':')[0] ?? 'not-notified') : 'not-notified';
+  }
+
+  /**
+   * Post each notification of `round` to `sink`, one alert per request. A rejected alert (Alertmanager
+   * refuses it: 4xx) is that alert's failure alone: it is recorded in its deliveries, retried with
+   * backoff in later rounds, and the round goes on. An unavailable receiver (network, 5xx, 429) fails
+   * the round: after two such failures in a row the rest waits for the next round; a single one
+   * between successes is that alert's.
+   */
+  async function resendRound(sink: Sink, round: readonly { key: string; n: Notification }[], t: number): Promise<{ sent: number; backoff: number }> {
+    let sent = 0;
+    let waiting = 0;
+    let suspect: { key: string; n: Notification; err: unknown } | null = null;
+    const failed = (key: string, n: Notification, err: unknown) => {
+      const failures = (resendFailures.get(key)?.failures ?? 0) + 1;
+      resendFailures.set(key, { failures, nextAt: t + backoff(failures) });
+      const error = err instanceof DeliveryError ? `${err.code}: ${err.message}`.slice(0, 500) : `error: ${err instanceof Error ? err.name : 'unknown'}`;
+      metrics.resent.inc({ sink: sink.name, outcome: 'rejected' });
+      logger.warn({ sink: sink.name, alert: n.fingerprint, failures, error }, 'Alertmanager refused the re-send of one alert; the others go on');
+      // Visible in the alert's deliveries: the first failure, then at 2, 4, 8… so a lasting one stays a few rows.
+      if ((failures & (failures - 1)) === 0) store.enqueue([{ alert: n.fingerprint, sink: sink.name, action: n.action, body: JSON.stringify(n), state: 'failed', lastError: `re-send ${failures}× failed: ${error}` }], now());
+    };
+    for (const { key, n } of round) {
+      if (abort.signal.aborted) break;
+      const f = resendFailures.get(key);
+      if (f && f.nextAt > t) {
+        waiting++;
+        continue;
+      }
+      try {
+        await sink.send(n, abort.signal);
+        sent++;
+        metrics.resent.inc({ sink: sink.name, outcome: 'sent' });
+        resendFailures.delete(key);
+        if (suspect) failed(suspect.key, suspect.n, suspect.err);
+        suspect = null;
+      } catch (err) {
+        if (abort.signal.aborted) break;
+        if (err instanceof DeliveryError && err.retryable) {
+          if (suspect) {
+            metrics.resent.inc({ sink: sink.name, outcome: 'unavailable' });
+            break; // the receiver, not these alerts: the next round tries them all again
+          }
+          suspect = { key, n, err };
+          continue;
+        }
+        failed(key, n, err);
+      }
+    }
+    if (suspect) failed(suspect.key, suspect.n, suspect.err);
+    return { sent, backoff: waiting };
+  }
+
+  // ---- storm summaries: alerts that exist only in the outbox ----
+  /**
+   * Acknowledge or resolve a storm summary through the API: the same follow-ups as an alert, to the
+   * sinks its trigger went to. The summary is not a stored alert; it is shown as one made from its trigger.
+   */
+  function transitionSummary(fingerprint: string, change: AlertTransition): TransitionResult {
+    const trigger = store.deliveriesOf(fingerprint).find((d) => d.action === 'trigger');
+    if (!trigger) return { ok: false, reason: 'not-found' };
+    const n = JSON.parse(trigger.body) as Notification;
+    const sinks = openTriggerSinks(fingerprint);
+    const acked = store.deliveriesOf(fingerprint).some((d) => d.action === 'acknowledge');
+    const before = summaryAlert(n, sinks.length === 0 ? 'resolved' : acked ? 'acknowledged' : 'firing', trigger.createdAt);
+    if (before.state === 'resolved' || change.to === 'accepted' || before.state === change.to) return { ok: false, reason: 'conflict', alert: before };
+    const action: NotificationAction = change.to === 'acknowledged' ? 'acknowledge' : 'resolve';
+    const body = JSON.stringify({ ...n, action, at: change.at, actor: change.by, comment: change.comment, state: change.to } satisfies Notification);
+    const items: Enqueued[] = sinks.map((sink) => ({ alert: fingerprint, sink, action, body, state: 'pending', lastError: '' }));
+    enqueue(items);
+    logger.info({ alert: fingerprint, to: change.to, by: change.by, receivers: sinks }, 'storm summary changed through the API');
+    return { ok: true, before, after: { ...before, state: change.to, stateBy: change.by, stateAt: change.at, stateComment: change.comment }, notifications: items };
+  }
+
+  /** A storm summary shown as an alert (it has no entry of its own: a placeholder names it). */
+  function summaryAlert(n: Notification, state: AlertState, createdAt: number): Alert {
+    return {
+      fingerprint: n.fingerprint,
+      state,
+      baselineKey: n.baselineKey,
+      image: n.image,
+      kind: n.kind === 'agent' ? 'exec' : n.kind,
+      entry: { type: 'process', exe: '(storm control)', parent: '', user: 'unknown', args: '' },
+      reason: n.reason,
+      explanation: n.explanation,
+      nearest: [],
+      firstSeen: n.at,
+      lastSeen: n.at,
+      count: 1,
+      nodes: [],
+      pods: [],
+      lastDeviationId: '',
+      example: '',
+      createdAt,
+      severity: n.severity,
+      ruleId: n.ruleId,
+      ruleReason: n.ruleReason,
+      team: n.team,
+      namespace: n.namespace,
+      labels: {},
+      receivers: [],
+      suppressedBy: '',
+      stateBy: '',
+      stateAt: 0,
+      stateComment: '',
+    };
   }
 
   return {
@@ -351,6 +497,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       }
     },
     transition(fingerprint, change) {
+      if (isStormSummary(fingerprint)) return transitionSummary(fingerprint, change);
       const action: NotificationAction = change.to === 'acknowledged' ? 'acknowledge' : 'resolve';
       // Written in the transaction of the change. Accepting a resolved alert changes nothing on the
       // pager: it was resolved there already.
@@ -440,26 +587,34 @@ export function createAlerting(deps: AlertingDeps): Alerting {
       // Bounded: at most 2,000 alerts per state and round, newest first.
       const open = newestAlerts(['firing', 'acknowledged', 'resolved'], 2_000).filter((a) => a.state !== 'resolved' || t - a.stateAt <= config.alertmanagerResolvedFor);
       let sent = 0;
+      metrics.resendHeld.reset();
       for (const sink of targets) {
+        const held = new Map<string, number>();
+        const hold = (reason: string) => held.set(reason, (held.get(reason) ?? 0) + 1);
+        const round: { key: string; n: Notification }[] = [];
         for (const a of open) {
-          if (!a.receivers.includes(sink.name) || a.suppressedBy !== '') continue;
-          try {
-            await sink.send(notificationOf(a, { action: a.state === 'resolved' ? 'resolve' : 'trigger', at: a.state === 'resolved' ? a.stateAt : t, url: url(a.fingerprint) }), abort.signal);
-            sent++;
-          } catch {
-            break; // logged and counted by the sink wrapper; the next round tries again
+          // Routing, exceptions and storm control decided what reached this receiver; the re-send follows.
+          if (!a.receivers.includes(sink.name)) continue;
+          if (a.suppressedBy !== '') {
+            hold('exception');
+            continue;
           }
+          const notified = notifiedOn(sink.name, a.fingerprint);
+          if (notified !== true) {
+            hold(notified);
+            continue;
+          }
+          round.push({ key: `${sink.name}\0${a.fingerprint}`, n: notificationOf(a, { action: a.state === 'resolved' ? 'resolve' : 'trigger', at: a.state === 'resolved' ? a.stateAt : t, url: url(a.fingerprint) }) });
         }
         // Silent nodes fire until they are back, like open alerts (Alertmanager resolves what is not re-sent).
-        if (!defaults.includes(sink.name)) continue;
-        for (const n of silentNodes.values()) {
-          try {
-            await sink.send({ ...n, at: t }, abort.signal);
-            sent++;
-          } catch {
-            break;
-          }
-        }
+        if (defaults.includes(sink.name)) for (const [node, n] of silentNodes) round.push({ key: `${sink.name}\0${agentFingerprint(node)}`, n: { ...n, at: t } });
+        const r = await resendRound(sink, round, t);
+        sent += r.sent;
+        if (r.backoff > 0) held.set('backoff', r.backoff);
+        for (const [reason, n] of held) metrics.resendHeld.set({ sink: sink.name, reason }, n);
+        // Forget the failures of alerts no longer re-sent (bounded by the open alerts).
+        const keys = new Set(round.map((x) => x.key));
+        for (const k of resendFailures.keys()) if (k.startsWith(`${sink.name}\0`) && !keys.has(k)) resendFailures.delete(k);
       }
       return sent;
     },

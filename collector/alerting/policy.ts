@@ -54,6 +54,44 @@ export function defaultReceivers(spec: PolicySpec): readonly string[] {
   return spec.config.defaultReceivers ?? spec.sinks;
 }
 
+/** Prefix of the fingerprints of storm summaries (never a deviation alert's: those are hex). */
+export const STORM_PREFIX = 'storm-';
+
+/** Whether `fingerprint` is a storm summary's. */
+export function isStormSummary(fingerprint: string): boolean {
+  return fingerprint.startsWith(STORM_PREFIX);
+}
+
+/**
+ * The summary storm control sends instead of the alerts it holds back for `scope` until `until`: an
+ * alert of its own (category `storm`, its own title), raised by the trigger that crossed the line.
+ */
+export function stormSummary(trigger: Notification, scope: string, until: number): Notification {
+  const at = new Date(until).toISOString();
+  return {
+    ...trigger,
+    fingerprint: `${STORM_PREFIX}${trigger.fingerprint.slice(0, 16)}-${until}`,
+    category: 'storm',
+    // Past the global rate, the crossing alert's image is one of many: name none.
+    baselineKey: scope === trigger.baselineKey ? trigger.baselineKey : '',
+    image: scope === trigger.baselineKey ? trigger.image : '',
+    nodes: [],
+    pods: [],
+    title: `Driftwatch storm control: new alerts for ${scope} are not notified until ${at}`,
+    description: `storm control: too many new alerts for ${scope}; notifications paused until ${at}`,
+    explanation: `More new alerts for ${scope} than the configured rate: until ${at} they are stored, not notified. Every alert is still stored: see the alert list. This alert resolves itself then.`,
+    ruleId: 'storm-control',
+    ruleReason: 'more new alerts than the configured rate',
+    entry: null,
+    example: '',
+    nearest: [],
+    reason: 'storm-control',
+    actor: '',
+    comment: '',
+    state: 'firing',
+  };
+}
+
 /** Create a policy. */
 export function createAlertPolicy(spec: PolicySpec, hooks: PolicyHooks): AlertPolicyHandle {
   const { config } = spec;
@@ -132,17 +170,18 @@ export function createAlertPolicy(spec: PolicySpec, hooks: PolicyHooks): AlertPo
       const why = `storm: over the notification rate for ${admitted.scope}; stored, not notified`;
       const items: OutboxEntry[] = receivers.map((sink) => ({ alert: alert.fingerprint, sink, action: 'trigger', body, state: 'skipped', lastError: why }));
       if (!admitted.first) return items;
-      // One summary per window and scope, to the receivers of the alert that crossed the line.
+      // One summary per window and scope, to the receivers of the alert that crossed the line. Its
+      // resolve is written now and held until the window ends: whatever happens to this process, the
+      // incident it opens (PagerDuty, Alertmanager) is closed when the storm is over.
       const until = new Date(admitted.until).toISOString();
-      const summary: Notification = {
-        ...trigger,
-        fingerprint: `storm-${alert.fingerprint.slice(0, 16)}-${admitted.until}`,
-        description: `storm control: too many new alerts for ${admitted.scope}; notifications paused until ${until}. Every alert is still stored: see the alert list.`,
-        ruleId: 'storm-control',
-        ruleReason: 'more new alerts than the configured rate',
-      };
+      const summary = stormSummary(trigger, admitted.scope, admitted.until);
       hooks.storm(admitted.scope, until);
-      return [...items, ...receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending' as const, lastError: '' }))];
+      const resolve = JSON.stringify({ ...summary, action: 'resolve', at: admitted.until, state: 'resolved' } satisfies Notification);
+      return [
+        ...items,
+        ...receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'trigger', body: JSON.stringify(summary), state: 'pending' as const, lastError: '' })),
+        ...receivers.map((sink) => ({ alert: summary.fingerprint, sink, action: 'resolve', body: resolve, state: 'pending' as const, lastError: '', notBefore: admitted.until })),
+      ];
     },
   };
 }

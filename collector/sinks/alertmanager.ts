@@ -15,7 +15,8 @@
 import { z } from 'zod';
 import { durationMs } from '../../runtime/config.js';
 import { deliveryShape, httpUrl, post, retryPolicyOf, withRetry } from './http.js';
-import { isoTime, sinkName, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { categoryOf, isoTime, saneStart, sinkName, stateOf, titleOf, truncate, type AlertCategory, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { visibleNotification } from './text.js';
 
 /** A valid Prometheus label name, not reserved. */
 export const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -33,7 +34,7 @@ export const AlertmanagerConfigSchema = z.strictObject({
   name: sinkName,
   /** Base URL of Alertmanager (`http://alertmanager:9093`); `/api/v2/alerts` is appended. */
   url: httpUrl,
-  /** Value of the `alertname` label. */
+  /** Value of the `alertname` label of deviation alerts (operational ones have their own: see ALERTNAMES). */
   alertname: z.string().regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be 1-64 letters, digits, _ : . or -').default('DriftwatchDeviation'),
   /** Static labels added to every alert (e.g. `cluster: prod`); ours win on a clash. */
   labels: z
@@ -43,6 +44,9 @@ export const AlertmanagerConfigSchema = z.strictObject({
   /**
    * When set, firing alerts carry `endsAt = now + firingTimeout`, so Alertmanager resolves them by
    * itself if the collector stops re-sending; unset leaves it to Alertmanager's resolve_timeout.
+   * Mind: Alertmanager up to 0.25 (checked against Debian's) keeps the later of two explicit endsAt,
+   * so a resolve sent before the last firing post's endsAt shows only when that endsAt passes: set
+   * it only when a resolve that late is acceptable. Unset (the default), resolves show at once.
    */
   firingTimeout: durationMs.pipe(z.number().int().min(60_000).max(7 * 86_400_000)).optional(),
   /** Credentials for an Alertmanager behind a proxy; secrets. */
@@ -54,6 +58,18 @@ export const AlertmanagerConfigSchema = z.strictObject({
 /** A parsed Alertmanager config. */
 export type AlertmanagerConfig = z.output<typeof AlertmanagerConfigSchema>;
 
+/**
+ * The `alertname` of the alerts that are not deviations, so Alertmanager routes, groups and inhibits
+ * them apart: a silent agent is an operations problem, a storm summary stands for many alerts.
+ */
+export const ALERTNAMES: Readonly<Record<Exclude<AlertCategory, 'deviation'>, string>> = Object.freeze({ 'agent-silent': 'DriftwatchAgentSilent', storm: 'DriftwatchStormControl' });
+
+/** Least time Alertmanager is given between a firing alert's re-send and its `endsAt`: three re-sends can be missed. */
+export const FIRING_TIMEOUT_RESENDS = 3;
+
+/** The annotation naming who put the alert in its state. */
+const BY: Readonly<Record<string, string>> = { acknowledged: 'acknowledged_by', resolved: 'resolved_by', accepted: 'accepted_by' };
+
 /** Longest label and annotation values sent. */
 const MAX_LABEL_VALUE = 256;
 const MAX_ANNOTATION = 2048;
@@ -64,11 +80,13 @@ function wellFormed(s: string): string {
 }
 
 /** The body of `POST /api/v2/alerts` for one notification: an array of one postable alert. Pure. */
-export function buildAlertmanagerPayload(n: Notification, config: Pick<AlertmanagerConfig, 'alertname' | 'labels' | 'firingTimeout'>) {
+export function buildAlertmanagerPayload(raw: Notification, config: Pick<AlertmanagerConfig, 'alertname' | 'labels' | 'firingTimeout'>) {
+  const n = visibleNotification(raw);
+  const category = categoryOf(n);
   const labels: Record<string, string> = {};
   for (const [k, v] of Object.entries(config.labels)) if (isValidLabelName(k)) labels[k] = wellFormed(truncate(v, MAX_LABEL_VALUE));
   const own: Record<string, string> = {
-    alertname: config.alertname,
+    alertname: category === 'deviation' ? config.alertname : ALERTNAMES[category],
     severity: n.severity,
     rule: n.ruleId,
     kind: n.kind,
@@ -96,12 +114,19 @@ export function buildAlertmanagerPayload(n: Notification, config: Pick<Alertmana
   if (n.nearest.length > 0) annotations.nearest = annotation(n.nearest.slice(0, 3).join('\n'));
   if (n.pods.length > 0) annotations.pods = annotation(n.pods.slice(0, 20).join(', '));
   if (n.nodes.length > 0) annotations.nodes = annotation(n.nodes.slice(0, 20).join(', '));
-  if (n.actor !== '') annotations[n.action === 'resolve' ? 'resolved_by' : 'acknowledged_by'] = annotation(n.actor);
+  // From the alert's state, not the action: a re-send of an acknowledged alert says who acknowledged it.
+  const by = BY[stateOf(n)];
+  if (by !== undefined && n.actor !== '') annotations[by] = annotation(n.actor);
+  if (by !== undefined && n.comment) annotations.comment = annotation(n.comment);
   for (const k of Object.keys(annotations)) if (annotations[k] === '') delete annotations[k];
-  const startsAt = isoTime(n.firstSeen || n.at);
+  // Alertmanager refuses an alert whose end is before its start ("start time must be before end
+  // time"); a start after the receive time (a node clock ahead, a forged event time) would be refused
+  // on resolve or with a firing timeout. saneStart bounds it; endsAt is kept after it.
+  const start = saneStart(n);
+  const startsAt = isoTime(start);
   let endsAt: string | undefined;
-  if (n.action === 'resolve') endsAt = isoTime(Math.max(n.at, n.firstSeen));
-  else if (config.firingTimeout !== undefined) endsAt = isoTime(n.at + config.firingTimeout);
+  if (n.action === 'resolve') endsAt = isoTime(Math.max(n.at, start + 1000));
+  else if (config.firingTimeout !== undefined) endsAt = isoTime(Math.max(n.at, start) + config.firingTimeout);
   return [
     {
       labels,

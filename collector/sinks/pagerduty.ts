@@ -17,7 +17,8 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Severity } from '../../core/severity.js';
 import { deliveryShape, httpUrl, post, retryPolicyOf, withRetry } from './http.js';
-import { isoTime, sinkName, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { categoryOf, isoTime, saneStart, sinkName, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { visibleNotification } from './text.js';
 
 /** The Events API v2 endpoint. */
 export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
@@ -58,10 +59,17 @@ export function pagerDutyDedupKey(fingerprint: string): string {
 
 const list = (xs: readonly string[]) => xs.slice(0, 20).map((x) => truncate(x, 256));
 
-/** The JSON body of one event. Pure; acknowledge and resolve carry only what the API reads for them. */
-export function buildPagerDutyPayload(n: Notification, config: Pick<PagerDutyConfig, 'routingKey' | 'client'>) {
-  const base = { routing_key: config.routingKey, event_action: n.action, dedup_key: pagerDutyDedupKey(n.fingerprint) };
-  if (n.action !== 'trigger') return base;
+/**
+ * The JSON body of one event. Pure; acknowledge and resolve carry only what the API reads for them
+ * (the Events API has no field for a comment on those: the person's comment reaches PagerDuty only
+ * when it rides on a trigger, as custom_details.comment). Text is made visible (./text.ts).
+ */
+export function buildPagerDutyPayload(raw: Notification, config: Pick<PagerDutyConfig, 'routingKey' | 'client'>) {
+  const base = { routing_key: config.routingKey, event_action: raw.action, dedup_key: pagerDutyDedupKey(raw.fingerprint) };
+  if (raw.action !== 'trigger') return base;
+  const n = visibleNotification(raw);
+  // The event's own time, but never after the collector received it (a node clock ahead).
+  const latest = Math.min(n.lastSeen || n.at, n.at);
   const links = /^https?:\/\//.test(n.url) ? [{ href: n.url, text: 'Alert in Driftwatch' }] : [];
   return {
     ...base,
@@ -70,10 +78,10 @@ export function buildPagerDutyPayload(n: Notification, config: Pick<PagerDutyCon
       // The affected system: the image's baseline, which is what deviated (nodes and pods vary).
       source: truncate(n.baselineKey || n.image || 'driftwatch', 255),
       severity: PAGERDUTY_SEVERITY[n.severity],
-      timestamp: isoTime(n.lastSeen || n.at) || undefined,
+      timestamp: isoTime(Math.max(latest, saneStart(n))) || undefined,
       component: truncate(n.image || n.baselineKey, 255),
       group: truncate(n.namespace || n.team || 'unknown', 255),
-      class: n.ruleId,
+      class: categoryOf(n) === 'deviation' ? n.ruleId : categoryOf(n),
       custom_details: {
         rule: n.ruleId,
         rule_reason: truncate(n.ruleReason, 1024),
@@ -91,6 +99,9 @@ export function buildPagerDutyPayload(n: Notification, config: Pick<PagerDutyCon
         namespace: n.namespace,
         team: n.team,
         fingerprint: n.fingerprint,
+        category: categoryOf(n),
+        ...(n.actor !== '' ? { state: n.state, by: n.actor } : {}),
+        ...(n.comment ? { comment: truncate(n.comment, 1024) } : {}),
       },
     },
     client: config.client,

@@ -57,6 +57,44 @@ export interface Notification {
   url: string;
   /** Who acknowledged or resolved it, when known, else ''. */
   actor: string;
+  /** Their comment, else ''. Absent in notifications written before it existed. */
+  comment?: string;
+  /** The alert's life-cycle state when this was written (absent: older notifications; see stateOf). */
+  state?: 'firing' | 'acknowledged' | 'resolved' | 'accepted';
+  /** What the alert is about (absent: older notifications; see categoryOf). */
+  category?: AlertCategory;
+  /** When the collector received the alert's first deviation: times shown to receivers never pass it. */
+  receivedAt?: number;
+}
+
+/**
+ * What kind of alert: a deviation from a baseline, an agent gone silent (operational), or the summary
+ * storm control sends instead of the alerts it held back. Receivers route on it (Alertmanager's
+ * alertname, PagerDuty's class).
+ */
+export type AlertCategory = 'deviation' | 'agent-silent' | 'storm';
+
+/** The category of `n`, also for notifications stored before the field existed (told by their rule). */
+export function categoryOf(n: Pick<Notification, 'category' | 'ruleId'>): AlertCategory {
+  return n.category ?? (n.ruleId === 'agent-silent' ? 'agent-silent' : n.ruleId === 'storm-control' ? 'storm' : 'deviation');
+}
+
+/** The alert's state when `n` was written, also for notifications stored before the field existed. */
+export function stateOf(n: Pick<Notification, 'state' | 'action'>): NonNullable<Notification['state']> {
+  // The action is what happened: a resolve ends in resolved (or accepted), an acknowledge in acknowledged.
+  if (n.action === 'resolve') return n.state === 'accepted' ? 'accepted' : 'resolved';
+  if (n.action === 'acknowledge') return 'acknowledged';
+  return n.state ?? 'firing';
+}
+
+/**
+ * When the alert started, as receivers are told: its first event's time, but never later than when
+ * the collector received it nor than `n.at` (a clock ahead on a node, or a forged event time, must not
+ * make an alert that starts in the future: Alertmanager refuses it, and people misread it).
+ */
+export function saneStart(n: Pick<Notification, 'firstSeen' | 'receivedAt' | 'at'>): number {
+  const bound = Math.min(n.at, n.receivedAt !== undefined && n.receivedAt > 0 ? n.receivedAt : n.at);
+  return n.firstSeen > 0 ? Math.min(n.firstSeen, bound) : bound;
 }
 
 /**
@@ -98,7 +136,9 @@ export interface NotificationContext {
   ruleReason?: string | undefined;
   team?: string | undefined;
   url?: string | undefined;
+  /** Who made the alert's current state, and their comment; default: the alert's own (none while firing). */
   actor?: string | undefined;
+  comment?: string | undefined;
 }
 
 /** Build a notification from a stored alert plus what alerting decided (severity, owner, action). Pure. */
@@ -129,7 +169,12 @@ export function notificationOf(alert: Alert, ctx: NotificationContext): Notifica
     namespace: alert.namespace !== '' ? alert.namespace : slash > 0 ? first.slice(0, slash) : '',
     team: ctx.team ?? alert.team,
     url: ctx.url ?? '',
-    actor: ctx.actor ?? '',
+    // Taken from the alert, so a re-send carries who acknowledged it as the first post did.
+    actor: ctx.actor ?? (alert.state !== 'firing' ? alert.stateBy : ''),
+    comment: ctx.comment ?? (alert.state !== 'firing' ? alert.stateComment : ''),
+    state: alert.state,
+    category: 'deviation',
+    receivedAt: alert.createdAt,
   };
 }
 

@@ -16,7 +16,8 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { deliveryShape, httpUrl, post, retryPolicyOf, urlSecrets, withRetry } from './http.js';
-import { isoTime, sinkName, truncate, type Notice, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { categoryOf, isoTime, sinkName, stateOf, truncate, type Notice, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { visibleNotice, visibleNotification } from './text.js';
 
 /** Header names, for receivers and tests. */
 export const WEBHOOK_HEADERS = Object.freeze({
@@ -57,8 +58,12 @@ export type WebhookConfig = z.output<typeof WebhookConfigSchema>;
 const MAX_TEXT = 1024;
 const MAX_LIST = 50;
 
-/** The JSON body a webhook receives. Pure. */
-export function buildWebhookPayload(n: Notification) {
+/**
+ * The JSON body a webhook receives. Pure. Text fields are made visible (./text.ts); `entry` is the
+ * structured data as stored, for programs.
+ */
+export function buildWebhookPayload(raw: Notification) {
+  const n = visibleNotification(raw);
   const list = (xs: readonly string[]) => xs.slice(0, MAX_LIST).map((x) => truncate(x, 256));
   return {
     version: WEBHOOK_PAYLOAD_VERSION,
@@ -86,6 +91,9 @@ export function buildWebhookPayload(n: Notification) {
       team: n.team,
       url: n.url,
       actor: n.actor,
+      comment: n.comment ?? '',
+      state: stateOf(n),
+      category: categoryOf(n),
     },
   };
 }
@@ -94,7 +102,8 @@ export function buildWebhookPayload(n: Notification) {
 export const WEBHOOK_NOTICE_VERSION = 'driftwatch.notice/v1';
 
 /** The JSON body of a notice. Pure. */
-export function buildWebhookNotice(n: Notice) {
+export function buildWebhookNotice(raw: Notice) {
+  const n = visibleNotice(raw);
   return {
     version: WEBHOOK_NOTICE_VERSION,
     kind: n.kind,

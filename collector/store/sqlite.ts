@@ -597,7 +597,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     const notifications: OutboxEntry[] = [];
     const notify = (alert: Alert) => {
       for (const item of policy.notify?.(alert, receivedAt) ?? []) {
-        insertOutbox.run(item.alert, item.sink, item.action, item.body, item.state, receivedAt, item.lastError, receivedAt, item.state === 'pending' ? 0 : receivedAt);
+        insertOutbox.run(item.alert, item.sink, item.action, item.body, item.state, Math.max(receivedAt, item.notBefore ?? 0), item.lastError, receivedAt, item.state === 'pending' ? 0 : receivedAt);
         notifications.push(item);
       }
     };
@@ -908,7 +908,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     // The notifications of the change commit with it: a crash cannot leave a resolved alert whose
     // pager incident stays open.
     const notifications = followUps?.({ before, after }) ?? [];
-    for (const i of notifications) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, change.at, i.lastError, change.at, i.state === 'pending' ? 0 : change.at);
+    for (const i of notifications) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, Math.max(change.at, i.notBefore ?? 0), i.lastError, change.at, i.state === 'pending' ? 0 : change.at);
     return { ok: true, before, after, notifications };
   });
 
@@ -1018,7 +1018,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     },
     transitionAlert: (fingerprint, change, followUps) => transitionTx(fingerprint, change, followUps),
     enqueue: writeTransaction(db, (items: Parameters<Store['enqueue']>[0], now: number) => {
-      for (const i of items) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, now, i.lastError, now, i.state === 'pending' ? 0 : now);
+      for (const i of items) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, Math.max(now, i.notBefore ?? 0), i.lastError, now, i.state === 'pending' ? 0 : now);
     }),
     nextDelivery(sink, now) {
       const row = selectDue.get(sink, now) as OutboxRow | undefined;

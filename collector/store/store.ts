@@ -40,8 +40,8 @@ export interface AlertPolicy {
   notify?(alert: Alert, at: number): OutboxEntry[];
 }
 
-/** A notification to write to the outbox. */
-export type OutboxEntry = Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'>;
+/** A notification to write to the outbox; `notBefore` (ms) holds a pending one back until then (default: due at once). */
+export type OutboxEntry = Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'> & { notBefore?: number };
 
 /** A group of deviations with one fingerprint (baseline key + entry). */
 export interface Alert {

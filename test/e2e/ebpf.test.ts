@@ -54,7 +54,7 @@ async function startContainerRunner(leaf: string): Promise<{ run(exe: string, ..
 /** The agent's event-time watermark (ms), from its /metrics. */
 async function watermarkMs(metricsUrl: string): Promise<number> {
   const text = await (await fetch(metricsUrl)).text();
-  const m = /^driftwatch_agent_event_time_watermark_seconds ([0-9.e+]+)$/m.exec(text);
+  const m = /^driftwatch_agent_event_time_watermark_timestamp_seconds ([0-9.e+]+)$/m.exec(text);
   return m ? Number(m[1]) * 1000 : 0;
 }
 

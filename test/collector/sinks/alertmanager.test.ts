@@ -138,3 +138,50 @@ test('over HTTP: a 400 from Alertmanager is not retried; a 500 is', async (t) =>
   await createAlertmanagerSink(config(rec500.url)).send(shellNotification(), AbortSignal.timeout(5000));
   t.is(rec500.received.length, 3);
 });
+
+test('alertnames say what kind of alert it is: deviations, silent agents and storm summaries are routed apart', (t) => {
+  const deviation = json(buildAlertmanagerPayload(shellNotification(), base))[0]!;
+  const agent = json(buildAlertmanagerPayload({ ...shellNotification(), kind: 'agent', ruleId: 'agent-silent', category: 'agent-silent', nodes: ['node-7'] }, base))[0]!;
+  const storm = json(buildAlertmanagerPayload({ ...shellNotification(), ruleId: 'storm-control', category: 'storm' }, base))[0]!;
+  const name = (a: Record<string, unknown>) => (a.labels as Record<string, string>).alertname;
+  t.is(name(deviation), 'DriftwatchDeviation');
+  t.is(name(agent), 'DriftwatchAgentSilent');
+  t.is(name(storm), 'DriftwatchStormControl');
+  t.is((agent.labels as Record<string, string>).node, 'node-7');
+  // Notifications stored before `category` existed are told by their rule.
+  t.is(name(json(buildAlertmanagerPayload({ ...shellNotification(), ruleId: 'agent-silent', category: undefined }, base))[0]!), 'DriftwatchAgentSilent');
+});
+
+test('times are sane whatever the event said: an event dated two hours ahead starts at the receive time, and resolves after it starts', (t) => {
+  const received = T_FIRST + 500;
+  const future = T_FIRST + 2 * 3_600_000;
+  const poisoned = shellNotification({ at: received + 1000 }, { firstSeen: future, lastSeen: future, createdAt: received });
+  const firing = json(buildAlertmanagerPayload(poisoned, { ...base, firingTimeout: 600_000 }))[0]!;
+  t.deepEqual(violations([firing]), []);
+  t.is(firing.startsAt, new Date(received).toISOString());
+  t.true(Date.parse(firing.endsAt as string) > Date.parse(firing.startsAt as string));
+  // A re-send a minute later starts at the same time (Alertmanager keeps one alert).
+  const again = json(buildAlertmanagerPayload({ ...poisoned, at: received + 61_000 }, { ...base, firingTimeout: 600_000 }))[0]!;
+  t.is(again.startsAt, firing.startsAt);
+  // Resolved at once (before the event's own time): endsAt still after startsAt.
+  const resolved = json(buildAlertmanagerPayload({ ...poisoned, action: 'resolve', at: received }, base))[0]!;
+  t.true(Date.parse(resolved.endsAt as string) > Date.parse(resolved.startsAt as string));
+});
+
+test('an acknowledged alert carries who acknowledged it and their comment in the first post and in every re-send', (t) => {
+  const acked = { state: 'acknowledged' as const, stateBy: 'alice', stateAt: T_FIRST + 200_000, stateComment: 'looking, it is the backup job' };
+  const first = json(buildAlertmanagerPayload(shellNotification({ action: 'acknowledge', actor: 'alice', comment: 'looking, it is the backup job' }, acked), base))[0]!;
+  // A re-send is built from the stored alert alone (no actor given): the same labels and annotations.
+  const resend = json(buildAlertmanagerPayload(shellNotification({ at: T_FIRST + 900_000 }, acked), base))[0]!;
+  t.deepEqual(resend.labels, first.labels);
+  t.deepEqual(resend.annotations, first.annotations);
+  t.is((resend.annotations as Record<string, string>).acknowledged_by, 'alice');
+  t.is((resend.annotations as Record<string, string>).comment, 'looking, it is the backup job');
+});
+
+test('bidi and invisible characters are shown escaped in labels and annotations', (t) => {
+  const body = json(buildAlertmanagerPayload(shellNotification({}, { example: 'cat invoice\u202egnp.exe\u200b', baselineKey: 'docker.io/acme/a\u200bpp' }), base))[0]!;
+  t.is((body.annotations as Record<string, string>).example, 'cat invoice\\u202egnp.exe\\u200b');
+  t.is((body.labels as Record<string, string>).image, 'docker.io/acme/a\\u200bpp');
+  t.deepEqual(violations([body]), []);
+});

@@ -190,3 +190,21 @@ test('over HTTP: aborting stops the retries', async (t) => {
   t.is(err?.code, 'aborted');
   t.is(rec.received.length, 1);
 });
+
+test('text a person reads is shown with bidi and invisible characters escaped; the timestamp never passes the receive time', (t) => {
+  const future = Date.UTC(2026, 10, 23, 12, 30);
+  const n = shellNotification({ at: Date.UTC(2026, 10, 23, 10, 32) }, { example: 'cat invoice\u202egnp.exe\u200b', lastSeen: future, firstSeen: future });
+  const body = json(buildPagerDutyPayload(n, config(PAGERDUTY_EVENTS_URL)));
+  t.deepEqual(violations(body), []);
+  const payload = body.payload as { summary: string; timestamp: string; custom_details: Record<string, unknown> };
+  t.is(payload.custom_details.example, 'cat invoice\\u202egnp.exe\\u200b');
+  t.false(/[\u202e\u200b]/.test(JSON.stringify(body)));
+  t.true(Date.parse(payload.timestamp) <= n.at);
+});
+
+test('storm summaries and silent agents have their own class, so PagerDuty can route them apart', (t) => {
+  const storm = json(buildPagerDutyPayload({ ...shellNotification(), ruleId: 'storm-control', category: 'storm', title: 'Driftwatch storm control: …' }, config(PAGERDUTY_EVENTS_URL)));
+  t.deepEqual(violations(storm), []);
+  t.is((storm.payload as { class: string }).class, 'storm');
+  t.is((storm.payload as { summary: string }).summary, '[critical] Driftwatch storm control: … (a shell or interpreter ran in an image whose baseline never runs one)');
+});

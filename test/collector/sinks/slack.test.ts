@@ -1,5 +1,5 @@
 import test from 'ava';
-import { SLACK_LIMITS, SlackConfigSchema, buildSlackPayload, createSlackSink, slackEscape, slackText, type SlackConfig } from '../../../collector/sinks/slack.js';
+import { SLACK_LIMITS, SlackConfigSchema, buildSlackPayload, createSlackSink, slackText, type SlackConfig } from '../../../collector/sinks/slack.js';
 import { shellNotification } from '../../helpers/notification.js';
 import { startRecorder } from '../../helpers/recorder.js';
 
@@ -23,8 +23,17 @@ function limitViolations(p: { text: string; blocks: Block[] }): string[] {
   return errors;
 }
 
-test('escaping: only &, < and >, per Slack', (t) => {
-  t.is(slackEscape('a & b <!channel> <@U123> c > d *bold*'), 'a &amp; b &lt;!channel&gt; &lt;@U123&gt; c &gt; d *bold*');
+test('limit checker: it can fail (header over 150, section over 3,000, over 50 blocks, no fallback)', (t) => {
+  const ok = buildSlackPayload(shellNotification()) as { text: string; blocks: Block[] };
+  t.deepEqual(limitViolations({ ...ok, text: '' }), ['text fallback missing or too long']);
+  t.deepEqual(limitViolations({ ...ok, blocks: [{ type: 'header', text: { type: 'plain_text', text: 'h'.repeat(151) } }] }), ['header']);
+  t.deepEqual(limitViolations({ ...ok, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: 's'.repeat(3001) } }] }), ['section text']);
+  t.deepEqual(limitViolations({ ...ok, blocks: Array.from({ length: 51 }, () => ({ type: 'divider' })) }), ['more than 50 blocks']);
+});
+
+test('escaping: &, < and > as entities; *, ~, ` and _ at a word edge as look-alikes; invisible characters shown', (t) => {
+  t.is(slackText('a & b <!channel> <@U123> c > d *bold* _it_ ~x~ `c` site_packages', 500), 'a &amp; b &lt;!channel&gt; &lt;@U123&gt; c &gt; d ∗bold∗ ˍitˍ ∼x∼ ˋcˋ site_packages');
+  t.is(slackText('a\nb\u202ec\u200bd', 100), 'a\\nb\\u202ec\\u200bd');
   const cut = slackText('x'.repeat(8) + '&&&&', 12);
   t.true(cut.length <= 12);
   t.notRegex(cut, /&[a-z]*…$/, 'no half entity before the ellipsis');
@@ -106,4 +115,28 @@ test('over HTTP: Slack errors (404 no_service, 410 channel_is_archived) are reje
   t.is(rec.received.length, 1);
   t.false(err!.message.includes('XXXX'), err!.message);
   t.regex(err!.message, /HTTP 404: no_service \[redacted\]/);
+});
+
+test('payload: markup and invisible characters are inert in every field, the fallback and the explanation line included', (t) => {
+  const hostile = '*bold* _it_ ~s~ `c`\nline2 \u202egnp.exe \u200b';
+  const n = shellNotification(
+    { ruleReason: hostile, team: hostile },
+    { example: hostile, explanation: hostile, baselineKey: `docker.io/${hostile}`, image: `docker.io/${hostile}`, pods: [`ns/${hostile}`], nodes: [hostile], namespace: hostile, entry: { type: 'process', exe: `/tmp/${hostile}`, parent: 'sh', user: 'root', args: '' } },
+  );
+  const p = buildSlackPayload(n) as { text: string; blocks: Block[] };
+  const texts = [p.text, p.blocks[0]!.text!.text, p.blocks[1]!.text!.text, ...p.blocks[2]!.fields!.map((f) => f.text), p.blocks[3]!.elements![0]!.text];
+  for (const x of texts) t.notRegex(x, /[\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff\u2060\u061c]/u, x);
+  // The header is plain_text: nothing formats there. Every mrkdwn text is inert.
+  for (const x of texts.filter((_, i) => i !== 1)) {
+    t.false(x.includes('*bold*') || x.includes('_it_') || x.includes('~s~') || x.includes('`c`'), x);
+  }
+  t.false(p.text.includes('\n'), 'the fallback is one line');
+  t.true(p.text.includes('\\u202egnp.exe'), 'the override is shown, escaped');
+  t.regex(p.blocks[1]!.text!.text.split('\n')[1]!, /^∗bold∗ ˍitˍ ∼s∼ ˋcˋ\\nline2 \\u202egnp\.exe \\u200b$/, 'the explanation line');
+  t.deepEqual(limitViolations(p), []);
+});
+
+test('payload: the acknowledge or resolve comment travels, escaped', (t) => {
+  const p = buildSlackPayload(shellNotification({ action: 'acknowledge', actor: 'alice', comment: 'on it *now* <!here>' })) as { text: string; blocks: Block[] };
+  t.is(p.blocks[1]!.text!.text, 'Acknowledged by *alice*\n>on it ∗now∗ &lt;!here&gt;');
 });

@@ -100,3 +100,16 @@ test('config: reserved headers, short keys and URLs with credentials are refused
   t.deepEqual(path({ url: 'ftp://h.example/x' }), ['url']);
   t.is(path({}), undefined);
 });
+
+test('payload: text fields show bidi and invisible characters escaped; the entry stays the data it was; state, category and comment are given', (t) => {
+  const p = buildWebhookPayload(
+    shellNotification({ action: 'acknowledge', actor: 'bob\u200b', comment: 'ok\u202e' }, { example: 'cat x\u202egnp.exe', entry: { type: 'process', exe: '/tmp/x\u202egnp.exe', parent: 'sh', user: 'root', args: '' } }),
+  );
+  t.is(p.alert.example, 'cat x\\u202egnp.exe');
+  t.is(p.alert.summary, '/tmp/x\\u202egnp.exe (parent sh, root)');
+  t.is(p.alert.actor, 'bob\\u200b');
+  t.is(p.alert.comment, 'ok\\u202e');
+  t.is(p.alert.state, 'acknowledged');
+  t.is(p.alert.category, 'deviation');
+  t.is(p.alert.entry?.type === 'process' ? p.alert.entry.exe : '', '/tmp/x\u202egnp.exe', 'the structured entry is data for programs');
+});
