@@ -203,6 +203,9 @@ export const DEFAULT_SEVERITY_RULES: readonly SeverityRule[] = deepFreeze([
   // Falco sandbox "Known Cryptominer Process Executed" (CRITICAL), "Detect crypto miners using the Stratum protocol" (CRITICAL).
   { id: 'crypto-miner', severity: 'critical', reason: 'a known crypto miner ran', match: { kind: ['exec'], exe: MINERS } },
   { id: 'stratum-miner', severity: 'critical', reason: 'a process ran with a mining pool address (stratum) on its command line', match: { kind: ['exec'], args: ['*stratum+tcp*', '*stratum2+tcp*', '*stratum+ssl*', '*stratum2+ssl*'] } },
+  // Falco "Terminal shell in container" (NOTICE), raised: this image never runs a shell at all. Before
+  // shell-from-service (both critical) so that a shell in a shell-less image keeps the plainer reason.
+  { id: 'shell-where-none', severity: 'critical', reason: 'a shell or interpreter ran in an image whose baseline never runs one', match: { kind: ['exec'], exe: SHELLS_AND_INTERPRETERS, baselineHasShell: false } },
   // Falco "Run shell untrusted" (NOTICE), sandbox "Web Server Spawned Shell" (CRITICAL), incubating "DB program spawned process".
   {
     id: 'shell-from-service',
@@ -210,8 +213,6 @@ export const DEFAULT_SEVERITY_RULES: readonly SeverityRule[] = deepFreeze([
     reason: 'a service (web server, database, JVM, app) started a shell or interpreter, which it never did while learned: how remote code execution looks',
     match: { kind: ['exec'], exe: SHELLS_AND_INTERPRETERS, parent: ['other'], parentStartedShell: false },
   },
-  // Falco "Terminal shell in container" (NOTICE), raised: this image never runs a shell at all.
-  { id: 'shell-where-none', severity: 'critical', reason: 'a shell or interpreter ran in an image whose baseline never runs one', match: { kind: ['exec'], exe: SHELLS_AND_INTERPRETERS, baselineHasShell: false } },
   // Falco "Fileless execution via memfd_create" (CRITICAL).
   { id: 'deleted-binary', severity: 'critical', reason: 'a binary ran from a deleted or in-memory file', match: { kind: ['exec'], deleted: true } },
   // Falco "Drop and execute new binary in container" (CRITICAL) and "Execution from /dev/shm" (WARNING).
