@@ -113,6 +113,8 @@ const NO_SPACE_OR_CONTROL = /^[^\s\u0000-\u001f\u007f-\u009f]+$/;
 
 const ProcessSpec = z.strictObject({
   exe: text(1, DOC_LIMITS.exe),
+  /** The applet of a multi-call binary (core/entry ProcessEntry.applet); absent for other executables. */
+  applet: text(1, 64).optional(),
   parent: text(0, DOC_LIMITS.parent),
   user: z.enum(['root', 'system', 'user', 'unknown']),
   args: text(0, DOC_LIMITS.args),
@@ -171,7 +173,7 @@ function viewEntry(e: unknown, index: number): Entry {
   if (!r.success) refuse(r, `entries.${index}`);
   const v = r.data;
   return v.type === 'process'
-    ? { type: 'process', exe: v.exe, parent: v.parent, user: v.user, args: v.args }
+    ? { type: 'process', exe: v.exe, ...(v.applet !== undefined && { applet: v.applet }), parent: v.parent, user: v.user, args: v.args }
     : { type: 'network', direction: v.direction, protocol: v.protocol, peer: v.peer, port: v.port };
 }
 
@@ -179,7 +181,7 @@ function pickEntryFields(e: unknown): unknown {
   if (e === null || typeof e !== 'object') return e;
   const o = e as Record<string, unknown>;
   return o.type === 'process'
-    ? { type: o.type, exe: o.exe, parent: o.parent, user: o.user, args: o.args }
+    ? { type: o.type, exe: o.exe, applet: o.applet, parent: o.parent, user: o.user, args: o.args }
     : { type: o.type, direction: o.direction, protocol: o.protocol, peer: o.peer, port: o.port };
 }
 
@@ -236,7 +238,7 @@ function time(v: unknown): string | null {
 }
 
 function processSpec(e: ProcessEntry): YamlMap {
-  return { exe: e.exe, parent: e.parent, user: e.user, args: e.args };
+  return { exe: e.exe, ...(e.applet && { applet: e.applet }), parent: e.parent, user: e.user, args: e.args };
 }
 
 function networkSpec(e: NetworkEntry): YamlMap {
@@ -296,7 +298,7 @@ export function toBaselineDocument(view: BaselineView, options: BaselineDocument
 
 function specEntries(lists: z.infer<typeof EntryLists>): Entry[] {
   return [
-    ...lists.processes.map((p): Entry => ({ type: 'process', exe: p.exe, parent: p.parent, user: p.user, args: p.args })),
+    ...lists.processes.map((p): Entry => ({ type: 'process', exe: p.exe, ...(p.applet !== undefined && { applet: p.applet }), parent: p.parent, user: p.user, args: p.args })),
     ...lists.network.map((n): Entry => ({ type: 'network', direction: n.direction, protocol: n.protocol, peer: n.peer, port: n.port })),
   ];
 }
@@ -610,15 +612,20 @@ export function toFalcoRules(view: BaselineView, options: FalcoRulesOptions = {}
 
   const exes = new Set<string>();
   const globs = new Set<string>();
+  const applets = new Set<string>();
   for (const e of kept) {
     if (e.type !== 'process') continue;
     const hasPlaceholder = PLACEHOLDER.test(e.exe);
     PLACEHOLDER.lastIndex = 0;
     const written = hasPlaceholder ? falcoGlob(e.exe) : falcoString(e.exe);
-    if (written === null) skipped.push(`executable ${quoted(e.exe.slice(0, 300))}: cannot be written safely in a Falco condition`);
+    // An applet of busybox is its own program: allowing `/bin/busybox` would allow every applet.
+    // Falco's proc.name is the comm, the applet when run through its symlink; `busybox wget` alerts.
+    const applet = e.applet ? falcoString(e.applet) : null;
+    if (written === null || (e.applet && applet === null)) skipped.push(`executable ${quoted(e.exe.slice(0, 300))}${e.applet ? ` (${quoted(e.applet.slice(0, 64))})` : ''}: cannot be written safely in a Falco condition`);
+    else if (applet !== null) applets.add(`(proc.exepath ${hasPlaceholder ? 'glob' : '='} ${written} and proc.name = ${applet})`);
     else (hasPlaceholder ? globs : exes).add(written);
   }
-  const allowedProcess = [`proc.exepath in (${id}_allowed_exes)`, ...[...globs].sort().map((g) => `proc.exepath glob ${g}`)].join(' or ');
+  const allowedProcess = [`proc.exepath in (${id}_allowed_exes)`, ...[...globs].sort().map((g) => `proc.exepath glob ${g}`), ...[...applets].sort()].join(' or ');
 
   const clusterCidrs = (options.clusterCidrs ?? DEFAULT_CLUSTER_CIDRS).map((c) => parseCidr(c).text);
   const clauses = new Set<string>();

@@ -3,7 +3,7 @@
  * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
  */
 import type { ActivityEvent, ImageRef } from './event.js';
-import { describeEntry, entryFromId, entryId, exampleOf, type Entry, type NetworkEntry } from './entry.js';
+import { describeEntry, entryFromId, entryId, exampleOf, programLabel, type Entry, type NetworkEntry } from './entry.js';
 import { cidrContains, classifyAddress, coveringCidr, formatIp, parseCidr, parseIp, type Cidr, type ParsedIp } from './ip.js';
 
 /** How events are grouped into baselines. */
@@ -676,7 +676,7 @@ export function explain(b: Baseline, entry: Entry): { reason: DeviationReason; e
     for (const id of b.entries.keys()) {
       if (!id.startsWith('exec|')) continue;
       const e = entryFromId(id);
-      if (e.type !== 'process' || e.exe !== entry.exe) continue;
+      if (e.type !== 'process' || e.exe !== entry.exe || e.applet !== entry.applet) continue;
       sameExe = true;
       add(e);
       if (e.parent === entry.parent) {
@@ -685,15 +685,15 @@ export function explain(b: Baseline, entry: Entry): { reason: DeviationReason; e
       }
     }
     if (!sameExe) {
-      return { reason: 'new-executable', explanation: `${entry.exe} never ran in ${b.key} while it was learned`, nearest };
+      return { reason: 'new-executable', explanation: `${programLabel(entry)} never ran in ${b.key} while it was learned`, nearest };
     }
     if (!sameExeParent) {
-      return { reason: 'new-parent', explanation: `${entry.exe} ran before, but never as a child of ${entry.parent || 'this parent'}`, nearest };
+      return { reason: 'new-parent', explanation: `${programLabel(entry)} ran before, but never as a child of ${entry.parent || 'this parent'}`, nearest };
     }
     if (!sameExeParentUser) {
-      return { reason: 'new-user', explanation: `${entry.exe} ran before, but never as a ${entry.user} user`, nearest };
+      return { reason: 'new-user', explanation: `${programLabel(entry)} ran before, but never as a ${entry.user} user`, nearest };
     }
-    return { reason: 'new-arguments', explanation: `${entry.exe} ran before, but never with arguments like these`, nearest };
+    return { reason: 'new-arguments', explanation: `${programLabel(entry)} ran before, but never with arguments like these`, nearest };
   }
   let samePeer = false;
   let samePort = false;

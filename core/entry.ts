@@ -5,12 +5,18 @@
 import { createHash } from 'node:crypto';
 import type { ActivityEvent, NetworkProtocol } from './event.js';
 import { classifyAddress, cidrContains, formatIp, parseIp, type Cidr } from './ip.js';
-import { normalizeArgs, normalizePath, processName, userClass, type UserClass } from './normalize.js';
+import { appletOf, normalizeArgs, normalizePath, processName, stripDeleted, userClass, type UserClass } from './normalize.js';
 
-/** A process that ran: its executable, its parent's name, the class of user, and its argument pattern. */
+/** A process that ran: its executable (and applet), its parent's name, the class of user, and its argument pattern. */
 export interface ProcessEntry {
   type: 'process';
   exe: string;
+  /**
+   * The program a multi-call binary (busybox, toybox) ran as: `wget` for `/bin/busybox` run as wget.
+   * Absent for every other executable, and absent (never '') when no applet is known; only then is
+   * it left out of the id, so ids made before applets existed stay valid.
+   */
+  applet?: string;
   /** The parent's process name (basename, as comm shows it), stable across sources. */
   parent: string;
   user: UserClass;
@@ -47,10 +53,15 @@ function esc(s: string): string {
   return s.includes('|') || s.includes('\\') ? s.replace(/[\\|]/g, '\\$&') : s;
 }
 
-/** The canonical id of an entry: unambiguous text, equal for equal entries. */
+/**
+ * The canonical id of an entry: unambiguous text, equal for equal entries. A process id is
+ * `exec|exe|parent|user|args`, or `exec|exe|applet|parent|user|args` for an applet of a multi-call
+ * binary (six fields instead of five; `|` inside a field is escaped, so the count is exact).
+ */
 export function entryId(entry: Entry): string {
   if (entry.type === 'process') {
-    return `exec|${esc(entry.exe)}|${esc(entry.parent)}|${entry.user}|${esc(entry.args)}`;
+    const applet = entry.applet ? `${esc(entry.applet)}|` : '';
+    return `exec|${esc(entry.exe)}|${applet}${esc(entry.parent)}|${entry.user}|${esc(entry.args)}`;
   }
   return `${entry.direction}|${entry.protocol}|${esc(entry.peer)}|${entry.port}`;
 }
@@ -78,6 +89,10 @@ export function entryFromId(id: string): Entry {
   const p = splitId(id);
   if (p[0] === 'exec' && p.length === 5 && USER_CLASSES.has(p[3] as string)) {
     return { type: 'process', exe: p[1] as string, parent: p[2] as string, user: p[3] as UserClass, args: p[4] as string };
+  }
+  // An empty applet is refused: entryId leaves it out, so the id would not survive a round trip.
+  if (p[0] === 'exec' && p.length === 6 && p[2] !== '' && USER_CLASSES.has(p[4] as string)) {
+    return { type: 'process', exe: p[1] as string, applet: p[2] as string, parent: p[3] as string, user: p[4] as UserClass, args: p[5] as string };
   }
   if ((p[0] === 'egress' || p[0] === 'ingress' || p[0] === 'listen') && p.length === 4 && (p[1] === 'tcp' || p[1] === 'udp') && /^\d{1,5}$/.test(p[3] as string)) {
     return { type: 'network', direction: p[0], protocol: p[1], peer: p[2] as string, port: Number(p[3]) };
@@ -129,13 +144,13 @@ export function entryOf(event: ActivityEvent, options: EntryOptions): Entry | nu
     const p = event.process;
     const exe = p.exe !== '' ? normalizePath(p.exe) : p.name;
     if (exe === '') return null;
-    return {
-      type: 'process',
-      exe,
-      parent: processName(p.parentExe !== '' ? p.parentExe : p.parentName),
-      user: userClass(p.uid),
-      args: normalizeArgs(p.args),
-    };
+    const call = appletOf(p.exe !== '' ? p.exe : p.name, p.name, p.args);
+    // The parent is named by its binary (a busybox shell parent is `busybox`, taken for a shell by
+    // the severity rules): its comm would be a script's name, and not every source reports it.
+    const parent = processName(p.parentExe !== '' ? p.parentExe : p.parentName);
+    const user = userClass(p.uid);
+    if (call) return { type: 'process', exe, applet: call.applet, parent, user, args: normalizeArgs(call.args) };
+    return { type: 'process', exe, parent, user, args: normalizeArgs(p.args) };
   }
   const n = event.network;
   if (!n) return null;
@@ -150,11 +165,27 @@ export function entryOf(event: ActivityEvent, options: EntryOptions): Entry | nu
   return { type: 'network', direction: 'listen', protocol: n.protocol, peer: peerOf(n.localAddress, '', options), port: n.localPort };
 }
 
+/** The program of a process entry as people name it: `/usr/bin/curl`, or `/bin/busybox (wget)` for an applet. */
+export function programLabel(entry: ProcessEntry): string {
+  return entry.applet ? `${entry.exe} (${entry.applet})` : entry.exe;
+}
+
+/**
+ * The name the severity rules know a program by: the applet of a multi-call binary, else the
+ * basename of the executable (` (deleted)` removed), so `/bin/busybox` run as wget and a symlink
+ * `/usr/bin/wget` are both `wget`.
+ */
+export function programName(entry: ProcessEntry): string {
+  if (entry.applet) return entry.applet;
+  const exe = stripDeleted(entry.exe);
+  return exe.slice(exe.lastIndexOf('/') + 1);
+}
+
 /** One line a person can read: `/bin/sh -c <...> (parent nginx, root)` or `egress tcp 203.0.113.5:443`. */
 export function describeEntry(entry: Entry): string {
   if (entry.type === 'process') {
     const args = entry.args === '' ? '' : ` ${entry.args}`;
-    return `${entry.exe}${args} (parent ${entry.parent || '?'}, ${entry.user})`;
+    return `${programLabel(entry)}${args} (parent ${entry.parent || '?'}, ${entry.user})`;
   }
   const peer = entry.peer.includes(':') ? `[${entry.peer}]` : entry.peer;
   return `${entry.direction} ${entry.protocol} ${peer}:${entry.port}`;
@@ -164,7 +195,10 @@ export function describeEntry(entry: Entry): string {
 export function exampleOf(event: ActivityEvent): string {
   if (event.kind === 'exec') {
     const p = event.process;
-    const cmd = p.exe !== '' ? p.exe : p.name;
+    let cmd = p.exe !== '' ? p.exe : p.name;
+    // A multi-call binary run through a symlink: the applet is only in the name, so show it.
+    const call = p.exe !== '' ? appletOf(p.exe, p.name, p.args) : null;
+    if (call && call.args === p.args) cmd = `${cmd} (${call.applet})`;
     return p.args.length === 0 ? cmd : `${cmd} ${p.args.join(' ')}`;
   }
   const n = event.network;

@@ -148,3 +148,47 @@ export function processName(exeOrName: string): string {
   const base = slash === -1 ? exeOrName : exeOrName.slice(slash + 1);
   return base.length > 15 ? base.slice(0, 15) : base;
 }
+
+/**
+ * Multi-call binaries: one executable that acts as many programs (busybox and toybox in alpine and
+ * distroless-debug images, uutils/coreutils-single), choosing the program from the name it was
+ * invoked as or, run under its own name, from its first argument. Basename globs.
+ */
+export const MULTI_CALL_BINARIES: readonly string[] = Object.freeze(['busybox', 'busybox.*', 'busybox-*', 'toybox', 'coreutils']);
+
+/** Whether a basename is one of MULTI_CALL_BINARIES (a literal check: the list holds simple suffix globs only). */
+export function isMultiCall(base: string): boolean {
+  return base === 'busybox' || base === 'toybox' || base === 'coreutils' || base.startsWith('busybox.') || base.startsWith('busybox-');
+}
+
+/** The program a multi-call binary ran as, and the arguments that are the program's own. */
+export interface AppletCall {
+  applet: string;
+  args: readonly string[];
+}
+
+/**
+ * The applet an exec of a multi-call binary ran: the invoked name when it differs from the binary's
+ * (`/bin/busybox` run through the symlink `/usr/bin/wget`: name `wget`), else the first argument when
+ * the binary ran under its own name (`busybox wget URL`: applet `wget`, args `[URL]`), as busybox
+ * itself reads it (the basename of that argument). Null when `exe` is not a multi-call binary or no
+ * applet is named (`busybox --list`). Applets are cut at 15 characters, as the kernel's comm is, so
+ * that both ways of invoking one applet give the same name.
+ */
+export function appletOf(exe: string, name: string, args: readonly string[]): AppletCall | null {
+  const base = processName(stripDeleted(exe));
+  if (!isMultiCall(base)) return null;
+  const invoked = processName(name);
+  if (invoked !== '' && !isMultiCall(invoked) && invoked !== base) return { applet: invoked, args };
+  const first = args[0];
+  if (first === undefined || first === '' || first.startsWith('-')) return null;
+  const applet = processName(first);
+  return applet === '' || isMultiCall(applet) ? null : { applet, args: args.slice(1) };
+}
+
+const DELETED = ' (deleted)';
+
+/** A path without the kernel's ` (deleted)` suffix for unlinked executables. */
+export function stripDeleted(path: string): string {
+  return path.endsWith(DELETED) ? path.slice(0, -DELETED.length) : path;
+}

