@@ -162,7 +162,7 @@ function rejectLogger(logger: Logger, metrics: AgentMetrics, source: string) {
  * stay there as garbage, which costs as much RSS as it saves. The bound for the running agent is
  * AGENT_NODE_FLAGS, set where the agent is started: the image's entrypoint, the bench.)
  */
-function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
+export function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
   let restored = 0;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
   try {
@@ -170,6 +170,8 @@ function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
       engine.restore(record);
       restored++;
     }
+    // Then what the cluster last pushed: its entries (blocks and classes other nodes learned), its removals and state.
+    for (const cluster of state.loadClusterBaselines()) engine.applyCluster(cluster);
   } finally {
     v8.setFlagsFromString('--semi-space-growth-factor=2'); // V8's default
   }
