@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import { hostname } from 'node:os';
 import v8 from 'node:v8';
 import { z } from 'zod';
-import { createBaselineEngine, type BaselineEngine, type LearningWindow } from '../core/baseline.js';
+import { createBaselineEngine, DEFAULT_GENERALIZATION, MAX_PEER_EVIDENCE, type BaselineEngine, type LearningWindow } from '../core/baseline.js';
 import type { ActivityEvent } from '../core/event.js';
 import { globMatch } from '../core/severity.js';
 import { parseCidr } from '../core/ip.js';
@@ -78,6 +78,16 @@ export const AgentConfigSchema = z.strictObject({
     )
     .max(200)
     .default([]),
+  /** When many public addresses on one port are learned as a block or as any public peer (core/baseline PeerGeneralization); 0 turns a rule off. */
+  peerGeneralization: z
+    .strictObject({
+      blockAt: z.number().int().min(0).max(MAX_PEER_EVIDENCE).default(DEFAULT_GENERALIZATION.blockAt),
+      wideBlockAt: z.number().int().min(0).max(MAX_PEER_EVIDENCE).default(DEFAULT_GENERALIZATION.wideBlockAt),
+      widestPrefix4: z.number().int().min(8).max(24).default(DEFAULT_GENERALIZATION.widestPrefix4),
+      widestPrefix6: z.number().int().min(16).max(64).default(DEFAULT_GENERALIZATION.widestPrefix6),
+      classAt: z.number().int().min(0).max(MAX_PEER_EVIDENCE).default(DEFAULT_GENERALIZATION.classAt),
+    })
+    .default({ ...DEFAULT_GENERALIZATION }),
   baselineKey: z.enum(['repository', 'tag', 'digest']).default('repository'),
   httpListen: hostPort.default('127.0.0.1:9464'),
   logLevel: z.enum(LOG_LEVELS).default('info'),
@@ -162,7 +172,7 @@ function rejectLogger(logger: Logger, metrics: AgentMetrics, source: string) {
  * stay there as garbage, which costs as much RSS as it saves. The bound for the running agent is
  * AGENT_NODE_FLAGS, set where the agent is started: the image's entrypoint, the bench.)
  */
-function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
+export function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
   let restored = 0;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
   try {
@@ -170,6 +180,8 @@ function restoreBaselines(engine: BaselineEngine, state: AgentState): number {
       engine.restore(record);
       restored++;
     }
+    // Then what the cluster last pushed: its entries (blocks and classes other nodes learned), its removals and state.
+    for (const cluster of state.loadClusterBaselines()) engine.applyCluster(cluster);
   } finally {
     v8.setFlagsFromString('--semi-space-growth-factor=2'); // V8's default
   }
@@ -214,6 +226,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
     quietPeriodMs: config.quietPeriod,
     maxLearningMs: config.maxLearningWindow,
     versionGraceMs: config.versionGrace,
+    generalize: config.peerGeneralization,
     windowFor: learningWindowsOf(config),
     keyMode: config.baselineKey,
   });

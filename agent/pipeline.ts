@@ -405,9 +405,13 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
     },
     applyCluster(cluster) {
       const b = engine.applyCluster(cluster);
-      if (!b) return false;
+      // Kept either way: a restart enforces it before the collector is reached again.
+      if (!b) {
+        state.commit({ clusters: [cluster] });
+        return false;
+      }
       // Persist the header (state, window) and anything learned meanwhile; the collector hears it too.
-      state.commit({ deltas: [takeDelta(b)] });
+      state.commit({ deltas: [takeDelta(b)], clusters: [cluster] });
       persisted.set(b.key, { version: b.version, events: b.events, at: deps.now() });
       updateBaselineGauge();
       deps.onSpooled();

@@ -18,7 +18,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { MAX_EXAMPLES, type BaselineRecord, type BaselineSnapshot, type EntryStats } from '../core/baseline.js';
+import { MAX_EXAMPLES, type BaselineRecord, type BaselineSnapshot, type ClusterBaseline, type EntryStats } from '../core/baseline.js';
 import { entryFromId } from '../core/entry.js';
 import { unite } from '../core/merge.js';
 import type { Deviation } from '../core/deviation.js';
@@ -47,6 +47,11 @@ export interface StateCommit {
   /** Baseline deltas (see takeDelta); a full snapshot is a delta too. Persisted and queued for the collector. */
   deltas?: readonly BaselineSnapshot[];
   positions?: ReadonlyMap<string, unknown>;
+  /**
+   * What the cluster last pushed for these keys, kept so that a restart enforces it before the
+   * collector is reached again (entries pushed but not yet seen here are in no delta).
+   */
+  clusters?: readonly ClusterBaseline[];
 }
 
 /** Result of a commit: how many deviations were new, and how many spooled ones the byte bound evicted. */
@@ -65,6 +70,8 @@ export interface AgentState {
    * (so restoring thousands never holds them all at once). Consume each before taking the next.
    */
   loadBaselines(): IterableIterator<BaselineRecord>;
+  /** The last ClusterBaseline pushed for each key (relearn already applied: never set). */
+  loadClusterBaselines(): ClusterBaseline[];
   /** One persisted baseline in full, examples included, or null. */
   readBaseline(key: string): BaselineSnapshot | null;
   loadPosition(source: string): unknown;
@@ -111,6 +118,8 @@ export function openAgentState(dir: string, maxSpoolBytes: number, now: () => nu
   const selectEntryCounts = db.prepare(`SELECT id, first_seen, last_seen, count, nodes, json_array_length(examples) AS examples FROM entries WHERE key = ?`);
   const selectEntries = db.prepare(`SELECT id, first_seen, last_seen, count, nodes, examples FROM entries WHERE key = ? ORDER BY id`);
   const selectPosition = db.prepare(`SELECT position FROM positions WHERE source = ?`).pluck();
+  const upsertCluster = db.prepare(`INSERT OR REPLACE INTO cluster_baselines (key, body) VALUES (?, ?)`);
+  const selectClusters = db.prepare(`SELECT body FROM cluster_baselines ORDER BY key`).pluck();
   const selectAfter = db.prepare(`SELECT seq, kind, body, bytes FROM spool WHERE seq > ? ORDER BY seq LIMIT ?`);
   const deleteSeq = db.prepare(`DELETE FROM spool WHERE seq = ? RETURNING bytes`).pluck();
   const countRows = db.prepare(`SELECT count(*) FROM spool`).pluck();
@@ -169,6 +178,8 @@ export function openAgentState(dir: string, maxSpoolBytes: number, now: () => nu
       }
     }
     for (const [source, position] of changes.positions ?? []) upsertPosition.run(source, JSON.stringify(position));
+    // A relearn happened when it was applied; re-applying it at every start would forget again.
+    for (const c of changes.clusters ?? []) upsertCluster.run(c.key, JSON.stringify({ ...c, relearn: false }));
     // Overflow policy: drop the lowest-severity deviations, oldest first among equals, until the spool
     // fits (counted by the caller, by severity). A deviation just committed may be the one dropped, when
     // everything older is more severe. Baseline deltas are never dropped: at most one is queued per baseline.
@@ -215,6 +226,7 @@ export function openAgentState(dir: string, maxSpoolBytes: number, now: () => nu
         };
       }
     },
+    loadClusterBaselines: () => (selectClusters.all() as string[]).map((body) => JSON.parse(body) as ClusterBaseline),
     readBaseline(key) {
       const text = selectHeader.get(key) as string | undefined;
       if (text === undefined) return null;
@@ -305,6 +317,8 @@ function migrate(db: Database.Database, now: () => number): void {
         PRIMARY KEY (key, id)
       ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS positions (source TEXT PRIMARY KEY, position TEXT NOT NULL);
+      -- Added without a new revision: older agents ignore it, newer ones create it.
+      CREATE TABLE IF NOT EXISTS cluster_baselines (key TEXT PRIMARY KEY, body TEXT NOT NULL);
     `);
     // Revision 2 spools lack the severity rank (their deviations count as medium) and the spool time.
     const spoolColumns = new Set(db.prepare(`SELECT name FROM pragma_table_info('spool')`).pluck().all() as string[]);

@@ -86,6 +86,14 @@ function showView(v: BaselineView, io: Io): void {
   const rows = [['STATUS', 'COUNT', 'NODES', 'LAST SEEN', 'ENTRY ID']];
   for (const e of entries) rows.push([s(e.status), s(e.count), String(Array.isArray(e.nodes) ? e.nodes.length : 0), s(e.lastSeen ?? '-'), s(e.id)]);
   io.out(table(rows));
+  // Blocks and classes learned from many addresses: say so, with their evidence (narrow with `baselines remove`).
+  for (const e of entries) {
+    const g = (e as { generalization?: { kind?: unknown; prefixLength?: unknown; addresses?: unknown; prefixes?: { length?: unknown; count?: unknown }[] } | null }).generalization;
+    if (!g || typeof g !== 'object') continue;
+    const nets = (Array.isArray(g.prefixes) ? g.prefixes : []).map((p) => `${s(p.count)} /${s(p.length)}s`).join(', ');
+    const what = g.kind === 'class' ? 'any public address' : `a /${s(g.prefixLength)} block`;
+    io.out(`generalized  ${s(e.id)}: ${what}, from ${s(g.addresses)} addresses (${nets || 'none left'})`);
+  }
 }
 
 function readDocuments(path: string): { file: string; text: string; docs: BaselineDocument[] }[] {

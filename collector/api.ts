@@ -11,6 +11,7 @@ import type { EventKind } from '../core/event.js';
 import { EVENT_KINDS } from '../core/event.js';
 import { describeEntry, entryFromId, entryId, type Entry } from '../core/entry.js';
 import { parseDuration } from '../core/duration.js';
+import { generalizationOf } from '../core/baseline.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
 import {
@@ -175,12 +176,15 @@ function entryJson(e: { id: string; entry: Entry }) {
 
 /** The JSON of a baseline with its entries (the contract of core/baseline-doc's BaselineView). */
 export function baselineJson(b: BaselineView) {
+  const active = b.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
   return {
     ...baselineHeaderJson(b),
     entries: b.entries.map((e) => ({
       ...entryJson(e),
       status: e.status,
       statusReason: e.statusReason,
+      // A block or class learned from many addresses: the evidence the baseline holds for it; null for any other entry.
+      generalization: generalizationOf(e.entry, active),
       firstSeen: iso(e.firstSeen),
       lastSeen: iso(e.lastSeen),
       count: e.count,

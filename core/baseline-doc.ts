@@ -12,8 +12,8 @@
 import { createHash } from 'node:crypto';
 import { isScalar, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import { entryId, type Entry, type NetworkEntry, type ProcessEntry } from './entry.js';
-import { parseCidr, parseIp, type Cidr } from './ip.js';
+import { describeEntry, entryId, generalPeerOf, PUBLIC_PEER, type Entry, type NetworkEntry, type ProcessEntry } from './entry.js';
+import { NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
 import { MAX_PATTERN_LENGTH } from './normalize.js';
 import { quoted, yamlDocument, type YamlMap, type YamlValue } from './yaml-text.js';
 
@@ -417,10 +417,11 @@ export function parseSelector(text: string): Record<string, string> {
 }
 
 /** How a peer can be written in a NetworkPolicy. */
-type PolicyPeer = { kind: 'cidrs'; cidrs: string[] } | { kind: 'cluster' } | { kind: 'skip' } | { kind: 'unexpressed'; why: string };
+type PolicyPeer = { kind: 'cidrs'; cidrs: string[] } | { kind: 'public' } | { kind: 'cluster' } | { kind: 'skip' } | { kind: 'unexpressed'; why: string };
 
 function policyPeer(peer: string): PolicyPeer {
   if (peer === 'cluster') return { kind: 'cluster' };
+  if (peer === PUBLIC_PEER) return { kind: 'public' };
   if (peer === 'loopback' || peer === 'any') return { kind: 'skip' };
   if (peer === 'link-local') return { kind: 'cidrs', cidrs: ['169.254.0.0/16', 'fe80::/10'] };
   const ip = parseIp(peer);
@@ -439,6 +440,8 @@ function policyPeer(peer: string): PolicyPeer {
 function peerObjects(p: PolicyPeer): YamlMap[] {
   if (p.kind === 'cluster') return [{ namespaceSelector: {} }];
   if (p.kind === 'cidrs') return p.cidrs.map((cidr) => ({ ipBlock: { cidr } }));
+  // The class: every address but those that are not globally routable (private, CGNAT, ULA...).
+  if (p.kind === 'public') return ([4, 6] as const).map((v) => ({ ipBlock: { cidr: v === 4 ? '0.0.0.0/0' : '::/0', except: [...NON_GLOBAL_RANGES[v]] } }));
   return [];
 }
 
@@ -455,7 +458,7 @@ function policyRules(entries: readonly NetworkEntry[], side: 'to' | 'from', unex
       unexpressed.push(`${e.direction} ${e.protocol} ${e.peer}:${e.port} (no service port)`);
       continue;
     }
-    const k = peer === null ? '' : peer.kind === 'cluster' ? 'cluster' : peer.cidrs.join(',');
+    const k = peer === null ? '' : peer.kind === 'cluster' || peer.kind === 'public' ? peer.kind : peer.cidrs.join(',');
     let rule = byPeer.get(k);
     if (!rule) byPeer.set(k, (rule = { peer, ports: new Map() }));
     rule.ports.set(`${e.protocol}/${String(e.port).padStart(5, '0')}`, { protocol: e.protocol.toUpperCase(), port: e.port });
@@ -509,6 +512,9 @@ export function toNetworkPolicy(view: BaselineView, options: NetworkPolicyOption
   const ingress = [...policyRules(inbound, 'from', unexpressed), ...policyRules(listens, 'from', unexpressed)];
   const annotations: Record<string, string> = { [KEY_ANNOTATION]: key };
   if (unexpressed.length > 0) annotations['driftwatch.dev/not-expressed'] = unexpressed.sort().join('; ');
+  // Blocks and classes stand for many addresses: name them, so a reviewer of the policy sees what is broad.
+  const generalized = network.filter((e) => e.direction !== 'listen' && generalPeerOf(e.peer) !== null).map((e) => describeEntry(e)).sort();
+  if (generalized.length > 0) annotations['driftwatch.dev/generalized'] = generalized.join('; ');
   const policy: YamlMap = {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
@@ -520,6 +526,9 @@ export function toNetworkPolicy(view: BaselineView, options: NetworkPolicyOption
     '`cluster` peers are allowed to every pod in every namespace (the baseline does not say which); host-network peers need ipBlocks.',
   ];
   if (unexpressed.length > 0) head.push(`Not expressible (see the annotation driftwatch.dev/not-expressed): ${unexpressed.length} entries; DNS names need ipBlocks or a CNI FQDN policy.`);
+  if (generalized.length > 0) {
+    head.push(`Generalized from many addresses (see the annotation driftwatch.dev/generalized): ${generalized.length} entries; ${PUBLIC_PEER} is every globally routable address, as ipBlocks 0.0.0.0/0 and ::/0 except the non-global ranges.`);
+  }
   return yamlDocument(policy, head);
 }
 
@@ -640,6 +649,11 @@ export function toFalcoRules(view: BaselineView, options: FalcoRulesOptions = {}
       clauses.add(`(${port} and fd.snet in (${id}_cluster_ranges))`);
     } else if (e.peer === 'link-local') clauses.add(`(${port} and (fd.snet = "169.254.0.0/16" or fd.snet = "fe80::/10"))`);
     else if (parseIp(e.peer)) clauses.add(`(${port} and fd.sip = ${falcoString(e.peer) ?? '"?"'})`);
+    else if (e.peer === PUBLIC_PEER) {
+      // Any globally routable address: not a non-global range and not the cluster's.
+      const ranges = [...new Set([...NON_GLOBAL_RANGES[4], ...NON_GLOBAL_RANGES[6], ...clusterCidrs].map((c) => parseCidr(c).text))].map((c) => `fd.snet = "${c}"`);
+      clauses.add(`(${port} and not (${ranges.join(' or ')}))`);
+    }
     else if (e.peer.includes('/')) {
       let cidr: Cidr | null = null;
       try {

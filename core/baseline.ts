@@ -3,8 +3,8 @@
  * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
  */
 import type { ActivityEvent, ImageRef } from './event.js';
-import { describeEntry, entryFromId, entryId, exampleOf, programLabel, type Entry, type NetworkEntry } from './entry.js';
-import { cidrContains, classifyAddress, coveringCidr, formatIp, parseCidr, parseIp, type Cidr, type ParsedIp } from './ip.js';
+import { describeEntry, entryFromId, entryId, exampleOf, generalPeerCovers, generalPeerOf, programLabel, PUBLIC_PEER, type Entry, type GeneralPeer, type NetworkEntry } from './entry.js';
+import { cidrContains, classifyAddress, coveringCidr, formatIp, isGlobalAddress, parseCidr, parseIp, prefixOf, type Cidr, type ParsedIp } from './ip.js';
 
 /** How events are grouped into baselines. */
 export type KeyMode = 'repository' | 'tag' | 'digest';
@@ -109,11 +109,11 @@ export interface Baseline {
   /** Entries learned during a grace period, with the version that brought them; null when none. */
   addedBy: Map<string, string> | null;
   /**
-   * Public peers aggregated into prefixes, by `direction|protocol|port`: each block and the id of
-   * its entry. Null when none. Consulted only when an exact lookup missed.
+   * Generalized peers (blocks and the public class), by `direction|protocol|port`: each and the id
+   * of its entry. Null when none. Consulted only when an exact lookup missed.
    */
-  aggregates: Map<string, { cidr: Cidr; id: string }[]> | null;
-  /** Public addresses learned per `direction|protocol|port|range`, until they aggregate; null when none. */
+  aggregates: Map<string, { peer: GeneralPeer; id: string }[]> | null;
+  /** Public addresses learned per `direction|protocol|port`, the evidence for generalizing; null when none. */
   publicPeers: Map<string, ParsedIp[]> | null;
 }
 
@@ -201,7 +201,47 @@ export interface BaselineEngineOptions {
   maxEntriesPerBaseline: number;
   /** Most baselines held; events of further keys are dropped and counted. */
   maxBaselines: number;
+  /** When many public addresses on one port are learned as a block or as the public class. */
+  generalize: PeerGeneralization;
+  /**
+   * An event more than this far (event time) from the engine's clock moves no learning window
+   * until a second event confirms the jump (see advanceClock); 0: every event moves it.
+   */
+  maxClockJumpMs: number;
 }
+
+/**
+ * Generalization of public peers, per key, direction, protocol and port, while learning (counts
+ * are distinct addresses; 0 switches a rule off):
+ *
+ * | rule        | when                                                                | learns                              |
+ * | ----------- | ------------------------------------------------------------------- | ----------------------------------- |
+ * | block       | `blockAt` addresses within one /24 (IPv6 /64)                        | their smallest covering block       |
+ * | wide block  | `wideBlockAt` addresses within one /`widestPrefix4` (IPv6 /`widestPrefix6`) | their smallest covering block |
+ * | class       | `classAt` globally routable addresses that no learned block covers  | `@public`: any public peer          |
+ *
+ * The wider the block, the more addresses it takes; the class needs the most, and only counts
+ * addresses the blocks do not explain, so two tight services on one port become two blocks, not
+ * "anything". Single addresses stay learned beside what generalizes them: they are the evidence a
+ * reviewer sees (generalizationOf) and what remains when the reviewer removes the broad entry.
+ * Never generalized: names (a name is learned as such), cluster, loopback, link-local peers, and
+ * another port or protocol: a key that never reached a public address on a port alerts on its first.
+ */
+export interface PeerGeneralization {
+  blockAt: number;
+  wideBlockAt: number;
+  /** The widest IPv4 block learned (prefix length, 8..24). */
+  widestPrefix4: number;
+  /** The widest IPv6 block learned (prefix length, 16..64). */
+  widestPrefix6: number;
+  classAt: number;
+}
+
+/** Default generalization: /24 from 4 addresses, up to /16 (/32) from 8, the class from 16 spread addresses. */
+export const DEFAULT_GENERALIZATION: PeerGeneralization = Object.freeze({ blockAt: 4, wideBlockAt: 8, widestPrefix4: 16, widestPrefix6: 32, classAt: 16 });
+
+/** Most public addresses remembered per port as evidence while learning (bounds `classAt` too). */
+export const MAX_PEER_EVIDENCE = 256;
 
 /** Default engine settings. */
 export const DEFAULT_ENGINE_OPTIONS: BaselineEngineOptions = Object.freeze({
@@ -212,6 +252,8 @@ export const DEFAULT_ENGINE_OPTIONS: BaselineEngineOptions = Object.freeze({
   keyMode: 'repository',
   maxEntriesPerBaseline: 2_000,
   maxBaselines: 20_000,
+  generalize: DEFAULT_GENERALIZATION,
+  maxClockJumpMs: 86_400_000,
 });
 
 /** A baseline as read back from storage: the header and its entries, which may be a lazy sequence. */
@@ -236,12 +278,45 @@ export interface BaselineEngine {
    */
   applyCluster(cluster: ClusterBaseline): Baseline | null;
   readonly size: number;
+  /** Events whose time was too far from the engine's clock to move a window (see maxClockJumpMs). */
+  readonly clockOutliers: number;
 }
 
 /** Create an engine. */
 export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {}): BaselineEngine {
   const opts: BaselineEngineOptions = Object.freeze({ ...DEFAULT_ENGINE_OPTIONS, ...options });
   const baselines = new Map<string, Baseline>();
+
+  // The engine's clock (event time): what moves learning windows. See advanceClock.
+  let clock = 0;
+  let pendingJump = 0;
+  let outOfBounds = 0;
+
+  /**
+   * The time an event moves windows by. An event within maxClockJumpMs of the clock moves it (only
+   * forward) and uses its own time; one farther away, ahead or behind, uses the clock instead and
+   * is counted, unless it confirms the previous far event (both within maxClockJumpMs of each
+   * other): then the clock jumps to it, as after an agent that was stopped for days. So one event
+   * stamped years ahead cannot close every learning window, and one stamped years back cannot
+   * start a window that is already over.
+   */
+  function advanceClock(time: number): number {
+    const jump = opts.maxClockJumpMs;
+    if (jump <= 0) return time;
+    if (clock === 0 || Math.abs(time - clock) <= jump) {
+      if (time > clock) clock = time;
+      pendingJump = 0;
+      return time;
+    }
+    if (pendingJump !== 0 && Math.abs(time - pendingJump) <= jump) {
+      clock = time;
+      pendingJump = 0;
+      return time;
+    }
+    pendingJump = time;
+    outOfBounds++;
+    return clock;
+  }
 
   const windowOf = (key: string, event: ActivityEvent | null): LearningWindow =>
     opts.windowFor?.(key, event) ?? { windowMs: opts.learningWindowMs, quietMs: opts.quietPeriodMs, maxMs: opts.maxLearningMs, graceMs: opts.versionGraceMs };
@@ -280,6 +355,9 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
     options: opts,
     get size() {
       return baselines.size;
+    },
+    get clockOutliers() {
+      return outOfBounds;
     },
     get: (key) => baselines.get(key),
     all: () => baselines.values(),
@@ -321,7 +399,11 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         aggregates: null,
         publicPeers: null,
       };
-      for (const id of entries.keys()) noteAggregate(b, id);
+      for (const id of entries.keys()) {
+        noteAggregate(b, id);
+        // Still learning: the public addresses learned so far stay evidence for generalizing.
+        if (b.state === 'learning' && !id.startsWith('exec|')) restoreEvidence(b, id);
+      }
       const w = windowOf(b.key, null);
       b.quietMs = w.quietMs;
       b.graceMs = w.graceMs ?? opts.versionGraceMs;
@@ -366,11 +448,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       for (const id of c.removedIds) {
         if (!b.entries.delete(id)) continue;
         changed = true;
-        for (const [group, list] of b.aggregates ?? []) {
-          const kept = list.filter((a) => a.id !== id);
-          if (kept.length === 0) b.aggregates?.delete(group);
-          else b.aggregates?.set(group, kept);
-        }
+        forgetAggregate(b, id);
       }
       const removed = c.removedIds.length > 0 ? new Set(c.removedIds) : null;
       if ((removed?.size ?? 0) !== (b.removed?.size ?? 0) || [...(removed ?? [])].some((id) => !b!.removed?.has(id))) changed = true;
@@ -386,10 +464,12 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       return b;
     },
     observe(event, key, entry, id) {
+      // Windows and grace periods move by the engine's clock, not by a lone outlier's time.
+      const now = advanceClock(event.time);
       let b = baselines.get(key);
       if (!b) {
         if (baselines.size >= opts.maxBaselines) return { verdict: 'dropped', reason: 'too-many-baselines' };
-        b = create(key, event.time, event);
+        b = create(key, now, event);
         b.partial = !startsContainer(event);
       }
       b.events++;
@@ -398,7 +478,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         // A new version under an enforcing baseline: recorded (a new baseline version), and with a
         // grace period its new behaviour is learned and flagged for review instead of alerting.
         b.version++;
-        if (b.graceMs > 0) b.grace = { version: versionLabel(event.container.image), until: event.time + b.graceMs };
+        if (b.graceMs > 0) b.grace = { version: versionLabel(event.container.image), until: now + b.graceMs };
       }
       const ns = event.pod?.namespace;
       if (ns !== undefined && ns !== '' && (b.namespaces === null || (b.namespaces.length < MAX_NAMESPACES && !b.namespaces.includes(ns)))) {
@@ -406,18 +486,18 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         else b.namespaces.push(ns);
       }
       // The window closes on event time, so a replay of recorded hours learns exactly what live traffic would.
-      if (b.state === 'learning' && event.time >= b.learnUntil) {
+      if (b.state === 'learning' && now >= b.learnUntil) {
         if (b.learnUntil === 0) {
           // Relearning: the new window starts now.
           const w = windowOf(key, event);
-          b.windowStart = event.time;
-          b.learnUntil = event.time + w.windowMs;
+          b.windowStart = now;
+          b.learnUntil = now + w.windowMs;
           b.quietMs = w.quietMs;
-          b.maxUntil = event.time + Math.max(w.maxMs, w.windowMs);
+          b.maxUntil = now + Math.max(w.maxMs, w.windowMs);
           b.partial = !startsContainer(event);
         } else {
           b.state = 'enforcing';
-          b.enforcingSince = event.time;
+          b.enforcingSince = now;
           b.version++;
         }
       }
@@ -446,14 +526,14 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         b.changed.push(learned);
         (b.fresh ??= new Map()).set(id, [clip(exampleOf(event))]);
         b.version++;
-        if (entry.type === 'network') aggregatePeers(b, entry, event);
+        if (entry.type === 'network') aggregatePeers(b, entry, event, opts.generalize);
         // Adaptive window: something new appeared, so learning goes on for a quiet period, up to the maximum.
-        if (b.quietMs > 0 && event.time + b.quietMs > b.learnUntil) b.learnUntil = Math.min(event.time + b.quietMs, b.maxUntil);
+        if (b.quietMs > 0 && now + b.quietMs > b.learnUntil) b.learnUntil = Math.min(now + b.quietMs, b.maxUntil);
         return { verdict: 'learned', baseline: b, isNew: true };
       }
       const g = b.grace;
       if (g !== null && b.state === 'enforcing' && !b.removed?.has(id) && event.container && b.entries.size < opts.maxEntriesPerBaseline) {
-        if (event.time >= g.until) b.grace = null;
+        if (now >= g.until) b.grace = null;
         else if (versionLabel(event.container.image) === g.version) {
           const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true };
           b.entries.set(id, learned);
@@ -530,68 +610,167 @@ function noteImage(b: Baseline, image: ImageRef): boolean {
   return true;
 }
 
-/** Distinct public addresses of one range on one port that make the baseline learn the range. */
-export const AGGREGATE_AT = 4;
-/** The widest block aggregation makes: a /24 of IPv4, a /64 of IPv6. */
-const AGGREGATE_MIN_PREFIX = { 4: 24, 6: 64 } as const;
+/** Distinct public addresses of one /24 (/64) on one port that make the baseline learn their block (the default blockAt). */
+export const AGGREGATE_AT = DEFAULT_GENERALIZATION.blockAt;
 
 function groupOf(e: NetworkEntry): string {
   return `${e.direction}|${e.protocol}|${e.port}`;
 }
 
-/** Register an aggregate entry (a network entry whose peer is a CIDR block) for matching; other ids are ignored. */
+/** Register a generalized entry (a network entry whose peer is a block or the class) for matching; other ids are ignored. */
 function noteAggregate(b: Baseline, id: string): void {
-  // Cheap test first: restores call this for every entry, and only a network id with a '/' can be a block.
-  if (id.startsWith('exec|') || !id.includes('/')) return;
-  const e = entryFromId(id);
-  if (e.type !== 'network' || !e.peer.includes('/')) return;
-  let cidr: Cidr;
+  // Cheap test first: restores call this for every entry, and only a network id with a '/' or '@' can be one.
+  if (id.startsWith('exec|') || (!id.includes('/') && !id.includes(PUBLIC_PEER))) return;
+  let e: Entry;
   try {
-    cidr = parseCidr(e.peer);
+    e = entryFromId(id);
   } catch {
     return;
   }
+  if (e.type !== 'network') return;
+  const peer = generalPeerOf(e.peer);
+  if (!peer) return;
   const group = groupOf(e);
   const list = (b.aggregates ??= new Map()).get(group);
-  if (list) list.push({ cidr, id });
-  else b.aggregates.set(group, [{ cidr, id }]);
+  if (list) {
+    if (!list.some((a: { id: string }) => a.id === id)) list.push({ peer, id });
+  } else b.aggregates.set(group, [{ peer, id }]);
 }
 
-/** The aggregate entry whose block holds this entry's peer, if any. */
+/** Count a restored single public address as evidence again (a restart while learning does not start the count over). */
+function restoreEvidence(b: Baseline, id: string): void {
+  let e: Entry;
+  try {
+    e = entryFromId(id);
+  } catch {
+    return;
+  }
+  if (e.type !== 'network') return;
+  const ip = parseIp(e.peer);
+  if (ip && classifyAddress(ip) === 'public') noteEvidence(b, e, ip);
+}
+
+/** Forget a generalized entry for matching (removed by security). */
+function forgetAggregate(b: Baseline, id: string): void {
+  for (const [group, list] of b.aggregates ?? []) {
+    const kept = list.filter((a) => a.id !== id);
+    if (kept.length === 0) b.aggregates?.delete(group);
+    else if (kept.length !== list.length) b.aggregates?.set(group, kept);
+  }
+}
+
+/** The generalized entry whose block or class holds this entry's peer, if any (blocks before the class). */
 function aggregateOf(b: Baseline, e: NetworkEntry): LearnedEntry | undefined {
   const list = b.aggregates?.get(groupOf(e));
   if (!list) return undefined;
   const ip = parseIp(e.peer);
   if (!ip) return undefined;
-  for (const a of list) if (cidrContains(a.cidr, ip)) return b.entries.get(a.id);
-  return undefined;
+  let cls: string | null = null;
+  for (const a of list) {
+    if (a.peer.kind === 'class') cls = a.id;
+    else if (generalPeerCovers(a.peer, ip)) return b.entries.get(a.id);
+  }
+  return cls !== null && isGlobalAddress(ip) ? b.entries.get(cls) : undefined;
+}
+
+/** Remember a learned public address of a network entry as evidence for its port (bounded). */
+function noteEvidence(b: Baseline, e: NetworkEntry, ip: ParsedIp): ParsedIp[] | null {
+  const group = groupOf(e);
+  const seen = (b.publicPeers ??= new Map()).get(group) ?? [];
+  if (seen.length >= MAX_PEER_EVIDENCE) return null;
+  seen.push(ip);
+  b.publicPeers.set(group, seen);
+  return seen;
 }
 
 /**
- * While learning: once AGGREGATE_AT distinct public addresses of one range (a /24, a /64) were seen
- * on one port, learn the smallest block that covers them (a CDN, a cloud API's front ends), so that
- * the next address of the same service is not news. The single addresses stay as learned.
+ * While learning, after a new public address was learned: apply the rules of PeerGeneralization
+ * to the addresses seen on its port, and learn what they support (a block, a wider block, the
+ * class), each with its evidence as its example. The single addresses stay as learned.
  */
-function aggregatePeers(b: Baseline, e: NetworkEntry, event: ActivityEvent): void {
+function aggregatePeers(b: Baseline, e: NetworkEntry, event: ActivityEvent, rules: PeerGeneralization): void {
   const ip = parseIp(e.peer);
   if (!ip || classifyAddress(ip) !== 'public') return;
-  const bytes = ip.version === 4 ? 3 : 8;
-  let range = `${groupOf(e)}|${ip.version}|`;
-  for (let i = 0; i < bytes; i++) range += `${ip.bytes[i] as number}.`;
-  const seen = (b.publicPeers ??= new Map()).get(range) ?? [];
-  if (seen.length >= 64) return;
-  seen.push(ip);
-  b.publicPeers.set(range, seen);
-  if (seen.length < AGGREGATE_AT) return;
-  const cidr = coveringCidr(seen, AGGREGATE_MIN_PREFIX[ip.version]);
-  if (!cidr || b.aggregates?.get(groupOf(e))?.some((a) => a.cidr.text === cidr.text)) return;
-  const id = entryId({ ...e, peer: cidr.text });
-  if (b.entries.has(id)) return;
+  const seen = noteEvidence(b, e, ip);
+  if (!seen) return;
+  const v = ip.version;
+  const tight = v === 4 ? 24 : 64;
+  const widest = v === 4 ? rules.widestPrefix4 : rules.widestPrefix6;
+  const blockRule = (at: number, within: number, rule: string) => {
+    if (at <= 0) return;
+    const near = seen.filter((x) => x.version === v && prefixOf(x, within) === prefixOf(ip, within));
+    if (near.length < at) return;
+    const cidr = coveringCidr(near, within);
+    if (cidr) learnGeneral(b, { ...e, peer: cidr.text }, event, evidenceText(rule, near, v));
+  };
+  blockRule(rules.blockAt, tight, 'block');
+  if (widest < tight) blockRule(rules.wideBlockAt, widest, 'wide block');
+  if (rules.classAt > 0) {
+    // Only addresses no learned block explains count towards "any public peer".
+    const blocks = (b.aggregates?.get(groupOf(e)) ?? []).filter((a) => a.peer.kind === 'block');
+    const spread = seen.filter((x) => isGlobalAddress(x) && !blocks.some((a) => generalPeerCovers(a.peer, x)));
+    if (spread.length >= rules.classAt) learnGeneral(b, { ...e, peer: PUBLIC_PEER }, event, evidenceText('class', spread, v));
+  }
+}
+
+/** `generalized (wide block): 9 addresses, 9 /24s, 1 /16, e.g. 52.216.1.5, ...`: the evidence, as an example a reviewer reads. */
+function evidenceText(rule: string, ips: readonly ParsedIp[], v: 4 | 6): string {
+  const [narrow, wide] = v === 4 ? [24, 16] : [64, 32];
+  const count = (len: number) => new Set(ips.map((x) => prefixOf(x, len))).size;
+  return `generalized (${rule}): ${ips.length} addresses, ${count(narrow)} /${narrow}s, ${count(wide)} /${wide}s, e.g. ${ips.slice(0, 3).map((x) => formatIp(x)).join(', ')}`;
+}
+
+/** Learn one generalized entry (unless known, removed by security, or the baseline is full). */
+function learnGeneral(b: Baseline, g: NetworkEntry, event: ActivityEvent, evidence: string): void {
+  const id = entryId(g);
+  if (b.entries.has(id) || b.removed?.has(id)) return;
   const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true };
   b.entries.set(id, learned);
   b.changed.push(learned);
-  (b.fresh ??= new Map()).set(id, [`${seen.length} addresses, e.g. ${seen.slice(0, 3).map((x: ParsedIp) => formatIp(x)).join(', ')}`]);
+  (b.fresh ??= new Map()).set(id, [clip(evidence)]);
+  b.version++;
   noteAggregate(b, id);
+}
+
+/** What a reviewer is shown about a generalized entry: its rule and the evidence the baseline holds for it. */
+export interface Generalization {
+  /** `block` (a CIDR block) or `class` (any public peer). */
+  kind: 'block' | 'class';
+  /** The block's prefix length; for the class, the prefix length that would cover all its addresses (how spread they are). */
+  prefixLength: number;
+  /** Distinct single addresses the baseline learned on the same direction, protocol and port that it covers. */
+  addresses: number;
+  /** How many distinct networks those addresses fall in, by prefix length (24 and 16 for IPv4, 64 and 32 for IPv6). */
+  prefixes: { length: number; count: number }[];
+}
+
+/**
+ * The evidence for a generalized entry, from the entries beside it (ids of one baseline): the single
+ * addresses it covers. Null for an entry that is not generalized. Pure; the collector's review API
+ * and the CLI show it, so the evidence is always what the baseline really holds.
+ */
+export function generalizationOf(entry: Entry, ids: Iterable<string>): Generalization | null {
+  if (entry.type !== 'network') return null;
+  const g = generalPeerOf(entry.peer);
+  if (!g) return null;
+  const ips: ParsedIp[] = [];
+  for (const id of ids) {
+    if (id.startsWith('exec|')) continue;
+    let e: Entry;
+    try {
+      e = entryFromId(id);
+    } catch {
+      continue;
+    }
+    if (e.type !== 'network' || e.direction !== entry.direction || e.protocol !== entry.protocol || e.port !== entry.port) continue;
+    const ip = parseIp(e.peer);
+    if (ip && generalPeerCovers(g, ip)) ips.push(ip);
+  }
+  const lengths = [...new Set(ips.map((x) => x.version))].flatMap((v) => (v === 4 ? [24, 16] : [64, 32]));
+  const prefixes = [...new Set(lengths)].map((length) => ({ length, count: new Set(ips.filter((x) => (x.version === 4) === length <= 24).map((x) => prefixOf(x, length))).size }));
+  let prefixLength = g.kind === 'block' ? g.cidr.prefix : 0;
+  if (g.kind === 'class' && ips.length > 0 && ips.every((x) => x.version === ips[0]!.version)) prefixLength = coveringCidr(ips, 0)?.prefix ?? 0;
+  return { kind: g.kind, prefixLength, addresses: ips.length, prefixes };
 }
 
 /** How a version is named in reviews: `tag@digest`, either part may be empty. */

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ActivityEvent, NetworkProtocol } from './event.js';
-import { classifyAddress, cidrContains, formatIp, parseIp, type Cidr } from './ip.js';
+import { classifyAddress, cidrContains, formatIp, isGlobalAddress, parseCidr, parseIp, type Cidr, type ParsedIp } from './ip.js';
 import { appletOf, normalizeArgs, normalizePath, processName, stripDeleted, userClass, type UserClass } from './normalize.js';
 
 /** A process that ran: its executable (and applet), its parent's name, the class of user, and its argument pattern. */
@@ -33,7 +33,9 @@ export interface NetworkEntry {
   protocol: NetworkProtocol;
   /**
    * `cluster` (any address in the configured cluster ranges), `loopback`, `any`, `link-local`,
-   * a DNS name when the source resolved one, or the public address itself.
+   * a DNS name when the source resolved one, or the public address itself. Generalized peers
+   * (learned from many addresses, or added by security): a CIDR block (`52.216.0.0/16`), or
+   * `@public` (PUBLIC_PEER), any globally routable address outside the cluster ranges.
    */
   peer: string;
   /** The service port: the remote port of a connect, the local port of an accept or listen. */
@@ -125,14 +127,81 @@ export function peerOf(address: string, name: string, options: EntryOptions): st
   return peer;
 }
 
-function classifyPeer(address: string, name: string, options: EntryOptions): string {
+/**
+ * A DNS name a peer may be learned as: dot-separated labels of letters, digits, `-` and `_`, at
+ * least two labels, at most 253 characters. Anything else (a single word, text with `/`, `@` or
+ * `|`) could read as a class (`cluster`), a block or another entry and widen what matches, so such
+ * a name is ignored and the address is kept instead.
+ */
+const PEER_NAME = /^(?=.{3,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)+$/;
+
+/** The peer name a source's resolved name becomes (lower case, no trailing dot), or '' when it is not a DNS name. */
+export function peerName(name: string): string {
+  if (name === '') return '';
+  let n = name.toLowerCase();
+  if (n.endsWith('.')) n = n.slice(0, -1);
+  return PEER_NAME.test(n) && parseIp(n) === null ? n : '';
+}
+
+function classifyPeer(address: string, rawName: string, options: EntryOptions): string {
+  const name = peerName(rawName);
   const ip = parseIp(address);
-  if (!ip) return name !== '' ? name.toLowerCase() : address === '' ? 'unknown' : 'invalid';
+  if (!ip) return name !== '' ? name : address === '' ? 'unknown' : 'invalid';
   const cls = classifyAddress(ip);
   if (cls !== 'public') return cls;
   for (const range of options.clusterRanges) if (cidrContains(range, ip)) return 'cluster';
-  if (name !== '') return name.toLowerCase();
+  if (name !== '') return name;
   return formatIp(ip);
+}
+
+/** The class peer "any globally routable address outside the cluster ranges" (never a DNS name: see peerName). */
+export const PUBLIC_PEER = '@public';
+
+/** A generalized peer: a CIDR block, or the public class. */
+export type GeneralPeer = { kind: 'block'; cidr: Cidr } | { kind: 'class' };
+
+/** The generalized peer a network entry's peer names, or null for a single address, a name or another class. */
+export function generalPeerOf(peer: string): GeneralPeer | null {
+  if (peer === PUBLIC_PEER) return { kind: 'class' };
+  if (!peer.includes('/')) return null;
+  try {
+    return { kind: 'block', cidr: parseCidr(peer) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a generalized peer covers an address. The class covers only globally routable
+ * addresses (isGlobalAddress), so a private address outside the cluster ranges (a VPC database)
+ * still alerts; names are never covered (a name is the more specific evidence).
+ */
+export function generalPeerCovers(g: GeneralPeer, ip: ParsedIp): boolean {
+  return g.kind === 'class' ? isGlobalAddress(ip) : cidrContains(g.cidr, ip);
+}
+
+/**
+ * Among entry ids, one whose generalized peer (a block, the class) covers `entry`'s address on the
+ * same direction, protocol and port; null when none does or when `entry`'s peer is not an address.
+ * The collector asks this when a deviation's exact entry is not in the cluster's baseline.
+ */
+export function coveringEntryId(entry: Entry, ids: Iterable<string>): string | null {
+  if (entry.type !== 'network') return null;
+  const ip = parseIp(entry.peer);
+  if (!ip) return null;
+  for (const id of ids) {
+    if (id.startsWith('exec|')) continue;
+    let e: Entry;
+    try {
+      e = entryFromId(id);
+    } catch {
+      continue;
+    }
+    if (e.type !== 'network' || e.direction !== entry.direction || e.protocol !== entry.protocol || e.port !== entry.port) continue;
+    const g = generalPeerOf(e.peer);
+    if (g && generalPeerCovers(g, ip)) return id;
+  }
+  return null;
 }
 
 /**
@@ -188,7 +257,8 @@ export function describeEntry(entry: Entry): string {
     return `${programLabel(entry)}${args} (parent ${entry.parent || '?'}, ${entry.user})`;
   }
   const peer = entry.peer.includes(':') ? `[${entry.peer}]` : entry.peer;
-  return `${entry.direction} ${entry.protocol} ${peer}:${entry.port}`;
+  const any = entry.peer === PUBLIC_PEER ? ' (any public address)' : '';
+  return `${entry.direction} ${entry.protocol} ${peer}:${entry.port}${any}`;
 }
 
 /** The raw value an entry was learned from, for reviewers: the command line, or the peer as seen. */

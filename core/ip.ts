@@ -209,3 +209,31 @@ export function coveringCidr(ips: readonly ParsedIp[], minPrefix: number): Cidr 
   if (prefix < minPrefix) return null;
   return parseCidr(`${formatIp(first)}/${prefix}`);
 }
+
+/**
+ * Ranges whose addresses are not globally routable (RFC 6890 and successors): private, shared
+ * (CGNAT), loopback, link-local, multicast, reserved, "this network", benchmarking, unique local.
+ * The documentation ranges (TEST-NET, 2001:db8::/32) are left out on purpose: examples and test
+ * fixtures use them to stand for public peers. What a class entry ("any public peer") excludes.
+ */
+export const NON_GLOBAL_RANGES: Readonly<Record<4 | 6, readonly string[]>> = Object.freeze({
+  4: Object.freeze(['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/4', '240.0.0.0/4']),
+  6: Object.freeze(['::/127', '64:ff9b:1::/48', '100::/64', 'fc00::/7', 'fe80::/10', 'ff00::/8']),
+});
+
+const nonGlobal = { 4: NON_GLOBAL_RANGES[4].map(parseCidr), 6: NON_GLOBAL_RANGES[6].map(parseCidr) };
+
+/** True when `ip` is globally routable: outside every range of NON_GLOBAL_RANGES. */
+export function isGlobalAddress(ip: ParsedIp): boolean {
+  for (const range of nonGlobal[ip.version]) if (cidrContains(range, ip)) return false;
+  return true;
+}
+
+/** The prefix of `ip` of `length` bits, as text (`52.216.0.0/16`): what groups addresses into networks. */
+export function prefixOf(ip: ParsedIp, length: number): string {
+  const max = ip.version === 4 ? 32 : 128;
+  const bits = Math.max(0, Math.min(length, max));
+  const bytes = ip.bytes.slice();
+  for (let bit = bits; bit < max; bit++) bytes[bit >> 3] = (bytes[bit >> 3] as number) & ~(0x80 >> (bit & 7));
+  return `${formatIp({ version: ip.version, bytes })}/${bits}`;
+}

@@ -110,8 +110,10 @@ export interface BaselineEntry {
   port?: number;
   /** learned, flagged, approved, added or removed. */
   status: string;
-  /** The reviewer's reason, or `new in version X ...` for a flagged entry. */
+  /** The reviewer's reason, or `new in version X ...` / `generalized (...)` for a flagged entry. */
   statusReason?: string;
+  /** For a block or class learned from many addresses: its evidence (see core/baseline generalizationOf); else null. */
+  generalization?: { kind: 'block' | 'class'; prefixLength: number; addresses: number; prefixes: { length: number; count: number }[] } | null;
   firstSeen: string | null;
   lastSeen: string | null;
   count: number;

@@ -87,6 +87,13 @@ export function stateControls(b: Baseline, deps: ReviewDeps): HTMLElement {
 export function entryStatus(e: BaselineEntry): Child {
   const reason = typeof e.statusReason === 'string' ? e.statusReason : '';
   if (e.status === 'flagged') {
+    // A block or class learned from many addresses: its evidence, so the reviewer can approve or narrow it.
+    const g = e.generalization;
+    if (g) {
+      const nets = g.prefixes.map((p) => `${show(p.count, 12)} /${show(p.length, 4)}s`).join(', ');
+      const what = g.kind === 'class' ? 'any public address' : `a /${show(g.prefixLength, 4)} block`;
+      return [badge('state', 'flagged'), h('div', { class: 'flag' }, `generalized: ${what}, from ${show(g.addresses, 12)} addresses (${nets}) — review or remove`)];
+    }
     const version = /^new in version (\S{1,200})/.exec(reason)?.[1];
     return [badge('state', 'flagged'), h('div', { class: 'flag' }, `new in version ${version ?? 'of the image'} — review`)];
   }

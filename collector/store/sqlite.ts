@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { BaselineSnapshot, BaselineState } from '../../core/baseline.js';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
-import { entryFromId, entryId, exampleOf, type Entry } from '../../core/entry.js';
+import { coveringEntryId, entryFromId, entryId, exampleOf, generalPeerOf, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import { mergeHeaders, unite, type SnapshotHeader } from '../../core/merge.js';
 import { SEVERITIES, baselineFactsOf, type BaselineFacts, type Severity } from '../../core/severity.js';
@@ -489,6 +489,13 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
        AND NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`,
     )
     .pluck();
+  // Blocks and classes of a key (their peer holds a '/' or is @public), not removed: a deviation they cover is not news either.
+  const generalizedEntryIds = db
+    .prepare(
+      `SELECT entry_id FROM baseline_entries e WHERE e.key = ? AND e.type = 'network' AND (instr(e.entry_id, '/') > 0 OR instr(e.entry_id, '|@public|') > 0)
+       AND NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`,
+    )
+    .pluck();
   const processEntryIds = db
     .prepare(
       `SELECT entry_id FROM baseline_entries e WHERE e.key = ? AND e.type = 'process'
@@ -582,6 +589,11 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
       // Brought by a new image version during its grace period: for review, unless already reviewed.
       if (e.addedBy !== undefined && !old) insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, `new in version ${e.addedBy} (learned during its grace period)`);
+      // A block or class an agent generalized from many addresses: for review, with the evidence it was learned from.
+      else if (!old && e.entry.type === 'network' && generalPeerOf(e.entry.peer) !== null) {
+        const evidence = e.examples.find((x) => x.startsWith('generalized')) ?? 'generalized from many addresses';
+        insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, evidence.slice(0, 512));
+      }
     }
     return clusterChanged;
   }
@@ -613,7 +625,10 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       // node learned it, or security accepted it). Such a deviation is not news: drop it.
       const knownKey = `${d.key}\n${id}`;
       let isKnown = knownInBatch.get(knownKey);
-      if (isKnown === undefined) knownInBatch.set(knownKey, (isKnown = knownEntry.get(d.key, id) !== undefined));
+      if (isKnown === undefined) {
+        isKnown = knownEntry.get(d.key, id) !== undefined || (!id.startsWith('exec|') && coveringEntryId(entryFromId(id), generalizedEntryIds.all(d.key) as string[]) !== null);
+        knownInBatch.set(knownKey, isKnown);
+      }
       if (isKnown) {
         known++;
         continue;

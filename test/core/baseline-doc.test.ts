@@ -409,3 +409,22 @@ test('falcoString writes only values that need no escape', (t) => {
   t.is(falcoString('/usr/bin/python3.11'), '"/usr/bin/python3.11"');
   for (const bad of ['', 'a"b', "a'b", 'a\\', 'a b', 'a\tb', 'a(b', 'a,b', 'a=b', 'a\nb', 'x'.repeat(4097), 'é']) t.is(falcoString(bad), null, JSON.stringify(bad));
 });
+
+test('NetworkPolicy and Falco rules show generalized peers: the public class as every global address, blocks as blocks, both named', (t) => {
+  const entries = [...NGINX, ve(net('egress', '@public', 443)), ve(net('egress', '52.216.0.0/16', 8443)), ve(net('egress', '52.216.4.7', 8443))];
+  const text = toNetworkPolicy(view(entries), { podSelector: { app: 'web' } });
+  const policy = parse(text) as { metadata: { annotations: Record<string, string> }; spec: { egress: { to?: unknown[]; ports: unknown[] }[] } };
+  t.notThrows(() => new NetworkPolicy(policy as never).validate());
+  const publicRule = policy.spec.egress.find((r) => JSON.stringify(r.to).includes('0.0.0.0/0'))!;
+  t.deepEqual(publicRule.ports, [{ protocol: 'TCP', port: 443 }]);
+  t.deepEqual(publicRule.to, [
+    { ipBlock: { cidr: '0.0.0.0/0', except: ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.168.0.0/16', '198.18.0.0/15', '224.0.0.0/4', '240.0.0.0/4'] } },
+    { ipBlock: { cidr: '::/0', except: ['::/127', '64:ff9b:1::/48', '100::/64', 'fc00::/7', 'fe80::/10', 'ff00::/8'] } },
+  ]);
+  t.true(policy.spec.egress.some((r) => JSON.stringify(r.to) === JSON.stringify([{ ipBlock: { cidr: '52.216.0.0/16' } }])));
+  t.is(policy.metadata.annotations['driftwatch.dev/generalized'], 'egress tcp 52.216.0.0/16:8443; egress tcp @public:443 (any public address)');
+  t.regex(text, /^# Generalized from many addresses .*2 entries; @public is every globally routable address/m);
+  const rules = toFalcoRules(view(entries), {});
+  t.regex(rules, /fd\.sport = 443 and not \(fd\.snet = \\"0\.0\.0\.0\/8\\" or .*fd\.snet = \\"10\.0\.0\.0\/8\\"/);
+  t.regex(rules, /fd\.sport = 8443 and fd\.snet = \\"52\.216\.0\.0\/16\\"/);
+});

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { cidrContains, classifyAddress, formatIp, parseCidr, parseIp } from '../../core/ip.js';
+import { cidrContains, classifyAddress, formatIp, isGlobalAddress, parseCidr, parseIp, prefixOf } from '../../core/ip.js';
 
 const valid: [string, string][] = [
   ['10.0.0.1', '10.0.0.1'],
@@ -53,4 +53,13 @@ test('address classes', (t) => {
   t.is(classifyAddress(parseIp('169.254.169.254')!), 'link-local');
   t.is(classifyAddress(parseIp('fe80::1')!), 'link-local');
   t.is(classifyAddress(parseIp('203.0.113.5')!), 'public');
+});
+
+test('globally routable addresses: private, shared, special ranges are not; documentation ranges stand for public ones', (t) => {
+  for (const a of ['8.8.8.8', '52.216.1.1', '203.0.113.5', '2600:1f18::1', '2001:db8::1']) t.true(isGlobalAddress(parseIp(a)!), a);
+  for (const a of ['10.1.1.1', '172.31.0.1', '192.168.1.1', '100.64.0.1', '127.0.0.1', '169.254.169.254', '224.0.0.1', '255.255.255.255', '0.1.2.3', 'fd00::1', 'fe80::1', 'ff02::1', '::1']) {
+    t.false(isGlobalAddress(parseIp(a)!), a);
+  }
+  t.is(prefixOf(parseIp('52.216.77.2')!, 16), '52.216.0.0/16');
+  t.is(prefixOf(parseIp('2600:1f18:77::1')!, 32), '2600:1f18::/32');
 });

@@ -59,3 +59,27 @@ test('behaviour learned on one node raises nothing on the others; each injected 
   t.deepEqual(baseline.entries.find((e) => e.exe === '/usr/bin/find')?.nodes.sort(), ['node-1', 'node-2', 'node-3'], 'the other nodes saw it as known and counted it');
   t.false(baseline.entries.some((e) => e.exe === '/usr/bin/curl' || e.exe === '/usr/bin/nc'), 'no node taught the cluster its anomaly');
 });
+
+/** A batch job's connection to an object store: each one a new address somewhere in 52.216.0.0/16. */
+const store = (minute: number, address: string, pid = 8000) =>
+  falcoLine({ time: at(minute), type: 'connect', fields: { 'proc.pid': pid + Math.round(minute), 'fd.name': `10.244.1.9:${40000 + Math.round(minute * 10)}->${address}:443`, 'fd.l4proto': 'tcp' } });
+
+test('a block one node generalized from many addresses is flagged with its evidence and quiet on the other nodes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-multinode-gen-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const collector = await spawnCollector(t, join(dir, 'collector.db'));
+  const learned = ['52.216.1.5', '52.216.77.2', '52.216.130.9', '52.216.200.9', '52.216.13.7', '52.216.250.1', '52.216.99.3', '52.216.45.45'];
+  const first = agent(t, dir, 'node-1', [nginx(0), ...learned.map((a, i) => store(2 + i, a)), nginx(61)], collector.grpcPort);
+  t.is(await first.exited, 0, first.stderr);
+  // Node 2, later: fresh addresses of the same store (known through the pushed block), and one elsewhere.
+  const fresh = ['52.216.3.3', '52.216.180.4', '52.216.222.1', '52.216.64.64'];
+  const second = agent(t, dir, 'node-2', [nginx(100), ...fresh.map((a, i) => store(101 + i, a)), store(110, '203.0.113.99')], collector.grpcPort);
+  t.is(await second.exited, 0, second.stderr);
+  const alerts = (await getJson<{ items: { summary: string }[] }>(`${collector.url}/api/v1/alerts`)).items;
+  t.deepEqual(alerts.map((a) => a.summary), ['egress tcp 203.0.113.99:443']);
+  const baseline = await getJson<{ entries: { id: string; status: string; statusReason: string; generalization: unknown }[] }>(`${collector.url}/api/v1/baselines/${encodeURIComponent('docker.io/library/nginx')}`);
+  const block = baseline.entries.find((e) => e.id === 'egress|tcp|52.216.0.0/16|443');
+  t.like(block, { status: 'flagged', generalization: { kind: 'block', prefixLength: 16, addresses: 8, prefixes: [{ length: 24, count: 8 }, { length: 16, count: 1 }] } });
+  t.regex(block?.statusReason ?? '', /^generalized \(wide block\): 8 addresses/);
+  t.is(baseline.entries.find((e) => e.id.startsWith('exec|'))?.generalization, null);
+});
