@@ -763,9 +763,10 @@ function injectAttacks(b: PhaseBuilder, list: Workload[], running: Map<string, C
     let t = b.startMs + Math.floor(span * (0.1 + (0.85 * (i + 0.5)) / ATTACKS.length)) + b.rng.int(0, 30 * SECOND);
     const all = running.get(w.name) ?? [];
     const candidates = all.filter((c) => c.start + 2 * MINUTE <= t && t + MINUTE < c.end);
-    // A CronJob runs only minutes at a time: then the attack waits for the next run.
-    const later = all.filter((c) => c.start >= t && c.end - c.start > 3 * MINUTE && c.start + 2 * MINUTE < b.endMs);
-    const c = candidates.length > 0 ? b.rng.pick(candidates) : (later[0] as Container);
+    // A CronJob runs only minutes at a time: then the attack moves into the run nearest to it.
+    const roomy = all.filter((c) => c.end - c.start > 3 * MINUTE && c.start >= b.startMs && c.start + 3 * MINUTE < b.endMs);
+    roomy.sort((p, q) => Math.abs(p.start - t) - Math.abs(q.start - t));
+    const c = candidates.length > 0 ? b.rng.pick(candidates) : (roomy[0] as Container);
     if (!c) throw new Error(`attack ${a.id}: no container of ${w.name} runs long enough in the enforce phase`);
     if (candidates.length === 0) t = c.start + 2 * MINUTE;
     const before = (b.byNode.get(c.node) as Activity[]).length;

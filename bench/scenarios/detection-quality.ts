@@ -101,7 +101,7 @@ async function replay(ctx: ScenarioContext, traffic: Traffic, format: QualityFor
   const { files, lines, bytes, rejects } = writeFiles(dir, traffic, format);
   ctx.log(`${format}: ${lines} lines (${fmt(bytes / 2 ** 20)} MiB) written; the agent's parser rejects ${[...rejects.values()].reduce((a, b) => a + b, 0)}`);
   const started = performance.now();
-  const collector = await spawnCollector(join(dir, 'collector.db'), { logLevel: 'warn' });
+  const collector = await spawnCollector(join(dir, 'collector.db'));
   try {
     for (const phase of traffic.phases) {
       const t0 = performance.now();
