@@ -78,6 +78,8 @@ export interface QualityScore {
   freshNewAlerts: number;
   freshDeviations: number;
   falseByKind: FalseAlertGroup[];
+  /** False alerts per baseline key, most first. */
+  falseByKey: { key: string; count: number }[];
   freshByKind: FalseAlertGroup[];
   enforceHours: { keys: number; enforcing: number; median: number; max: number };
 }
@@ -105,6 +107,12 @@ function groupAlerts(alerts: AlertItem[]): FalseAlertGroup[] {
     if (g.examples.length < 3) g.examples.push(`${a.baselineKey}: ${a.summary}`);
   }
   return [...groups.values()].sort((p, q) => q.count - p.count || p.rule.localeCompare(q.rule) || p.entry.localeCompare(q.entry));
+}
+
+function countByKey(alerts: AlertItem[]): { key: string; count: number }[] {
+  const n = new Map<string, number>();
+  for (const a of alerts) n.set(a.baselineKey, (n.get(a.baselineKey) ?? 0) + 1);
+  return [...n].map(([key, count]) => ({ key, count })).sort((p, q) => q.count - p.count || p.key.localeCompare(q.key));
 }
 
 /** Score one replay. `freshStartMs` is the event time the fresh phase began. */
@@ -163,6 +171,7 @@ export function scoreQuality(input: {
     freshNewAlerts: [...fresh].filter((id) => !before.has(id)).length,
     freshDeviations,
     falseByKind: groupAlerts(falseAlerts),
+    falseByKey: countByKey(falseAlerts),
     freshByKind: groupAlerts(freshAlerts),
     enforceHours: { keys: input.baselines.length, enforcing: enforcedHours.length, median: median(enforcedHours), max: enforcedHours.length > 0 ? Math.max(...enforcedHours) : NaN },
   };
