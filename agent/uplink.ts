@@ -4,6 +4,12 @@
  * queue: the spool is the queue). A record leaves the spool only when its batch is acknowledged.
  * On any stream error it reconnects with capped exponential backoff and jitter, and resends
  * everything unacknowledged from the start of the spool; the collector recognises resends by id.
+ * The backoff starts over only once a stream proved healthy (an acknowledged batch, or open for
+ * HEALTHY_STREAM_MS), not at the Welcome: a collector that ends every stream right after the
+ * handshake must not make every agent reconnect at the minimum delay forever.
+ * The keys the agent sends records of are its running keys (Hello and heartbeats): the collector
+ * takes baseline deltas only for keys a node reported, so a new key is reported before its first batch.
+ * A cluster baseline larger than one message arrives in parts and is applied once complete.
  * Heartbeats (right after the Welcome, then every `heartbeatMs`) carry the agent's lag: records and
  * bytes in the spool, the age of the oldest unacknowledged one, and what a full spool dropped.
  */
@@ -12,7 +18,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { BaselineSnapshot, ClusterBaseline } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
 import {
-  clusterBaselineFromWire,
+  createClusterAssembler,
+  MAX_RUNNING_KEYS,
   PROTOCOL_REVISION,
   WireError,
   agentService,
@@ -64,6 +71,11 @@ export const DEFAULT_UPLINK: Omit<UplinkOptions, 'target' | 'node' | 'version' |
   backoffMinMs: 200,
   backoffMaxMs: 10_000,
 };
+
+/** A stream open this long without failing resets the reconnect backoff. */
+export const HEALTHY_STREAM_MS = 30_000;
+/** A key the agent sent nothing of for this long leaves its running keys. */
+const RUNNING_KEY_TTL_MS = 24 * 3_600_000;
 
 /** The running uplink. */
 export interface Uplink {
@@ -147,15 +159,36 @@ export function startUplink(
   let lastSentSeq = 0;
   const inflight = new Map<number, number[]>();
   let reconnectTimer: NodeJS.Timeout | null = null;
+  let healthyTimer: NodeJS.Timeout | null = null;
+  const assembler = createClusterAssembler();
+  // Keys this agent sent records of, with when (its running keys), and those reported on this stream.
+  const keysSeen = new Map<string, number>();
+  let reported = new Set<string>();
+
+  /** The running keys to report: the most recently used, at most MAX_RUNNING_KEYS, none older than the TTL. */
+  function runningKeys(): string[] {
+    const t = now();
+    for (const [k, at] of keysSeen) if (t - at > RUNNING_KEY_TTL_MS) keysSeen.delete(k);
+    const keys = [...keysSeen].sort((a, b) => b[1] - a[1]).slice(0, MAX_RUNNING_KEYS).map(([k]) => k);
+    reported = new Set(keys);
+    return keys;
+  }
   let heartbeatTimer: NodeJS.Timeout | null = null;
 
   function toBatch(rows: ReturnType<AgentState['peek']>): { deviations: WireDeviation[]; baselines: WireBaselineSnapshot[] } {
     const deviations: WireDeviation[] = [];
     const baselines: WireBaselineSnapshot[] = [];
+    const t = now();
+    let unreported = false;
     for (const row of rows) {
-      if (row.kind === 'deviation') deviations.push(deviationToWire(JSON.parse(row.body) as Deviation));
-      else baselines.push(snapshotToWire(JSON.parse(row.body) as BaselineSnapshot));
+      const rec = JSON.parse(row.body) as Deviation | BaselineSnapshot;
+      keysSeen.set(rec.key, t);
+      if (!reported.has(rec.key)) unreported = true;
+      if (row.kind === 'deviation') deviations.push(deviationToWire(rec as Deviation));
+      else baselines.push(snapshotToWire(rec as BaselineSnapshot));
     }
+    // The collector hears of a key before the first delta of it (the stream keeps the order).
+    if (unreported) heartbeat();
     return { deviations, baselines };
   }
 
@@ -195,6 +228,7 @@ export function startUplink(
         spoolBytes: state.spoolBytes(),
         oldestSpooledAgeMs: lagMs(),
         spoolDropped: deps.dropped?.() ?? 0,
+        runningKeys: runningKeys(),
       },
     });
   }
@@ -217,7 +251,10 @@ export function startUplink(
       syncReceived = 0;
       if (syncExpected === 0) markSynced();
       ready = true;
-      attempt = 0;
+      // Not reset here: only a stream that stays up (or gets a batch acknowledged) proves healthy.
+      if (healthyTimer) clearTimeout(healthyTimer);
+      healthyTimer = setTimeout(() => (attempt = 0), HEALTHY_STREAM_MS);
+      healthyTimer.unref();
       metrics.connected.set(1);
       logger.info({ collector: options.target, collectorVersion: msg.welcome.collectorVersion }, 'connected to collector');
       // The collector learns this node's lag at once, not a heartbeat interval later.
@@ -229,8 +266,8 @@ export function startUplink(
       syncReceived++;
       if (syncReceived >= syncExpected) markSynced();
       try {
-        const cluster = clusterBaselineFromWire(msg.baseline);
-        if (deps.onBaseline?.(cluster)) metrics.clusterBaselines.inc();
+        const cluster = assembler.add(msg.baseline);
+        if (cluster && deps.onBaseline?.(cluster)) metrics.clusterBaselines.inc();
       } catch (err) {
         if (!(err instanceof WireError)) throw err;
         logger.warn({ field: err.field, error: err.message }, 'ignored an invalid baseline from the collector');
@@ -241,6 +278,7 @@ export function startUplink(
       const seqs = inflight.get(msg.ack.batchId);
       if (!seqs) return;
       inflight.delete(msg.ack.batchId);
+      attempt = 0;
       state.remove(seqs);
       metrics.batchesAcked.inc();
       if (msg.ack.rejected > 0) logger.warn({ batchId: msg.ack.batchId, rejected: msg.ack.rejected }, 'collector rejected records as invalid');
@@ -254,6 +292,8 @@ export function startUplink(
     call = null;
     ready = false;
     metrics.connected.set(0);
+    if (healthyTimer) clearTimeout(healthyTimer);
+    healthyTimer = null;
     c.removeAllListeners();
     c.on('error', () => {});
     c.cancel();
@@ -292,7 +332,7 @@ export function startUplink(
     c.on('data', onMessage);
     c.on('error', (err: grpc.ServiceError) => disconnect(`error ${grpc.status[err.code] ?? err.code}`, err));
     c.on('end', () => disconnect('collector ended the stream'));
-    c.write({ hello: { node: options.node, agentVersion: options.version, sources: options.sources, protocol: PROTOCOL_REVISION } });
+    c.write({ hello: { node: options.node, agentVersion: options.version, sources: options.sources, protocol: PROTOCOL_REVISION, runningKeys: runningKeys() } });
   }
 
   heartbeatTimer = setInterval(() => {
@@ -335,6 +375,7 @@ export function startUplink(
       stopped = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (heartbeatTimer) clearInterval(heartbeatTimer);
+      if (healthyTimer) clearTimeout(healthyTimer);
       if (call) {
         const c = call;
         call = null;

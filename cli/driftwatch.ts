@@ -119,6 +119,9 @@ Usage:
   driftwatch baselines list|show|diff|lock|unlock|relearn|approve|remove|add|export|import [--server URL]
       Review and lock baselines; export them as YAML, a NetworkPolicy or Falco rules; apply a
       folder of Baseline documents as the desired state (driftwatch baselines --help).
+  driftwatch nodes list|quarantine|release|taught|drop [NODE] [--url URL]
+      The nodes' agents; which nodes taught each entry; quarantine a node found compromised
+      (driftwatch nodes --help).
   driftwatch certs init|collector|node NAME... --dir DIR [--name HOST ...] [--days N]
       A small CA: the CA and the collector's certificate (init), a new collector certificate
       (collector), a client certificate per node, CN = node name (node).
@@ -284,10 +287,11 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'alerts' || command === 'exceptions') return runReview(command, rest);
   if (command === 'baselines') return (await import('./baselines.js')).runBaselines(rest);
+  if (command === 'nodes') return (await import('./nodes.js')).runNodes(rest);
   const options =
     command === 'agent' ? AGENT_OPTIONS : command === 'collector' ? COLLECTOR_OPTIONS : command === 'demo' ? DEMO_OPTIONS : command === 'certs' ? CERTS_OPTIONS : null;
   if (!options) {
-    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines\n\n${USAGE}`);
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines, nodes\n\n${USAGE}`);
     return 2;
   }
   let values: Record<string, unknown>;

@@ -57,8 +57,11 @@ const MAX_BODY_BYTES = 16 << 10;
 const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;
 
+/** Last millisecond of year 9999: later times have no RFC 3339 form (rows stored before times were bounded). */
+const MAX_RFC3339_MS = 253_402_300_799_999;
+
 function iso(ms: number): string | null {
-  return ms > 0 ? new Date(ms).toISOString() : null;
+  return ms > 0 && ms <= MAX_RFC3339_MS ? new Date(ms).toISOString() : null;
 }
 
 /** The JSON shape of an alert. */
@@ -139,8 +142,11 @@ function deviationJson(s: StoredDeviation) {
     explanation: d.explanation,
     entry: d.entry,
     time: iso(d.event.time),
+    // The node's own time when it was too far ahead of the collector's clock (`time` is then the receive time).
+    reportedTime: d.reportedTime === undefined ? null : Number.isSafeInteger(d.reportedTime) ? d.reportedTime : null,
     receivedAt: iso(s.receivedAt),
     node: d.event.node,
+    nodeQuarantined: s.nodeQuarantined,
     container: d.event.container,
     pod: d.event.pod,
     process: d.event.process,
@@ -514,8 +520,28 @@ export function createApiHandler(deps: ApiDeps) {
       } else if (what === 'entries' && entrySegment !== undefined && (verb === 'approve' || verb === 'remove') && extra.length === 0) {
         reason = parseBody(ReasonBody, await readJson(req)).reason;
         change = { action: verb, entryId: decodeSegment(entrySegment) };
-      } else throw new ApiError(404, 'not_found', 'baseline actions: lock, unlock, relearn, entries (add), entries/{id}/approve, entries/{id}/remove');
+      } else if (what === 'nodes' && entrySegment !== undefined && verb === 'drop' && extra.length === 0) {
+        // One node's share of the key: what it taught goes (entries only it taught, its counts).
+        reason = parseBody(ReasonBody, await readJson(req)).reason;
+        change = { action: 'drop-node', node: decodeSegment(entrySegment) };
+      } else throw new ApiError(404, 'not_found', 'baseline actions: lock, unlock, relearn, entries (add), entries/{id}/approve, entries/{id}/remove, nodes/{node}/drop');
       return review(req, res, key, change, reason);
+    }
+    // ---- nodes: quarantine one found compromised (its deltas refused, its teaching dropped, its deviations kept and marked) ----
+    if (resource === 'nodes' && rest.length === 2 && rest[1] === 'quarantine' && (method === 'POST' || method === 'DELETE')) {
+      const name = decodeSegment(rest[0] as string);
+      if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(name)) throw new ApiError(400, 'invalid_parameter', 'not a Kubernetes node name');
+      if (method === 'DELETE') {
+        if (!store.releaseNode(name)) throw new ApiError(404, 'not_found', 'the node is not quarantined');
+        record(req, 'node.release', name, { quarantined: true }, { quarantined: false });
+        return sendJson(res, 200, { node: name, quarantined: false });
+      }
+      const reason = parseBody(ReasonBody, await readJson(req)).reason;
+      const result = store.quarantineNode(name, actorOf(req), reason, now());
+      if (!result) throw new ApiError(409, 'conflict', 'the node is already quarantined');
+      record(req, 'node.quarantine', name, { quarantined: false }, { quarantined: true, keys: result.keys.length, entriesRemoved: result.entriesRemoved });
+      for (const key of result.keys) deps.onBaselineChanged?.(key);
+      return sendJson(res, 200, { node: name, quarantined: true, keys: result.keys, entriesRemoved: result.entriesRemoved });
     }
     // ---- nodes: forget one (decommissioned without a clean stop); resolves its silence alert ----
     if (resource === 'nodes' && deps.nodes && rest.length === 1 && method === 'DELETE') {
@@ -672,12 +698,18 @@ export function createApiHandler(deps: ApiDeps) {
       return sendJson(res, 200, baselineJson(b));
     }
     // ---- nodes (issue 7, delivery): last contact, lag, silence of each node's agent ----
+    if (resource === 'nodes' && rest.length === 1 && rest[0] === 'quarantined') {
+      checkParams(params, []);
+      return sendJson(res, 200, { items: store.listQuarantined().map((q) => ({ node: q.node, by: q.by, at: iso(q.at), reason: q.reason })), next: null });
+    }
     if (resource === 'nodes' && deps.nodes && rest.length <= 1) {
       checkParams(params, []);
-      if (rest.length === 0) return sendJson(res, 200, { items: deps.nodes.list().map(nodeJson), next: null });
+      const quarantined = new Set(store.listQuarantined().map((q) => q.node));
+      const json = (n: NodeStatus) => ({ ...nodeJson(n), quarantined: quarantined.has(n.node) });
+      if (rest.length === 0) return sendJson(res, 200, { items: deps.nodes.list().map(json), next: null });
       const n = deps.nodes.get(decodeSegment(rest[0] as string));
       if (!n) throw new ApiError(404, 'not_found', 'no node with this name');
-      return sendJson(res, 200, nodeJson(n));
+      return sendJson(res, 200, json(n));
     }
     throw new ApiError(404, 'not_found', 'no such API resource');
   }

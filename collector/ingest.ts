@@ -12,8 +12,9 @@ import {
   PROTOCOL_REVISION,
   WireError,
   agentService,
-  clusterBaselineToWire,
+  clusterBaselineToParts,
   deviationFromWire,
+  runningKeysFromWire,
   snapshotFromWire,
   type WireAgentMessage,
   type WireCollectorMessage,
@@ -70,6 +71,23 @@ const MAX_GROUP_ITEMS = 2_000;
 /** Most cluster baselines sent to an agent when it connects. */
 const MAX_BASELINES_ON_CONNECT = 20_000;
 
+/**
+ * How far ahead of the collector's clock an event time may be. A deviation beyond it is kept with
+ * the receive time as its time and what the node said as `reportedTime`; a baseline entry's times
+ * are clamped to the receive time; a delta whose window starts beyond it is refused (`time_skew`):
+ * a node's clock never moves a learning window. (Times in the past are allowed: replays.)
+ */
+export const MAX_FUTURE_SKEW_MS = 3_600_000;
+
+/** Longest Hello field (agent version, each source) written to the log; longer ones are cut. */
+const MAX_LOGGED_CHARS = 256;
+
+/** `s` cut for a log line. */
+function forLog(s: unknown): string {
+  const t = typeof s === 'string' ? s : '';
+  return t.length > MAX_LOGGED_CHARS ? `${t.slice(0, MAX_LOGGED_CHARS)}…[+${t.length - MAX_LOGGED_CHARS} chars]` : t;
+}
+
 /** Create the ingest service. */
 export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   const { store, writer, metrics, logger } = deps;
@@ -78,16 +96,32 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   /** Streams past their hello. */
   const connected = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
 
+  /** The messages that carry the cluster baseline of `key` (several when it is larger than one message may be), or null. */
+  function partsOf(key: string): WireCollectorMessage[] | null {
+    const c = store.clusterBaseline(key);
+    if (!c) return null;
+    const parts = clusterBaselineToParts(c);
+    if (parts.length > 1) metrics.bounds.inc({ bound: 'push_parts' }, parts.length - 1);
+    return parts.map((baseline) => ({ baseline }));
+  }
+
   function pushBaselines(keys: readonly string[]): void {
     if (connected.size === 0) return;
     for (const key of keys) {
-      const c = store.clusterBaseline(key);
-      if (!c) continue;
-      const msg = { baseline: clusterBaselineToWire(c) };
-      for (const call of connected) call.write(msg);
+      const msgs = partsOf(key);
+      if (!msgs) continue;
+      for (const call of connected) for (const msg of msgs) call.write(msg);
       metrics.baselinesPushed.inc(connected.size);
     }
   }
+
+  /**
+   * Keys each node reported running containers of (Hello, then each heartbeat replaces the list).
+   * A node's baseline deltas are taken only for these: it teaches the keys it runs and no others.
+   */
+  const running = new Map<string, ReadonlySet<string>>();
+  const streamsOf = new Map<string, number>();
+  const refuse = (node: string, reason: string, n = 1) => metrics.refused.inc({ node, reason }, n);
   let closing = false;
 
   /** Batches decoded and waiting for the next group commit, in arrival order. */
@@ -150,6 +184,11 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       if (result.duplicates) metrics.deviations.inc({ outcome: 'duplicate' }, result.duplicates);
       if (result.known) metrics.deviations.inc({ outcome: 'known' }, result.known);
       if (result.snapshots) metrics.snapshots.inc(result.snapshots);
+      for (const [reason, n] of Object.entries(result.refused ?? {})) {
+        if (!n) continue;
+        refuse(q.batch.node, reason, n);
+        logger.warn({ node: q.batch.node, reason, count: n }, 'refused baseline deltas or entries');
+      }
       for (const alert of result.newAlerts) {
         metrics.alerts.inc({ kind: alert.kind });
         deps.onNewAlert(alert);
@@ -187,20 +226,35 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           const n = msg.hello.node;
           if (typeof n !== 'string' || !NODE_RE.test(n)) return fail(grpc.status.INVALID_ARGUMENT, 'hello.node must be a Kubernetes node name');
           if (msg.hello.protocol !== PROTOCOL_REVISION) return fail(grpc.status.FAILED_PRECONDITION, `protocol revision ${msg.hello.protocol} is not ${PROTOCOL_REVISION}`);
+          let keys: string[];
+          try {
+            keys = runningKeysFromWire(msg.hello.runningKeys, () => metrics.bounds.inc({ bound: 'running_keys' }));
+          } catch (err) {
+            if (err instanceof WireError) return fail(grpc.status.INVALID_ARGUMENT, `hello.${err.message}`);
+            throw err;
+          }
           node = n;
+          running.set(n, new Set(keys));
+          streamsOf.set(n, (streamsOf.get(n) ?? 0) + 1);
           metrics.lastContact.set({ node }, deps.now() / 1000);
-          deps.nodes?.hello(n, { agentVersion: String(msg.hello.agentVersion ?? ''), sources: Array.isArray(msg.hello.sources) ? msg.hello.sources : [] });
-          logger.info({ node, peer, agentVersion: msg.hello.agentVersion, sources: msg.hello.sources }, 'agent connected');
+          const sources = Array.isArray(msg.hello.sources) ? msg.hello.sources.slice(0, 32).map(forLog) : [];
+          const agentVersion = forLog(msg.hello.agentVersion);
+          if (agentVersion !== msg.hello.agentVersion || (Array.isArray(msg.hello.sources) && sources.some((v, i) => v !== msg.hello?.sources[i]))) metrics.bounds.inc({ bound: 'hello_field' });
+          deps.nodes?.hello(n, { agentVersion, sources });
+          logger.info({ node, peer, agentVersion, sources, runningKeys: keys.length }, 'agent connected');
           // A new (or returning) node enforces what the cluster learned instead of learning from zero:
-          // the Welcome says how many baselines follow, so the agent can wait for them.
-          const clusters = store
-            .clusterKeys()
-            .slice(0, MAX_BASELINES_ON_CONNECT)
-            .map((key) => store.clusterBaseline(key))
-            .filter((c) => c !== null);
-          call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems, baselines: clusters.length } });
-          for (const c of clusters) call.write({ baseline: clusterBaselineToWire(c) });
-          if (clusters.length > 0) metrics.baselinesPushed.inc(clusters.length);
+          // the Welcome says how many baseline messages follow, so the agent can wait for them.
+          const msgs: WireCollectorMessage[] = [];
+          let clusters = 0;
+          for (const key of store.clusterKeys().slice(0, MAX_BASELINES_ON_CONNECT)) {
+            const parts = partsOf(key);
+            if (!parts) continue;
+            clusters++;
+            msgs.push(...parts);
+          }
+          call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems, baselines: msgs.length } });
+          for (const m of msgs) call.write(m);
+          if (clusters > 0) metrics.baselinesPushed.inc(clusters);
           connected.add(call);
           return;
         }
@@ -209,6 +263,12 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
         if (msg.heartbeat) {
           const hb = msg.heartbeat;
           metrics.agentSpool.set({ node }, Number(hb.spooled) || 0);
+          try {
+            if (Array.isArray(hb.runningKeys)) running.set(node, new Set(runningKeysFromWire(hb.runningKeys, () => metrics.bounds.inc({ bound: 'running_keys' }))));
+          } catch (err) {
+            if (err instanceof WireError) return fail(grpc.status.INVALID_ARGUMENT, `heartbeat.${err.message}`);
+            throw err;
+          }
           if (deps.nodes) deps.nodes.heartbeat(node, { spooled: Number(hb.spooled), spoolBytes: Number(hb.spoolBytes), lagMs: Number(hb.oldestSpooledAgeMs), spoolDropped: Number(hb.spoolDropped), watermark: Number(hb.watermarkMs) });
           return;
         }
@@ -226,6 +286,11 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           const endTimer = metrics.commitSeconds.startTimer();
           const deviations: PreparedDeviation[] = [];
           const snapshots: BaselineSnapshot[] = [];
+          const receivedAt = deps.now();
+          const latest = receivedAt + MAX_FUTURE_SKEW_MS;
+          const stream = node;
+          // `event.process.args` itself: too many arguments; any other field: one value too long.
+          const onCut = (field: string) => metrics.bounds.inc({ bound: field === 'event.process.args' ? 'args_count' : 'arg_length' });
           let rejected = 0;
           const reject = (err: unknown, what: string) => {
             if (!(err instanceof WireError)) throw err;
@@ -235,17 +300,50 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           };
           for (const w of b.deviations ?? []) {
             try {
-              const d = deviationFromWire(w);
+              const d = deviationFromWire(w, onCut);
               // An agent speaks only for its own node.
               if (d.event.node !== node) throw new WireError('event.node', `is ${JSON.stringify(d.event.node.slice(0, 64))}, not the stream's node`);
+              if (d.event.time > latest) {
+                // Kept and visible, at the time it arrived; the node's clock moves nothing.
+                d.reportedTime = d.event.time;
+                d.event.time = receivedAt;
+                metrics.bounds.inc({ bound: 'event_time_skew' });
+              }
               deviations.push(prepare(d, writer.sameThread));
             } catch (err) {
               reject(err, 'deviation');
             }
           }
+          const keys = running.get(node);
           for (const w of b.baselines ?? []) {
             try {
-              snapshots.push(snapshotFromWire(w));
+              let refusedEntries = 0;
+              const s = snapshotFromWire(w, (reason, err) => {
+                refusedEntries++;
+                refuse(stream, reason);
+                if (refusedEntries <= 3) logger.warn({ node: stream, key: forLog(w.key), reason, field: err.field, error: err.message }, 'refused a baseline entry');
+              });
+              if (refusedEntries > 0) rejected += refusedEntries;
+              if (!keys?.has(s.key)) {
+                // Provenance: a node teaches only keys it reported running containers of.
+                refuse(stream, 'foreign_key');
+                rejected++;
+                logger.warn({ node: stream, key: forLog(s.key) }, 'refused a baseline delta for a key this node did not report running');
+                continue;
+              }
+              if (s.windowStart > latest || s.enforcingSince > latest) {
+                refuse(stream, 'time_skew');
+                rejected++;
+                logger.warn({ node: stream, key: forLog(s.key), windowStart: s.windowStart, enforcingSince: s.enforcingSince }, 'refused a baseline delta whose window is ahead of the collector clock');
+                continue;
+              }
+              for (const e of s.entries) {
+                if (e.firstSeen <= latest && e.lastSeen <= latest) continue;
+                metrics.bounds.inc({ bound: 'entry_time_skew' });
+                e.firstSeen = Math.min(e.firstSeen, receivedAt);
+                e.lastSeen = Math.min(e.lastSeen, receivedAt);
+              }
+              snapshots.push(s);
             } catch (err) {
               reject(err, 'baseline');
             }
@@ -270,6 +368,12 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       if (!open.delete(call)) return;
       metrics.streams.dec();
       if (node) {
+        const left = (streamsOf.get(node) ?? 1) - 1;
+        if (left > 0) streamsOf.set(node, left);
+        else {
+          streamsOf.delete(node);
+          running.delete(node);
+        }
         deps.nodes?.disconnected(node);
         logger.info({ node }, 'agent disconnected');
       }

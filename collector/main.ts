@@ -178,7 +178,7 @@ export async function startCollector(
   const logger = options.logger ?? createLogger('driftwatch-collector', config.logLevel);
   const now = options.now ?? Date.now;
   const metrics = createCollectorMetrics();
-  const store = openSqliteStore(config.db);
+  const store = openSqliteStore(config.db, { logger: logger.child({ component: 'store' }) });
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
   const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });

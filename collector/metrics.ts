@@ -19,6 +19,18 @@ export function createCollectorMetrics() {
     commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time from a batch\'s arrival to its commit (validation, waiting for the group, the commit)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
     commitGroup: new Histogram({ name: 'driftwatch_collector_commit_group_batches', help: 'Batches committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32], registers: r }),
     lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_timestamp_seconds', help: 'Unix time (seconds) of the last message from each node', labelNames: ['node'], registers: r }),
+    refused: new Counter({
+      name: 'driftwatch_collector_agent_records_refused_total',
+      help: 'Baseline entries and deltas refused from a node, by node and reason (id_mismatch, id_invalid, invalid, foreign_key, locked, key_full, quarantined, time_skew)',
+      labelNames: ['node', 'reason'],
+      registers: r,
+    }),
+    bounds: new Counter({
+      name: 'driftwatch_collector_bounds_hit_total',
+      help: 'Values cut or replaced at a documented bound, by bound (arg_length, args_count, event_time_skew, entry_time_skew, hello_field, running_keys, push_parts)',
+      labelNames: ['bound'],
+      registers: r,
+    }),
     agentSpool: new Gauge({ name: 'driftwatch_collector_agent_spooled_records', help: 'Records waiting in each agent spool, from its heartbeats', labelNames: ['node'], registers: r }),
   };
 }

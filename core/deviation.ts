@@ -20,6 +20,11 @@ export interface Deviation {
   /** Up to three known entries closest to this one, as readable text. */
   nearest: string[];
   event: ActivityEvent;
+  /**
+   * The event's own time when the collector found it too far ahead of the time it received it
+   * (bounded clock skew): `event.time` is then the receive time, and this keeps what the node said.
+   */
+  reportedTime?: number;
 }
 
 /**

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ActivityEvent, EventKind } from '../core/event.js';
-import type { Entry } from '../core/entry.js';
+import { entryFromId, entryId, type Entry } from '../core/entry.js';
 import type { UserClass } from '../core/normalize.js';
 import type { BaselineSnapshot, BaselineState, ClusterBaseline, DeviationReason, EntryStats } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
@@ -133,13 +133,16 @@ export interface WireClusterBaseline {
   learnUntilMs: number;
   entryIds: string[];
   removedIds: string[];
+  /** Which part of a baseline sent in several messages (from 0), and how many parts; 0/1 parts: one message. */
+  part?: number;
+  parts?: number;
 }
 
 /** Wire AgentMessage. */
 export interface WireAgentMessage {
-  hello?: { node: string; agentVersion: string; sources: string[]; protocol: number } | null;
+  hello?: { node: string; agentVersion: string; sources: string[]; protocol: number; runningKeys?: string[] } | null;
   batch?: { batchId: number; deviations: WireDeviation[]; baselines: WireBaselineSnapshot[] } | null;
-  heartbeat?: { timeMs: number; spooled: number; watermarkMs: number; spoolBytes?: number; oldestSpooledAgeMs?: number; spoolDropped?: number } | null;
+  heartbeat?: { timeMs: number; spooled: number; watermarkMs: number; spoolBytes?: number; oldestSpooledAgeMs?: number; spoolDropped?: number; runningKeys?: string[] } | null;
   goodbye?: { spooled: number } | null;
   payload?: string;
 }
@@ -237,6 +240,13 @@ export class WireError extends Error {
   }
 }
 
+/** A baseline entry whose id is not the one its entry makes. */
+class EntryIdError extends WireError {
+  constructor(field: string, readonly reason: 'id_mismatch' | 'id_invalid') {
+    super(field, reason === 'id_mismatch' ? 'is not the id of its entry' : 'does not read back as its entry');
+  }
+}
+
 /** Bounds on what the collector accepts in one record. */
 export const WIRE_LIMITS = Object.freeze({
   shortString: 256,
@@ -251,10 +261,36 @@ export const WIRE_LIMITS = Object.freeze({
   images: 64,
 });
 
+/**
+ * NUL, the other C0 controls but tab and newline, DEL and the C1 controls: nothing a command line or
+ * a name needs, and what breaks terminals, log lines and C string handling downstream (Falco passes
+ * NUL bytes through from argv).
+ */
+const CONTROL_RE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** `s` without control characters (see CONTROL_RE). */
+export function stripControl(s: string): string {
+  CONTROL_RE.lastIndex = 0;
+  return CONTROL_RE.test(s) ? s.replace(CONTROL_RE, '') : s;
+}
+
 function str(v: unknown, field: string, max: number): string {
   if (typeof v !== 'string') throw new WireError(field, 'must be a string');
   if (v.length > max) throw new WireError(field, `longer than ${max} characters`);
-  return v;
+  return stripControl(v);
+}
+
+/** The mark that ends a value cut at its bound: what was cut stays visible. */
+export function cutMark(dropped: number, unit: 'chars' | 'args'): string {
+  return `…[+${dropped} ${unit}]`;
+}
+
+/** `v` cut to `max` characters with a mark saying how much was cut; `onCut` hears of each cut. */
+function cutStr(v: unknown, field: string, max: number, onCut: ((field: string) => void) | undefined): string {
+  if (typeof v !== 'string') throw new WireError(field, 'must be a string');
+  if (v.length <= max) return stripControl(v);
+  onCut?.(field);
+  return `${stripControl(v.slice(0, max))}${cutMark(v.length - max, 'chars')}`;
 }
 
 function int(v: unknown, field: string, min: number, max: number): number {
@@ -276,8 +312,11 @@ function protocolOf(v: unknown, field: string): 'tcp' | 'udp' {
   return v;
 }
 
-/** wire Entry → core, validated. */
-export function entryFromWire(w: WireEntry | null | undefined, field = 'entry'): Entry {
+/**
+ * wire Entry → core, validated. With `onCut`, an argument pattern past its bound is cut and marked
+ * (a deviation's entry); without, it is refused (a baseline entry, whose id must match it).
+ */
+export function entryFromWire(w: WireEntry | null | undefined, field = 'entry', onCut?: (field: string) => void): Entry {
   if (w?.process) {
     const p = w.process;
     const user = str(p.user, `${field}.process.user`, 16);
@@ -287,7 +326,7 @@ export function entryFromWire(w: WireEntry | null | undefined, field = 'entry'):
       exe: str(p.exe, `${field}.process.exe`, WIRE_LIMITS.pathString),
       parent: str(p.parent, `${field}.process.parent`, WIRE_LIMITS.shortString),
       user: user as UserClass,
-      args: str(p.args, `${field}.process.args`, WIRE_LIMITS.pathString),
+      args: onCut ? cutStr(p.args, `${field}.process.args`, WIRE_LIMITS.pathString, onCut) : str(p.args, `${field}.process.args`, WIRE_LIMITS.pathString),
     };
   }
   if (w?.network) {
@@ -305,14 +344,29 @@ export function entryFromWire(w: WireEntry | null | undefined, field = 'entry'):
   throw new WireError(field, 'must hold a process or a network entry');
 }
 
-/** wire Event → core, validated. */
-export function eventFromWire(w: WireEvent | null | undefined): ActivityEvent {
+/**
+ * The arguments of an event, bounded: each cut at argLength characters and the list at `args`
+ * arguments, with a mark where something was cut. A long command line is never a reason to drop a
+ * deviation: padding one would be a way never to be alerted on.
+ */
+function argsFromWire(args: unknown, onCut: ((field: string) => void) | undefined): string[] {
+  if (!Array.isArray(args)) throw new WireError('event.process.args', 'must be a list');
+  const out = args.slice(0, WIRE_LIMITS.args).map((a, i) => cutStr(a, `event.process.args[${i}]`, WIRE_LIMITS.argLength, onCut));
+  if (args.length > WIRE_LIMITS.args) {
+    onCut?.('event.process.args');
+    out.push(cutMark(args.length - WIRE_LIMITS.args, 'args'));
+  }
+  return out;
+}
+
+/** wire Event → core, validated; over-long arguments are cut and marked (`onCut`). */
+export function eventFromWire(w: WireEvent | null | undefined, onCut?: (field: string) => void): ActivityEvent {
   if (!w) throw new WireError('event', 'missing');
   const kind = WIRE_TO_KIND[w.kind];
   if (!kind) throw new WireError('event.kind', 'unknown kind');
   const p = w.process;
   if (!p) throw new WireError('event.process', 'missing');
-  if (!Array.isArray(p.args) || p.args.length > WIRE_LIMITS.args) throw new WireError('event.process.args', `at most ${WIRE_LIMITS.args} arguments`);
+  const args = argsFromWire(p.args, onCut);
   const c = w.container;
   const pod = w.pod;
   const labels: Record<string, string> = {};
@@ -351,7 +405,7 @@ export function eventFromWire(w: WireEvent | null | undefined): ActivityEvent {
       pid: int(p.pid, 'event.process.pid', -1, 2 ** 32),
       exe: str(p.exe, 'event.process.exe', WIRE_LIMITS.pathString),
       name: str(p.name, 'event.process.name', WIRE_LIMITS.shortString),
-      args: p.args.map((a, i) => str(a, `event.process.args[${i}]`, WIRE_LIMITS.argLength)),
+      args,
       parentExe: str(p.parentExe, 'event.process.parentExe', WIRE_LIMITS.pathString),
       parentName: str(p.parentName, 'event.process.parentName', WIRE_LIMITS.shortString),
       uid: int(p.uid, 'event.process.uid', -1, 2 ** 32),
@@ -370,8 +424,11 @@ export function eventFromWire(w: WireEvent | null | undefined): ActivityEvent {
   };
 }
 
-/** wire Deviation → core, validated. The id must be 32 lower-case hex characters. */
-export function deviationFromWire(w: WireDeviation): Deviation {
+/**
+ * wire Deviation → core, validated. The id must be 32 lower-case hex characters. Over-long
+ * arguments (event and entry) are cut and marked, and `onCut` hears which field.
+ */
+export function deviationFromWire(w: WireDeviation, onCut: (field: string) => void = () => undefined): Deviation {
   const id = str(w.id, 'id', 64);
   if (!/^[0-9a-f]{32}$/.test(id)) throw new WireError('id', 'must be 32 lower-case hex characters');
   const reason = str(w.reason, 'reason', 32);
@@ -383,17 +440,108 @@ export function deviationFromWire(w: WireDeviation): Deviation {
     id,
     key,
     baselineVersion: int(w.baselineVersion, 'baselineVersion', 0, 2 ** 32),
-    entry: entryFromWire(w.entry),
+    entry: entryFromWire(w.entry, 'entry', onCut),
     reason: reason as DeviationReason,
     explanation: str(w.explanation, 'explanation', 1024),
     nearest: w.nearest.map((s, i) => str(s, `nearest[${i}]`, 1024)),
-    event: eventFromWire(w.event),
+    event: eventFromWire(w.event, onCut),
   };
 }
 
-/** core ClusterBaseline → wire. */
+/** core ClusterBaseline → wire, as one message. */
 export function clusterBaselineToWire(c: ClusterBaseline): WireClusterBaseline {
   return { key: c.key, state: c.state, relearn: c.relearn, version: c.version, windowStartMs: c.windowStart, learnUntilMs: c.learnUntil, entryIds: c.entryIds, removedIds: c.removedIds };
+}
+
+/**
+ * Most bytes of entry ids in one ClusterBaseline message: the collector's gRPC messages are at most
+ * 1 MiB, and a part carries its key, its header and ~4 bytes of framing per id besides.
+ */
+export const CLUSTER_PART_BYTES = 512 << 10;
+/** Most parts of one cluster baseline (an agent refuses more: 128 × 512 KiB = 64 MiB). */
+export const MAX_CLUSTER_PARTS = 128;
+
+/**
+ * core ClusterBaseline → the wire messages that carry it: one when it fits in `partBytes` of ids,
+ * else parts of at most `partBytes` (and WIRE_LIMITS.entriesPerSnapshot ids) each, numbered from 0,
+ * that an agent reassembles (see createClusterAssembler).
+ */
+export function clusterBaselineToParts(c: ClusterBaseline, partBytes = CLUSTER_PART_BYTES): WireClusterBaseline[] {
+  const parts: { entryIds: string[]; removedIds: string[] }[] = [{ entryIds: [], removedIds: [] }];
+  let bytes = 0;
+  let count = 0;
+  const add = (id: string, list: 'entryIds' | 'removedIds') => {
+    const size = Buffer.byteLength(id) + 4;
+    if (count > 0 && (bytes + size > partBytes || count >= WIRE_LIMITS.entriesPerSnapshot)) {
+      parts.push({ entryIds: [], removedIds: [] });
+      bytes = 0;
+      count = 0;
+    }
+    (parts[parts.length - 1] as { entryIds: string[]; removedIds: string[] })[list].push(id);
+    bytes += size;
+    count++;
+  };
+  for (const id of c.entryIds) add(id, 'entryIds');
+  for (const id of c.removedIds) add(id, 'removedIds');
+  const whole = clusterBaselineToWire(c);
+  if (parts.length === 1) return [whole];
+  return parts.map((p, i) => ({ ...whole, entryIds: p.entryIds, removedIds: p.removedIds, part: i, parts: parts.length }));
+}
+
+/** Reassembles cluster baselines sent in parts; a whole one passes at once. */
+export interface ClusterAssembler {
+  /** The cluster baseline once complete (this message, or its last missing part), else null. Throws a WireError for a part that does not fit. */
+  add(w: WireClusterBaseline): ClusterBaseline | null;
+  /** Keys with parts waiting. */
+  readonly pending: number;
+}
+
+/** Create an assembler: at most `maxPending` keys in parts at once (the oldest is dropped beyond). */
+export function createClusterAssembler(maxPending = 64): ClusterAssembler {
+  const waiting = new Map<string, { version: number; parts: number; got: Map<number, ClusterBaseline> }>();
+  return {
+    get pending() {
+      return waiting.size;
+    },
+    add(w) {
+      const parts = typeof w.parts === 'number' ? w.parts : 0;
+      const one = clusterBaselineFromWire(w);
+      if (parts <= 1) {
+        waiting.delete(one.key);
+        return one;
+      }
+      if (parts > MAX_CLUSTER_PARTS) throw new WireError('parts', `at most ${MAX_CLUSTER_PARTS}`);
+      const part = int(w.part ?? 0, 'part', 0, parts - 1);
+      let w8 = waiting.get(one.key);
+      // A new version (or a different split) replaces what was waiting: parts never mix versions.
+      if (!w8 || w8.version !== one.version || w8.parts !== parts) {
+        waiting.delete(one.key);
+        if (waiting.size >= maxPending) waiting.delete(waiting.keys().next().value as string);
+        waiting.set(one.key, (w8 = { version: one.version, parts, got: new Map() }));
+      }
+      w8.got.set(part, one);
+      if (w8.got.size < parts) return null;
+      waiting.delete(one.key);
+      const ordered = [...w8.got.entries()].sort(([a], [b]) => a - b).map(([, c]) => c);
+      return { ...one, entryIds: ordered.flatMap((c) => c.entryIds), removedIds: ordered.flatMap((c) => c.removedIds) };
+    },
+  };
+}
+
+/** Most running keys a node reports (kubelet's default max-pods is 110, each pod a few containers). */
+export const MAX_RUNNING_KEYS = 512;
+
+/** The running keys of a Hello or Heartbeat, validated and bounded (the rest is cut; `onCut` hears of it). */
+export function runningKeysFromWire(v: unknown, onCut?: (field: string) => void): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new WireError('runningKeys', 'must be a list');
+  if (v.length > MAX_RUNNING_KEYS) onCut?.('runningKeys');
+  const out = new Set<string>();
+  for (const [i, k] of v.slice(0, MAX_RUNNING_KEYS).entries()) {
+    const key = str(k, `runningKeys[${i}]`, WIRE_LIMITS.shortString);
+    if (key !== '') out.add(key);
+  }
+  return [...out];
 }
 
 /** wire ClusterBaseline → core, validated (the collector is trusted, its bytes are still bounded). */
@@ -418,8 +566,31 @@ export function clusterBaselineFromWire(w: WireClusterBaseline): ClusterBaseline
   };
 }
 
-/** wire BaselineSnapshot → core, validated. */
-export function snapshotFromWire(w: WireBaselineSnapshot): BaselineSnapshot {
+/** Why an entry of a snapshot was refused (the rest of the snapshot is kept). */
+export type EntryRefusal = 'invalid' | 'id_mismatch' | 'id_invalid';
+
+/**
+ * The entry id a baseline entry must carry: the one computed from the entry itself, provided it
+ * reads back as that entry (entryFromId). Anything else is refused: an id that does not stand for its
+ * entry would allow one thing under the name of another, and one that does not parse would break
+ * every read of its baseline.
+ */
+export function checkEntryId(id: string, entry: Entry): EntryRefusal | null {
+  const computed = entryId(entry);
+  if (id !== computed) return 'id_mismatch';
+  try {
+    if (entryId(entryFromId(computed)) !== computed) return 'id_invalid';
+  } catch {
+    return 'id_invalid';
+  }
+  return null;
+}
+
+/**
+ * wire BaselineSnapshot → core, validated. An entry that is invalid or whose id is not its own
+ * (checkEntryId) is left out and told to `refuse`; without `refuse`, it fails the whole snapshot.
+ */
+export function snapshotFromWire(w: WireBaselineSnapshot, refuse?: (reason: EntryRefusal, err: WireError) => void): BaselineSnapshot {
   const key = str(w.key, 'key', WIRE_LIMITS.shortString);
   if (key === '') throw new WireError('key', 'must not be empty');
   const state = str(w.state, 'state', 16) as BaselineState;
@@ -428,13 +599,17 @@ export function snapshotFromWire(w: WireBaselineSnapshot): BaselineSnapshot {
     throw new WireError('entries', `at most ${WIRE_LIMITS.entriesPerSnapshot}`);
   }
   if (!Array.isArray(w.images) || w.images.length > WIRE_LIMITS.images) throw new WireError('images', `at most ${WIRE_LIMITS.images}`);
-  const entries: EntryStats[] = w.entries.map((e, i) => {
+  const entryOf = (e: WireEntryStats, i: number): EntryStats => {
     const f = `entries[${i}]`;
     if (!Array.isArray(e.nodes) || e.nodes.length > WIRE_LIMITS.nodesPerEntry) throw new WireError(`${f}.nodes`, 'too many');
     if (!Array.isArray(e.examples) || e.examples.length > WIRE_LIMITS.examplesPerEntry) throw new WireError(`${f}.examples`, 'too many');
+    const entry = entryFromWire(e.entry, `${f}.entry`);
+    const id = str(e.id, `${f}.id`, WIRE_LIMITS.pathString * 2);
+    const wrong = checkEntryId(id, entry);
+    if (wrong === 'id_mismatch' || wrong === 'id_invalid') throw new EntryIdError(`${f}.id`, wrong);
     return {
-      id: str(e.id, `${f}.id`, WIRE_LIMITS.pathString * 2),
-      entry: entryFromWire(e.entry, `${f}.entry`),
+      id,
+      entry,
       firstSeen: int(e.firstSeenMs, `${f}.firstSeenMs`, 0, MAX_TIME),
       lastSeen: int(e.lastSeenMs, `${f}.lastSeenMs`, 0, MAX_TIME),
       count: int(e.count, `${f}.count`, 0, Number.MAX_SAFE_INTEGER),
@@ -442,7 +617,16 @@ export function snapshotFromWire(w: WireBaselineSnapshot): BaselineSnapshot {
       examples: e.examples.map((x) => str(x, `${f}.examples`, 1024)),
       ...(typeof e.addedBy === 'string' && e.addedBy !== '' ? { addedBy: str(e.addedBy, `${f}.addedBy`, WIRE_LIMITS.shortString * 2) } : {}),
     };
-  });
+  };
+  const entries: EntryStats[] = [];
+  for (const [i, e] of w.entries.entries()) {
+    try {
+      entries.push(entryOf(e, i));
+    } catch (err) {
+      if (!refuse || !(err instanceof WireError)) throw err;
+      refuse(err instanceof EntryIdError ? err.reason : 'invalid', err);
+    }
+  }
   return {
     key,
     state,

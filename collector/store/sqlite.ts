@@ -37,7 +37,27 @@ import {
   type Store,
   type StoredDeviation,
 } from './store.js';
-import type { NodeRecord, NodeStore } from './store.js';
+import type { NodeDropResult, NodeRecord, NodeStore, QuarantinedNode, StoreRefusal } from './store.js';
+
+/** Whether `id` is an entry id that reads back as itself (rows written before ids were checked may not). */
+function validEntryId(id: string): boolean {
+  try {
+    return entryId(entryFromId(id)) === id;
+  } catch {
+    return false;
+  }
+}
+
+/** What the store logs: rows it repaired or skipped. */
+export interface StoreLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+/** The stored (unique) id of a deviation: the agent's id scoped by its node, so no node can collide with another's. */
+export function scopedDeviationId(node: string, id: string): string {
+  // Node names (RFC 1123) have no ':', so the scoped id is unambiguous.
+  return `${node}:${id}`;
+}
 
 /** Most nodes and pods an alert lists. */
 const MAX_ALERT_NODES = 64;
@@ -46,8 +66,17 @@ const MAX_ALERT_PODS = 64;
 const MAX_MERGED_EXAMPLES = 5;
 /** Most nodes listed per entry when a baseline is read (the count of nodes is exact). */
 const MAX_LISTED_NODES = 64;
-/** The schema revision this code writes (PRAGMA user_version). */
-const SCHEMA_VERSION = 3;
+/**
+ * Most entries in one key's cluster baseline (merged from every node, approved and added ones
+ * included): a node cannot grow a key past it (the agents' own bound is 2,000 per baseline and node).
+ * Deltas' new entries beyond it are refused and counted (`key_full`).
+ */
+export const MAX_ENTRIES_PER_KEY = 20_000;
+/**
+ * The schema revision this code writes (PRAGMA user_version). Revision 4: deviation ids scoped by
+ * node (`node:id`), and baseline entry rows whose id does not read back as an entry repaired away.
+ */
+const SCHEMA_VERSION = 4;
 /** Columns revision 3 added to alerts, with their definitions (ALTER TABLE on older files). */
 const ALERT_COLUMNS_V3: readonly [string, string][] = [
   ['severity', `TEXT NOT NULL DEFAULT 'medium'`],
@@ -272,7 +301,8 @@ function imageOfKey(d: Deviation): string {
 }
 
 /** Open (creating if needed) the store at `path`. */
-export function openSqliteStore(path: string, options: { busyTimeoutMs?: number } = {}): Store & NodeStore {
+export function openSqliteStore(path: string, options: { busyTimeoutMs?: number; logger?: StoreLogger | undefined } = {}): Store & NodeStore {
+  const log: StoreLogger = options.logger ?? { warn: () => undefined };
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
@@ -416,6 +446,37 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
   const alertColumns = new Set((db.prepare(`SELECT name FROM pragma_table_info('alerts')`).pluck().all() as string[]));
   for (const [name, definition] of ALERT_COLUMNS_V3) if (!alertColumns.has(name)) db.exec(`ALTER TABLE alerts ADD COLUMN ${name} ${definition}`);
   db.exec(`
+    CREATE TABLE IF NOT EXISTS quarantined_nodes (
+      node   TEXT PRIMARY KEY,
+      by     TEXT NOT NULL,
+      at     INTEGER NOT NULL,
+      reason TEXT NOT NULL
+    ) WITHOUT ROWID;
+  `);
+  if (schema < 4) {
+    writeTransaction(db, () => {
+      // Older versions took entry ids as agents sent them; one that does not read back as an entry
+      // broke every read of its key. Such rows go, with a log line each (bounded).
+      const bad: { key: string; entry_id: string }[] = [];
+      for (const table of ['baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews']) {
+        for (const r of db.prepare(`SELECT DISTINCT key, entry_id FROM ${table}`).iterate() as IterableIterator<{ key: string; entry_id: string }>) {
+          if (!validEntryId(r.entry_id)) bad.push(r);
+        }
+      }
+      const seen = new Set<string>();
+      for (const r of bad) {
+        const k = `${r.key}\n${r.entry_id}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
+        for (const table of ['baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews']) db.prepare(`DELETE FROM ${table} WHERE key = ? AND entry_id = ?`).run(r.key, r.entry_id);
+        if (seen.size <= 100) log.warn({ key: r.key.slice(0, 256), entryId: r.entry_id.slice(0, 256) }, 'removed a stored baseline entry whose id is not an entry id');
+      }
+      if (seen.size > 100) log.warn({ removed: seen.size }, 'removed stored baseline entries whose id is not an entry id');
+      // Deviation ids were unique across nodes; they are unique per node now.
+      db.exec(`UPDATE deviations SET id = node || ':' || id WHERE instr(id, ':') = 0`);
+    })();
+  }
+  db.exec(`
     CREATE INDEX IF NOT EXISTS alerts_severity ON alerts(severity, seq);
     CREATE INDEX IF NOT EXISTS alerts_namespace ON alerts(namespace, seq);
     CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, seq);
@@ -482,6 +543,21 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
   const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_nodes ORDER BY key`);
   const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
   const countDeviations = db.prepare(`SELECT count(*) FROM deviations`).pluck();
+  const countEntriesOfKey = db.prepare(`SELECT count(*) FROM baseline_entries WHERE key = ?`).pluck();
+  const isQuarantined = db.prepare(`SELECT 1 FROM quarantined_nodes WHERE node = ?`).pluck();
+  const insertQuarantine = db.prepare(`INSERT OR IGNORE INTO quarantined_nodes (node, by, at, reason) VALUES (?, ?, ?, ?)`);
+  const deleteQuarantine = db.prepare(`DELETE FROM quarantined_nodes WHERE node = ?`);
+  const selectQuarantined = db.prepare(`SELECT node, by, at, reason FROM quarantined_nodes ORDER BY node`);
+  const quarantinedNames = db.prepare(`SELECT node FROM quarantined_nodes`).pluck();
+  const keysOfNode = db.prepare(`SELECT key FROM baseline_nodes WHERE node = ? UNION SELECT DISTINCT key FROM baseline_entry_nodes WHERE node = ?`).pluck();
+  const nodeEntriesOfKey = db.prepare(`SELECT entry_id, count FROM baseline_entry_nodes WHERE key = ? AND node = ?`);
+  const otherNodesOfEntry = db.prepare(`SELECT count(*) FROM baseline_entry_nodes WHERE key = ? AND entry_id = ? AND node != ?`).pluck();
+  const statusOf = db.prepare(`SELECT status FROM baseline_entry_reviews WHERE key = ? AND entry_id = ?`).pluck();
+  const shrinkMergedEntry = db.prepare(`UPDATE baseline_entries SET count = max(0, count - ?), nodes = max(0, nodes - 1) WHERE key = ? AND entry_id = ?`);
+  const deleteMergedEntry = db.prepare(`DELETE FROM baseline_entries WHERE key = ? AND entry_id = ?`);
+  const deleteEntryStatus = db.prepare(`DELETE FROM baseline_entry_reviews WHERE key = ? AND entry_id = ? AND status IN ('learned', 'flagged')`);
+  const deleteNodeEntriesOfKey = db.prepare(`DELETE FROM baseline_entry_nodes WHERE key = ? AND node = ?`);
+  const deleteNodeHeaderOfKey = db.prepare(`DELETE FROM baseline_nodes WHERE key = ? AND node = ?`);
   // Known to the cluster: merged from the agents or added by security, and not removed by security.
   const knownEntry = db
     .prepare(
@@ -564,8 +640,19 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
    * Apply one node's baseline delta: its header, then each entry's absolute stats on that node, and
    * the difference they make to the cluster-wide merged entry.
    */
-  function applyDelta(node: string, delta: BaselineSnapshot, receivedAt: number): boolean {
+  function applyDelta(node: string, delta: BaselineSnapshot, receivedAt: number, refused: Partial<Record<StoreRefusal, number>>): boolean {
+    const refuse = (reason: StoreRefusal, n = 1) => (refused[reason] = (refused[reason] ?? 0) + n);
+    // A quarantined node teaches nothing; a locked baseline learns nothing from agents.
+    if (isQuarantined.get(node) !== undefined) {
+      refuse('quarantined');
+      return false;
+    }
+    if (reviewOf(delta.key)?.state === 'locked') {
+      refuse('locked');
+      return false;
+    }
     const { entries, ...header } = delta;
+    let size = -1;
     const previousState = selectNodeHeaderState.get(delta.key, node) as string | undefined;
     // Agents report their fresh window after a relearn: from then on the agents' state counts again.
     if (delta.state === 'learning') clearRelearn.run(delta.key);
@@ -574,7 +661,16 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     let clusterChanged = previousState !== delta.state;
     for (const e of entries) {
       const old = selectNodeEntry.get(delta.key, e.id, node) as { first_seen: number; last_seen: number; count: number } | undefined;
-      if (!old && delta.state !== 'learning' && mergedExists.get(delta.key, e.id) === undefined) clusterChanged = true;
+      if (!old && mergedExists.get(delta.key, e.id) === undefined) {
+        // A new entry for the key: bounded per key, whichever nodes it comes from.
+        if (size === -1) size = countEntriesOfKey.get(delta.key) as number;
+        if (size >= MAX_ENTRIES_PER_KEY) {
+          refuse('key_full');
+          continue;
+        }
+        size++;
+        if (delta.state !== 'learning') clusterChanged = true;
+      }
       const grown = old ? Math.max(0, e.count - old.count) : e.count;
       const unchanged = old !== undefined && grown === 0 && e.firstSeen >= old.first_seen && e.lastSeen <= old.last_seen;
       if (unchanged && e.examples.length === 0) continue;
@@ -614,7 +710,8 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       }
     };
     // The batch's baseline deltas first: its deviations and alerts are judged against what they teach.
-    for (const delta of deltas) if (applyDelta(node, delta, receivedAt) && !clusterChanged.includes(delta.key)) clusterChanged.push(delta.key);
+    const refused: Partial<Record<StoreRefusal, number>> = {};
+    for (const delta of deltas) if (applyDelta(node, delta, receivedAt, refused) && !clusterChanged.includes(delta.key)) clusterChanged.push(delta.key);
     // Deviations of one fingerprint in a batch (a storm is mostly that) update their alert once,
     // and ask the cluster baseline about their entry once.
     const groups = new Map<string, Group>();
@@ -633,7 +730,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
         known++;
         continue;
       }
-      const inserted = insertDeviation.run(d.id, fingerprint, d.key, d.kind, d.time, receivedAt, d.node, d.body).changes === 1;
+      const inserted = insertDeviation.run(scopedDeviationId(d.node, d.id), fingerprint, d.key, d.kind, d.time, receivedAt, d.node, d.body).changes === 1;
       if (!inserted) {
         duplicates++;
         continue;
@@ -722,7 +819,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
         notify(again);
       } else updated.push(fingerprint);
     }
-    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged, notifications };
+    return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged, notifications, refused };
   });
 
   // ingestTx called inside a transaction runs as a savepoint: a batch that throws is rolled back alone.
@@ -772,7 +869,14 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     }
     const reviews = new Map((selectStatuses.all(key) as { entry_id: string; status: EntryStatus; reason: string }[]).map((r) => [r.entry_id, r]));
     const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string }[];
-    const entries: ReviewedEntry[] = rows.map((r) => ({
+    const entries: ReviewedEntry[] = [];
+    const skip = (id: string) => {
+      log.warn({ key: key.slice(0, 256), entryId: id.slice(0, 256) }, 'skipped a stored baseline entry whose id is not an entry id');
+      return true;
+    };
+    for (const r of rows) {
+      if (!validEntryId(r.entry_id) && skip(r.entry_id)) continue;
+      entries.push({
       id: r.entry_id,
       entry: entryFromId(r.entry_id),
       firstSeen: r.first_seen,
@@ -782,11 +886,12 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       examples: JSON.parse(r.examples) as string[],
       status: reviews.get(r.entry_id)?.status ?? 'learned',
       statusReason: reviews.get(r.entry_id)?.reason ?? '',
-    }));
+      });
+    }
     // Removed entries stay listed (removed stays removed), even after a relearn dropped their stats.
     const listed = new Set(rows.map((r) => r.entry_id));
     for (const [id, { status, reason }] of reviews) {
-      if (status === 'removed' && !listed.has(id)) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status, statusReason: reason });
+      if (status === 'removed' && !listed.has(id) && (validEntryId(id) || !skip(id))) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status, statusReason: reason });
     }
     entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const partial = [...headers.values()].some((h) => h.partial === true);
@@ -826,6 +931,39 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
     return id;
   }
 
+  /**
+   * Take one node's share out of a key: its header, its per-entry stats (subtracted from the merged
+   * counts), and the entries only it taught, unless security approved or added them. Returns how
+   * many entries went, or -1 when the node taught the key nothing.
+   */
+  function dropNode(key: string, node: string): number {
+    const rows = nodeEntriesOfKey.all(key, node) as { entry_id: string; count: number }[];
+    const hadHeader = deleteNodeHeaderOfKey.run(key, node).changes > 0;
+    if (rows.length === 0 && !hadHeader) return -1;
+    let removed = 0;
+    for (const r of rows) {
+      const status = statusOf.get(key, r.entry_id) as EntryStatus | undefined;
+      if ((otherNodesOfEntry.get(key, r.entry_id, node) as number) === 0 && status !== 'approved' && status !== 'added' && status !== 'removed') {
+        deleteMergedEntry.run(key, r.entry_id);
+        deleteEntryStatus.run(key, r.entry_id);
+        removed++;
+      } else shrinkMergedEntry.run(r.count, key, r.entry_id);
+    }
+    deleteNodeEntriesOfKey.run(key, node);
+    return removed;
+  }
+
+  const quarantineTx = writeTransaction(db, (node: string, by: string, reason: string, at: number): NodeDropResult | null => {
+    if (insertQuarantine.run(node, by, at, reason).changes === 0) return null;
+    const keys = keysOfNode.all(node, node) as string[];
+    let entriesRemoved = 0;
+    for (const key of keys) {
+      entriesRemoved += Math.max(0, dropNode(key, node));
+      recordVersion(key, by, 'quarantine', `node ${node} quarantined${reason === '' ? '' : `: ${reason}`}`, at);
+    }
+    return { keys, entriesRemoved };
+  });
+
   const reviewTx = writeTransaction(db, (key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult => {
     const before = viewOf(key);
     if (!before && change.action !== 'import' && change.action !== 'add') return { ok: false, status: 404, message: `no baseline with key ${JSON.stringify(key.slice(0, 256))}` };
@@ -859,6 +997,9 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
         upsertStatus.run(key, e.id, change.action === 'approve' ? 'approved' : 'removed', by, at, reason);
         break;
       }
+      case 'drop-node':
+        if (dropNode(key, change.node) === -1) return { ok: false, status: 404, message: `node ${JSON.stringify(change.node.slice(0, 256))} taught this baseline nothing` };
+        break;
       case 'add': {
         const e = find(entryId(change.entry));
         if (e && e.status !== 'removed') return { ok: false, status: 409, message: `the baseline already has this entry (${e.status})` };
@@ -933,7 +1074,7 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       const one = db.prepare(`SELECT received_at, snapshot FROM baseline_snapshots WHERE key = ? AND node = ?`);
       for (const { key, node } of db.prepare(`SELECT key, node FROM baseline_snapshots`).all() as { key: string; node: string }[]) {
         const r = one.get(key, node) as { received_at: number; snapshot: string };
-        applyDelta(node, JSON.parse(r.snapshot) as BaselineSnapshot, r.received_at);
+        applyDelta(node, JSON.parse(r.snapshot) as BaselineSnapshot, r.received_at, {});
       }
       db.exec(`DROP TABLE baseline_snapshots`);
     })();
@@ -984,8 +1125,12 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       }[];
       const more = rows.length > q.limit;
       const page = rows.slice(0, q.limit);
+      const quarantined = new Set(quarantinedNames.all() as string[]);
       return {
-        items: page.map((r) => ({ deviation: JSON.parse(r.body) as Deviation, fingerprint: r.fingerprint, receivedAt: r.received_at })),
+        items: page.map((r) => {
+          const deviation = JSON.parse(r.body) as Deviation;
+          return { deviation, fingerprint: r.fingerprint, receivedAt: r.received_at, nodeQuarantined: quarantined.has(deviation.event.node) };
+        }),
         next: more ? encodeCursor((page[page.length - 1] as { seq: number }).seq) : null,
       };
     },
@@ -1032,6 +1177,9 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number 
       return [...new Set<string>([...(reviewedKeys.all() as string[]), ...(keysPastLearning.all() as string[])])];
     },
     transitionAlert: (fingerprint, change, followUps) => transitionTx(fingerprint, change, followUps),
+    quarantineNode: (node, by, reason, at) => quarantineTx(node, by, reason, at),
+    releaseNode: (node) => deleteQuarantine.run(node).changes > 0,
+    listQuarantined: () => selectQuarantined.all() as QuarantinedNode[],
     enqueue: writeTransaction(db, (items: Parameters<Store['enqueue']>[0], now: number) => {
       for (const i of items) insertOutbox.run(i.alert, i.sink, i.action, i.body, i.state, Math.max(now, i.notBefore ?? 0), i.lastError, now, i.state === 'pending' ? 0 : now);
     }),

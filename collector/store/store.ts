@@ -141,6 +141,8 @@ export interface StoredDeviation {
   deviation: Deviation;
   fingerprint: string;
   receivedAt: number;
+  /** Its node is quarantined (what it sent is kept for the investigation, marked). */
+  nodeQuarantined: boolean;
 }
 
 /** A page of results; `next` is the cursor for the following page, or null. */
@@ -204,6 +206,31 @@ export interface IngestResult {
   clusterChanged: string[];
   /** Notifications the batch wrote to the outbox (policy.notify). */
   notifications: OutboxEntry[];
+  /**
+   * Baseline deltas and entries the store refused, by reason: `locked` (security pinned the key:
+   * it takes nothing from agents), `quarantined` (the node is), `key_full` (the key has
+   * MAX_ENTRIES_PER_KEY entries). Counted per node by ingest.
+   */
+  refused: Partial<Record<StoreRefusal, number>>;
+}
+
+/** Why the store refused part of a batch. */
+export type StoreRefusal = 'locked' | 'quarantined' | 'key_full';
+
+/** A node whose agent is not trusted any more: its deltas are refused, its deviations kept and marked. */
+export interface QuarantinedNode {
+  node: string;
+  by: string;
+  at: number;
+  reason: string;
+}
+
+/** What quarantining a node or dropping its share of a key removed. */
+export interface NodeDropResult {
+  /** Keys whose baseline changed (each has a new version). */
+  keys: string[];
+  /** Entries removed because only that node taught them (approved or added ones stay). */
+  entriesRemoved: number;
 }
 
 /** Filters for listing alerts. */
@@ -274,6 +301,8 @@ export type BaselineChange =
   | { action: 'lock' | 'unlock' | 'relearn' }
   | { action: 'approve' | 'remove'; entryId: string }
   | { action: 'add'; entry: Entry }
+  /** Drop what one node taught this key: its counts, and the entries only it taught (not those security approved or added). */
+  | { action: 'drop-node'; node: string }
   | { action: 'import'; state: BaselineState; entries: Entry[]; removed: Entry[] };
 
 /** The outcome of a review change. */
@@ -351,6 +380,14 @@ export interface Store {
   clusterBaseline(key: string): ClusterBaseline | null;
   /** Keys with a cluster baseline past learning (what a connecting agent is sent). */
   clusterKeys(): string[];
+  /**
+   * Quarantine a node: from now on its baseline deltas are refused, what it taught is dropped from
+   * every key (as drop-node, a new version each), and its deviations stay, marked. Null when already quarantined.
+   */
+  quarantineNode(node: string, by: string, reason: string, at: number): NodeDropResult | null;
+  /** Lift a quarantine (what was dropped stays dropped); false when the node was not quarantined. */
+  releaseNode(node: string): boolean;
+  listQuarantined(): QuarantinedNode[];
   close(): void;
 }
 

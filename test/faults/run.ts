@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { at, falcoLine } from '../helpers/falco.js';
 import { spawnCli, spawnCollector, type CliProcess } from '../helpers/processes.js';
+import * as grpc from '@grpc/grpc-js';
+import { ATTACKS, counter, type Target } from '../hostile/attacks.js';
 
 /** spawnCli wants an ava context only to kill leftovers: this one kills them when a scenario ends. */
 function scope() {
@@ -294,6 +296,55 @@ await scenario('SIGTERM: collector mid-ingest, then agent', async (t, dir) => {
   await collector.stop();
   return { sent: learn.length + 6000, expected: 6000, stored: s.rows, dropped: 0, rows: s.rows, distinct: s.distinct, checks };
 });
+
+// ---- a hostile node: each attack a row, what was refused and counted (test/hostile/attacks.ts) ----
+
+{
+  const dir = mkdtempSync(join(tmpdir(), 'dw-faults-hostile-'));
+  const s = scope();
+  try {
+    const collector = await spawnCollector(s.t, join(dir, 'c.db'));
+    const target: Target = { grpcPort: collector.grpcPort, url: collector.url, headers: {}, credentials: () => grpc.credentials.createInsecure() };
+    for (const attack of ATTACKS) {
+      const start = performance.now();
+      const checks: string[] = [`refused: ${attack.refused}`];
+      try {
+        const before = attack.counted ? await counter(target, attack.counted.metric, attack.counted.labels) : 0;
+        await attack.run(target, (ok, what) => {
+          if (!ok) checks.push(`FAILED: ${what}`);
+        });
+        if (attack.counted) {
+          const grown = (await counter(target, attack.counted.metric, attack.counted.labels)) - before;
+          const labels = Object.entries(attack.counted.labels).map(([k, v]) => `${k}="${v}"`).join(',');
+          checks.push(`${grown >= attack.counted.atLeast ? 'counted' : 'FAILED: not counted'}: ${attack.counted.metric}{${labels}} +${grown}`);
+        }
+      } catch (err) {
+        checks.push(`FAILED: ${(err as Error).message}`);
+      }
+      rows.push({ fault: `hostile node: ${attack.name}`, sent: 0, expected: 0, stored: 0, dropped: 0, lost: 0, duplicated: 0, checks, seconds: (performance.now() - start) / 1000 });
+    }
+    // Then a real agent on another node still learns, gets the cluster's baselines, and alerts.
+    const start = performance.now();
+    const events = join(dir, 'falco.json');
+    const learn = learning();
+    const after = deviations(20);
+    writeFileSync(events, text([...learn, ...after.lines]));
+    const agent = await startAgent(s.t, dir, events, collector.grpcPort);
+    const checks: string[] = [];
+    await until('20 alerts from the real agent', async () => {
+      const r = (await (await fetch(`${collector.url}/api/v1/deviations?node=node-1&limit=100`)).json()) as { items: unknown[] };
+      return r.items.length >= 20 ? true : undefined;
+    }, 60_000).catch((err: Error) => checks.push(`FAILED: ${err.message}`));
+    if (!agent.logs.some((l) => l.msg === 'cluster baselines received')) checks.push('FAILED: the agent did not receive the cluster baselines');
+    const stored = ((await (await fetch(`${collector.url}/api/v1/deviations?node=node-1&limit=100`)).json()) as { items: unknown[] }).items.length;
+    rows.push({ fault: 'hostile node: then a real agent still alerts', sent: learn.length + 20, expected: 20, stored, dropped: 0, lost: Math.max(0, 20 - stored), duplicated: Math.max(0, stored - 20), checks, seconds: (performance.now() - start) / 1000 });
+    await agent.stop();
+    await collector.stop();
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 // ---- the table ----
 

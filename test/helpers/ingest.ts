@@ -22,7 +22,9 @@ export async function converse(port: number, node: string, messages: WireAgentMe
       if (replies.filter((r) => r.ack).length >= acks) done(null);
     });
     call.on('error', (e: grpc.ServiceError) => done(e));
-    call.write({ hello: { node, agentVersion: 'test', sources: [], protocol: 1 } });
+    // The keys of the deltas it sends are the keys it runs (the collector takes deltas only for those).
+    const runningKeys = [...new Set(messages.flatMap((m) => (m.batch?.baselines ?? []).map((b) => b.key)))];
+    call.write({ hello: { node, agentVersion: 'test', sources: [], protocol: 1, runningKeys } });
     for (const m of messages) call.write(m);
   });
 }
