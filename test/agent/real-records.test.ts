@@ -88,7 +88,7 @@ const FALCO: Expect[] = [
   // 11. "Falco internal: syscall event drop" (no source field in that version).
   { skip: 'unsupported', ignore: 'other_source' },
   // 12. Falco 0.4x, rules with evt.type, proc.exepath and user.uid: alpine's sh is busybox.
-  { kind: 'exec', time: '2026-07-04T20:46:44.180Z', container: '16514a12c7ad', image: 'docker.io/library/alpine', pod: null, exe: '/bin/busybox', name: 'sh', args: ['-lc', 'echo', '"shell-in-container', 'test"'], parent: 'containerd-shim', uid: 0, entry: '/bin/busybox -lc echo "shell-in-container test" (parent containerd-shim, root)' },
+  { kind: 'exec', time: '2026-07-04T20:46:44.180Z', container: '16514a12c7ad', image: 'docker.io/library/alpine', pod: null, exe: '/bin/busybox', name: 'sh', args: ['-lc', 'echo', '"shell-in-container', 'test"'], parent: 'containerd-shim', uid: 0, entry: '/bin/busybox (sh) -lc echo "shell-in-container test" (parent containerd-shim, root)' },
 ];
 
 // fixtures/real/tetragon.jsonl, in order.

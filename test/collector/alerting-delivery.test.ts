@@ -106,7 +106,7 @@ test('storm summaries close where they opened: PagerDuty gets the resolve when t
   const sent = bodies(rec, '/pd');
   const summary = sent.find((b) => b.payload?.class === 'storm');
   t.truthy(summary, 'a summary incident is opened');
-  t.regex(summary.payload.summary, /^\[high\] Driftwatch storm control: new alerts for docker\.io\/library\/nginx are not notified until 2026-11-23T12:05:00\.000Z/);
+  t.regex(summary.payload.summary, /^\[critical\] Driftwatch storm control: new alerts for docker\.io\/library\/nginx are not notified until 2026-11-23T12:05:00\.000Z/);
   t.notRegex(summary.payload.summary, /new process storm control/);
   t.false(sent.some((b) => b.event_action === 'resolve'), 'not resolved while the storm lasts');
 

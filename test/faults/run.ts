@@ -303,7 +303,8 @@ await scenario('SIGTERM: collector mid-ingest, then agent', async (t, dir) => {
   const dir = mkdtempSync(join(tmpdir(), 'dw-faults-hostile-'));
   const s = scope();
   try {
-    const collector = await spawnCollector(s.t, join(dir, 'c.db'));
+    // Every scrape renders afresh: each attack reads its counters right before and after.
+    const collector = await spawnCollector(s.t, join(dir, 'c.db'), 0, ['--metrics-interval', '0s']);
     const target: Target = { grpcPort: collector.grpcPort, url: collector.url, headers: {}, credentials: () => grpc.credentials.createInsecure() };
     for (const attack of ATTACKS) {
       const start = performance.now();

@@ -53,8 +53,8 @@ export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?:
 }
 
 /** Start a collector child on ephemeral ports; resolves once it logged its ports. */
-export async function spawnCollector(t: ExecutionContext, db: string, grpcPort = 0): Promise<CliProcess & { grpcPort: number; url: string }> {
-  const p = spawnCli(t, ['collector', '--db', db, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', '127.0.0.1:0']);
+export async function spawnCollector(t: ExecutionContext, db: string, grpcPort = 0, extra: readonly string[] = []): Promise<CliProcess & { grpcPort: number; url: string }> {
+  const p = spawnCli(t, ['collector', '--db', db, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', '127.0.0.1:0', ...extra]);
   const started = await p.waitForLog((l) => l.msg === 'collector started');
   return Object.assign(p, { grpcPort: started.grpcPort as number, url: `http://127.0.0.1:${started.httpPort as number}` });
 }

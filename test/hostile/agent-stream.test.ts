@@ -40,7 +40,8 @@ test.before(async () => {
   const logs: string[] = [];
   const collector = await startCollector(
     loadCollectorConfig(
-      { db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, tlsCert: pki.collectorCert, tlsKey: pki.collectorKey, tlsCa: pki.ca },
+      // metricsInterval 0: every scrape renders afresh, since each attack reads its counters right before and after.
+      { db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', metricsInterval: '0s', insecure: true, tlsCert: pki.collectorCert, tlsKey: pki.collectorKey, tlsCa: pki.ca },
       {},
     ),
     { logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s.length > 512 ? `${s.slice(0, 512)}… (${s.length} chars)` : s) }) },
