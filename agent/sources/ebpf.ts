@@ -25,7 +25,7 @@ import { processName } from '../../core/normalize.js';
 import { isRejected, type Rejected } from './falco-event.js';
 import { backoffDelay } from './grpc-stream.js';
 import { createLineSplitter } from './lines.js';
-import { EBPF_PROGRAM } from './ebpf-program.js';
+import { ebpfProgram } from './ebpf-program.js';
 import { createDnsTracker } from './ebpf-dns.js';
 import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
 
@@ -577,12 +577,26 @@ export interface EbpfOptions {
 
 const EBPF_DEFAULTS = { initialBackoffMs: 500, maxBackoffMs: 30_000, maxQueued: 20_000 };
 
+/** Split `[/path/to/bpftrace][?dns=on|off]`; throws SourceSpecError for anything else. */
+export function parseEbpfArgument(argument: string): { bpftracePath: string; dns: boolean } {
+  const q = argument.indexOf('?');
+  const path = q === -1 ? argument : argument.slice(0, q);
+  if (path.includes('\0')) throw new SourceSpecError('ebpf: NUL in the bpftrace path');
+  if (path !== '' && !path.startsWith('/')) throw new SourceSpecError('ebpf takes an absolute path to bpftrace: --source ebpf:/usr/bin/bpftrace');
+  let dns = true;
+  if (q !== -1) {
+    const query = argument.slice(q + 1);
+    if (query === 'dns=off') dns = false;
+    else if (query !== 'dns=on') throw new SourceSpecError(`ebpf: unknown option ${JSON.stringify(query.slice(0, 64))}; the one option is dns=on|off (--source ebpf:?dns=off)`);
+  }
+  return { bpftracePath: path, dns };
+}
+
 /** Create the source; throws EbpfError naming every missing prerequisite. */
 export function createEbpfSource(argument: string, ctx: SourceContext, options: Partial<EbpfOptions> = {}): Source & { stats: { starts: number } } {
-  if (argument.includes('\0')) throw new SourceSpecError('ebpf: NUL in the bpftrace path');
-  if (argument !== '' && !argument.startsWith('/')) throw new SourceSpecError('ebpf takes an absolute path to bpftrace: --source ebpf:/usr/bin/bpftrace');
+  const { bpftracePath, dns } = parseEbpfArgument(argument);
   const host = options.host ?? REAL_HOST;
-  const bpftrace = findBpftrace(argument, host) ?? '';
+  const bpftrace = findBpftrace(bpftracePath, host) ?? '';
   const missing = missingPrerequisites(bpftrace, host);
   if (missing.length > 0) throw new EbpfError('prerequisites_missing', `the ebpf source cannot start: ${missing.join('; ')}`);
   const opts = { ...EBPF_DEFAULTS, ...options };
@@ -593,7 +607,7 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
   } catch {
     // No v1 controllers: index 0 reads the same v2 cgroup as the default hierarchy.
   }
-  const name = argument === '' ? 'ebpf' : `ebpf:${argument}`;
+  const name = (bpftracePath === '' ? 'ebpf' : `ebpf:${bpftracePath}`) + (dns ? '' : '?dns=off');
   const log = ctx.logger;
   const counters = countersOf(ctx);
   const stats = { starts: 0 };
@@ -609,7 +623,7 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
         let child: ChildProcess;
         const startedAt = Date.now();
         try {
-          child = spawn(bpftrace, ['-B', 'line', '-f', 'json', '-e', EBPF_PROGRAM, String(memoryIndex)], {
+          child = spawn(bpftrace, ['-B', 'line', '-f', 'json', '-e', ebpfProgram({ dns }), String(memoryIndex)], {
             stdio: ['ignore', 'pipe', 'pipe'],
             // bpftrace 0.17 caps strings at 200 bytes (the argv chunks use all of it); map bounds keep UDP deduplication finite.
             env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', BPFTRACE_STRLEN: '200', BPFTRACE_MAP_KEYS_MAX: '16384' },
@@ -697,10 +711,10 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
   };
 }
 
-/** `ebpf[:/path/to/bpftrace]`. */
+/** `ebpf[:/path/to/bpftrace][?dns=off]`. */
 export const ebpfSource: SourceFactory = {
   scheme: 'ebpf',
-  usage: 'ebpf[:/path/to/bpftrace]  run bpftrace with Driftwatch\'s own program: exec, TCP connect/accept/listen, UDP to new peers, DNS answers naming them (needs root or CAP_BPF+CAP_PERFMON, tracefs, BTF)',
+  usage: 'ebpf[:/path/to/bpftrace][?dns=off]  run bpftrace with Driftwatch\'s own program: exec, TCP connect/accept/listen, UDP to new peers, DNS answers naming them (dns=off leaves out the receive probes) (needs root or CAP_BPF+CAP_PERFMON, tracefs, BTF)',
   create(argument, ctx) {
     return createEbpfSource(argument, ctx);
   },

@@ -4,7 +4,7 @@
  * listen/connect/accept and a UDP send), attributed through a fake CRI server.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
@@ -17,10 +17,12 @@ import {
   decodeAddress,
   findBpftrace,
   missingPrerequisites,
+  parseEbpfArgument,
   REAL_HOST,
   type HostProbe,
   type ProcessResolver,
 } from '../../agent/sources/ebpf.js';
+import { ebpfProgram } from '../../agent/sources/ebpf-program.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { startFakeCri } from '../helpers/cri-server.js';
 import { testSourceContext } from '../helpers/source-context.js';
@@ -132,12 +134,59 @@ test('prerequisites: every missing one is named, with how to fix it', (t) => {
   t.regex(err!.message, /^the ebpf source cannot start: tracefs .*; the kernel has no BTF/);
 });
 
+test('argument: an optional bpftrace path and dns=on|off; anything else is refused with the option named', (t) => {
+  t.deepEqual(parseEbpfArgument(''), { bpftracePath: '', dns: true });
+  t.deepEqual(parseEbpfArgument('/usr/bin/bpftrace'), { bpftracePath: '/usr/bin/bpftrace', dns: true });
+  t.deepEqual(parseEbpfArgument('?dns=off'), { bpftracePath: '', dns: false });
+  t.deepEqual(parseEbpfArgument('/opt/bpftrace?dns=on'), { bpftracePath: '/opt/bpftrace', dns: true });
+  t.throws(() => parseEbpfArgument('?dns=no'), { message: /unknown option "dns=no".*dns=on\|off/ });
+  t.throws(() => parseEbpfArgument('bpftrace'), { message: /absolute path/ });
+  const off = ebpfProgram({ dns: false });
+  t.false(off.includes('@dnsbuf'));
+  t.false(off.includes('sys_enter_read'));
+  t.true(off.includes('sched_process_exec') && off.includes('interval:s:60') && off.includes('END'));
+  t.is(ebpfProgram({ dns: true }).split('@dnsbuf').length - 1 > 0, true);
+});
+
 /** Why the real-kernel test cannot run here, or null. */
 function realKernelUnavailable(): string | null {
   const bpftrace = findBpftrace('', REAL_HOST);
   const missing = missingPrerequisites(bpftrace ?? '', REAL_HOST);
   return missing.length > 0 ? missing.join('; ') : null;
 }
+
+/** Load a program into the real bpftrace and return how many probes it attached. */
+async function attachedProbes(program: string): Promise<number> {
+  const child = spawn(findBpftrace('', REAL_HOST)!, ['-f', 'json', '-e', program, '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', BPFTRACE_STRLEN: '200' } });
+  try {
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    return await new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+        const m = /"type": ?"attached_probes", ?"data": ?\{"probes": ?(\d+)\}/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.on('exit', (code) => reject(new Error(`bpftrace exited ${code} before attaching: ${err.slice(-500)}`)));
+    });
+  } finally {
+    child.kill('SIGINT');
+  }
+}
+
+test.serial('real bpftrace: the program loads with and without the DNS probes, which dns=off leaves out', async (t) => {
+  const why = realKernelUnavailable();
+  if (why !== null) {
+    t.log(`SKIPPED: eBPF is not possible here: ${why}`);
+    t.pass();
+    return;
+  }
+  const full = await attachedProbes(ebpfProgram({ dns: true }));
+  const lean = await attachedProbes(ebpfProgram({ dns: false }));
+  t.log(`probes attached: ${full} with DNS, ${lean} without`);
+  t.is(full - lean, 6, 'the three receive syscalls, entry and exit');
+});
 
 const CGROUP_V2 = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((p) => existsSync(`${p}/cgroup.procs`) && existsSync(`${p}/cgroup.controllers`));
 
