@@ -182,7 +182,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       print(`  ${dim(`   why: ${a.explanation}; ${a.rule.reason}`)}`);
     });
     const bySeverity = ['critical', 'high', 'medium', 'low'].map((s) => [s, alerts.filter((a) => a.severity === s).length] as const).filter(([, n]) => n > 0);
-    print(dim(`  ${bySeverity.map(([s, n]) => `${n} ${s}`).join(', ')}: severity comes from a rule table (shell where the image never runs one → critical; network tools, /tmp binaries, public egress, new listening ports → high)`));
+    print(dim(`  ${bySeverity.map(([s, n]) => `${n} ${s}`).join(', ')}: severity comes from a rule table (a service starting a shell, binaries from /tmp, reverse shells → critical; network tools, public egress, new listening ports → high)`));
     print('');
     print(`API:  ${collector.url}/api/v1/alerts   ${collector.url}/api/v1/baselines   ${collector.url}/metrics`);
     if (options.serve) print(`      with the header  Authorization: Bearer ${token}`);
