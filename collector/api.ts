@@ -77,7 +77,7 @@ export function alertJson(a: Alert) {
     summary: describeEntry(a.entry),
     reason: a.reason,
     explanation: a.explanation,
-    process: a.entry.type === 'process' ? { exe: a.entry.exe, args: a.entry.args, parent: a.entry.parent, user: a.entry.user } : null,
+    process: a.entry.type === 'process' ? { exe: a.entry.exe, applet: a.entry.applet ?? null, args: a.entry.args, parent: a.entry.parent, user: a.entry.user } : null,
     network: a.entry.type === 'network' ? { direction: a.entry.direction, protocol: a.entry.protocol, peer: a.entry.peer, port: a.entry.port } : null,
     example: a.example,
     nearest: a.nearest,
@@ -308,7 +308,7 @@ const ReasonBody = z.strictObject({ reason: z.string().trim().max(1000).default(
 
 const field = z.string().min(1).max(1024).regex(/^[^\0\n]*$/, 'must be one line without NUL');
 const EntryBody = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('process'), exe: field, parent: z.string().max(256).regex(/^[^\0\n]*$/).default(''), user: z.enum(['root', 'system', 'user', 'unknown']), args: z.string().max(1024).regex(/^[^\0\n]*$/).default('') }),
+  z.strictObject({ type: z.literal('process'), exe: field, applet: z.string().min(1).max(15).regex(/^[^\0\n|]*$/).optional(), parent: z.string().max(256).regex(/^[^\0\n]*$/).default(''), user: z.enum(['root', 'system', 'user', 'unknown']), args: z.string().max(1024).regex(/^[^\0\n]*$/).default('') }),
   z.strictObject({ type: z.literal('network'), direction: z.enum(['egress', 'ingress', 'listen']), protocol: z.enum(['tcp', 'udp']), peer: field, port: z.number().int().min(0).max(65535) }),
 ]);
 const AddEntryBody = z.strictObject({ entry: EntryBody, reason: z.string().trim().max(1000).default('') });

@@ -50,7 +50,7 @@ export function agentService(): { Client: grpc.ServiceClientConstructor; service
 
 /** Wire Entry. */
 export interface WireEntry {
-  process?: { exe: string; parent: string; user: string; args: string } | null;
+  process?: { exe: string; parent: string; user: string; args: string; applet?: string } | null;
   network?: { direction: string; protocol: string; peer: string; port: number } | null;
   entry?: string;
 }
@@ -168,7 +168,7 @@ const WIRE_TO_KIND: Record<string, EventKind> = Object.fromEntries(
 /** core Entry → wire. */
 export function entryToWire(e: Entry): WireEntry {
   return e.type === 'process'
-    ? { process: { exe: e.exe, parent: e.parent, user: e.user, args: e.args } }
+    ? { process: { exe: e.exe, parent: e.parent, user: e.user, args: e.args, applet: e.applet ?? '' } }
     : { network: { direction: e.direction, protocol: e.protocol, peer: e.peer, port: e.port } };
 }
 
@@ -321,9 +321,12 @@ export function entryFromWire(w: WireEntry | null | undefined, field = 'entry', 
     const p = w.process;
     const user = str(p.user, `${field}.process.user`, 16);
     if (!USERS.has(user)) throw new WireError(`${field}.process.user`, 'unknown user class');
+    // Absent from older agents' messages: no applet, as before applets existed.
+    const applet = str(p.applet ?? '', `${field}.process.applet`, 64);
     return {
       type: 'process',
       exe: str(p.exe, `${field}.process.exe`, WIRE_LIMITS.pathString),
+      ...(applet === '' ? {} : { applet }),
       parent: str(p.parent, `${field}.process.parent`, WIRE_LIMITS.shortString),
       user: user as UserClass,
       args: onCut ? cutStr(p.args, `${field}.process.args`, WIRE_LIMITS.pathString, onCut) : str(p.args, `${field}.process.args`, WIRE_LIMITS.pathString),

@@ -140,6 +140,18 @@ test('removed stays removed: agents learning it again do not bring it back, and 
   t.like(known, { stored: 0, duplicates: 0 });
 });
 
+test('a busybox applet entry travels whole: its id is recomputed with the applet and accepted, and another node\'s deviation of it is known', async (t) => {
+  const c = await collector(t);
+  const wget: Entry = { type: 'process', exe: '/bin/busybox', applet: 'wget', parent: 'sh', user: 'user', args: '-q -O- http://<ip>/healthz' };
+  const sh: Entry = { type: 'process', exe: '/bin/busybox', applet: 'sh', parent: 'containerd-shim', user: 'user', args: '/entrypoint.sh' };
+  const { replies } = await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [wget, sh]))] } }], 1);
+  t.is(replies.find((r) => r.ack)?.ack?.rejected ?? 0, 0, 'no entry refused as a mismatched id');
+  const view = (await api(c, 'GET', `/api/v1/baselines/${ENC}`)).body;
+  t.deepEqual(view.entries.filter((e: any) => e.exe === '/bin/busybox').map((e: any) => e.id).sort(), [entryId(sh), entryId(wget)].sort());
+  const known = await sendDeviations(c.grpcPort, [{ ...deviationOf({ i: 1, node: 'node-2', exe: '/bin/busybox', args: '-q -O- http://<ip>/healthz' }), entry: wget }], 'node-2', 1);
+  t.like(known, { stored: 0, duplicates: 0 });
+});
+
 test('push-down: a connecting agent gets the cluster baselines; review changes reach every connected agent', async (t) => {
   const c = await collector(t);
   // Still learning on node-1: nothing is pushed for it.
