@@ -3,7 +3,7 @@
  * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
  */
 import type { ActivityEvent, ImageRef } from './event.js';
-import { describeEntry, entryFromId, entryId, exampleOf, generalPeerCovers, generalPeerOf, programLabel, PUBLIC_PEER, type Entry, type GeneralPeer, type NetworkEntry } from './entry.js';
+import { describeEntry, entryFromId, entryId, exampleOf, generalPeerCovers, generalPeerOf, networkEntryOfId, programLabel, PUBLIC_PEER, sameServiceEntries, type Entry, type GeneralPeer, type NetworkEntry } from './entry.js';
 import { cidrContains, classifyAddress, coveringCidr, formatIp, isGlobalAddress, parseCidr, parseIp, prefixOf, type Cidr, type ParsedIp } from './ip.js';
 
 /** How events are grouped into baselines. */
@@ -621,13 +621,8 @@ function groupOf(e: NetworkEntry): string {
 function noteAggregate(b: Baseline, id: string): void {
   // Cheap test first: restores call this for every entry, and only a network id with a '/' or '@' can be one.
   if (id.startsWith('exec|') || (!id.includes('/') && !id.includes(PUBLIC_PEER))) return;
-  let e: Entry;
-  try {
-    e = entryFromId(id);
-  } catch {
-    return;
-  }
-  if (e.type !== 'network') return;
+  const e = networkEntryOfId(id);
+  if (!e) return;
   const peer = generalPeerOf(e.peer);
   if (!peer) return;
   const group = groupOf(e);
@@ -639,13 +634,8 @@ function noteAggregate(b: Baseline, id: string): void {
 
 /** Count a restored single public address as evidence again (a restart while learning does not start the count over). */
 function restoreEvidence(b: Baseline, id: string): void {
-  let e: Entry;
-  try {
-    e = entryFromId(id);
-  } catch {
-    return;
-  }
-  if (e.type !== 'network') return;
+  const e = networkEntryOfId(id);
+  if (!e) return;
   const ip = parseIp(e.peer);
   if (ip && classifyAddress(ip) === 'public') noteEvidence(b, e, ip);
 }
@@ -754,15 +744,7 @@ export function generalizationOf(entry: Entry, ids: Iterable<string>): Generaliz
   const g = generalPeerOf(entry.peer);
   if (!g) return null;
   const ips: ParsedIp[] = [];
-  for (const id of ids) {
-    if (id.startsWith('exec|')) continue;
-    let e: Entry;
-    try {
-      e = entryFromId(id);
-    } catch {
-      continue;
-    }
-    if (e.type !== 'network' || e.direction !== entry.direction || e.protocol !== entry.protocol || e.port !== entry.port) continue;
+  for (const { entry: e } of sameServiceEntries(entry, ids)) {
     const ip = parseIp(e.peer);
     if (ip && generalPeerCovers(g, ip)) ips.push(ip);
   }

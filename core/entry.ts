@@ -189,19 +189,30 @@ export function coveringEntryId(entry: Entry, ids: Iterable<string>): string | n
   if (entry.type !== 'network') return null;
   const ip = parseIp(entry.peer);
   if (!ip) return null;
-  for (const id of ids) {
-    if (id.startsWith('exec|')) continue;
-    let e: Entry;
-    try {
-      e = entryFromId(id);
-    } catch {
-      continue;
-    }
-    if (e.type !== 'network' || e.direction !== entry.direction || e.protocol !== entry.protocol || e.port !== entry.port) continue;
+  for (const { id, entry: e } of sameServiceEntries(entry, ids)) {
     const g = generalPeerOf(e.peer);
     if (g && generalPeerCovers(g, ip)) return id;
   }
   return null;
+}
+
+/** The network entry an id stands for; null for a process id or text that is not an entry id. */
+export function networkEntryOfId(id: string): NetworkEntry | null {
+  if (id.startsWith('exec|')) return null;
+  try {
+    const e = entryFromId(id);
+    return e.type === 'network' ? e : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The network entries among `ids` of the same service as `entry`: its direction, protocol and port. */
+export function* sameServiceEntries(entry: NetworkEntry, ids: Iterable<string>): Generator<{ id: string; entry: NetworkEntry }> {
+  for (const id of ids) {
+    const e = networkEntryOfId(id);
+    if (e && e.direction === entry.direction && e.protocol === entry.protocol && e.port === entry.port) yield { id, entry: e };
+  }
 }
 
 /**
