@@ -23,7 +23,8 @@
  * The process is always verified to be in the event's container (its /proc/<pid>/cgroup, before and
  * after the walk), so a pid reused by another container, or an event of another node, is never walked.
  * Processes no event named are found by scanning /proc (at most every 100 ms); a container that
- * stopped keeps the results of its last walks (its files cannot change any more).
+ * stopped keeps the results of its last walks (its files cannot change any more). Sources name host
+ * pids, so the agent resolves only when it shares the host's pid namespace (hostPID).
  *
  * Results are cached per (container id, invoked path), bounded. Where a path cannot be resolved the
  * event keeps the invoked path and the outcome is counted (`driftwatch_agent_exe_resolutions_total`);
@@ -262,6 +263,13 @@ export const NO_EXECUTABLE_RESOLUTION: ExecutableResolver = Object.freeze({ reso
 export interface ExecutableResolverOptions {
   /** Where the node's processes are (tests point it at a directory shaped like /proc). */
   procRoot?: string;
+  /**
+   * Whether the agent sees the host's processes (hostPID). Default: whether `<procRoot>/2` is the
+   * kernel's kthreadd, which only the host's pid namespace shows. Sources name host pids: in a pod of
+   * its own the agent would find other processes under those numbers (its own, which look like host
+   * processes in a private cgroup namespace), so then nothing is resolved and every path counts as `gone`.
+   */
+  hostPidNamespace?: boolean;
   /** Sources whose processes are not this node's (replays): counted, never resolved. */
   isReplay?: (source: string) => boolean;
 }
@@ -309,6 +317,7 @@ const CONTAINER_ID = /^[0-9a-f]{12,64}$/;
 export function createExecutableResolver(options: ExecutableResolverOptions, deps: ExecutableResolverDeps): ExecutableResolver {
   const procRoot = options.procRoot ?? '/proc';
   const isReplay = options.isReplay ?? (() => false);
+  const hostPids = options.hostPidNamespace ?? readBounded(`${procRoot}/2/comm`, 64) === 'kthreadd\n';
   const L = EXE_RESOLUTION_LIMITS;
   const containers = new Map<string, ContainerPaths>();
   let cachedPaths = 0;
@@ -514,6 +523,10 @@ export function createExecutableResolver(options: ExecutableResolverOptions, dep
         const p = ev.process;
         if (p.exe === '' && p.parentExe === '') continue;
         const id = ev.container ? ev.container.id : '';
+        if (!hostPids) {
+          add(index.gone, (p.exe !== '' ? 1 : 0) + (p.parentExe !== '' ? 1 : 0));
+          continue;
+        }
         const c = containerOf(id);
         // The hot case of a container not on this node (or stopped, with nothing walked while it ran):
         // the latest scan of /proc, well after the event, showed none of its processes.

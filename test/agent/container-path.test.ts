@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, realpathSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readProcCgroup } from '../../agent/cgroup.js';
 import { EXE_RESOLUTION_LIMITS, createExecutableResolver, parseMountInfo, resolveInRoot, type ExeOutcome } from '../../agent/container-path.js';
@@ -224,6 +224,20 @@ test('a pid that is not in the event\'s container (another container, a reused p
   t.deepEqual(counted, { gone: 4 });
 });
 
+test('an agent in a pod of its own (no hostPID: no kthreadd in its /proc) resolves nothing: the pids events name are the host\'s', (t) => {
+  const root = alpineRoot();
+  const proc = makeFakeProc([{ pid: 5000, cgroup: '0::/\n', root }, { pid: 5001, cgroup: containerdCgroup(CID), root }]);
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+    proc.cleanup();
+  });
+  proc.remove(2);
+  // 5000 looks like a host process (the agent's own, in a private cgroup namespace); 5001 is the container's.
+  const { counted, run } = resolverOver(proc.procRoot);
+  t.deepEqual(run(exec(5000, '/usr/bin/wget', { container: null, parentExe: '/bin/sh' }), exec(5001, '/usr/bin/wget')), ['/usr/bin/wget', '/usr/bin/wget']);
+  t.deepEqual(counted, { gone: 3 });
+});
+
 test('host processes resolve in the host\'s root; a replay is counted and left as recorded', (t) => {
   const root = alpineRoot();
   const proc = makeFakeProc([{ pid: 4400, cgroup: '0::/system.slice/cron.service\n', root }]);
@@ -304,6 +318,19 @@ test('a real process: resolved through the kernel\'s /proc/<pid>/root of a live 
   const container = owner?.kind === 'container' ? owner.id : null;
   const { counted, run } = resolverOver('/proc');
   const invoked = join(dir, 'bin/tool');
+  let kthreadd = '';
+  try {
+    kthreadd = readFileSync('/proc/2/comm', 'utf8');
+  } catch {
+    // no pid 2 here
+  }
+  if (kthreadd !== 'kthreadd\n') {
+    // Tests running in a pid namespace of their own: like an agent without hostPID, nothing is resolved.
+    t.log('not the host\'s pid namespace: the resolver leaves paths as given');
+    t.deepEqual(run(exec(pid, invoked, { container })), [invoked]);
+    t.deepEqual(counted, { gone: 1 });
+    return;
+  }
   t.deepEqual(run(exec(pid, invoked, { container })), [join(realpathSync(dir), 'real-tool')]);
   t.deepEqual(counted, { resolved: 1 });
 });

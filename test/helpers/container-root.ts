@@ -42,6 +42,9 @@ export const containerdCgroup = (id: string) => `0::/kubepods.slice/kubepods-bes
 /** A directory shaped like /proc with these processes; `remove(pid)` makes one exit. */
 export function makeFakeProc(processes: FakeProcess[]): { procRoot: string; add(p: FakeProcess): void; remove(pid: number): void; cleanup(): void } {
   const procRoot = mkdtempSync(join(tmpdir(), 'dw-proc-'));
+  // The kernel's kthreadd: only the host's pid namespace shows it (the agent resolves only there).
+  mkdirSync(join(procRoot, '2'));
+  writeFileSync(join(procRoot, '2', 'comm'), 'kthreadd\n');
   const add = (p: FakeProcess) => {
     const dir = join(procRoot, String(p.pid));
     mkdirSync(dir);
