@@ -9,7 +9,7 @@
  * resolved against the agent's root (the host), so a container could point `/usr/bin/x` at host
  * paths. Each component is lstat'ed and each link read here; an absolute target restarts at the
  * container's root, `..` stops at it, 40 links at most (the kernel's MAXSYMLINKS), 4,096 characters of
- * path pending at most. Files are never opened. Mounts other than local disk filesystems (`SAFE_FILESYSTEMS`)
+ * path pending and 256 lookups at most. Files are never opened. Mounts other than local disk filesystems (`SAFE_FILESYSTEMS`)
  * are not entered: an unanswering NFS or FUSE mount would stop the agent's synchronous pipeline.
  *
  * A path can change between the exec and the walk (a container rewrites its own files): a result
@@ -62,6 +62,8 @@ export const EXE_RESOLUTION_LIMITS = Object.freeze({
   links: 40,
   /** Longest path walked, and most characters of path pending during a walk. */
   pathLength: 4096,
+  /** Most components looked up in one walk (`/x/../x/../…` would otherwise cost one lstat per two characters). */
+  lookups: 256,
   /** Most bytes of /proc/<pid>/mountinfo read (a container may create many mounts). */
   mountinfoBytes: 256 * 1024,
   /** Containers (and the host) remembered. */
@@ -82,6 +84,8 @@ export const EXE_RESOLUTION_LIMITS = Object.freeze({
   /** /proc is scanned for a container's processes at most this often, and at most this many processes. */
   scanIntervalMs: 100,
   scanProcesses: 65_536,
+  /** cgroup files read per scan (processes new since the last one; the rest wait for the next scan). */
+  scanReads: 4_096,
 });
 
 /** Filesystems whose lstat and readlink answer from local state: the walk enters no other mount. */
@@ -149,6 +153,7 @@ export function resolveInRoot(root: string, path: string, mounts: MountTable | n
   const reached: string[] = [];
   let here = '';
   let links = 0;
+  let lookups = 0;
   // What decides the resolved text: the links read and the directories passed before the last of them.
   let dirsChangedAt = rootStat.ctimeMs;
   let changedAt = -Infinity;
@@ -165,6 +170,7 @@ export function resolveInRoot(root: string, path: string, mounts: MountTable | n
       here = reached.length === 0 ? '' : here.slice(0, here.lastIndexOf('/'));
       continue;
     }
+    if (++lookups > EXE_RESOLUTION_LIMITS.lookups) return keep('refused');
     const next = `${here}/${name}`;
     if (mounts) {
       const type = mounts.get(next);
@@ -359,6 +365,7 @@ export function createExecutableResolver(options: ExecutableResolverOptions, dep
     }
     const nextOwners = new Map<number, string>();
     const nextPidOf = new Map<string, number>();
+    let reads = 0;
     for (const name of names) {
       if (nextOwners.size >= L.scanProcesses) break;
       const first = name.charCodeAt(0);
@@ -367,6 +374,9 @@ export function createExecutableResolver(options: ExecutableResolverOptions, dep
       if (!Number.isSafeInteger(pid)) continue;
       let owner = owners.get(pid);
       if (owner === undefined) {
+        // A storm of new processes costs one bounded scan at a time.
+        if (reads >= L.scanReads) continue;
+        reads++;
         const o = readProcCgroup(pid, procRoot);
         if (o === null) continue;
         owner = o.kind === 'container' ? o.id : o.kind === 'host' ? '' : '?';

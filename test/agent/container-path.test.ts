@@ -100,6 +100,8 @@ test('loops, chains over 40 links, over-long targets and dangling links keep the
   t.like(resolveInRoot(root, '/bin/dir/..', null), { outcome: 'not_found' }, 'nor is one reached by a final `..`');
   t.like(resolveInRoot(root, '/bin/file/.', null), { outcome: 'not_found' });
   t.like(resolveInRoot(root, 'bin/file', null), { outcome: 'refused' }, 'a relative path');
+  t.like(resolveInRoot(root, `/bin${'/dir/..'.repeat(300)}/file`, null), { outcome: 'refused' }, 'more than 256 lookups');
+  t.like(resolveInRoot(root, `/bin${'/dir/..'.repeat(100)}/file`, null), { outcome: 'resolved', path: '/bin/file' });
   t.like(resolveInRoot(root, `/${'x'.repeat(EXE_RESOLUTION_LIMITS.pathLength)}`, null), { outcome: 'refused' });
   t.like(resolveInRoot(join(root, 'missing'), '/bin/file', null), { outcome: 'gone' }, 'the root itself is gone');
 });
