@@ -521,33 +521,32 @@ export function createExecutableResolver(options: ExecutableResolverOptions, dep
   return {
     resolve(events, source) {
       if (events.length === 0) return;
-      if (isReplay(source)) {
+      // A replay's processes are not this node's; without the host's pids, the pids events name are not theirs.
+      if (isReplay(source) || !hostPids) {
         let n = 0;
         for (const ev of events) n += (ev.process.exe !== '' ? 1 : 0) + (ev.process.parentExe !== '' ? 1 : 0);
-        if (n > 0) deps.count(source, 'replay', n);
+        if (n > 0) deps.count(source, hostPids ? 'replay' : 'gone', n);
         return;
       }
       const now = deps.now();
       counts.fill(0);
+      let gone = 0;
       for (const ev of events) {
         const p = ev.process;
         if (p.exe === '' && p.parentExe === '') continue;
         const id = ev.container ? ev.container.id : '';
-        if (!hostPids) {
-          add(index.gone, (p.exe !== '' ? 1 : 0) + (p.parentExe !== '' ? 1 : 0));
-          continue;
-        }
-        const c = containerOf(id);
+        const c = containers.get(id) ?? containerOf(id);
         // The hot case of a container not on this node (or stopped, with nothing walked while it ran):
         // the latest scan of /proc, well after the event, showed none of its processes.
         if (!c.valid || (c.absentAt === scannedAt && ev.time + L.retryMs <= scannedAt && c.paths.size === 0)) {
-          add(index.gone, (p.exe !== '' ? 1 : 0) + (p.parentExe !== '' ? 1 : 0));
+          gone += (p.exe !== '' ? 1 : 0) + (p.parentExe !== '' ? 1 : 0);
           continue;
         }
         const newPid = rememberPid(c, p.pid);
         if (p.exe !== '') p.exe = resolvePath(c, id, p.exe, ev, newPid, now);
         if (p.parentExe !== '') p.parentExe = resolvePath(c, id, p.parentExe, ev, false, now);
       }
+      add(index.gone, gone);
       for (let i = 0; i < counts.length; i++) if (counts[i]) deps.count(source, EXE_OUTCOMES[i] as ExeOutcome, counts[i] as number);
     },
   };
