@@ -101,7 +101,9 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
         if (err instanceof DeliveryError && err.retryable) {
           if (suspect) {
             metrics.resent.inc({ sink: sink.name, outcome: 'unavailable' });
-            break; // the receiver, not these alerts: the next round tries them all again
+            // The receiver, not these alerts: neither backs off, the next round tries them all again.
+            suspect = null;
+            break;
           }
           suspect = { key, n, err };
           continue;

@@ -1,8 +1,8 @@
 /**
  * The Alertmanager re-send on its own, over a real SQLite store, a real Alertmanager sink posting to
  * a local recording server, and a clock the test moves: a receiver that fails once between successes
- * fails that alert alone (it backs off); a receiver that is down stops the round; silent nodes are
- * re-sent to the default receivers with the open alerts until they are back.
+ * fails that alert alone (it backs off); a receiver that is down stops the round and blames no
+ * alert; silent nodes are re-sent to the default receivers with the open alerts until they are back.
  */
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -82,11 +82,20 @@ test('one failure between successes is that alert\'s: it backs off, the others a
   t.is(await resend(), 4);
 });
 
-test('a receiver that is down stops the round after two failures in a row', async (t) => {
-  const { rec, resend, ids, metric } = await setup(t, () => ({ status: 503 }));
+test('a receiver that is down stops the round after two failures in a row; when it is back, the next round re-sends every open alert', async (t) => {
+  let up = false;
+  const { rec, store, clock, resend, ids, metric } = await setup(t, () => (up ? { status: 200 } : { status: 503 }));
   t.is(await resend(), 0);
   t.deepEqual(posted(rec.received), ids.slice(0, 2), 'the rest waits for the next round');
   t.regex(await metric('driftwatch_collector_alertmanager_resends_total'), /outcome="unavailable"} 1$/m);
+  t.notRegex(await metric('driftwatch_collector_alertmanager_resends_total'), /outcome="rejected"/, 'no alert is blamed');
+  t.false(store.deliveriesOf(ids[0]!).some((d) => d.state === 'failed'));
+
+  up = true;
+  rec.received.length = 0;
+  clock.t += 1000;
+  t.is(await resend(), 4, 'none waits a backoff');
+  t.deepEqual(posted(rec.received), ids);
 });
 
 test('a silent node is re-sent to the default receivers with the open alerts until it is back', async (t) => {
