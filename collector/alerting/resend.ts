@@ -67,7 +67,8 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
    * refuses it: 4xx) is that alert's failure alone: it is recorded in its deliveries, retried with
    * backoff in later rounds, and the round goes on. An unavailable receiver (network, 5xx, 429) fails
    * the round: after two such failures in a row the rest waits for the next round; a single one
-   * between successes is that alert's.
+   * between successes is that alert's, and one with no success after it (the last or only alert) is
+   * nobody's: no backoff, the next round tries again.
    */
   async function resendRound(sink: Sink, round: readonly { key: string; n: Notification }[], t: number): Promise<{ sent: number; backoff: number }> {
     let sent = 0;
@@ -111,7 +112,10 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
         failed(key, n, err);
       }
     }
-    if (suspect) failed(suspect.key, suspect.n, suspect.err);
+    // A retryable failure with no success after it says nothing about that alert: the receiver may be down
+    // (one alert open, or the last of the round). It is not held back; the next round tries it again, so a
+    // recovered receiver gets every alert at once instead of after a backoff past its resolve_timeout.
+    if (suspect) metrics.resent.inc({ sink: sink.name, outcome: 'unavailable' });
     return { sent, backoff: waiting };
   }
 

@@ -112,3 +112,19 @@ test('a silent node is re-sent to the default receivers with the open alerts unt
   t.is(await resend(), 4);
   t.false(rec.received.some((r) => r.body.includes('node-9')));
 });
+
+test('a receiver that fails on the last alert of a round, with no success after it, blames nobody: the next round tries it again at once', async (t) => {
+  let failing = '';
+  const { rec, store, clock, resend, ids, metric } = await setup(t, (r) => (failing !== '' && r.body.includes(failing) ? { status: 503 } : { status: 200 }));
+  failing = ids[3]!;
+  t.is(await resend(), 3);
+  t.notRegex(await metric('driftwatch_collector_alertmanager_resends_total'), /outcome="rejected"/, 'no alert is blamed');
+  t.regex(await metric('driftwatch_collector_alertmanager_resends_total'), /outcome="unavailable"} 1$/m);
+  t.false(store.deliveriesOf(ids[3]!).some((d) => d.state === 'failed'));
+
+  failing = '';
+  rec.received.length = 0;
+  clock.t += 1000;
+  t.is(await resend(), 4, 'no backoff held the last one');
+  t.deepEqual(posted(rec.received), ids);
+});
