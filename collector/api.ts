@@ -195,6 +195,8 @@ export function baselineJson(b: BaselineView) {
       lastSeen: iso(e.lastSeen),
       count: e.count,
       nodes: e.nodes,
+      // Nodes whose share of the entry was dropped (quarantined, or by a reviewer): it stays through other nodes or security.
+      droppedNodes: e.droppedNodes,
       examples: e.examples,
     })),
   };
@@ -539,9 +541,10 @@ export function createApiHandler(deps: ApiDeps) {
       const reason = parseBody(ReasonBody, await readJson(req)).reason;
       const result = store.quarantineNode(name, actorOf(req), reason, now());
       if (!result) throw new ApiError(409, 'conflict', 'the node is already quarantined');
-      record(req, 'node.quarantine', name, { quarantined: false }, { quarantined: true, keys: result.keys.length, entriesRemoved: result.entriesRemoved });
-      for (const key of result.keys) deps.onBaselineChanged?.(key);
-      return sendJson(res, 200, { node: name, quarantined: true, keys: result.keys, entriesRemoved: result.entriesRemoved });
+      const { keys, ...counts } = result;
+      record(req, 'node.quarantine', name, { quarantined: false }, { quarantined: true, keys: keys.length, ...counts });
+      for (const key of keys) deps.onBaselineChanged?.(key);
+      return sendJson(res, 200, { node: name, quarantined: true, keys, ...counts });
     }
     // ---- nodes: forget one (decommissioned without a clean stop); resolves its silence alert ----
     if (resource === 'nodes' && deps.nodes && rest.length === 1 && method === 'DELETE') {
@@ -565,7 +568,7 @@ export function createApiHandler(deps: ApiDeps) {
         ...('entryId' in change ? { entry: v.entries.find((e) => e.id === change.entryId)?.status ?? null } : {}),
         ...(change.action === 'add' ? { entry: v.entries.find((e) => e.id === entryId(change.entry))?.status ?? null } : {}),
       };
-    record(req, `baseline.${change.action}`, key, summary(result.before), summary(result.after));
+    record(req, `baseline.${change.action}`, key, summary(result.before), { ...summary(result.after), ...result.dropped });
     deps.onBaselineChanged?.(key);
     sendJson(res, 200, baselineJson(result.after));
   }

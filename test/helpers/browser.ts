@@ -23,6 +23,7 @@ export const TOKENS = {
   viewer: { name: 'vera', token: 'viewer-token-0123456789abcdef' },
   responder: { name: 'rob', token: 'responder-token-0123456789abcdef' },
   reviewer: { name: 'rita', token: 'reviewer+token/0123456789abcdef==' },
+  admin: { name: 'adam', token: 'admin-token-0123456789abcdef' },
 } as const;
 
 /** Launch the browser (headless, no sandbox: CI runs as root). */
