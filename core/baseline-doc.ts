@@ -16,6 +16,7 @@ import { describeEntry, entryId, generalPeerOf, PUBLIC_PEER, type Entry, type Ne
 import { NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
 import { MAX_PATTERN_LENGTH } from './normalize.js';
 import { quoted, yamlDocument, type YamlMap, type YamlValue } from './yaml-text.js';
+import { firstIssue } from './zod-issue.js';
 
 /** apiVersion of a Baseline document. */
 export const BASELINE_API_VERSION = 'driftwatch.dev/v1alpha1';
@@ -156,14 +157,10 @@ const BaselineDocumentSchema = z.strictObject({
 const ViewProcess = ProcessSpec.extend({ type: z.literal('process') });
 const ViewNetwork = NetworkSpec.extend({ type: z.literal('network') });
 
-function issuePath(path: readonly PropertyKey[]): string {
-  return path.map(String).join('.');
-}
-
 function refuse(result: { error: z.ZodError }, prefix: string, document?: number): never {
-  const issue = result.error.issues[0] as z.core.$ZodIssue;
-  const path = [prefix, issuePath(issue.path)].filter((p) => p !== '').join('.');
-  throw new BaselineDocError('invalid_document', path, issue.message, document);
+  // zod's own words (`Unrecognized key: "color"`): a document names the field, not a setting.
+  const { path, issue } = firstIssue(result.error);
+  throw new BaselineDocError('invalid_document', [prefix, path].filter((p) => p !== '').join('.'), issue.message, document);
 }
 
 /** The entry a view entry stands for, validated; its id is recomputed from the fields. */
