@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { createBaselineEngine, DEFAULT_GENERALIZATION, MAX_PEER_EVIDENCE, type BaselineEngine, type LearningWindow } from '../core/baseline.js';
 import type { ActivityEvent } from '../core/event.js';
 import { globMatch } from '../core/severity.js';
-import { parseCidr } from '../core/ip.js';
+import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../core/ip.js';
 import { boolFlag, cidr, durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { serveHealth } from '../runtime/health.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
@@ -34,9 +34,6 @@ import { DEFAULT_UPLINK, startUplink } from './uplink.js';
  * Shown per source in driftwatch_agent_source_resumable.
  */
 export const RESUMABLE_SOURCES: ReadonlySet<string> = new Set(['falco-file', 'tetragon-file']);
-
-/** Address ranges that count as "inside the cluster" unless configured: RFC 1918, CGNAT, ULA. */
-export const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
 
 /** The agent's configuration schema (file keys in camelCase; flags are the kebab-case of each key). */
 export const AgentConfigSchema = z.strictObject({
@@ -93,7 +90,7 @@ export const AgentConfigSchema = z.strictObject({
   logLevel: z.enum(LOG_LEVELS).default('info'),
   maxRecordBytes: z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20),
   maxSpoolBytes: z.coerce.number().int().min(1 << 20).default(256 << 20),
-  clusterCidrs: z.array(cidr).default(DEFAULT_CLUSTER_CIDRS),
+  clusterCidrs: z.array(cidr).default(() => [...DEFAULT_CLUSTER_CIDRS]),
   drainTimeout: durationMs.default(10_000),
   /** How often counts and last-seen times of known entries are persisted and sent (new entries go at once). */
   statsInterval: durationMs.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { isScalar, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { describeEntry, entryId, generalPeerOf, PUBLIC_PEER, type Entry, type NetworkEntry, type ProcessEntry } from './entry.js';
-import { NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
+import { DEFAULT_CLUSTER_CIDRS, NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
 import { MAX_PATTERN_LENGTH } from './normalize.js';
 import { quoted, yamlDocument, type YamlMap, type YamlValue } from './yaml-text.js';
 import { firstIssue } from './zod-issue.js';
@@ -537,9 +537,6 @@ export interface FalcoRulesOptions {
   /** The in-cluster ranges that `cluster` peers stand for; default the agent's default. */
   clusterCidrs?: readonly string[];
 }
-
-/** The agent's default --cluster-cidr (core cannot import the agent). */
-const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
 
 // Falco's condition lexer ends a quoted string at the first quote not preceded by a backslash,
 // even an escaped one (`"a\\"` does not end), and pastes list items into conditions as text,
