@@ -13,6 +13,7 @@ import { describeEntry, entryFromId, entryId, type Entry } from '../core/entry.j
 import { parseDuration } from '../core/duration.js';
 import { generalizationOf } from '../core/baseline.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
+import { firstIssue } from '../core/zod-issue.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
 import {
   BaselineDocError,
@@ -298,10 +299,9 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   const r = schema.safeParse(body);
   if (r.success) return r.data;
-  const issue = r.error.issues[0] as z.core.$ZodIssue;
-  if (issue.code === 'unrecognized_keys') throw new ApiError(400, 'invalid_body', `unknown field(s): ${issue.keys.map((k) => k.slice(0, 64)).join(', ')}`);
-  const field = issue.path.map(String).join('.') || 'body';
-  throw new ApiError(400, 'invalid_body', `${field}: ${issue.message}`);
+  const { path, unknownKeys, message } = firstIssue(r.error);
+  if (unknownKeys.length > 0) throw new ApiError(400, 'invalid_body', `unknown field(s): ${unknownKeys.join(', ')}`);
+  throw new ApiError(400, 'invalid_body', `${path || 'body'}: ${message}`);
 }
 
 const TransitionBody = z.strictObject({ comment: z.string().max(1000).default('') });

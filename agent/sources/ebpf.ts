@@ -23,7 +23,7 @@ import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.j
 import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
 import { processName } from '../../core/normalize.js';
 import { isRejected, type Rejected } from './falco-event.js';
-import { backoffDelay } from './grpc-stream.js';
+import { backoffDelay } from '../../runtime/backoff.js';
 import { createLineSplitter } from './lines.js';
 import { ebpfProgram } from './ebpf-program.js';
 import { createDnsTracker } from './ebpf-dns.js';
@@ -706,7 +706,7 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
         }
         if (signal.aborted) return;
         failures++;
-        const delayMs = backoffDelay(failures, { initialBackoffMs: opts.initialBackoffMs, maxBackoffMs: opts.maxBackoffMs, maxQueued: 0 });
+        const delayMs = backoffDelay(failures, { baseMs: opts.initialBackoffMs, capMs: opts.maxBackoffMs });
         const x = exited as { code: number | null; signal: string | null } | null;
         log.error(
           {
