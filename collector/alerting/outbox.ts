@@ -4,6 +4,7 @@
  * backoff until the sink takes it, refuses it for good, or `giveUpAfter` has passed; a delivery in
  * flight at shutdown is aborted and stays pending for the next start.
  */
+import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
 import { DeliveryError, type Notice, type Notification, type Sink } from '../sinks/index.js';
 import type { OutboxEntry, OutboxItem, Store } from '../store/store.js';
@@ -50,11 +51,7 @@ export function createOutbox(deps: OutboxDeps): Outbox {
   // Wakes the loops waiting for work, so that they see the abort and end.
   signal.addEventListener('abort', () => workers.forEach((w) => w.wake()), { once: true });
 
-  function backoff(attempts: number): number {
-    const { baseDelay, maxDelay } = config;
-    const ceiling = Math.min(maxDelay, baseDelay * 2 ** Math.min(attempts - 1, 30));
-    return Math.round(ceiling / 2 + random() * (ceiling / 2));
-  }
+  const backoff = (attempts: number): number => backoffDelay(attempts, { baseMs: config.baseDelay, capMs: config.maxDelay }, random);
 
   function written(items: readonly OutboxEntry[]): void {
     for (const i of items) metrics.notifications.inc({ sink: i.sink, action: i.action, state: i.state === 'pending' ? 'pending' : i.lastError.split(':')[0] ?? 'skipped' });
