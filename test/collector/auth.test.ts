@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { MAX_AUDIT_VALUE_CHARS } from '../../collector/audit.js';
-import { parseTokensFile, requiredRole } from '../../collector/auth.js';
+import { parseTokensFile, requiredRole } from '../../collector/http/auth.js';
 import { loadCollectorConfig, type CollectorHandle } from '../../collector/main.js';
 import { withCollector, type TestCollector } from '../helpers/collector.js';
 
@@ -248,7 +248,7 @@ test('an open API (insecure, no tokens file) acts as anonymous admin', async (t)
 });
 
 test('readJsonBody bounds a chunked body that announces no length', async (t) => {
-  const { readJsonBody, BodyError } = await import('../../collector/request-body.js');
+  const { readJsonBody, BodyError } = await import('../../collector/http/request-body.js');
   const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     readJsonBody(req, 1024).then(

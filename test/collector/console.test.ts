@@ -10,8 +10,8 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { requiredRole } from '../../collector/auth.js';
-import { CONSOLE_CSP } from '../../collector/console-server.js';
+import { requiredRole } from '../../collector/http/auth.js';
+import { CONSOLE_CSP } from '../../collector/http/console/server.js';
 import { type CollectorHandle } from '../../collector/main.js';
 import { withCollector } from '../helpers/collector.js';
 

@@ -74,7 +74,7 @@ test('every API route: 401 without a token, 403 below its least role, through at
 });
 
 test('the table names every resource the API serves', (t) => {
-  const source = readFileSync(fileURLToPath(new URL('../../../collector/api.ts', import.meta.url)), 'utf8');
+  const source = readFileSync(fileURLToPath(new URL('../../../collector/http/api.ts', import.meta.url)), 'utf8');
   const resources = new Set([...source.matchAll(/resource === '([a-z]+)'/g)].map((m) => m[1] as string));
   t.true(resources.size >= 5, `found ${[...resources].join(', ')}`);
   for (const r of resources) t.true(ROUTES.some(([, path]) => path.startsWith(`/api/v1/${r}`)), `no row for /api/v1/${r}`);

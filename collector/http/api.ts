@@ -7,14 +7,14 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
-import type { EventKind } from '../core/event.js';
-import { EVENT_KINDS } from '../core/event.js';
-import { describeEntry, entryFromId, entryId, type Entry } from '../core/entry.js';
-import { parseDuration } from '../core/duration.js';
-import { generalizationOf } from '../core/baseline.js';
-import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
-import { firstIssue } from '../core/zod-issue.js';
-import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
+import type { EventKind } from '../../core/event.js';
+import { EVENT_KINDS } from '../../core/event.js';
+import { describeEntry, entryFromId, entryId, type Entry } from '../../core/entry.js';
+import { parseDuration } from '../../core/duration.js';
+import { generalizationOf } from '../../core/baseline.js';
+import { SEVERITIES, escapeGlob, type Severity } from '../../core/severity.js';
+import { firstIssue } from '../../core/zod-issue.js';
+import { serveHealth, type ReadinessCheck } from '../../runtime/health.js';
 import {
   BaselineDocError,
   baselineName,
@@ -25,11 +25,11 @@ import {
   toNetworkPolicy,
   type BaselineDocument,
   type BaselineView as DocView,
-} from '../core/baseline-doc.js';
-import type { Alerting } from './alerting/index.js';
-import type { AuditLog } from './audit.js';
+} from '../../core/baseline-doc.js';
+import type { Alerting } from '../alerting/index.js';
+import type { AuditLog } from '../audit.js';
 import { BodyError, bodyRefusalHeaders, parseJsonBody, readBodyText } from './request-body.js';
-import type { NodeStatus, NodeTracker } from './nodes.js';
+import type { NodeStatus, NodeTracker } from '../nodes.js';
 import {
   ALERT_STATES,
   CursorError,
@@ -43,7 +43,7 @@ import {
   type OutboxItem,
   type Store,
   type StoredDeviation,
-} from './store/store.js';
+} from '../store/store.js';
 
 /** An API error with its HTTP status. */
 export class ApiError extends Error {

@@ -18,8 +18,8 @@ import type { Duplex } from 'node:stream';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { firstIssue } from '../core/zod-issue.js';
-import type { Logger } from '../runtime/logger.js';
+import { firstIssue } from '../../core/zod-issue.js';
+import type { Logger } from '../../runtime/logger.js';
 import { createAuthFailureLimiter, createRateLimiter, credentialDigest, type AuthFailureLimits } from './rate-limit.js';
 
 /** Roles, weakest first; each can do everything the ones before it can. */
