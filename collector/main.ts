@@ -11,7 +11,8 @@ import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js'
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
-import { alertJson, createApiHandler } from './http/api.js';
+import { createApiHandler } from './http/api.js';
+import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
 import { createAlertFeed, type AlertFeed } from './http/feed.js';
 import { openAuditLog, serveAudit, type AuditLog } from './audit.js';
@@ -100,7 +101,7 @@ export async function startCollector(
       nodes,
       onNewAlert(alert) {
         // One JSON line per new alert: the first channel on-call can already consume (log shipping).
-        alertLog.warn({ alert: alertJson(alert) }, 'new alert');
+        alertLog.warn({ alert: alertView(alert) }, 'new alert');
         options.onAlert?.(alert);
       },
     },

@@ -11,7 +11,6 @@ import type { EventKind } from '../../core/event.js';
 import { EVENT_KINDS } from '../../core/event.js';
 import { describeEntry, entryFromId, entryId, type Entry } from '../../core/entry.js';
 import { parseDuration } from '../../core/duration.js';
-import { generalizationOf } from '../../core/baseline.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../../core/severity.js';
 import { firstIssue } from '../../core/zod-issue.js';
 import { serveHealth, type ReadinessCheck } from '../../runtime/health.js';
@@ -30,6 +29,7 @@ import type { Alerting } from '../alerting/index.js';
 import type { AuditLog } from '../audit.js';
 import { BodyError, bodyRefusalHeaders, parseJsonBody, readBodyText } from './request-body.js';
 import type { NodeStatus, NodeTracker } from '../nodes.js';
+import { alertView, baselineSummaryView, baselineView, deliveryView, deviationView, entryView, exceptionView, iso, nodeView, versionView } from './views.js';
 import {
   ALERT_STATES,
   CursorError,
@@ -57,178 +57,6 @@ export class ApiError extends Error {
 const MAX_BODY_BYTES = 16 << 10;
 const MAX_LIMIT = 1000;
 const DEFAULT_LIMIT = 100;
-
-/** Last millisecond of year 9999: later times have no RFC 3339 form (rows stored before times were bounded). */
-const MAX_RFC3339_MS = 253_402_300_799_999;
-
-function iso(ms: number): string | null {
-  return ms > 0 && ms <= MAX_RFC3339_MS ? new Date(ms).toISOString() : null;
-}
-
-/** The JSON shape of an alert. */
-export function alertJson(a: Alert) {
-  const [podNamespace] = a.pods.length > 0 ? (a.pods[0] as string).split('/') : [''];
-  const namespace = a.namespace !== '' ? a.namespace : podNamespace;
-  return {
-    id: a.fingerprint,
-    state: a.state,
-    image: a.image,
-    baselineKey: a.baselineKey,
-    kind: a.kind,
-    summary: describeEntry(a.entry),
-    reason: a.reason,
-    explanation: a.explanation,
-    process: a.entry.type === 'process' ? { exe: a.entry.exe, applet: a.entry.applet ?? null, args: a.entry.args, parent: a.entry.parent, user: a.entry.user } : null,
-    network: a.entry.type === 'network' ? { direction: a.entry.direction, protocol: a.entry.protocol, peer: a.entry.peer, port: a.entry.port } : null,
-    example: a.example,
-    nearest: a.nearest,
-    firstSeen: iso(a.firstSeen),
-    lastSeen: iso(a.lastSeen),
-    count: a.count,
-    nodes: a.nodes,
-    pods: a.pods,
-    namespace: namespace ?? '',
-    lastDeviationId: a.lastDeviationId,
-    createdAt: iso(a.createdAt),
-    severity: a.severity,
-    rule: { id: a.ruleId, reason: a.ruleReason },
-    team: a.team,
-    labels: a.labels,
-    receivers: a.receivers,
-    suppressedBy: a.suppressedBy === '' ? null : a.suppressedBy,
-    stateChange: a.stateAt > 0 ? { by: a.stateBy, at: iso(a.stateAt), comment: a.stateComment } : null,
-  };
-}
-
-function deliveryJson(d: OutboxItem) {
-  return {
-    sink: d.sink,
-    action: d.action,
-    state: d.state,
-    attempts: d.attempts,
-    lastError: d.lastError === '' ? null : d.lastError,
-    createdAt: iso(d.createdAt),
-    nextAttemptAt: d.state === 'pending' ? iso(d.nextAt) : null,
-    doneAt: iso(d.doneAt),
-  };
-}
-
-/** The JSON shape of an exception, with its status at `now`. */
-export function exceptionJson(e: AlertException, now: number) {
-  return {
-    id: e.id,
-    status: e.revokedAt > 0 ? 'revoked' : e.expiresAt <= now ? 'expired' : 'active',
-    match: { key: e.key || null, entry: e.entry || null, namespace: e.namespace || null },
-    reason: e.reason,
-    owner: e.owner,
-    createdBy: e.createdBy,
-    createdAt: iso(e.createdAt),
-    expiresAt: iso(e.expiresAt),
-    revokedAt: iso(e.revokedAt),
-    revokedBy: e.revokedBy || null,
-    remindedAt: iso(e.remindedAt),
-  };
-}
-
-function deviationJson(s: StoredDeviation) {
-  const d = s.deviation;
-  return {
-    id: d.id,
-    alertId: s.fingerprint,
-    baselineKey: d.key,
-    baselineVersion: d.baselineVersion,
-    kind: d.event.kind,
-    summary: describeEntry(d.entry),
-    reason: d.reason,
-    explanation: d.explanation,
-    entry: d.entry,
-    time: iso(d.event.time),
-    // The node's own time when it was too far ahead of the collector's clock (`time` is then the receive time).
-    reportedTime: d.reportedTime === undefined ? null : Number.isSafeInteger(d.reportedTime) ? d.reportedTime : null,
-    receivedAt: iso(s.receivedAt),
-    node: d.event.node,
-    nodeQuarantined: s.nodeQuarantined,
-    container: d.event.container,
-    pod: d.event.pod,
-    process: d.event.process,
-    network: d.event.network,
-  };
-}
-
-function baselineHeaderJson(b: Omit<BaselineView, 'entries'>) {
-  return {
-    key: b.key,
-    state: b.state,
-    version: b.version,
-    partial: b.partial,
-    namespaces: b.namespaces,
-    windowStart: iso(b.windowStart),
-    learnUntil: iso(b.learnUntil),
-    enforcingSince: iso(b.enforcingSince),
-    events: b.events,
-    overflow: b.overflow,
-    images: b.images,
-    nodes: b.nodes.map((n) => n.node),
-    nodeStates: b.nodes,
-  };
-}
-
-function baselineSummaryJson(b: BaselineSummary) {
-  return { ...baselineHeaderJson(b), processEntries: b.processEntries, networkEntries: b.networkEntries, openAlerts: b.openAlerts };
-}
-
-function entryJson(e: { id: string; entry: Entry }) {
-  return { id: e.id, summary: describeEntry(e.entry), ...e.entry };
-}
-
-/** The JSON of a baseline with its entries (the contract of core/baseline-doc's BaselineView). */
-export function baselineJson(b: BaselineView) {
-  const active = b.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
-  return {
-    ...baselineHeaderJson(b),
-    entries: b.entries.map((e) => ({
-      ...entryJson(e),
-      status: e.status,
-      statusReason: e.statusReason,
-      // A block or class learned from many addresses: the evidence the baseline holds for it; null for any other entry.
-      generalization: generalizationOf(e.entry, active),
-      firstSeen: iso(e.firstSeen),
-      lastSeen: iso(e.lastSeen),
-      count: e.count,
-      nodes: e.nodes,
-      // Nodes whose share of the entry was dropped (quarantined, or by a reviewer): it stays through other nodes or security.
-      droppedNodes: e.droppedNodes,
-      examples: e.examples,
-    })),
-  };
-}
-
-function versionJson(v: BaselineVersion) {
-  return { version: v.version, at: iso(v.at), by: v.by, action: v.action, reason: v.reason, state: v.state, entries: v.entryIds.length, removed: v.removedIds.length };
-}
-
-/** The JSON shape of a node's agent. */
-export function nodeJson(n: NodeStatus) {
-  return {
-    node: n.node,
-    agentVersion: n.agentVersion,
-    sources: n.sources,
-    connected: n.streams > 0,
-    streams: n.streams,
-    firstSeen: iso(n.firstSeen),
-    lastContact: iso(n.lastContact),
-    /** Age of the oldest record in its spool not yet acknowledged, in seconds (0: nothing waits). */
-    lagSeconds: n.lagMs / 1000,
-    spooled: n.spooled,
-    spoolBytes: n.spoolBytes,
-    spoolDropped: n.spoolDropped,
-    watermark: iso(n.watermark),
-    silent: n.silent,
-    silentSince: iso(n.silentSince),
-    stopped: n.stopped,
-    stoppedAt: iso(n.stoppedAt),
-  };
-}
 
 function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -408,7 +236,7 @@ export function createApiHandler(deps: ApiDeps) {
       const pick = (a: Alert) => ({ state: a.state, stateBy: a.stateBy, stateComment: a.stateComment, summary: describeEntry(a.entry), baselineKey: a.baselineKey });
       record(req, `alert.${verb === 'ack' ? 'acknowledge' : verb}`, result.after.fingerprint, pick(result.before), pick(result.after));
       if (to === 'accepted') deps.onBaselineChanged?.(result.after.baselineKey);
-      return sendJson(res, 200, alertJson(result.after));
+      return sendJson(res, 200, alertView(result.after));
     }
     if (resource === 'exceptions' && rest.length === 0 && method === 'POST') {
       const b = parseBody(ExceptionBody, await readJson(req));
@@ -446,8 +274,8 @@ export function createApiHandler(deps: ApiDeps) {
         remindedAt: 0,
       };
       alerting.addException(e);
-      record(req, 'exception.create', e.id, null, exceptionJson(e, t));
-      return sendJson(res, 201, exceptionJson(e, t));
+      record(req, 'exception.create', e.id, null, exceptionView(e, t));
+      return sendJson(res, 201, exceptionView(e, t));
     }
     if (resource === 'exceptions' && rest.length === 1 && method === 'DELETE') {
       const id = decodeSegment(rest[0] as string);
@@ -455,8 +283,8 @@ export function createApiHandler(deps: ApiDeps) {
       if (!before) throw new ApiError(404, 'not_found', 'no exception with this id');
       if (before.revokedAt > 0) throw new ApiError(409, 'already_revoked', 'the exception was already revoked');
       const after = alerting.revokeException(id, actorOf(req)) as AlertException;
-      record(req, 'exception.revoke', id, exceptionJson(before, now()), exceptionJson(after, now()));
-      return sendJson(res, 200, exceptionJson(after, now()));
+      record(req, 'exception.revoke', id, exceptionView(before, now()), exceptionView(after, now()));
+      return sendJson(res, 200, exceptionView(after, now()));
     }
     if (resource === 'baselines' && method === 'POST' && rest.length === 1 && rest[0] === 'bulk') {
       // "Lock every enforcing baseline in shop": one change per matching key, each its own version.
@@ -551,8 +379,8 @@ export function createApiHandler(deps: ApiDeps) {
       const name = decodeSegment(rest[0] as string);
       const before = deps.nodes.get(name);
       if (!before || !deps.nodes.forget(name)) throw new ApiError(404, 'not_found', 'no node with this name');
-      record(req, 'node.forget', name, nodeJson(before), null);
-      return sendJson(res, 200, nodeJson(before));
+      record(req, 'node.forget', name, nodeView(before), null);
+      return sendJson(res, 200, nodeView(before));
     }
     throw new ApiError(405, 'method_not_allowed', `${method} is not allowed here`);
   }
@@ -570,7 +398,7 @@ export function createApiHandler(deps: ApiDeps) {
       };
     record(req, `baseline.${change.action}`, key, summary(result.before), { ...summary(result.after), ...result.dropped });
     deps.onBaselineChanged?.(key);
-    sendJson(res, 200, baselineJson(result.after));
+    sendJson(res, 200, baselineView(result.after));
   }
 
   function route(method: string, segments: string[], params: URLSearchParams, res: ServerResponse): void {
@@ -587,27 +415,27 @@ export function createApiHandler(deps: ApiDeps) {
         severity: enumParam<Severity>(params, 'severity', SEVERITIES),
         namespace: oneParam(params, 'namespace', 63),
       });
-      return sendJson(res, 200, { items: page.items.map(alertJson), next: page.next });
+      return sendJson(res, 200, { items: page.items.map(alertView), next: page.next });
     }
     if (resource === 'alerts' && rest.length === 1) {
       checkParams(params, []);
       const alert = store.getAlert(decodeSegment(rest[0] as string));
       if (!alert) throw new ApiError(404, 'not_found', 'no alert with this id');
       const recent = store.listDeviations({ limit: 20, fingerprint: alert.fingerprint });
-      return sendJson(res, 200, { ...alertJson(alert), deviations: recent.items.map(deviationJson), deliveries: store.deliveriesOf(alert.fingerprint).map(deliveryJson) });
+      return sendJson(res, 200, { ...alertView(alert), deviations: recent.items.map(deviationView), deliveries: store.deliveriesOf(alert.fingerprint).map(deliveryView) });
     }
     if (resource === 'exceptions' && rest.length === 0) {
       checkParams(params, ['status']);
       const status = enumParam(params, 'status', ['active', 'expired', 'revoked'] as const);
       const t = now();
-      const items = store.listExceptions().map((e) => exceptionJson(e, t)).filter((e) => status === undefined || e.status === status);
+      const items = store.listExceptions().map((e) => exceptionView(e, t)).filter((e) => status === undefined || e.status === status);
       return sendJson(res, 200, { items });
     }
     if (resource === 'exceptions' && rest.length === 1) {
       checkParams(params, []);
       const e = store.getException(decodeSegment(rest[0] as string));
       if (!e) throw new ApiError(404, 'not_found', 'no exception with this id');
-      return sendJson(res, 200, exceptionJson(e, now()));
+      return sendJson(res, 200, exceptionView(e, now()));
     }
     if (resource === 'deviations' && rest.length === 0) {
       checkParams(params, ['limit', 'cursor', 'alert', 'key', 'node']);
@@ -618,14 +446,14 @@ export function createApiHandler(deps: ApiDeps) {
         baselineKey: oneParam(params, 'key'),
         node: oneParam(params, 'node', 253),
       });
-      return sendJson(res, 200, { items: page.items.map(deviationJson), next: page.next });
+      return sendJson(res, 200, { items: page.items.map(deviationView), next: page.next });
     }
     if (resource === 'baselines' && rest.length === 0) {
       checkParams(params, ['state', 'prefix']);
       const state = enumParam(params, 'state', REVIEWED_STATES);
       const prefix = oneParam(params, 'prefix');
       const items = store.listBaselines().filter((b) => (state === undefined || b.state === state) && (prefix === undefined || b.key.startsWith(prefix)));
-      return sendJson(res, 200, { items: items.map(baselineSummaryJson) });
+      return sendJson(res, 200, { items: items.map(baselineSummaryView) });
     }
     if (resource === 'baselines' && rest.length === 2 && rest[1] === 'export') {
       checkParams(params, ['format', 'selector', 'status']);
@@ -633,7 +461,7 @@ export function createApiHandler(deps: ApiDeps) {
       const view = store.getBaseline(key);
       if (!view) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
       const format = enumParam(params, 'format', ['yaml', 'networkpolicy', 'falco'] as const) ?? 'yaml';
-      const json = baselineJson(view) as unknown as DocView;
+      const json = baselineView(view) as unknown as DocView;
       let text: string;
       try {
         if (format === 'yaml') text = toBaselineDocument(json, { status: oneParam(params, 'status', 5) === 'true' });
@@ -663,7 +491,7 @@ export function createApiHandler(deps: ApiDeps) {
       if (!view) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
       if (rest[1] === 'versions') {
         checkParams(params, []);
-        return sendJson(res, 200, { items: store.listVersions(key).map(versionJson) });
+        return sendJson(res, 200, { items: store.listVersions(key).map(versionView) });
       }
       checkParams(params, ['from', 'to']);
       const version = (name: string): { version: number | null; ids: string[]; removed: string[] } => {
@@ -683,7 +511,7 @@ export function createApiHandler(deps: ApiDeps) {
       const to = version('to');
       const before = new Set(from.ids);
       const after = new Set(to.ids);
-      const entry = (id: string) => entryJson({ id, entry: entryFromId(id) });
+      const entry = (id: string) => entryView({ id, entry: entryFromId(id) });
       return sendJson(res, 200, {
         key,
         from: from.version,
@@ -698,7 +526,7 @@ export function createApiHandler(deps: ApiDeps) {
       const key = rest.map(decodeSegment).join('/');
       const b = store.getBaseline(key);
       if (!b) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
-      return sendJson(res, 200, baselineJson(b));
+      return sendJson(res, 200, baselineView(b));
     }
     // ---- nodes (issue 7, delivery): last contact, lag, silence of each node's agent ----
     if (resource === 'nodes' && rest.length === 1 && rest[0] === 'quarantined') {
@@ -708,7 +536,7 @@ export function createApiHandler(deps: ApiDeps) {
     if (resource === 'nodes' && deps.nodes && rest.length <= 1) {
       checkParams(params, []);
       const quarantined = new Set(store.listQuarantined().map((q) => q.node));
-      const json = (n: NodeStatus) => ({ ...nodeJson(n), quarantined: quarantined.has(n.node) });
+      const json = (n: NodeStatus) => ({ ...nodeView(n), quarantined: quarantined.has(n.node) });
       if (rest.length === 0) return sendJson(res, 200, { items: deps.nodes.list().map(json), next: null });
       const n = deps.nodes.get(decodeSegment(rest[0] as string));
       if (!n) throw new ApiError(404, 'not_found', 'no node with this name');
