@@ -58,8 +58,8 @@ const SECURITY_HEADERS = {
 };
 
 /**
- * Build the manifest. `modulesDir` defaults to the compiled browser modules next to this file
- * (dist/collector/console/); a missing directory leaves a console that says it was not built.
+ * Build the manifest. `modulesDir` defaults to the compiled browser modules (dist/collector/console/,
+ * from collector/console/); a missing directory leaves a console that says it was not built.
  */
 export function createConsoleServer(deps: { logger: Logger; modulesDir?: string }): ConsoleServer {
   const dir = deps.modulesDir ?? fileURLToPath(new URL('../../console/', import.meta.url));
