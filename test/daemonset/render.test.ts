@@ -13,7 +13,7 @@ import { parseAllDocuments } from 'yaml';
 import { configMapHash, render, RenderError, type KObject } from '../../daemonset/tools/render.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const KUSTOMIZATIONS = ['overlays/falco', 'overlays/tetragon', 'overlays/ebpf', 'cert-manager'];
+const KUSTOMIZATIONS = ['overlays/falco', 'overlays/tetragon', 'overlays/ebpf', 'overlays/ha', 'overlays/ha-external-db', 'cert-manager'];
 
 function withTree(files: Record<string, string>, fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'dw-kustomize-'));
