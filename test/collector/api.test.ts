@@ -3,27 +3,13 @@
  * real gRPC client speaking the wire contract.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 import { deviationId, type Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { agentService, deviationToWire, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
+import { withCollector } from '../helpers/collector.js';
 import { converse } from '../helpers/ingest.js';
-
-async function withCollector(t: import('ava').ExecutionContext, settings: Record<string, unknown> = {}): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-api-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...settings }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
-}
 
 function deviation(node: string, i: number, image = 'docker.io/library/nginx'): Deviation {
   const event: ActivityEvent = {
@@ -191,6 +177,7 @@ test('API: pagination, filters, percent-encoded keys, and 4xx with a reason', as
     ['/api/v1/alerts/doesnotexist', 404, /no alert/],
     [`/api/v1/baselines/${encodeURIComponent('docker.io/library/none')}`, 404, /no baseline with key "docker.io\/library\/none"/],
     ['/api/v1/baselines/%E0%A4%A', 400, /percent-encoding/],
+    ['/api/v1/baselines/docker.io/library/none', 404, /one percent-encoded segment/],
     ['/api/v1/nothing', 404, /no such API resource/],
     ['/elsewhere', 404, /under \/api\/v1\//],
   ];
@@ -201,6 +188,10 @@ test('API: pagination, filters, percent-encoded keys, and 4xx with a reason', as
   }
   const post = await fetch(`${c.url}/api/v1/alerts`, { method: 'POST', body: '{}' });
   t.is(post.status, 405);
+  t.is(post.headers.get('allow'), 'GET, HEAD');
+  t.is((await fetch(`${c.url}/api/v1/alerts/x/acknowledge`)).headers.get('allow'), 'POST', 'a write route read: 405 with what it takes');
+  const stream = await get('/api/v1/stream');
+  t.is(stream.status, 426, 'the live feed is a websocket');
   for (const path of ['/livez', '/healthz', '/readyz']) t.is((await fetch(`${c.url}${path}`)).status, 200, path);
   t.regex(await (await fetch(`${c.url}/metrics`)).text(), /^driftwatch_collector_deviations_total\{outcome="stored"\} 5$/m);
 });

@@ -5,14 +5,13 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { MAX_AUDIT_VALUE_CHARS } from '../../collector/audit.js';
-import { parseTokensFile, requiredRole } from '../../collector/auth.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { parseTokensFile } from '../../collector/http/auth.js';
+import { requiredRole } from '../../collector/http/routes/index.js';
+import { loadCollectorConfig, type CollectorHandle } from '../../collector/main.js';
+import { withCollector, type TestCollector } from '../helpers/collector.js';
 
 const TOKENS = {
   viewer: 'viewer-token-0123456789abcdef',
@@ -32,19 +31,8 @@ function tokensYaml(tokens: Record<string, string> = TOKENS): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function withCollector(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<CollectorHandle & { tokensFile: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-auth-'));
-  const tokensFile = join(dir, 'tokens.yaml');
-  writeFileSync(tokensFile, tokensYaml());
-  const c = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, apiTokensFile: tokensFile, tlsReloadInterval: '100ms', ...extra }, {}),
-    { logger: pino({ level: 'silent' }) },
-  );
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return Object.assign(c, { tokensFile });
+function withTokens(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<TestCollector> {
+  return withCollector(t, { tlsReloadInterval: '100ms', ...extra }, { tokens: tokensYaml() });
 }
 
 function call(c: CollectorHandle, method: string, path: string, token?: string, init: RequestInit = {}) {
@@ -53,13 +41,14 @@ function call(c: CollectorHandle, method: string, path: string, token?: string, 
   return fetch(`${c.url}${path}`, { method, headers, ...init });
 }
 
-test('the route table gives every method and path its least role', (t) => {
+test('the route table gives every method and path its least role; what no route takes needs any token', (t) => {
   const cases: [string, string, ReturnType<typeof requiredRole>][] = [
     ['GET', '/livez', 'open'],
     ['GET', '/readyz', 'open'],
     ['GET', '/healthz', 'open'],
     ['GET', '/metrics', 'open'],
-    ['POST', '/livez', 'admin'],
+    // No route takes these: a token of any role, then 404 or 405 (never a handler).
+    ['POST', '/livez', 'viewer'],
     ['GET', '/api/v1/alerts', 'viewer'],
     ['HEAD', '/api/v1/alerts/abc', 'viewer'],
     ['GET', '/api/v1/stream', 'viewer'],
@@ -72,13 +61,17 @@ test('the route table gives every method and path its least role', (t) => {
     ['POST', '/api/v1/alerts/abc/accept', 'reviewer'],
     ['POST', '/api/v1/alerts/a%2Fb/accept', 'reviewer'],
     ['POST', '/api/v1/baselines/docker.io%2Flibrary%2Fnginx/lock', 'reviewer'],
-    ['POST', '/api/v1/baselines/docker.io/library/nginx/relearn', 'reviewer'],
+    ['POST', '/api/v1/baselines/docker.io/library/nginx/relearn', 'viewer'], // the key must be one percent-encoded segment: 404
     ['POST', '/api/v1/exceptions', 'reviewer'],
     ['DELETE', '/api/v1/exceptions/7', 'reviewer'],
-    ['PATCH', '/api/v1/exceptions/7', 'reviewer'],
-    ['POST', '/api/v1/something-new', 'admin'],
-    ['PUT', '/api/v1/audit', 'admin'],
-    ['OPTIONS', '/api/v1/alerts', 'admin'],
+    ['PATCH', '/api/v1/exceptions/7', 'viewer'],
+    ['POST', '/api/v1/nodes/node-1/quarantine', 'admin'],
+    ['DELETE', '/api/v1/nodes/node-1/quarantine', 'admin'],
+    ['DELETE', '/api/v1/nodes/node-1', 'responder'],
+    ['GET', '/api/v1/nodes/quarantined', 'viewer'],
+    ['POST', '/api/v1/something-new', 'viewer'],
+    ['PUT', '/api/v1/audit', 'viewer'],
+    ['OPTIONS', '/api/v1/alerts', 'viewer'],
     ['GET', '/api/v1/%zz', null],
   ];
   for (const [method, path, role] of cases) t.is(requiredRole(method, path), role, `${method} ${path}`);
@@ -105,7 +98,7 @@ test('without a tokens file the collector refuses to start unless insecure', (t)
 });
 
 test('401 without or with a wrong token, 403 for a role too weak, through for a strong enough one', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const none = await call(c, 'GET', '/api/v1/alerts');
   t.is(none.status, 401);
   t.is(none.headers.get('www-authenticate'), 'Bearer realm="driftwatch"');
@@ -117,7 +110,7 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
   t.is((await fetch(`${c.url}/api/v1/alerts`, { headers: { authorization: `Basic ${TOKENS.viewer}` } })).status, 401);
 
   // Expected status per role; a request that passes auth reaches the API (404 for an alert or
-  // exception that does not exist, 405 for writes it does not have yet).
+  // exception that does not exist); what no route takes is 404 or 405 for any token.
   const table: [string, string, Record<RoleName, number>][] = [
     ['GET', '/api/v1/alerts', { viewer: 200, responder: 200, reviewer: 200, admin: 200 }],
     ['GET', '/api/v1/baselines', { viewer: 200, responder: 200, reviewer: 200, admin: 200 }],
@@ -127,7 +120,8 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
     ['POST', '/api/v1/baselines/docker.io%2Flibrary%2Fnginx/lock', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
     ['DELETE', '/api/v1/exceptions/1', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
     ['POST', '/api/v1/exceptions', { viewer: 403, responder: 403, reviewer: 400, admin: 400 }],
-    ['POST', '/api/v1/tokens', { viewer: 403, responder: 403, reviewer: 403, admin: 405 }],
+    ['POST', '/api/v1/tokens', { viewer: 404, responder: 404, reviewer: 404, admin: 404 }],
+    ['PUT', '/api/v1/audit', { viewer: 405, responder: 405, reviewer: 405, admin: 405 }],
   ];
   for (const [method, path, expected] of table) {
     for (const role of Object.keys(TOKENS) as RoleName[]) {
@@ -147,14 +141,14 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
 });
 
 test('metricsAuth puts /metrics behind a viewer token', async (t) => {
-  const c = await withCollector(t, { metricsAuth: true });
+  const c = await withTokens(t, { metricsAuth: true });
   t.is((await call(c, 'GET', '/metrics')).status, 401);
   t.is((await call(c, 'GET', '/metrics', TOKENS.viewer)).status, 200);
   t.is((await call(c, 'GET', '/livez')).status, 200);
 });
 
 test('failures from one address slow its failing attempts, never a good token from it', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   for (let i = 0; i < 20; i++) t.is((await call(c, 'GET', '/api/v1/alerts', `guess-${i}-0123456789abcdef`)).status, 401);
   const slowed = await call(c, 'GET', '/api/v1/alerts', 'guess-20-0123456789abcdef');
   t.is(slowed.status, 429, 'a further failing attempt from this address');
@@ -165,7 +159,7 @@ test('failures from one address slow its failing attempts, never a good token fr
 });
 
 test('requests per token are rate limited', async (t) => {
-  const c = await withCollector(t, { apiRateLimit: 1 });
+  const c = await withTokens(t, { apiRateLimit: 1 });
   // Ten at once: however slow this machine, they arrive well within the nine seconds of refill
   // that would let them all through.
   const statuses = await Promise.all(Array.from({ length: 10 }, async () => (await call(c, 'GET', '/api/v1/alerts', TOKENS.viewer)).status));
@@ -175,13 +169,13 @@ test('requests per token are rate limited', async (t) => {
 });
 
 test('a body larger than maxBodyBytes is refused with 413 before the handler', async (t) => {
-  const c = await withCollector(t, { maxBodyBytes: 1024 });
+  const c = await withTokens(t, { maxBodyBytes: 1024 });
   const res = await call(c, 'POST', '/api/v1/alerts/abc/ack', TOKENS.admin, { body: 'x'.repeat(4096) });
   t.is(res.status, 413);
 });
 
 test('the tokens file is re-read when it changes; a broken one keeps the previous tokens; the change is audited', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const fresh = 'fresh-token-for-carol-0123456789';
   writeFileSync(c.tokensFile, `tokens:\n  - name: carol\n    role: reviewer\n    token: ${fresh}\n  - name: viewer-user\n    role: viewer\n    token: ${TOKENS.viewer}\n`);
   const deadline = Date.now() + 5_000;
@@ -206,7 +200,7 @@ test('the tokens file is re-read when it changes; a broken one keeps the previou
 });
 
 test('a websocket upgrade needs a token like any read', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const upgrade = (token?: string) =>
     new Promise<string>((resolve, reject) => {
       const s = connect(c.httpPort, '127.0.0.1');
@@ -232,7 +226,7 @@ test('a websocket upgrade needs a token like any read', async (t) => {
 });
 
 test('audit entries are readable newest first, paged, with huge values truncated', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   for (let i = 1; i <= 5; i++) c.audit.record({ actor: 'alice', role: 'reviewer', action: 'baseline.lock', target: `key-${i}`, before: { state: 'enforcing' }, after: { state: 'locked', i } });
   c.audit.record({ actor: 'bob', role: 'responder', action: 'alert.acknowledge', target: 'x'.repeat(5000), before: { blob: 'y'.repeat(100_000) }, after: null });
   const first = (await (await call(c, 'GET', '/api/v1/audit?limit=4', TOKENS.reviewer)).json()) as { items: any[]; next: string | null };
@@ -255,18 +249,13 @@ test('audit entries are readable newest first, paged, with huge values truncated
 });
 
 test('an open API (insecure, no tokens file) acts as anonymous admin', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-auth-open-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const c = await withCollector(t);
   t.is((await fetch(`${c.url}/api/v1/audit`)).status, 200);
   t.is((await fetch(`${c.url}/api/v1/alerts`)).status, 200);
 });
 
 test('readJsonBody bounds a chunked body that announces no length', async (t) => {
-  const { readJsonBody, BodyError } = await import('../../collector/request-body.js');
+  const { readJsonBody, BodyError } = await import('../../collector/http/request-body.js');
   const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     readJsonBody(req, 1024).then(
