@@ -17,6 +17,7 @@ import { createReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { completeFromRuntime, createAttributor } from './attribution.js';
 import type { AgentConfig } from './config.js';
+import { createExecutableResolver } from './container-path.js';
 import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCriTarget } from './cri.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
@@ -132,9 +133,15 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
   if (restored > 0) logger.info({ baselines: restored }, 'restored baselines from the state dir');
 
   const uplinkRef: { wake(): void } = { wake: () => {} };
+  // A replay's processes ran on another node, or long ago: its paths stay as recorded.
+  const replays = new Set<string>();
+  const executables = createExecutableResolver(
+    { isReplay: (source) => replays.has(source) },
+    { now: Date.now, count: (source, outcome, n) => metrics.exeResolutions.inc({ source, outcome }, n) },
+  );
   const pipeline = createPipeline(
     { entryOptions: { clusterRanges: config.clusterCidrs.map(parseCidr) }, statsIntervalMs: config.statsInterval, attributionWaitMs: 60_000 },
-    { engine, state, attributor: createAttributor(), metrics, logger: logger.child({ component: 'pipeline' }), now: Date.now, onSpooled: () => uplinkRef.wake() },
+    { engine, state, attributor: createAttributor(), executables, metrics, logger: logger.child({ component: 'pipeline' }), now: Date.now, onSpooled: () => uplinkRef.wake() },
   );
   if (config.tlsCa === undefined) logger.warn('insecure: the collector stream is plaintext and carries no proof of this node\'s identity');
   // Re-checked on every connect: a rotated certificate is used from the next connection on.
@@ -175,6 +182,9 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       counters: { lost: (n) => metrics.sourceLost.inc({ source: spec }, n), restarted: () => metrics.sourceRestarts.inc({ source: spec }), dns: (outcome) => metrics.dnsAnswers.inc({ source: spec, outcome }) },
     }),
   );
+  sources.forEach((source, i) => {
+    if (parseSourceSpec(config.sources[i] as string).factory.scheme === 'replay') replays.add(source.name);
+  });
   let sourcesRunning = sources.length;
   const failedSources: string[] = [];
   const flushTimer = setInterval(() => pipeline.flush(false), 1_000);

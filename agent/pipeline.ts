@@ -1,5 +1,6 @@
 /**
- * The agent's hot path: a source batch → attribution → key → entry → learn or check → deviations
+ * The agent's hot path: a source batch → executables resolved in the container (container-path.ts)
+ * → attribution → key → entry → learn or check → deviations
  * into the spool → the source's batch acknowledged. Synchronous per batch (better-sqlite3 is
  * synchronous), so batches of different sources never interleave inside a commit.
  *
@@ -23,6 +24,7 @@ import { EVENT_KINDS, type ActivityEvent } from '../core/event.js';
 import { baselineFactsOf, classify, type BaselineFacts } from '../core/severity.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Attributor } from './attribution.js';
+import { NO_EXECUTABLE_RESOLUTION, type ExecutableResolver } from './container-path.js';
 import type { AgentMetrics } from './metrics.js';
 import type { SourceBatch } from './sources/source.js';
 import type { AgentState, SpoolDeviation } from './state.js';
@@ -77,6 +79,8 @@ export interface PipelineDeps {
   engine: BaselineEngine;
   state: AgentState;
   attributor: Attributor;
+  /** Resolves invoked executable paths in their container's root (default: none, for tests that feed resolved paths). */
+  executables?: ExecutableResolver;
   metrics: AgentMetrics;
   logger: Logger;
   /** Wall clock, injectable for tests. */
@@ -110,6 +114,7 @@ export interface Pipeline {
 /** Create the pipeline. */
 export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pipeline {
   const { engine, state, attributor, metrics, logger } = deps;
+  const executables = deps.executables ?? NO_EXECUTABLE_RESOLUTION;
   const keyMode = engine.options.keyMode;
   const touched = new Set<string>();
   const persisted = new Map<string, { version: number; events: number; at: number }>();
@@ -277,6 +282,8 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
       const st = streamOf(source);
       st.seq++;
       const now = deps.now();
+      // While the process (or its container) still lives, before any event is held for its image.
+      executables.resolve(batch.events, source);
 
       const handle = (ev: ActivityEvent, from: string) => {
         const key = baselineKey(ev, keyMode);

@@ -41,21 +41,24 @@ export interface PodInfo {
  *
  * | field        | meaning                                   | Falco                    | Tetragon               | eBPF                       |
  * | ------------ | ----------------------------------------- | ------------------------ | ---------------------- | -------------------------- |
- * | `exe`        | the executable file, resolved when the source resolves it (see below) | `proc.exepath`, else `proc.exe` when it is an absolute path | `process.binary` | the exec'd file name |
+ * | `exe`        | the executable file, resolved (symlinks followed in the container's root) | `proc.exepath`, else `proc.exe` when it is an absolute path | `process.binary` | the exec'd file name |
  * | `name`       | the name it was invoked as: the kernel's comm, the basename of the exec'd path cut at 15 characters | `proc.name`, else the first word of `proc.cmdline` | comm of `binary` | comm of the file name |
  * | `args`       | argv without argv[0], split at whitespace (see splitArguments) | `proc.cmdline` / `proc.args` | `arguments` (quoted ones unquoted first) | argv |
- * | `parentExe`  | the parent's executable                  | `proc.pexepath`, else `proc.pexe` | `parent.binary` | the parent's remembered exec, else /proc/<ppid>/exe |
+ * | `parentExe`  | the parent's executable file, resolved like `exe` | `proc.pexepath`, else `proc.pexe` | `parent.binary` | the parent's remembered exec, else /proc/<ppid>/exe |
  * | `parentName` | the parent's comm                         | `proc.pname`             | comm of `parent.binary` | the parent's comm      |
  * | `uid`        | real uid; -1 unknown. A source that gives only the user name `root` sets 0 (the name names the class); other names stay -1 | `user.uid` | `process.uid` | the exec's uid |
  *
- * Executable: Falco's `proc.exepath` is the kernel's resolved executable (a busybox applet run as
- * `/usr/bin/wget` shows `/bin/busybox`, with `proc.name` `wget`). Tetragon's `binary` and the eBPF
- * source's file name are the path handed to execve (`bprm->filename`: the symlink `/usr/bin/wget`),
- * and neither record carries the resolved path, so they are taken as they are: `exe` is the
- * resolved file where the source knows it, else the invoked path, and `name` is always the invoked
- * name. For every program that is not reached through a symlink (the common case, and busybox run as
- * `busybox wget …`) the three agree exactly; for a symlinked applet they agree on `name` and `args`,
- * and the multi-call logic (core) reads the applet from `name` either way.
+ * Executable: the resolved file, decided once for every source. Falco's `proc.exepath` is the
+ * kernel's resolved executable (a busybox applet run as `/usr/bin/wget` shows `/bin/busybox`, with
+ * `proc.name` `wget`). Tetragon's `binary`, the eBPF source's file name (and an old Falco's
+ * `exepath`, or `proc.exe`) are the path handed to execve (`bprm->filename`: the symlink
+ * `/usr/bin/wget`); the decoders take them as they are and the agent's pipeline resolves `exe` and
+ * `parentExe` of every event inside the process's container root (agent/container-path.ts), so a
+ * symlinked applet is `/bin/busybox` with the name `wget` from all three, and the multi-call logic
+ * (core) reads the applet from `name`. Where the agent cannot resolve a path (the container stopped
+ * before anything of it was resolved, a replay of another node's events, a link changed after the
+ * exec, no access to /proc/<pid>/root) the path stays as the source gave it, and that is counted
+ * (`driftwatch_agent_exe_resolutions_total{outcome}`).
  *
  * Arguments: Falco joins argv with spaces and cannot say where one argument ended, so every source
  * splits its arguments at whitespace: `sh -c "curl x | sh"` is `['-c', 'curl', 'x', '|', 'sh']`

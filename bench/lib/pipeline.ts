@@ -1,7 +1,9 @@
 /**
  * The agent's real hot path, in this process: the falco-file source (read + split + parse +
- * normalize), attribution, key, entry, learn/check, and deviations committed to a real SQLite
- * spool in a temp dir — exactly what startAgent wires together, minus the uplink and HTTP server.
+ * normalize), executables resolved in their container's root (none of the recorded containers or
+ * processes runs here: the misses and /proc reads an agent pays for events of processes gone),
+ * attribution, key, entry, learn/check, and deviations committed to a real SQLite spool in a temp dir
+ * — exactly what startAgent wires together, minus the uplink and HTTP server.
  */
 import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +11,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { createBaselineEngine, snapshotOf, type BaselineSnapshot } from '../../core/baseline.js';
 import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { createAttributor } from '../../agent/attribution.js';
+import { createExecutableResolver } from '../../agent/container-path.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline } from '../../agent/pipeline.js';
 import { falcoFileSource } from '../../agent/sources/falco-file.js';
@@ -54,7 +57,16 @@ export async function pipelinePass(
   const logger = createLogger('bench-agent', 'silent');
   const pipeline = createPipeline(
     { entryOptions: { clusterRanges: DEFAULT_CLUSTER_CIDRS.map(parseCidr) }, statsIntervalMs: 30_000, attributionWaitMs: 60_000 },
-    { engine, state, attributor: createAttributor(), metrics, logger, now: Date.now, onSpooled: () => {} },
+    {
+      engine,
+      state,
+      attributor: createAttributor(),
+      executables: createExecutableResolver({}, { now: Date.now, count: (source, outcome, n) => metrics.exeResolutions.inc({ source, outcome }, n) }),
+      metrics,
+      logger,
+      now: Date.now,
+      onSpooled: () => {},
+    },
   );
   let rejected = 0;
   const source = falcoFileSource.create(path, {

