@@ -107,11 +107,11 @@ const EXPECTED: Record<Overlay, { hostPID: boolean; agentUser: number; agentCaps
     hostPaths: { '/var/lib/driftwatch': false, '/proc': true, '/run/containerd/containerd.sock': true },
     extra: { falco: ['BPF', 'PERFMON', 'SYS_RESOURCE', 'SYS_PTRACE'], 'state-dir-owner': ['CHOWN', 'DAC_READ_SEARCH'] },
   },
-  tetragon: { hostPID: false, agentUser: 0, agentCaps: [], hostPaths: { '/var/lib/driftwatch': false, '/var/run/cilium/tetragon': true }, extra: {} },
+  tetragon: { hostPID: true, agentUser: 0, agentCaps: ['SYS_PTRACE'], hostPaths: { '/var/lib/driftwatch': false, '/var/run/cilium/tetragon': true }, extra: {} },
   ebpf: {
     hostPID: true,
     agentUser: 0,
-    agentCaps: ['BPF', 'PERFMON', 'SYS_RESOURCE'],
+    agentCaps: ['BPF', 'PERFMON', 'SYS_RESOURCE', 'SYS_PTRACE'],
     hostPaths: { '/var/lib/driftwatch': false, '/sys/kernel/tracing': true, '/run/containerd/containerd.sock': true },
     extra: {},
   },
