@@ -29,18 +29,19 @@ import type { Alerting } from './alerting/index.js';
 import type { AuditLog } from './audit.js';
 import { BodyError, bodyRefusalHeaders, parseJsonBody, readBodyText } from './request-body.js';
 import type { NodeStatus, NodeTracker } from './nodes.js';
+import { ALERT_STATES, type Alert, type AlertException, type AlertTransition, type OutboxItem } from './alerting/alert.js';
 import {
-  ALERT_STATES,
   CursorError,
-  type Alert,
-  type AlertException,
-  type AlertTransition,
+  type AlertStore,
   type BaselineChange,
+  type BaselineStore,
   type BaselineSummary,
   type BaselineVersion,
   type BaselineView,
-  type OutboxItem,
-  type Store,
+  type DeviationStore,
+  type ExceptionStore,
+  type OutboxStore,
+  type QuarantineStore,
   type StoredDeviation,
 } from './store/store.js';
 
@@ -354,7 +355,8 @@ const ExceptionBody = z
 
 /** What the API needs. */
 export interface ApiDeps {
-  store: Store;
+  /** What the API shows and reviews (changes to alerts and exceptions go through `alerting`, which notifies). */
+  store: AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore;
   alerting: Alerting;
   registry: Registry;
   readiness: ReadinessCheck;

@@ -8,7 +8,8 @@
 import { Worker } from 'node:worker_threads';
 import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } from './alerting/policy.js';
 import type { Logger } from '../runtime/logger.js';
-import type { AlertException, IngestResult, PreparedBatch, Store } from './store/store.js';
+import type { AlertException } from './alerting/alert.js';
+import type { IngestResult, IngestStore, PreparedBatch } from './store/store.js';
 
 /** Commits groups of batches. */
 export interface IngestWriter {
@@ -26,7 +27,7 @@ export interface IngestWriter {
 }
 
 /** Commits on the event loop, through the main thread's store and policy. */
-export function createInThreadWriter(store: Store, policy: AlertPolicyHandle): IngestWriter {
+export function createInThreadWriter(store: IngestStore, policy: AlertPolicyHandle): IngestWriter {
   return {
     sameThread: true,
     commit: async (batches, receivedAt) => store.ingestPrepared(batches, receivedAt, policy),

@@ -24,7 +24,8 @@ import type { CollectorMetrics } from './metrics.js';
 import type { NodeTracker } from './nodes.js';
 import type { IngestWriter } from './ingest-writer.js';
 import { createDeviationPreparer } from './store/sqlite.js';
-import type { Alert, IngestResult, PreparedBatch, PreparedDeviation, Store } from './store/store.js';
+import type { Alert } from './alerting/alert.js';
+import type { BaselineStore, IngestResult, PreparedBatch, PreparedDeviation } from './store/store.js';
 
 /** Ingest settings. */
 export interface IngestOptions {
@@ -36,7 +37,7 @@ export interface IngestOptions {
 /** Collaborators. */
 export interface IngestDeps {
   /** Reads (cluster baselines for agents); commits go through `writer`. */
-  store: Store;
+  store: BaselineStore;
   writer: IngestWriter;
   metrics: CollectorMetrics;
   logger: Logger;

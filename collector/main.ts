@@ -30,7 +30,8 @@ import { createNodeTracker, type NodeTracker } from './nodes.js';
 import { createAuthFailureLimiter } from './rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest-writer.js';
 import { openSqliteStore } from './store/sqlite.js';
-import type { Alert, Store } from './store/store.js';
+import type { Alert } from './alerting/alert.js';
+import type { Store } from './store/store.js';
 import { attachStream, normalizeOrigin } from './stream.js';
 
 /** A browser origin, `scheme://host[:port]`, kept normalized (lower case, no default port). */

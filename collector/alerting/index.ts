@@ -12,7 +12,8 @@ import { alertJson } from '../api.js';
 import type { AlertFeed, FeedEventType } from '../feed.js';
 import { DeliveryError, type Notice, type Notification, type NotificationAction, type Sink } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
-import type { Alert, AlertException, AlertState, AlertTransition, IngestResult, OutboxItem, Store, TransitionResult } from '../store/store.js';
+import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
+import type { Alert, AlertException, AlertState, AlertTransition, OutboxItem } from './alert.js';
 import type { AlertingConfig } from './config.js';
 import { activeExceptions, apiLink, createAlertPolicy, defaultReceivers, isStormSummary, type AlertPolicyHandle, type PolicyHooks, type PolicySpec } from './policy.js';
 
@@ -21,7 +22,7 @@ export { MAX_EXCEPTIONS } from './policy.js';
 
 /** What alerting needs. */
 export interface AlertingDeps {
-  store: Store;
+  store: AlertStore & OutboxStore & ExceptionStore & RetentionStore;
   sinks: readonly Sink[];
   config: AlertingConfig;
   feed: AlertFeed;
@@ -119,7 +120,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
   const url = (fingerprint: string) => apiLink(policySpec.publicUrl, `alerts/${fingerprint}`);
   const notification = (alert: Alert, action: NotificationAction, actor = '') => notificationOf(alert, { action, at: now(), url: url(alert.fingerprint), actor });
   const knownSink = new Set(sinkNames);
-  type Enqueued = Parameters<Store['enqueue']>[0][number];
+  type Enqueued = Parameters<OutboxStore['enqueue']>[0][number];
 
   function enqueue(items: Enqueued[]): void {
     if (items.length === 0) return;

@@ -11,13 +11,9 @@ import { coveringEntryId, entryFromId, entryId, exampleOf, generalPeerOf, type E
 import type { EventKind } from '../../core/event.js';
 import { mergeHeaders, unite, type SnapshotHeader } from '../../core/merge.js';
 import { SEVERITIES, baselineFactsOf, type BaselineFacts, type Severity } from '../../core/severity.js';
+import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem } from '../alerting/alert.js';
 import {
   CursorError,
-  type Alert,
-  type AlertException,
-  type AlertPolicy,
-  type AlertState,
-  type AlertTransition,
   type BaselineChange,
   type BaselineSummary,
   type BaselineVersion,
@@ -27,12 +23,10 @@ import {
   type PreparedBatch,
   type PreparedDeviation,
   type IngestResult,
-  type OutboxEntry,
   type ReviewResult,
   type ReviewedEntry,
   type ReviewedState,
   type TransitionResult,
-  type OutboxItem,
   type Page,
   type Store,
   type StoredDeviation,
@@ -301,7 +295,7 @@ function imageOfKey(d: Deviation): string {
 }
 
 /** Open (creating if needed) the store at `path`. */
-export function openSqliteStore(path: string, options: { busyTimeoutMs?: number; logger?: StoreLogger | undefined } = {}): Store & NodeStore {
+export function openSqliteStore(path: string, options: { busyTimeoutMs?: number; logger?: StoreLogger | undefined } = {}): Store {
   const log: StoreLogger = options.logger ?? { warn: () => undefined };
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);

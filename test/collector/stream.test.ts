@@ -16,7 +16,7 @@ import { shellAlert } from '../helpers/notification.js';
 import { alertJson } from '../../collector/api.js';
 import { createAlertFeed, type FeedEvent, type FeedEventType } from '../../collector/feed.js';
 import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
-import type { Alert } from '../../collector/store/store.js';
+import type { Alert } from '../../collector/alerting/alert.js';
 import { attachStream, matchesFilter, parseStreamFilter, StreamFilterError, type Severity, type StreamLimits } from '../../collector/stream.js';
 import type { EventKind } from '../../core/event.js';
 import { VERSION } from '../../runtime/version.js';
