@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createAlertPolicy, type SuppressedReason } from './alerting/policy.js';
 import type { FromIngestWorker, IngestWorkerData, ToIngestWorker } from './ingest-writer.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { openSqliteStore } from './store/sqlite/index.js';
 
 if (!parentPort) throw new Error('ingest-worker.js runs as a worker thread of the collector');
 const port = parentPort;

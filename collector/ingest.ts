@@ -23,7 +23,7 @@ import type { Logger } from '../runtime/logger.js';
 import type { CollectorMetrics } from './metrics.js';
 import type { NodeTracker } from './nodes.js';
 import type { IngestWriter } from './ingest-writer.js';
-import { createDeviationPreparer } from './store/sqlite.js';
+import { createDeviationPreparer } from './store/prepare.js';
 import type { Alert } from './alerting/alert.js';
 import type { BaselineStore, IngestResult, PreparedBatch, PreparedDeviation } from './store/store.js';
 

@@ -29,7 +29,7 @@ import { createNodeIdentityInterceptor } from './node-identity.js';
 import { createNodeTracker, type NodeTracker } from './nodes.js';
 import { createAuthFailureLimiter } from './rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest-writer.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { openSqliteStore } from './store/sqlite/index.js';
 import type { Alert } from './alerting/alert.js';
 import type { Store } from './store/store.js';
 import { attachStream, normalizeOrigin } from './stream.js';

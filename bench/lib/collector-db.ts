@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
 import { exampleOf } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import { makeDeviation } from './deviations.js';
 
 /** The image a quarter of the loaded alerts belong to. */

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 
 /** One deviations row as the store writes it. */
 export type DeviationRow = [id: string, fingerprint: string, baselineKey: string, kind: string, time: number, receivedAt: number, node: string, body: string];
