@@ -5,14 +5,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createAlertPolicy, type SuppressedReason } from './alerting/policy.js';
 import type { FromIngestWorker, IngestWorkerData, ToIngestWorker } from './ingest-writer.js';
-import { openSqliteStore } from './store/sqlite/index.js';
+import { openSqliteIngest } from './store/sqlite/index.js';
 
 if (!parentPort) throw new Error('ingest-worker.js runs as a worker thread of the collector');
 const port = parentPort;
 const { db, spec } = workerData as IngestWorkerData;
 // A thread of its own: waiting for the main thread's write (a large retention prune) blocks nobody,
 // and a batch given up on would only be resent.
-const store = openSqliteStore(db, { busyTimeoutMs: 120_000 });
+const store = openSqliteIngest(db, { busyTimeoutMs: 120_000 });
 let suppressed: Partial<Record<SuppressedReason, number>> = {};
 let storms: { scope: string; until: string }[] = [];
 const policy = createAlertPolicy(spec, {

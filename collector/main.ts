@@ -18,7 +18,7 @@ import { createAlerting } from './alerting/index.js';
 import { AlertingConfigSchema, alertmanagerTimingIssues, receiverReferences } from './alerting/config.js';
 import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
 import { createAlertFeed, type AlertFeed } from './feed.js';
-import { openAuditLog, serveAudit, type AuditLog } from './audit.js';
+import { createAuditLog, serveAudit, type AuditLog } from './audit.js';
 import { createApiAuth, serveWhoami, type ApiAuth } from './auth.js';
 import { createConsoleServer } from './console-server.js';
 import { createIngest } from './ingest.js';
@@ -256,7 +256,7 @@ export async function startCollector(
   const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port), credentials);
 
   let ready = true;
-  const audit = openAuditLog(config.db);
+  const audit = createAuditLog(store);
   const auth = createApiAuth(
     {
       tokensFile: config.apiTokensFile ?? null,
@@ -372,7 +372,6 @@ export async function startCollector(
         nodes.stop();
         await alerting.stop();
         store.close();
-        audit.close();
         auth.close();
         tls?.close();
         logger.info('collector stopped');

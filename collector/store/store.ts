@@ -2,8 +2,8 @@
  * The collector's store: one small interface per aggregate, and `Store`, their union. Each consumer
  * takes only the slices it uses (ingest writes through IngestStore and reads BaselineStore, the node
  * tracker takes NodeStore, alerting the alert, outbox, exception and retention slices, the HTTP API
- * what it shows and reviews). SQLite (better-sqlite3, WAL) is the embedded implementation, one file
- * per slice under ./sqlite/; nothing outside collector/store/ speaks SQL.
+ * what it shows and reviews, the audit log its rows). SQLite (better-sqlite3, WAL) is the embedded
+ * implementation, one file per slice under ./sqlite/; nothing outside collector/store/ speaks SQL.
  */
 import type { BaselineSnapshot, BaselineState, ClusterBaseline, EntryStats } from '../../core/baseline.js';
 import type { Deviation } from '../../core/deviation.js';
@@ -26,7 +26,8 @@ export interface Store
     ExceptionStore,
     NodeStore,
     QuarantineStore,
-    RetentionStore {
+    RetentionStore,
+    AuditStore {
   close(): void;
 }
 
@@ -375,4 +376,31 @@ export interface QuarantineStore {
 export interface RetentionStore {
   /** Delete deviations received before `deviationsBefore` and resolved/accepted alerts last seen before `alertsBefore`. */
   prune(deviationsBefore: number, alertsBefore: number): { deviations: number; alerts: number; deliveries: number };
+}
+
+// ---- audit: the rows of the audit log (collector/audit.ts bounds what goes in) ----
+
+/** One audit row to append; `before`/`after` are JSON text, already bounded. */
+export interface AuditRecord {
+  /** When (ms since the epoch). */
+  time: number;
+  actor: string;
+  role: string;
+  action: string;
+  target: string;
+  before: string;
+  after: string;
+}
+
+/** A stored audit row, with its id (ascending: newer rows have larger ids). */
+export interface AuditRow extends AuditRecord {
+  id: number;
+}
+
+/** The audit log's rows: appended, never changed. */
+export interface AuditStore {
+  /** Append one row (committed before it returns); its id. */
+  appendAudit(record: AuditRecord): number;
+  /** Up to `limit` rows with an id below `before`, newest first. */
+  listAudit(before: number, limit: number): AuditRow[];
 }

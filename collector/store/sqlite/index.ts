@@ -5,8 +5,9 @@
  * change another's aggregate inside their transaction (ingest, accepting an alert, quarantine) are
  * handed that slice's functions here.
  */
-import type { Store } from '../store.js';
+import type { IngestStore, Store } from '../store.js';
 import { sqliteAlerts } from './alerts.js';
+import { sqliteAudit } from './audit.js';
 import { sqliteBaselines } from './baselines.js';
 import { openDatabase, type StoreLogger } from './db.js';
 import { sqliteDeviations } from './deviations.js';
@@ -20,8 +21,18 @@ import { sqliteRetention } from './retention.js';
 
 export type { StoreLogger } from './db.js';
 
-/** Open (creating if needed) the store at `path`. */
-export function openSqliteStore(path: string, options: { busyTimeoutMs?: number; logger?: StoreLogger | undefined } = {}): Store {
+/** How a store is opened. */
+export interface SqliteStoreOptions {
+  /** How long a write waits for the other connection's transaction (default 5 s). */
+  busyTimeoutMs?: number;
+  logger?: StoreLogger | undefined;
+}
+
+/**
+ * A connection to the file at `path`, brought to the current schema, with the slices that ingest
+ * writes through; `finish` completes the migration once every slice is prepared.
+ */
+function openSlices(path: string, options: SqliteStoreOptions) {
   const log: StoreLogger = options.logger ?? { warn: () => undefined };
   const db = openDatabase(path, options.busyTimeoutMs ?? 5_000);
   const migration = migrate(db, path, log);
@@ -30,8 +41,16 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number;
   const deviations = sqliteDeviations(db, { quarantine });
   const outbox = sqliteOutbox(db);
   const alerts = sqliteAlerts(db, { baselines, outbox });
+  const ingest = sqliteIngest(db, { baselines, quarantine, deviations, alerts, outbox });
+  const finish = () => finishMigration(db, migration, (node, delta, receivedAt) => void baselines.applyDelta(node, delta, receivedAt, {}));
+  return { db, baselines, quarantine, deviations, outbox, alerts, ingest, finish };
+}
+
+/** Open (creating if needed) the store at `path`. */
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Store {
+  const { db, baselines, quarantine, deviations, outbox, alerts, ingest, finish } = openSlices(path, options);
   const store: Store = {
-    ...sqliteIngest(db, { baselines, quarantine, deviations, alerts, outbox }),
+    ...ingest,
     ...alerts.store,
     ...deviations.store,
     ...baselines.store,
@@ -40,8 +59,19 @@ export function openSqliteStore(path: string, options: { busyTimeoutMs?: number;
     ...sqliteNodes(db),
     ...quarantine.store,
     ...sqliteRetention(db),
+    ...sqliteAudit(db),
     close: () => db.close(),
   };
-  finishMigration(db, migration, (node, delta, receivedAt) => void baselines.applyDelta(node, delta, receivedAt, {}));
+  finish();
   return store;
+}
+
+/**
+ * The ingest slice alone, on a connection of its own: the ingest worker thread's. Opening it migrates
+ * like openSqliteStore (idempotent: the main thread's store opened the file first).
+ */
+export function openSqliteIngest(path: string, options: SqliteStoreOptions = {}): IngestStore & { close(): void } {
+  const { db, ingest, finish } = openSlices(path, options);
+  finish();
+  return { ...ingest, close: () => db.close() };
 }

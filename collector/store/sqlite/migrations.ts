@@ -6,7 +6,7 @@
 import type { BaselineSnapshot } from '../../../core/baseline.js';
 import { validEntryId } from './baselines.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
-import { ALERT_COLUMNS_V3, ALERT_INDEXES, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, QUARANTINE_TABLE, SCHEMA_VERSION, TABLES } from './schema.js';
+import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, QUARANTINE_TABLE, SCHEMA_VERSION, TABLES } from './schema.js';
 
 /** What finishMigration needs to know about the file as it was opened. */
 export interface Migration {
@@ -55,6 +55,7 @@ export function migrate(db: Db, path: string, log: StoreLogger): Migration {
     db.exec(`INSERT INTO baseline_open_alerts (key, n) SELECT baseline_key, count(*) FROM alerts WHERE state IN ${OPEN_STATES} GROUP BY baseline_key`);
   }
   db.exec(NODES_TABLE);
+  db.exec(AUDIT_TABLE);
   return { legacy };
 }
 

@@ -213,3 +213,17 @@ export const NODES_TABLE = `
       stopped_at    INTEGER NOT NULL
     ) WITHOUT ROWID;
 `;
+
+/** The audit log (collector/audit.ts): every change made through the API, append-only. */
+export const AUDIT_TABLE = `
+    CREATE TABLE IF NOT EXISTS audit_log (
+      seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+      time    INTEGER NOT NULL,
+      actor   TEXT NOT NULL,
+      role    TEXT NOT NULL,
+      action  TEXT NOT NULL,
+      target  TEXT NOT NULL,
+      before  TEXT NOT NULL,
+      after   TEXT NOT NULL
+    );
+`;
