@@ -28,7 +28,7 @@ import {
 import type { Alerting } from './alerting/index.js';
 import type { AuditLog } from './audit.js';
 import { BodyError, bodyRefusalHeaders, parseJsonBody, readBodyText } from './request-body.js';
-import type { NodeStatus, NodeTracker } from './nodes.js';
+import type { NodeStatus, NodeTracker } from './ingest/node-tracker.js';
 import { ALERT_STATES, type Alert, type AlertException, type AlertTransition, type OutboxItem } from './alerting/alert.js';
 import {
   CursorError,

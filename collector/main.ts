@@ -21,14 +21,14 @@ import { createAlertFeed, type AlertFeed } from './feed.js';
 import { createAuditLog, serveAudit, type AuditLog } from './audit.js';
 import { createApiAuth, serveWhoami, type ApiAuth } from './auth.js';
 import { createConsoleServer } from './console-server.js';
-import { createIngest } from './ingest.js';
+import { createIngest } from './ingest/service.js';
 import { SinksConfigSchema, createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
-import { createNodeIdentityInterceptor } from './node-identity.js';
-import { createNodeTracker, type NodeTracker } from './nodes.js';
+import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
+import { createNodeTracker, type NodeTracker } from './ingest/node-tracker.js';
 import { createAuthFailureLimiter } from './rate-limit.js';
-import { createInThreadWriter, startIngestWorker } from './ingest-writer.js';
+import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Alert } from './alerting/alert.js';
 import type { Store } from './store/store.js';
@@ -46,7 +46,7 @@ const origin = z
     }
     return normalized;
   });
-import { createTokenReviewer } from './token-review.js';
+import { createTokenReviewer } from './ingest/token-review.js';
 
 /** The collector's configuration schema. */
 export const CollectorConfigSchema = z.strictObject({

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { loadCollectorConfig, startCollector } from '../../collector/main.js';
-import { createTokenReviewer, judgeTokenReview } from '../../collector/token-review.js';
+import { createTokenReviewer, judgeTokenReview } from '../../collector/ingest/token-review.js';
 import { hello } from '../helpers/agent-stream.js';
 import { makePki } from '../helpers/pki.js';
 
