@@ -5,20 +5,18 @@
  * SQLite and the HTTP server.
  */
 import { createServer } from 'node:http';
-import { hostname } from 'node:os';
 import v8 from 'node:v8';
-import { z } from 'zod';
-import { createBaselineEngine, DEFAULT_GENERALIZATION, MAX_PEER_EVIDENCE, type BaselineEngine, type LearningWindow } from '../core/baseline.js';
+import { createBaselineEngine, type BaselineEngine, type LearningWindow } from '../core/baseline.js';
 import type { ActivityEvent } from '../core/event.js';
 import { globMatch } from '../core/severity.js';
 import { parseCidr } from '../core/ip.js';
-import { boolFlag, cidr, durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { serveHealth } from '../runtime/health.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
-import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
+import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { completeFromRuntime, createAttributor } from './attribution.js';
+import type { AgentConfig } from './config.js';
 import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCriTarget } from './cri.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
@@ -35,108 +33,8 @@ import { DEFAULT_UPLINK, startUplink } from './uplink.js';
  */
 export const RESUMABLE_SOURCES: ReadonlySet<string> = new Set(['falco-file', 'tetragon-file']);
 
-/** Address ranges that count as "inside the cluster" unless configured: RFC 1918, CGNAT, ULA. */
-export const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
-
-/** The agent's configuration schema (file keys in camelCase; flags are the kebab-case of each key). */
-export const AgentConfigSchema = z.strictObject({
-  node: z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a Kubernetes node name (lower-case DNS name)'),
-  sources: z
-    .array(z.string().max(4096))
-    .min(1, 'give at least one --source')
-    .superRefine((specs, ctx) => {
-      for (const s of specs) {
-        try {
-          parseSourceSpec(s);
-        } catch (err) {
-          ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        }
-      }
-      if (new Set(specs).size !== specs.length) ctx.addIssue({ code: 'custom', message: 'the same source is given twice' });
-    }),
-  collector: hostPort,
-  stateDir: z.string().min(1),
-  learningWindow: durationMs.default(3_600_000),
-  /** Learning goes on until no new entry appeared for this long (0: the window alone decides). */
-  quietPeriod: durationMs.default(600_000),
-  /** Learning never lasts longer than this. */
-  maxLearningWindow: durationMs.refine((ms) => ms >= 60_000, 'must be at least 1m').default(86_400_000),
-  /** A new image version under an enforcing baseline: its new behaviour is learned (flagged for review) for this long instead of alerting; 0 = it alerts. */
-  versionGrace: durationMs.refine((ms) => ms <= 7 * 86_400_000, 'must be at most 7d').default(0),
-  /** Other windows for some namespaces or images; the first match wins. */
-  learningOverrides: z
-    .array(
-      z.strictObject({
-        namespace: z.array(z.string().min(1).max(63)).min(1).max(100).optional(),
-        /** Globs over the baseline key (docker.io/acme/*). */
-        image: z.array(z.string().min(1).max(512)).min(1).max(100).optional(),
-        learningWindow: durationMs.optional(),
-        quietPeriod: durationMs.optional(),
-        maxLearningWindow: durationMs.optional(),
-        versionGrace: durationMs.optional(),
-      }),
-    )
-    .max(200)
-    .default([]),
-  /** When many public addresses on one port are learned as a block or as any public peer (core/baseline PeerGeneralization); 0 turns a rule off. */
-  peerGeneralization: z
-    .strictObject({
-      blockAt: z.number().int().min(0).max(MAX_PEER_EVIDENCE).default(DEFAULT_GENERALIZATION.blockAt),
-      wideBlockAt: z.number().int().min(0).max(MAX_PEER_EVIDENCE).default(DEFAULT_GENERALIZATION.wideBlockAt),
-      widestPrefix4: z.number().int().min(8).max(24).default(DEFAULT_GENERALIZATION.widestPrefix4),
-      widestPrefix6: z.number().int().min(16).max(64).default(DEFAULT_GENERALIZATION.widestPrefix6),
-      classAt: z.number().int().min(0).max(MAX_PEER_EVIDENCE).default(DEFAULT_GENERALIZATION.classAt),
-    })
-    .default({ ...DEFAULT_GENERALIZATION }),
-  baselineKey: z.enum(['repository', 'tag', 'digest']).default('repository'),
-  httpListen: hostPort.default('127.0.0.1:9464'),
-  logLevel: z.enum(LOG_LEVELS).default('info'),
-  maxRecordBytes: z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20),
-  maxSpoolBytes: z.coerce.number().int().min(1 << 20).default(256 << 20),
-  clusterCidrs: z.array(cidr).default(DEFAULT_CLUSTER_CIDRS),
-  drainTimeout: durationMs.default(10_000),
-  /** How often counts and last-seen times of known entries are persisted and sent (new entries go at once). */
-  statsInterval: durationMs.refine((ms) => ms >= 1_000, 'must be at least 1s').default(60_000),
-  /** How long a starting agent waits for the cluster's baselines before reading events (0: not at all). */
-  clusterSyncTimeout: durationMs.refine((ms) => ms <= 600_000, 'must be at most 10m').default(10_000),
-  /**
-   * The container runtime's CRI socket, asked for the image and pod of containers a source names only by
-   * id (ebpf): `auto` probes /run/containerd/containerd.sock then /run/crio/crio.sock, `none` disables it.
-   */
-  criSocket: z.string().min(1).max(4096).default('auto'),
-  /** Stop when every source has ended (file sources then read to EOF instead of following). */
-  exitWhenDone: z.boolean().default(false),
-  /** Plaintext to the collector, without proof of the node's identity. */
-  insecure: boolFlag.default(false),
-  /** The CA that signed the collector's certificate (PEM). */
-  tlsCa: z.string().min(1).optional(),
-  /** This node's client certificate and key (PEM); the certificate's CN is the node name. */
-  tlsCert: z.string().min(1).optional(),
-  tlsKey: z.string().min(1).optional(),
-  /** The name to verify in the collector's certificate when it differs from the collector address's host. */
-  tlsServerName: z.string().min(1).max(253).optional(),
-  /** A projected ServiceAccount token (audience driftwatch), re-read on every connect. */
-  tokenFile: z.string().min(1).optional(),
-}).superRefine((c, ctx) => {
-  const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
-  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');
-  if (c.tlsCa === undefined) {
-    if (c.tlsCert !== undefined || c.tokenFile !== undefined) issue('tlsCa', 'a client certificate or token needs TLS: give tlsCa, the CA of the collector\'s certificate');
-    else if (!c.insecure) issue('tlsCa', 'the collector stream needs TLS: give tlsCa with tlsCert and tlsKey (this node\'s certificate; `driftwatch certs node NAME` makes one) or tokenFile, or set insecure for plaintext');
-  } else if (c.tlsCert === undefined && c.tokenFile === undefined) {
-    issue('tlsCert', 'the collector needs to know this node: give tlsCert and tlsKey, or tokenFile');
-  }
-});
-
-/** The validated, frozen agent configuration. */
-export type AgentConfig = Readonly<z.output<typeof AgentConfigSchema>>;
-
-/** Load the agent's config from a file, the environment (DRIFTWATCH_*) and flags. */
-export function loadAgentConfig(flags: Record<string, unknown>, env = process.env, file?: string): AgentConfig {
-  const withNode = { ...flags };
-  if (withNode.node === undefined && env.DRIFTWATCH_NODE === undefined) withNode.node = env.NODE_NAME ?? hostname().toLowerCase();
-  return loadConfig(AgentConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: ['sources', 'clusterCidrs'], flags: withNode });
-}
+// The agent's settings live in config.ts; what starts an agent needs both.
+export { AgentConfigSchema, loadAgentConfig, type AgentConfig } from './config.js';
 
 /** A running agent. */
 export interface AgentHandle {

@@ -30,6 +30,7 @@ import {
   type WireDeviation,
   type WireBaselineSnapshot,
 } from '../proto/index.js';
+import { backoffDelay, type BackoffPolicy } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import type { ReloadingTls } from '../runtime/tls.js';
 import type { AgentMetrics } from './metrics.js';
@@ -152,7 +153,9 @@ export function startUplink(
   let call: grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage> | null = null;
   let ready = false;
   let stopped = false;
-  let attempt = 0;
+  // Failures since the last healthy stream: the backoff's n. Reset only by an ack or HEALTHY_STREAM_MS up.
+  let failures = 0;
+  const backoff: BackoffPolicy = { baseMs: options.backoffMinMs, capMs: options.backoffMaxMs };
   let nextBatchId = 1;
   // The collector says how large a batch it accepts; never send more.
   let batchItems = options.batchItems;
@@ -253,7 +256,7 @@ export function startUplink(
       ready = true;
       // Not reset here: only a stream that stays up (or gets a batch acknowledged) proves healthy.
       if (healthyTimer) clearTimeout(healthyTimer);
-      healthyTimer = setTimeout(() => (attempt = 0), HEALTHY_STREAM_MS);
+      healthyTimer = setTimeout(() => (failures = 0), HEALTHY_STREAM_MS);
       healthyTimer.unref();
       metrics.connected.set(1);
       logger.info({ collector: options.target, collectorVersion: msg.welcome.collectorVersion }, 'connected to collector');
@@ -278,7 +281,7 @@ export function startUplink(
       const seqs = inflight.get(msg.ack.batchId);
       if (!seqs) return;
       inflight.delete(msg.ack.batchId);
-      attempt = 0;
+      failures = 0;
       state.remove(seqs);
       metrics.batchesAcked.inc();
       if (msg.ack.rejected > 0) logger.warn({ batchId: msg.ack.batchId, rejected: msg.ack.rejected }, 'collector rejected records as invalid');
@@ -301,9 +304,7 @@ export function startUplink(
     inflight.clear();
     lastSentSeq = 0;
     if (stopped) return;
-    const delay = Math.min(options.backoffMaxMs, options.backoffMinMs * 2 ** Math.min(attempt, 16));
-    const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
-    attempt++;
+    const jittered = backoffDelay(++failures, backoff);
     const code = (err as grpc.ServiceError | undefined)?.code;
     if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) {
       logger.error({ reason, err: (err as Error).message, retryInMs: jittered }, 'the collector refused this agent (check its certificate or token and --node)');
@@ -323,7 +324,8 @@ export function startUplink(
       c = ch.Connect(metadata());
     } catch (err) {
       // Unreadable token or TLS files: retry with backoff like any failed connect.
-      const delay = Math.min(options.backoffMaxMs, options.backoffMinMs * 2 ** Math.min(attempt++, 16));
+      // The full delay, without jitter, as this path always retried.
+      const delay = backoffDelay(++failures, { ...backoff, jitter: 'none' });
       logger.error({ err: (err as Error).message, retryInMs: delay }, 'cannot open the collector stream');
       reconnectTimer = setTimeout(connect, delay);
       return;

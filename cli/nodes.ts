@@ -11,11 +11,13 @@ export const NODES_HELP = `driftwatch nodes — the nodes' agents, and what each
   driftwatch nodes list                           every node: connected, lag, silent, quarantined
   driftwatch nodes quarantine NODE --reason TEXT  a node found compromised: its further baseline
                                                   deltas are refused, the entries only it taught are
-                                                  removed from every key (a new version each), its
-                                                  deviations are kept and marked
+                                                  removed from every key (a new version each), the
+                                                  stats of entries others taught too are recomputed
+                                                  without its share, its deviations are kept and marked
   driftwatch nodes release NODE                   lift a quarantine (what was removed stays removed)
-  driftwatch nodes taught KEY [NODE]              which nodes taught each entry of a baseline
-                                                  (only NODE's entries when given)
+  driftwatch nodes taught KEY [NODE]              which nodes taught each entry of a baseline, and
+                                                  whose share of it was dropped (only NODE's entries
+                                                  when given, dropped ones included)
   driftwatch nodes drop KEY NODE --reason TEXT    drop one node's share of one baseline
 Common flags: --url, --token-file, --json (see driftwatch alerts --help)`;
 
@@ -48,7 +50,8 @@ async function nodes(args: string[], env: NodeJS.ProcessEnv, out: (t: string) =>
     if (a === undefined || b !== undefined) throw new UsageError('quarantine takes one NODE');
     const r = await api.call('POST', `/api/v1/nodes/${encodeURIComponent(a)}/quarantine`, { reason: reason() });
     if (values.json) return json(r);
-    out(`${s(r.node)} is quarantined: its deltas are refused; ${r.entriesRemoved} entries only it taught removed from ${r.keys.length} baselines${r.keys.length > 0 ? ` (${r.keys.slice(0, 10).map(s).join(', ')}${r.keys.length > 10 ? ', …' : ''})` : ''}; its deviations are kept, marked`);
+    out(`${s(r.node)} is quarantined: its deltas are refused; ${r.entriesRemoved} entries only it taught removed from ${r.keys.length} baselines${r.keys.length > 0 ? ` (${r.keys.slice(0, 10).map(s).join(', ')}${r.keys.length > 10 ? ', …' : ''})` : ''}; ${Number(r.entriesRecomputed) || 0} entries others taught too (or security kept) recomputed without its share; its deviations are kept, marked`);
+    if (Number(r.entriesNarrowed) > 0) out(`${Number(r.entriesNarrowed)} of them could not be told apart from security's own exactly (first/last seen or examples): narrowed to what provably remains, see the collector's log`);
     return 0;
   }
   if (verb === 'release') {
@@ -59,11 +62,12 @@ async function nodes(args: string[], env: NodeJS.ProcessEnv, out: (t: string) =>
   if (verb === 'taught') {
     if (a === undefined) throw new UsageError('taught needs a baseline KEY');
     const v = await api.call('GET', keyPath(a));
-    const entries = (Array.isArray(v.entries) ? v.entries : []).filter((e: any) => b === undefined || (Array.isArray(e.nodes) && e.nodes.includes(b)));
-    if (values.json) return json(entries.map((e: any) => ({ id: e.id, status: e.status, nodes: e.nodes })));
+    const list = (x: unknown): string[] => (Array.isArray(x) ? x.map(s) : []);
+    const entries = (Array.isArray(v.entries) ? v.entries : []).filter((e: any) => b === undefined || list(e.nodes).includes(b) || list(e.droppedNodes).includes(b));
+    if (values.json) return json(entries.map((e: any) => ({ id: e.id, status: e.status, nodes: e.nodes, droppedNodes: e.droppedNodes ?? [] })));
     if (entries.length === 0) return out(b === undefined ? 'no entries' : `${s(b)} taught this baseline nothing`), 0;
-    const rows = [['STATUS', 'NODES', 'ENTRY']];
-    for (const e of entries) rows.push([s(e.status), (Array.isArray(e.nodes) && e.nodes.length > 0 ? e.nodes.map(s).join(',') : '(security)'), clip(s(e.id), 100)]);
+    const rows = [['STATUS', 'NODES', 'DROPPED', 'ENTRY']];
+    for (const e of entries) rows.push([s(e.status), list(e.nodes).length > 0 ? list(e.nodes).join(',') : '(security)', list(e.droppedNodes).join(',') || '-', clip(s(e.id), 100)]);
     return out(table(rows)), 0;
   }
   if (verb === 'drop') {

@@ -13,6 +13,7 @@ import { describeEntry, entryFromId, entryId, type Entry } from '../core/entry.j
 import { parseDuration } from '../core/duration.js';
 import { generalizationOf } from '../core/baseline.js';
 import { SEVERITIES, escapeGlob, type Severity } from '../core/severity.js';
+import { firstIssue } from '../core/zod-issue.js';
 import { serveHealth, type ReadinessCheck } from '../runtime/health.js';
 import {
   BaselineDocError,
@@ -196,6 +197,8 @@ export function baselineJson(b: BaselineView) {
       lastSeen: iso(e.lastSeen),
       count: e.count,
       nodes: e.nodes,
+      // Nodes whose share of the entry was dropped (quarantined, or by a reviewer): it stays through other nodes or security.
+      droppedNodes: e.droppedNodes,
       examples: e.examples,
     })),
   };
@@ -297,10 +300,9 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   const r = schema.safeParse(body);
   if (r.success) return r.data;
-  const issue = r.error.issues[0] as z.core.$ZodIssue;
-  if (issue.code === 'unrecognized_keys') throw new ApiError(400, 'invalid_body', `unknown field(s): ${issue.keys.map((k) => k.slice(0, 64)).join(', ')}`);
-  const field = issue.path.map(String).join('.') || 'body';
-  throw new ApiError(400, 'invalid_body', `${field}: ${issue.message}`);
+  const { path, unknownKeys, message } = firstIssue(r.error);
+  if (unknownKeys.length > 0) throw new ApiError(400, 'invalid_body', `unknown field(s): ${unknownKeys.join(', ')}`);
+  throw new ApiError(400, 'invalid_body', `${path || 'body'}: ${message}`);
 }
 
 const TransitionBody = z.strictObject({ comment: z.string().max(1000).default('') });
@@ -541,9 +543,10 @@ export function createApiHandler(deps: ApiDeps) {
       const reason = parseBody(ReasonBody, await readJson(req)).reason;
       const result = store.quarantineNode(name, actorOf(req), reason, now());
       if (!result) throw new ApiError(409, 'conflict', 'the node is already quarantined');
-      record(req, 'node.quarantine', name, { quarantined: false }, { quarantined: true, keys: result.keys.length, entriesRemoved: result.entriesRemoved });
-      for (const key of result.keys) deps.onBaselineChanged?.(key);
-      return sendJson(res, 200, { node: name, quarantined: true, keys: result.keys, entriesRemoved: result.entriesRemoved });
+      const { keys, ...counts } = result;
+      record(req, 'node.quarantine', name, { quarantined: false }, { quarantined: true, keys: keys.length, ...counts });
+      for (const key of keys) deps.onBaselineChanged?.(key);
+      return sendJson(res, 200, { node: name, quarantined: true, keys, ...counts });
     }
     // ---- nodes: forget one (decommissioned without a clean stop); resolves its silence alert ----
     if (resource === 'nodes' && deps.nodes && rest.length === 1 && method === 'DELETE') {
@@ -567,7 +570,7 @@ export function createApiHandler(deps: ApiDeps) {
         ...('entryId' in change ? { entry: v.entries.find((e) => e.id === change.entryId)?.status ?? null } : {}),
         ...(change.action === 'add' ? { entry: v.entries.find((e) => e.id === entryId(change.entry))?.status ?? null } : {}),
       };
-    record(req, `baseline.${change.action}`, key, summary(result.before), summary(result.after));
+    record(req, `baseline.${change.action}`, key, summary(result.before), { ...summary(result.after), ...result.dropped });
     deps.onBaselineChanged?.(key);
     sendJson(res, 200, baselineJson(result.after));
   }

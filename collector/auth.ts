@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { firstIssue } from '../core/zod-issue.js';
 import type { Logger } from '../runtime/logger.js';
 import { createAuthFailureLimiter, createRateLimiter, credentialDigest, type AuthFailureLimits } from './rate-limit.js';
 
@@ -137,8 +138,8 @@ export function parseTokensFile(text: string): TokenEntry[] {
   const doc: unknown = parseYaml(text, { maxAliasCount: 10 });
   const parsed = TokensFileSchema.safeParse(doc ?? { tokens: [] });
   if (!parsed.success) {
-    const issue = parsed.error.issues[0] as z.core.$ZodIssue;
-    throw new Error(`${issue.path.map(String).join('.') || '(top level)'}: ${issue.code === 'unrecognized_keys' ? `unknown key ${issue.keys.join(', ')}` : issue.message}`);
+    const { path, unknownKeys, message } = firstIssue(parsed.error);
+    throw new Error(`${path || '(top level)'}: ${unknownKeys.length > 0 ? `unknown key ${unknownKeys.join(', ')}` : message}`);
   }
   const names = new Set<string>();
   const digests = new Set<string>();

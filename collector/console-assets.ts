@@ -86,7 +86,8 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .badge { display: inline-block; padding: 0 6px; border-radius: 3px; font-size: .8rem; font-weight: 600; border: 1px solid currentColor; white-space: nowrap; }
 .sev-critical { color: var(--critical); } .sev-high { color: var(--high); } .sev-medium { color: var(--medium); } .sev-low { color: var(--low); }
 .state-firing { color: var(--critical); } .state-acknowledged { color: var(--medium); } .state-resolved, .state-accepted { color: var(--low); }
-.silent { background: #fdecec; }
+.silent, tr.quarantined td { background: #fdecec; }
+tr.suspect td:first-child { box-shadow: inset 4px 0 0 var(--critical); } .flag.dropped { color: var(--critical); }
 .state-learning { color: var(--accent); } .state-enforcing, .state-approved, .state-added { color: var(--low); } .state-locked { color: #16232f; }
 .state-relearn, .state-flagged, .state-partial { color: var(--medium); } .state-removed { color: var(--critical); } .state-learned { color: var(--muted); }
 tr.flagged td { background: #fff8e1; } tr.flagged td:first-child { box-shadow: inset 4px 0 0 #e0c36a; }

@@ -7,22 +7,19 @@ import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import cron from 'node-cron';
 import { Counter } from 'prom-client';
-import { z } from 'zod';
-import { boolFlag, durationMs, hostPort, loadConfig } from '../runtime/config.js';
 import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
-import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
+import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { alertJson, createApiHandler } from './api.js';
 import { createAlerting } from './alerting/index.js';
-import { AlertingConfigSchema, alertmanagerTimingIssues, receiverReferences } from './alerting/config.js';
-import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
 import { createAlertFeed, type AlertFeed } from './feed.js';
 import { createAuditLog, serveAudit, type AuditLog } from './audit.js';
 import { createApiAuth, serveWhoami, type ApiAuth } from './auth.js';
+import type { CollectorConfig } from './config.js';
 import { createConsoleServer } from './console-server.js';
 import { createIngest } from './ingest/service.js';
-import { SinksConfigSchema, createSinks } from './sinks/index.js';
+import { createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
@@ -32,118 +29,11 @@ import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Alert } from './alerting/alert.js';
 import type { Store } from './store/store.js';
-import { attachStream, normalizeOrigin } from './stream.js';
-
-/** A browser origin, `scheme://host[:port]`, kept normalized (lower case, no default port). */
-const origin = z
-  .string()
-  .max(256)
-  .transform((v, ctx) => {
-    const normalized = normalizeOrigin(v);
-    if (normalized === null || !/^https?:\/\/[^/?#@]+\/?$/i.test(v)) {
-      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v.slice(0, 64))} is not an http(s) origin (scheme://host[:port], no path)` });
-      return z.NEVER;
-    }
-    return normalized;
-  });
+import { attachStream } from './stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
 
-/** The collector's configuration schema. */
-export const CollectorConfigSchema = z.strictObject({
-  db: z.string().min(1),
-  grpcListen: hostPort.default('0.0.0.0:7070'),
-  httpListen: hostPort.default('0.0.0.0:8080'),
-  logLevel: z.enum(LOG_LEVELS).default('info'),
-  maxBatchItems: z.coerce.number().int().min(1).max(10_000).default(2_000),
-  /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */
-  ingestThread: z.enum(['worker', 'main']).default('worker'),
-  /** Largest gRPC message accepted, in bytes. */
-  maxMessageBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20),
-  /** Websocket live-feed (/api/v1/stream) clients at once; more are refused with 503. */
-  streamMaxClients: z.coerce.number().int().min(1).max(10_000).default(64),
-  /** Live-feed clients at once per API token (per principal), so one token cannot hold every slot; more are refused with 429. */
-  streamMaxClientsPerToken: z.coerce.number().int().min(1).max(10_000).default(16),
-  /** Messages held for a live-feed client that is behind; beyond it the oldest are dropped. */
-  streamQueue: z.coerce.number().int().min(1).max(10_000).default(1_000),
-  /** Bytes held for a live-feed client that is behind; beyond it the oldest are dropped. */
-  streamQueueBytes: z.coerce.number().int().min(64 << 10).max(256 << 20).default(4 << 20),
-  /** A live-feed client behind for this long is closed (1008). */
-  streamSlowTimeout: durationMs.refine((ms) => ms >= 1_000 && ms <= 3_600_000, 'must be from 1s to 1h').default(30_000),
-  /** Live-feed ping interval; a client that misses a pong is terminated. */
-  streamHeartbeat: durationMs.refine((ms) => ms >= 1_000 && ms <= 600_000, 'must be from 1s to 10m').default(30_000),
-  /** Browser origins (scheme://host[:port]) allowed on the live feed besides the collector's own. */
-  streamAllowedOrigins: z.array(origin).max(64).default([]),
-  /** Where notifications go (collector/sinks; see config/sinks.example.yaml). */
-  sinks: SinksConfigSchema.shape.sinks,
-  /** Severity, routes, owners, storm control, outbox, retention (collector/alerting/config.ts). */
-  alerting: AlertingConfigSchema.default(AlertingConfigSchema.parse({})),
-  /** The URL people reach the collector at, for links in notifications ('' = no links). */
-  publicUrl: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]).default(''),
-  /** Plaintext agent stream without node identity, and an API without tokens, where not configured. */
-  insecure: boolFlag.default(false),
-  /** The collector's certificate and key (PEM) for the agent stream. */
-  tlsCert: z.string().min(1).optional(),
-  tlsKey: z.string().min(1).optional(),
-  /** The CA that signs agent certificates (agentAuth certificate). */
-  tlsCa: z.string().min(1).optional(),
-  /** How often the TLS files are checked for rotation. */
-  tlsReloadInterval: durationMs.refine((ms) => ms >= 100, 'must be at least 100ms').default(10_000),
-  /** How agents prove their node: their client certificate's CN, or a ServiceAccount token checked by TokenReview. */
-  agentAuth: z.enum(['certificate', 'token']).default('certificate'),
-  /** Service accounts (namespace:name) whose tokens may speak for a node (agentAuth token). */
-  agentServiceAccounts: z.array(z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be NAMESPACE:NAME')).default([]),
-  /** Kubernetes API server for TokenReviews; default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT. */
-  kubeApiServer: z.url({ protocol: /^https?$/ }).optional(),
-  kubeTokenFile: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
-  kubeCaFile: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'),
-  /** The audience agent tokens must carry. */
-  tokenAudience: z.string().min(1).max(253).default('driftwatch'),
-  /** Most agent streams open at once per node. */
-  maxStreamsPerNode: z.coerce.number().int().min(1).max(64).default(4),
-  /** YAML file of API tokens (name, role, sha256 or token); re-read when it changes. */
-  apiTokensFile: z.string().min(1).optional(),
-  /** Require a viewer token for /metrics. */
-  metricsAuth: boolFlag.default(false),
-  /** The interval in which /metrics is rendered at most 5 times (concurrent scrapes share one rendering). */
-  metricsInterval: durationMs.refine((ms) => ms <= 60_000, 'must be at most 1m').default(1_000),
-  /** Requests per second per API token (bursts of twice that). */
-  apiRateLimit: z.coerce.number().int().min(1).max(100_000).default(50),
-  /** Largest HTTP request body. */
-  maxBodyBytes: z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20),
-  /** A node whose agent sent nothing (agents send a heartbeat every 10 s) for this long is marked silent, and alerting is told. */
-  silentAfter: durationMs.refine((ms) => ms >= 15_000 && ms <= 7 * 86_400_000, 'must be from 15s to 7d').default(300_000),
-}).superRefine((c, ctx) => {
-  const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
-  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');
-  if (c.tlsCert === undefined && !c.insecure) {
-    issue('tlsCert', 'the agent stream needs TLS: give tlsCert and tlsKey (and tlsCa to verify agent certificates; `driftwatch certs init` makes them), or set insecure for plaintext');
-  }
-  if (c.tlsCert !== undefined && c.agentAuth === 'certificate' && c.tlsCa === undefined) issue('tlsCa', 'agentAuth certificate needs tlsCa, the CA that signs agent certificates');
-  if (c.tlsCert !== undefined && c.agentAuth === 'token') {
-    if (c.agentServiceAccounts.length === 0) issue('agentServiceAccounts', 'agentAuth token needs the agent service account(s), as NAMESPACE:NAME');
-    if (c.kubeApiServer === undefined) issue('kubeApiServer', 'agentAuth token needs the API server URL (set automatically inside a pod)');
-  }
-  if (c.apiTokensFile === undefined && !c.insecure) issue('apiTokensFile', 'the HTTP API needs tokens: give apiTokensFile, or set insecure to leave it open');
-  const names = new Set(c.sinks.map((s) => s.name));
-  for (const ref of receiverReferences(c.alerting)) {
-    if (!names.has(ref.name)) ctx.addIssue({ code: 'custom', path: ref.path, message: `no sink is named ${ref.name}; configured: ${[...names].join(', ') || 'none'}` });
-  }
-  for (const i of alertmanagerTimingIssues(c.alerting, c.sinks, FIRING_TIMEOUT_RESENDS)) ctx.addIssue({ code: 'custom', path: i.path, message: i.message });
-});
-
-/** The validated, frozen collector configuration. */
-export type CollectorConfig = Readonly<z.output<typeof CollectorConfigSchema>>;
-
-/** Load the collector's config from a file, the environment (DRIFTWATCH_*) and flags. */
-export function loadCollectorConfig(flags: Record<string, unknown>, env = process.env, file?: string): CollectorConfig {
-  const withApi = { ...flags };
-  // Inside a pod the API server is found the way client-go finds it.
-  if (withApi.kubeApiServer === undefined && env.DRIFTWATCH_KUBE_API_SERVER === undefined && env.KUBERNETES_SERVICE_HOST) {
-    const host = env.KUBERNETES_SERVICE_HOST.includes(':') ? `[${env.KUBERNETES_SERVICE_HOST}]` : env.KUBERNETES_SERVICE_HOST;
-    withApi.kubeApiServer = `https://${host}:${env.KUBERNETES_SERVICE_PORT ?? '443'}`;
-  }
-  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: ['agentServiceAccounts', 'streamAllowedOrigins'], flags: withApi });
-}
+// The collector's settings live in config.ts; what starts a collector needs both.
+export { CollectorConfigSchema, loadCollectorConfig, type CollectorConfig } from './config.js';
 
 /** A running collector. */
 export interface CollectorHandle {

@@ -13,9 +13,10 @@ import { createHash } from 'node:crypto';
 import { isScalar, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { describeEntry, entryId, generalPeerOf, PUBLIC_PEER, type Entry, type NetworkEntry, type ProcessEntry } from './entry.js';
-import { NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
+import { DEFAULT_CLUSTER_CIDRS, NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
 import { MAX_PATTERN_LENGTH } from './normalize.js';
 import { quoted, yamlDocument, type YamlMap, type YamlValue } from './yaml-text.js';
+import { firstIssue } from './zod-issue.js';
 
 /** apiVersion of a Baseline document. */
 export const BASELINE_API_VERSION = 'driftwatch.dev/v1alpha1';
@@ -156,14 +157,10 @@ const BaselineDocumentSchema = z.strictObject({
 const ViewProcess = ProcessSpec.extend({ type: z.literal('process') });
 const ViewNetwork = NetworkSpec.extend({ type: z.literal('network') });
 
-function issuePath(path: readonly PropertyKey[]): string {
-  return path.map(String).join('.');
-}
-
 function refuse(result: { error: z.ZodError }, prefix: string, document?: number): never {
-  const issue = result.error.issues[0] as z.core.$ZodIssue;
-  const path = [prefix, issuePath(issue.path)].filter((p) => p !== '').join('.');
-  throw new BaselineDocError('invalid_document', path, issue.message, document);
+  // zod's own words (`Unrecognized key: "color"`): a document names the field, not a setting.
+  const { path, issue } = firstIssue(result.error);
+  throw new BaselineDocError('invalid_document', [prefix, path].filter((p) => p !== '').join('.'), issue.message, document);
 }
 
 /** The entry a view entry stands for, validated; its id is recomputed from the fields. */
@@ -540,9 +537,6 @@ export interface FalcoRulesOptions {
   /** The in-cluster ranges that `cluster` peers stand for; default the agent's default. */
   clusterCidrs?: readonly string[];
 }
-
-/** The agent's default --cluster-cidr (core cannot import the agent). */
-const DEFAULT_CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
 
 // Falco's condition lexer ends a quoted string at the first quote not preceded by a backslash,
 // even an escaped one (`"a\\"` does not end), and pastes list items into conditions as text,

@@ -273,8 +273,9 @@ export interface BaselineEngine {
   restore(record: BaselineRecord): Baseline;
   /**
    * Take what the cluster enforces for a key: its entries (added without local stats), its removed
-   * entries (dropped, never learned again), its state; on relearn, forget and learn from the next
-   * event on. Returns the baseline when anything changed, else null.
+   * entries (dropped, never learned again), its state; entries it gave before and no longer lists
+   * (never seen here) are forgotten; on relearn, forget and learn from the next event on. Returns
+   * the baseline when anything changed, else null.
    */
   applyCluster(cluster: ClusterBaseline): Baseline | null;
   readonly size: number;
@@ -449,6 +450,17 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         if (!b.entries.delete(id)) continue;
         changed = true;
         forgetAggregate(b, id);
+      }
+      // An entry only the cluster gave (never seen here) that the cluster no longer lists goes too:
+      // the share of a node found compromised (quarantine, drop) leaves every agent, not only the collector.
+      if (!c.relearn && b.entries.size > c.entryIds.length) {
+        const listed = new Set(c.entryIds);
+        for (const [id, e] of b.entries) {
+          if (e.count !== 0 || listed.has(id)) continue;
+          b.entries.delete(id);
+          forgetAggregate(b, id);
+          changed = true;
+        }
       }
       const removed = c.removedIds.length > 0 ? new Set(c.removedIds) : null;
       if ((removed?.size ?? 0) !== (b.removed?.size ?? 0) || [...(removed ?? [])].some((id) => !b!.removed?.has(id))) changed = true;

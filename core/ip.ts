@@ -211,6 +211,12 @@ export function coveringCidr(ips: readonly ParsedIp[], minPrefix: number): Cidr 
 }
 
 /**
+ * The agent's in-cluster ranges unless configured (--cluster-cidr): RFC 1918, CGNAT, ULA. A
+ * `cluster` peer in a baseline stands for them.
+ */
+export const DEFAULT_CLUSTER_CIDRS: readonly string[] = Object.freeze(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7']);
+
+/**
  * Ranges whose addresses are not globally routable (RFC 6890 and successors): private, shared
  * (CGNAT), loopback, link-local, multicast, reserved, "this network", benchmarking, unique local.
  * The documentation ranges (TEST-NET, 2001:db8::/32) are left out on purpose: examples and test

@@ -9,8 +9,10 @@ import { z } from 'zod';
 import type { DeviationReason } from './baseline.js';
 import { programName, type Entry, type NetworkDirection, type ProcessEntry } from './entry.js';
 import type { EventKind } from './event.js';
+import { deepFreeze } from './freeze.js';
 import { classifyAddress, parseIp } from './ip.js';
 import { stripDeleted, type UserClass } from './normalize.js';
+import { firstIssue } from './zod-issue.js';
 
 /** How urgent an alert is, most urgent first. */
 export type Severity = 'critical' | 'high' | 'medium' | 'low';
@@ -489,12 +491,8 @@ export const SeverityConfigSchema = z.strictObject({
 export function parseSeverityRules(input: unknown): readonly SeverityRule[] {
   const result = SeverityConfigSchema.safeParse(input ?? {});
   if (!result.success) {
-    const issue = result.error.issues[0] as z.core.$ZodIssue;
-    const path = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') throw new SeverityConfigError(path === '' ? issue.keys.join(', ') : `${path}.${issue.keys.join(', ')}`, 'unknown setting', { cause: result.error });
-    let message = issue.message;
-    if (issue.code === 'invalid_value' && 'values' in issue) message = `must be one of: ${(issue.values as unknown[]).join(', ')}`;
-    throw new SeverityConfigError(path, message, { cause: result.error });
+    const { key, message } = firstIssue(result.error);
+    throw new SeverityConfigError(key, message, { cause: result.error });
   }
   const rules: SeverityRule[] = result.data.rules.map((r) => ({ id: r.id, severity: r.severity, reason: r.reason, match: stripUndefined(r.match) }));
   const all = result.data.defaults ? [...rules, ...DEFAULT_SEVERITY_RULES.filter((d) => !rules.some((r) => r.id === d.id))] : rules;
@@ -511,12 +509,4 @@ function stripUndefined(m: z.output<typeof SeverityMatchSchema>): SeverityMatch 
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(m)) if (v !== undefined) out[k] = v;
   return out as SeverityMatch;
-}
-
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
 }

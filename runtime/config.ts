@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
+import { deepFreeze } from '../core/freeze.js';
 import { parseCidr } from '../core/ip.js';
+import { firstIssue } from '../core/zod-issue.js';
 import { parseHostPort } from './listen.js';
 
 /** A configuration error; `key` names the offending setting. */
@@ -72,16 +74,6 @@ export interface ConfigSources {
   flags: Readonly<Record<string, unknown>>;
 }
 
-function describeIssue(issue: z.core.$ZodIssue): ConfigError {
-  if (issue.code === 'unrecognized_keys') {
-    return new ConfigError(issue.keys.join(', '), 'unknown setting');
-  }
-  const key = issue.path.map(String).join('.');
-  let message = issue.message;
-  if (issue.code === 'invalid_value' && 'values' in issue) message = `must be one of: ${(issue.values as unknown[]).join(', ')}`;
-  return new ConfigError(key, message);
-}
-
 /**
  * Merge file, env and flags, validate with `schema`, and return a deep-frozen result. Unknown keys
  * in the file or flags stop startup; unknown `DRIFTWATCH_*` environment variables are ignored,
@@ -112,14 +104,9 @@ export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSour
   }
   for (const [key, value] of Object.entries(sources.flags)) if (value !== undefined) merged[key] = value;
   const result = schema.safeParse(merged);
-  if (!result.success) throw describeIssue(result.error.issues[0] as z.core.$ZodIssue);
-  return deepFreeze(result.data) as Readonly<z.output<S>>;
-}
-
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object') {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
+  if (!result.success) {
+    const { key, message } = firstIssue(result.error);
+    throw new ConfigError(key, message);
   }
-  return v;
+  return deepFreeze(result.data) as Readonly<z.output<S>>;
 }

@@ -23,7 +23,7 @@ import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.j
 import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
 import { processName } from '../../core/normalize.js';
 import { isRejected, type Rejected } from './falco-event.js';
-import { backoffDelay } from './grpc-stream.js';
+import { backoffDelay } from '../../runtime/backoff.js';
 import { createLineSplitter } from './lines.js';
 import { ebpfProgram } from './ebpf-program.js';
 import { createDnsTracker } from './ebpf-dns.js';
@@ -211,18 +211,25 @@ export interface ProcessResolver {
   exe(pid: number): string;
 }
 
+/** What the cgroup leaf names alone say: a container, a pod cgroup without one (unknown), or the host. */
+export function ownerOfLeaves(leaves: readonly string[]): CgroupOwner {
+  let owner: CgroupOwner = { kind: 'host' };
+  for (const leaf of leaves) {
+    if (leaf === '') continue;
+    const o = ownerOfCgroupPath(`/${leaf}`);
+    if (o.kind === 'container') return o;
+    if (o.kind === 'unknown') owner = o;
+  }
+  return owner;
+}
+
 /** Resolves from /proc, with a bounded cache of cgroups whose owner /proc revealed. */
 export function createProcResolver(procRoot = '/proc'): ProcessResolver {
   const byCgroup = new Map<string, CgroupOwner>();
   return {
     owner(pid, cgroupId, leaves) {
-      let fromLeaves: CgroupOwner = { kind: 'host' };
-      for (const leaf of leaves) {
-        if (leaf === '') continue;
-        const o = ownerOfCgroupPath(`/${leaf}`);
-        if (o.kind === 'container') return o;
-        if (o.kind === 'unknown') fromLeaves = o;
-      }
+      const fromLeaves = ownerOfLeaves(leaves);
+      if (fromLeaves.kind === 'container') return fromLeaves;
       // The leaf of a sub-cgroup inside a container (init.scope, a nested runtime) does not say whose
       // it is; the full path does, as long as the process lives. Remembered per cgroup for later ones.
       const known = cgroupId !== '1' ? byCgroup.get(cgroupId) : undefined;
@@ -276,6 +283,8 @@ export interface EbpfDecoder {
   readonly pending: number;
   /** Events ready and not yet taken. */
   readonly ready: number;
+  /** The newest bpftrace time (`ns`) of a record read so far, 0 before the first. */
+  readonly newestNs: number;
 }
 
 /** Decoder options. */
@@ -295,6 +304,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   const exes = new Map<number, string>();
   const udpSeen = new Map<string, number>();
   let ready: ActivityEvent[] = [];
+  let newestNs = 0;
   // DNS answers (Q/R records) name the addresses a container resolved; its connects then carry the name.
   const dns = createDnsTracker({
     containerOf(pid, cgroupId, leafHex) {
@@ -413,6 +423,8 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     if (!/^\d{1,20}$/.test(ns ?? '')) return bad('bad timestamp');
     const pid = int(f[2], 2 ** 32);
     if (Number.isNaN(pid)) return bad('bad pid');
+    const at = Number(ns);
+    if (at > newestNs) newestNs = at;
     if (tag === 'X') {
       if (f.length !== 8) return bad('exec header has the wrong number of fields');
       const ppid = int(f[3], 2 ** 32);
@@ -517,6 +529,9 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     },
     get ready() {
       return ready.length;
+    },
+    get newestNs() {
+      return newestNs;
     },
     line(text) {
       let rec: unknown;
@@ -691,7 +706,7 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
         }
         if (signal.aborted) return;
         failures++;
-        const delayMs = backoffDelay(failures, { initialBackoffMs: opts.initialBackoffMs, maxBackoffMs: opts.maxBackoffMs, maxQueued: 0 });
+        const delayMs = backoffDelay(failures, { baseMs: opts.initialBackoffMs, capMs: opts.maxBackoffMs });
         const x = exited as { code: number | null; signal: string | null } | null;
         log.error(
           {

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { ActivityEvent } from '../../core/event.js';
 import type { LoadedService } from '../../proto/third-party.js';
+import { backoffDelay } from '../../runtime/backoff.js';
 import { isRejected, type ParseContext, type ParseResult } from './falco-event.js';
 import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext } from './source.js';
 
@@ -81,12 +82,6 @@ export interface GrpcStreamStats {
   connects: number;
   /** Attempts after a failed or ended stream. */
   reconnects: number;
-}
-
-/** Delay before attempt `n` (1-based): exponential, capped, with jitter over its upper half so that agents restarted together do not reconnect in step. */
-export function backoffDelay(n: number, opts: GrpcStreamOptions, random: () => number = Math.random): number {
-  const ceiling = Math.min(opts.maxBackoffMs, opts.initialBackoffMs * 2 ** Math.min(n - 1, 30));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
 async function credentials(endpoint: GrpcEndpoint): Promise<grpc.ChannelCredentials> {
@@ -207,7 +202,7 @@ export function createGrpcStreamSource(spec: GrpcStreamSpec, ctx: SourceContext,
         failures = delivered ? 1 : failures + 1;
         stats.reconnects++;
         countersOf(ctx).restarted();
-        const delayMs = backoffDelay(failures, opts);
+        const delayMs = backoffDelay(failures, { baseMs: opts.initialBackoffMs, capMs: opts.maxBackoffMs });
         log.warn(
           { target: spec.endpoint.target, code: code === undefined ? undefined : grpc.status[code], err: ended.error?.message, attempt: failures, reconnects: stats.reconnects, delayMs },
           ended.error ? 'stream failed, reconnecting' : 'stream ended, reconnecting',

@@ -1,5 +1,6 @@
 /** Every source the agent can read, registered in one list. */
 import { ebpfSource } from './ebpf.js';
+import { ebpfFileSource } from './ebpf-file.js';
 import { falcoFileSource } from './falco-file.js';
 import { falcoGrpcSource } from './falco-grpc.js';
 import { falcoHttpSource } from './falco-http.js';
@@ -11,7 +12,7 @@ import { tetragonGrpcSource } from './tetragon-grpc.js';
 import { SourceSpecError, type Source, type SourceContext, type SourceFactory } from './source.js';
 
 /** The registered sources. Add a source by adding its factory here. */
-export const SOURCES: readonly SourceFactory[] = [falcoFileSource, falcoHttpSource, stdinSource, falcoGrpcSource, tetragonFileSource, tetragonGrpcSource, falcoUnixSource, replaySource, ebpfSource];
+export const SOURCES: readonly SourceFactory[] = [falcoFileSource, falcoHttpSource, stdinSource, falcoGrpcSource, tetragonFileSource, tetragonGrpcSource, falcoUnixSource, replaySource, ebpfSource, ebpfFileSource];
 
 /** Split `scheme:argument` and check the scheme exists; throws SourceSpecError naming the choices. */
 export function parseSourceSpec(spec: string): { factory: SourceFactory; argument: string } {

@@ -75,16 +75,5 @@ export class SourceSpecError extends Error {
   }
 }
 
-/** Resolve after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
+/** Resolve after `ms`, or at once when `signal` aborts (runtime/sleep.ts; re-exported for the sources). */
+export { sleep } from '../../runtime/sleep.js';

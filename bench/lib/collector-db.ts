@@ -1,7 +1,7 @@
 /**
  * Filling a collector database with many stored deviations quickly. Building millions of rows
  * through the store's ingest would take far longer than the bench's budget, so rows shaped exactly
- * as the store writes them (collector/store/sqlite.ts ingestTx: a `deviations` row per deviation,
+ * as the store writes them (collector/store/sqlite/ingest.ts ingestTx: a `deviations` row per deviation,
  * its body JSON.stringify of the validated deviation; one `alerts` row per fingerprint with its
  * count, first/last seen, nodes, pods, last deviation and example) are inserted with bare
  * better-sqlite3 into the schema the store itself created. For the load only: synchronous=OFF, no

@@ -9,16 +9,12 @@ import { baselineKey } from '../../core/baseline.js';
 import { deviationId, type Deviation } from '../../core/deviation.js';
 import { describeEntry, entryOf, type Entry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
-import { parseCidr } from '../../core/ip.js';
+import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
 import { deviationFromWire, deviationToWire } from '../../proto/index.js';
 
-/**
- * The agent's default cluster ranges (agent/main.ts DEFAULT_CLUSTER_CIDRS), repeated here so that
- * simulated agents do not load the agent's whole composition root (zod, pino, prom-client).
- */
-export const CLUSTER_CIDRS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', 'fc00::/7'];
-const CLUSTER = { clusterRanges: CLUSTER_CIDRS.map(parseCidr) };
+/** The agent's default cluster ranges. */
+const CLUSTER = { clusterRanges: DEFAULT_CLUSTER_CIDRS.map(parseCidr) };
 
 /**
  * The first `count` container events with a known image from a stream file; with `maxImages`, only

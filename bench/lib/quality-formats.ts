@@ -11,18 +11,37 @@
  *   tcp_connect, inet_csk_accept, inet_csk_listen_start and udp_sendmsg. The binary is the path the
  *   process was started by (a busybox link, a script). Tetragon's policy has no UDP bind hook, so a
  *   UDP listening socket has no Tetragon line.
+ * - `ebpf`: the bpftrace output of the agent's own program, read with `ebpf-file:` (quality-ebpf.ts);
+ *   images and pods come from a container runtime over the CRI, as on a node.
  */
+import { createEbpfRenderer } from './quality-ebpf.js';
 import type { Activity, Container, Proc } from './quality-traffic.js';
 
 const SHIM = '/usr/bin/containerd-shim-runc-v2';
 
 /** The file formats the scenario replays. */
-export type QualityFormat = 'falco' | 'tetragon';
-export const QUALITY_FORMATS: readonly QualityFormat[] = ['falco', 'tetragon'];
+export type QualityFormat = 'falco' | 'tetragon' | 'ebpf';
+export const QUALITY_FORMATS: readonly QualityFormat[] = ['falco', 'tetragon', 'ebpf'];
 
-/** The agent's `--source` for a file of `format`. */
-export function sourceSpec(format: QualityFormat, path: string): string {
+/** When the nodes booted (the monotonic clock of their eBPF recordings read 0): a day before the traffic. */
+export function bootOf(startMs: number): number {
+  return startMs - 86_400_000;
+}
+
+/** The agent's `--source` for a file of `format` (`bootMs`: see bootOf). */
+export function sourceSpec(format: QualityFormat, path: string, bootMs: number): string {
+  if (format === 'ebpf') return `ebpf-file:${path}?boot=${new Date(bootMs).toISOString()}`;
   return `${format === 'falco' ? 'falco-file' : 'tetragon-file'}:${path}`;
+}
+
+/**
+ * Renders one node's activities in `format`, in time order: a string of one or more lines, or null when
+ * that tool prints nothing for the activity. The eBPF renderer keeps state (the kernel's UDP
+ * deduplication), so each node's file gets its own.
+ */
+export function createRenderer(format: QualityFormat, bootMs: number): (a: Activity) => string | null {
+  if (format === 'ebpf') return createEbpfRenderer(bootMs);
+  return format === 'falco' ? falcoLine : tetragonLine;
 }
 
 let isoSecond = NaN;
@@ -156,7 +175,7 @@ export function tetragonLine(a: Activity): string | null {
   return `{"process_kprobe":{${base},${kprobe}}${tail}`;
 }
 
-/** The line of `a` in `format`, or null when that tool would print none. */
-export function renderLine(format: QualityFormat, a: Activity): string | null {
+/** The JSON line of `a` in `format`, or null when that tool would print none. */
+export function renderLine(format: 'falco' | 'tetragon', a: Activity): string | null {
   return format === 'falco' ? falcoLine(a) : tetragonLine(a);
 }

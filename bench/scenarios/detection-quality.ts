@@ -2,7 +2,9 @@
  * Scenario — detection quality (issue 15, item 7): the seeded multi-node traffic of
  * lib/quality-traffic.ts, with its labelled attacks, replayed through real `driftwatch agent`
  * processes (one per node, each reading its node's file with the agent's file source) into one
- * real `driftwatch collector`, once per source format (Falco JSON, Tetragon JSON export). Scored from
+ * real `driftwatch collector`, once per source format (Falco JSON, Tetragon JSON export, and the
+ * bpftrace output of the agent's own eBPF program, read back with `ebpf-file:`; for it a fake
+ * container runtime names every container's image and pod over the CRI, as a node's does). Scored from
  * the collector's HTTP API (lib/quality-score.ts): recall, precision, false alerts per 1,000
  * container-hours, alerts raised by a replay of normal traffic with fresh values, time to enforce,
  * severity per attack, and the false alerts broken down by severity rule and kind of entry.
@@ -12,17 +14,17 @@
  * node-6 joins, pods moved, a rollout, the attacks), fresh (normal traffic only). Learning runs on
  * event time: --learning-window 1h, --quiet-period 10m, --max-learning-window 2h; the learn phase
  * lasts 2.5 h (2.25 h with --quick), so every learned key has had its chance to enforce.
- *
- * The eBPF source is not replayed: it runs bpftrace itself (agent/sources/ebpf.ts) and has no way to
- * read recorded bpftrace output, and its images and pods come from a CRI socket.
  */
 import { mkdirSync, openSync, closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { parseRecordedLine } from '../../agent/sources/replay.js';
+import { createCaptureDecoder } from '../../agent/sources/ebpf-file.js';
 import { isRejected } from '../../agent/sources/falco-event.js';
+import { startFakeCri, type FakeCri } from '../../test/helpers/cri-server.js';
 import { fmt } from '../lib/measure.js';
 import { getJson, spawnAgent, spawnCollector } from '../lib/procs.js';
-import { QUALITY_FORMATS, renderLine, sourceSpec, type QualityFormat } from '../lib/quality-formats.js';
+import { QUALITY_FORMATS, bootOf, createRenderer, sourceSpec, type QualityFormat } from '../lib/quality-formats.js';
 import { scoreQuality, type AlertItem, type BaselineItem, type DeviationItem, type FalseAlertGroup, type QualityScore } from '../lib/quality-score.js';
 import { generateTraffic, type Traffic, type TrafficSpec } from '../lib/quality-traffic.js';
 import { T0 } from '../lib/data.js';
@@ -42,10 +44,27 @@ export function qualitySpec(quick: boolean, seed = 15): TrafficSpec {
     : { seed, startMs: T0, learnMs: 2.5 * HOUR, enforceMs: 1 * HOUR, freshMs: 1 * HOUR, syntheticImages: 8, slowdown: 1 };
 }
 
+/** What the agent's own parser makes of one node's lines in `format` (it reads the same bytes): rejects, counted by reason. */
+function lineCheck(format: QualityFormat, node: string, bootMs: number, count: (reason: string) => void): (line: string) => void {
+  if (format !== 'ebpf') {
+    return (line) => {
+      const parsed = parseRecordedLine(line, { node, source: format });
+      if (isRejected(parsed)) count(`${parsed.reject}: ${parsed.detail ?? ''}`);
+    };
+  }
+  const ctx = { node, logger: pino({ level: 'silent' }), maxRecordBytes: 1 << 20, follow: false, savedPosition: undefined, rejected: (reason: string, detail?: string) => count(`${reason}: ${detail ?? ''}`) };
+  const { decoder } = createCaptureDecoder(ctx, format, bootMs);
+  return (text) => {
+    for (const line of text.split('\n')) decoder.line(line);
+    decoder.take();
+  };
+}
+
 /** Write each phase's per-node files in `format`; returns the paths and what the agent's parser rejects. */
-function writeFiles(dir: string, traffic: Traffic, format: QualityFormat): { files: Map<string, Map<string, string>>; lines: number; bytes: number; rejects: Map<string, number> } {
+function writeFiles(dir: string, traffic: Traffic, format: QualityFormat, bootMs: number): { files: Map<string, Map<string, string>>; lines: number; bytes: number; rejects: Map<string, number> } {
   const files = new Map<string, Map<string, string>>();
   const rejects = new Map<string, number>();
+  const count = (reason: string) => rejects.set(reason.slice(0, 120), (rejects.get(reason.slice(0, 120)) ?? 0) + 1);
   let lines = 0;
   let bytes = 0;
   for (const phase of traffic.phases) {
@@ -54,6 +73,8 @@ function writeFiles(dir: string, traffic: Traffic, format: QualityFormat): { fil
     for (const [node, events] of phase.byNode) {
       const path = join(dir, phase.phase, `${node}.jsonl`);
       const fd = openSync(path, 'w');
+      const render = createRenderer(format, bootMs);
+      const check = lineCheck(format, node, bootMs, count);
       let chunk: string[] = [];
       const flush = () => {
         const buf = Buffer.from(chunk.join(''));
@@ -62,12 +83,12 @@ function writeFiles(dir: string, traffic: Traffic, format: QualityFormat): { fil
         chunk = [];
       };
       for (const a of events) {
-        const line = renderLine(format, a);
+        const line = render(a);
         if (line === null) continue;
+        // An eBPF activity is several lines (an exec's header, cgroup, file name and argv; a DNS answer before its connect).
+        for (let at = line.indexOf('\n'); at !== -1; at = line.indexOf('\n', at + 1)) lines++;
         lines++;
-        // What the agent's own parser makes of the line (it reads the same bytes): rejects by reason.
-        const parsed = parseRecordedLine(line, { node, source: format });
-        if (isRejected(parsed)) rejects.set(`${parsed.reject}: ${parsed.detail ?? ''}`.slice(0, 120), (rejects.get(`${parsed.reject}: ${parsed.detail ?? ''}`.slice(0, 120)) ?? 0) + 1);
+        check(line);
         chunk.push(line, '\n');
         if (chunk.length > 8192) flush();
       }
@@ -98,9 +119,12 @@ async function listAll<T>(url: string): Promise<T[]> {
 async function replay(ctx: ScenarioContext, traffic: Traffic, format: QualityFormat): Promise<{ score: QualityScore; lines: number; bytes: number; rejects: Map<string, number>; seconds: number }> {
   const dir = join(ctx.workDir, format);
   mkdirSync(dir, { recursive: true });
-  const { files, lines, bytes, rejects } = writeFiles(dir, traffic, format);
+  const bootMs = bootOf(traffic.phases[0]!.startMs);
+  const { files, lines, bytes, rejects } = writeFiles(dir, traffic, format, bootMs);
   ctx.log(`${format}: ${lines} lines (${fmt(bytes / 2 ** 20)} MiB) written; the agent's parser rejects ${[...rejects.values()].reduce((a, b) => a + b, 0)}`);
   const started = performance.now();
+  // eBPF events name a container by its cgroup only: the node's runtime answers for image and pod.
+  const cri = format === 'ebpf' ? await startCri(traffic) : null;
   const collector = await spawnCollector(join(dir, 'collector.db'));
   try {
     for (const phase of traffic.phases) {
@@ -109,7 +133,8 @@ async function replay(ctx: ScenarioContext, traffic: Traffic, format: QualityFor
       const agents = await Promise.all(
         [...byNode].map(([node, path]) =>
           spawnAgent([
-            '--source', sourceSpec(format, path), '--collector', collector.target, '--node', node, '--state-dir', join(dir, 'state', node),
+            '--source', sourceSpec(format, path, bootMs), '--collector', collector.target, '--node', node, '--state-dir', join(dir, 'state', node),
+            ...(cri ? ['--cri-socket', cri.target] : []),
             ...LEARNING_FLAGS, '--exit-when-done', '--drain-timeout', '120s', '--log-level', 'info',
           ]),
         ),
@@ -132,7 +157,27 @@ async function replay(ctx: ScenarioContext, traffic: Traffic, format: QualityFor
     return { score, lines, bytes, rejects, seconds: (performance.now() - started) / 1000 };
   } finally {
     await collector.stop();
+    cri?.cleanup();
   }
+}
+
+/** A fake container runtime (CRI over a unix socket) that knows every container of the traffic, as each node's runtime would. */
+async function startCri(traffic: Traffic): Promise<FakeCri> {
+  const seen = new Set<string>();
+  const containers: Parameters<typeof startFakeCri>[0] = [];
+  for (const phase of traffic.phases) {
+    for (const [, events] of phase.byNode) {
+      for (const { container: c } of events) {
+        if (seen.has(c.id)) continue;
+        seen.add(c.id);
+        containers.push({
+          id: c.id, sandbox: c.podUid, name: c.name, image: `${c.image.repository}:${c.image.tag}`, imageRef: `${c.image.repository}@${c.image.digest}`,
+          pod: { name: c.pod, namespace: c.namespace, uid: c.podUid, labels: c.labels },
+        });
+      }
+    }
+  }
+  return startFakeCri(containers);
 }
 
 function groupsText(groups: readonly FalseAlertGroup[], max = 8): string {

@@ -16,12 +16,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { baselineKey, type BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, entryOf, fingerprint } from '../../core/entry.js';
-import { parseCidr } from '../../core/ip.js';
+import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
 import { falcoStreamLines } from '../../fixtures/falco-stream.js';
 import { seedAgentState } from '../lib/agent-state.js';
 import { deviatingVariant } from '../lib/data.js';
-import { CLUSTER_CIDRS } from '../lib/deviations.js';
 import { checkSpec, hotPathInputs } from '../lib/hot-path-data.js';
 import { cpuSecondsOf, median, percentile, sleep, waitFor } from '../lib/measure.js';
 import { jsonParseFloor } from '../lib/pipeline.js';
@@ -133,7 +132,7 @@ async function latency(ctx: ScenarioContext, baselines: readonly BaselineSnapsho
     normal.push(line);
     if (normal.length >= 20_000) break;
   }
-  const clusterRanges = { clusterRanges: CLUSTER_CIDRS.map(parseCidr) };
+  const clusterRanges = { clusterRanges: DEFAULT_CLUSTER_CIDRS.map(parseCidr) };
   const templates: { line: string; fp: string }[] = [];
   const seenKeys = new Set<string>();
   for (const line of normal) {

@@ -32,6 +32,8 @@ export const NEEDS = {
   revokeException: 'reviewer',
   audit: 'reviewer',
   changeBaseline: 'reviewer',
+  /** POST / DELETE /api/v1/nodes/{node}/quarantine: no line of their own, so the last one (admin). */
+  quarantine: 'admin',
 } as const satisfies Record<string, Role>;
 
 /** May `me` do `action`? */
@@ -117,8 +119,31 @@ export interface BaselineEntry {
   firstSeen: string | null;
   lastSeen: string | null;
   count: number;
+  /** The nodes that taught it. */
   nodes: string[];
+  /** Nodes whose share of it was dropped (quarantined, or by a reviewer); absent from older collectors. */
+  droppedNodes?: string[];
   examples: string[];
+}
+
+/** A quarantined node (`GET /api/v1/nodes/quarantined`). */
+export interface QuarantinedNode {
+  node: string;
+  by: string;
+  at: string | null;
+  reason: string;
+}
+
+/** The quarantined nodes by name; empty from a collector that does not have them (404). */
+export async function quarantinedNodes(api: Api): Promise<Map<string, QuarantinedNode>> {
+  try {
+    const list = await api.get<{ items?: unknown }>('nodes/quarantined');
+    const items = Array.isArray(list.items) ? list.items : [];
+    return new Map(items.filter((q): q is QuarantinedNode => typeof q === 'object' && q !== null && typeof (q as { node?: unknown }).node === 'string').map((q) => [q.node, q]));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return new Map();
+    throw err;
+  }
 }
 
 /** A baseline as `GET /api/v1/baselines/{key}` (and every review change) returns it. */

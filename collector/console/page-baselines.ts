@@ -5,7 +5,7 @@
  * their review status, the reviewer's changes (baseline-review.ts), its versions and diff
  * (baseline-versions.ts) and the exports (baseline-export.ts).
  */
-import { BASELINE_STATES, can, errorText, seg, type Baseline, type BaselineEntry, type BaselineSummary } from './api.js';
+import { BASELINE_STATES, can, errorText, quarantinedNodes, seg, type Baseline, type BaselineEntry, type BaselineSummary, type QuarantinedNode } from './api.js';
 import { entryControls, entryStatus, stateControls, type ReviewDeps } from './baseline-review.js';
 import { exportPanel } from './baseline-export.js';
 import { versionsPanel } from './baseline-versions.js';
@@ -110,13 +110,45 @@ export async function baselinesPage(ctx: PageContext): Promise<void> {
   await load();
 }
 
+/** A node's name, marked when it is quarantined. */
+function nodeName(node: unknown, quarantined: ReadonlyMap<string, QuarantinedNode>): Child {
+  const name = show(node, 253);
+  return quarantined.has(name) ? h('span', { class: 'node-quarantined', title: `quarantined: ${show(quarantined.get(name)?.reason, 300)}` }, name, ' ', h('span', { class: 'badge sev-critical' }, 'quarantined')) : name;
+}
+
+/** Names, comma-separated, each marked when quarantined; at most `max`, then `+N`. */
+function nodeList(nodes: readonly unknown[], quarantined: ReadonlyMap<string, QuarantinedNode>, max: number): Child[] {
+  const out: Child[] = [];
+  nodes.slice(0, max).forEach((n, i) => out.push(i > 0 ? ', ' : null, nodeName(n, quarantined)));
+  if (nodes.length > max) out.push(` +${nodes.length - max}`);
+  return out;
+}
+
+/**
+ * Who taught an entry: its nodes, and the nodes whose share was dropped (quarantined, or dropped
+ * by a reviewer) — such an entry stays only through the others or security: worth a second look.
+ */
+function taughtBy(e: BaselineEntry, quarantined: ReadonlyMap<string, QuarantinedNode>): Child {
+  const nodes = Array.isArray(e.nodes) ? e.nodes : [];
+  const dropped = Array.isArray(e.droppedNodes) ? e.droppedNodes : [];
+  return [
+    nodes.length > 0 ? nodeList(nodes, quarantined, 10) : h('span', { class: 'muted' }, e.status === 'added' || e.status === 'approved' ? 'no node (security)' : 'no node'),
+    dropped.length > 0 ? h('div', { class: 'flag dropped' }, 'dropped: ', nodeList(dropped, quarantined, 10)) : null,
+  ];
+}
+
+/** Whether an entry was taught by a node now quarantined, or kept after a node's share was dropped. */
+function fromSuspectNode(e: BaselineEntry, quarantined: ReadonlyMap<string, QuarantinedNode>): boolean {
+  return (Array.isArray(e.droppedNodes) && e.droppedNodes.length > 0) || (Array.isArray(e.nodes) && e.nodes.some((n) => quarantined.has(n)));
+}
+
 /** A table of entries with its own filter and pager; `update` keeps both. */
 interface EntriesSection {
   element: HTMLElement;
   update(b: Baseline, entries: BaselineEntry[]): void;
 }
 
-function entriesSection(title: string, id: string, ctx: PageContext, review: ReviewDeps | null): EntriesSection {
+function entriesSection(title: string, id: string, ctx: PageContext, review: ReviewDeps | null, quarantined: ReadonlyMap<string, QuarantinedNode>): EntriesSection {
   const section = h('section', { 'aria-labelledby': id });
   const heading = h('h2', { id });
   const filter = h('input', { id: `${id}-filter`, type: 'search', maxlength: 200 });
@@ -130,24 +162,36 @@ function entriesSection(title: string, id: string, ctx: PageContext, review: Rev
     if (b === null) return;
     const current = b;
     const q = filter.value.trim().toLowerCase();
-    const matching = entries.filter((e) => q === '' || show(e.summary).toLowerCase().includes(q) || show(e.status).includes(q) || (e.examples ?? []).some((x) => show(x).toLowerCase().includes(q)));
+    const matching = entries.filter(
+      (e) =>
+        q === '' ||
+        show(e.summary).toLowerCase().includes(q) ||
+        show(e.status).includes(q) ||
+        (e.examples ?? []).some((x) => show(x).toLowerCase().includes(q)) ||
+        [...(e.nodes ?? []), ...(e.droppedNodes ?? [])].some((n) => show(n).toLowerCase().includes(q)),
+    );
     if (offset >= matching.length) offset = 0;
     const shown = matching.slice(offset, offset + ENTRY_PAGE);
     const rows = shown.map((e) =>
       h(
         'tr',
-        { 'data-entry-id': show(e.id, 4000), 'data-status': show(e.status, 32), class: e.status === 'flagged' || e.status === 'removed' ? e.status : null },
+        {
+          'data-entry-id': show(e.id, 4000),
+          'data-status': show(e.status, 32),
+          'data-suspect': fromSuspectNode(e, quarantined) ? 'true' : null,
+          class: [e.status === 'flagged' || e.status === 'removed' ? e.status : '', fromSuspectNode(e, quarantined) ? 'suspect' : ''].filter((c) => c !== '').join(' ') || null,
+        },
         h('td', { class: 'mono entry' }, show(e.summary, 1000)),
         h('td', { class: 'status', tabindex: -1 }, entryStatus(e)),
         h('td', { class: 'mono' }, (e.examples ?? []).slice(0, 3).map((x) => h('div', null, show(x, 500)))),
         h('td', { class: 'time' }, timeEl(e.firstSeen)),
         h('td', { class: 'time' }, timeEl(e.lastSeen)),
-        h('td', null, show((e.nodes ?? []).slice(0, 10).join(', ')), (e.nodes ?? []).length > 10 ? ` +${(e.nodes ?? []).length - 10}` : ''),
+        h('td', { class: 'taught-by' }, taughtBy(e, quarantined)),
         h('td', { class: 'num' }, show(e.count)),
         review === null ? null : h('td', null, entryControls(current, e, review)),
       ),
     );
-    const headers: (string | [string, string])[] = ['Entry', 'Status', 'Examples', 'First seen', 'Last seen', 'Nodes', ['Count', 'num']];
+    const headers: (string | [string, string])[] = ['Entry', 'Status', 'Examples', 'First seen', 'Last seen', 'Taught by', ['Count', 'num']];
     if (review !== null) headers.push('Review');
     replace(body, matching.length === 0 ? h('p', { class: 'muted' }, entries.length === 0 ? 'None.' : 'No entry matches.') : table(title, headers, rows));
     const prev = h('button', { type: 'button', disabled: offset === 0, onclick: () => ((offset = Math.max(0, offset - ENTRY_PAGE)), render()) }, '← Previous');
@@ -174,7 +218,7 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
   const key = ctx.path.slice(1).join('/');
   const heading = ctx.title(`Baseline ${key}`);
   replace(ctx.main, heading, h('p', { class: 'muted' }, 'Loading…'));
-  const first = await ctx.api.get<Baseline>(`baselines/${seg(key)}`);
+  const [first, quarantined] = await Promise.all([ctx.api.get<Baseline>(`baselines/${seg(key)}`), quarantinedNodes(ctx.api)]);
   if (!ctx.alive()) return;
 
   const feedback = h('div', { id: 'baseline-feedback', 'aria-live': 'polite' });
@@ -196,11 +240,12 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
         },
       }
     : null;
-  const processes = entriesSection('Processes', 'proc', ctx, review);
-  const network = entriesSection('Network', 'net', ctx, review);
+  const processes = entriesSection('Processes', 'proc', ctx, review, quarantined);
+  const network = entriesSection('Network', 'net', ctx, review, quarantined);
 
   function renderBaseline(b: Baseline): void {
     const entries = Array.isArray(b.entries) ? b.entries : [];
+    const suspect = entries.filter((e) => e.status !== 'removed' && fromSuspectNode(e, quarantined)).length;
     replace(
       summary,
       facts([
@@ -211,7 +256,8 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
         ['Events learned', show(b.events)],
         ['Namespaces', show((b.namespaces ?? []).slice(0, 20).join(', '))],
         ['Images', imagesText(b.images)],
-        ['Nodes', show((b.nodes ?? []).slice(0, 50).join(', '))],
+        ['Nodes', (b.nodes ?? []).length > 0 ? nodeList(b.nodes, quarantined, 50) : null],
+        ['Suspect entries', suspect > 0 ? h('span', { class: 'flag' }, `${suspect} taught by a quarantined node or kept after a node's share was dropped — marked below`) : null],
         ['Full', b.overflow ? 'yes — new entries are no longer added' : null],
         ['Alerts', h('a', { href: linkWithQuery(['alerts'], { image: String(b.key) }) }, 'Alerts of this baseline')],
       ]),

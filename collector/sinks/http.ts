@@ -9,7 +9,9 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { z } from 'zod';
+import { backoffDelay } from '../../runtime/backoff.js';
 import { durationMs } from '../../runtime/config.js';
+import { sleep as sleepOrAbort } from '../../runtime/sleep.js';
 
 /**
  * Why a delivery failed: `rejected` (the destination refused the request, 3xx/4xx other than 429;
@@ -202,12 +204,6 @@ export interface RetryPolicy {
 /** Defaults that suit PagerDuty's and Slack's advice ("retry after some time, with a back off"). */
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000, maxRetryAfterMs: 60_000 });
 
-/** Capped exponential backoff with "equal jitter": half fixed, half random, so retries spread out but never collapse to 0. */
-export function backoffDelay(attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
-  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(attempt - 1, 30));
-  return Math.round(exp / 2 + random() * (exp / 2));
-}
-
 /** Injectable timing for tests. */
 export interface RetryDeps {
   sleep?: ((ms: number, signal: AbortSignal) => Promise<void>) | undefined;
@@ -217,19 +213,9 @@ export interface RetryDeps {
 }
 
 /** Wait `ms`, rejecting with an `aborted` DeliveryError as soon as `signal` aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(abortedError(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortedError(signal));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+export async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  await sleepOrAbort(ms, signal);
+  if (signal.aborted) throw abortedError(signal);
 }
 
 /**
@@ -245,7 +231,7 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, policy: R
       if (!(err instanceof DeliveryError)) throw err;
       err.attempts = n;
       if (!err.retryable || n >= policy.maxAttempts || signal.aborted) throw err;
-      let delay = backoffDelay(n, policy, deps.random);
+      let delay = backoffDelay(n, { baseMs: policy.baseDelayMs, capMs: policy.maxDelayMs }, deps.random);
       if (err.retryAfterMs !== undefined) {
         if (err.retryAfterMs > policy.maxRetryAfterMs) throw err;
         delay = err.retryAfterMs;

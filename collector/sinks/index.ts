@@ -5,6 +5,8 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
+import { deepFreeze } from '../../core/freeze.js';
+import { firstIssue } from '../../core/zod-issue.js';
 import { ConfigError } from '../../runtime/config.js';
 import type { Logger } from '../../runtime/logger.js';
 import { alertmanagerSinkType } from './alertmanager.js';
@@ -61,18 +63,12 @@ const SINK_TYPE_NAMES = SINK_TYPES.map((t) => t.type);
 export function parseSinksConfig(doc: unknown): Readonly<SinksConfig> {
   const result = SinksConfigSchema.safeParse(doc ?? {});
   if (result.success) return deepFreeze(result.data);
-  const issue = result.error.issues[0] as z.core.$ZodIssue;
-  const path = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    throw new ConfigError(issue.keys.map((k) => (path === '' ? k : `${path}.${k}`)).join(', '), 'unknown setting', { cause: result.error });
-  }
+  const { issue, path, key, message } = firstIssue(result.error);
   // An unknown or missing `type` fails the discriminator: say which types exist.
   if (issue.code === 'invalid_union' && issue.path.at(-1) === 'type') {
     throw new ConfigError(path, `must be one of: ${SINK_TYPE_NAMES.join(', ')}`, { cause: result.error });
   }
-  let message = issue.message;
-  if (issue.code === 'invalid_value' && 'values' in issue) message = `must be one of: ${(issue.values as unknown[]).join(', ')}`;
-  throw new ConfigError(path, message, { cause: result.error });
+  throw new ConfigError(key, message, { cause: result.error });
 }
 
 /** What createSinks needs besides config. */
@@ -133,12 +129,4 @@ export function createSinks(config: Readonly<SinksConfig>, deps: CreateSinksDeps
       ...(notify ? { notify: (n: Notice, signal: AbortSignal) => counted({ alert: n.kind, action: 'notice' }, () => notify(n, signal)) } : {}),
     } satisfies Sink;
   });
-}
-
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
 }

@@ -206,6 +206,8 @@ export type ReviewedState = BaselineState | 'relearn';
 
 /** An entry with its review status. */
 export interface ReviewedEntry extends EntryStats {
+  /** Nodes whose share of this entry was dropped (quarantined, or dropped by a reviewer), at most 16: it stays because of other nodes or security. */
+  droppedNodes: string[];
   status: EntryStatus;
   /** Why it has its status: the reviewer's reason, or `new in version TAG@DIGEST ...` for `flagged`; '' when learned. */
   statusReason: string;
@@ -247,7 +249,7 @@ export type BaselineChange =
 
 /** The outcome of a review change. */
 export type ReviewResult =
-  | { ok: true; before: BaselineView | null; after: BaselineView; version: number }
+  | { ok: true; before: BaselineView | null; after: BaselineView; version: number; /** What a drop-node took out. */ dropped?: Omit<NodeDropResult, 'keys'> }
   | { ok: false; status: 400 | 404 | 409; message: string };
 
 /** A baseline in a list: the merged header without entries. */
@@ -356,6 +358,10 @@ export interface NodeDropResult {
   keys: string[];
   /** Entries removed because only that node taught them (approved or added ones stay). */
   entriesRemoved: number;
+  /** Entries that stay (other nodes taught them, or security approved or added them), their stats recomputed without the node's share. */
+  entriesRecomputed: number;
+  /** Of those, entries whose first/last seen or examples could not be told apart from security's own exactly: narrowed to what provably remains (core/merge withoutShare). */
+  entriesNarrowed: number;
 }
 
 /** The quarantined nodes (ingest refuses their deltas; deviation lists mark what they sent). */

@@ -4,7 +4,6 @@ import type * as grpc from '@grpc/grpc-js';
 import { parseSourceSpec, createSource } from '../../agent/sources/index.js';
 import { createFalcoGrpcSource, falcoResponseToEvent } from '../../agent/sources/falco-grpc.js';
 import { parseFalcoLine } from '../../agent/sources/falco-event.js';
-import { backoffDelay, GRPC_STREAM_DEFAULTS } from '../../agent/sources/grpc-stream.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { falcoOutputsService } from '../../proto/third-party.js';
 import { at, falcoLine, falcoRecord, type FalcoEventSpec } from '../helpers/falco.js';
@@ -125,8 +124,3 @@ test('falco-grpc addresses: default socket, unix paths, TCP only with mTLS', (t)
   t.notThrows(() => createSource('falco-grpc:falco:5060?ca=/a&cert=/b&key=/c', ctx));
 });
 
-test('backoff grows exponentially to its cap, with jitter in the upper half', (t) => {
-  const o = GRPC_STREAM_DEFAULTS;
-  t.deepEqual([1, 2, 3, 10, 100].map((n) => backoffDelay(n, o, () => 1)), [200, 400, 800, 10_000, 10_000]);
-  t.deepEqual([1, 2, 10].map((n) => backoffDelay(n, o, () => 0)), [100, 200, 5_000]);
-});

@@ -61,11 +61,12 @@ test('real records in a real agent: skips counted by source and reason; unattrib
   await expect(t, first.metrics, [
     ['driftwatch_agent_events_ignored_total', { source: falco, reason: 'other_source' }, 2],
     ['driftwatch_agent_events_ignored_total', { source: falco, reason: 'file_event' }, 1],
+    ['driftwatch_agent_events_ignored_total', { source: falco, reason: 'event_type' }, 1],
     ['driftwatch_agent_events_ignored_total', { source: tetragon, reason: 'process_close' }, 1],
     ['driftwatch_agent_events_ignored_total', { source: tetragon, reason: 'process_exit' }, 1],
     ['driftwatch_agent_events_ignored_total', { source: tetragon, reason: 'kprobe_function' }, 1],
     ['driftwatch_agent_events_rejected_total', { source: tetragon, reason: 'bad_time' }, 1],
-    ['driftwatch_agent_events_total', { source: falco, kind: 'exec' }, 7],
+    ['driftwatch_agent_events_total', { source: falco, kind: 'exec' }, 6],
     ['driftwatch_agent_events_total', { source: falco, kind: 'connect' }, 2],
     ['driftwatch_agent_events_total', { source: tetragon, kind: 'listen' }, 2],
     // Falco line 1 (its image never resolved) and Tetragon lines 14-15 waited their attribution wait

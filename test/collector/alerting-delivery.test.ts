@@ -5,27 +5,14 @@
  * the acknowledge comment travels and re-sends carry it; settings that cannot work are refused.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { loadCollectorConfig } from '../../collector/main.js';
 import { ConfigError } from '../../runtime/config.js';
+import { withCollector } from '../helpers/collector.js';
 import { deviationOf, sendDeviations } from '../helpers/ingest.js';
 import { startRecorder, type Recorder } from '../helpers/recorder.js';
 
 const ROUTING_KEY = 'e93facc04764012d7bfb002500d5d1a6';
 const quick = { maxAttempts: 1 };
-
-async function collector(t: import('ava').ExecutionContext, settings: Record<string, unknown>, now: () => number): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-delivery-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...settings }, {}), { logger: pino({ level: 'silent' }), now });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
-}
 
 async function api(base: string, method: string, path: string, body?: unknown) {
   const res = await fetch(`${base}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -46,7 +33,7 @@ test('Alertmanager re-sends: one rejected alert is that alert\'s alone; it is re
   let poisoned = '';
   // The receiver refuses one alert, as Alertmanager refuses one whose times it does not accept.
   const rec = await startRecorder(t, (r) => (poisoned !== '' && r.body.includes(poisoned) ? { status: 400, body: 'start time must be before end time' } : { status: 200 }));
-  const c = await collector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: rec.url, retry: quick }] }, () => clock);
+  const c = await withCollector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: rec.url, retry: quick }] }, { now: () => clock });
   await sendDeviations(c.grpcPort, [1, 2, 3, 4].map((i) => deviationOf({ i, exe: `/usr/bin/tool-${i}` })));
   await c.alerting.drain();
   t.is(amAlerts(rec).length, 4);
@@ -81,7 +68,7 @@ test('Alertmanager re-sends: one rejected alert is that alert\'s alone; it is re
 test('storm control decides for re-sends: held alerts are never posted to Alertmanager, and the held gauge says how many', async (t) => {
   let clock = Date.UTC(2026, 10, 23, 12, 0, 0);
   const rec = await startRecorder(t);
-  const c = await collector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: rec.url, retry: quick }], alerting: { storm: { perImage: { max: 2, per: '5m' } } } }, () => clock);
+  const c = await withCollector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: rec.url, retry: quick }], alerting: { storm: { perImage: { max: 2, per: '5m' } } } }, { now: () => clock });
   await sendDeviations(c.grpcPort, Array.from({ length: 9 }, (_x, i) => deviationOf({ i, exe: `/tmp/payload-${i}` })));
   await c.alerting.drain();
   const first = amAlerts(rec);
@@ -100,7 +87,7 @@ test('storm control decides for re-sends: held alerts are never posted to Alertm
 test('storm summaries close where they opened: PagerDuty gets the resolve when the storm window ends; the text reads as a summary', async (t) => {
   let clock = Date.UTC(2026, 10, 23, 12, 0, 0);
   const rec = await startRecorder(t, () => ({ status: 202, body: '{"status":"success"}' }));
-  const c = await collector(t, { sinks: [{ name: 'pd', type: 'pagerduty', routingKey: ROUTING_KEY, url: `${rec.url}/pd`, retry: quick }], alerting: { storm: { perImage: { max: 1, per: '5m' } } } }, () => clock);
+  const c = await withCollector(t, { sinks: [{ name: 'pd', type: 'pagerduty', routingKey: ROUTING_KEY, url: `${rec.url}/pd`, retry: quick }], alerting: { storm: { perImage: { max: 1, per: '5m' } } } }, { now: () => clock });
   await sendDeviations(c.grpcPort, Array.from({ length: 4 }, (_x, i) => deviationOf({ i, exe: `/tmp/payload-${i}` })));
   await c.alerting.drain();
   const sent = bodies(rec, '/pd');
@@ -120,10 +107,10 @@ test('storm summaries close where they opened: PagerDuty gets the resolve when t
 test('a storm summary can be acknowledged and resolved through the API, with the comment; a second resolve is refused', async (t) => {
   const clock = Date.UTC(2026, 10, 23, 12, 0, 0);
   const rec = await startRecorder(t, (r) => ({ status: r.path === '/pd' ? 202 : 200, body: r.path === '/pd' ? '{"status":"success"}' : '' }));
-  const c = await collector(
+  const c = await withCollector(
     t,
     { sinks: [{ name: 'pd', type: 'pagerduty', routingKey: ROUTING_KEY, url: `${rec.url}/pd`, retry: quick }, { name: 'hook', type: 'webhook', url: `${rec.url}/hook`, retry: quick }], alerting: { storm: { perImage: { max: 1, per: '5m' } } } },
-    () => clock,
+    { now: () => clock },
   );
   await sendDeviations(c.grpcPort, Array.from({ length: 3 }, (_x, i) => deviationOf({ i, exe: `/tmp/payload-${i}` })));
   await c.alerting.drain();
@@ -147,7 +134,7 @@ test('a storm summary can be acknowledged and resolved through the API, with the
 test('the acknowledge comment travels to the sinks, and Alertmanager re-sends carry the same annotations as the acknowledge post', async (t) => {
   let clock = Date.UTC(2026, 10, 23, 12, 0, 0);
   const rec = await startRecorder(t);
-  const c = await collector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: `${rec.url}`, retry: quick }, { name: 'hook', type: 'webhook', url: `${rec.url}/hook`, retry: quick }] }, () => clock);
+  const c = await withCollector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: `${rec.url}`, retry: quick }, { name: 'hook', type: 'webhook', url: `${rec.url}/hook`, retry: quick }] }, { now: () => clock });
   await sendDeviations(c.grpcPort, [deviationOf({ i: 1 })]);
   await c.alerting.drain();
   const id = (await api(c.url, 'GET', '/api/v1/alerts')).body.items[0].id as string;

@@ -7,11 +7,11 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { WebSocket } from 'ws';
 import { matchesAlert, routeAlert, AlertingConfigSchema } from '../../collector/alerting/config.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { loadCollectorConfig, type CollectorHandle } from '../../collector/main.js';
 import { ConfigError } from '../../runtime/config.js';
+import { withCollector, type TestCollectorOptions } from '../helpers/collector.js';
 import { deviationOf, sendDeviations } from '../helpers/ingest.js';
 import { loadSpec } from '../helpers/openapi.js';
 import { startRecorder, type Received, type Recorder } from '../helpers/recorder.js';
@@ -31,17 +31,9 @@ interface Setup {
   url: string;
 }
 
-async function collector(t: import('ava').ExecutionContext, settings: Record<string, unknown>, options: { dir?: string; now?: () => number } = {}): Promise<Setup> {
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'dw-alerting-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...settings }, {}), {
-    logger: pino({ level: 'silent' }),
-    ...(options.now ? { now: options.now } : {}),
-  });
-  t.teardown(async () => {
-    await c.stop();
-    if (!options.dir) rmSync(dir, { recursive: true, force: true });
-  });
-  return { c, dir, url: c.url };
+async function collector(t: import('ava').ExecutionContext, settings: Record<string, unknown>, options: TestCollectorOptions = {}): Promise<Setup> {
+  const c = await withCollector(t, settings, options);
+  return { c, dir: c.dir, url: c.url };
 }
 
 async function api(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {

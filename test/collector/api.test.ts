@@ -3,27 +3,13 @@
  * real gRPC client speaking the wire contract.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 import { deviationId, type Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { agentService, deviationToWire, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
+import { withCollector } from '../helpers/collector.js';
 import { converse } from '../helpers/ingest.js';
-
-async function withCollector(t: import('ava').ExecutionContext, settings: Record<string, unknown> = {}): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-api-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...settings }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
-}
 
 function deviation(node: string, i: number, image = 'docker.io/library/nginx'): Deviation {
   const event: ActivityEvent = {

@@ -6,32 +6,18 @@
  * per token.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import type { CollectorHandle } from '../../collector/main.js';
 import { createAuthFailureLimiter } from '../../collector/rate-limit.js';
 import { FRESH_RENDERS } from '../../runtime/health.js';
+import { withCollector } from '../helpers/collector.js';
 
 const VIEWER = 'viewer-token-0123456789abcdef';
 const REVIEWER = 'reviewer-token-0123456789abcdef';
 
-async function withCollector(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-limits-'));
-  const tokensFile = join(dir, 'tokens.yaml');
-  writeFileSync(tokensFile, `tokens:\n  - name: viewer-user\n    role: viewer\n    token: ${VIEWER}\n  - name: reviewer-user\n    role: reviewer\n    token: ${REVIEWER}\n`);
-  const c = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, apiTokensFile: tokensFile, ...extra }, {}),
-    { logger: pino({ level: 'silent' }) },
-  );
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
+function withTokens(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<CollectorHandle> {
+  return withCollector(t, extra, { tokens: `tokens:\n  - name: viewer-user\n    role: viewer\n    token: ${VIEWER}\n  - name: reviewer-user\n    role: reviewer\n    token: ${REVIEWER}\n` });
 }
 
 interface Answer {
@@ -85,7 +71,7 @@ test('the failure limiter: a credential locks, an address and everyone are throt
 });
 
 test('a credential that keeps failing is locked, whatever address it comes from; other credentials are not', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const bad = 'rotated-out-token-0123456789';
   for (let i = 1; i <= 10; i++) t.is((await send(c, '/api/v1/alerts', { token: bad, from: `127.0.0.${i + 10}` })).status, 401);
   const locked = await send(c, '/api/v1/alerts', { token: bad, from: '127.0.0.30' });
@@ -97,7 +83,7 @@ test('a credential that keeps failing is locked, whatever address it comes from;
 });
 
 test('an attacker rotating addresses meets the overall budget; valid tokens still get in from anywhere', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   // 16 addresses × 19 failures: under every address's bound, over the overall one (300 a minute).
   const statuses: number[] = [];
   for (let a = 0; a < 16; a++) {
@@ -115,7 +101,7 @@ test('an attacker rotating addresses meets the overall budget; valid tokens stil
 });
 
 test('requests without a token are not failures: 100 of them leave the failure budget untouched', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   for (let i = 0; i < 100; i++) t.is((await send(c, '/api/v1/whoami')).status, 401);
   t.is((await send(c, '/api/v1/alerts', { token: 'a-first-wrong-token-0123456' })).status, 401, 'a wrong token still gets 401, not 429');
   t.is(await denied(c, 'address_throttled'), 0);
@@ -140,7 +126,7 @@ async function consoleLoad(c: CollectorHandle): Promise<Map<string, number>> {
 }
 
 test('reloading the console 100 times needs no token, counts no failure, and never locks its user out', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const first = await consoleLoad(c);
   t.true(first.has('/console/main.js') && first.has('/console/style.css') && first.has('/favicon.ico') && first.has('/console/favicon.svg'), [...first.keys()].join(' '));
   t.true(first.size > 5, 'the modules main.js imports are followed');
@@ -157,7 +143,7 @@ test('reloading the console 100 times needs no token, counts no failure, and nev
 
 test('2,000 concurrent scrapes of /metrics share a handful of renderings while /livez answers', async (t) => {
   // A long interval: a handful of renderings must serve the whole storm, however slow this machine is.
-  const c = await withCollector(t, { metricsInterval: '1m' });
+  const c = await withTokens(t, { metricsInterval: '1m' });
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const get = (path: string) =>
     new Promise<number | string>((resolve) => {
@@ -184,7 +170,7 @@ test('2,000 concurrent scrapes of /metrics share a handful of renderings while /
 });
 
 test('a JSON body over the bound gets 413 with a reason, announced or chunked, and the next request works', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const json = (size: number) => JSON.stringify({ comment: 'x'.repeat(size) });
   const post = (body: string, chunked: boolean) =>
     send(c, '/api/v1/baselines/bulk', { method: 'POST', token: REVIEWER, headers: { 'content-type': 'application/json' }, body, chunked });
@@ -228,7 +214,7 @@ function upgrade(c: CollectorHandle, token: string): Promise<{ status: string; s
 }
 
 test('one token holds at most its share of live-feed slots; other tokens still connect', async (t) => {
-  const c = await withCollector(t, { streamMaxClientsPerToken: 2 });
+  const c = await withTokens(t, { streamMaxClientsPerToken: 2 });
   const open: Socket[] = [];
   t.teardown(() => open.forEach((s) => s.destroy()));
   for (let i = 0; i < 2; i++) {

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { loadCollectorConfig, startCollector } from '../../collector/main.js';
 import { createTokenReviewer, judgeTokenReview } from '../../collector/ingest/token-review.js';
+import { withCollector } from '../helpers/collector.js';
 import { hello } from '../helpers/agent-stream.js';
 import { makePki } from '../helpers/pki.js';
 
@@ -133,28 +133,20 @@ test('an API server that is down or refuses the collector fails closed, with a c
 test('a collector in token mode: the token decides the node; another node, no token, a bad token or no API server are refused', async (t) => {
   const pki = await makePki(t, []);
   const api = await fakeApiServer(t);
-  const dir = mkdtempSync(join(tmpdir(), 'dw-tr-c-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const logs: string[] = [];
-  const c = await startCollector(
-    loadCollectorConfig(
-      {
-        db: join(dir, 'c.db'),
-        grpcListen: '127.0.0.1:0',
-        httpListen: '127.0.0.1:0',
-        insecure: true, // the API only; the agent stream is TLS
-        tlsCert: pki.collectorCert,
-        tlsKey: pki.collectorKey,
-        agentAuth: 'token',
-        agentServiceAccounts: ['driftwatch:driftwatch-agent'],
-        kubeApiServer: api.url,
-        kubeTokenFile: tokenFile(t),
-      },
-      {},
-    ),
-    { logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s) }) },
+  const c = await withCollector(
+    t,
+    {
+      // insecure: the API only; the agent stream is TLS
+      tlsCert: pki.collectorCert,
+      tlsKey: pki.collectorKey,
+      agentAuth: 'token',
+      agentServiceAccounts: ['driftwatch:driftwatch-agent'],
+      kubeApiServer: api.url,
+      kubeTokenFile: tokenFile(t),
+    },
+    { logs },
   );
-  t.teardown(() => c.stop());
   const tls = grpc.credentials.createSsl(pki.read(pki.ca));
   const bearer = (token: string) => {
     const md = new grpc.Metadata();

@@ -5,14 +5,12 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
 import { MAX_AUDIT_VALUE_CHARS } from '../../collector/audit.js';
 import { parseTokensFile, requiredRole } from '../../collector/auth.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { loadCollectorConfig, type CollectorHandle } from '../../collector/main.js';
+import { withCollector, type TestCollector } from '../helpers/collector.js';
 
 const TOKENS = {
   viewer: 'viewer-token-0123456789abcdef',
@@ -32,19 +30,8 @@ function tokensYaml(tokens: Record<string, string> = TOKENS): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function withCollector(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<CollectorHandle & { tokensFile: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-auth-'));
-  const tokensFile = join(dir, 'tokens.yaml');
-  writeFileSync(tokensFile, tokensYaml());
-  const c = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, apiTokensFile: tokensFile, tlsReloadInterval: '100ms', ...extra }, {}),
-    { logger: pino({ level: 'silent' }) },
-  );
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return Object.assign(c, { tokensFile });
+function withTokens(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<TestCollector> {
+  return withCollector(t, { tlsReloadInterval: '100ms', ...extra }, { tokens: tokensYaml() });
 }
 
 function call(c: CollectorHandle, method: string, path: string, token?: string, init: RequestInit = {}) {
@@ -105,7 +92,7 @@ test('without a tokens file the collector refuses to start unless insecure', (t)
 });
 
 test('401 without or with a wrong token, 403 for a role too weak, through for a strong enough one', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const none = await call(c, 'GET', '/api/v1/alerts');
   t.is(none.status, 401);
   t.is(none.headers.get('www-authenticate'), 'Bearer realm="driftwatch"');
@@ -147,14 +134,14 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
 });
 
 test('metricsAuth puts /metrics behind a viewer token', async (t) => {
-  const c = await withCollector(t, { metricsAuth: true });
+  const c = await withTokens(t, { metricsAuth: true });
   t.is((await call(c, 'GET', '/metrics')).status, 401);
   t.is((await call(c, 'GET', '/metrics', TOKENS.viewer)).status, 200);
   t.is((await call(c, 'GET', '/livez')).status, 200);
 });
 
 test('failures from one address slow its failing attempts, never a good token from it', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   for (let i = 0; i < 20; i++) t.is((await call(c, 'GET', '/api/v1/alerts', `guess-${i}-0123456789abcdef`)).status, 401);
   const slowed = await call(c, 'GET', '/api/v1/alerts', 'guess-20-0123456789abcdef');
   t.is(slowed.status, 429, 'a further failing attempt from this address');
@@ -165,7 +152,7 @@ test('failures from one address slow its failing attempts, never a good token fr
 });
 
 test('requests per token are rate limited', async (t) => {
-  const c = await withCollector(t, { apiRateLimit: 1 });
+  const c = await withTokens(t, { apiRateLimit: 1 });
   // Ten at once: however slow this machine, they arrive well within the nine seconds of refill
   // that would let them all through.
   const statuses = await Promise.all(Array.from({ length: 10 }, async () => (await call(c, 'GET', '/api/v1/alerts', TOKENS.viewer)).status));
@@ -175,13 +162,13 @@ test('requests per token are rate limited', async (t) => {
 });
 
 test('a body larger than maxBodyBytes is refused with 413 before the handler', async (t) => {
-  const c = await withCollector(t, { maxBodyBytes: 1024 });
+  const c = await withTokens(t, { maxBodyBytes: 1024 });
   const res = await call(c, 'POST', '/api/v1/alerts/abc/ack', TOKENS.admin, { body: 'x'.repeat(4096) });
   t.is(res.status, 413);
 });
 
 test('the tokens file is re-read when it changes; a broken one keeps the previous tokens; the change is audited', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const fresh = 'fresh-token-for-carol-0123456789';
   writeFileSync(c.tokensFile, `tokens:\n  - name: carol\n    role: reviewer\n    token: ${fresh}\n  - name: viewer-user\n    role: viewer\n    token: ${TOKENS.viewer}\n`);
   const deadline = Date.now() + 5_000;
@@ -206,7 +193,7 @@ test('the tokens file is re-read when it changes; a broken one keeps the previou
 });
 
 test('a websocket upgrade needs a token like any read', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const upgrade = (token?: string) =>
     new Promise<string>((resolve, reject) => {
       const s = connect(c.httpPort, '127.0.0.1');
@@ -232,7 +219,7 @@ test('a websocket upgrade needs a token like any read', async (t) => {
 });
 
 test('audit entries are readable newest first, paged, with huge values truncated', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   for (let i = 1; i <= 5; i++) c.audit.record({ actor: 'alice', role: 'reviewer', action: 'baseline.lock', target: `key-${i}`, before: { state: 'enforcing' }, after: { state: 'locked', i } });
   c.audit.record({ actor: 'bob', role: 'responder', action: 'alert.acknowledge', target: 'x'.repeat(5000), before: { blob: 'y'.repeat(100_000) }, after: null });
   const first = (await (await call(c, 'GET', '/api/v1/audit?limit=4', TOKENS.reviewer)).json()) as { items: any[]; next: string | null };
@@ -255,12 +242,7 @@ test('audit entries are readable newest first, paged, with huge values truncated
 });
 
 test('an open API (insecure, no tokens file) acts as anonymous admin', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-auth-open-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const c = await withCollector(t);
   t.is((await fetch(`${c.url}/api/v1/audit`)).status, 200);
   t.is((await fetch(`${c.url}/api/v1/alerts`)).status, 200);
 });

@@ -3,15 +3,12 @@
  * API, and what the collector pushes back down the agents' streams.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { type CollectorHandle } from '../../collector/main.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
 import { agentService, snapshotToWire, type WireAgentMessage, type WireClusterBaseline, type WireCollectorMessage } from '../../proto/index.js';
+import { withCollector } from '../helpers/collector.js';
 import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { converse, deviationOf, sendDeviations } from '../helpers/ingest.js';
 import { eventually } from '../helpers/processes.js';
@@ -24,16 +21,6 @@ const dns: Entry = { type: 'network', direction: 'egress', protocol: 'udp', peer
 
 function delta(node: string, entries: Entry[], state: BaselineSnapshot['state'] = 'enforcing', version = 5): BaselineSnapshot {
   return deltaOf(KEY, entries.map((entry, i) => statsOf(entry, node, { firstSeen: T0 + i, lastSeen: T0 + 1000 + i, count: 10 + i })), { state, version, namespaces: ['shop'] });
-}
-
-async function collector(t: import('ava').ExecutionContext): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-baselines-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
 }
 
 async function api(c: CollectorHandle, method: string, path: string, body?: unknown) {
@@ -62,7 +49,7 @@ function listen(c: CollectorHandle, node: string) {
 }
 
 test('review: lock, approve and remove entries, add one by hand; every change is a version with who and why; any two diff', async (t) => {
-  const c = await collector(t);
+  const c = await withCollector(t);
   await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [nginx, shell]))] } }], 1);
   const view = (await api(c, 'GET', `/api/v1/baselines/${ENC}`)).body;
   t.like(view, { key: KEY, state: 'enforcing', version: 0, partial: false, nodes: ['node-1'] });
@@ -109,7 +96,7 @@ test('review: lock, approve and remove entries, add one by hand; every change is
 });
 
 test('an entry a new image version brought during its grace period is flagged for review, then approved', async (t) => {
-  const c = await collector(t);
+  const c = await withCollector(t);
   const d = delta('node-1', [nginx, dns]);
   d.entries[1]!.addedBy = '1.27.0';
   await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(d)] } }], 1);
@@ -124,7 +111,7 @@ test('an entry a new image version brought during its grace period is flagged fo
 });
 
 test('removed stays removed: agents learning it again do not bring it back, and it alerts', async (t) => {
-  const c = await collector(t);
+  const c = await withCollector(t);
   await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [nginx, shell]))] } }], 1);
   await api(c, 'POST', `/api/v1/baselines/${ENC}/entries/${encodeURIComponent(entryId(shell))}/remove`, { reason: 'no shells here' });
   // Another node learned the shell too; its delta arrives after the removal.
@@ -141,7 +128,7 @@ test('removed stays removed: agents learning it again do not bring it back, and 
 });
 
 test('a busybox applet entry travels whole: its id is recomputed with the applet and accepted, and another node\'s deviation of it is known', async (t) => {
-  const c = await collector(t);
+  const c = await withCollector(t);
   const wget: Entry = { type: 'process', exe: '/bin/busybox', applet: 'wget', parent: 'sh', user: 'user', args: '-q -O- http://<ip>/healthz' };
   const sh: Entry = { type: 'process', exe: '/bin/busybox', applet: 'sh', parent: 'containerd-shim', user: 'user', args: '/entrypoint.sh' };
   const { replies } = await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [wget, sh]))] } }], 1);
@@ -153,7 +140,7 @@ test('a busybox applet entry travels whole: its id is recomputed with the applet
 });
 
 test('push-down: a connecting agent gets the cluster baselines; review changes reach every connected agent', async (t) => {
-  const c = await collector(t);
+  const c = await withCollector(t);
   // Still learning on node-1: nothing is pushed for it.
   await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [nginx], 'learning'))] } }], 1);
   const early = listen(c, 'node-2');
@@ -192,7 +179,7 @@ test('push-down: a connecting agent gets the cluster baselines; review changes r
 });
 
 test('policy as code: export from one collector, import into another, export again: the same document; NetworkPolicy and Falco rules download', async (t) => {
-  const a = await collector(t);
+  const a = await withCollector(t);
   const peer: Entry = { type: 'network', direction: 'egress', protocol: 'tcp', peer: '203.0.113.50', port: 443 };
   await converse(a.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta('node-1', [nginx, shell, dns, peer]))] } }], 1);
   await api(a, 'POST', `/api/v1/baselines/${ENC}/entries/${encodeURIComponent(entryId(shell))}/remove`, { reason: 'no shells' });
@@ -205,7 +192,7 @@ test('policy as code: export from one collector, import into another, export aga
   t.regex(yamlText, /state: locked/);
 
   // Import into a collector that has never seen this image: the document is the desired state.
-  const b = await collector(t);
+  const b = await withCollector(t);
   const imported = await fetch(`${b.url}/api/v1/baselines/import`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: yamlText });
   t.is(imported.status, 200);
   t.deepEqual(((await imported.json()) as any).applied, [{ key: KEY, version: 1, state: 'locked', added: 3, removed: 0 }]);

@@ -5,32 +5,21 @@
  * driven in test/console/.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
 import { WebSocket } from 'ws';
 import { requiredRole } from '../../collector/auth.js';
 import { CONSOLE_CSP } from '../../collector/console-server.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { type CollectorHandle } from '../../collector/main.js';
+import { withCollector } from '../helpers/collector.js';
 
 const TOKENS = { viewer: 'viewer-token-0123456789abcdef', responder: 'responder+token/0123456789==' } as const;
 const MODULES_DIR = fileURLToPath(new URL('../../collector/console/', import.meta.url));
 
-async function withCollector(t: ExecutionContext): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-console-'));
-  const tokensFile = join(dir, 'tokens.yaml');
-  writeFileSync(tokensFile, `tokens:\n  - name: vera\n    role: viewer\n    token: ${TOKENS.viewer}\n  - name: rob\n    role: responder\n    token: "${TOKENS.responder}"\n`);
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, apiTokensFile: tokensFile }, {}), {
-    logger: pino({ level: 'silent' }),
-  });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
+function withTokens(t: ExecutionContext): Promise<CollectorHandle> {
+  return withCollector(t, {}, { tokens: `tokens:\n  - name: vera\n    role: viewer\n    token: ${TOKENS.viewer}\n  - name: rob\n    role: responder\n    token: "${TOKENS.responder}"\n` });
 }
 
 /** A raw GET: the path goes on the wire exactly as given (fetch would normalize `..`). */
@@ -49,7 +38,7 @@ function rawGet(c: CollectorHandle, path: string, headers: Record<string, string
 }
 
 test('/ and /console redirect to /console/, which serves the page, its stylesheet and modules with strict headers', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   for (const path of ['/', '/console', '/?x=1']) {
     const r = await rawGet(c, path);
     t.is(r.status, 302, path);
@@ -93,7 +82,7 @@ test('/ and /console redirect to /console/, which serves the page, its styleshee
 });
 
 test('no path reaches a file outside the manifest', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const paths = [
     '/console/../package.json',
     '/console/..%2f..%2fpackage.json',
@@ -139,7 +128,7 @@ test('route roles: the console\'s files are open to read, whoami needs a viewer,
 });
 
 test('GET /api/v1/whoami answers the token\'s name and role, and needs a token', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   const me = await fetch(`${c.url}/api/v1/whoami`, { headers: { authorization: `Bearer ${TOKENS.viewer}` } });
   t.is(me.status, 200);
   t.is(me.headers.get('cache-control'), 'no-store');
@@ -173,7 +162,7 @@ function openFeed(c: CollectorHandle, protocols: string[], headers: Record<strin
 }
 
 test('the live feed takes the token from the subprotocol a browser can send, and never echoes it', async (t) => {
-  const c = await withCollector(t);
+  const c = await withTokens(t);
   // A token with characters a subprotocol cannot carry (+ / =) travels base64url-encoded.
   for (const token of [TOKENS.viewer, TOKENS.responder]) {
     const ok = await openFeed(c, ['driftwatch.v1', `driftwatch.bearer.${b64url(token)}`]);

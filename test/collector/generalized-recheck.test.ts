@@ -3,12 +3,8 @@
  * or the public class that another node learned is not news; anything else still is.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector } from '../../collector/main.js';
 import { snapshotToWire } from '../../proto/index.js';
+import { withCollector } from '../helpers/collector.js';
 import { deltaOf, statsOf, T0 } from '../helpers/baseline-delta.js';
 import { converse, deviationOf, sendDeviations } from '../helpers/ingest.js';
 
@@ -16,12 +12,7 @@ const KEY = 'docker.io/library/nginx';
 const net = (peer: string, port: number) => ({ type: 'network' as const, direction: 'egress' as const, protocol: 'tcp' as const, peer, port });
 
 test('a deviation inside a block or the class node 1 generalized is known; outside, on another port, or private, it alerts', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-recheck-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const c = await withCollector(t);
   const seen = { firstSeen: T0, lastSeen: T0 + 60_000, count: 3 };
   const delta = deltaOf(KEY, [
     statsOf(net('52.216.0.0/16', 443), 'node-1', { ...seen, examples: ['generalized (wide block): 8 addresses, 8 /24s, 1 /16s, e.g. 52.216.1.5'] }),

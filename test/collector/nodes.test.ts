@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { type CollectorHandle } from '../../collector/main.js';
 import { agentService, PROTOCOL_REVISION, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
+import { withCollector } from '../helpers/collector.js';
 import { loadSpec } from '../helpers/openapi.js';
 import { eventually } from '../helpers/processes.js';
 import { startRecorder, type Recorder } from '../helpers/recorder.js';
@@ -29,27 +29,13 @@ function clock(start = Date.UTC(2026, 10, 23, 12, 0, 0)) {
   return { now: () => t, advance: (ms: number) => (t += ms) };
 }
 
-async function collector(t: ExecutionContext, dir: string, now: () => number, rec: Recorder): Promise<CollectorHandle> {
-  const c = await startCollector(
-    loadCollectorConfig(
-      {
-        db: join(dir, 'c.db'),
-        grpcListen: '127.0.0.1:0',
-        httpListen: '127.0.0.1:0',
-        insecure: true,
-        silentAfter: '5m',
-        sinks: [
-          { name: 'pd', type: 'pagerduty', routingKey: ROUTING_KEY, url: `${rec.url}/pd`, retry: { maxAttempts: 1 } },
-          { name: 'am', type: 'alertmanager', url: `${rec.url}/am`, retry: { maxAttempts: 1 } },
-          { name: 'hook', type: 'webhook', url: `${rec.url}/hook`, retry: { maxAttempts: 1 } },
-        ],
-      },
-      {},
-    ),
-    { logger: pino({ level: 'silent' }), now },
-  );
-  t.teardown(() => c.stop());
-  return c;
+function collector(t: ExecutionContext, dir: string, now: () => number, rec: Recorder): Promise<CollectorHandle> {
+  const sinks = [
+    { name: 'pd', type: 'pagerduty', routingKey: ROUTING_KEY, url: `${rec.url}/pd`, retry: { maxAttempts: 1 } },
+    { name: 'am', type: 'alertmanager', url: `${rec.url}/am`, retry: { maxAttempts: 1 } },
+    { name: 'hook', type: 'webhook', url: `${rec.url}/hook`, retry: { maxAttempts: 1 } },
+  ];
+  return withCollector(t, { silentAfter: '5m', sinks }, { dir, now });
 }
 
 /** An agent stream: hello, then whatever the test sends. */

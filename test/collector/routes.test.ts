@@ -4,13 +4,10 @@
  * the API's own source), so a route added later without a row fails here.
  */
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
-import { loadCollectorConfig, startCollector } from '../../collector/main.js';
+import { withCollector } from '../helpers/collector.js';
 
 const ROLES = ['viewer', 'responder', 'reviewer', 'admin'] as const;
 type Role = (typeof ROLES)[number];
@@ -51,15 +48,8 @@ const ROUTES: [string, string, Role][] = [
 ];
 
 test('every API route: 401 without a token, 403 below its least role, through at it', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-routes-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const tokens = join(dir, 'tokens.yaml');
-  writeFileSync(tokens, `tokens:\n${ROLES.map((r) => `  - name: ${r}-user\n    role: ${r}\n    token: ${TOKEN[r]}\n`).join('')}`);
-  const c = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, apiTokensFile: tokens, apiRateLimit: 10_000 }, {}),
-    { logger: pino({ level: 'silent' }) },
-  );
-  t.teardown(() => c.stop());
+  const tokens = `tokens:\n${ROLES.map((r) => `  - name: ${r}-user\n    role: ${r}\n    token: ${TOKEN[r]}\n`).join('')}`;
+  const c = await withCollector(t, { apiRateLimit: 10_000 }, { tokens });
   // Anonymous calls are failed authentications, and an address gets 20 a minute: each route's
   // anonymous call comes from its own loopback address (127.0.0.0/8 all reaches the collector).
   const call = (method: string, path: string, role: Role | null, from = '127.0.0.1') =>

@@ -3,35 +3,23 @@
  * file) and real `ws` clients over loopback; alert changes are published on the collector's feed
  * the way alerting does.
  */
-import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import test from 'ava';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
+import { withCollector } from '../helpers/collector.js';
 import { shellAlert } from '../helpers/notification.js';
 import { alertJson } from '../../collector/api.js';
 import { createAlertFeed, type FeedEvent, type FeedEventType } from '../../collector/feed.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import type { CollectorHandle } from '../../collector/main.js';
 import type { Alert } from '../../collector/alerting/alert.js';
 import { attachStream, matchesFilter, parseStreamFilter, StreamFilterError, type Severity, type StreamLimits } from '../../collector/stream.js';
 import type { EventKind } from '../../core/event.js';
 import { VERSION } from '../../runtime/version.js';
 
 const silent = pino({ level: 'silent' });
-
-async function withCollector(t: ExecutionContext, config: Record<string, unknown> = {}): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-stream-'));
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...config }, {}), { logger: silent });
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
-}
 
 function streamUrl(c: { url: string }, query = ''): string {
   return `${c.url.replace(/^http/, 'ws')}/api/v1/stream${query}`;

@@ -218,7 +218,7 @@ test.serial('nodes page lists agents with silent ones highlighted', async (t) =>
   await row.waitFor();
   t.regex(await row.innerText(), /node-1/);
   // The test's agent stream closed after its batch: version shown, not connected, last contact set.
-  t.regex(await row.innerText(), /^node-1\ttest\t.*\bno\b.*\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/s);
+  t.regex(await row.innerText(), /^node-1\tok\ttest\t.*\bno\b.*\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/s);
   await screenshot(page, 'nodes');
 });
 

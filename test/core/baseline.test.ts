@@ -206,6 +206,22 @@ test('cluster baselines: a new node enforces what others learned; removed entrie
   t.is(engine.applyCluster({ ...cluster, state: 'enforcing' })!.state, 'enforcing', 'unlocked');
 });
 
+test('cluster baselines: an entry the cluster gave and no longer lists (a quarantined node taught it) is forgotten unless this node saw it', (t) => {
+  const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
+  const key = 'docker.io/library/nginx';
+  const nginx = entryOf(exec(0, '/usr/sbin/nginx', ['-g', 'daemon', 'off;']), options) as Entry;
+  const backdoor = entryOf(exec(0, '/tmp/backdoor', []), options) as Entry;
+  const cluster = { key, state: 'enforcing' as const, relearn: false, version: 4, windowStart: T0, learnUntil: T0 + 60 * MIN, entryIds: [entryId(backdoor), entryId(nginx)], removedIds: [] as string[] };
+  engine.applyCluster(cluster);
+  t.is(observe(engine, exec(70, '/usr/sbin/nginx', ['-g', 'daemon', 'off;'])).verdict, 'matched');
+  // The node that taught both is quarantined: the cluster lists neither any more.
+  const b = engine.applyCluster({ ...cluster, version: 5, entryIds: [] })!;
+  t.truthy(b, 'a change');
+  t.deepEqual([...b.entries.keys()], [entryId(nginx)], 'what this node saw itself stays');
+  t.is(observe(engine, exec(71, '/tmp/backdoor', [])).verdict, 'deviation', 'what only the cluster gave deviates again');
+  t.is(engine.applyCluster({ ...cluster, version: 5, entryIds: [] }), null, 'nothing more to forget');
+});
+
 test('relearn: the agent forgets what it learned and starts a new window at the next event', (t) => {
   const engine = createBaselineEngine({ learningWindowMs: 60 * MIN });
   const key = 'docker.io/library/nginx';

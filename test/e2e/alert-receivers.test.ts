@@ -10,10 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { DEMO_EVENTS } from '../../cli/demo.js';
-import { loadCollectorConfig, startCollector } from '../../collector/main.js';
 import { deviationId } from '../../core/deviation.js';
+import { withCollector } from '../helpers/collector.js';
 import { deviationOf, sendDeviations } from '../helpers/ingest.js';
 import { eventually, getJson, spawnCli, spawnCollector } from '../helpers/processes.js';
 
@@ -80,15 +79,7 @@ test('a real Alertmanager: alerts arrive, stay firing across re-sends, resolve w
     return;
   }
   const am = await startAlertmanager(t);
-  const dir = mkdtempSync(join(tmpdir(), 'dw-am-collector-'));
-  const c = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, sinks: [{ name: 'am', type: 'alertmanager', url: am, retry: { maxAttempts: 2 } }], alerting: { alertmanagerResend: '1m' } }, {}),
-    { logger: pino({ level: 'silent' }) },
-  );
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const c = await withCollector(t, { sinks: [{ name: 'am', type: 'alertmanager', url: am, retry: { maxAttempts: 2 } }], alerting: { alertmanagerResend: '1m' } });
 
   // No firingTimeout: Alertmanager 0.25 keeps the later of two explicit endsAt, so a firing post's
   // endsAt would outlive an earlier resolve (see firingTimeout in collector/sinks/alertmanager.ts).

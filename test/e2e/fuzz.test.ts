@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { loadAgentConfig, startAgent } from '../../agent/main.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 import { agentService, deviationToWire, PROTOCOL_REVISION, type WireAgentMessage, type WireCollectorMessage, type WireDeviation } from '../../proto/index.js';
+import { withCollector } from '../helpers/collector.js';
 import { at, falcoLine, falcoRecord } from '../helpers/falco.js';
 import { deviationOf } from '../helpers/ingest.js';
 import { eventually } from '../helpers/processes.js';
@@ -31,12 +31,6 @@ function prng(seed: number) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] as T };
-}
-
-async function collector(t: import('ava').ExecutionContext, dir: string): Promise<CollectorHandle> {
-  const c = await startCollector(loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {}), { logger: pino({ level: 'silent' }) });
-  t.teardown(() => c.stop());
-  return c;
 }
 
 const metricSum = (text: string, name: string) => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
@@ -82,7 +76,7 @@ test('agent: malformed Falco and Tetragon records among valid ones; every valid 
   const r = prng(SEED);
   const dir = mkdtempSync(join(tmpdir(), 'dw-fuzz-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const c = await collector(t, dir);
+  const c = await withCollector(t, {}, { dir });
   const parts: Buffer[] = [];
   let valid = 0;
   // Learning: nginx as usual.
@@ -132,7 +126,7 @@ test('collector: random bytes and wrong values over gRPC; valid records in the s
   const r = prng(SEED + 1);
   const dir = mkdtempSync(join(tmpdir(), 'dw-fuzz-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const c = await collector(t, dir);
+  const c = await withCollector(t, {}, { dir });
 
   // Random bytes as AgentMessages, each on its own stream: refused, and the collector stays up.
   const raw = grpc.makeGenericClientConstructor({ Connect: { path: '/driftwatch.v1.AgentService/Connect', requestStream: true, responseStream: true, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'Raw');
@@ -207,7 +201,7 @@ test('API: wrong types, huge values, deep nesting, invalid UTF-8 and SQL metacha
   const r = prng(SEED + 2);
   const dir = mkdtempSync(join(tmpdir(), 'dw-fuzz-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const c = await collector(t, dir);
+  const c = await withCollector(t, {}, { dir });
   const bodies: (() => Buffer | string)[] = [
     () => JSON.stringify({ reason: r.pick([1, null, [], {}, true]), owner: 'x', key: '*', expiresIn: '1d' }),
     () => JSON.stringify({ reason: 'r'.repeat(5_000), owner: 'x', key: '*', expiresIn: '1d' }),

@@ -17,8 +17,7 @@ import { openAgentState } from '../../agent/state.js';
 import { createBaselineEngine } from '../../core/baseline.js';
 import { describeEntry } from '../../core/entry.js';
 import type { Deviation } from '../../core/deviation.js';
-import { parseCidr } from '../../core/ip.js';
-import { DEFAULT_CLUSTER_CIDRS } from '../../agent/main.js';
+import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { DEMO_ANOMALIES, falcoStreamLines } from '../../fixtures/falco-stream.js';
 import { testSourceContext } from '../helpers/source-context.js';
 

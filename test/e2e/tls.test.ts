@@ -10,28 +10,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import pino from 'pino';
 import { certsCollector } from '../../cli/certs.js';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { type CollectorHandle } from '../../collector/main.js';
+import { withCollector } from '../helpers/collector.js';
 import { hello } from '../helpers/agent-stream.js';
 import { at, falcoLine } from '../helpers/falco.js';
 import { makePki, type TestPki } from '../helpers/pki.js';
 import { eventually, spawnCli } from '../helpers/processes.js';
 
-async function tlsCollector(t: ExecutionContext, pki: TestPki, logs: string[] = []): Promise<CollectorHandle> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-tls-'));
-  const c = await startCollector(
-    loadCollectorConfig(
-      { db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, tlsCert: pki.collectorCert, tlsKey: pki.collectorKey, tlsCa: pki.ca, tlsReloadInterval: '100ms' },
-      {},
-    ),
-    { logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s) }) },
-  );
-  t.teardown(async () => {
-    await c.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return c;
+function tlsCollector(t: ExecutionContext, pki: TestPki, logs: string[] = []): Promise<CollectorHandle> {
+  return withCollector(t, { tlsCert: pki.collectorCert, tlsKey: pki.collectorKey, tlsCa: pki.ca, tlsReloadInterval: '100ms' }, { logs });
 }
 
 function clientCreds(pki: TestPki, node: string | null): grpc.ChannelCredentials {

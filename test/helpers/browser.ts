@@ -4,13 +4,12 @@
  * test-results/console/ (ignored by git) for people to look at, never compared.
  */
 import type { ExecutionContext } from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
+import { type CollectorHandle } from '../../collector/main.js';
+import * as testCollector from './collector.js';
 
 /** Debian's chromium. */
 const CHROMIUM = '/usr/bin/chromium';
@@ -23,6 +22,7 @@ export const TOKENS = {
   viewer: { name: 'vera', token: 'viewer-token-0123456789abcdef' },
   responder: { name: 'rob', token: 'responder-token-0123456789abcdef' },
   reviewer: { name: 'rita', token: 'reviewer+token/0123456789abcdef==' },
+  admin: { name: 'adam', token: 'admin-token-0123456789abcdef' },
 } as const;
 
 /** Launch the browser (headless, no sandbox: CI runs as root). */
@@ -33,21 +33,9 @@ export function launchBrowser(): Promise<Browser> {
 
 /** A real in-process collector: plaintext gRPC for the test's deviations, API with TOKENS. */
 export async function startTestCollector(): Promise<{ collector: CollectorHandle; dir: string; stop(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-console-'));
-  const tokensFile = join(dir, 'tokens.yaml');
-  writeFileSync(tokensFile, `tokens:\n${Object.entries(TOKENS).map(([role, t]) => `  - name: ${t.name}\n    role: ${role}\n    token: "${t.token}"\n`).join('')}`);
-  const collector = await startCollector(
-    loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, apiTokensFile: tokensFile, apiRateLimit: 1000 }, {}),
-    { logger: pino({ level: 'silent' }) },
-  );
-  return {
-    collector,
-    dir,
-    async stop() {
-      await collector.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const tokens = `tokens:\n${Object.entries(TOKENS).map(([role, t]) => `  - name: ${t.name}\n    role: ${role}\n    token: "${t.token}"\n`).join('')}`;
+  const collector = await testCollector.startTestCollector({ apiRateLimit: 1000 }, { tokens });
+  return { collector, dir: collector.dir, stop: () => collector.close() };
 }
 
 /** A fresh page (its own context: its own sessionStorage) that fails the test on a CSP violation or a page error. */

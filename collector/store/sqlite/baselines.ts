@@ -6,7 +6,7 @@
  */
 import type { BaselineSnapshot, BaselineState } from '../../../core/baseline.js';
 import { coveringEntryId, entryFromId, entryId, generalPeerOf, type Entry } from '../../../core/entry.js';
-import { mergeHeaders, unite, type SnapshotHeader } from '../../../core/merge.js';
+import { exampleKey, mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
 import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertTransition } from '../../alerting/alert.js';
 import type {
@@ -29,6 +29,8 @@ import { writeTransaction, type Db, type StoreLogger } from './db.js';
 const MAX_MERGED_EXAMPLES = 5;
 /** Most nodes listed per entry when a baseline is read (the count of nodes is exact). */
 const MAX_LISTED_NODES = 64;
+/** Most nodes an entry remembers as dropped (quarantined, or their share dropped by a reviewer). */
+const MAX_DROPPED_NODES = 16;
 /**
  * Most entries in one key's cluster baseline (merged from every node, approved and added ones
  * included): a node cannot grow a key past it (the agents' own bound is 2,000 per baseline and node).
@@ -69,27 +71,31 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     INSERT INTO baseline_nodes (key, node, version, received_at, header) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (key, node) DO UPDATE SET version = excluded.version, received_at = excluded.received_at, header = excluded.header
     WHERE excluded.version >= baseline_nodes.version`);
-  const selectNodeEntry = db.prepare(`SELECT first_seen, last_seen, count FROM baseline_entry_nodes WHERE key = ? AND entry_id = ? AND node = ?`);
+  const selectNodeEntry = db.prepare(`SELECT first_seen, last_seen, count, example_keys FROM baseline_entry_nodes WHERE key = ? AND entry_id = ? AND node = ?`);
   const upsertNodeEntry = db.prepare(`
-    INSERT INTO baseline_entry_nodes (key, entry_id, node, first_seen, last_seen, count) VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO baseline_entry_nodes (key, entry_id, node, first_seen, last_seen, count, example_keys) VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (key, entry_id, node) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),
-      last_seen = max(last_seen, excluded.last_seen), count = max(count, excluded.count)`);
+      last_seen = max(last_seen, excluded.last_seen), count = max(count, excluded.count),
+      example_keys = CASE WHEN example_keys IS NULL THEN NULL ELSE excluded.example_keys END`);
   const selectMergedExamples = db.prepare(`SELECT examples FROM baseline_entries WHERE key = ? AND entry_id = ?`).pluck();
   const upsertMergedEntry = db.prepare(`
     INSERT INTO baseline_entries (key, entry_id, type, first_seen, last_seen, count, nodes, examples) VALUES (@key, @id, @type, @first, @last, @count, @newNodes, @examples)
     ON CONFLICT (key, entry_id) DO UPDATE SET first_seen = min(first_seen, @first), last_seen = max(last_seen, @last),
       count = count + @count, nodes = nodes + @newNodes, examples = coalesce(@merged, examples)`);
   const selectHeadersOfKey = db.prepare(`SELECT node, header FROM baseline_nodes WHERE key = ?`);
-  const selectEntriesOfKey = db.prepare(`SELECT entry_id, first_seen, last_seen, count, examples FROM baseline_entries WHERE key = ? ORDER BY entry_id`);
+  const selectEntriesOfKey = db.prepare(`SELECT entry_id, first_seen, last_seen, count, examples, dropped_nodes FROM baseline_entries WHERE key = ? ORDER BY entry_id`);
   const selectEntryNodesOfKey = db.prepare(`SELECT entry_id, node FROM baseline_entry_nodes WHERE key = ? ORDER BY entry_id, node`);
   const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_nodes ORDER BY key`);
   const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
   const countEntriesOfKey = db.prepare(`SELECT count(*) FROM baseline_entries WHERE key = ?`).pluck();
   const keysOfNode = db.prepare(`SELECT key FROM baseline_nodes WHERE node = ? UNION SELECT DISTINCT key FROM baseline_entry_nodes WHERE node = ?`).pluck();
-  const nodeEntriesOfKey = db.prepare(`SELECT entry_id, count FROM baseline_entry_nodes WHERE key = ? AND node = ?`);
-  const otherNodesOfEntry = db.prepare(`SELECT count(*) FROM baseline_entry_nodes WHERE key = ? AND entry_id = ? AND node != ?`).pluck();
+  const nodeSharesOfKey = db.prepare(`SELECT entry_id, first_seen, last_seen, count, example_keys FROM baseline_entry_nodes WHERE key = ? AND node = ?`);
+  const otherSharesOfEntry = db.prepare(`SELECT first_seen, last_seen, count, example_keys FROM baseline_entry_nodes WHERE key = ? AND entry_id = ? AND node != ?`);
   const statusOf = db.prepare(`SELECT status FROM baseline_entry_reviews WHERE key = ? AND entry_id = ?`).pluck();
-  const shrinkMergedEntry = db.prepare(`UPDATE baseline_entries SET count = max(0, count - ?), nodes = max(0, nodes - 1) WHERE key = ? AND entry_id = ?`);
+  const selectMergedStats = db.prepare(`SELECT first_seen, last_seen, count, examples, dropped_nodes FROM baseline_entries WHERE key = ? AND entry_id = ?`);
+  const setMergedStats = db.prepare(`
+    UPDATE baseline_entries SET first_seen = @firstSeen, last_seen = @lastSeen, count = @count, nodes = @nodes, examples = @examples, dropped_nodes = @dropped
+    WHERE key = @key AND entry_id = @id`);
   const deleteMergedEntry = db.prepare(`DELETE FROM baseline_entries WHERE key = ? AND entry_id = ?`);
   const deleteEntryStatus = db.prepare(`DELETE FROM baseline_entry_reviews WHERE key = ? AND entry_id = ? AND status IN ('learned', 'flagged')`);
   const deleteNodeEntriesOfKey = db.prepare(`DELETE FROM baseline_entry_nodes WHERE key = ? AND node = ?`);
@@ -158,7 +164,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     // Agents hear about a key when its state changed on a node, or it grew past learning.
     let clusterChanged = previousState !== delta.state;
     for (const e of entries) {
-      const old = selectNodeEntry.get(delta.key, e.id, node) as { first_seen: number; last_seen: number; count: number } | undefined;
+      const old = selectNodeEntry.get(delta.key, e.id, node) as { first_seen: number; last_seen: number; count: number; example_keys: string | null } | undefined;
       if (!old && mergedExists.get(delta.key, e.id) === undefined) {
         // A new entry for the key: bounded per key, whichever nodes it comes from.
         if (size === -1) size = countEntriesOfKey.get(delta.key) as number;
@@ -172,14 +178,17 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       const grown = old ? Math.max(0, e.count - old.count) : e.count;
       const unchanged = old !== undefined && grown === 0 && e.firstSeen >= old.first_seen && e.lastSeen <= old.last_seen;
       if (unchanged && e.examples.length === 0) continue;
-      if (!unchanged) upsertNodeEntry.run(delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count);
       let merged: string | null = null;
       let examples = '[]';
+      let keys = old ? old.example_keys : '[]';
       if (e.examples.length > 0) {
         const stored = selectMergedExamples.get(delta.key, e.id) as string | undefined;
-        examples = JSON.stringify(unite(stored === undefined ? [] : (JSON.parse(stored) as string[]), e.examples, MAX_MERGED_EXAMPLES));
-        merged = examples;
+        const next = unite(stored === undefined ? [] : (JSON.parse(stored) as string[]), e.examples, MAX_MERGED_EXAMPLES);
+        examples = merged = JSON.stringify(next);
+        // Which merged examples this node sent: dropping the node takes out those and no one else's.
+        if (keys !== null) keys = JSON.stringify(unite(JSON.parse(keys) as string[], e.examples.filter((x) => next.includes(x)).map(exampleKey), MAX_MERGED_EXAMPLES));
       }
+      upsertNodeEntry.run(delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count, keys);
       upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
       // Brought by a new image version during its grace period: for review, unless already reviewed.
       if (e.addedBy !== undefined && !old) insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, `new in version ${e.addedBy} (learned during its grace period)`);
@@ -225,7 +234,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       if (list.length < MAX_LISTED_NODES) list.push(r.node);
     }
     const reviews = new Map((selectStatuses.all(key) as { entry_id: string; status: EntryStatus; reason: string }[]).map((r) => [r.entry_id, r]));
-    const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string }[];
+    const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string; dropped_nodes: string }[];
     const entries: ReviewedEntry[] = [];
     const skip = (id: string) => {
       log.warn({ key: key.slice(0, 256), entryId: id.slice(0, 256) }, 'skipped a stored baseline entry whose id is not an entry id');
@@ -241,6 +250,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       count: r.count,
       nodes: nodes.get(r.entry_id) ?? [],
       examples: JSON.parse(r.examples) as string[],
+      droppedNodes: JSON.parse(r.dropped_nodes) as string[],
       status: reviews.get(r.entry_id)?.status ?? 'learned',
       statusReason: reviews.get(r.entry_id)?.reason ?? '',
       });
@@ -248,7 +258,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     // Removed entries stay listed (removed stays removed), even after a relearn dropped their stats.
     const listed = new Set(rows.map((r) => r.entry_id));
     for (const [id, { status, reason }] of reviews) {
-      if (status === 'removed' && !listed.has(id) && (validEntryId(id) || !skip(id))) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], status, statusReason: reason });
+      if (status === 'removed' && !listed.has(id) && (validEntryId(id) || !skip(id))) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], droppedNodes: [], status, statusReason: reason });
     }
     entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const partial = [...headers.values()].some((h) => h.partial === true);
@@ -288,26 +298,48 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     return id;
   }
 
+  /** One node's share of an entry, as core/merge takes it. */
+  const shareOf = (r: { first_seen: number; last_seen: number; count: number; example_keys: string | null }): EntryShare => ({
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
+    count: r.count,
+    examples: r.example_keys === null ? null : (JSON.parse(r.example_keys) as string[]),
+  });
+
   /**
-   * Take one node's share out of a key: its header, its per-entry stats (subtracted from the merged
-   * counts), and the entries only it taught, unless security approved or added them. Returns how
-   * many entries went, or -1 when the node taught the key nothing.
+   * Take one node's share out of a key: its header, the entries only it taught (unless security
+   * approved, added or removed them), and from every other entry it taught its share of the stats,
+   * recomputed from the shares of the nodes that remain (core/merge withoutShare); such an entry
+   * remembers the node as dropped. Null when the node taught the key nothing.
    */
-  function dropNode(key: string, node: string): number {
-    const rows = nodeEntriesOfKey.all(key, node) as { entry_id: string; count: number }[];
+  function dropNode(key: string, node: string): Omit<NodeDropResult, 'keys'> | null {
+    const rows = nodeSharesOfKey.all(key, node) as { entry_id: string; first_seen: number; last_seen: number; count: number; example_keys: string | null }[];
     const hadHeader = deleteNodeHeaderOfKey.run(key, node).changes > 0;
-    if (rows.length === 0 && !hadHeader) return -1;
-    let removed = 0;
+    if (rows.length === 0 && !hadHeader) return null;
+    const out = { entriesRemoved: 0, entriesRecomputed: 0, entriesNarrowed: 0 };
     for (const r of rows) {
       const status = statusOf.get(key, r.entry_id) as EntryStatus | undefined;
-      if ((otherNodesOfEntry.get(key, r.entry_id, node) as number) === 0 && status !== 'approved' && status !== 'added' && status !== 'removed') {
+      const rest = (otherSharesOfEntry.all(key, r.entry_id, node) as Parameters<typeof shareOf>[0][]).map(shareOf);
+      if (rest.length === 0 && status !== 'approved' && status !== 'added' && status !== 'removed') {
         deleteMergedEntry.run(key, r.entry_id);
         deleteEntryStatus.run(key, r.entry_id);
-        removed++;
-      } else shrinkMergedEntry.run(r.count, key, r.entry_id);
+        out.entriesRemoved++;
+        continue;
+      }
+      const m = selectMergedStats.get(key, r.entry_id) as { first_seen: number; last_seen: number; count: number; examples: string; dropped_nodes: string } | undefined;
+      if (!m) continue;
+      const merged = { firstSeen: m.first_seen, lastSeen: m.last_seen, count: m.count, nodes: rest.length + 1, examples: JSON.parse(m.examples) as string[] };
+      const { stats, narrowed } = withoutShare(merged, shareOf(r), rest, status === 'added');
+      const dropped = JSON.stringify(unite(JSON.parse(m.dropped_nodes) as string[], [node], MAX_DROPPED_NODES));
+      setMergedStats.run({ key, id: r.entry_id, ...stats, examples: JSON.stringify(stats.examples), dropped });
+      out.entriesRecomputed++;
+      if (narrowed.length > 0) {
+        out.entriesNarrowed++;
+        if (out.entriesNarrowed <= 20) log.warn({ key: key.slice(0, 256), entryId: r.entry_id.slice(0, 256), node, narrowed }, 'could not tell the dropped node\'s share of an entry from security\'s own exactly: narrowed to what provably remains');
+      }
     }
     deleteNodeEntriesOfKey.run(key, node);
-    return removed;
+    return out;
   }
 
   const reviewTx = writeTransaction(db, (key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult => {
@@ -316,6 +348,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     const review = reviewOf(key);
     const setState = (state: string) => upsertReview.run(key, state, review?.version ?? 0);
     const find = (id: string) => before?.entries.find((e) => e.id === id);
+    let dropped: Omit<NodeDropResult, 'keys'> | undefined;
     switch (change.action) {
       case 'lock':
         if (before?.state === 'locked') return { ok: false, status: 409, message: 'the baseline is already locked' };
@@ -344,7 +377,8 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
         break;
       }
       case 'drop-node':
-        if (dropNode(key, change.node) === -1) return { ok: false, status: 404, message: `node ${JSON.stringify(change.node.slice(0, 256))} taught this baseline nothing` };
+        dropped = dropNode(key, change.node) ?? undefined;
+        if (!dropped) return { ok: false, status: 404, message: `node ${JSON.stringify(change.node.slice(0, 256))} taught this baseline nothing` };
         break;
       case 'add': {
         const e = find(entryId(change.entry));
@@ -375,7 +409,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       }
     }
     const { view, version } = recordVersion(key, by, change.action, reason, at);
-    return { ok: true, before, after: view, version };
+    return dropped ? { ok: true, before, after: view, version, dropped } : { ok: true, before, after: view, version };
   });
 
   function versionOf(r: { key: string; version: number; at: number; by: string; action: string; reason: string; state: ReviewedState; entries: string; removed: string }): BaselineVersion {
@@ -450,12 +484,17 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     },
     dropNodeEverywhere(node, version) {
       const keys = keysOfNode.all(node, node) as string[];
-      let entriesRemoved = 0;
+      const out: NodeDropResult = { keys, entriesRemoved: 0, entriesRecomputed: 0, entriesNarrowed: 0 };
       for (const key of keys) {
-        entriesRemoved += Math.max(0, dropNode(key, node));
+        const d = dropNode(key, node);
+        if (d) {
+          out.entriesRemoved += d.entriesRemoved;
+          out.entriesRecomputed += d.entriesRecomputed;
+          out.entriesNarrowed += d.entriesNarrowed;
+        }
         recordVersion(key, version.by, version.action, version.reason, version.at);
       }
-      return { keys, entriesRemoved };
+      return out;
     },
   };
 }

@@ -6,7 +6,7 @@
 import type { BaselineSnapshot } from '../../../core/baseline.js';
 import { validEntryId } from './baselines.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
-import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, QUARANTINE_TABLE, SCHEMA_VERSION, TABLES } from './schema.js';
+import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, PROVENANCE_COLUMNS, QUARANTINE_TABLE, SCHEMA_VERSION, TABLES } from './schema.js';
 
 /** What finishMigration needs to know about the file as it was opened. */
 export interface Migration {
@@ -24,6 +24,10 @@ export function migrate(db: Db, path: string, log: StoreLogger): Migration {
   db.exec(TABLES);
   const alertColumns = new Set((db.prepare(`SELECT name FROM pragma_table_info('alerts')`).pluck().all() as string[]));
   for (const [name, definition] of ALERT_COLUMNS_V3) if (!alertColumns.has(name)) db.exec(`ALTER TABLE alerts ADD COLUMN ${name} ${definition}`);
+  // Provenance of examples and of dropped shares, added to files made before them (older rows: NULL, not recorded).
+  for (const [table, name, definition] of PROVENANCE_COLUMNS) {
+    if (!(db.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all() as string[]).includes(name)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${name} ${definition}`);
+  }
   db.exec(QUARANTINE_TABLE);
   if (schema < 4) {
     writeTransaction(db, () => {

@@ -25,6 +25,12 @@ export const ALERT_COLUMNS_V3: readonly [string, string][] = [
   ['state_comment', `TEXT NOT NULL DEFAULT ''`],
 ];
 
+/** Provenance of examples and of dropped shares, added to files made before them (older rows: NULL, not recorded). */
+export const PROVENANCE_COLUMNS: readonly (readonly [string, string, string])[] = [
+  ['baseline_entry_nodes', 'example_keys', 'TEXT'],
+  ['baseline_entries', 'dropped_nodes', `TEXT NOT NULL DEFAULT '[]'`],
+];
+
 /** The tables every revision has (revision 3's alert columns are added by ALERT_COLUMNS_V3). */
 export const TABLES = `
     CREATE TABLE IF NOT EXISTS deviations (
@@ -73,25 +79,30 @@ export const TABLES = `
     ) WITHOUT ROWID;
     -- Per key, entry and node: that node's own absolute stats. Deltas carry absolute stats, so a
     -- resent or late delta changes nothing here, and the difference feeds the merged row exactly.
+    -- example_keys: exampleKey of the merged examples the node sent (at most MAX_MERGED_EXAMPLES),
+    -- so that dropping the node takes out its examples and no one else's; NULL: not recorded.
     CREATE TABLE IF NOT EXISTS baseline_entry_nodes (
-      key        TEXT NOT NULL,
-      entry_id   TEXT NOT NULL,
-      node       TEXT NOT NULL,
-      first_seen INTEGER NOT NULL,
-      last_seen  INTEGER NOT NULL,
-      count      INTEGER NOT NULL,
+      key          TEXT NOT NULL,
+      entry_id     TEXT NOT NULL,
+      node         TEXT NOT NULL,
+      first_seen   INTEGER NOT NULL,
+      last_seen    INTEGER NOT NULL,
+      count        INTEGER NOT NULL,
+      example_keys TEXT,
       PRIMARY KEY (key, entry_id, node)
     ) WITHOUT ROWID;
-    -- Per key and entry: the cluster-wide merge (counts summed over nodes, first/last widened).
+    -- Per key and entry: the cluster-wide merge (counts summed over nodes, first/last widened);
+    -- dropped_nodes: the nodes whose share was taken out of it (at most MAX_DROPPED_NODES).
     CREATE TABLE IF NOT EXISTS baseline_entries (
-      key        TEXT NOT NULL,
-      entry_id   TEXT NOT NULL,
-      type       TEXT NOT NULL,
-      first_seen INTEGER NOT NULL,
-      last_seen  INTEGER NOT NULL,
-      count      INTEGER NOT NULL,
-      nodes      INTEGER NOT NULL,
-      examples   TEXT NOT NULL,
+      key           TEXT NOT NULL,
+      entry_id      TEXT NOT NULL,
+      type          TEXT NOT NULL,
+      first_seen    INTEGER NOT NULL,
+      last_seen     INTEGER NOT NULL,
+      count         INTEGER NOT NULL,
+      nodes         INTEGER NOT NULL,
+      examples      TEXT NOT NULL,
+      dropped_nodes TEXT NOT NULL DEFAULT '[]',
       PRIMARY KEY (key, entry_id)
     ) WITHOUT ROWID;
     -- Notifications for sinks: written in the transaction that decides them, delivered by the

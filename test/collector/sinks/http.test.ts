@@ -1,7 +1,7 @@
 import test from 'ava';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULT_RETRY, DeliveryError, backoffDelay, errorForStatus, parseRetryAfter, post, responseDetail, withRetry, type DeliveryErrorCode, type RetryPolicy } from '../../../collector/sinks/http.js';
+import { DEFAULT_RETRY, DeliveryError, errorForStatus, parseRetryAfter, post, responseDetail, withRetry, type DeliveryErrorCode } from '../../../collector/sinks/http.js';
 import { startRecorder } from '../../helpers/recorder.js';
 
 const NOW = Date.UTC(2026, 10, 23, 12, 0, 0);
@@ -44,13 +44,6 @@ test('Retry-After: seconds, HTTP-date, garbage, bounds', (t) => {
   t.is(parseRetryAfter(undefined, NOW), undefined);
   t.is(parseRetryAfter('99999999', NOW), 86_400_000);
   t.is(errorForStatus(429, '7', '', NOW)?.retryAfterMs, 7000);
-});
-
-test('backoff: doubles, capped, jittered within [half, full]', (t) => {
-  const p: RetryPolicy = { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 1000, maxRetryAfterMs: 0 };
-  t.deepEqual([1, 2, 3, 4, 5, 9].map((n) => backoffDelay(n, p, () => 1)), [100, 200, 400, 800, 1000, 1000]);
-  t.deepEqual([1, 2, 3].map((n) => backoffDelay(n, p, () => 0)), [50, 100, 200]);
-  t.is(backoffDelay(100, p, () => 0.5), 750);
 });
 
 test('withRetry: retries retryable errors with growing waits, stops at maxAttempts', async (t) => {

@@ -38,7 +38,7 @@ function config(url: string, extra: Record<string, unknown> = {}): PagerDutyConf
 
 test('the spec checker catches what it should (it can fail)', (t) => {
   t.deepEqual(violations({ routing_key: 'k', event_action: 'trigger', payload: { summary: 's', severity: 'critical', source: 'x' } }), []);
-  t.true(violations({ routing_key: 'k', event_action: 'explode', dedup_key: 'd' }).some((e) => e.includes('not one of')));
+  t.true(violations({ routing_key: 'k', event_action: 'explode', dedup_key: 'd' }).some((e) => e.includes('$.event_action: must be equal to one of the allowed values')));
   t.true(violations({ routing_key: 'k', event_action: 'trigger', payload: { summary: 's', severity: 'high', source: 'x' } }).some((e) => e.includes('payload.severity')));
   t.true(violations({ event_action: 'resolve', dedup_key: 'd' }).some((e) => e.includes('routing_key')));
   t.true(violations({ routing_key: 'k', event_action: 'trigger', payload: { summary: 's', severity: 'info' } }).some((e) => e.includes('source')));

@@ -1,0 +1,168 @@
+/**
+ * The outbox worker: hands the notifications in the durable outbox to the sinks. One serial loop per
+ * sink, so a slow sink delays only itself and order holds per sink. A failed delivery is retried with
+ * backoff until the sink takes it, refuses it for good, or `giveUpAfter` has passed; a delivery in
+ * flight at shutdown is aborted and stays pending for the next start.
+ */
+import { backoffDelay } from '../../runtime/backoff.js';
+import type { Logger } from '../../runtime/logger.js';
+import { DeliveryError, type Notice, type Notification, type Sink } from '../sinks/index.js';
+import type { OutboxStore } from '../store/store.js';
+import type { OutboxEntry, OutboxItem } from './alert.js';
+import type { AlertingConfig } from './config.js';
+import type { AlertingMetrics } from './metrics.js';
+
+/** What the outbox worker needs. */
+export interface OutboxDeps {
+  store: OutboxStore;
+  sinks: readonly Sink[];
+  config: AlertingConfig['outbox'];
+  /** Aborted at shutdown: the loops end, a delivery in flight is aborted. */
+  signal: AbortSignal;
+  metrics: Pick<AlertingMetrics, 'notifications' | 'outcomes'>;
+  logger: Logger;
+  now: () => number;
+  random: () => number;
+}
+
+/** The running outbox worker. */
+export interface Outbox {
+  /** Write `items` to the outbox, count them and wake the workers of their sinks. */
+  enqueue(items: readonly OutboxEntry[]): void;
+  /** Count notifications the store already wrote (with an ingest or a transition) and wake their sinks' workers. */
+  written(items: readonly OutboxEntry[]): void;
+  /** Send what is due now; resolves when every sink's worker is idle. */
+  drain(): Promise<void>;
+  /** The delay before retry number `attempts` (jittered, doubling up to `maxDelay`); re-sends back off the same way. */
+  backoff(attempts: number): number;
+  /** Settles when every loop has ended (after `signal` aborts). */
+  readonly finished: Promise<void>;
+}
+
+/** A delivery error as the outbox records it: the typed error's code and message (bounded), else only the error's name. */
+export function deliveryErrorText(err: unknown): string {
+  return err instanceof DeliveryError ? `${err.code}: ${err.message}`.slice(0, 500) : `error: ${err instanceof Error ? err.name : 'unknown'}`;
+}
+
+/** Start one worker loop per sink. */
+export function createOutbox(deps: OutboxDeps): Outbox {
+  const { store, config, signal, metrics, logger, now, random } = deps;
+  const workers = new Map<string, Worker>();
+  for (const sink of deps.sinks) workers.set(sink.name, startWorker(sink));
+  // Wakes the loops waiting for work, so that they see the abort and end.
+  signal.addEventListener('abort', () => workers.forEach((w) => w.wake()), { once: true });
+
+  const backoff = (attempts: number): number => backoffDelay(attempts, { baseMs: config.baseDelay, capMs: config.maxDelay }, random);
+
+  function written(items: readonly OutboxEntry[]): void {
+    for (const i of items) metrics.notifications.inc({ sink: i.sink, action: i.action, state: i.state === 'pending' ? 'pending' : i.lastError.split(':')[0] ?? 'skipped' });
+    for (const s of new Set(items.filter((i) => i.state === 'pending').map((i) => i.sink))) workers.get(s)?.wake();
+  }
+
+  interface Worker {
+    finished: Promise<void>;
+    wake(): void;
+    idle(): Promise<void>;
+  }
+
+  function startWorker(sink: Sink): Worker {
+    let wakeUp: (() => void) | null = null;
+    let kicked = false;
+    let idleWaiters: (() => void)[] = [];
+    let busy = false;
+    const wait = (ms: number) =>
+      new Promise<void>((resolve) => {
+        if (kicked) {
+          kicked = false;
+          return resolve();
+        }
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          wakeUp = null;
+          resolve();
+        }
+        wakeUp = done;
+      });
+    const loop = async () => {
+      while (!signal.aborted) {
+        const t = now();
+        const item = store.nextDelivery(sink.name, t);
+        if (!item) {
+          busy = false;
+          for (const w of idleWaiters) w();
+          idleWaiters = [];
+          const due = store.nextDueAt(sink.name);
+          await wait(due === null ? 60_000 : Math.max(10, Math.min(60_000, due - t)));
+          continue;
+        }
+        busy = true;
+        await deliver(sink, item);
+      }
+    };
+    const finished = loop().catch((err: unknown) => logger.error({ err, sink: sink.name }, 'outbox worker stopped'));
+    return {
+      finished,
+      wake() {
+        kicked = true;
+        wakeUp?.();
+      },
+      idle() {
+        if (!busy && store.nextDelivery(sink.name, now()) === null) return Promise.resolve();
+        return new Promise<void>((resolve) => idleWaiters.push(resolve));
+      },
+    };
+  }
+
+  async function deliver(sink: Sink, item: OutboxItem): Promise<void> {
+    const attempts = item.attempts + 1;
+    // An acknowledge or resolve overtaking its trigger (still being retried) would reach the pager
+    // first and close nothing; the trigger then opens an incident that nobody closes. It waits.
+    if (item.action === 'acknowledge' || item.action === 'resolve') {
+      const trigger = store.deliveriesOf(item.alert).find((d) => d.sink === item.sink && d.action === 'trigger' && d.state === 'pending' && d.seq < item.seq);
+      if (trigger) {
+        const t = now();
+        store.settleDelivery(item.seq, { state: 'pending', attempts: item.attempts, nextAt: Math.max(trigger.nextAt, t) + 1000, error: 'waiting: its trigger is not delivered yet', at: t });
+        return;
+      }
+    }
+    try {
+      if (item.action === 'notice') {
+        if (!sink.notify) throw new DeliveryError('rejected', `${sink.type} sinks take no notices`, undefined, undefined);
+        await sink.notify(JSON.parse(item.body) as Notice, signal);
+      } else await sink.send(JSON.parse(item.body) as Notification, signal);
+      store.settleDelivery(item.seq, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() });
+      metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
+    } catch (err) {
+      const t = now();
+      if (err instanceof DeliveryError && err.code === 'aborted') return; // shutdown: stays pending, not counted
+      const error = deliveryErrorText(err);
+      const retryable = err instanceof DeliveryError && err.retryable;
+      if (!retryable || t - item.createdAt >= config.giveUpAfter) {
+        store.settleDelivery(item.seq, { state: 'failed', attempts, nextAt: item.nextAt, error, at: t });
+        metrics.outcomes.inc({ sink: sink.name, outcome: 'failed' });
+        logger.warn({ sink: sink.name, alert: item.alert, action: item.action, attempts, error }, 'notification failed for good');
+        return;
+      }
+      const wait = Math.max(backoff(attempts), err instanceof DeliveryError ? err.retryAfterMs ?? 0 : 0);
+      store.settleDelivery(item.seq, { state: 'pending', attempts, nextAt: t + wait, error, at: t });
+      metrics.outcomes.inc({ sink: sink.name, outcome: 'retry' });
+      logger.info({ sink: sink.name, alert: item.alert, action: item.action, attempts, retryInMs: wait, error }, 'notification will be retried');
+    }
+  }
+
+  return {
+    enqueue(items) {
+      if (items.length === 0) return;
+      store.enqueue(items, now());
+      written(items);
+    },
+    written,
+    async drain() {
+      for (const w of workers.values()) w.wake();
+      await Promise.all([...workers.values()].map((w) => w.idle()));
+    },
+    backoff,
+    finished: Promise.all([...workers.values()].map((w) => w.finished)).then(() => undefined),
+  };
+}
