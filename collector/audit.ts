@@ -7,7 +7,6 @@
  * Refused requests are not mutations and are not recorded here; they are counted in
  * driftwatch_collector_api_requests_denied_total.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditStore } from './store/store.js';
 
 /** One change to record. `before`/`after` are JSON-serialisable (null for create/delete). */
@@ -106,48 +105,4 @@ export function createAuditLog(store: AuditStore, now: () => number = Date.now):
       return { items, next: rows.length > limit && last ? Buffer.from(`a${last.id}`).toString('base64url') : null };
     },
   };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
-  res.end(JSON.stringify(body));
-}
-
-/**
- * Serve `GET /api/v1/audit?limit=&cursor=` (newest first); false for any other path. Who may read
- * it is the route table's business (reviewer and admin).
- */
-export function serveAudit(req: IncomingMessage, res: ServerResponse, audit: AuditLog): boolean {
-  const rawUrl = req.url ?? '/';
-  const q = rawUrl.indexOf('?');
-  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  if (path !== '/api/v1/audit' && path !== '/api/v1/audit/') return false;
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    sendJson(res, 405, { error: { code: 'method_not_allowed', message: `${req.method} is not allowed here` } });
-    return true;
-  }
-  const params = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
-  for (const name of params.keys()) {
-    if (name !== 'limit' && name !== 'cursor') {
-      sendJson(res, 400, { error: { code: 'unknown_parameter', message: `unknown query parameter ${JSON.stringify(name.slice(0, 64))}; allowed: limit, cursor` } });
-      return true;
-    }
-  }
-  const limitText = params.get('limit') ?? '100';
-  if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) {
-    sendJson(res, 400, { error: { code: 'invalid_parameter', message: 'limit must be an integer from 1 to 1000' } });
-    return true;
-  }
-  const cursor = params.get('cursor') ?? undefined;
-  if (cursor !== undefined && cursor.length > 64) {
-    sendJson(res, 400, { error: { code: 'invalid_parameter', message: 'cursor longer than 64 characters' } });
-    return true;
-  }
-  try {
-    sendJson(res, 200, audit.list(cursor, Number(limitText)));
-  } catch (err) {
-    if (!(err instanceof AuditCursorError)) throw err;
-    sendJson(res, 400, { error: { code: err.code, message: err.message } });
-  }
-  return true;
 }

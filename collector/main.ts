@@ -11,20 +11,21 @@ import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js'
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
-import { alertJson, createApiHandler } from './api.js';
+import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
-import { createAlertFeed, type AlertFeed } from './feed.js';
-import { createAuditLog, serveAudit, type AuditLog } from './audit.js';
-import { createApiAuth, serveWhoami, type ApiAuth } from './auth.js';
+import { createAlertFeed, type AlertFeed } from './http/feed.js';
+import { createAuditLog, type AuditLog } from './audit.js';
+import { createApiAuth, type ApiAuth } from './http/auth.js';
 import type { CollectorConfig } from './config.js';
-import { createConsoleServer } from './console-server.js';
+import { requiredRole } from './http/routes/index.js';
+import { createHttpHandler } from './http/server.js';
 import { createIngest } from './ingest/service.js';
 import { createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
 import { createNodeTracker, type NodeTracker } from './ingest/node-tracker.js';
-import { createAuthFailureLimiter } from './rate-limit.js';
+import { createAuthFailureLimiter } from './http/rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Alert } from './alerting/alert.js';
@@ -101,7 +102,7 @@ export async function startCollector(
       nodes,
       onNewAlert(alert) {
         // One JSON line per new alert: the first channel on-call can already consume (log shipping).
-        alertLog.warn({ alert: alertJson(alert) }, 'new alert');
+        alertLog.warn({ alert: alertView(alert) }, 'new alert');
         options.onAlert?.(alert);
       },
     },
@@ -158,12 +159,15 @@ export async function startCollector(
     {
       logger: logger.child({ component: 'api-auth' }),
       registry: metrics.registry,
+      roleOf: requiredRole,
       // Who may change things is itself a change worth a record.
       onTokensChanged: (before, after) => audit.record({ actor: 'system', role: 'admin', action: 'api-tokens.reload', target: config.apiTokensFile ?? '', before, after }),
     },
   );
   if (config.apiTokensFile === undefined) logger.warn('insecure: the HTTP API has no tokens file; anyone who reaches it can read and change everything');
-  const api = createApiHandler({
+  const handler = createHttpHandler({
+    auth,
+    logger,
     store,
     alerting,
     registry: metrics.registry,
@@ -171,25 +175,11 @@ export async function startCollector(
     metricsIntervalMs: config.metricsInterval,
     now,
     maxExceptionLifetime: config.alerting.maxExceptionLifetime,
-    principalOf: (req) => auth.principalOf(req),
     audit,
     onBaselineChanged: (key) => ingest.pushBaselines([key]),
     nodes,
   });
-  const consoleServer = createConsoleServer({ logger: logger.child({ component: 'console' }) });
-  const handler = auth.wrap(async (req, res) => {
-    if (consoleServer.serve(req, res)) return;
-    if (serveWhoami(req, res, auth)) return;
-    if (serveAudit(req, res, audit)) return;
-    await api(req, res);
-  });
-  const http = createServer({ maxHeaderSize: 16 << 10 }, (req, res) => {
-    handler(req, res).catch((err: unknown) => {
-      logger.error({ err, url: req.url?.slice(0, 256) }, 'API request failed');
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-      res.end('{"error":{"code":"internal","message":"internal error"}}');
-    });
-  });
+  const http = createServer({ maxHeaderSize: 16 << 10 }, handler);
   http.requestTimeout = 30_000;
   http.headersTimeout = 10_000;
   http.maxHeadersCount = 100;

@@ -1,6 +1,6 @@
 /**
  * The websocket live feed, `GET /api/v1/stream`: every alert change the collector publishes on its
- * feed (collector/feed.ts), filtered per client, as JSON text frames. Read-only: what a client
+ * feed (collector/http/feed.ts), filtered per client, as JSON text frames. Read-only: what a client
  * sends is ignored (and bounded by a small maxPayload).
  *
  * A connection gets, in order: a `hello` frame (the filters in effect, the server version), then
@@ -19,9 +19,9 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { WebSocket, WebSocketServer } from 'ws';
 import { EVENT_KINDS, type EventKind } from '../core/event.js';
 import type { Logger } from '../runtime/logger.js';
-import { WEBSOCKET_PROTOCOL } from './auth.js';
+import { WEBSOCKET_PROTOCOL } from './http/auth.js';
 import { VERSION } from '../runtime/version.js';
-import type { AlertFeed, FeedEvent, FeedEventType } from './feed.js';
+import type { AlertFeed, FeedEvent, FeedEventType } from './http/feed.js';
 import type { AlertState } from './alerting/alert.js';
 
 /** The path of the live feed. */

@@ -16,7 +16,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
-import type { AlertFeed } from '../feed.js';
+import type { AlertFeed } from '../http/feed.js';
 import type { Sink } from '../sinks/index.js';
 import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
 import type { AlertException, AlertTransition } from './alert.js';

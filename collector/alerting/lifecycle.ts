@@ -5,8 +5,8 @@
  * alerts that exist only in the outbox, are acknowledged and resolved the same way.
  */
 import type { Logger } from '../../runtime/logger.js';
-import { alertJson } from '../api.js';
-import type { AlertFeed, FeedEventType } from '../feed.js';
+import { alertView } from '../http/views.js';
+import type { AlertFeed, FeedEventType } from '../http/feed.js';
 import type { Notification, NotificationAction } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
 import type { AlertStore, IngestResult, OutboxStore, TransitionResult } from '../store/store.js';
@@ -49,7 +49,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   }
 
   function publish(type: FeedEventType, alert: Alert): void {
-    if (feed.size > 0) feed.publish({ type, at: now(), alert: alertJson(alert) });
+    if (feed.size > 0) feed.publish({ type, at: now(), alert: alertView(alert) });
   }
 
   /**

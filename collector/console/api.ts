@@ -4,41 +4,48 @@
  * what the console reads; every field is still treated as possibly missing or odd (dom.show).
  */
 
-/** Roles, weakest first (as collector/auth.ts). */
+/** Roles, weakest first (as collector/http/auth.ts); shown, never used to decide. */
 export const ROLES = ['viewer', 'responder', 'reviewer', 'admin'] as const;
 /** One of ROLES. */
 export type Role = (typeof ROLES)[number];
 
-/** What the caller may do, from `GET /api/v1/whoami`. */
+/** A route as the server's table names it: `POST /api/v1/alerts/{id}/acknowledge`. */
+export type RouteName = `${'GET' | 'POST' | 'DELETE'} /api/v1/${string}`;
+
+/** Who the caller is and what it may call, from `GET /api/v1/whoami`. */
 export interface Me {
   name: string;
   role: Role;
-}
-
-/** True when `have` is at least `need`. */
-export function roleAtLeast(have: Role, need: Role): boolean {
-  return ROLES.indexOf(have) >= ROLES.indexOf(need);
+  /** The routes of the server's table this token may call. */
+  routes: ReadonlySet<string>;
 }
 
 /**
- * The least role of each thing the console offers, as ROUTE_ROLES in collector/auth.ts declares it.
- * The server decides; this only keeps buttons away from those who would get a 403.
+ * The route (or routes, all needed) behind each thing the console offers. Who may call a route is
+ * the server's table's to say (whoami lists them); this only keeps buttons away from those who
+ * would get a 403.
  */
-export const NEEDS = {
-  acknowledge: 'responder',
-  resolve: 'responder',
-  accept: 'reviewer',
-  createException: 'reviewer',
-  revokeException: 'reviewer',
-  audit: 'reviewer',
-  changeBaseline: 'reviewer',
-  /** POST / DELETE /api/v1/nodes/{node}/quarantine: no line of their own, so the last one (admin). */
-  quarantine: 'admin',
-} as const satisfies Record<string, Role>;
+export const ACTION_ROUTES = {
+  acknowledge: 'POST /api/v1/alerts/{id}/acknowledge',
+  resolve: 'POST /api/v1/alerts/{id}/resolve',
+  accept: 'POST /api/v1/alerts/{id}/accept',
+  createException: 'POST /api/v1/exceptions',
+  revokeException: 'DELETE /api/v1/exceptions/{id}',
+  audit: 'GET /api/v1/audit',
+  changeBaseline: [
+    'POST /api/v1/baselines/{key}/lock',
+    'POST /api/v1/baselines/{key}/unlock',
+    'POST /api/v1/baselines/{key}/relearn',
+    'POST /api/v1/baselines/{key}/entries/{id}/approve',
+    'POST /api/v1/baselines/{key}/entries/{id}/remove',
+  ],
+  quarantine: ['POST /api/v1/nodes/{node}/quarantine', 'DELETE /api/v1/nodes/{node}/quarantine'],
+} as const satisfies Record<string, RouteName | readonly RouteName[]>;
 
 /** May `me` do `action`? */
-export function can(me: Me, action: keyof typeof NEEDS): boolean {
-  return roleAtLeast(me.role, NEEDS[action]);
+export function can(me: Me, action: keyof typeof ACTION_ROUTES): boolean {
+  const need: RouteName | readonly RouteName[] = ACTION_ROUTES[action];
+  return (typeof need === 'string' ? [need] : need).every((r) => me.routes.has(r));
 }
 
 /** An alert as `GET /api/v1/alerts` shows it. */
@@ -275,11 +282,12 @@ export class Api {
     return { blob: await res.blob(), name: fileName(res.headers.get('content-disposition')) };
   }
 
-  /** Who this token is. */
+  /** Who this token is and what it may call. */
   async whoami(): Promise<Me> {
-    const me = await this.get<{ name?: unknown; role?: unknown }>('whoami');
+    const me = await this.get<{ name?: unknown; role?: unknown; routes?: unknown }>('whoami');
     const role = (ROLES as readonly unknown[]).includes(me.role) ? (me.role as Role) : 'viewer';
-    return { name: typeof me.name === 'string' ? me.name : '?', role };
+    const routes = Array.isArray(me.routes) ? me.routes.slice(0, 1000).filter((r): r is string => typeof r === 'string' && r.length <= 256) : [];
+    return { name: typeof me.name === 'string' ? me.name : '?', role, routes: new Set(routes) };
   }
 
   /** The token, for the live feed's subprotocol. */

@@ -3,11 +3,14 @@
  * kubectl) can see exactly what `kubectl apply -k daemonset/overlays/NAME` applies.
  *
  * It supports only what daemonset/ uses, and refuses anything else by name instead of silently
- * ignoring it: `resources` (files and kustomization directories), `namespace`, `labels` (pairs,
- * without selectors or templates), `configMapGenerator` (files, with kustomize's content-hash name
- * suffix and the references to it rewritten), `patches` (strategic merge from a file, for the
- * fields and list merge keys of pod templates), and `images`. Like kustomize's default load
- * restrictor, it reads no file outside the kustomization's own directory.
+ * ignoring it: `resources` (files and kustomization directories), `components` (directories whose
+ * kustomization is `kind: Component`, applied after the resources to everything accumulated so
+ * far, as kustomize does), `namespace`, `labels` (pairs, without selectors or templates),
+ * `configMapGenerator` (files, with kustomize's content-hash name suffix and the references to it
+ * rewritten; `behavior` create, replace or merge), `patches` (strategic merge from a file, for the
+ * fields and list merge keys of pod templates, and `$patch: delete` of a whole object), and
+ * `images`. Like kustomize's default load restrictor, it reads no file outside the kustomization's
+ * own directory.
  *
  * test/daemonset/render.test.ts compares its output with `kubectl kustomize` where kubectl exists.
  *
@@ -31,7 +34,7 @@ export class RenderError extends Error {
   }
 }
 
-const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'resources', 'namespace', 'labels', 'configMapGenerator', 'patches', 'images']);
+const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'resources', 'components', 'namespace', 'labels', 'configMapGenerator', 'patches', 'images']);
 /** Kinds without a namespace among those daemonset/ uses (kustomize knows the built-in ones; TracingPolicy is never namespaced here). */
 const CLUSTER_SCOPED = new Set(['Namespace', 'PriorityClass', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'StorageClass', 'PersistentVolume', 'TracingPolicy']);
 /** Strategic-merge keys of the lists daemonset/ patches (from the Kubernetes API's patchMergeKey). */
@@ -97,14 +100,22 @@ function asObject(value: unknown, path: string): KObject {
   return value as KObject;
 }
 
-function build(root: string): Rendered {
+/**
+ * Build the kustomization (or, with `into`, the Component) in `root`. A Component works on the
+ * objects its parent has accumulated so far: its resources join them, its generators may replace
+ * theirs, its patches and transformers apply to all of them.
+ */
+function build(root: string, into?: Rendered): Rendered {
   const file = join(root, 'kustomization.yaml');
   if (!existsSync(file)) throw new RenderError(root, 'no kustomization.yaml');
   const [k] = readYamlDocs(file);
   if (!isMap(k)) throw new RenderError(file, 'must hold a mapping');
   for (const key of Object.keys(k)) if (!KUSTOMIZATION_KEYS.has(key)) throw new RenderError(file, `unsupported field ${JSON.stringify(key)}; this renderer knows ${[...KUSTOMIZATION_KEYS].join(', ')}`);
+  const kind = k.kind ?? 'Kustomization';
+  const expected = into === undefined ? 'Kustomization' : 'Component';
+  if (kind !== expected) throw new RenderError(file, `kind is ${JSON.stringify(kind)}, but ${into === undefined ? 'a resource directory needs a Kustomization (a Component goes under components:)' : 'a directory under components: needs kind Component'}`);
 
-  const out: Rendered = { objects: [], unhashed: new Map() };
+  const out: Rendered = into ?? { objects: [], unhashed: new Map() };
   for (const name of list<string>(k.resources, file, 'resources')) {
     const path = resolve(root, name);
     if (existsSync(path) && statSync(path).isDirectory()) {
@@ -116,28 +127,52 @@ function build(root: string): Rendered {
     }
   }
 
+  for (const name of list<string>(k.components, file, 'components')) {
+    const path = resolve(root, name);
+    if (!existsSync(path) || !statSync(path).isDirectory()) throw new RenderError(file, `components: ${name} is not a directory`);
+    build(path, out);
+  }
+
   for (const gen of list<Json>(k.configMapGenerator, file, 'configMapGenerator')) {
-    for (const key of Object.keys(gen)) if (!['name', 'namespace', 'files'].includes(key)) throw new RenderError(file, `configMapGenerator: unsupported field ${JSON.stringify(key)}`);
+    for (const key of Object.keys(gen)) if (!['name', 'namespace', 'files', 'behavior'].includes(key)) throw new RenderError(file, `configMapGenerator: unsupported field ${JSON.stringify(key)}`);
     if (typeof gen.name !== 'string') throw new RenderError(file, 'configMapGenerator: name is required');
+    const behavior = gen.behavior ?? 'create';
+    if (behavior !== 'create' && behavior !== 'replace' && behavior !== 'merge') throw new RenderError(file, `configMapGenerator: behavior must be create, replace or merge, not ${JSON.stringify(behavior)}`);
     const data: Record<string, string> = {};
     for (const f of list<string>(gen.files, file, 'configMapGenerator.files')) {
       if (f.includes('=')) throw new RenderError(file, 'configMapGenerator: key=path file entries are not supported');
       data[basename(f)] = readFileSync(inside(root, f, file), 'utf8');
     }
-    const metadata: KObject['metadata'] = { name: gen.name };
-    if (typeof gen.namespace === 'string') metadata.namespace = gen.namespace;
-    const cm: KObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata, data };
-    out.objects.push(cm);
-    out.unhashed.set(cm, gen.name);
+    const namespace = typeof gen.namespace === 'string' ? gen.namespace : undefined;
+    const existing = [...out.unhashed].find(([o, n]) => n === gen.name && o.metadata.namespace === namespace)?.[0];
+    if (behavior === 'create') {
+      if (existing) throw new RenderError(file, `configMapGenerator: ${String(namespace ?? '')}/${gen.name} exists already; use behavior replace or merge`);
+      const metadata: KObject['metadata'] = { name: gen.name };
+      if (namespace !== undefined) metadata.namespace = namespace;
+      const cm: KObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata, data };
+      out.objects.push(cm);
+      out.unhashed.set(cm, gen.name);
+    } else {
+      if (!existing) throw new RenderError(file, `configMapGenerator: no generated ConfigMap ${String(namespace ?? '')}/${gen.name} to ${behavior}`);
+      // kustomize keeps the existing object's metadata (labels, namespace) and place in the list.
+      existing.data = behavior === 'merge' ? { ...(existing.data as Record<string, string>), ...data } : data;
+    }
   }
 
   for (const patch of list<Json>(k.patches, file, 'patches')) {
     if (Object.keys(patch).some((key) => key !== 'path') || typeof patch.path !== 'string') throw new RenderError(file, 'patches: only { path: FILE } strategic-merge patches are supported');
     const patchFile = inside(root, patch.path, file);
     for (const doc of readYamlDocs(patchFile)) {
-      const p = asObject(doc, patchFile);
+      const { $patch: directive, ...rest } = isMap(doc) ? doc : { $patch: undefined };
+      const p = asObject(directive === undefined ? doc : rest, patchFile);
       const target = out.objects.find((o) => o.kind === p.kind && o.metadata.name === p.metadata.name && (p.metadata.namespace === undefined || o.metadata.namespace === p.metadata.namespace));
       if (!target) throw new RenderError(patchFile, `no ${p.kind} ${String(p.metadata.namespace ?? '')}/${p.metadata.name} to patch`);
+      if (directive !== undefined) {
+        if (directive !== 'delete') throw new RenderError(patchFile, `patch directive $patch: ${JSON.stringify(directive)} is not supported (only delete, of a whole object)`);
+        out.objects.splice(out.objects.indexOf(target), 1);
+        out.unhashed.delete(target);
+        continue;
+      }
       const merged = mergeMap(target, p, patchFile) as KObject;
       out.objects[out.objects.indexOf(target)] = merged;
       const unhashedName = out.unhashed.get(target);

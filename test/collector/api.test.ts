@@ -177,6 +177,7 @@ test('API: pagination, filters, percent-encoded keys, and 4xx with a reason', as
     ['/api/v1/alerts/doesnotexist', 404, /no alert/],
     [`/api/v1/baselines/${encodeURIComponent('docker.io/library/none')}`, 404, /no baseline with key "docker.io\/library\/none"/],
     ['/api/v1/baselines/%E0%A4%A', 400, /percent-encoding/],
+    ['/api/v1/baselines/docker.io/library/none', 404, /one percent-encoded segment/],
     ['/api/v1/nothing', 404, /no such API resource/],
     ['/elsewhere', 404, /under \/api\/v1\//],
   ];
@@ -187,6 +188,10 @@ test('API: pagination, filters, percent-encoded keys, and 4xx with a reason', as
   }
   const post = await fetch(`${c.url}/api/v1/alerts`, { method: 'POST', body: '{}' });
   t.is(post.status, 405);
+  t.is(post.headers.get('allow'), 'GET, HEAD');
+  t.is((await fetch(`${c.url}/api/v1/alerts/x/acknowledge`)).headers.get('allow'), 'POST', 'a write route read: 405 with what it takes');
+  const stream = await get('/api/v1/stream');
+  t.is(stream.status, 426, 'the live feed is a websocket');
   for (const path of ['/livez', '/healthz', '/readyz']) t.is((await fetch(`${c.url}${path}`)).status, 200, path);
   t.regex(await (await fetch(`${c.url}/metrics`)).text(), /^driftwatch_collector_deviations_total\{outcome="stored"\} 5$/m);
 });

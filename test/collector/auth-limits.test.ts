@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { CollectorHandle } from '../../collector/main.js';
-import { createAuthFailureLimiter } from '../../collector/rate-limit.js';
+import { createAuthFailureLimiter } from '../../collector/http/rate-limit.js';
 import { FRESH_RENDERS } from '../../runtime/health.js';
 import { withCollector } from '../helpers/collector.js';
 

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { MAX_AUDIT_VALUE_CHARS } from '../../collector/audit.js';
-import { parseTokensFile, requiredRole } from '../../collector/auth.js';
+import { parseTokensFile } from '../../collector/http/auth.js';
+import { requiredRole } from '../../collector/http/routes/index.js';
 import { loadCollectorConfig, type CollectorHandle } from '../../collector/main.js';
 import { withCollector, type TestCollector } from '../helpers/collector.js';
 
@@ -40,13 +41,14 @@ function call(c: CollectorHandle, method: string, path: string, token?: string, 
   return fetch(`${c.url}${path}`, { method, headers, ...init });
 }
 
-test('the route table gives every method and path its least role', (t) => {
+test('the route table gives every method and path its least role; what no route takes needs any token', (t) => {
   const cases: [string, string, ReturnType<typeof requiredRole>][] = [
     ['GET', '/livez', 'open'],
     ['GET', '/readyz', 'open'],
     ['GET', '/healthz', 'open'],
     ['GET', '/metrics', 'open'],
-    ['POST', '/livez', 'admin'],
+    // No route takes these: a token of any role, then 404 or 405 (never a handler).
+    ['POST', '/livez', 'viewer'],
     ['GET', '/api/v1/alerts', 'viewer'],
     ['HEAD', '/api/v1/alerts/abc', 'viewer'],
     ['GET', '/api/v1/stream', 'viewer'],
@@ -59,13 +61,17 @@ test('the route table gives every method and path its least role', (t) => {
     ['POST', '/api/v1/alerts/abc/accept', 'reviewer'],
     ['POST', '/api/v1/alerts/a%2Fb/accept', 'reviewer'],
     ['POST', '/api/v1/baselines/docker.io%2Flibrary%2Fnginx/lock', 'reviewer'],
-    ['POST', '/api/v1/baselines/docker.io/library/nginx/relearn', 'reviewer'],
+    ['POST', '/api/v1/baselines/docker.io/library/nginx/relearn', 'viewer'], // the key must be one percent-encoded segment: 404
     ['POST', '/api/v1/exceptions', 'reviewer'],
     ['DELETE', '/api/v1/exceptions/7', 'reviewer'],
-    ['PATCH', '/api/v1/exceptions/7', 'reviewer'],
-    ['POST', '/api/v1/something-new', 'admin'],
-    ['PUT', '/api/v1/audit', 'admin'],
-    ['OPTIONS', '/api/v1/alerts', 'admin'],
+    ['PATCH', '/api/v1/exceptions/7', 'viewer'],
+    ['POST', '/api/v1/nodes/node-1/quarantine', 'admin'],
+    ['DELETE', '/api/v1/nodes/node-1/quarantine', 'admin'],
+    ['DELETE', '/api/v1/nodes/node-1', 'responder'],
+    ['GET', '/api/v1/nodes/quarantined', 'viewer'],
+    ['POST', '/api/v1/something-new', 'viewer'],
+    ['PUT', '/api/v1/audit', 'viewer'],
+    ['OPTIONS', '/api/v1/alerts', 'viewer'],
     ['GET', '/api/v1/%zz', null],
   ];
   for (const [method, path, role] of cases) t.is(requiredRole(method, path), role, `${method} ${path}`);
@@ -104,7 +110,7 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
   t.is((await fetch(`${c.url}/api/v1/alerts`, { headers: { authorization: `Basic ${TOKENS.viewer}` } })).status, 401);
 
   // Expected status per role; a request that passes auth reaches the API (404 for an alert or
-  // exception that does not exist, 405 for writes it does not have yet).
+  // exception that does not exist); what no route takes is 404 or 405 for any token.
   const table: [string, string, Record<RoleName, number>][] = [
     ['GET', '/api/v1/alerts', { viewer: 200, responder: 200, reviewer: 200, admin: 200 }],
     ['GET', '/api/v1/baselines', { viewer: 200, responder: 200, reviewer: 200, admin: 200 }],
@@ -114,7 +120,8 @@ test('401 without or with a wrong token, 403 for a role too weak, through for a 
     ['POST', '/api/v1/baselines/docker.io%2Flibrary%2Fnginx/lock', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
     ['DELETE', '/api/v1/exceptions/1', { viewer: 403, responder: 403, reviewer: 404, admin: 404 }],
     ['POST', '/api/v1/exceptions', { viewer: 403, responder: 403, reviewer: 400, admin: 400 }],
-    ['POST', '/api/v1/tokens', { viewer: 403, responder: 403, reviewer: 403, admin: 405 }],
+    ['POST', '/api/v1/tokens', { viewer: 404, responder: 404, reviewer: 404, admin: 404 }],
+    ['PUT', '/api/v1/audit', { viewer: 405, responder: 405, reviewer: 405, admin: 405 }],
   ];
   for (const [method, path, expected] of table) {
     for (const role of Object.keys(TOKENS) as RoleName[]) {
@@ -248,7 +255,7 @@ test('an open API (insecure, no tokens file) acts as anonymous admin', async (t)
 });
 
 test('readJsonBody bounds a chunked body that announces no length', async (t) => {
-  const { readJsonBody, BodyError } = await import('../../collector/request-body.js');
+  const { readJsonBody, BodyError } = await import('../../collector/http/request-body.js');
   const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     readJsonBody(req, 1024).then(

@@ -1,13 +1,16 @@
 /**
  * Every route of the HTTP API, as a table: without a token 401, with a role too weak 403, with the
- * least role it needs neither. The table must name every resource the API serves (checked against
- * the API's own source), so a route added later without a row fails here.
+ * least role it needs neither. The table must name every route of the server's own table
+ * (collector/http/routes/index.ts), so a route added later without a row fails here; and the
+ * README's HTTP API table must name every route with its least role, and nothing else.
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { withCollector } from '../helpers/collector.js';
+import { ROUTES as SERVER_ROUTES, ROUTE_TABLE } from '../../collector/http/routes/index.js';
+import { createRouteTable, route } from '../../collector/http/route.js';
 
 const ROLES = ['viewer', 'responder', 'reviewer', 'admin'] as const;
 type Role = (typeof ROLES)[number];
@@ -37,11 +40,15 @@ const ROUTES: [string, string, Role][] = [
   ['POST', `/api/v1/baselines/${K}/entries`, 'reviewer'],
   ['POST', `/api/v1/baselines/${K}/entries/x/approve`, 'reviewer'],
   ['POST', `/api/v1/baselines/${K}/entries/x/remove`, 'reviewer'],
+  ['POST', `/api/v1/baselines/${K}/nodes/node-1/drop`, 'reviewer'],
   ['POST', '/api/v1/baselines/bulk', 'reviewer'],
   ['POST', '/api/v1/baselines/import', 'reviewer'],
   ['GET', '/api/v1/nodes', 'viewer'],
+  ['GET', '/api/v1/nodes/quarantined', 'viewer'],
   ['GET', '/api/v1/nodes/node-1', 'viewer'],
   ['DELETE', '/api/v1/nodes/node-1', 'responder'],
+  ['POST', '/api/v1/nodes/node-1/quarantine', 'admin'],
+  ['DELETE', '/api/v1/nodes/node-1/quarantine', 'admin'],
   ['GET', '/api/v1/audit', 'reviewer'],
   ['GET', '/api/v1/whoami', 'viewer'],
   ['GET', '/api/v1/stream', 'viewer'],
@@ -73,9 +80,71 @@ test('every API route: 401 without a token, 403 below its least role, through at
   }
 });
 
-test('the table names every resource the API serves', (t) => {
-  const source = readFileSync(fileURLToPath(new URL('../../../collector/api.ts', import.meta.url)), 'utf8');
-  const resources = new Set([...source.matchAll(/resource === '([a-z]+)'/g)].map((m) => m[1] as string));
-  t.true(resources.size >= 5, `found ${[...resources].join(', ')}`);
-  for (const r of resources) t.true(ROUTES.some(([, path]) => path.startsWith(`/api/v1/${r}`)), `no row for /api/v1/${r}`);
+test('the table names every route of the server, and each row is the route it means', (t) => {
+  const covered = new Set<string>();
+  for (const [method, path] of ROUTES) {
+    const m = ROUTE_TABLE.match(method, path);
+    if (m === null || m.route === null) {
+      t.fail(`${method} ${path}: no route of the server takes it`);
+      continue;
+    }
+    covered.add(`${m.route.method} ${m.route.path}`);
+  }
+  const api = SERVER_ROUTES.filter((r) => r.path.startsWith('/api/v1/'));
+  t.true(api.length >= 30, `${api.length} API routes`);
+  for (const r of api) t.true(covered.has(`${r.method} ${r.path}`), `no row for ${r.method} ${r.path}`);
+});
+
+test('the README\'s HTTP API table names every route with its least role, and no route the server lacks', (t) => {
+  const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+  const section = readme.slice(readme.indexOf('### HTTP API'));
+  const rows = section.slice(0, section.indexOf('\n\n', section.indexOf('| route |'))).split('\n').filter((l) => l.startsWith('| `'));
+  t.true(rows.length >= 20, `${rows.length} rows`);
+  const documented = new Map<string, string>();
+  for (const row of rows) {
+    const [routes = '', role = ''] = row.split(/(?<!\\)\|/).slice(1).map((c) => c.trim());
+    const least = role.startsWith('none') ? 'open' : role.split(' ')[0] as string;
+    for (const m of routes.matchAll(/`([A-Z]+) (\/[^`?]*)(?:\?[^`]*)?`/g)) documented.set(`${m[1]} ${m[2]}`, least);
+  }
+  const served = new Map(SERVER_ROUTES.map((r) => [`${r.method} ${r.path}`, r.role as string]));
+  for (const [route, role] of served) t.is(documented.get(route), role, `README row for ${route}`);
+  for (const route of documented.keys()) t.true(served.has(route), `the README names ${route}, which the server does not have`);
+});
+
+test('the matcher: a literal segment wins over {name}, {name...} takes the rest, HEAD is GET, 405 says what is allowed', (t) => {
+  const ok = () => ({ json: null });
+  const table = createRouteTable([
+    route({ method: 'GET', path: '/a/{id}', role: 'viewer', handle: ok }),
+    route({ method: 'GET', path: '/a/special', role: 'admin', handle: ok }),
+    route({ method: 'POST', path: '/a/{id}', role: 'responder', handle: ok }),
+    route({ method: 'DELETE', path: '/a/{id}/x', role: 'reviewer', handle: ok }),
+    route({ method: 'GET', path: '/files/{path...}', role: 'open', handle: ok }),
+  ]);
+  const hit = (method: string, path: string) => {
+    const m = table.match(method, path);
+    return m === null ? null : m.route === null ? { allow: m.allow } : { path: m.route.path, params: m.params };
+  };
+  t.deepEqual(hit('GET', '/a/special'), { path: '/a/special', params: {} });
+  t.deepEqual(hit('GET', '/a/other'), { path: '/a/{id}', params: { id: 'other' } });
+  t.deepEqual(hit('HEAD', '/a/other'), { path: '/a/{id}', params: { id: 'other' } });
+  t.deepEqual(hit('POST', '/a/special'), { path: '/a/{id}', params: { id: 'special' } }, 'the literal is a GET route: the POST takes it');
+  t.deepEqual(hit('GET', '//a//b%2Fc/'), { path: '/a/{id}', params: { id: 'b/c' } }, 'empty segments dropped, one segment decoded');
+  t.deepEqual(hit('PUT', '/a/b'), { allow: ['GET', 'HEAD', 'POST'] });
+  t.deepEqual(hit('GET', '/a/b/x'), { allow: ['DELETE'] });
+  t.deepEqual(hit('GET', '/a/b/y'), { allow: [] });
+  t.deepEqual(hit('GET', '/files/x/y/z'), { path: '/files/{path...}', params: { path: 'x/y/z' } });
+  t.deepEqual(hit('GET', '/files'), { allow: [] }, '{name...} takes at least one segment');
+  t.is(hit('GET', '/a/%zz'), null);
+  t.is(table.roleOf('GET', '/a/special'), 'admin');
+  t.is(table.roleOf('DELETE', '/a/b/x'), 'reviewer');
+  t.is(table.roleOf('PUT', '/a/b'), 'viewer', 'no route: any token, then 405');
+  t.is(table.roleOf('GET', '/nowhere'), 'viewer', 'no route: any token, then 404');
+  t.throws(() => createRouteTable([route({ method: 'GET', path: '/a/{id}', role: 'viewer', handle: ok }), route({ method: 'GET', path: '/a/{name}', role: 'admin', handle: ok })]), { message: /two routes GET a\/\{\}/ });
+  t.throws(() => createRouteTable([route({ method: 'GET', path: '/a/{rest...}/b', role: 'viewer', handle: ok })]), { message: /must be the last segment/ });
+});
+
+test('the server\'s table: every path well formed, one route per method and shape, every write behind a role', (t) => {
+  t.notThrows(() => createRouteTable(SERVER_ROUTES));
+  for (const r of SERVER_ROUTES) if (r.method !== 'GET') t.not(r.role, 'open', `${r.method} ${r.path}`);
+  for (const r of SERVER_ROUTES) if (r.role === 'open') t.false(r.path.startsWith('/api/'), `${r.path} is open`);
 });

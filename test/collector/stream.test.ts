@@ -11,8 +11,8 @@ import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
 import { withCollector } from '../helpers/collector.js';
 import { shellAlert } from '../helpers/notification.js';
-import { alertJson } from '../../collector/api.js';
-import { createAlertFeed, type FeedEvent, type FeedEventType } from '../../collector/feed.js';
+import { alertView } from '../../collector/http/views.js';
+import { createAlertFeed, type FeedEvent, type FeedEventType } from '../../collector/http/feed.js';
 import type { CollectorHandle } from '../../collector/main.js';
 import type { Alert } from '../../collector/alerting/alert.js';
 import { attachStream, matchesFilter, parseStreamFilter, StreamFilterError, type Severity, type StreamLimits } from '../../collector/stream.js';
@@ -55,7 +55,7 @@ function alertOf(s: AlertSpec): FeedEvent['alert'] {
     example: 'sh -c id',
     createdAt: Date.UTC(2026, 10, 23, 10, 0, 6),
   });
-  const { severity: _severity, ...json } = alertJson(a);
+  const { severity: _severity, ...json } = alertView(a);
   // Without a spec'd severity the alert carries none, as an older collector's would.
   return (s.severity === undefined ? json : { ...json, severity: s.severity }) as FeedEvent['alert'];
 }

@@ -13,8 +13,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '../runtime/logger.js';
-import { CONSOLE_HTML, CONSOLE_CSS, CONSOLE_ICON } from './console-assets.js';
+import type { Logger } from '../../../runtime/logger.js';
+import { CONSOLE_HTML, CONSOLE_CSS, CONSOLE_ICON } from './assets.js';
 
 /** Where the console lives. */
 export const CONSOLE_PATH = '/console/';
@@ -58,11 +58,11 @@ const SECURITY_HEADERS = {
 };
 
 /**
- * Build the manifest. `modulesDir` defaults to the compiled browser modules next to this file
- * (dist/collector/console/); a missing directory leaves a console that says it was not built.
+ * Build the manifest. `modulesDir` defaults to the compiled browser modules (dist/collector/console/,
+ * from collector/console/); a missing directory leaves a console that says it was not built.
  */
 export function createConsoleServer(deps: { logger: Logger; modulesDir?: string }): ConsoleServer {
-  const dir = deps.modulesDir ?? fileURLToPath(new URL('./console/', import.meta.url));
+  const dir = deps.modulesDir ?? fileURLToPath(new URL('../../console/', import.meta.url));
   const files = new Map<string, Asset>();
   files.set(CONSOLE_PATH, asset(CONSOLE_HTML, 'text/html; charset=utf-8'));
   files.set(`${CONSOLE_PATH}style.css`, asset(CONSOLE_CSS, 'text/css; charset=utf-8'));

@@ -92,3 +92,28 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   if (!/^application\/json\s*(;|$)/i.test(type)) throw new BodyError(415, 'unsupported_media_type', 'send the body as application/json');
   return parseJsonBody(await readBodyText(req, maxBytes));
 }
+
+/** Largest JSON body of an API write, in bytes. */
+export const MAX_JSON_BODY_BYTES = 16 << 10;
+
+/** The media type of a request, lower case, without parameters. */
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
+/**
+ * Read an API write's JSON body: at most MAX_JSON_BODY_BYTES, content-type application/json; an
+ * empty body (whatever its type) is `{}`. Throws BodyError.
+ */
+export async function readApiJson(req: IncomingMessage): Promise<unknown> {
+  const text = await readBodyText(req, MAX_JSON_BODY_BYTES);
+  if (text === '') return {};
+  if (mediaType(req) !== 'application/json') throw new BodyError(415, 'unsupported_media_type', 'send the body as application/json');
+  return parseJsonBody(text);
+}
+
+/** Read a text body of one of `types` (the first is named in the refusal), at most `max` bytes, as strict UTF-8. Throws BodyError. */
+export async function readTextBody(req: IncomingMessage, max: number, types: readonly string[]): Promise<string> {
+  if (!types.includes(mediaType(req))) throw new BodyError(415, 'unsupported_media_type', `send the body as ${types[0] ?? 'text'}`);
+  return readBodyText(req, max);
+}

@@ -3,7 +3,7 @@
  * (collector/stream.ts) and anything else that wants to watch subscribes. Synchronous and in
  * memory only: a subscriber that needs durability reads the store instead.
  */
-import type { alertJson } from './api.js';
+import type { AlertView } from './views.js';
 
 /** What happened to an alert. */
 export type FeedEventType =
@@ -19,7 +19,7 @@ export interface FeedEvent {
   type: FeedEventType;
   /** When the collector published it (ms since the epoch). */
   at: number;
-  alert: ReturnType<typeof alertJson>;
+  alert: AlertView;
 }
 
 /** A subscriber. It must not throw (a throw is caught and dropped) and must not block. */

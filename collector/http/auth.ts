@@ -1,25 +1,26 @@
 /**
- * Authentication and authorization of the collector's HTTP API (and its websocket upgrades):
- * bearer tokens from a YAML file, each with a name and a role; a route table that gives every
- * method + path the least role it needs; 401 without or with a wrong token, 403 for a role too
- * weak, 429 for a failing attempt past the failure bounds (by credential, by address, overall; a
- * valid token is never refused for others' failures) or too many requests on one token.
+ * Authentication and authorization of the collector's HTTP server (and its websocket upgrades):
+ * bearer tokens from a YAML file, each with a name and a role; the least role of a request is the
+ * matched route's (routes/index.ts: one table for dispatch and roles); 401 without or with a wrong
+ * token, 403 for a role too weak, 429 for a failing attempt past the failure bounds (by credential,
+ * by address, overall; a valid token is never refused for others' failures) or too many requests
+ * on one token.
  *
- * Routes get their role from ROUTE_ROLES by path, so a route added later is covered the moment it
- * exists: a read under /api/v1/ needs `viewer`, and any write nobody declared needs `admin`.
- * Tokens are compared as SHA-256 digests in constant time against every entry; no token or digest
- * is ever logged. The file is re-read when it changes (a Kubernetes Secret volume updates in place);
- * a file that no longer parses is refused and the previous tokens stay in force, loudly.
+ * A request no route takes needs a token of any role (it gets 404 or 405 from the server), so an
+ * anonymous caller learns nothing from the table. Tokens are compared as SHA-256 digests in
+ * constant time against every entry; no token or digest is ever logged. The file is re-read when
+ * it changes (a Kubernetes Secret volume updates in place); a file that no longer parses is
+ * refused and the previous tokens stay in force, loudly.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { firstIssue } from '../core/zod-issue.js';
-import type { Logger } from '../runtime/logger.js';
+import { firstIssue } from '../../core/zod-issue.js';
+import type { Logger } from '../../runtime/logger.js';
+import { sendError } from './errors.js';
 import { createAuthFailureLimiter, createRateLimiter, credentialDigest, type AuthFailureLimits } from './rate-limit.js';
 
 /** Roles, weakest first; each can do everything the ones before it can. */
@@ -37,79 +38,6 @@ export interface Principal {
 /** True when `have` is at least `need`. */
 export function roleAtLeast(have: Role, need: Role): boolean {
   return ROLES.indexOf(have) >= ROLES.indexOf(need);
-}
-
-const READ = ['GET', 'HEAD'] as const;
-const WRITE = ['POST', 'PUT', 'PATCH', 'DELETE'] as const;
-
-/**
- * One line of the route table. `path` is matched segment by segment after percent-decoding:
- * `*` is exactly one segment, a trailing `**` is any number of segments (none included).
- */
-export interface RouteRule {
-  methods: readonly string[] | '*';
-  path: string;
-  /** The least role; `open` needs no token. */
-  role: Role | 'open';
-}
-
-/**
- * Every route's least role; the first matching line wins. To declare a new route, add a line
- * above the catch-alls. Unlisted writes fall through to `admin`, unlisted reads to `viewer`.
- */
-export const ROUTE_ROLES: readonly RouteRule[] = [
-  { methods: READ, path: '/livez', role: 'open' },
-  { methods: READ, path: '/healthz', role: 'open' },
-  { methods: READ, path: '/readyz', role: 'open' },
-  { methods: READ, path: '/metrics', role: 'open' }, // `viewer` with metricsAuth
-  // The console's static files hold no data (every datum comes from the API with a token).
-  { methods: READ, path: '/', role: 'open' },
-  { methods: READ, path: '/console/**', role: 'open' },
-  { methods: READ, path: '/favicon.ico', role: 'open' }, // asked for by browsers on their own
-  { methods: READ, path: '/api/v1/whoami', role: 'viewer' },
-  { methods: READ, path: '/api/v1/audit/**', role: 'reviewer' },
-  // Accepting the risk of an alert creates an exception: a reviewer's decision, not a responder's.
-  { methods: WRITE, path: '/api/v1/alerts/*/accept', role: 'reviewer' },
-  { methods: WRITE, path: '/api/v1/alerts/**', role: 'responder' }, // ack, resolve
-  { methods: WRITE, path: '/api/v1/baselines/**', role: 'reviewer' }, // lock, unlock, relearn
-  { methods: WRITE, path: '/api/v1/exceptions/**', role: 'reviewer' },
-  { methods: READ, path: '/api/v1/nodes/**', role: 'viewer' }, // agents: last contact, lag, silence
-  { methods: ['DELETE'], path: '/api/v1/nodes/*', role: 'responder' }, // forget a node: resolves its silence alert
-  { methods: READ, path: '/**', role: 'viewer' }, // every read, the /api/v1/stream websocket included
-  { methods: '*', path: '/**', role: 'admin' }, // every other write, and any method nobody declared
-];
-
-/** Path segments as the API handler sees them: split on '/', empty ones dropped, percent-decoded. */
-export function pathSegments(path: string): string[] | null {
-  try {
-    return path
-      .split('/')
-      .filter((s) => s !== '')
-      .map((s) => decodeURIComponent(s));
-  } catch {
-    return null;
-  }
-}
-
-function matches(pattern: string[], segments: string[]): boolean {
-  for (let i = 0; i < pattern.length; i++) {
-    const p = pattern[i] as string;
-    if (p === '**' && i === pattern.length - 1) return true;
-    if (i >= segments.length) return false;
-    if (p !== '*' && p !== segments[i]) return false;
-  }
-  return pattern.length === segments.length;
-}
-
-/** The least role `method` on `path` needs under `rules`. */
-export function requiredRole(method: string, path: string, rules: readonly RouteRule[] = ROUTE_ROLES): Role | 'open' | null {
-  const segments = pathSegments(path);
-  if (segments === null) return null;
-  for (const rule of rules) {
-    if (rule.methods !== '*' && !rule.methods.includes(method)) continue;
-    if (matches(rule.path.split('/').filter((s) => s !== ''), segments)) return rule.role;
-  }
-  return 'admin';
 }
 
 const TOKEN_RE = /^[A-Za-z0-9._~+/=-]{16,4096}$/;
@@ -179,10 +107,8 @@ export type AuthDecision =
 export interface ApiAuth {
   /** Decide on a request (also for websocket upgrades: call it from the server's 'upgrade' handler). */
   authorize(req: IncomingMessage): AuthDecision;
-  /** The principal of an allowed request (null for open routes). Handlers pass it to the audit log. */
+  /** The principal of an allowed request (null for open routes). */
   principalOf(req: IncomingMessage): Principal | null;
-  /** Wrap a request handler: refused requests get their 4xx here and never reach it. */
-  wrap(handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   /** Stop watching the tokens file. */
   close(): void;
 }
@@ -197,18 +123,25 @@ function clientAddress(req: IncomingMessage): string {
 
 /** Send a refusal in the API's error shape. */
 export function sendRefusal(res: ServerResponse, d: Extract<AuthDecision, { allow: false }>): void {
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+  const headers: Record<string, string> = {};
   if (d.status === 401) headers['www-authenticate'] = d.code === 'invalid_token' ? 'Bearer realm="driftwatch", error="invalid_token"' : 'Bearer realm="driftwatch"';
   if (d.retryAfterS !== undefined) headers['retry-after'] = String(d.retryAfterS);
   // The body is not read: do not keep the connection for a next request behind it.
   if (d.status === 413) headers.connection = 'close';
-  res.writeHead(d.status, headers).end(JSON.stringify({ error: { code: d.code, message: d.message } }));
+  sendError(res, { status: d.status, code: d.code, message: d.message, headers });
 }
 
 /** Create the API auth layer; throws when the tokens file cannot be read at startup. */
 export function createApiAuth(
   options: ApiAuthOptions,
-  deps: { logger: Logger; registry: Registry; now?: () => number; onTokensChanged?: (before: Principal[], after: Principal[]) => void },
+  deps: {
+    logger: Logger;
+    registry: Registry;
+    /** The least role of a method and path (routes/index.ts requiredRole); null for a malformed path. */
+    roleOf: (method: string, path: string) => Role | 'open' | null;
+    now?: () => number;
+    onTokensChanged?: (before: Principal[], after: Principal[]) => void;
+  },
 ): ApiAuth {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
@@ -280,7 +213,7 @@ export function createApiAuth(
     const q = rawUrl.indexOf('?');
     const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
     const method = req.method ?? 'GET';
-    let need = requiredRole(method, path);
+    let need = deps.roleOf(method, path);
     if (need === null) return { allow: false, status: 400, code: 'invalid_path', message: 'malformed percent-encoding in the path' };
     if (need === 'open' && path === '/metrics' && options.metricsAuth) need = 'viewer';
     const length = Number(req.headers['content-length'] ?? 0);
@@ -336,13 +269,6 @@ export function createApiAuth(
     principalOf(req) {
       return principals.get(req) ?? (options.tokensFile === null ? ANONYMOUS : null);
     },
-    wrap(handler) {
-      return async (req, res) => {
-        const d = authorize(req);
-        if (!d.allow) return sendRefusal(res, d);
-        return handler(req, res);
-      };
-    },
     close() {
       if (timer) clearInterval(timer);
     },
@@ -373,34 +299,4 @@ export function bearerFromWebSocketProtocol(req: IncomingMessage): string | unde
     return `Bearer ${Buffer.from(encoded, 'base64url').toString('latin1')}`;
   }
   return undefined;
-}
-
-/** `GET /api/v1/whoami`: the caller's name and role, so that a client offers only what it may do. */
-export function serveWhoami(req: IncomingMessage, res: ServerResponse, auth: Pick<ApiAuth, 'principalOf'>): boolean {
-  const rawUrl = req.url ?? '/';
-  const q = rawUrl.indexOf('?');
-  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  if (path !== '/api/v1/whoami') return false;
-  const headers = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { ...headers, allow: 'GET, HEAD' }).end(JSON.stringify({ error: { code: 'method_not_allowed', message: `${req.method} is not allowed here` } }));
-    return true;
-  }
-  const who = auth.principalOf(req) ?? ANONYMOUS;
-  res.writeHead(200, headers).end(JSON.stringify({ name: who.name, role: who.role }));
-  return true;
-}
-
-/**
- * Guard websocket upgrades (`server.on('upgrade', guardUpgrade(auth, handler))`) with the same
- * decision as requests: a refused upgrade gets its 4xx as a plain HTTP response and is closed.
- */
-export function guardUpgrade(auth: ApiAuth, onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void) {
-  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const d = auth.authorize(req);
-    if (d.allow) return onUpgrade(req, socket, head);
-    const body = JSON.stringify({ error: { code: d.code, message: d.message } });
-    const extra = d.status === 401 ? 'www-authenticate: Bearer realm="driftwatch"\r\n' : d.retryAfterS !== undefined ? `retry-after: ${d.retryAfterS}\r\n` : '';
-    socket.end(`HTTP/1.1 ${d.status} ${STATUS_CODES[d.status]}\r\ncontent-type: application/json\r\n${extra}connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  };
 }
