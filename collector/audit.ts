@@ -1,15 +1,13 @@
 /**
  * The audit log: every change made through the API (and every change of who may make one), with
- * who, what, when, and the object before and after. Append-only, in its own table of the
- * collector's SQLite file, created idempotently; prepared statements only; every field bounded
- * (a huge before/after is stored as a truncated preview that says so).
+ * who, what, when, and the object before and after. Append-only, in the store's audit slice (a table
+ * of the collector's SQLite file); every field bounded here (a huge before/after is stored as a
+ * truncated preview that says so).
  *
  * Refused requests are not mutations and are not recorded here; they are counted in
  * driftwatch_collector_api_requests_denied_total.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type { AuditStore } from './store/store.js';
 
 /** One change to record. `before`/`after` are JSON-serialisable (null for create/delete). */
 export interface AuditInput {
@@ -44,7 +42,6 @@ export interface AuditLog {
   record(input: AuditInput): number;
   /** Entries newest first; `next` is the cursor of the following page, or null. */
   list(cursor: string | undefined, limit: number): { items: AuditEntry[]; next: string | null };
-  close(): void;
 }
 
 /** An audit cursor that is not one of ours. */
@@ -71,38 +68,20 @@ function bounded(value: unknown): string {
   return JSON.stringify({ truncated: true, chars: text.length, preview: text.slice(0, MAX_AUDIT_VALUE_CHARS - 200) });
 }
 
-interface Row {
-  seq: number;
-  time: number;
-  actor: string;
-  role: string;
-  action: string;
-  target: string;
-  before: string;
-  after: string;
-}
-
-/** An audit log in `db` (its own table, created if missing). */
-export function createAuditLog(db: Database.Database, now: () => number = Date.now): AuditLog {
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS audit_log (
-      seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-      time    INTEGER NOT NULL,
-      actor   TEXT NOT NULL,
-      role    TEXT NOT NULL,
-      action  TEXT NOT NULL,
-      target  TEXT NOT NULL,
-      before  TEXT NOT NULL,
-      after   TEXT NOT NULL
-    );
-  `);
-  const insert = db.prepare('INSERT INTO audit_log (time, actor, role, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)');
-  const page = db.prepare('SELECT seq, time, actor, role, action, target, before, after FROM audit_log WHERE seq < ? ORDER BY seq DESC LIMIT ?');
+/** The audit log over the store's audit slice; `now` stamps each entry. */
+export function createAuditLog(store: AuditStore, now: () => number = Date.now): AuditLog {
   const cut = (s: string, n: number) => String(s).slice(0, n);
   return {
     record(e) {
-      const info = insert.run(now(), cut(e.actor, LIMITS.actor), cut(e.role, LIMITS.role), cut(e.action, LIMITS.action), cut(e.target, LIMITS.target), bounded(e.before), bounded(e.after));
-      return Number(info.lastInsertRowid);
+      return store.appendAudit({
+        time: now(),
+        actor: cut(e.actor, LIMITS.actor),
+        role: cut(e.role, LIMITS.role),
+        action: cut(e.action, LIMITS.action),
+        target: cut(e.target, LIMITS.target),
+        before: bounded(e.before),
+        after: bounded(e.after),
+      });
     },
     list(cursor, limit) {
       let before = Number.MAX_SAFE_INTEGER;
@@ -111,9 +90,9 @@ export function createAuditLog(db: Database.Database, now: () => number = Date.n
         if (!/^a\d{1,15}$/.test(text)) throw new AuditCursorError();
         before = Number(text.slice(1));
       }
-      const rows = page.all(before, limit + 1) as Row[];
+      const rows = store.listAudit(before, limit + 1);
       const items = rows.slice(0, limit).map((r) => ({
-        id: r.seq,
+        id: r.id,
         time: new Date(r.time).toISOString(),
         actor: r.actor,
         role: r.role,
@@ -125,20 +104,5 @@ export function createAuditLog(db: Database.Database, now: () => number = Date.n
       const last = items[items.length - 1];
       return { items, next: rows.length > limit && last ? Buffer.from(`a${last.id}`).toString('base64url') : null };
     },
-    close() {},
   };
-}
-
-/**
- * Open the audit log on the collector's SQLite file with a connection of its own (WAL lets it sit
- * beside the store's; synchronous=FULL like the store, so a recorded change is on disk).
- */
-export function openAuditLog(path: string, now: () => number = Date.now): AuditLog {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
-  const log = createAuditLog(db, now);
-  return { ...log, close: () => db.close() };
 }

@@ -14,23 +14,24 @@ import { VERSION } from '../runtime/version.js';
 import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
 import { createAlertFeed, type AlertFeed } from './http/feed.js';
-import { openAuditLog, type AuditLog } from './audit.js';
+import { createAuditLog, type AuditLog } from './audit.js';
 import { createApiAuth, type ApiAuth } from './http/auth.js';
 import type { CollectorConfig } from './config.js';
 import { requiredRole } from './http/routes/index.js';
 import { createHttpHandler } from './http/server.js';
-import { createIngest } from './ingest.js';
+import { createIngest } from './ingest/service.js';
 import { createSinks } from './sinks/index.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
-import { createNodeIdentityInterceptor } from './node-identity.js';
-import { createNodeTracker, type NodeTracker } from './nodes.js';
+import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
+import { createNodeTracker, type NodeTracker } from './ingest/node-tracker.js';
 import { createAuthFailureLimiter } from './http/rate-limit.js';
-import { createInThreadWriter, startIngestWorker } from './ingest-writer.js';
-import { openSqliteStore } from './store/sqlite.js';
-import type { Alert, Store } from './store/store.js';
+import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
+import { openSqliteStore } from './store/sqlite/index.js';
+import type { Alert } from './alerting/alert.js';
+import type { Store } from './store/store.js';
 import { attachStream } from './stream.js';
-import { createTokenReviewer } from './token-review.js';
+import { createTokenReviewer } from './ingest/token-review.js';
 
 // The collector's settings live in config.ts; what starts a collector needs both.
 export { CollectorConfigSchema, loadCollectorConfig, type CollectorConfig } from './config.js';
@@ -146,7 +147,7 @@ export async function startCollector(
   const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port), credentials);
 
   let ready = true;
-  const audit = openAuditLog(config.db);
+  const audit = createAuditLog(store);
   const auth = createApiAuth(
     {
       tokensFile: config.apiTokensFile ?? null,
@@ -251,7 +252,6 @@ export async function startCollector(
         nodes.stop();
         await alerting.stop();
         store.close();
-        audit.close();
         auth.close();
         tls?.close();
         logger.info('collector stopped');

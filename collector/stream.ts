@@ -22,7 +22,7 @@ import type { Logger } from '../runtime/logger.js';
 import { WEBSOCKET_PROTOCOL } from './http/auth.js';
 import { VERSION } from '../runtime/version.js';
 import type { AlertFeed, FeedEvent, FeedEventType } from './http/feed.js';
-import type { AlertState } from './store/store.js';
+import type { AlertState } from './alerting/alert.js';
 
 /** The path of the live feed. */
 export const STREAM_PATH = '/api/v1/stream';

@@ -1,7 +1,7 @@
 /**
  * Filling a collector database with many stored deviations quickly. Building millions of rows
  * through the store's ingest would take far longer than the bench's budget, so rows shaped exactly
- * as the store writes them (collector/store/sqlite.ts ingestTx: a `deviations` row per deviation,
+ * as the store writes them (collector/store/sqlite/ingest.ts ingestTx: a `deviations` row per deviation,
  * its body JSON.stringify of the validated deviation; one `alerts` row per fingerprint with its
  * count, first/last seen, nodes, pods, last deviation and example) are inserted with bare
  * better-sqlite3 into the schema the store itself created. For the load only: synchronous=OFF, no
@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
 import { exampleOf } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import { makeDeviation } from './deviations.js';
 
 /** The image a quarter of the loaded alerts belong to. */

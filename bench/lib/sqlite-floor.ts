@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 
 /** One deviations row as the store writes it. */
 export type DeviationRow = [id: string, fingerprint: string, baselineKey: string, kind: string, time: number, receivedAt: number, node: string, body: string];
 
-/** The row the store writes for `d` (see collector/store/sqlite.ts ingestTx). */
+/** The row the store writes for `d` (see collector/store/sqlite/ingest.ts ingestTx). */
 export function rowOf(d: Deviation, receivedAt: number): DeviationRow {
   return [d.id, deviationFingerprint(d), d.key, d.event.kind, d.event.time, receivedAt, d.event.node, JSON.stringify(d)];
 }

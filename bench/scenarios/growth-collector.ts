@@ -16,7 +16,7 @@
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BaselineSnapshot } from '../../core/baseline.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import { bulkLoad, hotImage, NODES } from '../lib/collector-db.js';
 import { eventPool } from '../lib/deviations.js';
 import { hotPathInputs } from '../lib/hot-path-data.js';

@@ -4,7 +4,8 @@
  */
 import { describeEntry } from '../../core/entry.js';
 import type { Notice } from '../sinks/index.js';
-import type { Alert, Store } from '../store/store.js';
+import type { AlertStore } from '../store/store.js';
+import type { Alert } from './alert.js';
 import type { AlertingConfig } from './config.js';
 import type { NoticeSender } from './notices.js';
 import { apiLink } from './policy.js';
@@ -12,7 +13,7 @@ import { newestAlerts } from './queries.js';
 
 /** What the digests need. */
 export interface DigestsDeps {
-  store: Pick<Store, 'listAlerts'>;
+  store: AlertStore;
   /** The ownership map: its teams get a digest. */
   owners: AlertingConfig['owners'];
   notices: NoticeSender;

@@ -3,12 +3,13 @@
  * reloaded from the store whenever one is added, revoked or may have expired, and passed on to
  * whoever follows them (the ingest worker's own policy).
  */
-import type { AlertException, Store } from '../store/store.js';
+import type { ExceptionStore } from '../store/store.js';
+import type { AlertException } from './alert.js';
 import { activeExceptions, type AlertPolicyHandle } from './policy.js';
 
 /** What the exception set needs. */
 export interface ExceptionsDeps {
-  store: Pick<Store, 'listExceptions' | 'addException' | 'revokeException'>;
+  store: ExceptionStore;
   policy: Pick<AlertPolicyHandle, 'setExceptions'>;
   now: () => number;
 }

@@ -18,7 +18,8 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertFeed } from '../http/feed.js';
 import type { Sink } from '../sinks/index.js';
-import type { AlertException, AlertTransition, IngestResult, Store, TransitionResult } from '../store/store.js';
+import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
+import type { AlertException, AlertTransition } from './alert.js';
 import type { AlertingConfig } from './config.js';
 import { createDigests } from './digests.js';
 import { createExceptions } from './exceptions.js';
@@ -37,7 +38,7 @@ export { MAX_EXCEPTIONS } from './policy.js';
 
 /** What alerting needs. */
 export interface AlertingDeps {
-  store: Store;
+  store: AlertStore & OutboxStore & ExceptionStore & RetentionStore;
   sinks: readonly Sink[];
   config: AlertingConfig;
   feed: AlertFeed;

@@ -9,7 +9,8 @@ import { alertView } from '../http/views.js';
 import type { AlertFeed, FeedEventType } from '../http/feed.js';
 import type { Notification, NotificationAction } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
-import type { Alert, AlertState, AlertTransition, IngestResult, OutboxEntry, Store, TransitionResult } from '../store/store.js';
+import type { AlertStore, IngestResult, OutboxStore, TransitionResult } from '../store/store.js';
+import type { Alert, AlertState, AlertTransition, OutboxEntry } from './alert.js';
 import type { AlertingMetrics } from './metrics.js';
 import type { Outbox } from './outbox.js';
 import { apiLink, isStormSummary } from './policy.js';
@@ -17,7 +18,7 @@ import { openTriggerSinks } from './queries.js';
 
 /** What the life cycle needs. */
 export interface LifecycleDeps {
-  store: Pick<Store, 'getAlert' | 'transitionAlert' | 'deliveriesOf'>;
+  store: AlertStore & OutboxStore;
   outbox: Pick<Outbox, 'enqueue' | 'written'>;
   feed: AlertFeed;
   /** Base URL under which alerts are linked ('' = no link). */

@@ -2,7 +2,7 @@
  * The metrics of alerting, named and explained in one place. Each job takes only the ones it moves.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Store } from '../store/store.js';
+import type { OutboxStore } from '../store/store.js';
 
 /** What alerting counts. */
 export interface AlertingMetrics {
@@ -23,7 +23,7 @@ export interface AlertingMetrics {
 }
 
 /** Register alerting's metrics on `registry`; the pending gauge asks `store` when scraped. */
-export function createAlertingMetrics(registry: Registry, store: Pick<Store, 'pendingDeliveries'>): AlertingMetrics {
+export function createAlertingMetrics(registry: Registry, store: OutboxStore): AlertingMetrics {
   const r = [registry];
   return {
     notifications: new Counter({ name: 'driftwatch_collector_notifications_enqueued_total', help: 'Notifications written to the outbox, by sink, action and state (pending, or skipped with why)', labelNames: ['sink', 'action', 'state'], registers: r }),

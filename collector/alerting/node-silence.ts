@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../../runtime/logger.js';
 import type { Notification } from '../sinks/index.js';
-import type { Store } from '../store/store.js';
+import type { OutboxStore } from '../store/store.js';
 import type { AlertingMetrics } from './metrics.js';
 import type { Outbox } from './outbox.js';
 import { apiLink } from './policy.js';
@@ -14,7 +14,7 @@ import { openTriggerSinks } from './queries.js';
 
 /** What silent-node alerts need. */
 export interface NodeSilenceDeps {
-  store: Pick<Store, 'deliveriesOf'>;
+  store: OutboxStore;
   outbox: Pick<Outbox, 'enqueue'>;
   /** Where a silence is told: the default receivers that are configured sinks. */
   receivers: readonly string[];

@@ -7,13 +7,14 @@
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
 import { DeliveryError, type Notice, type Notification, type Sink } from '../sinks/index.js';
-import type { OutboxEntry, OutboxItem, Store } from '../store/store.js';
+import type { OutboxStore } from '../store/store.js';
+import type { OutboxEntry, OutboxItem } from './alert.js';
 import type { AlertingConfig } from './config.js';
 import type { AlertingMetrics } from './metrics.js';
 
 /** What the outbox worker needs. */
 export interface OutboxDeps {
-  store: Pick<Store, 'enqueue' | 'nextDelivery' | 'nextDueAt' | 'settleDelivery' | 'deliveriesOf'>;
+  store: OutboxStore;
   sinks: readonly Sink[];
   config: AlertingConfig['outbox'];
   /** Aborted at shutdown: the loops end, a delivery in flight is aborted. */

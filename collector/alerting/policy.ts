@@ -8,7 +8,7 @@ import type { Deviation } from '../../core/deviation.js';
 import { describeEntry } from '../../core/entry.js';
 import { classify, globMatch, parseSeverityRules } from '../../core/severity.js';
 import { notificationOf, type Notification } from '../sinks/sink.js';
-import type { Alert, AlertException, AlertPolicy, OutboxEntry } from '../store/store.js';
+import type { Alert, AlertException, AlertPolicy, OutboxEntry } from './alert.js';
 import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
 
 /** Most active exceptions held (and matched per deviation group). */

@@ -2,10 +2,11 @@
  * Reads over the store that several alerting jobs share: whole sets of alerts page by page, and who
  * was sent an alert that is still open.
  */
-import type { Alert, AlertState, Store } from '../store/store.js';
+import type { AlertStore, OutboxStore } from '../store/store.js';
+import type { Alert, AlertState } from './alert.js';
 
 /** Alerts in each of `states`, newest first, at most `perState` of each (jobs read whole sets page by page). */
-export function newestAlerts(store: Pick<Store, 'listAlerts'>, states: readonly AlertState[], perState: number): Alert[] {
+export function newestAlerts(store: AlertStore, states: readonly AlertState[], perState: number): Alert[] {
   const out: Alert[] = [];
   for (const state of states) {
     let cursor: string | undefined;
@@ -21,7 +22,7 @@ export function newestAlerts(store: Pick<Store, 'listAlerts'>, states: readonly 
 }
 
 /** The sinks sent this fingerprint's latest trigger and not yet a resolve, at `at` (newest deliveries first). */
-export function openTriggerSinks(store: Pick<Store, 'deliveriesOf'>, fingerprint: string, at: number): string[] {
+export function openTriggerSinks(store: OutboxStore, fingerprint: string, at: number): string[] {
   const sinks: string[] = [];
   for (const d of store.deliveriesOf(fingerprint)) {
     // A resolve held back until later (a storm summary's, written with its trigger) has not happened yet.

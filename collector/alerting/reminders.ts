@@ -4,13 +4,13 @@
  */
 import type { Logger } from '../../runtime/logger.js';
 import type { Notice } from '../sinks/index.js';
-import type { Store } from '../store/store.js';
+import type { ExceptionStore } from '../store/store.js';
 import type { NoticeSender } from './notices.js';
 import { apiLink } from './policy.js';
 
 /** What the reminders need. */
 export interface RemindersDeps {
-  store: Pick<Store, 'listExceptions' | 'markReminded'>;
+  store: ExceptionStore;
   notices: NoticeSender;
   /** Owners are told this long before an exception expires. */
   reminderBefore: number;

@@ -8,7 +8,7 @@
 import type { Logger } from '../../runtime/logger.js';
 import { DeliveryError, type Notification, type Sink } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
-import type { Store } from '../store/store.js';
+import type { AlertStore, OutboxStore } from '../store/store.js';
 import type { AlertingConfig } from './config.js';
 import type { AlertingMetrics } from './metrics.js';
 import { deliveryErrorText } from './outbox.js';
@@ -17,7 +17,7 @@ import { newestAlerts } from './queries.js';
 
 /** What the re-send needs. */
 export interface ResendDeps {
-  store: Pick<Store, 'listAlerts' | 'deliveriesOf' | 'enqueue'>;
+  store: AlertStore & OutboxStore;
   /** Every sink; the Alertmanager ones are re-sent to. */
   sinks: readonly Sink[];
   config: Pick<AlertingConfig, 'alertmanagerResolvedFor'>;

@@ -3,12 +3,12 @@
  * `alertRetention` are deleted (open alerts keep their summary). Run on the retention schedule.
  */
 import type { Logger } from '../../runtime/logger.js';
-import type { Store } from '../store/store.js';
+import type { RetentionStore } from '../store/store.js';
 import type { AlertingConfig } from './config.js';
 
 /** What retention needs. */
 export interface RetentionDeps {
-  store: Pick<Store, 'prune'>;
+  store: RetentionStore;
   config: Pick<AlertingConfig, 'deviationRetention' | 'alertRetention'>;
   logger: Logger;
   now: () => number;

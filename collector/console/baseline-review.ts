@@ -18,7 +18,7 @@ export type EntryAction = 'approve' | 'remove';
 
 /**
  * Why `action` is not possible in `state`, or null when it is (as reviewTx in
- * collector/store/sqlite.ts). Unlock is offered for `locked` only: an `enforcing` set by an import
+ * collector/store/sqlite/baselines.ts). Unlock is offered for `locked` only: an `enforcing` set by an import
  * can be unlocked too, but the view does not tell it from the agents' own `enforcing`.
  */
 export function stateActionBlocked(action: StateAction, state: string): string | null {

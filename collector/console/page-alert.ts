@@ -9,7 +9,7 @@ import { announce, badge, facts, h, message, replace, show, table, timeEl, type 
 import { openLiveFeed } from './live.js';
 import { link, type PageContext } from './page.js';
 
-/** Which states each action may leave (as ALLOWED_FROM in collector/store/sqlite.ts). */
+/** Which states each action may leave (as ALLOWED_FROM in collector/store/sqlite/alerts.ts). */
 const ALLOWED_FROM: Record<'acknowledge' | 'resolve' | 'accept', readonly string[]> = {
   acknowledge: ['firing'],
   resolve: ['firing', 'acknowledged'],

@@ -17,8 +17,8 @@ import type { z } from 'zod';
 import type { ReadinessCheck } from '../../runtime/health.js';
 import type { Alerting } from '../alerting/index.js';
 import type { AuditLog } from '../audit.js';
-import type { NodeTracker } from '../nodes.js';
-import type { Store } from '../store/store.js';
+import type { NodeTracker } from '../ingest/node-tracker.js';
+import type { AlertStore, BaselineStore, DeviationStore, ExceptionStore, OutboxStore, QuarantineStore } from '../store/store.js';
 import type { Principal, Role } from './auth.js';
 import type { ConsoleServer } from './console/server.js';
 
@@ -29,7 +29,8 @@ export type Method = (typeof METHODS)[number];
 
 /** What handlers use. */
 export interface RouteDeps {
-  store: Store;
+  /** What the API shows and reviews (changes to alerts and exceptions go through `alerting`, which notifies). */
+  store: AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore;
   alerting: Pick<Alerting, 'transition' | 'addException' | 'revokeException'>;
   /** Where every change is recorded (who, what, when, before/after), and `GET /api/v1/audit` reads. */
   audit: Pick<AuditLog, 'record' | 'list'>;

@@ -5,8 +5,9 @@
  */
 import { describeEntry, type Entry } from '../../core/entry.js';
 import { generalizationOf } from '../../core/baseline.js';
-import type { NodeStatus } from '../nodes.js';
-import type { Alert, AlertException, BaselineSummary, BaselineVersion, BaselineView, OutboxItem, StoredDeviation } from '../store/store.js';
+import type { NodeStatus } from '../ingest/node-tracker.js';
+import type { Alert, AlertException, OutboxItem } from '../alerting/alert.js';
+import type { BaselineSummary, BaselineVersion, BaselineView, StoredDeviation } from '../store/store.js';
 
 /** Last millisecond of year 9999: later times have no RFC 3339 form (rows stored before times were bounded). */
 const MAX_RFC3339_MS = 253_402_300_799_999;

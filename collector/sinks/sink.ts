@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { describeEntry, type Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import type { Severity } from '../../core/severity.js';
-import type { Alert } from '../store/store.js';
+import type { Alert } from '../alerting/alert.js';
 import type { RetryDeps } from './http.js';
 
 /** What happened to the alert: it fires (or fires again), someone acknowledged it, or it is over. */

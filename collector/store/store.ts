@@ -1,148 +1,34 @@
 /**
- * The collector's store interface. SQLite (better-sqlite3, WAL) is the embedded implementation;
- * nothing outside collector/store/ speaks SQL.
+ * The collector's store: one small interface per aggregate, and `Store`, their union. Each consumer
+ * takes only the slices it uses (ingest writes through IngestStore and reads BaselineStore, the node
+ * tracker takes NodeStore, alerting the alert, outbox, exception and retention slices, the HTTP API
+ * what it shows and reviews, the audit log its rows). SQLite (better-sqlite3, WAL) is the embedded
+ * implementation, one file per slice under ./sqlite/; nothing outside collector/store/ speaks SQL.
  */
-import type { BaselineSnapshot, BaselineState, EntryStats } from '../../core/baseline.js';
+import type { BaselineSnapshot, BaselineState, ClusterBaseline, EntryStats } from '../../core/baseline.js';
 import type { Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import type { MergedBaseline } from '../../core/merge.js';
-import type { BaselineFacts, Severity } from '../../core/severity.js';
+import type { Severity } from '../../core/severity.js';
+import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem } from '../alerting/alert.js';
 
-/**
- * Life cycle of an alert: `firing` → `acknowledged` (someone is on it) → `resolved`; or `accepted`
- * (the behaviour is fine: its entry joins the baseline). A resolved alert fires again when its
- * behaviour comes back; an accepted one cannot, as the collector drops deviations its baseline knows.
- */
-export type AlertState = 'firing' | 'acknowledged' | 'resolved' | 'accepted';
+/** What agents enforce for a key (core/baseline.ts). */
+export type { ClusterBaseline } from '../../core/baseline.js';
 
-/** All alert states. */
-export const ALERT_STATES: readonly AlertState[] = ['firing', 'acknowledged', 'resolved', 'accepted'];
-
-/** What alerting decides for a new alert, from its first deviation. */
-export interface AlertDecision {
-  severity: Severity;
-  ruleId: string;
-  ruleReason: string;
-  /** Owning team from the ownership map, or ''. */
-  team: string;
-  /** Names of the sinks it is routed to. */
-  receivers: string[];
-}
-
-/** The policy the store consults inside the ingest transaction. */
-export interface AlertPolicy {
-  /** Decide severity, owner and routing of a new alert; `facts` reads the merged baseline of its key. */
-  decide(d: Deviation, facts: () => BaselineFacts): AlertDecision;
-  /** The id of an active exception that covers this deviation at `at`, or ''. */
-  exceptionFor(d: Deviation, at: number): string;
-  /** Notifications of a new or reopened alert at `at` (the batch's arrival), written to the outbox in the same transaction. */
-  notify?(alert: Alert, at: number): OutboxEntry[];
-}
-
-/** A notification to write to the outbox; `notBefore` (ms) holds a pending one back until then (default: due at once). */
-export type OutboxEntry = Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'> & { notBefore?: number };
-
-/** A group of deviations with one fingerprint (baseline key + entry). */
-export interface Alert {
-  fingerprint: string;
-  state: AlertState;
-  baselineKey: string;
-  /** Image repository of the key. */
-  image: string;
-  kind: EventKind;
-  entry: Entry;
-  reason: string;
-  explanation: string;
-  nearest: string[];
-  firstSeen: number;
-  lastSeen: number;
-  count: number;
-  nodes: string[];
-  /** `namespace/name` of pods it was seen in (bounded). */
-  pods: string[];
-  /** The most recent deviation's id and raw example. */
-  lastDeviationId: string;
-  example: string;
-  createdAt: number;
-  severity: Severity;
-  /** The severity rule that decided, and its reason. */
-  ruleId: string;
-  ruleReason: string;
-  team: string;
-  /** Namespace of the first pod it was seen in, or ''. */
-  namespace: string;
-  /** Pod labels of the first deviation (bounded). */
-  labels: Record<string, string>;
-  /** Sink names it is routed to. */
-  receivers: string[];
-  /** Id of the exception that covered its latest deviations, or '' (then it notifies). */
-  suppressedBy: string;
-  /** Who made the last life-cycle change, when, and their comment. */
-  stateBy: string;
-  stateAt: number;
-  stateComment: string;
-}
-
-/** A life-cycle change asked for through the API. */
-export interface AlertTransition {
-  to: Exclude<AlertState, 'firing'>;
-  by: string;
-  at: number;
-  comment: string;
-}
-
-/** The outcome of a transition: the alert before and after, or why not. */
-export type TransitionResult =
-  | { ok: true; before: Alert; after: Alert; /** What `followUps` wrote to the outbox with the change. */ notifications: OutboxEntry[] }
-  | { ok: false; reason: 'not-found' }
-  | { ok: false; reason: 'conflict'; alert: Alert };
-
-/** One notification waiting for, or done with, delivery to one sink. */
-export interface OutboxItem {
-  seq: number;
-  /** The alert fingerprint, or a synthetic id (storm summaries). */
-  alert: string;
-  sink: string;
-  action: string;
-  /** The notification, as JSON. */
-  body: string;
-  state: 'pending' | 'delivered' | 'failed' | 'skipped';
-  attempts: number;
-  nextAt: number;
-  lastError: string;
-  createdAt: number;
-  doneAt: number;
-}
-
-/** A risk accepted by security: deviations it matches are stored and shown, but not notified. */
-export interface AlertException {
-  id: string;
-  /** Glob over the baseline key ('' = any). */
-  key: string;
-  /** Glob over the entry as describeEntry shows it ('' = any). */
-  entry: string;
-  /** Exact namespace ('' = any). */
-  namespace: string;
-  reason: string;
-  owner: string;
-  createdBy: string;
-  createdAt: number;
-  expiresAt: number;
-  /** When it was revoked, or 0. */
-  revokedAt: number;
-  revokedBy: string;
-  /** When the owner was told that it expires soon, or 0. */
-  remindedAt: number;
-}
-
-/** One stored deviation. */
-export interface StoredDeviation {
-  deviation: Deviation;
-  fingerprint: string;
-  receivedAt: number;
-  /** Its node is quarantined (what it sent is kept for the investigation, marked). */
-  nodeQuarantined: boolean;
+/** The store: every slice, and closing it. */
+export interface Store
+  extends IngestStore,
+    AlertStore,
+    DeviationStore,
+    BaselineStore,
+    OutboxStore,
+    ExceptionStore,
+    NodeStore,
+    QuarantineStore,
+    RetentionStore,
+    AuditStore {
+  close(): void;
 }
 
 /** A page of results; `next` is the cursor for the following page, or null. */
@@ -150,6 +36,17 @@ export interface Page<T> {
   items: T[];
   next: string | null;
 }
+
+/** Raised for a malformed pagination cursor. */
+export class CursorError extends Error {
+  readonly code = 'invalid_cursor' as const;
+  constructor() {
+    super('cursor is not one this API returned');
+    this.name = 'CursorError';
+  }
+}
+
+// ---- ingest: agent batches, committed in one transaction with what they change ----
 
 /** One agent batch, as ingestMany takes it. */
 export interface IngestBatch {
@@ -217,25 +114,28 @@ export interface IngestResult {
 /** Why the store refused part of a batch. */
 export type StoreRefusal = 'locked' | 'quarantined' | 'key_full';
 
-/** A node whose agent is not trusted any more: its deltas are refused, its deviations kept and marked. */
-export interface QuarantinedNode {
-  node: string;
-  by: string;
-  at: number;
-  reason: string;
+/**
+ * Where agent batches are committed: deviations stored (once per id), grouped into alerts, their
+ * notifications written to the outbox, and the batches' baseline deltas merged, in one transaction.
+ */
+export interface IngestStore {
+  /**
+   * Commit a batch from `node` in one transaction. Deviations whose id is already stored are skipped;
+   * baseline deltas (see core takeDelta) merge into the cluster-wide baselines, idempotently.
+   */
+  ingest(node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy?: AlertPolicy): IngestResult;
+  /**
+   * Group commit: several batches in one transaction, so that they share one commit (one fsync)
+   * instead of paying one each. Each batch runs in its own savepoint, in order: a batch that fails is
+   * rolled back alone and reported as its Error; the others commit. Throws (nothing committed) only
+   * when the transaction itself fails.
+   */
+  ingestMany(batches: readonly IngestBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
+  /** ingestMany of batches already prepared (see PreparedDeviation and createDeviationPreparer). */
+  ingestPrepared(batches: readonly PreparedBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
 }
 
-/** What quarantining a node or dropping its share of a key removed. */
-export interface NodeDropResult {
-  /** Keys whose baseline changed (each has a new version). */
-  keys: string[];
-  /** Entries removed because only that node taught them (approved or added ones stay). */
-  entriesRemoved: number;
-  /** Entries that stay (other nodes taught them, or security approved or added them), their stats recomputed without the node's share. */
-  entriesRecomputed: number;
-  /** Of those, entries whose first/last seen or examples could not be told apart from security's own exactly: narrowed to what provably remains (core/merge withoutShare). */
-  entriesNarrowed: number;
-}
+// ---- alerts: listed, read, and moved through their life cycle ----
 
 /** Filters for listing alerts. */
 export interface AlertQuery {
@@ -249,6 +149,34 @@ export interface AlertQuery {
   namespace?: string | undefined;
 }
 
+/** The outcome of a transition: the alert before and after, or why not. */
+export type TransitionResult =
+  | { ok: true; before: Alert; after: Alert; /** What `followUps` wrote to the outbox with the change. */ notifications: OutboxEntry[] }
+  | { ok: false; reason: 'not-found' }
+  | { ok: false; reason: 'conflict'; alert: Alert };
+
+/** The alerts. */
+export interface AlertStore {
+  listAlerts(query: AlertQuery): Page<Alert>;
+  getAlert(fingerprint: string): Alert | null;
+  /**
+   * Acknowledge, resolve or accept an alert. Accepting also adds its entry to the cluster-wide
+   * baseline of its key, so the collector drops further deviations of it.
+   */
+  transitionAlert(fingerprint: string, change: AlertTransition, followUps?: (change: { before: Alert; after: Alert }) => OutboxEntry[]): TransitionResult;
+}
+
+// ---- deviations: what agents reported, as stored ----
+
+/** One stored deviation. */
+export interface StoredDeviation {
+  deviation: Deviation;
+  fingerprint: string;
+  receivedAt: number;
+  /** Its node is quarantined (what it sent is kept for the investigation, marked). */
+  nodeQuarantined: boolean;
+}
+
 /** Filters for listing deviations. */
 export interface DeviationQuery {
   limit: number;
@@ -257,6 +185,14 @@ export interface DeviationQuery {
   baselineKey?: string | undefined;
   node?: string | undefined;
 }
+
+/** The stored deviations. */
+export interface DeviationStore {
+  listDeviations(query: DeviationQuery): Page<StoredDeviation>;
+  countDeviations(): number;
+}
+
+// ---- baselines: the cluster-wide merge, security's review, versions, what agents enforce ----
 
 /**
  * What security decided about an entry: `learned` (from agents, not reviewed), `flagged` (learned
@@ -316,10 +252,6 @@ export type ReviewResult =
   | { ok: true; before: BaselineView | null; after: BaselineView; version: number; /** What a drop-node took out. */ dropped?: Omit<NodeDropResult, 'keys'> }
   | { ok: false; status: 400 | 404 | 409; message: string };
 
-/** What agents enforce for a key (core/baseline.ts). */
-export type { ClusterBaseline } from '../../core/baseline.js';
-import type { ClusterBaseline } from '../../core/baseline.js';
-
 /** A baseline in a list: the merged header without entries. */
 export type BaselineSummary = Omit<MergedBaseline, 'entries' | 'state'> & {
   state: ReviewedState;
@@ -332,29 +264,24 @@ export type BaselineSummary = Omit<MergedBaseline, 'entries' | 'state'> & {
   openAlerts: number;
 };
 
-/** The store. */
-export interface Store {
-  /**
-   * Commit a batch from `node` in one transaction. Deviations whose id is already stored are skipped;
-   * baseline deltas (see core takeDelta) merge into the cluster-wide baselines, idempotently.
-   */
-  ingest(node: string, deviations: readonly Deviation[], deltas: readonly BaselineSnapshot[], receivedAt: number, policy?: AlertPolicy): IngestResult;
-  /**
-   * Group commit: several batches in one transaction, so that they share one commit (one fsync)
-   * instead of paying one each. Each batch runs in its own savepoint, in order: a batch that fails is
-   * rolled back alone and reported as its Error; the others commit. Throws (nothing committed) only
-   * when the transaction itself fails.
-   */
-  ingestMany(batches: readonly IngestBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
-  /** ingestMany of batches already prepared (see PreparedDeviation and createDeviationPreparer). */
-  ingestPrepared(batches: readonly PreparedBatch[], receivedAt: number, policy?: AlertPolicy): (IngestResult | Error)[];
-  listAlerts(query: AlertQuery): Page<Alert>;
-  getAlert(fingerprint: string): Alert | null;
-  /**
-   * Acknowledge, resolve or accept an alert. Accepting also adds its entry to the cluster-wide
-   * baseline of its key, so the collector drops further deviations of it.
-   */
-  transitionAlert(fingerprint: string, change: AlertTransition, followUps?: (change: { before: Alert; after: Alert }) => OutboxEntry[]): TransitionResult;
+/** The cluster-wide baselines (agents' deltas merge into them through IngestStore). */
+export interface BaselineStore {
+  listBaselines(): BaselineSummary[];
+  getBaseline(key: string): BaselineView | null;
+  /** Apply a review change as `by`, making a new version. */
+  reviewBaseline(key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult;
+  listVersions(key: string): BaselineVersion[];
+  getVersion(key: string, version: number): BaselineVersion | null;
+  /** What agents should enforce for `key`, or null when the collector knows nothing of it. */
+  clusterBaseline(key: string): ClusterBaseline | null;
+  /** Keys with a cluster baseline past learning (what a connecting agent is sent). */
+  clusterKeys(): string[];
+}
+
+// ---- outbox: notifications waiting for, or done with, delivery ----
+
+/** The outbox: written with the change that decides a notification, read by the outbox worker. */
+export interface OutboxStore {
   /** Add notifications to the outbox. */
   enqueue(items: readonly OutboxEntry[], now: number): void;
   /** The oldest pending notification for `sink` due at `now`, or null. */
@@ -367,43 +294,17 @@ export interface Store {
   deliveriesOf(alert: string): OutboxItem[];
   /** Pending notifications in the outbox. */
   pendingDeliveries(): number;
+}
+
+// ---- exceptions: risks accepted by security ----
+
+/** The exceptions. */
+export interface ExceptionStore {
   addException(e: AlertException): void;
   listExceptions(): AlertException[];
   getException(id: string): AlertException | null;
   revokeException(id: string, by: string, at: number): AlertException | null;
   markReminded(id: string, at: number): void;
-  /** Delete deviations received before `deviationsBefore` and resolved/accepted alerts last seen before `alertsBefore`. */
-  prune(deviationsBefore: number, alertsBefore: number): { deviations: number; alerts: number; deliveries: number };
-  listDeviations(query: DeviationQuery): Page<StoredDeviation>;
-  countDeviations(): number;
-  listBaselines(): BaselineSummary[];
-  getBaseline(key: string): BaselineView | null;
-  /** Apply a review change as `by`, making a new version. */
-  reviewBaseline(key: string, change: BaselineChange, by: string, reason: string, at: number): ReviewResult;
-  listVersions(key: string): BaselineVersion[];
-  getVersion(key: string, version: number): BaselineVersion | null;
-  /** What agents should enforce for `key`, or null when the collector knows nothing of it. */
-  clusterBaseline(key: string): ClusterBaseline | null;
-  /** Keys with a cluster baseline past learning (what a connecting agent is sent). */
-  clusterKeys(): string[];
-  /**
-   * Quarantine a node: from now on its baseline deltas are refused, what it taught is dropped from
-   * every key (as drop-node, a new version each), and its deviations stay, marked. Null when already quarantined.
-   */
-  quarantineNode(node: string, by: string, reason: string, at: number): NodeDropResult | null;
-  /** Lift a quarantine (what was dropped stays dropped); false when the node was not quarantined. */
-  releaseNode(node: string): boolean;
-  listQuarantined(): QuarantinedNode[];
-  close(): void;
-}
-
-/** Raised for a malformed pagination cursor. */
-export class CursorError extends Error {
-  readonly code = 'invalid_cursor' as const;
-  constructor() {
-    super('cursor is not one this API returned');
-    this.name = 'CursorError';
-  }
 }
 
 // ---- nodes: each agent's last contact and lag (issue 7, delivery) ----
@@ -439,4 +340,73 @@ export interface NodeStore {
   listNodes(): NodeRecord[];
   /** Forget a node; false when there was none. */
   deleteNode(node: string): boolean;
+}
+
+// ---- quarantine: nodes whose agents are not trusted any more ----
+
+/** A node whose agent is not trusted any more: its deltas are refused, its deviations kept and marked. */
+export interface QuarantinedNode {
+  node: string;
+  by: string;
+  at: number;
+  reason: string;
+}
+
+/** What quarantining a node or dropping its share of a key removed. */
+export interface NodeDropResult {
+  /** Keys whose baseline changed (each has a new version). */
+  keys: string[];
+  /** Entries removed because only that node taught them (approved or added ones stay). */
+  entriesRemoved: number;
+  /** Entries that stay (other nodes taught them, or security approved or added them), their stats recomputed without the node's share. */
+  entriesRecomputed: number;
+  /** Of those, entries whose first/last seen or examples could not be told apart from security's own exactly: narrowed to what provably remains (core/merge withoutShare). */
+  entriesNarrowed: number;
+}
+
+/** The quarantined nodes (ingest refuses their deltas; deviation lists mark what they sent). */
+export interface QuarantineStore {
+  /**
+   * Quarantine a node: from now on its baseline deltas are refused, what it taught is dropped from
+   * every key (as drop-node, a new version each), and its deviations stay, marked. Null when already quarantined.
+   */
+  quarantineNode(node: string, by: string, reason: string, at: number): NodeDropResult | null;
+  /** Lift a quarantine (what was dropped stays dropped); false when the node was not quarantined. */
+  releaseNode(node: string): boolean;
+  listQuarantined(): QuarantinedNode[];
+}
+
+// ---- retention: what is old enough to go ----
+
+/** Retention, across deviations, alerts and the outbox (one transaction). */
+export interface RetentionStore {
+  /** Delete deviations received before `deviationsBefore` and resolved/accepted alerts last seen before `alertsBefore`. */
+  prune(deviationsBefore: number, alertsBefore: number): { deviations: number; alerts: number; deliveries: number };
+}
+
+// ---- audit: the rows of the audit log (collector/audit.ts bounds what goes in) ----
+
+/** One audit row to append; `before`/`after` are JSON text, already bounded. */
+export interface AuditRecord {
+  /** When (ms since the epoch). */
+  time: number;
+  actor: string;
+  role: string;
+  action: string;
+  target: string;
+  before: string;
+  after: string;
+}
+
+/** A stored audit row, with its id (ascending: newer rows have larger ids). */
+export interface AuditRow extends AuditRecord {
+  id: number;
+}
+
+/** The audit log's rows: appended, never changed. */
+export interface AuditStore {
+  /** Append one row (committed before it returns); its id. */
+  appendAudit(record: AuditRecord): number;
+  /** Up to `limit` rows with an id below `before`, newest first. */
+  listAudit(before: number, limit: number): AuditRow[];
 }

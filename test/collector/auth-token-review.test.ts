@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { createTokenReviewer, judgeTokenReview } from '../../collector/token-review.js';
+import { createTokenReviewer, judgeTokenReview } from '../../collector/ingest/token-review.js';
 import { withCollector } from '../helpers/collector.js';
 import { hello } from '../helpers/agent-stream.js';
 import { makePki } from '../helpers/pki.js';

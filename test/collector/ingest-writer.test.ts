@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { AlertingConfigSchema } from '../../collector/alerting/index.js';
-import { startIngestWorker } from '../../collector/ingest-writer.js';
+import { startIngestWorker } from '../../collector/ingest/writer.js';
 
 const SCRIPT = `
 import { parentPort } from 'node:worker_threads';

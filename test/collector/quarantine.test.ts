@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { loadCollectorConfig, startCollector } from '../../collector/main.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import type { BaselineView, ReviewedEntry } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';

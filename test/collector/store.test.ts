@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
-import { openSqliteStore } from '../../collector/store/sqlite.js';
-import type { AlertPolicy, AlertTransition, IngestResult } from '../../collector/store/store.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
+import type { AlertPolicy, AlertTransition } from '../../collector/alerting/alert.js';
+import type { IngestResult } from '../../collector/store/store.js';
 import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { deviationOf } from '../helpers/ingest.js';
 

@@ -1,6 +1,6 @@
 /** Notifications for sink tests, built through notificationOf from a stored-alert shape. */
 import { notificationOf, type Notification, type NotificationContext } from '../../collector/sinks/sink.js';
-import type { Alert } from '../../collector/store/store.js';
+import type { Alert } from '../../collector/alerting/alert.js';
 
 /** 2026-11-23T10:30:00Z */
 export const T_FIRST = Date.UTC(2026, 10, 23, 10, 30, 0);

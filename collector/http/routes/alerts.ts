@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { describeEntry } from '../../../core/entry.js';
 import { EVENT_KINDS } from '../../../core/event.js';
 import { SEVERITIES } from '../../../core/severity.js';
-import { ALERT_STATES, type Alert, type AlertTransition } from '../../store/store.js';
+import { ALERT_STATES, type Alert, type AlertTransition } from '../../alerting/alert.js';
 import type { Role } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { route, type Route } from '../route.js';

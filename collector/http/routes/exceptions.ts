@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { parseDuration } from '../../../core/duration.js';
 import { describeEntry } from '../../../core/entry.js';
 import { escapeGlob } from '../../../core/severity.js';
-import type { AlertException } from '../../store/store.js';
+import type { AlertException } from '../../alerting/alert.js';
 import { ApiError } from '../errors.js';
 import { route, type Route } from '../route.js';
 import { namespaceName, oneLine, query, queryOneOf } from '../schemas.js';

@@ -3,7 +3,7 @@
  * silence alert); quarantining one found compromised (its deltas refused, its teaching dropped, its
  * deviations kept and marked), an admin's decision.
  */
-import type { NodeStatus } from '../../nodes.js';
+import type { NodeStatus } from '../../ingest/node-tracker.js';
 import { ApiError } from '../errors.js';
 import { route, type Route, type RouteDeps } from '../route.js';
 import { ReasonBody } from '../schemas.js';

@@ -13,8 +13,8 @@ import { AlertingConfigSchema } from '../../../collector/alerting/config.js';
 import { createDigests } from '../../../collector/alerting/digests.js';
 import { createNoticeSender } from '../../../collector/alerting/notices.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
-import { openSqliteStore } from '../../../collector/store/sqlite.js';
-import type { AlertPolicy } from '../../../collector/store/store.js';
+import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
+import type { AlertPolicy } from '../../../collector/alerting/alert.js';
 import { deviationOf } from '../../helpers/ingest.js';
 
 const DAY = 86_400_000;

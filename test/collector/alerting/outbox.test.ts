@@ -17,7 +17,7 @@ import { AlertingConfigSchema } from '../../../collector/alerting/config.js';
 import { createAlertingMetrics } from '../../../collector/alerting/metrics.js';
 import { createOutbox, type Outbox } from '../../../collector/alerting/outbox.js';
 import { createSinks, parseSinksConfig, type NotificationAction } from '../../../collector/sinks/index.js';
-import { openSqliteStore } from '../../../collector/store/sqlite.js';
+import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
 import { shellNotification } from '../../helpers/notification.js';
 import { eventually } from '../../helpers/processes.js';
 import { startRecorder, type Reply } from '../../helpers/recorder.js';

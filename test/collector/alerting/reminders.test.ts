@@ -13,8 +13,8 @@ import { AlertingConfigSchema } from '../../../collector/alerting/config.js';
 import { createNoticeSender } from '../../../collector/alerting/notices.js';
 import { createReminders } from '../../../collector/alerting/reminders.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
-import { openSqliteStore } from '../../../collector/store/sqlite.js';
-import type { AlertException } from '../../../collector/store/store.js';
+import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
+import type { AlertException } from '../../../collector/alerting/alert.js';
 
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);

@@ -14,8 +14,8 @@ import { createAlertingMetrics } from '../../../collector/alerting/metrics.js';
 import { createNodeSilence } from '../../../collector/alerting/node-silence.js';
 import { createResend } from '../../../collector/alerting/resend.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
-import { openSqliteStore } from '../../../collector/store/sqlite.js';
-import type { AlertPolicy } from '../../../collector/store/store.js';
+import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
+import type { AlertPolicy } from '../../../collector/alerting/alert.js';
 import { deviationOf } from '../../helpers/ingest.js';
 import { startRecorder, type Received, type Reply } from '../../helpers/recorder.js';
 

@@ -1,18 +1,18 @@
 /**
- * The ingest worker thread (see ingest-writer.ts): its own connection to the collector's database and
+ * The ingest worker thread (see writer.ts): its own connection to the collector's database and
  * its own copy of the alert policy; it commits the groups the main thread sends, one at a time, in order.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { createAlertPolicy, type SuppressedReason } from './alerting/policy.js';
-import type { FromIngestWorker, IngestWorkerData, ToIngestWorker } from './ingest-writer.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { createAlertPolicy, type SuppressedReason } from '../alerting/policy.js';
+import type { FromIngestWorker, IngestWorkerData, ToIngestWorker } from './writer.js';
+import { openSqliteIngest } from '../store/sqlite/index.js';
 
-if (!parentPort) throw new Error('ingest-worker.js runs as a worker thread of the collector');
+if (!parentPort) throw new Error('ingest/worker.js runs as a worker thread of the collector');
 const port = parentPort;
 const { db, spec } = workerData as IngestWorkerData;
 // A thread of its own: waiting for the main thread's write (a large retention prune) blocks nobody,
 // and a batch given up on would only be resent.
-const store = openSqliteStore(db, { busyTimeoutMs: 120_000 });
+const store = openSqliteIngest(db, { busyTimeoutMs: 120_000 });
 let suppressed: Partial<Record<SuppressedReason, number>> = {};
 let storms: { scope: string; until: string }[] = [];
 const policy = createAlertPolicy(spec, {

@@ -7,7 +7,7 @@
  * saying what was wrong.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { BaselineSnapshot } from '../core/baseline.js';
+import type { BaselineSnapshot } from '../../core/baseline.js';
 import {
   PROTOCOL_REVISION,
   WireError,
@@ -18,13 +18,14 @@ import {
   snapshotFromWire,
   type WireAgentMessage,
   type WireCollectorMessage,
-} from '../proto/index.js';
-import type { Logger } from '../runtime/logger.js';
-import type { CollectorMetrics } from './metrics.js';
-import type { NodeTracker } from './nodes.js';
-import type { IngestWriter } from './ingest-writer.js';
-import { createDeviationPreparer } from './store/sqlite.js';
-import type { Alert, IngestResult, PreparedBatch, PreparedDeviation, Store } from './store/store.js';
+} from '../../proto/index.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { CollectorMetrics } from '../metrics.js';
+import type { NodeTracker } from './node-tracker.js';
+import type { IngestWriter } from './writer.js';
+import { createDeviationPreparer } from '../store/prepare.js';
+import type { Alert } from '../alerting/alert.js';
+import type { BaselineStore, IngestResult, PreparedBatch, PreparedDeviation } from '../store/store.js';
 
 /** Ingest settings. */
 export interface IngestOptions {
@@ -36,7 +37,7 @@ export interface IngestOptions {
 /** Collaborators. */
 export interface IngestDeps {
   /** Reads (cluster baselines for agents); commits go through `writer`. */
-  store: Store;
+  store: BaselineStore;
   writer: IngestWriter;
   metrics: CollectorMetrics;
   logger: Logger;

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Logger } from '../runtime/logger.js';
+import type { Logger } from '../../runtime/logger.js';
 
 /** TokenReview settings. */
 export interface TokenReviewOptions {

@@ -12,8 +12,8 @@
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
-import type { Logger } from '../runtime/logger.js';
-import { credentialDigest, type AuthFailureGate, type AuthFailureLimiter } from './http/rate-limit.js';
+import type { Logger } from '../../runtime/logger.js';
+import { credentialDigest, type AuthFailureGate, type AuthFailureLimiter } from '../http/rate-limit.js';
 import type { TokenReviewer } from './token-review.js';
 
 /** How agents prove which node they are. `none` only with `insecure`. */

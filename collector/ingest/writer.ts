@@ -6,9 +6,10 @@
  * batches that arrive meanwhile make the next group. `main` runs it on the event loop instead.
  */
 import { Worker } from 'node:worker_threads';
-import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } from './alerting/policy.js';
-import type { Logger } from '../runtime/logger.js';
-import type { AlertException, IngestResult, PreparedBatch, Store } from './store/store.js';
+import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } from '../alerting/policy.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { AlertException } from '../alerting/alert.js';
+import type { IngestResult, IngestStore, PreparedBatch } from '../store/store.js';
 
 /** Commits groups of batches. */
 export interface IngestWriter {
@@ -26,7 +27,7 @@ export interface IngestWriter {
 }
 
 /** Commits on the event loop, through the main thread's store and policy. */
-export function createInThreadWriter(store: Store, policy: AlertPolicyHandle): IngestWriter {
+export function createInThreadWriter(store: IngestStore, policy: AlertPolicyHandle): IngestWriter {
   return {
     sameThread: true,
     commit: async (batches, receivedAt) => store.ingestPrepared(batches, receivedAt, policy),
@@ -39,7 +40,7 @@ export function createInThreadWriter(store: Store, policy: AlertPolicyHandle): I
 export interface IngestWorkerData {
   db: string;
   spec: PolicySpec;
-  /** The worker's script (tests give another that speaks the same messages); default ingest-worker.js. */
+  /** The worker's script (tests give another that speaks the same messages); default worker.js (beside this file). */
   script?: URL | undefined;
 }
 
@@ -79,7 +80,7 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
 
   function spawn(): Promise<Worker> {
     return new Promise((resolve, reject) => {
-      const worker = new Worker(data.script ?? new URL('./ingest-worker.js', import.meta.url), { workerData: { db: data.db, spec: data.spec }, name: 'driftwatch-ingest' });
+      const worker = new Worker(data.script ?? new URL('./worker.js', import.meta.url), { workerData: { db: data.db, spec: data.spec }, name: 'driftwatch-ingest' });
       let ready = false;
       let dead = false;
       worker.on('message', (m: FromIngestWorker) => {

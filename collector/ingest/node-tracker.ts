@@ -13,8 +13,8 @@
  * `silentAfter` to reconnect before anyone is paged.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Logger } from '../runtime/logger.js';
-import type { NodeRecord, NodeStore } from './store/store.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { NodeRecord, NodeStore } from '../store/store.js';
 
 /** Most nodes tracked; hellos from more are served but not tracked (and logged). */
 export const MAX_NODES = 10_000;
