@@ -9,7 +9,7 @@ import { LOG_LEVELS } from '../runtime/logger.js';
 import { AlertingConfigSchema, alertmanagerTimingIssues, receiverReferences } from './alerting/config.js';
 import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
 import { SinksConfigSchema } from './sinks/index.js';
-import { normalizeOrigin } from './stream.js';
+import { normalizeOrigin } from './http/stream.js';
 
 /** A browser origin, `scheme://host[:port]`, kept normalized (lower case, no default port). */
 const origin = z

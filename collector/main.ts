@@ -30,7 +30,7 @@ import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Alert } from './alerting/alert.js';
 import type { Store } from './store/store.js';
-import { attachStream } from './stream.js';
+import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
 
 // The collector's settings live in config.ts; what starts a collector needs both.

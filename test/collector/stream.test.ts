@@ -15,7 +15,7 @@ import { alertView } from '../../collector/http/views.js';
 import { createAlertFeed, type FeedEvent, type FeedEventType } from '../../collector/http/feed.js';
 import type { CollectorHandle } from '../../collector/main.js';
 import type { Alert } from '../../collector/alerting/alert.js';
-import { attachStream, matchesFilter, parseStreamFilter, StreamFilterError, type Severity, type StreamLimits } from '../../collector/stream.js';
+import { attachStream, matchesFilter, parseStreamFilter, StreamFilterError, type Severity, type StreamLimits } from '../../collector/http/stream.js';
 import type { EventKind } from '../../core/event.js';
 import { VERSION } from '../../runtime/version.js';
 

@@ -17,17 +17,17 @@ import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { WebSocket, WebSocketServer } from 'ws';
-import { EVENT_KINDS, type EventKind } from '../core/event.js';
-import type { Logger } from '../runtime/logger.js';
-import { WEBSOCKET_PROTOCOL } from './http/auth.js';
-import { VERSION } from '../runtime/version.js';
-import type { AlertFeed, FeedEvent, FeedEventType } from './http/feed.js';
-import type { AlertState } from './alerting/alert.js';
+import { EVENT_KINDS, type EventKind } from '../../core/event.js';
+import type { Logger } from '../../runtime/logger.js';
+import { WEBSOCKET_PROTOCOL } from './auth.js';
+import { VERSION } from '../../runtime/version.js';
+import type { AlertFeed, FeedEvent, FeedEventType } from './feed.js';
+import type { AlertState } from '../alerting/alert.js';
 
 /** The path of the live feed. */
 export const STREAM_PATH = '/api/v1/stream';
 
-import { SEVERITIES, type Severity } from '../core/severity.js';
+import { SEVERITIES, type Severity } from '../../core/severity.js';
 export { SEVERITIES, type Severity };
 
 const FEED_EVENT_TYPES = ['alert.created', 'alert.updated', 'alert.state'] as const satisfies readonly FeedEventType[];
