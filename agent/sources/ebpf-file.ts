@@ -18,7 +18,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
-import type { CgroupOwner } from '../cgroup.js';
+import type { CgroupOwner } from '../attribution/cgroup.js';
 import { createLineSplitter } from './lines.js';
 import { EBPF_LIMITS, createEbpfDecoder, monotonicToEpoch, ownerOfLeaves, type EbpfDecoder, type ProcessResolver } from './ebpf.js';
 import { SourceSpecError, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';

@@ -19,7 +19,7 @@ import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'n
 import { endianness } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { ActivityEvent, EventKind, NetworkProtocol } from '../../core/event.js';
-import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.js';
+import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../attribution/cgroup.js';
 import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
 import { processName } from '../../core/normalize.js';
 import { isRejected, type Rejected } from './falco-event.js';

@@ -8,8 +8,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { completeFromRuntime } from '../../agent/attribution.js';
-import { createContainerLookup, createCriClient } from '../../agent/cri.js';
+import { completeFromRuntime } from '../../agent/attribution/attributor.js';
+import { createContainerLookup, createCriClient } from '../../agent/attribution/cri.js';
 import {
   EbpfError,
   createEbpfDecoder,

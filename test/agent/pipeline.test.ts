@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createAttributor } from '../../agent/attribution.js';
+import { createAttributor } from '../../agent/attribution/attributor.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline, type PipelineOptions } from '../../agent/pipeline.js';
 import { openAgentState } from '../../agent/state.js';

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createAttributor } from '../../agent/attribution.js';
+import { createAttributor } from '../../agent/attribution/attributor.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline } from '../../agent/pipeline.js';
 import { createFalcoLineDecoder } from '../../agent/sources/falco-lines.js';
