@@ -22,7 +22,7 @@ import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCri
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
 import { createSource, parseSourceSpec, type Source } from './sources/index.js';
-import type { IgnoreReason, RejectReason } from './sources/falco-event.js';
+import type { IgnoreReason, RejectReason } from './sources/record.js';
 import { openAgentState, type AgentState } from './state.js';
 import { DEFAULT_UPLINK, startUplink } from './uplink.js';
 

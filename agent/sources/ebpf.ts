@@ -22,7 +22,7 @@ import type { ActivityEvent, EventKind, NetworkProtocol } from '../../core/event
 import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../attribution/cgroup.js';
 import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
 import { processName } from '../../core/normalize.js';
-import { isRejected, type Rejected } from './falco-event.js';
+import { isRejected, type Rejected } from './record.js';
 import { backoffDelay } from '../../runtime/backoff.js';
 import { createLineSplitter } from './lines.js';
 import { ebpfProgram } from './ebpf-program.js';

@@ -5,7 +5,7 @@
  */
 import type { ActivityEvent } from '../../core/event.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { IgnoreReason, RejectReason } from './falco-event.js';
+import type { IgnoreReason, RejectReason } from './record.js';
 import type { DnsOutcome } from './ebpf-dns.js';
 
 /** Events read together, with the source's position after them. */

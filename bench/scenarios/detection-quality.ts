@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { parseRecordedLine } from '../../agent/sources/replay.js';
 import { createCaptureDecoder } from '../../agent/sources/ebpf-file.js';
-import { isRejected } from '../../agent/sources/falco-event.js';
+import { isRejected } from '../../agent/sources/record.js';
 import { startFakeCri, type FakeCri } from '../../test/helpers/cri-server.js';
 import { fmt } from '../lib/measure.js';
 import { getJson, spawnAgent, spawnCollector } from '../lib/procs.js';

@@ -10,7 +10,8 @@
 import test from 'ava';
 import { rmSync } from 'node:fs';
 import { createExecutableResolver } from '../../agent/attribution/container-path.js';
-import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected } from '../../agent/sources/record.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
 import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf.js';
 import { entryOf, entryId, describeEntry } from '../../core/entry.js';

@@ -5,7 +5,8 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected } from '../../agent/sources/record.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
 import { createCaptureDecoder } from '../../agent/sources/ebpf-file.js';
 import type { ActivityEvent } from '../../core/event.js';
