@@ -19,7 +19,7 @@ import { mkdirSync, openSync, closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { parseRecordedLine } from '../../agent/sources/replay.js';
-import { createCaptureDecoder } from '../../agent/sources/ebpf-file.js';
+import { createCaptureDecoder } from '../../agent/sources/ebpf/file.js';
 import { isRejected } from '../../agent/sources/record.js';
 import { startFakeCri, type FakeCri } from '../../test/helpers/cri-server.js';
 import { fmt } from '../lib/measure.js';

@@ -13,7 +13,7 @@ import { createExecutableResolver } from '../../agent/attribution/container-path
 import { parseFalcoLine } from '../../agent/sources/falco-event.js';
 import { isRejected } from '../../agent/sources/record.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
-import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf.js';
+import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
 import { entryOf, entryId, describeEntry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { parseCidr } from '../../core/ip.js';
