@@ -23,7 +23,7 @@ import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
 import { createSource, parseSourceSpec, type Source } from './sources/index.js';
 import type { IgnoreReason, RejectReason } from './sources/record.js';
-import { openAgentState, type AgentState } from './state.js';
+import { openAgentState, type AgentState } from './state/index.js';
 import { DEFAULT_UPLINK, startUplink } from './uplink.js';
 
 /**

@@ -27,7 +27,7 @@ import type { Attributor } from './attribution/attributor.js';
 import { NO_EXECUTABLE_RESOLUTION, type ExecutableResolver } from './attribution/container-path.js';
 import type { AgentMetrics } from './metrics.js';
 import type { SourceBatch } from './sources/source.js';
-import type { AgentState, SpoolDeviation } from './state.js';
+import type { AgentState, SpoolDeviation } from './state/index.js';
 
 /** Pipeline settings. */
 export interface PipelineOptions {

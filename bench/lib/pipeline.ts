@@ -15,7 +15,7 @@ import { createExecutableResolver } from '../../agent/attribution/container-path
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline } from '../../agent/pipeline.js';
 import { falcoFileSource } from '../../agent/sources/falco-file.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState } from '../../agent/state/index.js';
 import { createLogger } from '../../runtime/logger.js';
 
 /** What one pass of a file through the pipeline did. */

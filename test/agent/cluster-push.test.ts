@@ -12,7 +12,7 @@ import { createAttributor } from '../../agent/attribution/attributor.js';
 import { restoreBaselines } from '../../agent/main.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline } from '../../agent/pipeline.js';
-import { openAgentState, type AgentState } from '../../agent/state.js';
+import { openAgentState, type AgentState } from '../../agent/state/index.js';
 import { createBaselineEngine, type ClusterBaseline } from '../../core/baseline.js';
 import type { Deviation } from '../../core/deviation.js';
 import { entryId, PUBLIC_PEER } from '../../core/entry.js';

@@ -13,7 +13,7 @@ import pino from 'pino';
 import { createAttributor } from '../../agent/attribution/attributor.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline, type PipelineOptions } from '../../agent/pipeline.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState } from '../../agent/state/index.js';
 import { createBaselineEngine } from '../../core/baseline.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { parseCidr } from '../../core/ip.js';

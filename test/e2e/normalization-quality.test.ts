@@ -13,7 +13,7 @@ import { createAttributor } from '../../agent/attribution/attributor.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline } from '../../agent/pipeline.js';
 import { createFalcoLineDecoder } from '../../agent/sources/falco-lines.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState } from '../../agent/state/index.js';
 import { createBaselineEngine } from '../../core/baseline.js';
 import { describeEntry } from '../../core/entry.js';
 import type { Deviation } from '../../core/deviation.js';
