@@ -15,15 +15,15 @@ import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js'
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
-import { completeFromRuntime, createAttributor } from './attribution.js';
+import { completeFromRuntime, createAttributor } from './attribution/attributor.js';
 import type { AgentConfig } from './config.js';
-import { createExecutableResolver } from './container-path.js';
-import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCriTarget } from './cri.js';
+import { createExecutableResolver } from './attribution/container-path.js';
+import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCriTarget } from './attribution/cri.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
 import { createPipeline } from './pipeline.js';
 import { createSource, parseSourceSpec, type Source } from './sources/index.js';
-import type { IgnoreReason, RejectReason } from './sources/falco-event.js';
-import { openAgentState, type AgentState } from './state.js';
+import type { IgnoreReason, RejectReason } from './sources/record.js';
+import { openAgentState, type AgentState } from './state/index.js';
 import { DEFAULT_UPLINK, startUplink } from './uplink.js';
 
 /**

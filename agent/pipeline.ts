@@ -1,5 +1,5 @@
 /**
- * The agent's hot path: a source batch → executables resolved in the container (container-path.ts)
+ * The agent's hot path: a source batch → executables resolved in the container (attribution/container-path.ts)
  * → attribution → key → entry → learn or check → deviations
  * into the spool → the source's batch acknowledged. Synchronous per batch (better-sqlite3 is
  * synchronous), so batches of different sources never interleave inside a commit.
@@ -23,11 +23,11 @@ import { entryFromId, entryId, entryOf, type EntryOptions } from '../core/entry.
 import { EVENT_KINDS, type ActivityEvent } from '../core/event.js';
 import { baselineFactsOf, classify, type BaselineFacts } from '../core/severity.js';
 import type { Logger } from '../runtime/logger.js';
-import type { Attributor } from './attribution.js';
-import { NO_EXECUTABLE_RESOLUTION, type ExecutableResolver } from './container-path.js';
+import type { Attributor } from './attribution/attributor.js';
+import { NO_EXECUTABLE_RESOLUTION, type ExecutableResolver } from './attribution/container-path.js';
 import type { AgentMetrics } from './metrics.js';
 import type { SourceBatch } from './sources/source.js';
-import type { AgentState, SpoolDeviation } from './state.js';
+import type { AgentState, SpoolDeviation } from './state/index.js';
 
 /** Pipeline settings. */
 export interface PipelineOptions {

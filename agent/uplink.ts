@@ -34,7 +34,7 @@ import { backoffDelay, type BackoffPolicy } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import type { ReloadingTls } from '../runtime/tls.js';
 import type { AgentMetrics } from './metrics.js';
-import type { AgentState } from './state.js';
+import type { AgentState } from './state/index.js';
 
 /**
  * How the stream is secured: plaintext only when asked for; otherwise TLS with the collector's CA,

@@ -53,7 +53,7 @@ export interface PodInfo {
  * `proc.name` `wget`). Tetragon's `binary`, the eBPF source's file name (and an old Falco's
  * `exepath`, or `proc.exe`) are the path handed to execve (`bprm->filename`: the symlink
  * `/usr/bin/wget`); the decoders take them as they are and the agent's pipeline resolves `exe` and
- * `parentExe` of every event inside the process's container root (agent/container-path.ts), so a
+ * `parentExe` of every event inside the process's container root (agent/attribution/container-path.ts), so a
  * symlinked applet is `/bin/busybox` with the name `wget` from all three, and the multi-call logic
  * (core) reads the applet from `name`. Where the agent cannot resolve a path (the container stopped
  * before anything of it was resolved, a replay of another node's events, a link changed after the

@@ -11,7 +11,8 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { falcoOutputsService } from '../../proto/third-party.js';
-import { falcoRecordToEvent, type ParseContext, type ParseResult } from './falco-event.js';
+import { falcoRecordToEvent } from './falco-event.js';
+import type { ParseContext, ParseResult } from './record.js';
 import { createGrpcStreamSource, parseGrpcEndpoint, type GrpcStreamOptions } from './grpc-stream.js';
 import { SourceSpecError, type Source, type SourceContext, type SourceFactory } from './source.js';
 import type { GrpcStreamStats } from './grpc-stream.js';

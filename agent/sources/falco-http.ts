@@ -10,7 +10,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { isUtf8 } from 'node:buffer';
 import type { ActivityEvent } from '../../core/event.js';
 import { parseHostPort, formatHostPort, listenHttp } from '../../runtime/listen.js';
-import { isRejected, parseFalcoLine } from './falco-event.js';
+import { parseFalcoLine } from './falco-event.js';
+import { isRejected } from './record.js';
 import { SourceSpecError, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
 
 /** Most requests waiting for their batch to be committed. */

@@ -3,7 +3,8 @@
  * default; the Tetragon and replay sources pass their own parser.
  */
 import type { ActivityEvent } from '../../core/event.js';
-import { isRejected, parseFalcoLine, type ParseContext, type ParseResult } from './falco-event.js';
+import { parseFalcoLine } from './falco-event.js';
+import { isRejected, type ParseContext, type ParseResult } from './record.js';
 import { createLineSplitter } from './lines.js';
 import type { SourceContext } from './source.js';
 

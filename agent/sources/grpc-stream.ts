@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ActivityEvent } from '../../core/event.js';
 import type { LoadedService } from '../../proto/third-party.js';
 import { backoffDelay } from '../../runtime/backoff.js';
-import { isRejected, type ParseContext, type ParseResult } from './falco-event.js';
+import { isRejected, type ParseContext, type ParseResult } from './record.js';
 import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext } from './source.js';
 
 /** Where to connect: a gRPC target and, for TCP, the TLS files. */

@@ -1,6 +1,6 @@
 /** Every source the agent can read, registered in one list. */
-import { ebpfSource } from './ebpf.js';
-import { ebpfFileSource } from './ebpf-file.js';
+import { ebpfSource } from './ebpf/source.js';
+import { ebpfFileSource } from './ebpf/file.js';
 import { falcoFileSource } from './falco-file.js';
 import { falcoGrpcSource } from './falco-grpc.js';
 import { falcoHttpSource } from './falco-http.js';

@@ -7,7 +7,8 @@
 import { access } from 'node:fs/promises';
 import type { ActivityEvent } from '../../core/event.js';
 import { createFileTail } from './falco-file.js';
-import { falcoRecordToEvent, type ParseContext, type ParseResult } from './falco-event.js';
+import { falcoRecordToEvent } from './falco-event.js';
+import type { ParseContext, ParseResult } from './record.js';
 import { SourceSpecError, sleep, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
 import { isTetragonRecord, tetragonRecordToEvent } from './tetragon-event.js';
 

@@ -5,8 +5,8 @@
  */
 import type { ActivityEvent } from '../../core/event.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { IgnoreReason, RejectReason } from './falco-event.js';
-import type { DnsOutcome } from './ebpf-dns.js';
+import type { IgnoreReason, RejectReason } from './record.js';
+import type { DnsOutcome } from './ebpf/dns.js';
 
 /** Events read together, with the source's position after them. */
 export interface SourceBatch {
@@ -47,7 +47,7 @@ export interface SourceCounters {
   lost(n: number): void;
   /** The source reopened its stream (gRPC reconnect) or restarted its child process. */
   restarted(): void;
-  /** A DNS answer traced by the ebpf source was learned, dropped, or evicted a name (ebpf-dns.ts). */
+  /** A DNS answer traced by the ebpf source was learned, dropped, or evicted a name (ebpf/dns.ts). */
   dns?(outcome: DnsOutcome): void;
 }
 

@@ -20,10 +20,10 @@
 import { parseIp } from '../../core/ip.js';
 import { UNKNOWN_IMAGE, parseImageReference, splitArguments, uidFromName, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
 import { processName } from '../../core/normalize.js';
-import { FALCO_LIMITS, parseTime, type IgnoreReason, type ParseContext, type ParseResult, type RejectReason } from './falco-event.js';
+import { FIELD_LIMITS, FieldError, ignored, parseTime, rejectionOf, type IgnoreReason, type ParseContext, type ParseResult } from './record.js';
 
 /** Bounds on fields taken from a Tetragon record (the same as for Falco's). */
-export const TETRAGON_LIMITS = FALCO_LIMITS;
+export const TETRAGON_LIMITS = FIELD_LIMITS;
 
 /** Kernel functions read from process_kprobe events, and the kind each one means. */
 export const TETRAGON_FUNCTIONS: Readonly<Record<string, EventKind | null>> = Object.freeze({
@@ -47,18 +47,6 @@ const IGNORED_KEYS: Readonly<Record<string, IgnoreReason>> = Object.freeze({
   process_close: 'process_close',
   process_sock_stats: 'socket_stats',
 });
-
-class FieldError {
-  constructor(
-    readonly reject: RejectReason,
-    readonly detail: string,
-    readonly ignore?: IgnoreReason,
-  ) {}
-}
-
-function ignored(ignore: IgnoreReason, detail: string): FieldError {
-  return new FieldError('unsupported', detail, ignore);
-}
 
 type Obj = Record<string, unknown>;
 
@@ -374,7 +362,7 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
       network: kind === 'exec' ? null : key === 'process_connect' ? connectOf(body) : key === 'process_listen' ? listenOf(body) : udpSend ? udpSendOf(body) : networkOf(sockOf(body, kind), kind),
     };
   } catch (err) {
-    if (err instanceof FieldError) return err.ignore ? { reject: err.reject, detail: err.detail, ignore: err.ignore } : { reject: err.reject, detail: err.detail };
+    if (err instanceof FieldError) return rejectionOf(err);
     throw err;
   }
 }

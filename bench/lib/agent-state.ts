@@ -1,6 +1,6 @@
 /** Pre-seeding an agent's state dir with learned baselines, as a restarted agent would find it. */
 import type { BaselineSnapshot } from '../../core/baseline.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState } from '../../agent/state/index.js';
 
 /**
  * Write `snapshots` into the state dir through the agent's own state store, then acknowledge the

@@ -10,7 +10,8 @@ import { deviationId, type Deviation } from '../../core/deviation.js';
 import { describeEntry, entryOf, type Entry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
-import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected } from '../../agent/sources/record.js';
 import { deviationFromWire, deviationToWire } from '../../proto/index.js';
 
 /** The agent's default cluster ranges. */

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { createBaselineEngine, snapshotOf, type BaselineSnapshot } from '../../core/baseline.js';
 import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
-import { createAttributor } from '../../agent/attribution.js';
-import { createExecutableResolver } from '../../agent/container-path.js';
+import { createAttributor } from '../../agent/attribution/attributor.js';
+import { createExecutableResolver } from '../../agent/attribution/container-path.js';
 import { createAgentMetrics } from '../../agent/metrics.js';
 import { createPipeline } from '../../agent/pipeline.js';
 import { falcoFileSource } from '../../agent/sources/falco-file.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState } from '../../agent/state/index.js';
 import { createLogger } from '../../runtime/logger.js';
 
 /** What one pass of a file through the pipeline did. */

@@ -1,6 +1,6 @@
 /**
  * Renders the quality scenario's activities (quality-traffic.ts) as the lines bpftrace prints for the
- * agent's own program (agent/sources/ebpf-program.ts, `bpftrace -f json`), which the agent reads back
+ * agent's own program (agent/sources/ebpf/program.ts, `bpftrace -f json`), which the agent reads back
  * with `--source ebpf-file:FILE?boot=TIME`. Shapes as a real capture on this machine shows them:
  *
  * - exec (sched_process_exec): `X ns pid ppid uid cgid argvlen parent-comm`, `C ns pid cgroup-leaf`,

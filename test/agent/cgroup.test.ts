@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ownerOfCgroupPath, ownerOfProcCgroup } from '../../agent/cgroup.js';
+import { ownerOfCgroupPath, ownerOfProcCgroup } from '../../agent/attribution/cgroup.js';
 
 const ID = 'a3f1c2d4e5b60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
 const UID = '1f2e3d4c-5b6a-4789-8abc-def012345678';

@@ -1,5 +1,5 @@
 /**
- * The executable resolver (agent/container-path.ts): walks against real directory trees standing in
+ * The executable resolver (agent/attribution/container-path.ts): walks against real directory trees standing in
  * for a container's root (links relative and absolute, escapes, loops, chains, dangling links, mounts),
  * the resolver's choice of process and its cache against a directory shaped like /proc, and one walk
  * through the real /proc/<pid>/root of a live child process.
@@ -8,8 +8,8 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { readProcCgroup } from '../../agent/cgroup.js';
-import { EXE_RESOLUTION_LIMITS, createExecutableResolver, parseMountInfo, resolveInRoot, type ExeOutcome } from '../../agent/container-path.js';
+import { readProcCgroup } from '../../agent/attribution/cgroup.js';
+import { EXE_RESOLUTION_LIMITS, createExecutableResolver, parseMountInfo, resolveInRoot, type ExeOutcome } from '../../agent/attribution/container-path.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { UNKNOWN_IMAGE } from '../../core/event.js';
 import { addToTree, containerdCgroup, makeFakeProc, makeTree } from '../helpers/container-root.js';

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { completeFromRuntime } from '../../agent/attribution.js';
-import { createContainerLookup, createCriClient, imageOfStatus, resolveCriTarget } from '../../agent/cri.js';
+import { completeFromRuntime } from '../../agent/attribution/attributor.js';
+import { createContainerLookup, createCriClient, imageOfStatus, resolveCriTarget } from '../../agent/attribution/cri.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { startFakeCri, type FakeContainer } from '../helpers/cri-server.js';
 

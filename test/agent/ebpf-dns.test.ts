@@ -11,8 +11,10 @@ import { createSocket } from 'node:dgram';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { DNS_LIMITS, createDnsNames, isDnsMalformed, parseDnsResponse, type DnsAnswer, type DnsOutcome } from '../../agent/sources/ebpf-dns.js';
-import { createEbpfDecoder, createEbpfSource, findBpftrace, missingPrerequisites, REAL_HOST, type ProcessResolver } from '../../agent/sources/ebpf.js';
+import { DNS_LIMITS, createDnsNames, isDnsMalformed, parseDnsResponse, type DnsAnswer, type DnsOutcome } from '../../agent/sources/ebpf/dns.js';
+import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
+import { findBpftrace, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
+import { createEbpfSource } from '../../agent/sources/ebpf/source.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { testSourceContext } from '../helpers/source-context.js';
 

@@ -8,21 +8,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { completeFromRuntime } from '../../agent/attribution.js';
-import { createContainerLookup, createCriClient } from '../../agent/cri.js';
-import {
-  EbpfError,
-  createEbpfDecoder,
-  createEbpfSource,
-  decodeAddress,
-  findBpftrace,
-  missingPrerequisites,
-  parseEbpfArgument,
-  REAL_HOST,
-  type HostProbe,
-  type ProcessResolver,
-} from '../../agent/sources/ebpf.js';
-import { ebpfProgram } from '../../agent/sources/ebpf-program.js';
+import { completeFromRuntime } from '../../agent/attribution/attributor.js';
+import { createContainerLookup, createCriClient } from '../../agent/attribution/cri.js';
+import { createEbpfDecoder, decodeAddress, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
+import { findBpftrace, type HostProbe, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
+import { createEbpfSource, EbpfError, parseEbpfArgument } from '../../agent/sources/ebpf/source.js';
+import { ebpfProgram } from '../../agent/sources/ebpf/program.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { startFakeCri } from '../helpers/cri-server.js';
 import { testSourceContext } from '../helpers/source-context.js';

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { isRejected, parseFalcoLine, type ParseResult } from '../../agent/sources/falco-event.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected, type ParseResult } from '../../agent/sources/record.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { at, falcoLine, falcoRecord } from '../helpers/falco.js';
 

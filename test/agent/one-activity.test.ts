@@ -4,15 +4,16 @@
  * JSON export (`arguments` quotes an argument holding a space) and the eBPF source's bpftrace lines
  * (argv as NUL-separated bytes), and all three go through their real decoders. The process fields
  * (core/event.ts's contract) and the baseline entries (core/entry.ts) must be equal. A program reached
- * through a symlink also goes through the agent's executable resolver (agent/container-path.ts), in a
+ * through a symlink also goes through the agent's executable resolver (agent/attribution/container-path.ts), in a
  * real directory tree standing in for the container's root.
  */
 import test from 'ava';
 import { rmSync } from 'node:fs';
-import { createExecutableResolver } from '../../agent/container-path.js';
-import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { createExecutableResolver } from '../../agent/attribution/container-path.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected } from '../../agent/sources/record.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
-import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf.js';
+import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
 import { entryOf, entryId, describeEntry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { parseCidr } from '../../core/ip.js';

@@ -5,7 +5,8 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { isRejected, parseFalcoLine, type IgnoreReason, type ParseResult, type RejectReason } from '../../agent/sources/falco-event.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected, type IgnoreReason, type ParseResult, type RejectReason } from '../../agent/sources/record.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
 import { entryOf, describeEntry } from '../../core/entry.js';
 import type { ActivityEvent } from '../../core/event.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createBaselineEngine, takeDelta, type BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
-import { openAgentState, type SpoolDeviation } from '../../agent/state.js';
+import { openAgentState, type SpoolDeviation } from '../../agent/state/index.js';
 import type { Deviation } from '../../core/deviation.js';
 import type { ActivityEvent } from '../../core/event.js';
 import type { Severity } from '../../core/severity.js';

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { isRejected, type ParseResult } from '../../agent/sources/falco-event.js';
+import { isRejected, type ParseResult } from '../../agent/sources/record.js';
 import { parseTetragonLine, splitTetragonArguments, tetragonRecordToEvent } from '../../agent/sources/tetragon-event.js';
 import type { ActivityEvent } from '../../core/event.js';
 

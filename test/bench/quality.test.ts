@@ -5,9 +5,10 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { isRejected, parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { parseFalcoLine } from '../../agent/sources/falco-event.js';
+import { isRejected } from '../../agent/sources/record.js';
 import { parseTetragonLine } from '../../agent/sources/tetragon-event.js';
-import { createCaptureDecoder } from '../../agent/sources/ebpf-file.js';
+import { createCaptureDecoder } from '../../agent/sources/ebpf/file.js';
 import type { ActivityEvent } from '../../core/event.js';
 import { QUALITY_FORMATS, bootOf, createRenderer, renderLine, type QualityFormat } from '../../bench/lib/quality-formats.js';
 import { testSourceContext } from '../helpers/source-context.js';

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, rmdirSync, wr
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REAL_HOST, findBpftrace, missingPrerequisites } from '../../agent/sources/ebpf.js';
+import { findBpftrace, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
 import { startFakeCri } from '../helpers/cri-server.js';
 import { eventually, getJson, spawnCli, spawnCollector } from '../helpers/processes.js';
 

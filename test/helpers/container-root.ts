@@ -1,7 +1,7 @@
 /**
  * Real directory trees standing in for a container's root filesystem, and a directory shaped like
  * /proc that points processes at them (`<pid>/cgroup`, `<pid>/mountinfo`, `<pid>/root`), for the
- * executable resolver (agent/container-path.ts) without a container runtime.
+ * executable resolver (agent/attribution/container-path.ts) without a container runtime.
  */
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

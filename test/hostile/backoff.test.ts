@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { createAgentMetrics } from '../../agent/metrics.js';
-import { openAgentState } from '../../agent/state.js';
+import { openAgentState } from '../../agent/state/index.js';
 import { DEFAULT_UPLINK, startUplink } from '../../agent/uplink.js';
 import { agentService, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
 

@@ -20,7 +20,7 @@ const schedules: [string, BackoffPolicy, number[], number[]][] = [
   ['agent uplink, stream not opened', { baseMs: DEFAULT_UPLINK.backoffMinMs, capMs: DEFAULT_UPLINK.backoffMaxMs, jitter: 'none' }, [200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000], [200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000]],
   // agent/sources/grpc-stream.ts (Falco and Tetragon gRPC): starts over after a stream that delivered events.
   ['gRPC sources', { baseMs: GRPC_STREAM_DEFAULTS.initialBackoffMs, capMs: GRPC_STREAM_DEFAULTS.maxBackoffMs }, [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000], [200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000]],
-  // agent/sources/ebpf.ts (its defaults: 500 ms, 30 s): starts over after a bpftrace run that delivered events.
+  // agent/sources/ebpf/source.ts (its defaults: 500 ms, 30 s): starts over after a bpftrace run that delivered events.
   ['ebpf source', { baseMs: 500, capMs: 30_000 }, [250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 15_000], [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]],
   // collector/sinks/http.ts withRetry: attempts within one delivery (a Retry-After replaces the delay).
   ['sink retries', { baseMs: DEFAULT_RETRY.baseDelayMs, capMs: DEFAULT_RETRY.maxDelayMs }, [250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 15_000], [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]],

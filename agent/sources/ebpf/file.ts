@@ -1,7 +1,7 @@
 /**
  * `ebpf-file:FILE[?boot=TIME]` — reads a recording of the ebpf source's bpftrace output once, start
- * to end: the lines `bpftrace -f json` prints for the agent's program (ebpf-program.ts), decoded by
- * the live source's decoder (ebpf.ts). For replaying a node's capture into a collector, for tests,
+ * to end: the lines `bpftrace -f json` prints for the agent's program (program.ts), decoded by
+ * the live source's decoder (decode.ts). For replaying a node's capture into a collector, for tests,
  * and for the detection-quality bench.
  *
  * What a recording cannot carry, and what is done instead:
@@ -18,10 +18,11 @@
  */
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
-import type { CgroupOwner } from '../cgroup.js';
-import { createLineSplitter } from './lines.js';
-import { EBPF_LIMITS, createEbpfDecoder, monotonicToEpoch, ownerOfLeaves, type EbpfDecoder, type ProcessResolver } from './ebpf.js';
-import { SourceSpecError, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
+import type { CgroupOwner } from '../../attribution/cgroup.js';
+import { createLineSplitter } from '../lines.js';
+import { SourceSpecError, type Source, type SourceBatch, type SourceContext, type SourceFactory } from '../source.js';
+import { EBPF_LIMITS, createEbpfDecoder, monotonicToEpoch, type EbpfDecoder, type ProcessResolver } from './decode.js';
+import { ownerOfLeaves } from './proc.js';
 
 /** Bytes read from the recording at a time. */
 const CHUNK_BYTES = 256 * 1024;

@@ -8,8 +8,8 @@
  */
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, type ContainerInfo, type ImageRef, type PodInfo } from '../core/event.js';
-import { criRuntimeService } from '../proto/third-party.js';
+import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, type ContainerInfo, type ImageRef, type PodInfo } from '../../core/event.js';
+import { criRuntimeService } from '../../proto/third-party.js';
 
 /** Sockets probed, in order, when the setting is `auto`. */
 export const DEFAULT_CRI_SOCKETS: readonly string[] = ['/run/containerd/containerd.sock', '/run/crio/crio.sock'];

@@ -31,7 +31,7 @@
  * no event is ever dropped here.
  */
 import { closeSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
-import type { ActivityEvent } from '../core/event.js';
+import type { ActivityEvent } from '../../core/event.js';
 import { readProcCgroup } from './cgroup.js';
 
 /** What became of one path (an event's `exe` or `parentExe`). */

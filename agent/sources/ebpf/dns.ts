@@ -1,7 +1,7 @@
 /**
  * DNS answers seen by the ebpf source, so that a connect to an address a container just resolved
  * carries the name it asked for (`network.remoteName`). bpftrace prints the first bytes of every UDP
- * message a process receives that has a DNS response header (ebpf-program.ts: `Q` then `R` lines);
+ * message a process receives that has a DNS response header (program.ts: `Q` then `R` lines);
  * this file assembles them, parses the response, and remembers address → name per container.
  *
  * Everything here is hostile: a container can receive any bytes it likes, so it can also name its own
@@ -14,7 +14,7 @@
  *     its TTL clamped to [minTtlS, maxTtlS]; a full cache evicts the oldest, counted by reason.
  * Every answer that is dropped or only partly read, and every eviction, is counted (`DnsOutcome`).
  */
-import { formatIp } from '../../core/ip.js';
+import { formatIp } from '../../../core/ip.js';
 
 /** Bounds of DNS tracing (documented in the README's ebpf section). */
 export const DNS_LIMITS = Object.freeze({

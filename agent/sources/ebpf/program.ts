@@ -28,7 +28,7 @@
  * - UDP: connect() on a UDP socket (its peer read from the socket after the call) and sendto/sendmsg
  *   with an address (read from the caller's memory at entry). Deduplicated per cgroup and peer in
  *   bounded maps (BPFTRACE_MAP_KEYS_MAX) cleared every minute; the agent deduplicates again.
- * - DNS answers (ebpf-dns.ts parses them, so that a connect can carry the name its address came from):
+ * - DNS answers (dns.ts parses them, so that a connect can carry the name its address came from):
  *   the receive syscalls of stub resolvers on UDP sockets: recvfrom (glibc, musl), read (Go's resolver
  *   on a connected socket), recvmsg with one iovec (libuv, systemd-resolved). Entry keeps the user
  *   buffer only when the fd is a UDP socket (an inode mode and a protocol read: no map write for files,

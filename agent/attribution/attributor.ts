@@ -3,10 +3,10 @@
  * emits an event before its container metadata is resolved (image fields null); the same container
  * id carried the image on earlier events, so a bounded cache by container id completes it.
  * Sources that know only a pid or cgroup (ebpf) name the container id from the cgroup path
- * (agent/cgroup.ts); completeFromRuntime then asks the node's container runtime (agent/cri.ts) for
- * the image and pod of every container id whose image is still unknown, before the pipeline runs.
+ * (cgroup.ts); completeFromRuntime then asks the node's container runtime (cri.ts) for the image
+ * and pod of every container id whose image is still unknown, before the pipeline runs.
  */
-import type { ActivityEvent, ContainerInfo, PodInfo } from '../core/event.js';
+import type { ActivityEvent, ContainerInfo, PodInfo } from '../../core/event.js';
 import type { ContainerLookup } from './cri.js';
 
 /** Completes events in place; returns false when the event still has no image. */

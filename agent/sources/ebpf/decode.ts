@@ -1,33 +1,22 @@
 /**
- * `ebpf[:BPFTRACE]` — the built-in eBPF source for nodes without Falco or Tetragon. The agent runs
- * bpftrace (the Debian package; or the binary named after the colon) with its own tracepoint program
- * (ebpf-program.ts) and reads its JSON lines: exec with the full argv and parent, TCP connect, accept
- * and listen, UDP sends to new peers, DNS answers (ebpf-dns.ts: a connect to an address the container
- * resolved carries the name as network.remoteName). bpftrace is spawned with an argument vector, never a shell,
- * and restarted with capped backoff if it dies.
+ * bpftrace's JSON lines for the agent's program (program.ts) → events. An exec arrives as several
+ * records (header, cgroup, file name, argv chunks) assembled within a short window; connect, accept,
+ * listen and UDP sends are one record each (UDP deduplicated per container and peer); DNS answers
+ * (dns.ts) name the addresses a container resolved, so its connects carry the name. Events the kernel
+ * dropped (lost_events) are counted. Used by the live source (source.ts) and by recordings (file.ts);
+ * where processes live and what they run comes from a ProcessResolver (/proc: proc.ts).
  *
- * The kernel's prerequisites are checked before anything starts (tracefs, BTF, CAP_BPF+CAP_PERFMON or
- * CAP_SYS_ADMIN, the bpftrace binary); the error names every one that is missing. Events the kernel
- * dropped (bpftrace's lost_events records) are counted in driftwatch_agent_source_lost_events_total.
- *
- * Attribution: the program prints each process's cgroup name (v2, or v1 memory where v2 is unused); a
- * container id in it names the container, else /proc/<pid>/cgroup is read (nested cgroups, v1 paths). The image and
- * pod come later from the CRI (attribution.ts). Processes outside any container are host events.
+ * Every field is hostile: numbers, hex strings and addresses are checked and bounded, and a record
+ * that cannot become an event is rejected with a reason.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { delimiter, join } from 'node:path';
-import type { ActivityEvent, EventKind, NetworkProtocol } from '../../core/event.js';
-import { ownerOfCgroupPath, readProcCgroup, type CgroupOwner } from '../cgroup.js';
-import { UNKNOWN_IMAGE, splitArguments } from '../../core/event.js';
-import { processName } from '../../core/normalize.js';
-import { isRejected, type Rejected } from './falco-event.js';
-import { backoffDelay } from '../../runtime/backoff.js';
-import { createLineSplitter } from './lines.js';
-import { ebpfProgram } from './ebpf-program.js';
-import { createDnsTracker } from './ebpf-dns.js';
-import { SourceSpecError, countersOf, sleep, type Source, type SourceBatch, type SourceContext, type SourceFactory } from './source.js';
+import type { ActivityEvent, EventKind, NetworkProtocol } from '../../../core/event.js';
+import { UNKNOWN_IMAGE, splitArguments } from '../../../core/event.js';
+import { processName } from '../../../core/normalize.js';
+import type { CgroupOwner } from '../../attribution/cgroup.js';
+import { isRejected, type Rejected } from '../record.js';
+import { countersOf, type SourceContext } from '../source.js';
+import { createDnsTracker } from './dns.js';
 
 /** Bounds on what is taken from bpftrace's output. */
 export const EBPF_LIMITS = Object.freeze({
@@ -47,92 +36,6 @@ export const EBPF_LIMITS = Object.freeze({
   /** Cgroups whose owner was read from /proc and is remembered. */
   cgroups: 4_096,
 });
-
-/** Errors of the ebpf source, with a stable code. */
-export class EbpfError extends Error {
-  constructor(readonly code: 'prerequisites_missing' | 'bpftrace_failed', message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'EbpfError';
-  }
-}
-
-/** What the prerequisite check reads (injectable for tests). */
-export interface HostProbe {
-  exists(path: string): boolean;
-  readFile(path: string): string;
-  executable(path: string): boolean;
-  env: NodeJS.ProcessEnv;
-}
-
-/** The real host. */
-export const REAL_HOST: HostProbe = {
-  exists: existsSync,
-  readFile: (p) => readFileSync(p, 'utf8'),
-  executable(p) {
-    try {
-      accessSync(p, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  env: process.env,
-};
-
-const CAP_SYS_ADMIN = 21n;
-const CAP_PERFMON = 38n;
-const CAP_BPF = 39n;
-
-/** The effective capability set from the text of /proc/self/status, or null. */
-export function capEffOf(status: string): bigint | null {
-  const m = /^CapEff:\s*([0-9a-f]{1,16})$/m.exec(status);
-  return m ? BigInt(`0x${m[1] as string}`) : null;
-}
-
-/** Find bpftrace: the path given, or the first `bpftrace` on PATH (and the usual sbin folders). */
-export function findBpftrace(given: string, host: HostProbe): string | null {
-  if (given !== '') return host.executable(given) ? given : null;
-  const dirs = [...(host.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/sbin', '/bin'].filter((d) => d.startsWith('/'));
-  for (const d of dirs) if (host.executable(join(d, 'bpftrace'))) return join(d, 'bpftrace');
-  return null;
-}
-
-/** Every missing prerequisite, each a sentence saying what and how to fix it; empty when all are met. */
-export function missingPrerequisites(bpftrace: string, host: HostProbe): string[] {
-  const missing: string[] = [];
-  if (!host.exists('/sys/kernel/tracing/events') && !host.exists('/sys/kernel/debug/tracing/events')) {
-    missing.push('tracefs is not mounted at /sys/kernel/tracing (mount -t tracefs tracefs /sys/kernel/tracing, or mount /sys/kernel/tracing into the agent pod)');
-  }
-  if (!host.exists('/sys/kernel/btf/vmlinux')) missing.push('the kernel has no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y, Linux 5.4+)');
-  let status = '';
-  try {
-    status = host.readFile('/proc/self/status');
-  } catch {
-    // Reported below as unknown capabilities.
-  }
-  const caps = capEffOf(status);
-  const has = (bit: bigint) => caps !== null && ((caps >> bit) & 1n) === 1n;
-  if (caps === null) missing.push('cannot read the effective capabilities (CapEff in /proc/self/status)');
-  else if (!has(CAP_SYS_ADMIN) && !(has(CAP_BPF) && has(CAP_PERFMON))) {
-    const lacking = [has(CAP_BPF) ? '' : 'CAP_BPF', has(CAP_PERFMON) ? '' : 'CAP_PERFMON'].filter((c) => c !== '').join(' and ');
-    missing.push(`not privileged: needs root with CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON (missing ${lacking})`);
-  }
-  if (bpftrace === '') missing.push('bpftrace is not installed (apt-get install -y bpftrace), or give its path: --source ebpf:/path/to/bpftrace');
-  return missing;
-}
-
-/** Index of the memory controller in the kernel's cgroup subsystems (the order of /proc/cgroups), or 0. */
-export function memoryControllerIndex(procCgroups: string): number {
-  const names = procCgroups
-    .split('\n')
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => l.split(/\s+/)[0]);
-  const i = names.indexOf('memory');
-  return i === -1 ? 0 : i;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Decoding
 
 /** Decode `\xNN\xNN…` into bytes; null when it is not exactly that. */
 export function decodeHex(s: string, maxBytes: number): Buffer | null {
@@ -209,46 +112,6 @@ export interface ProcessResolver {
   owner(pid: number, cgroupId: string, leaves: readonly string[]): CgroupOwner;
   /** The executable of a live process ('' when gone). */
   exe(pid: number): string;
-}
-
-/** What the cgroup leaf names alone say: a container, a pod cgroup without one (unknown), or the host. */
-export function ownerOfLeaves(leaves: readonly string[]): CgroupOwner {
-  let owner: CgroupOwner = { kind: 'host' };
-  for (const leaf of leaves) {
-    if (leaf === '') continue;
-    const o = ownerOfCgroupPath(`/${leaf}`);
-    if (o.kind === 'container') return o;
-    if (o.kind === 'unknown') owner = o;
-  }
-  return owner;
-}
-
-/** Resolves from /proc, with a bounded cache of cgroups whose owner /proc revealed. */
-export function createProcResolver(procRoot = '/proc'): ProcessResolver {
-  const byCgroup = new Map<string, CgroupOwner>();
-  return {
-    owner(pid, cgroupId, leaves) {
-      const fromLeaves = ownerOfLeaves(leaves);
-      if (fromLeaves.kind === 'container') return fromLeaves;
-      // The leaf of a sub-cgroup inside a container (init.scope, a nested runtime) does not say whose
-      // it is; the full path does, as long as the process lives. Remembered per cgroup for later ones.
-      const known = cgroupId !== '1' ? byCgroup.get(cgroupId) : undefined;
-      if (known) return known;
-      const read = readProcCgroup(pid, procRoot);
-      if (read && read.kind === 'container' && cgroupId !== '1') {
-        if (byCgroup.size >= EBPF_LIMITS.cgroups) byCgroup.delete(byCgroup.keys().next().value as string);
-        byCgroup.set(cgroupId, read);
-      }
-      return read ?? fromLeaves;
-    },
-    exe(pid) {
-      try {
-        return readlinkSync(`${procRoot}/${pid}/exe`).slice(0, 4096);
-      } catch {
-        return '';
-      }
-    },
-  };
 }
 
 /** Monotonic ns → ms since the epoch. */
@@ -573,164 +436,3 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     },
   };
 }
-
-// ---------------------------------------------------------------------------------------------------
-// Running bpftrace
-
-/** Tuning of the runner (tests shorten it). */
-export interface EbpfOptions {
-  initialBackoffMs: number;
-  maxBackoffMs: number;
-  /**
-   * Most events queued between bpftrace and the pipeline. Beyond it bpftrace's output is paused: bpftrace
-   * then stops draining the kernel's perf buffers, and what the kernel drops comes back as lost_events.
-   */
-  maxQueued: number;
-  host: HostProbe;
-  resolver: ProcessResolver;
-}
-
-const EBPF_DEFAULTS = { initialBackoffMs: 500, maxBackoffMs: 30_000, maxQueued: 20_000 };
-
-/** Split `[/path/to/bpftrace][?dns=on|off]`; throws SourceSpecError for anything else. */
-export function parseEbpfArgument(argument: string): { bpftracePath: string; dns: boolean } {
-  const q = argument.indexOf('?');
-  const path = q === -1 ? argument : argument.slice(0, q);
-  if (path.includes('\0')) throw new SourceSpecError('ebpf: NUL in the bpftrace path');
-  if (path !== '' && !path.startsWith('/')) throw new SourceSpecError('ebpf takes an absolute path to bpftrace: --source ebpf:/usr/bin/bpftrace');
-  let dns = true;
-  if (q !== -1) {
-    const query = argument.slice(q + 1);
-    if (query === 'dns=off') dns = false;
-    else if (query !== 'dns=on') throw new SourceSpecError(`ebpf: unknown option ${JSON.stringify(query.slice(0, 64))}; the one option is dns=on|off (--source ebpf:?dns=off)`);
-  }
-  return { bpftracePath: path, dns };
-}
-
-/** Create the source; throws EbpfError naming every missing prerequisite. */
-export function createEbpfSource(argument: string, ctx: SourceContext, options: Partial<EbpfOptions> = {}): Source & { stats: { starts: number } } {
-  const { bpftracePath, dns } = parseEbpfArgument(argument);
-  const host = options.host ?? REAL_HOST;
-  const bpftrace = findBpftrace(bpftracePath, host) ?? '';
-  const missing = missingPrerequisites(bpftrace, host);
-  if (missing.length > 0) throw new EbpfError('prerequisites_missing', `the ebpf source cannot start: ${missing.join('; ')}`);
-  const opts = { ...EBPF_DEFAULTS, ...options };
-  const resolver = options.resolver ?? createProcResolver();
-  let memoryIndex = 0;
-  try {
-    memoryIndex = memoryControllerIndex(host.readFile('/proc/cgroups'));
-  } catch {
-    // No v1 controllers: index 0 reads the same v2 cgroup as the default hierarchy.
-  }
-  const name = (bpftracePath === '' ? 'ebpf' : `ebpf:${bpftracePath}`) + (dns ? '' : '?dns=off');
-  const log = ctx.logger;
-  const counters = countersOf(ctx);
-  const stats = { starts: 0 };
-  const clock = monotonicToEpoch();
-
-  return {
-    name,
-    stats,
-    async *batches(signal: AbortSignal): AsyncGenerator<SourceBatch> {
-      let failures = 0;
-      while (!signal.aborted) {
-        const decoder = createEbpfDecoder({ ctx, source: name, clock, resolver, now: Date.now });
-        let child: ChildProcess;
-        const startedAt = Date.now();
-        try {
-          child = spawn(bpftrace, ['-B', 'line', '-f', 'json', '-e', ebpfProgram({ dns }), String(memoryIndex)], {
-            stdio: ['ignore', 'pipe', 'pipe'],
-            // bpftrace 0.17 caps strings at 200 bytes (the argv chunks use all of it); map bounds keep UDP deduplication finite.
-            env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', BPFTRACE_STRLEN: '200', BPFTRACE_MAP_KEYS_MAX: '16384' },
-          });
-        } catch (err) {
-          throw new EbpfError('bpftrace_failed', `cannot run ${bpftrace}: ${(err as Error).message}`, { cause: err });
-        }
-        stats.starts++;
-        if (stats.starts > 1) counters.restarted();
-        let exited: { code: number | null; signal: string | null } | null = null;
-        let spawnError: Error | null = null;
-        let stderrTail = '';
-        let wake: (() => void) | null = null;
-        let paused = false;
-        const poke = () => wake?.();
-        const splitter = createLineSplitter(EBPF_LIMITS.line, {
-          line: (text) => decoder.line(text),
-          reject: (reason) => ctx.rejected(reason, 'bpftrace line'),
-        });
-        child.stdout!.on('data', (chunk: Buffer) => {
-          splitter.push(chunk);
-          if (decoder.ready >= opts.maxQueued && !paused) {
-            paused = true;
-            child.stdout!.pause();
-          }
-          poke();
-        });
-        child.stderr!.setEncoding('utf8');
-        child.stderr!.on('data', (s: string) => {
-          // Kept for the exit log only, bounded; the memlock warning of bpftrace is expected and harmless.
-          stderrTail = (stderrTail + s).slice(-4096);
-        });
-        child.on('error', (err) => {
-          spawnError = err;
-          poke();
-        });
-        child.on('close', (code, sig) => {
-          exited = { code, signal: sig };
-          poke();
-        });
-        const onAbort = () => child.kill('SIGTERM');
-        signal.addEventListener('abort', onAbort, { once: true });
-        const timer = setInterval(poke, EBPF_LIMITS.assembleMs);
-        try {
-          for (;;) {
-            decoder.expire(Date.now(), exited !== null || spawnError !== null);
-            const events = decoder.take();
-            if (events.length > 0) {
-              failures = 0;
-              yield { events };
-              if (paused) {
-                paused = false;
-                child.stdout!.resume();
-              }
-              continue;
-            }
-            if (exited || spawnError || signal.aborted) break;
-            await new Promise<void>((resolve) => (wake = resolve));
-            wake = null;
-          }
-        } finally {
-          clearInterval(timer);
-          signal.removeEventListener('abort', onAbort);
-          if (!exited) child.kill('SIGTERM');
-        }
-        if (signal.aborted) return;
-        failures++;
-        const delayMs = backoffDelay(failures, { baseMs: opts.initialBackoffMs, capMs: opts.maxBackoffMs });
-        const x = exited as { code: number | null; signal: string | null } | null;
-        log.error(
-          {
-            bpftrace,
-            code: x?.code,
-            signal: x?.signal,
-            err: (spawnError as Error | null)?.message,
-            ranMs: Date.now() - startedAt,
-            stderr: stderrTail.split('\n').filter((l) => l !== '' && !l.includes('RLIMIT_MEMLOCK')).slice(-5).join('\n'),
-            delayMs,
-          },
-          'bpftrace stopped, restarting',
-        );
-        await sleep(delayMs, signal);
-      }
-    },
-  };
-}
-
-/** `ebpf[:/path/to/bpftrace][?dns=off]`. */
-export const ebpfSource: SourceFactory = {
-  scheme: 'ebpf',
-  usage: 'ebpf[:/path/to/bpftrace][?dns=off]  run bpftrace with Driftwatch\'s own program: exec, TCP connect/accept/listen, UDP to new peers, DNS answers naming them (dns=off leaves out the receive probes) (needs root or CAP_BPF+CAP_PERFMON, tracefs, BTF)',
-  create(argument, ctx) {
-    return createEbpfSource(argument, ctx);
-  },
-};
