@@ -17,9 +17,9 @@ import type { SqliteOutbox } from './outbox.js';
 export const MAX_ALERT_NODES = 64;
 export const MAX_ALERT_PODS = 64;
 /** Most pod labels kept on an alert, and longest label value. */
-const MAX_ALERT_LABELS = 32;
+export const MAX_ALERT_LABELS = 32;
 
-interface AlertRow {
+export interface AlertRow {
   seq: number;
   fingerprint: string;
   state: AlertState;
@@ -52,7 +52,7 @@ interface AlertRow {
 }
 
 /** A deviation's pod labels, bounded, as stored on its alert. */
-function labelsOf(d: Deviation): Record<string, string> {
+export function labelsOf(d: Deviation): Record<string, string> {
   const out: Record<string, string> = {};
   let n = 0;
   for (const [k, v] of Object.entries(d.event.pod?.labels ?? {})) {
@@ -62,11 +62,11 @@ function labelsOf(d: Deviation): Record<string, string> {
   return out;
 }
 
-function imageOfKey(d: Deviation): string {
+export function imageOfKey(d: Deviation): string {
   return d.event.container?.image.repository ?? d.key;
 }
 
-function alertOf(r: AlertRow): Alert {
+export function alertOf(r: AlertRow): Alert {
   return {
     fingerprint: r.fingerprint,
     state: r.state,
@@ -100,7 +100,7 @@ function alertOf(r: AlertRow): Alert {
 }
 
 /** From which states each transition may start. */
-const ALLOWED_FROM: Readonly<Record<AlertTransition['to'], readonly AlertState[]>> = {
+export const ALLOWED_FROM: Readonly<Record<AlertTransition['to'], readonly AlertState[]>> = {
   acknowledged: ['firing'],
   resolved: ['firing', 'acknowledged'],
   accepted: ['firing', 'acknowledged', 'resolved'],

@@ -26,11 +26,11 @@ import type {
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
 
 /** Most raw examples the merged baseline keeps per entry, from all nodes. */
-const MAX_MERGED_EXAMPLES = 5;
+export const MAX_MERGED_EXAMPLES = 5;
 /** Most nodes listed per entry when a baseline is read (the count of nodes is exact). */
-const MAX_LISTED_NODES = 64;
+export const MAX_LISTED_NODES = 64;
 /** Most nodes an entry remembers as dropped (quarantined, or their share dropped by a reviewer). */
-const MAX_DROPPED_NODES = 16;
+export const MAX_DROPPED_NODES = 16;
 /**
  * Most entries in one key's cluster baseline (merged from every node, approved and added ones
  * included): a node cannot grow a key past it (the agents' own bound is 2,000 per baseline and node).

@@ -3,7 +3,7 @@ import type { AlertException } from '../../alerting/alert.js';
 import type { ExceptionStore } from '../store.js';
 import type { Db } from './db.js';
 
-interface ExceptionRow {
+export interface ExceptionRow {
   id: string;
   key_glob: string;
   entry_glob: string;
@@ -18,7 +18,7 @@ interface ExceptionRow {
   reminded_at: number;
 }
 
-function exceptionOf(r: ExceptionRow): AlertException {
+export function exceptionOf(r: ExceptionRow): AlertException {
   return {
     id: r.id,
     key: r.key_glob,

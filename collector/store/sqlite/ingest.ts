@@ -20,7 +20,7 @@ import type { SqliteOutbox } from './outbox.js';
 import type { SqliteQuarantine } from './quarantine.js';
 
 /** The default decision when the caller gives no policy (tests of the store alone). */
-const NO_POLICY: AlertPolicy = {
+export const NO_POLICY: AlertPolicy = {
   decide: () => ({ severity: 'medium', ruleId: 'unmatched', ruleReason: '', team: '', receivers: [] }),
   exceptionFor: () => '',
 };

@@ -8,9 +8,9 @@ import type { OutboxStore } from '../store.js';
 import { writeTransaction, type Db } from './db.js';
 
 /** Deliveries listed per alert. */
-const MAX_LISTED_DELIVERIES = 50;
+export const MAX_LISTED_DELIVERIES = 50;
 
-interface OutboxRow {
+export interface OutboxRow {
   seq: number;
   alert: string;
   sink: string;
@@ -24,7 +24,7 @@ interface OutboxRow {
   done_at: number;
 }
 
-function outboxOf(r: OutboxRow): OutboxItem {
+export function outboxOf(r: OutboxRow): OutboxItem {
   return {
     seq: r.seq,
     alert: r.alert,

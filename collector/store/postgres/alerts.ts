@@ -1,0 +1,152 @@
+/**
+ * The alerts slice on PostgreSQL: deviations grouped by fingerprint into alerts, listed, read, and
+ * moved through their life cycle. A transition locks its alert's row (SELECT … FOR UPDATE; an
+ * acceptance first the key's baseline lock, the order ingest takes them in), so two replicas'
+ * transitions of one alert run one after the other and the second sees the first's state.
+ */
+import type pg from 'pg';
+import type { Deviation } from '../../../core/deviation.js';
+import { SEVERITIES } from '../../../core/severity.js';
+import type { Alert, AlertDecision, AlertTransition, OutboxEntry } from '../../alerting/alert.js';
+import type { Async } from '../async.js';
+import { ALLOWED_FROM, alertOf, imageOfKey, labelsOf, MAX_ALERT_NODES, MAX_ALERT_PODS, type AlertRow, type DeviationGroup, type GroupOutcome } from '../sqlite/alerts.js';
+import type { AlertStore, TransitionResult } from '../store.js';
+import type { PostgresBaselines } from './baselines.js';
+import { decodeCursor, encodeCursor, lockKeys, transaction, type Sql } from './db.js';
+import type { PostgresOutbox } from './outbox.js';
+
+/** What an alert that grows keeps of its row. */
+export type GrowingAlert = Pick<AlertRow, 'state' | 'suppressed_by' | 'nodes' | 'pods'>;
+
+/** The alerts slice, and what ingest does to alerts inside its transaction. */
+export interface PostgresAlerts {
+  store: Async<AlertStore>;
+  /** The alerts of `fingerprints` that exist, locked until the transaction ends (in one order: no deadlock between batches). */
+  growing(sql: Sql, fingerprints: readonly string[]): Promise<Map<string, GrowingAlert>>;
+  /** Create the alert of a group from its first deviation `d`; the alert as stored, or null when another replica created it first. */
+  open(sql: Sql, fingerprint: string, d: Deviation, g: DeviationGroup, decision: AlertDecision, outcome: GroupOutcome): Promise<Alert | null>;
+  /** Add a group to its alert (`row`); a resolved alert fires again. */
+  grow(sql: Sql, fingerprint: string, row: GrowingAlert, g: DeviationGroup, outcome: GroupOutcome): Promise<void>;
+  /** The alert of `fingerprint`, which exists. */
+  read(sql: Sql, fingerprint: string): Promise<Alert>;
+}
+
+const GROW = `count = count + $2, first_seen = LEAST(first_seen, $3), last_seen = GREATEST(last_seen, $4),
+  nodes = $5, pods = $6, suppressed_by = $7,
+  last_deviation_id = CASE WHEN $4 >= last_seen THEN $8 ELSE last_deviation_id END,
+  example = CASE WHEN $4 >= last_seen THEN $9 ELSE example END`;
+
+/** The alerts slice on `pool`; accepting an alert changes `baselines`, a transition's notifications go to `outbox`. */
+export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: PostgresBaselines; outbox: PostgresOutbox }): PostgresAlerts {
+  const { baselines, outbox } = deps;
+  const get = async (on: Sql, fingerprint: string, lock = false) =>
+    (await on<AlertRow>(`SELECT * FROM alerts WHERE fingerprint = $1${lock ? ' FOR UPDATE' : ''}`, [fingerprint])).rows[0];
+  const read = async (on: Sql, fingerprint: string) => alertOf((await get(on, fingerprint))!);
+
+  const transition = (fingerprint: string, change: AlertTransition, followUps?: (change: { before: Alert; after: Alert }) => OutboxEntry[]) =>
+    transaction(pool, async (tx): Promise<TransitionResult> => {
+      if (change.to === 'accepted') {
+        const peek = await get(tx, fingerprint);
+        if (!peek) return { ok: false, reason: 'not-found' };
+        await lockKeys(tx, [peek.baseline_key]);
+      }
+      const row = await get(tx, fingerprint, true);
+      if (!row) return { ok: false, reason: 'not-found' };
+      const before = alertOf(row);
+      if (!ALLOWED_FROM[change.to].includes(before.state)) return { ok: false, reason: 'conflict', alert: before };
+      await tx(`UPDATE alerts SET state = $1, state_by = $2, state_at = $3, state_comment = $4 WHERE fingerprint = $5`, [change.to, change.by, change.at, change.comment, fingerprint]);
+      if (change.to === 'accepted') await baselines.accept(tx, before, change);
+      const after = await read(tx, fingerprint);
+      // The notifications of the change commit with it (see the SQLite slice).
+      const notifications = followUps?.({ before, after }) ?? [];
+      for (const i of notifications) await outbox.write(tx, i, change.at);
+      return { ok: true, before, after, notifications };
+    });
+
+  return {
+    store: {
+      async listAlerts(q) {
+        const values: unknown[] = [decodeCursor(q.cursor)];
+        const where = ['seq < $1'];
+        // The WHERE clause is assembled from fixed fragments only; every value is a bound parameter.
+        const filter = (column: string, value: string | undefined) => {
+          if (value === undefined) return;
+          values.push(value);
+          where.push(`${column} = $${values.length}`);
+        };
+        filter('image', q.image);
+        filter('kind', q.kind);
+        filter('state', q.state);
+        filter('namespace', q.namespace);
+        if (q.severity !== undefined) {
+          // This severity or a more urgent one.
+          values.push(SEVERITIES.slice(0, SEVERITIES.indexOf(q.severity) + 1));
+          where.push(`severity = ANY($${values.length}::text[])`);
+        }
+        values.push(q.limit + 1);
+        const { rows } = await sql<AlertRow>(`SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT $${values.length}`, values);
+        const more = rows.length > q.limit;
+        const page = rows.slice(0, q.limit);
+        return { items: page.map(alertOf), next: more ? encodeCursor(page[page.length - 1]!.seq) : null };
+      },
+      async getAlert(fingerprint) {
+        const row = await get(sql, fingerprint);
+        return row ? alertOf(row) : null;
+      },
+      transitionAlert: transition,
+    },
+    async growing(tx, fingerprints) {
+      if (fingerprints.length === 0) return new Map();
+      const { rows } = await tx<GrowingAlert & { fingerprint: string }>(
+        `SELECT fingerprint, state, suppressed_by, nodes, pods FROM alerts WHERE fingerprint = ANY($1::text[]) ORDER BY fingerprint FOR UPDATE`,
+        [fingerprints],
+      );
+      return new Map(rows.map(({ fingerprint, ...r }) => [fingerprint, r]));
+    },
+    async open(tx, fingerprint, d, g, decision, { example, suppressedBy, receivedAt }) {
+      const { rows } = await tx<AlertRow>(
+        `INSERT INTO alerts (fingerprint, baseline_key, image, kind, entry, reason, explanation, nearest, first_seen, last_seen, count, nodes, pods, last_deviation_id, example, created_at,
+           severity, rule_id, rule_reason, team, namespace, labels, receivers, suppressed_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+         ON CONFLICT (fingerprint) DO NOTHING RETURNING *`,
+        [
+          fingerprint,
+          d.key,
+          imageOfKey(d),
+          d.event.kind,
+          JSON.stringify(d.entry),
+          d.reason,
+          d.explanation,
+          JSON.stringify(d.nearest),
+          g.minTime,
+          g.maxTime,
+          g.count,
+          JSON.stringify([...g.nodes]),
+          JSON.stringify([...g.pods]),
+          g.latest.id,
+          example,
+          receivedAt,
+          decision.severity,
+          decision.ruleId,
+          decision.ruleReason,
+          decision.team,
+          d.event.pod?.namespace ?? '',
+          JSON.stringify(labelsOf(d)),
+          JSON.stringify(decision.receivers),
+          suppressedBy,
+        ],
+      );
+      return rows[0] ? alertOf(rows[0]) : null;
+    },
+    async grow(tx, fingerprint, row, g, { example, suppressedBy, receivedAt }) {
+      const nodes = JSON.parse(row.nodes) as string[];
+      for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
+      const pods = JSON.parse(row.pods) as string[];
+      for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
+      const values = [fingerprint, g.count, g.minTime, g.maxTime, JSON.stringify(nodes), JSON.stringify(pods), suppressedBy, g.latest.id, example];
+      if (row.state === 'resolved') await tx(`UPDATE alerts SET ${GROW}, state = 'firing', state_by = '', state_at = $10 WHERE fingerprint = $1`, [...values, receivedAt]);
+      else await tx(`UPDATE alerts SET ${GROW} WHERE fingerprint = $1`, values);
+    },
+    read,
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * The deviations slice on PostgreSQL: what agents reported, stored once per (node, id) by the
+ * ingest slice (one multi-row INSERT … ON CONFLICT DO NOTHING per batch: a batch replayed to
+ * another replica, even at the same moment, is stored once), listed newest first, marked when
+ * their node is quarantined.
+ */
+import type { Deviation } from '../../../core/deviation.js';
+import type { Async } from '../async.js';
+import { scopedDeviationId } from '../sqlite/deviations.js';
+import type { DeviationStore, Page, PreparedDeviation, StoredDeviation } from '../store.js';
+import { decodeCursor, encodeCursor, type Sql } from './db.js';
+import type { PostgresQuarantine } from './quarantine.js';
+
+/** The deviations slice, and `insert` for the ingest transaction. */
+export interface PostgresDeviations {
+  store: Async<DeviationStore>;
+  /** Store `ds` received at `receivedAt`; the scoped ids that were new (the others are stored already). */
+  insert(sql: Sql, ds: readonly PreparedDeviation[], receivedAt: number): Promise<Set<string>>;
+}
+
+/** The deviations slice over `sql`; `quarantine` says which nodes' deviations are marked. */
+export function postgresDeviations(sql: Sql, deps: { quarantine: PostgresQuarantine }): PostgresDeviations {
+  const { quarantine } = deps;
+  return {
+    store: {
+      async listDeviations(q): Promise<Page<StoredDeviation>> {
+        const values: unknown[] = [decodeCursor(q.cursor)];
+        const where = ['seq < $1'];
+        // The WHERE clause is assembled from fixed fragments only; every value is a bound parameter.
+        const filter = (column: string, value: string | undefined) => {
+          if (value === undefined) return;
+          values.push(value);
+          where.push(`${column} = $${values.length}`);
+        };
+        filter('fingerprint', q.fingerprint);
+        filter('baseline_key', q.baselineKey);
+        filter('node', q.node);
+        values.push(q.limit + 1);
+        const { rows } = await sql<{ seq: number; fingerprint: string; received_at: number; body: string }>(
+          `SELECT seq, fingerprint, received_at, body FROM deviations WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT $${values.length}`,
+          values,
+        );
+        const more = rows.length > q.limit;
+        const page = rows.slice(0, q.limit);
+        const quarantined = await quarantine.names(sql);
+        return {
+          items: page.map((r) => {
+            const deviation = JSON.parse(r.body) as Deviation;
+            return { deviation, fingerprint: r.fingerprint, receivedAt: r.received_at, nodeQuarantined: quarantined.has(deviation.event.node) };
+          }),
+          next: more ? encodeCursor(page[page.length - 1]!.seq) : null,
+        };
+      },
+      countDeviations: async () => (await sql<{ n: number }>(`SELECT count(*) AS n FROM deviations`)).rows[0]!.n,
+    },
+    async insert(tx, ds, receivedAt) {
+      if (ds.length === 0) return new Set();
+      const { rows } = await tx<{ id: string }>(
+        `INSERT INTO deviations (id, fingerprint, baseline_key, kind, time, received_at, node, body)
+         SELECT id, fingerprint, baseline_key, kind, time, $6, node, body
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[], $8::text[]) AS d(id, fingerprint, baseline_key, kind, time, node, body)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [
+          ds.map((d) => scopedDeviationId(d.node, d.id)),
+          ds.map((d) => d.fingerprint),
+          ds.map((d) => d.key),
+          ds.map((d) => d.kind),
+          ds.map((d) => d.time),
+          receivedAt,
+          ds.map((d) => d.node),
+          ds.map((d) => d.body),
+        ],
+      );
+      return new Set(rows.map((r) => r.id));
+    },
+  };
+}

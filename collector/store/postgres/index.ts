@@ -1,0 +1,73 @@
+/**
+ * The PostgreSQL store (issue 20): every slice of store.ts behind the asynchronous contract, over one
+ * pool of node-postgres connections; several collectors (replicas) may open the same database.
+ * Opening it brings the database to the current schema (migrations.ts), then composes the slices,
+ * one file each, as the SQLite store does; slices that change another's aggregate inside their
+ * transaction (ingest, accepting an alert, quarantine) are handed that slice's functions here.
+ */
+import type { AsyncStore } from '../async.js';
+import { postgresAlerts } from './alerts.js';
+import { postgresAudit } from './audit.js';
+import { postgresBaselines } from './baselines.js';
+import { createPool, sqlOf, type StoreLogger } from './db.js';
+import { postgresDeviations } from './deviations.js';
+import { postgresExceptions } from './exceptions.js';
+import { postgresIngest } from './ingest.js';
+import { migrate } from './migrations.js';
+import { postgresNodes } from './nodes.js';
+import { postgresOutbox } from './outbox.js';
+import { postgresQuarantine } from './quarantine.js';
+import { postgresRetention } from './retention.js';
+
+/** How a PostgreSQL store is opened. */
+export interface PostgresStoreOptions {
+  /** Most connections this collector holds (default 10). */
+  maxConnections?: number | undefined;
+  /** Longest one statement may run before the server cancels it (default 60 s). */
+  statementTimeoutMs?: number | undefined;
+  logger?: StoreLogger | undefined;
+}
+
+/** The database's address without its password, for messages. */
+function redacted(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = '';
+    return `${u.protocol}//${u.username === '' ? '' : `${u.username}@`}${u.host}${u.pathname}`;
+  } catch {
+    return 'the PostgreSQL database';
+  }
+}
+
+/** Open the store in the database at `url` (postgres://…), migrating it to the current schema. */
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore & { close(): Promise<void> }> {
+  const log: StoreLogger = options.logger ?? { warn: () => undefined };
+  const pool = createPool(url, { max: options.maxConnections, statementTimeoutMs: options.statementTimeoutMs });
+  try {
+    await migrate(pool, redacted(url));
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  const sql = sqlOf(pool);
+  const baselines = postgresBaselines(pool, log);
+  const quarantine = postgresQuarantine(pool, sql, { baselines });
+  const deviations = postgresDeviations(sql, { quarantine });
+  const outbox = postgresOutbox(pool, sql);
+  const alerts = postgresAlerts(pool, sql, { baselines, outbox });
+  const ingest = postgresIngest(pool, { baselines, quarantine, deviations, alerts, outbox });
+  let closed: Promise<void> | undefined;
+  return {
+    ...ingest,
+    ...alerts.store,
+    ...deviations.store,
+    ...baselines.store,
+    ...outbox.store,
+    ...postgresExceptions(sql),
+    ...postgresNodes(pool, sql),
+    ...quarantine.store,
+    ...postgresRetention(pool),
+    ...postgresAudit(sql),
+    close: () => (closed ??= pool.end()),
+  };
+}

@@ -1,0 +1,224 @@
+/**
+ * The PostgreSQL store's schema, as numbered migrations (schema_version holds the last applied).
+ * Revision 1 is the SQLite store's revision 4, table for table and column for column, with:
+ * - BIGINT for every time (ms since the epoch), count and sequence (identity columns for `seq`);
+ * - TEXT for JSON, as SQLite keeps it: the stored text is what the API returns and what sinks and
+ *   the audit log carry, byte for byte (JSONB would reorder keys and drop whitespace), no query
+ *   looks inside it (a header's state is a column of its own), and the row mappers are the SQLite
+ *   store's;
+ * - COLLATE "C" on the text columns lists are ordered by or compared on, so that ORDER BY sorts by
+ *   bytes as SQLite does, whatever the database's locale;
+ * - baseline_keys: one row per baseline key, the row every write to that key locks (db.ts lockKeys);
+ * - the open-alert counter kept by a trigger, as SQLite's triggers keep it.
+ */
+
+/** One migration: the revision it brings the database to, and its statements (run in one transaction). */
+export interface PostgresMigration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+const OPEN = `('firing', 'acknowledged')`;
+
+/** Every migration, in order. Never edit one that shipped: add the next. */
+export const MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    description: 'the tables of the SQLite store revision 4',
+    sql: `
+    CREATE TABLE deviations (
+      seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      id           TEXT COLLATE "C" NOT NULL UNIQUE,
+      fingerprint  TEXT COLLATE "C" NOT NULL,
+      baseline_key TEXT COLLATE "C" NOT NULL,
+      kind         TEXT NOT NULL,
+      time         BIGINT NOT NULL,
+      received_at  BIGINT NOT NULL,
+      node         TEXT COLLATE "C" NOT NULL,
+      body         TEXT NOT NULL
+    );
+    CREATE INDEX deviations_fingerprint ON deviations (fingerprint, seq);
+    CREATE INDEX deviations_key ON deviations (baseline_key, seq);
+    CREATE INDEX deviations_node ON deviations (node, seq);
+    CREATE INDEX deviations_received ON deviations (received_at);
+    CREATE TABLE alerts (
+      seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      fingerprint       TEXT COLLATE "C" NOT NULL UNIQUE,
+      state             TEXT NOT NULL DEFAULT 'firing',
+      baseline_key      TEXT COLLATE "C" NOT NULL,
+      image             TEXT COLLATE "C" NOT NULL,
+      kind              TEXT NOT NULL,
+      entry             TEXT NOT NULL,
+      reason            TEXT NOT NULL,
+      explanation       TEXT NOT NULL,
+      nearest           TEXT NOT NULL,
+      first_seen        BIGINT NOT NULL,
+      last_seen         BIGINT NOT NULL,
+      count             BIGINT NOT NULL,
+      nodes             TEXT NOT NULL,
+      pods              TEXT NOT NULL,
+      last_deviation_id TEXT NOT NULL,
+      example           TEXT NOT NULL,
+      created_at        BIGINT NOT NULL,
+      severity          TEXT NOT NULL DEFAULT 'medium',
+      rule_id           TEXT NOT NULL DEFAULT '',
+      rule_reason       TEXT NOT NULL DEFAULT '',
+      team              TEXT NOT NULL DEFAULT '',
+      namespace         TEXT COLLATE "C" NOT NULL DEFAULT '',
+      labels            TEXT NOT NULL DEFAULT '{}',
+      receivers         TEXT NOT NULL DEFAULT '[]',
+      suppressed_by     TEXT NOT NULL DEFAULT '',
+      state_by          TEXT NOT NULL DEFAULT '',
+      state_at          BIGINT NOT NULL DEFAULT 0,
+      state_comment     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alerts_image ON alerts (image, seq);
+    CREATE INDEX alerts_severity ON alerts (severity, seq);
+    CREATE INDEX alerts_namespace ON alerts (namespace, seq);
+    CREATE INDEX alerts_state ON alerts (state, seq);
+    CREATE TABLE baseline_keys (
+      key TEXT COLLATE "C" PRIMARY KEY
+    );
+    CREATE TABLE baseline_nodes (
+      key         TEXT COLLATE "C" NOT NULL,
+      node        TEXT COLLATE "C" NOT NULL,
+      version     BIGINT NOT NULL,
+      received_at BIGINT NOT NULL,
+      state       TEXT NOT NULL,
+      header      TEXT NOT NULL,
+      PRIMARY KEY (key, node)
+    );
+    CREATE INDEX baseline_nodes_node ON baseline_nodes (node);
+    CREATE TABLE baseline_entry_nodes (
+      key          TEXT COLLATE "C" NOT NULL,
+      entry_id     TEXT COLLATE "C" NOT NULL,
+      node         TEXT COLLATE "C" NOT NULL,
+      first_seen   BIGINT NOT NULL,
+      last_seen    BIGINT NOT NULL,
+      count        BIGINT NOT NULL,
+      example_keys TEXT,
+      PRIMARY KEY (key, entry_id, node)
+    );
+    CREATE INDEX baseline_entry_nodes_node ON baseline_entry_nodes (node, key);
+    CREATE TABLE baseline_entries (
+      key           TEXT COLLATE "C" NOT NULL,
+      entry_id      TEXT COLLATE "C" NOT NULL,
+      type          TEXT NOT NULL,
+      first_seen    BIGINT NOT NULL,
+      last_seen     BIGINT NOT NULL,
+      count         BIGINT NOT NULL,
+      nodes         BIGINT NOT NULL,
+      examples      TEXT NOT NULL,
+      dropped_nodes TEXT NOT NULL DEFAULT '[]',
+      PRIMARY KEY (key, entry_id)
+    );
+    CREATE TABLE outbox (
+      seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      alert      TEXT COLLATE "C" NOT NULL,
+      sink       TEXT COLLATE "C" NOT NULL,
+      action     TEXT NOT NULL,
+      body       TEXT NOT NULL,
+      state      TEXT NOT NULL,
+      attempts   BIGINT NOT NULL DEFAULT 0,
+      next_at    BIGINT NOT NULL,
+      last_error TEXT NOT NULL DEFAULT '',
+      created_at BIGINT NOT NULL,
+      done_at    BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX outbox_due ON outbox (sink, state, next_at, seq);
+    CREATE INDEX outbox_alert ON outbox (alert, seq);
+    CREATE TABLE baseline_reviews (
+      key     TEXT COLLATE "C" PRIMARY KEY,
+      state   TEXT NOT NULL DEFAULT '',
+      version BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE baseline_entry_reviews (
+      key      TEXT COLLATE "C" NOT NULL,
+      entry_id TEXT COLLATE "C" NOT NULL,
+      status   TEXT NOT NULL,
+      by       TEXT NOT NULL,
+      at       BIGINT NOT NULL,
+      reason   TEXT NOT NULL,
+      PRIMARY KEY (key, entry_id)
+    );
+    CREATE TABLE baseline_versions (
+      key     TEXT COLLATE "C" NOT NULL,
+      version BIGINT NOT NULL,
+      at      BIGINT NOT NULL,
+      by      TEXT NOT NULL,
+      action  TEXT NOT NULL,
+      reason  TEXT NOT NULL,
+      state   TEXT NOT NULL,
+      entries TEXT NOT NULL,
+      removed TEXT NOT NULL,
+      PRIMARY KEY (key, version)
+    );
+    CREATE TABLE exceptions (
+      id          TEXT COLLATE "C" PRIMARY KEY,
+      key_glob    TEXT NOT NULL,
+      entry_glob  TEXT NOT NULL,
+      namespace   TEXT NOT NULL,
+      reason      TEXT NOT NULL,
+      owner       TEXT NOT NULL,
+      created_by  TEXT NOT NULL,
+      created_at  BIGINT NOT NULL,
+      expires_at  BIGINT NOT NULL,
+      revoked_at  BIGINT NOT NULL DEFAULT 0,
+      revoked_by  TEXT NOT NULL DEFAULT '',
+      reminded_at BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE quarantined_nodes (
+      node   TEXT COLLATE "C" PRIMARY KEY,
+      by     TEXT NOT NULL,
+      at     BIGINT NOT NULL,
+      reason TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+      node          TEXT COLLATE "C" PRIMARY KEY,
+      agent_version TEXT NOT NULL,
+      sources       TEXT NOT NULL,
+      first_seen    BIGINT NOT NULL,
+      last_contact  BIGINT NOT NULL,
+      spooled       BIGINT NOT NULL,
+      spool_bytes   BIGINT NOT NULL,
+      lag_ms        BIGINT NOT NULL,
+      spool_dropped BIGINT NOT NULL,
+      watermark     BIGINT NOT NULL,
+      silent_since  BIGINT NOT NULL,
+      stopped_at    BIGINT NOT NULL
+    );
+    CREATE TABLE audit_log (
+      seq    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      time   BIGINT NOT NULL,
+      actor  TEXT NOT NULL,
+      role   TEXT NOT NULL,
+      action TEXT NOT NULL,
+      target TEXT NOT NULL,
+      before TEXT NOT NULL,
+      after  TEXT NOT NULL
+    );
+    -- Open alerts per baseline key, for the baseline list (see the SQLite store's OPEN_ALERT_COUNTER).
+    CREATE TABLE baseline_open_alerts (key TEXT COLLATE "C" PRIMARY KEY, n BIGINT NOT NULL);
+    CREATE FUNCTION alerts_open_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP = 'UPDATE' AND (OLD.state IN ${OPEN}) = (NEW.state IN ${OPEN}) AND OLD.baseline_key = NEW.baseline_key THEN
+        RETURN NULL;
+      END IF;
+      IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state IN ${OPEN} THEN
+        UPDATE baseline_open_alerts SET n = n - 1 WHERE key = OLD.baseline_key;
+      END IF;
+      IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state IN ${OPEN} THEN
+        INSERT INTO baseline_open_alerts (key, n) VALUES (NEW.baseline_key, 1) ON CONFLICT (key) DO UPDATE SET n = baseline_open_alerts.n + 1;
+      END IF;
+      RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER alerts_open_count AFTER INSERT OR DELETE OR UPDATE OF state, baseline_key ON alerts
+      FOR EACH ROW EXECUTE FUNCTION alerts_open_count();
+    `,
+  },
+];
+
+/** The revision this code writes. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

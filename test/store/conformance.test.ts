@@ -1,0 +1,513 @@
+/**
+ * The store conformance suite (issue 20): one contract, every test run against both stores, the
+ * SQLite store on a real file (seen through asAsync) and the PostgreSQL store on a real server
+ * (test/helpers/postgres.ts), each test on a fresh one. What is asserted is what a user of the API
+ * observes: pages and cursors, ingest stored once per deviation, alerts grouped and moved with their
+ * follow-up notifications, baselines merged from several nodes, reviewed and versioned, quarantine
+ * recomputing what a node taught, the outbox, exceptions, nodes, retention and the audit log. Then,
+ * on PostgreSQL only, two stores on one database (two replicas) racing: no entry lost, no batch
+ * stored twice.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AlertPolicy, OutboxEntry } from '../../collector/alerting/alert.js';
+import { asAsync, type AsyncStore } from '../../collector/store/async.js';
+import { openPostgresStore } from '../../collector/store/postgres/index.js';
+import { openSqliteStore } from '../../collector/store/sqlite/index.js';
+import { CursorError, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
+import type { BaselineSnapshot } from '../../core/baseline.js';
+import { entryId, type Entry } from '../../core/entry.js';
+import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
+import { deviationOf } from '../helpers/ingest.js';
+import { usePostgres } from '../helpers/postgres.js';
+
+type OpenStore = AsyncStore & { close(): Promise<void> };
+
+const server = usePostgres(test);
+
+/** Each store kind, opened fresh for one test and closed after it. */
+const KINDS: Record<string, (t: ExecutionContext) => Promise<OpenStore>> = {
+  sqlite: async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'dw-conformance-'));
+    const store = asAsync(openSqliteStore(join(dir, 'collector.db'))) as OpenStore;
+    t.teardown(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    return store;
+  },
+  postgres: async (t) => {
+    const store = await openPostgresStore(await server.database());
+    t.teardown(() => store.close());
+    return store;
+  },
+};
+
+/** A contract test, run once per store kind; `open` gives more fresh stores of the same kind. */
+function contract(title: string, fn: (t: ExecutionContext, store: OpenStore, open: () => Promise<OpenStore>) => Promise<void>): void {
+  for (const [kind, open] of Object.entries(KINDS)) {
+    test(`${kind}: ${title}`, async (t) => fn(t, await open(t), () => open(t)));
+  }
+}
+
+const KEY = 'docker.io/library/nginx';
+const nginx: Entry = { type: 'process', exe: '/usr/sbin/nginx', parent: 'containerd-shim', user: 'root', args: '-g daemon off;' };
+const dns: Entry = { type: 'network', direction: 'egress', protocol: 'udp', peer: 'cluster', port: 53 };
+const proc = (exe: string): Entry => ({ type: 'process', exe, parent: 'sh', user: 'root', args: '' });
+
+function delta(node: string, version: number, entries: [Entry, number, number, string[]][], state: BaselineSnapshot['state'] = 'learning', key = KEY): BaselineSnapshot {
+  return deltaOf(key, entries.map(([entry, count, last, examples]) => statsOf(entry, node, { firstSeen: T0 + last - 10, lastSeen: T0 + last, count, examples })), { state, version });
+}
+
+const policy = (notify: string[] = []): AlertPolicy => ({
+  decide: (d) => ({ severity: d.event.kind === 'connect' ? 'high' : 'low', ruleId: 'test', ruleReason: 'test', team: 'shop', receivers: notify }),
+  exceptionFor: () => '',
+  notify: (alert, _at) => notify.map((sink) => ({ alert: alert.fingerprint, sink, action: alert.createdAt === _at && alert.count > 0 && alert.state === 'firing' ? 'fire' : 'again', body: '{}', state: 'pending' as const, lastError: '' })),
+});
+
+// ---- audit ----
+
+contract('audit: ids ascend, rows come back newest first, paged below an id', async (t, store) => {
+  const ids: number[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await store.appendAudit({ time: T0 + i, actor: `u${i}`, role: 'admin', action: 'x.change', target: `t${i}`, before: '{"a": 1}', after: 'null' }));
+  t.deepEqual([...ids].sort((a, b) => a - b), ids);
+  const first = await store.listAudit(Number.MAX_SAFE_INTEGER, 2);
+  t.deepEqual(first.map((r) => r.actor), ['u4', 'u3']);
+  t.like(first[0], { id: ids[4], time: T0 + 4, role: 'admin', action: 'x.change', target: 't4', before: '{"a": 1}', after: 'null' }, 'the JSON text as given');
+  const next = await store.listAudit(first[1]!.id, 10);
+  t.deepEqual(next.map((r) => r.actor), ['u2', 'u1', 'u0']);
+});
+
+// ---- nodes ----
+
+const nodeRecord = (node: string, lastContact: number): NodeRecord => ({
+  node, agentVersion: '1.2.3', sources: ['falco', 'ebpf'], firstSeen: T0, lastContact, spooled: 3, spoolBytes: 4096, lagMs: 250, spoolDropped: 1, watermark: T0 + 5, silentSince: 0, stoppedAt: 0,
+});
+
+contract('nodes: saved, replaced, listed by name (bytewise), deleted once', async (t, store) => {
+  await store.saveNodes([nodeRecord('node-b', T0 + 1), nodeRecord('Node-Z', T0 + 2), nodeRecord('node-a', T0 + 3)]);
+  await store.saveNodes([{ ...nodeRecord('node-b', T0 + 9), sources: ['tetragon'], silentSince: T0 + 8 }]);
+  const nodes = await store.listNodes();
+  t.deepEqual(nodes.map((n) => n.node), ['Node-Z', 'node-a', 'node-b']);
+  t.deepEqual(nodes[2], { ...nodeRecord('node-b', T0 + 9), sources: ['tetragon'], silentSince: T0 + 8 });
+  t.true(await store.deleteNode('node-a'));
+  t.false(await store.deleteNode('node-a'));
+  t.deepEqual((await store.listNodes()).map((n) => n.node), ['Node-Z', 'node-b']);
+});
+
+// ---- exceptions ----
+
+contract('exceptions: added, listed newest first, revoked once, reminded', async (t, store) => {
+  const e = (id: string, createdAt: number) => ({ id, key: 'docker.io/*', entry: '', namespace: 'shop', reason: 'known', owner: 'ops', createdBy: 'alice', createdAt, expiresAt: createdAt + 1000, revokedAt: 0, revokedBy: '', remindedAt: 0 });
+  await store.addException(e('ex-1', T0));
+  await store.addException(e('ex-2', T0 + 5));
+  await store.addException(e('ex-0', T0 + 5));
+  t.deepEqual((await store.listExceptions()).map((x) => x.id), ['ex-0', 'ex-2', 'ex-1']);
+  t.deepEqual(await store.getException('ex-1'), e('ex-1', T0));
+  t.is(await store.getException('nope'), null);
+  t.like(await store.revokeException('ex-1', 'bob', T0 + 10), { revokedAt: T0 + 10, revokedBy: 'bob' });
+  t.like(await store.revokeException('ex-1', 'carol', T0 + 20), { revokedAt: T0 + 10, revokedBy: 'bob' }, 'revoked once');
+  t.is(await store.revokeException('nope', 'bob', T0), null);
+  await store.markReminded('ex-2', T0 + 30);
+  t.is((await store.getException('ex-2'))?.remindedAt, T0 + 30);
+});
+
+// ---- outbox ----
+
+contract('outbox: due in order of time then arrival, held back until notBefore, settled, listed per alert newest first', async (t, store) => {
+  const item = (alert: string, action: string, extra: Partial<OutboxEntry> = {}): OutboxEntry => ({ alert, sink: 'pd', action, body: `{"a":"${action}"}`, state: 'pending', lastError: '', ...extra });
+  await store.enqueue([item('fp-1', 'fire'), item('fp-2', 'fire', { notBefore: T0 + 500 }), item('fp-1', 'note', { sink: 'slack' }), item('fp-1', 'skip', { state: 'skipped', lastError: 'muted' })], T0);
+  await store.enqueue([item('fp-3', 'fire')], T0 + 100);
+  t.is(await store.pendingDeliveries(), 4);
+  t.is(await store.nextDueAt('pd'), T0);
+  t.is(await store.nextDueAt('none'), null);
+  const first = (await store.nextDelivery('pd', T0 + 200))!;
+  t.like(first, { alert: 'fp-1', action: 'fire', state: 'pending', attempts: 0, nextAt: T0, createdAt: T0, doneAt: 0, body: '{"a":"fire"}' });
+  await store.settleDelivery(first.seq, { state: 'pending', attempts: 1, nextAt: T0 + 1000, error: 'HTTP 503', at: T0 + 200 });
+  t.like(await store.nextDelivery('pd', T0 + 200), { alert: 'fp-3' }, 'the retried one waits; the next due goes first');
+  await store.settleDelivery((await store.nextDelivery('pd', T0 + 200))!.seq, { state: 'delivered', attempts: 1, nextAt: T0 + 200, error: '', at: T0 + 210 });
+  t.is(await store.nextDelivery('pd', T0 + 200), null, 'fp-2 is held back until its notBefore');
+  t.like(await store.nextDelivery('pd', T0 + 600), { alert: 'fp-2', nextAt: T0 + 500 });
+  t.like(await store.nextDelivery('pd', T0 + 2000), { alert: 'fp-2' }, 'due first by time');
+  t.is(await store.pendingDeliveries(), 3);
+  const list = await store.deliveriesOf('fp-1');
+  t.deepEqual(list.map((d) => [d.sink, d.action, d.state, d.lastError]), [['pd', 'skip', 'skipped', 'muted'], ['slack', 'note', 'pending', ''], ['pd', 'fire', 'pending', 'HTTP 503']]);
+  t.is(list[0]!.doneAt, T0, 'a settled entry is done when written');
+  t.like(list[2], { attempts: 1, nextAt: T0 + 1000 });
+  t.like((await store.deliveriesOf('fp-3'))[0], { state: 'delivered', doneAt: T0 + 210 });
+});
+
+// ---- ingest and deviations ----
+
+contract('ingest: the same batch twice is stored once; deviations paged newest first with cursors and filters', async (t, store) => {
+  const batch = [1, 2, 3, 4, 5].map((i) => deviationOf({ node: 'node-1', i, exe: i % 2 === 0 ? '/usr/bin/curl' : '/bin/sh' }));
+  const r1 = await store.ingest('node-1', batch, [], T0);
+  t.like(r1, { stored: 5, duplicates: 0, known: 0 });
+  t.is(r1.newAlerts.length, 2);
+  const r2 = await store.ingest('node-1', batch, [], T0 + 1);
+  t.like(r2, { stored: 0, duplicates: 5, newAlerts: [], updated: [] });
+  // The same ids from another node are other deviations (ids are scoped by node).
+  const other = deviationOf({ node: 'node-2', i: 1 });
+  t.like(await store.ingest('node-2', [{ ...other, id: batch[0]!.id }], [], T0 + 2), { stored: 1 });
+  t.is(await store.countDeviations(), 6);
+  const seen: string[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  do {
+    const page = await store.listDeviations({ limit: 4, cursor });
+    seen.push(...page.items.map((d) => `${d.deviation.event.node}/${d.deviation.event.process?.pid}`));
+    cursor = page.next ?? undefined;
+    pages++;
+  } while (cursor !== undefined);
+  t.is(pages, 2);
+  t.deepEqual(seen, ['node-2/101', 'node-1/105', 'node-1/104', 'node-1/103', 'node-1/102', 'node-1/101'], 'newest first, each once');
+  const page = await store.listDeviations({ limit: 10, node: 'node-1' });
+  t.is(page.items.length, 5);
+  t.is(page.next, null);
+  t.like(page.items[0], { receivedAt: T0, nodeQuarantined: false });
+  t.deepEqual(page.items[0]!.deviation, batch[4]);
+  const curl = page.items.find((d) => d.deviation.event.process?.exe === '/usr/bin/curl')!.fingerprint;
+  t.is((await store.listDeviations({ limit: 10, fingerprint: curl })).items.length, 2);
+  t.is((await store.listDeviations({ limit: 10, baselineKey: 'docker.io/library/redis' })).items.length, 0);
+  await t.throwsAsync(store.listDeviations({ limit: 10, cursor: 'bm90LW91cnM' }), { instanceOf: CursorError });
+});
+
+contract('group commit: each batch in its own savepoint; a failing batch is rolled back alone and reported', async (t, store) => {
+  const failing: AlertPolicy = {
+    decide(d) {
+      if (d.key === 'docker.io/library/broken') throw new Error('rule evaluation failed');
+      return { severity: 'medium', ruleId: 'test', ruleReason: 'test', team: '', receivers: [] };
+    },
+    exceptionFor: () => '',
+  };
+  const bad = [deviationOf({ node: 'node-2', i: 3, exe: '/usr/bin/wget' }), deviationOf({ node: 'node-2', i: 4, image: 'docker.io/library/broken' })];
+  const results = await store.ingestMany(
+    [
+      { node: 'node-1', deviations: [deviationOf({ node: 'node-1', i: 1 })], deltas: [] },
+      { node: 'node-2', deviations: bad, deltas: [delta('node-2', 1, [[nginx, 1, 10, []]])] },
+      { node: 'node-3', deviations: [deviationOf({ node: 'node-3', i: 5, image: 'docker.io/library/redis' })], deltas: [] },
+    ],
+    T0,
+    failing,
+  );
+  t.is((results[0] as IngestResult).stored, 1);
+  t.is((results[1] as Error).message, 'rule evaluation failed');
+  t.is((results[2] as IngestResult).stored, 1);
+  t.is(await store.countDeviations(), 2);
+  t.is(await store.getBaseline(KEY), null, 'the failed batch\'s delta is gone too');
+  const again = await store.ingestMany([{ node: 'node-2', deviations: bad, deltas: [delta('node-2', 1, [[nginx, 1, 10, []]])] }], T0);
+  t.is((again[0] as IngestResult).stored, 2);
+  t.is((await store.getBaseline(KEY))?.entries.length, 1);
+});
+
+contract('retention: old deviations, closed alerts and settled deliveries go, counted; open ones stay', async (t, store) => {
+  await store.ingest('node-1', [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/curl' })], [], T0);
+  await store.ingest('node-1', [deviationOf({ i: 3, exe: '/usr/bin/wget' })], [], T0 + 10_000);
+  const alerts = (await store.listAlerts({ limit: 10 })).items;
+  const curl = alerts.find((a) => a.entry.type === 'process' && a.entry.exe === '/usr/bin/curl')!;
+  await store.transitionAlert(curl.fingerprint, { to: 'resolved', by: 'alice', at: T0 + 1, comment: '' }, () => [{ alert: curl.fingerprint, sink: 'pd', action: 'resolve', body: '{}', state: 'delivered', lastError: '' }]);
+  await store.enqueue([{ alert: 'x', sink: 'pd', action: 'fire', body: '{}', state: 'pending', lastError: '' }], T0);
+  const late = Date.UTC(2027, 0, 1);
+  t.deepEqual(await store.prune(T0 + 5_000, late), { deviations: 2, alerts: 1, deliveries: 1 });
+  t.is(await store.countDeviations(), 1);
+  t.deepEqual((await store.listAlerts({ limit: 10 })).items.map((a) => a.state).sort(), ['firing', 'firing']);
+  t.is(await store.pendingDeliveries(), 1, 'pending deliveries stay');
+  t.deepEqual(await store.prune(0, 0), { deviations: 0, alerts: 0, deliveries: 0 });
+});
+
+// ---- alerts ----
+
+contract('alerts: grouped by fingerprint, listed with filters and cursors, new ones notified in the same commit', async (t, store) => {
+  const r = await store.ingest('node-1', [
+    deviationOf({ i: 1 }), deviationOf({ i: 2 }), deviationOf({ i: 3, node: 'node-2' }),
+    deviationOf({ i: 4, peer: '203.0.113.9' }), deviationOf({ i: 5, image: 'docker.io/library/redis', namespace: 'cache' }),
+  ], [], T0, policy(['pd']));
+  t.is(r.newAlerts.length, 3);
+  t.deepEqual(r.notifications.map((n) => [n.sink, n.action]), [['pd', 'fire'], ['pd', 'fire'], ['pd', 'fire']]);
+  t.is(await store.pendingDeliveries(), 3);
+  const sh = r.newAlerts.find((a) => a.kind === 'exec' && a.image === KEY)!;
+  t.like(sh, { count: 3, state: 'firing', severity: 'low', team: 'shop', namespace: 'shop', baselineKey: KEY, createdAt: T0 });
+  t.deepEqual(sh.nodes, ['node-1', 'node-2']);
+  t.deepEqual([...sh.pods].sort(), ['shop/web-0', 'shop/web-1', 'shop/web-2']);
+  t.deepEqual(await store.getAlert(sh.fingerprint), sh);
+  t.is(await store.getAlert('nope'), null);
+  // A second batch grows the alert: its count, last seen and latest deviation.
+  const grown = await store.ingest('node-3', [deviationOf({ i: 9, node: 'node-3' })], [], T0 + 5, policy(['pd']));
+  t.deepEqual(grown.updated, [sh.fingerprint]);
+  t.deepEqual(grown.notifications, []);
+  t.like(await store.getAlert(sh.fingerprint), { count: 4, lastDeviationId: deviationOf({ i: 9, node: 'node-3' }).id, nodes: ['node-1', 'node-2', 'node-3'] });
+  t.is((await store.listAlerts({ limit: 10, severity: 'high' })).items.length, 1);
+  t.is((await store.listAlerts({ limit: 10, severity: 'low' })).items.length, 3);
+  t.is((await store.listAlerts({ limit: 10, namespace: 'cache' })).items.length, 1);
+  t.is((await store.listAlerts({ limit: 10, image: KEY, kind: 'exec' })).items.length, 1);
+  const p1 = await store.listAlerts({ limit: 2 });
+  const p2 = await store.listAlerts({ limit: 2, cursor: p1.next! });
+  t.is(p2.next, null);
+  t.deepEqual([...p1.items, ...p2.items].map((a) => a.fingerprint), r.newAlerts.map((a) => a.fingerprint).reverse(), 'newest first across pages');
+});
+
+contract('alerts: transitions allowed from their states, conflicts and unknown alerts refused, follow-ups committed with the change', async (t, store) => {
+  await store.ingest('node-1', [deviationOf({ i: 1, exe: '/usr/bin/curl' })], [], T0);
+  const fp = (await store.listAlerts({ limit: 1 })).items[0]!.fingerprint;
+  const change = (to: 'acknowledged' | 'resolved' | 'accepted', at: number) => ({ to, by: 'alice', at, comment: 'c' });
+  t.like(await store.transitionAlert('nope', change('resolved', T0)), { ok: false, reason: 'not-found' });
+  await t.throwsAsync(store.transitionAlert(fp, change('resolved', T0 + 1), () => {
+    throw new Error('the outbox is unwritable');
+  }));
+  t.is((await store.getAlert(fp))?.state, 'firing', 'not resolved without its notification');
+  const ack = await store.transitionAlert(fp, change('acknowledged', T0 + 2), ({ before, after }) => [{ alert: fp, sink: 'pd', action: `${before.state}->${after.state}`, body: '{}', state: 'pending', lastError: '' }]);
+  if (!ack.ok) return t.fail();
+  t.like(ack.after, { state: 'acknowledged', stateBy: 'alice', stateAt: T0 + 2, stateComment: 'c' });
+  t.deepEqual(ack.notifications.map((n) => n.action), ['firing->acknowledged']);
+  t.like(await store.transitionAlert(fp, change('acknowledged', T0 + 3)), { ok: false, reason: 'conflict', alert: { state: 'acknowledged' } });
+  t.true((await store.transitionAlert(fp, change('resolved', T0 + 4))).ok);
+  t.deepEqual((await store.deliveriesOf(fp)).map((d) => d.action), ['firing->acknowledged']);
+  // Its behaviour comes back: it fires again, reopened and notified.
+  const back = await store.ingest('node-1', [deviationOf({ i: 2, exe: '/usr/bin/curl' })], [], T0 + 5, policy(['pd']));
+  t.deepEqual(back.reopened.map((a) => [a.fingerprint, a.state, a.count]), [[fp, 'firing', 2]]);
+  t.deepEqual(back.notifications.map((n) => n.alert), [fp]);
+  t.is((await store.getAlert(fp))?.stateAt, T0 + 5);
+});
+
+contract('alerts: accepting adds the entry to the cluster baseline as security\'s own (a version); its deviations are known from then on', async (t, store) => {
+  await store.ingest('node-1', [], [delta('node-1', 1, [[dns, 1, 10, []]], 'enforcing')], T0);
+  const d1 = deviationOf({ i: 1, exe: '/usr/bin/curl' });
+  await store.ingest('node-1', [d1], [], T0);
+  const alert = (await store.listAlerts({ limit: 1 })).items[0]!;
+  t.is((await store.listBaselines())[0]!.openAlerts, 1);
+  const r = await store.transitionAlert(alert.fingerprint, { to: 'accepted', by: 'rita', at: T0 + 1, comment: '' });
+  t.true(r.ok);
+  const b = (await store.getBaseline(KEY))!;
+  t.like(b.entries.find((e) => e.id === entryId(alert.entry)), { status: 'added', statusReason: 'accepted from an alert', count: 0 });
+  t.is(b.version, 1);
+  t.like((await store.listVersions(KEY))[0], { version: 1, action: 'accept', by: 'rita', reason: `accepted alert ${alert.fingerprint}` });
+  t.is((await store.listBaselines())[0]!.openAlerts, 0);
+  t.like(await store.ingest('node-2', [deviationOf({ node: 'node-2', i: 7, exe: '/usr/bin/curl' })], [], T0 + 2), { known: 1, stored: 0 });
+});
+
+// ---- baselines ----
+
+contract('baselines: deltas from two nodes merge (counts summed, times widened, nodes and examples united); a resent or late delta changes nothing', async (t, store) => {
+  await store.ingest('node-a', [], [delta('node-a', 2, [[nginx, 5, 100, ['nginx -g daemon off;']], [dns, 3, 50, ['-> 10.96.0.10:53']]])], T0);
+  const fromB = delta('node-b', 4, [[nginx, 2, 300, ['nginx -g daemon off;', 'nginx -t']]]);
+  await store.ingest('node-b', [], [fromB], T0);
+  const a3 = delta('node-a', 3, [[nginx, 9, 200, []]]);
+  await store.ingest('node-a', [], [a3], T0);
+  await store.ingest('node-a', [], [a3], T0); // resent after a lost ack
+  await store.ingest('node-b', [], [fromB], T0);
+  await store.ingest('node-a', [], [delta('node-a', 2, [[nginx, 5, 100, ['late']]])], T0); // an older one, late
+  const b = (await store.getBaseline(KEY))!;
+  const n = b.entries.find((e) => e.id === entryId(nginx))!;
+  t.like(n, { count: 11, firstSeen: T0 + 90, lastSeen: T0 + 300, status: 'learned' });
+  t.deepEqual(n.nodes, ['node-a', 'node-b']);
+  t.deepEqual(n.examples, ['nginx -g daemon off;', 'nginx -t', 'late']);
+  t.deepEqual(b.nodes.map((x) => [x.node, x.version]), [['node-a', 3], ['node-b', 4]]);
+  t.deepEqual(b.entries.map((e) => e.id), [entryId(nginx), entryId(dns)].sort());
+  const [summary] = await store.listBaselines();
+  t.like(summary, { key: KEY, state: 'learning', version: 0, processEntries: 1, networkEntries: 1, openAlerts: 0 });
+  t.deepEqual(await store.clusterKeys(), [], 'still learning: nothing to send agents');
+  t.is(await store.getBaseline('docker.io/none'), null);
+  t.is(await store.clusterBaseline('docker.io/none'), null);
+});
+
+contract('baselines: review changes make versions; agents are told what to enforce; the cluster baseline drops what it knows', async (t, store) => {
+  const r1 = await store.ingest('node-a', [], [delta('node-a', 1, [[nginx, 5, 100, []], [dns, 3, 50, []]], 'enforcing')], T0);
+  t.deepEqual(r1.clusterChanged, [KEY]);
+  t.deepEqual(await store.clusterKeys(), [KEY]);
+  const at = T0 + 1000;
+  t.like(await store.reviewBaseline('docker.io/none', { action: 'lock' }, 'rita', '', at), { ok: false, status: 404 });
+  t.like(await store.reviewBaseline(KEY, { action: 'approve', entryId: entryId(nginx) }, 'rita', 'fine', at), { ok: true, version: 1 });
+  t.like(await store.reviewBaseline(KEY, { action: 'remove', entryId: entryId(dns) }, 'rita', 'no dns', at + 1), { ok: true, version: 2 });
+  t.like(await store.reviewBaseline(KEY, { action: 'remove', entryId: entryId(dns) }, 'rita', 'again', at + 1), { ok: false, status: 409 });
+  t.like(await store.reviewBaseline(KEY, { action: 'approve', entryId: 'exec|nope' }, 'rita', '', at + 1), { ok: false, status: 404 });
+  const wget = proc('/usr/bin/wget');
+  t.like(await store.reviewBaseline(KEY, { action: 'add', entry: wget }, 'rita', 'needed', at + 2), { ok: true, version: 3 });
+  t.like(await store.reviewBaseline(KEY, { action: 'lock' }, 'rita', 'freeze', at + 3), { ok: true, version: 4 });
+  t.like(await store.reviewBaseline(KEY, { action: 'lock' }, 'rita', 'freeze', at + 3), { ok: false, status: 409 });
+  // Locked: agents' deltas are refused.
+  const refused = await store.ingest('node-b', [], [delta('node-b', 1, [[proc('/tmp/x'), 1, 10, []]], 'enforcing')], T0);
+  t.deepEqual(refused.refused, { locked: 1 });
+  const v = (await store.getBaseline(KEY))!;
+  t.like(v, { state: 'locked', version: 4 });
+  t.deepEqual(v.entries.map((e) => [e.id, e.status, e.statusReason]), [
+    [entryId(nginx), 'approved', 'fine'],
+    [entryId(wget), 'added', 'needed'],
+    [entryId(dns), 'removed', 'no dns'],
+  ].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)));
+  t.deepEqual(await store.clusterBaseline(KEY), { key: KEY, state: 'locked', relearn: false, version: 4, windowStart: T0, learnUntil: T0 + 3_600_000, entryIds: [entryId(nginx), entryId(wget)].sort(), removedIds: [entryId(dns)] });
+  const versions = await store.listVersions(KEY);
+  t.deepEqual(versions.map((x) => [x.version, x.action]), [[4, 'lock'], [3, 'add'], [2, 'remove'], [1, 'approve']]);
+  t.deepEqual(await store.getVersion(KEY, 2), { key: KEY, version: 2, at: at + 1, by: 'rita', action: 'remove', reason: 'no dns', state: 'enforcing', entryIds: [entryId(nginx)], removedIds: [entryId(dns)] });
+  t.is(await store.getVersion(KEY, 99), null);
+  // Known entries are dropped from ingest; a removed one alerts.
+  const known = await store.ingest('node-a', [deviationOf({ i: 1, exe: '/usr/bin/wget', args: '' })], [], T0);
+  t.is(known.known + known.stored, 1);
+  t.like(await store.reviewBaseline(KEY, { action: 'unlock' }, 'rita', '', at + 4), { ok: true, version: 5 });
+  t.like(await store.reviewBaseline(KEY, { action: 'relearn' }, 'rita', 'rebuilt', at + 5), { ok: true, version: 6, after: { state: 'relearn' } });
+  const relearnt = (await store.getBaseline(KEY))!;
+  t.deepEqual(relearnt.entries.map((e) => e.status).sort(), ['added', 'approved', 'removed'], 'learned entries went; security\'s stay');
+  t.deepEqual(relearnt.nodes, []);
+  // The agents' fresh window ends the relearn.
+  await store.ingest('node-a', [], [delta('node-a', 7, [[dns, 1, 10, []]], 'learning')], T0 + 5000);
+  t.is((await store.getBaseline(KEY))!.state, 'learning');
+  // An import is the desired state.
+  const imp = await store.reviewBaseline('docker.io/new', { action: 'import', state: 'enforcing', entries: [nginx], removed: [dns] }, 'rita', 'imported', at + 6);
+  if (!imp.ok) return t.fail(imp.message);
+  t.like(imp, { before: null, version: 1, after: { state: 'enforcing' } });
+  t.deepEqual(imp.after.entries.map((e) => [e.id, e.status]), [[entryId(nginx), 'added'], [entryId(dns), 'removed']].sort((a, b) => (a[0]! < b[0]! ? -1 : 1)));
+  t.deepEqual((await store.listBaselines()).map((b) => [b.key, b.state, b.version]), [['docker.io/library/nginx', 'learning', 6], ['docker.io/new', 'enforcing', 1]]);
+});
+
+// ---- quarantine ----
+
+const QKEY = 'docker.io/acme/shop';
+const A = 'node-a';
+const B = 'node-b';
+const shared = proc('/usr/bin/app');
+const onlyA = proc('/tmp/backdoor');
+const approvedA = proc('/usr/bin/helper');
+const onlyB = proc('/usr/bin/cron');
+
+function deltasOf(node: string): BaselineSnapshot[] {
+  if (node === A) {
+    return [
+      deltaOf(QKEY, [
+        statsOf(shared, A, { firstSeen: T0 + 100, lastSeen: T0 + 800, count: 30, examples: ['app --evil', 'app --x'] }),
+        statsOf(onlyA, A, { firstSeen: T0 + 200, lastSeen: T0 + 200, count: 1, examples: ['/tmp/backdoor'] }),
+        statsOf(approvedA, A, { firstSeen: T0 + 50, lastSeen: T0 + 60, count: 2 }),
+      ], { version: 5, events: 90 }),
+      deltaOf(QKEY, [statsOf(shared, A, { firstSeen: T0 + 100, lastSeen: T0 + 900, count: 40, examples: [] })], { version: 6, events: 120 }),
+    ];
+  }
+  return [
+    deltaOf(QKEY, [
+      statsOf(shared, B, { firstSeen: T0 + 300, lastSeen: T0 + 500, count: 7, examples: ['app --x', 'app --serve'] }),
+      statsOf(onlyB, B, { firstSeen: T0 + 10, lastSeen: T0 + 20, count: 4, examples: ['cron -f'] }),
+    ], { version: 3, events: 11 }),
+  ];
+}
+
+const entryOf = (v: BaselineView | null, e: Entry): ReviewedEntry | undefined => v?.entries.find((x) => x.id === entryId(e));
+const statsView = (e: ReviewedEntry | undefined) => e && { firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: e.nodes, examples: e.examples };
+
+contract('quarantine: a shared entry keeps the stats of the node that remains, as if only it had taught; what only the quarantined node taught goes; a version; its deltas refused, its deviations marked', async (t, store, open) => {
+  const alone = await open();
+  for (const d of deltasOf(B)) await alone.ingest(B, [], [d], T0);
+  const expected = await alone.getBaseline(QKEY);
+  const [a1, a2] = deltasOf(A) as [BaselineSnapshot, BaselineSnapshot];
+  await store.ingest(A, [], [a1], T0);
+  await store.ingest(B, [], deltasOf(B), T0);
+  await store.ingest(A, [], [a2], T0);
+  const before = await store.getBaseline(QKEY);
+  t.like(statsView(entryOf(before, shared)), { count: 47, firstSeen: T0 + 100, lastSeen: T0 + 900, nodes: [A, B] });
+  t.deepEqual(entryOf(before, shared)!.examples, ['app --evil', 'app --x', 'app --serve']);
+  t.true((await store.reviewBaseline(QKEY, { action: 'approve', entryId: entryId(approvedA) }, 'rita', 'looked fine', T0 + 1000)).ok);
+  const version = (await store.getBaseline(QKEY))!.version;
+  await store.ingest(A, [deviationOf({ node: A, i: 1 })], [], T0);
+  t.deepEqual(await store.quarantineNode(A, 'rita', 'found a backdoor', T0 + 2000), { keys: [QKEY], entriesRemoved: 1, entriesRecomputed: 2, entriesNarrowed: 0 });
+  t.is(await store.quarantineNode(A, 'rita', 'again', T0 + 2001), null, 'already quarantined');
+  const after = (await store.getBaseline(QKEY))!;
+  t.deepEqual(statsView(entryOf(after, shared)), statsView(entryOf(expected, shared)));
+  t.deepEqual(statsView(entryOf(after, onlyB)), statsView(entryOf(expected, onlyB)));
+  t.deepEqual(entryOf(after, shared)!.droppedNodes, [A]);
+  t.deepEqual(entryOf(after, onlyB)!.droppedNodes, []);
+  t.is(entryOf(after, onlyA), undefined);
+  t.like(entryOf(after, approvedA), { status: 'approved', count: 0, firstSeen: 0, lastSeen: 0, nodes: [], examples: [], droppedNodes: [A] });
+  t.like(after, { events: expected!.events, windowStart: expected!.windowStart, version: version + 1 });
+  t.deepEqual(after.nodes.map((n) => n.node), [B]);
+  t.like((await store.listVersions(QKEY))[0], { version: version + 1, action: 'quarantine', by: 'rita', reason: `node ${A} quarantined: found a backdoor` });
+  t.deepEqual((await store.clusterBaseline(QKEY))!.entryIds, [entryId(shared), entryId(approvedA), entryId(onlyB)].sort());
+  // From now on: its deltas are refused, its deviations kept and marked.
+  t.deepEqual((await store.ingest(A, [], [a1], T0 + 3000)).refused, { quarantined: 1 });
+  t.is(entryOf(await store.getBaseline(QKEY), onlyA), undefined);
+  t.deepEqual((await store.listDeviations({ limit: 10 })).items.map((d) => d.nodeQuarantined), [true]);
+  t.deepEqual(await store.listQuarantined(), [{ node: A, by: 'rita', at: T0 + 2000, reason: 'found a backdoor' }]);
+  t.true(await store.releaseNode(A));
+  t.false(await store.releaseNode(A));
+  t.deepEqual(await store.listQuarantined(), []);
+  t.false((await store.listDeviations({ limit: 10 })).items[0]!.nodeQuarantined);
+});
+
+contract('drop-node: one key, the same recompute; a node that taught nothing is a 404; what the other node teaches next adds to what is left', async (t, store) => {
+  for (const d of deltasOf(A)) await store.ingest(A, [], [d], T0);
+  for (const d of deltasOf(B)) await store.ingest(B, [], [d], T0);
+  const r = await store.reviewBaseline(QKEY, { action: 'drop-node', node: A }, 'rita', 'its certificate leaked', T0 + 2000);
+  if (!r.ok) return t.fail(r.message);
+  t.deepEqual(r.dropped, { entriesRemoved: 2, entriesRecomputed: 1, entriesNarrowed: 0 });
+  t.deepEqual(statsView(entryOf(r.after, shared)), { firstSeen: T0 + 300, lastSeen: T0 + 500, count: 7, nodes: [B], examples: ['app --x', 'app --serve'] });
+  t.deepEqual(r.after.entries.map((e) => e.id), [entryId(shared), entryId(onlyB)].sort());
+  t.like(await store.reviewBaseline(QKEY, { action: 'drop-node', node: A }, 'rita', 'again', T0 + 2001), { ok: false, status: 404 });
+  await store.ingest(B, [], [deltaOf(QKEY, [statsOf(shared, B, { firstSeen: T0 + 300, lastSeen: T0 + 600, count: 9, examples: ['app --more'] })], { version: 4 })], T0);
+  t.like(statsView(entryOf(await store.getBaseline(QKEY), shared)), { count: 9, firstSeen: T0 + 300, lastSeen: T0 + 600, examples: ['app --x', 'app --serve', 'app --more'] });
+});
+
+contract('quarantine of a node that also taught an entry security added by hand: security\'s time kept where provable, narrowed and counted where not', async (t, store) => {
+  t.true((await store.reviewBaseline(QKEY, { action: 'add', entry: shared }, 'rita', 'needed', T0 + 5000)).ok);
+  for (const d of deltasOf(A)) await store.ingest(A, [], [d], T0);
+  for (const d of deltasOf(B)) await store.ingest(B, [], [d], T0);
+  const result = (await store.quarantineNode(A, 'rita', '', T0 + 6000))!;
+  t.is(result.entriesNarrowed, 1);
+  t.like(statsView(entryOf(await store.getBaseline(QKEY), shared)), { firstSeen: T0 + 300, lastSeen: T0 + 5000, count: 7, nodes: [B] });
+});
+
+// ---- PostgreSQL: two replicas on one database ----
+
+test('postgres, two replicas: concurrent merges of one key from both lose no entry; the same batch through both is stored once', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  const K = 'docker.io/acme/race';
+  // 8 nodes, each 5 deltas; each delta brings 3 entries of its own and grows one every node shares.
+  const sharedEntry = proc('/usr/bin/shared');
+  const runs: Promise<unknown>[] = [];
+  for (let n = 0; n < 8; n++) {
+    const node = `node-${n}`;
+    const via = n % 2 === 0 ? one : two;
+    runs.push((async () => {
+      for (let v = 1; v <= 5; v++) {
+        const own = [0, 1, 2].map((i) => statsOf(proc(`/opt/${node}/v${v}/bin${i}`), node, { firstSeen: T0 + v, lastSeen: T0 + v, count: 1, examples: [`${node} v${v} ${i}`] }));
+        await via.ingest(node, [], [deltaOf(K, [statsOf(sharedEntry, node, { firstSeen: T0, lastSeen: T0 + v, count: v * 10, examples: [`${node} shared`] }), ...own], { version: v, state: 'learning' })], T0 + v);
+      }
+    })());
+  }
+  await Promise.all(runs);
+  const b = (await one.getBaseline(K))!;
+  t.is(b.entries.length, 1 + 8 * 5 * 3, 'every entry of every node');
+  t.like(b.entries.find((e) => e.id === entryId(sharedEntry)), { count: 8 * 50, lastSeen: T0 + 5 });
+  t.is(b.entries.find((e) => e.id === entryId(sharedEntry))!.nodes.length, 8);
+  t.is(b.entries.find((e) => e.id === entryId(sharedEntry))!.examples.length, 5, 'examples bounded');
+  t.is(b.nodes.length, 8);
+
+  // One agent's batches replayed to the other replica at the same moment: each deviation stored once.
+  const batches = [0, 1, 2, 3].map((j) => [0, 1, 2, 3, 4].map((i) => deviationOf({ node: 'node-9', i: j * 10 + i, exe: `/usr/bin/tool${i % 2}` })));
+  const results = await Promise.all(batches.flatMap((batch) => [one.ingest('node-9', batch, [], T0), two.ingest('node-9', batch, [], T0)]));
+  t.is(results.reduce((n, r) => n + r.stored, 0), 20);
+  t.is(results.reduce((n, r) => n + r.duplicates, 0), 20);
+  t.is(await two.countDeviations(), 20);
+  const alerts = (await one.listAlerts({ limit: 10 })).items;
+  t.is(alerts.length, 2, 'one alert per fingerprint');
+  t.is(alerts.reduce((n, a) => n + a.count, 0), 20, 'each deviation counted once');
+  t.is(results.reduce((n, r) => n + r.newAlerts.length, 0), 2, 'each alert created once');
+});
+
+test('postgres: the schema is versioned; a database of a newer revision is refused; reopening migrates nothing twice', async (t) => {
+  const url = await server.database();
+  const first = await openPostgresStore(url);
+  await first.appendAudit({ time: T0, actor: 'a', role: 'admin', action: 'x', target: 't', before: '{}', after: '{}' });
+  await first.close();
+  const again = await openPostgresStore(url);
+  t.is((await again.listAudit(Number.MAX_SAFE_INTEGER, 10)).length, 1, 'kept across opens');
+  await again.close();
+  const pg = (await import('pg')).default;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  t.deepEqual((await client.query('SELECT version FROM schema_version ORDER BY version')).rows.map((r: { version: string }) => Number(r.version)), [1]);
+  await client.query(`INSERT INTO schema_version (version, applied_at, description) VALUES (99, 0, 'from the future')`);
+  await client.end();
+  const err = await t.throwsAsync(openPostgresStore(url));
+  t.regex(err!.message, /newer Driftwatch \(schema 99; this one reads up to 1\)/);
+  t.notRegex(err!.message, /:[^@/]*@/, 'no password in the message');
+});
