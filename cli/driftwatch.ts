@@ -25,6 +25,7 @@ const AGENT_OPTIONS: Options = {
   'learning-window': { type: 'string' },
   'baseline-key': { type: 'string' },
   'http-listen': { type: 'string' },
+  'probe-listen': { type: 'string' },
   'log-level': { type: 'string' },
   'max-record-bytes': { type: 'string' },
   'max-spool-bytes': { type: 'string' },
@@ -51,6 +52,7 @@ const COLLECTOR_OPTIONS: Options = {
   db: { type: 'string' },
   'grpc-listen': { type: 'string' },
   'http-listen': { type: 'string' },
+  'probe-listen': { type: 'string' },
   'public-url': { type: 'string' },
   'log-level': { type: 'string' },
   'max-batch-items': { type: 'string' },
@@ -80,6 +82,8 @@ const COLLECTOR_OPTIONS: Options = {
   'stream-max-clients-per-token': { type: 'string' },
   'api-rate-limit': { type: 'string' },
   'max-body-bytes': { type: 'string' },
+  'http-max-connections': { type: 'string' },
+  'http-max-connections-per-address': { type: 'string' },
   'silent-after': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -147,6 +151,7 @@ const COMMAND_HELP: Record<string, string> = {
                            (per namespace or image: learningOverrides in the config file)
   --baseline-key MODE      repository (default) | tag | digest (baselineKey)
   --http-listen HOST:PORT  /metrics, /livez, /readyz; default 127.0.0.1:9464 (httpListen)
+  --probe-listen HOST:PORT  /livez, /readyz alone on a port of their own, for the kubelet; default none (probeListen)
   --cluster-cidr CIDR      in-cluster address range; repeatable; default RFC 1918 + CGNAT + ULA (clusterCidrs)
   --max-record-bytes N     longest event record accepted; default 1048576 (maxRecordBytes)
   --max-spool-bytes N      spool bound; beyond it the lowest-severity, then oldest, deviations are
@@ -172,6 +177,7 @@ const COMMAND_HELP: Record<string, string> = {
   --db FILE                SQLite database file, created if missing (db)
   --grpc-listen HOST:PORT  agent ingest; default 0.0.0.0:7070 (grpcListen)
   --http-listen HOST:PORT  API, /metrics, /livez, /readyz; default 0.0.0.0:8080 (httpListen)
+  --probe-listen HOST:PORT  /livez, /readyz alone on a port of their own, for the kubelet; default none (probeListen)
   --public-url URL         where people reach the collector, for links in notifications (publicUrl)
   --max-batch-items N      most records per agent batch; default 2000 (maxBatchItems)
   --ingest-thread WHERE    where ingest commits run: worker (default; a thread of its own) | main (ingestThread)
@@ -200,6 +206,8 @@ const COMMAND_HELP: Record<string, string> = {
   --metrics-interval D     /metrics is rendered at most 5 times per interval; default 1s (metricsInterval)
   --api-rate-limit N       requests per second per API token; default 50 (apiRateLimit)
   --max-body-bytes N       largest HTTP request body; default 1048576 (maxBodyBytes)
+  --http-max-connections N  API connections at once; more are closed on accept; default 1024 (httpMaxConnections)
+  --http-max-connections-per-address N  the same from one address; default 256 (httpMaxConnectionsPerAddress)
   --silent-after D         a node whose agent sent nothing this long is marked silent and alerted on; default 5m (silentAfter)
   --insecure               plaintext agent stream and/or an API without tokens, where not configured (insecure)
   --config FILE            YAML file with the settings above`,

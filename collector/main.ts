@@ -9,7 +9,8 @@ import cron from 'node-cron';
 import { Counter } from 'prom-client';
 import { z } from 'zod';
 import { boolFlag, durationMs, hostPort, loadConfig } from '../runtime/config.js';
-import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
+import { createProbeServer } from '../runtime/health.js';
+import { formatHostPort, limitConnections, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { LOG_LEVELS, createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
@@ -52,6 +53,12 @@ export const CollectorConfigSchema = z.strictObject({
   db: z.string().min(1),
   grpcListen: hostPort.default('0.0.0.0:7070'),
   httpListen: hostPort.default('0.0.0.0:8080'),
+  /** A port of its own for the kubelet's probes (/livez, /healthz, /readyz), so that no load on the API delays them ('' = none). */
+  probeListen: z.union([z.literal(''), hostPort]).default(''),
+  /** HTTP API connections open at once; more are closed as they are accepted (counted). */
+  httpMaxConnections: z.coerce.number().int().min(16).max(1_000_000).default(1_024),
+  /** HTTP API connections open at once from one address; more are closed as they are accepted (counted). */
+  httpMaxConnectionsPerAddress: z.coerce.number().int().min(4).max(1_000_000).default(256),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   maxBatchItems: z.coerce.number().int().min(1).max(10_000).default(2_000),
   /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */
@@ -148,6 +155,8 @@ export function loadCollectorConfig(flags: Record<string, unknown>, env = proces
 export interface CollectorHandle {
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The probe listener's port (probeListen), null without one. */
+  readonly probePort: number | null;
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
   readonly url: string;
   readonly store: Store;
@@ -255,6 +264,7 @@ export async function startCollector(
   const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port), credentials);
 
   let ready = true;
+  const readiness = () => (ready ? null : 'shutting down');
   const audit = openAuditLog(config.db);
   const auth = createApiAuth(
     {
@@ -276,7 +286,7 @@ export async function startCollector(
     store,
     alerting,
     registry: metrics.registry,
-    readiness: () => (ready ? null : 'shutting down'),
+    readiness,
     metricsIntervalMs: config.metricsInterval,
     now,
     maxExceptionLifetime: config.alerting.maxExceptionLifetime,
@@ -292,7 +302,9 @@ export async function startCollector(
     if (serveAudit(req, res, audit)) return;
     await api(req, res);
   });
-  const http = createServer({ maxHeaderSize: 16 << 10 }, (req, res) => {
+  // Timeouts are enforced every connectionsCheckingInterval (Node: 30 s unless told), so a client
+  // that sends its headers a byte at a time is cut within 12 s, not 40.
+  const http = createServer({ maxHeaderSize: 16 << 10, connectionsCheckingInterval: 2_000 }, (req, res) => {
     handler(req, res).catch((err: unknown) => {
       logger.error({ err, url: req.url?.slice(0, 256) }, 'API request failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
@@ -302,6 +314,13 @@ export async function startCollector(
   http.requestTimeout = 30_000;
   http.headersTimeout = 10_000;
   http.maxHeadersCount = 100;
+  const dropped = new Counter({
+    name: 'driftwatch_collector_http_connections_dropped_total',
+    help: 'HTTP connections closed as they were accepted, by listener (api, probes) and bound (max_connections, per_address)',
+    labelNames: ['listener', 'reason'],
+    registers: [metrics.registry],
+  });
+  limitConnections(http, { max: config.httpMaxConnections, perAddress: config.httpMaxConnectionsPerAddress }, (reason) => dropped.inc({ listener: 'api', reason }));
   const stream = attachStream(http, {
     feed,
     logger,
@@ -327,12 +346,16 @@ export async function startCollector(
   const httpPort = await listenHttp(http, httpAt);
   const urlHost = httpAt.host === '0.0.0.0' || httpAt.host === '::' ? '127.0.0.1' : httpAt.host;
   const url = `http://${formatHostPort(urlHost, httpPort)}`;
-  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, db: config.db, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
+  const probes = config.probeListen === '' ? null : createProbeServer(readiness, { onDrop: () => dropped.inc({ listener: 'probes', reason: 'max_connections' }) });
+  const probeAt = config.probeListen === '' ? null : parseHostPort(config.probeListen);
+  const probePort = probes && probeAt ? await listenHttp(probes, probeAt) : null;
+  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, ...(probeAt && probePort !== null ? { probes: formatHostPort(probeAt.host, probePort), probePort } : {}), db: config.db, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
 
   let stopping: Promise<void> | null = null;
   return {
     grpcPort,
     httpPort,
+    probePort,
     url,
     store,
     metrics,
@@ -368,6 +391,12 @@ export async function startCollector(
           http.close(() => resolve());
           http.closeAllConnections();
         });
+        if (probes) {
+          await new Promise<void>((resolve) => {
+            probes.close(() => resolve());
+            probes.closeAllConnections();
+          });
+        }
         nodes.stop();
         await alerting.stop();
         store.close();
