@@ -8,13 +8,14 @@
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { loadCollectorConfig, startCollector, type CollectorHandle } from '../../collector/main.js';
 import { createAuthFailureLimiter } from '../../collector/rate-limit.js';
 import { FRESH_RENDERS } from '../../runtime/health.js';
+import { send as sendTo, upgrade as upgradeTo, type Answer, type SendOptions } from '../helpers/http-client.js';
 
 const VIEWER = 'viewer-token-0123456789abcdef';
 const REVIEWER = 'reviewer-token-0123456789abcdef';
@@ -34,32 +35,8 @@ async function withCollector(t: ExecutionContext, extra: Record<string, unknown>
   return c;
 }
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
 /** One request over a fresh connection from `from` (a 127.0.0.N address stands for another host). */
-function send(c: CollectorHandle, path: string, options: { token?: string; from?: string; method?: string; headers?: Record<string, string>; body?: Buffer | string; chunked?: boolean } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-    const req = request(`${c.url}${path}`, { method: options.method ?? 'GET', headers, localAddress: options.from ?? '127.0.0.1', agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    if (options.body === undefined) req.end();
-    else if (options.chunked) {
-      const bytes = Buffer.from(options.body);
-      for (let i = 0; i < bytes.length; i += 4096) req.write(bytes.subarray(i, i + 4096));
-      req.end();
-    } else req.end(options.body);
-  });
-}
+const send = (c: CollectorHandle, path: string, options: SendOptions = {}): Promise<Answer> => sendTo(c.url, path, options);
 
 async function denied(c: CollectorHandle, reason: string): Promise<number> {
   const text = await c.metrics.registry.getSingleMetricAsString('driftwatch_collector_api_requests_denied_total');
@@ -213,19 +190,7 @@ test('a JSON body over the bound gets 413 with a reason, announced or chunked, a
 });
 
 /** Open a live-feed websocket with `token`; resolves with the status line and the socket. */
-function upgrade(c: CollectorHandle, token: string): Promise<{ status: string; socket: Socket }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(c.httpPort, '127.0.0.1');
-    let text = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      text += d;
-      if (text.includes('\r\n')) resolve({ status: text.slice(0, text.indexOf('\r\n')), socket: s });
-    });
-    s.on('error', reject);
-    s.write(`GET /api/v1/stream HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: Bearer ${token}\r\n\r\n`);
-  });
-}
+const upgrade = (c: CollectorHandle, token: string) => upgradeTo(c.httpPort, token);
 
 test('one token holds at most its share of live-feed slots; other tokens still connect', async (t) => {
   const c = await withCollector(t, { streamMaxClientsPerToken: 2 });
