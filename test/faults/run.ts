@@ -369,6 +369,7 @@ await scenario('SIGTERM: collector mid-ingest, then agent', async (t, dir) => {
       reviewer: 'reviewer-token-0123456789abcdef',
       feedSlotsPerToken: 16,
       connectionsPerAddress: 256,
+      stormMs: 15_000,
     };
     for (const attack of HTTP_ATTACKS) {
       const start = performance.now();

@@ -130,8 +130,10 @@ export function summarize(probes: Probe[]): { maxMs: number; text: string } {
 
 /** A client that opens a connection and sends its headers a line at a time, never finishing them. */
 export interface SlowClient {
-  /** Resolves when the server closes the connection: what it answered first ('' for nothing) and when. */
-  readonly closed: Promise<{ answer: string; afterMs: number }>;
+  /** Resolves when the connection ends: the status line the server answered ('' for none), the error if any, and when. */
+  readonly closed: Promise<{ answer: string; error: string; afterMs: number }>;
+  /** Resolves once the connection is made (or has ended). */
+  readonly connected: Promise<void>;
   destroy(): void;
 }
 
@@ -140,19 +142,24 @@ export function slowClient(port: number, from: string, everyMs = 1_000): SlowCli
   const start = performance.now();
   const socket: Socket = connect({ port, host: '127.0.0.1', localAddress: from });
   let answer = '';
+  let error = '';
   socket.setEncoding('utf8');
   socket.on('data', (d: string) => (answer += d));
-  socket.on('error', () => undefined);
+  socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? 'error'));
   socket.on('connect', () => socket.write('GET /api/v1/alerts HTTP/1.1\r\nhost: collector\r\n'));
   let n = 0;
   const timer = setInterval(() => {
     if (socket.writable) socket.write(`x-slow-${n++}: ${'a'.repeat(16)}\r\n`);
   }, everyMs);
-  const closed = new Promise<{ answer: string; afterMs: number }>((resolve) =>
+  const closed = new Promise<{ answer: string; error: string; afterMs: number }>((resolve) =>
     socket.on('close', () => {
       clearInterval(timer);
-      resolve({ answer: answer.slice(0, answer.indexOf('\r\n') === -1 ? 64 : answer.indexOf('\r\n')), afterMs: Math.round(performance.now() - start) });
+      resolve({ answer: answer.slice(0, answer.indexOf('\r\n') === -1 ? 64 : answer.indexOf('\r\n')), error, afterMs: Math.round(performance.now() - start) });
     }),
   );
-  return { closed, destroy: () => socket.destroy() };
+  const connected = new Promise<void>((resolve) => {
+    socket.once('connect', () => resolve());
+    socket.once('close', () => resolve());
+  });
+  return { closed, connected, destroy: () => socket.destroy() };
 }

@@ -1,5 +1,5 @@
 /**
- * The hostile client: a collector process with API tokens, a probe listener and 1,024 descriptors,
+ * The hostile client: a collector process with API tokens, a probe listener and 1,536 descriptors,
  * and a client that floods, hangs on, guesses, oversizes and hogs (test/hostile/http-attacks.ts, one attack a test,
  * in order). Each is refused or cut and counted, /livez on the probe port answers within a
  * generous deadline throughout, and valid tokens keep working.
@@ -36,6 +36,7 @@ test.before(async () => {
     reviewer: REVIEWER,
     feedSlotsPerToken: 16,
     connectionsPerAddress: 256,
+    stormMs: 3_000,
   };
 });
 
@@ -67,7 +68,7 @@ test.serial('the agent too: /livez on a port of its own answers while its /metri
   const started = await agent.waitForLog((l) => l.msg === 'agent started');
   const metricsPort = Number(String(started.http).split(':').at(-1));
   const probeUrl = `http://${String(started.probes)}`;
-  const flood = storm({ port: metricsPort, path: '/metrics', inFlight: 400, durationMs: 5_000, processes: 1 });
+  const flood = storm({ port: metricsPort, path: '/metrics', inFlight: 400, durationMs: 2_000, processes: 1 });
   const probes = await probeWhile(`${probeUrl}/livez`, flood);
   const result = await flood;
   t.log(`agent /livez on its probe port: ${summarize(probes).text}; storm ${JSON.stringify(result.byOutcome)}`);
