@@ -78,6 +78,8 @@ export const AGENT_SETTINGS = defineSettings({
   ),
   baselineKey: flag(z.enum(['repository', 'tag', 'digest']).default('repository'), { arg: 'MODE', help: 'repository (default) | tag | digest' }),
   httpListen: flag(hostPort.default('127.0.0.1:9464'), { arg: 'HOST:PORT', help: '/metrics, /livez, /readyz; default 127.0.0.1:9464' }),
+  /** A port of its own for the kubelet's probes (/livez, /healthz, /readyz), so that no scrape storm delays them ('' = none). */
+  probeListen: flag(z.union([z.literal(''), hostPort]).default(''), { arg: 'HOST:PORT', help: '/livez, /readyz alone on a port of their own, for the kubelet (none unless given)' }),
   logLevel: flag(z.enum(LOG_LEVELS).default('info'), { arg: 'LEVEL', help: `${LOG_LEVELS.join('|')}; default info` }),
   maxRecordBytes: flag(z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20), { arg: 'N', help: 'longest event record accepted; default 1048576' }),
   maxSpoolBytes: flag(z.coerce.number().int().min(1 << 20).default(256 << 20), {

@@ -10,8 +10,8 @@ import { createBaselineEngine, type BaselineEngine, type LearningWindow } from '
 import type { ActivityEvent } from '../core/event.js';
 import { globMatch } from '../core/severity.js';
 import { parseCidr } from '../core/ip.js';
-import { serveHealth } from '../runtime/health.js';
-import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
+import { createProbeServer, serveHealth } from '../runtime/health.js';
+import { formatHostPort, limitConnections, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
@@ -37,9 +37,14 @@ export const RESUMABLE_SOURCES: ReadonlySet<string> = new Set(['falco-file', 'te
 // The agent's settings live in config.ts; what starts an agent needs both.
 export { AgentConfigSchema, loadAgentConfig, type AgentConfig } from './config.js';
 
+/** Connections the agent's /metrics listener holds (Prometheus needs one or two). */
+const AGENT_HTTP_CONNECTIONS = { max: 64, perAddress: 16 };
+
 /** A running agent. */
 export interface AgentHandle {
   readonly httpPort: number;
+  /** The probe listener's port (probeListen), null without one. */
+  readonly probePort: number | null;
   readonly metrics: AgentMetrics;
   /** Sources that stopped with an error. */
   readonly failedSources: readonly string[];
@@ -188,13 +193,20 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
   let sourcesRunning = sources.length;
   const failedSources: string[] = [];
   const flushTimer = setInterval(() => pipeline.flush(false), 1_000);
-  const http = createServer((req, res) => {
-    serveHealth(req, res, metrics.registry, () => (sourcesRunning > 0 || config.exitWhenDone ? null : 'no source is running')).then((handled) => {
+  const readiness = () => (sourcesRunning > 0 || config.exitWhenDone ? null : 'no source is running');
+  const http = createServer({ connectionsCheckingInterval: 2_000 }, (req, res) => {
+    serveHealth(req, res, metrics.registry, readiness).then((handled) => {
       if (!handled) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }, () => res.writeHead(500).end());
   });
+  http.requestTimeout = 30_000;
+  http.headersTimeout = 10_000;
+  limitConnections(http, AGENT_HTTP_CONNECTIONS, (reason) => metrics.httpDropped.inc({ listener: 'metrics', reason }));
   const at = parseHostPort(config.httpListen);
   const httpPort = await listenHttp(http, at);
+  const probeAt = config.probeListen === '' ? null : parseHostPort(config.probeListen);
+  const probes = probeAt ? createProbeServer(readiness, { onDrop: () => metrics.httpDropped.inc({ listener: 'probes', reason: 'max_connections' }) }) : null;
+  const probePort = probes && probeAt ? await listenHttp(probes, probeAt) : null;
 
   // A new node waits (briefly) for what the cluster learned: learning a key from zero that the
   // cluster already enforces would let this node teach the cluster whatever runs here first.
@@ -221,7 +233,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       sourcesRunning--;
     }
   });
-  logger.info({ node: config.node, sources: config.sources, collector: config.collector, http: formatHostPort(at.host, httpPort), learningWindowMs: config.learningWindow }, 'agent started');
+  logger.info({ node: config.node, sources: config.sources, collector: config.collector, http: formatHostPort(at.host, httpPort), ...(probeAt && probePort !== null ? { probes: formatHostPort(probeAt.host, probePort) } : {}), learningWindowMs: config.learningWindow }, 'agent started');
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -235,14 +247,16 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       await uplink.stop();
       containers.close();
       state.close();
-      await new Promise<void>((resolve) => {
-        http.close(() => resolve());
-        http.closeAllConnections();
-      });
+      for (const server of probes ? [http, probes] : [http]) {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+      }
       logger.info('agent stopped');
     })();
     return stopping;
   };
   const done = Promise.all(runs).then(() => stop());
-  return { httpPort, metrics, failedSources, done, stop };
+  return { httpPort, probePort, metrics, failedSources, done, stop };
 }

@@ -21,6 +21,7 @@ export function createAgentMetrics() {
     deviations: new Counter({ name: 'driftwatch_agent_deviations_total', help: 'Deviations found, by source and kind', labelNames: ['source', 'kind'], registers: r }),
     spoolRecords: new Gauge({ name: 'driftwatch_agent_spool_records', help: 'Records waiting in the spool for the collector', registers: r }),
     spoolBytes: new Gauge({ name: 'driftwatch_agent_spool_bytes', help: 'Bytes waiting in the spool', registers: r }),
+    httpDropped: new Counter({ name: 'driftwatch_agent_http_connections_dropped_total', help: 'HTTP connections (/metrics, probes) closed as they were accepted, by listener (metrics, probes) and bound (max_connections, per_address)', labelNames: ['listener', 'reason'], registers: r }),
     spoolEvicted: new Counter({ name: 'driftwatch_agent_spool_evicted_total', help: 'Deviations dropped from a full spool, by the severity the agent gave them (lowest severity first, then oldest)', labelNames: ['severity'], registers: r }),
     spoolOldestAge: new Gauge({ name: 'driftwatch_agent_spool_oldest_age_seconds', help: 'Age of the oldest record in the spool not yet acknowledged by the collector (0 when empty): the delivery lag', registers: r }),
     sourceResumable: new Gauge({ name: 'driftwatch_agent_source_resumable', help: '1 when a source resumes from a saved position after a restart (file tails), 0 when what it was handed while the agent was down is gone', labelNames: ['source'], registers: r }),

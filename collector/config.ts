@@ -29,6 +29,12 @@ export const COLLECTOR_SETTINGS = defineSettings({
   db: flag(z.string().min(1), { arg: 'FILE', help: 'SQLite database file, created if missing' }),
   grpcListen: flag(hostPort.default('0.0.0.0:7070'), { arg: 'HOST:PORT', help: 'agent ingest; default 0.0.0.0:7070' }),
   httpListen: flag(hostPort.default('0.0.0.0:8080'), { arg: 'HOST:PORT', help: 'API, /metrics, /livez, /readyz; default 0.0.0.0:8080' }),
+  /** A port of its own for the kubelet's probes (/livez, /healthz, /readyz), so that no load on the API delays them ('' = none). */
+  probeListen: flag(z.union([z.literal(''), hostPort]).default(''), { arg: 'HOST:PORT', help: '/livez, /readyz alone on a port of their own, for the kubelet (none unless given)' }),
+  /** HTTP API connections open at once; more are closed as they are accepted (counted). */
+  httpMaxConnections: flag(z.coerce.number().int().min(16).max(1_000_000).default(1_024), { arg: 'N', help: 'API connections at once; more are closed on accept; default 1024' }),
+  /** HTTP API connections open at once from one address; more are closed as they are accepted (counted). */
+  httpMaxConnectionsPerAddress: flag(z.coerce.number().int().min(4).max(1_000_000).default(256), { arg: 'N', help: 'the same from one address; default 256' }),
   logLevel: flag(z.enum(LOG_LEVELS).default('info'), { arg: 'LEVEL', help: 'default info' }),
   maxBatchItems: flag(z.coerce.number().int().min(1).max(10_000).default(2_000), { arg: 'N', help: 'most records per agent batch; default 2000' }),
   /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */

@@ -7,7 +7,8 @@ import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import cron from 'node-cron';
 import { Counter } from 'prom-client';
-import { formatHostPort, listenHttp, parseHostPort } from '../runtime/listen.js';
+import { createProbeServer } from '../runtime/health.js';
+import { formatHostPort, limitConnections, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
@@ -40,6 +41,8 @@ export { CollectorConfigSchema, loadCollectorConfig, type CollectorConfig } from
 export interface CollectorHandle {
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The probe listener's port (probeListen), null without one. */
+  readonly probePort: number | null;
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
   readonly url: string;
   readonly store: Store;
@@ -147,6 +150,7 @@ export async function startCollector(
   const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port), credentials);
 
   let ready = true;
+  const readiness = () => (ready ? null : 'shutting down');
   const audit = createAuditLog(store);
   const auth = createApiAuth(
     {
@@ -171,7 +175,7 @@ export async function startCollector(
     store,
     alerting,
     registry: metrics.registry,
-    readiness: () => (ready ? null : 'shutting down'),
+    readiness,
     metricsIntervalMs: config.metricsInterval,
     now,
     maxExceptionLifetime: config.alerting.maxExceptionLifetime,
@@ -179,10 +183,19 @@ export async function startCollector(
     onBaselineChanged: (key) => ingest.pushBaselines([key]),
     nodes,
   });
-  const http = createServer({ maxHeaderSize: 16 << 10 }, handler);
+  // Timeouts are enforced every connectionsCheckingInterval (Node: 30 s unless told), so a client
+  // that sends its headers a byte at a time is cut within 12 s, not 40.
+  const http = createServer({ maxHeaderSize: 16 << 10, connectionsCheckingInterval: 2_000 }, handler);
   http.requestTimeout = 30_000;
   http.headersTimeout = 10_000;
   http.maxHeadersCount = 100;
+  const dropped = new Counter({
+    name: 'driftwatch_collector_http_connections_dropped_total',
+    help: 'HTTP connections closed as they were accepted, by listener (api, probes) and bound (max_connections, per_address)',
+    labelNames: ['listener', 'reason'],
+    registers: [metrics.registry],
+  });
+  limitConnections(http, { max: config.httpMaxConnections, perAddress: config.httpMaxConnectionsPerAddress }, (reason) => dropped.inc({ listener: 'api', reason }));
   const stream = attachStream(http, {
     feed,
     logger,
@@ -208,12 +221,16 @@ export async function startCollector(
   const httpPort = await listenHttp(http, httpAt);
   const urlHost = httpAt.host === '0.0.0.0' || httpAt.host === '::' ? '127.0.0.1' : httpAt.host;
   const url = `http://${formatHostPort(urlHost, httpPort)}`;
-  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, db: config.db, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
+  const probes = config.probeListen === '' ? null : createProbeServer(readiness, { onDrop: () => dropped.inc({ listener: 'probes', reason: 'max_connections' }) });
+  const probeAt = config.probeListen === '' ? null : parseHostPort(config.probeListen);
+  const probePort = probes && probeAt ? await listenHttp(probes, probeAt) : null;
+  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, ...(probeAt && probePort !== null ? { probes: formatHostPort(probeAt.host, probePort), probePort } : {}), db: config.db, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
 
   let stopping: Promise<void> | null = null;
   return {
     grpcPort,
     httpPort,
+    probePort,
     url,
     store,
     metrics,
@@ -249,6 +266,12 @@ export async function startCollector(
           http.close(() => resolve());
           http.closeAllConnections();
         });
+        if (probes) {
+          await new Promise<void>((resolve) => {
+            probes.close(() => resolve());
+            probes.closeAllConnections();
+          });
+        }
         nodes.stop();
         await alerting.stop();
         store.close();

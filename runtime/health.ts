@@ -1,6 +1,7 @@
 /**
  * The endpoints every long-running process serves: /metrics (Prometheus text), /livez (and its
- * alias /healthz) and /readyz. Shared by the agent's small server and the collector's API server.
+ * alias /healthz) and /readyz. Shared by the agent's small server and the collector's API server;
+ * the probes also get a listener of their own (createProbeServer, probeListen) for the kubelet.
  *
  * /metrics is rendered at most FRESH_RENDERS times per interval (1 s unless told), whatever the
  * number of scrapes: concurrent scrapes share the one rendering in flight, and past that many
@@ -9,7 +10,7 @@
  * loop, and /livez behind it, for seconds; a scraper or two (Prometheus, a person, a test reading
  * twice in a row) always gets fresh numbers.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Counter, type Registry } from 'prom-client';
 
 /** Readiness: null when ready, otherwise the reason it is not. */
@@ -80,6 +81,34 @@ export interface HealthOptions {
   now?: (() => number) | undefined;
 }
 
+const PROBE_PATHS: ReadonlySet<string> = new Set(['/livez', '/healthz', '/readyz']);
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+function methodAllowed(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return true;
+  res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+  return false;
+}
+
+/** Serve /livez, /healthz or /readyz, synchronously; returns false when the path is none of them. */
+export function serveProbe(req: IncomingMessage, res: ServerResponse, readiness: ReadinessCheck): boolean {
+  const path = pathOf(req);
+  if (!PROBE_PATHS.has(path)) return false;
+  if (!methodAllowed(req, res)) return true;
+  if (path === '/readyz') {
+    const reason = readiness();
+    res.writeHead(reason === null ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === null ? 'ok\n' : `not ready: ${reason}\n`);
+    return true;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+  return true;
+}
+
 /** Serve a health or metrics path; returns false when the path is not one of them. */
 export async function serveHealth(
   req: IncomingMessage,
@@ -88,22 +117,32 @@ export async function serveHealth(
   readiness: ReadinessCheck,
   options: HealthOptions = {},
 ): Promise<boolean> {
-  const path = (req.url ?? '/').split('?')[0];
-  if (path !== '/metrics' && path !== '/livez' && path !== '/healthz' && path !== '/readyz') return false;
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
-    return true;
-  }
-  if (path === '/metrics') {
-    const body = await cacheOf(registry, options.now ?? Date.now).text(options.metricsIntervalMs ?? METRICS_INTERVAL_MS);
-    res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : body);
-    return true;
-  }
-  if (path === '/readyz') {
-    const reason = readiness();
-    res.writeHead(reason === null ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === null ? 'ok\n' : `not ready: ${reason}\n`);
-    return true;
-  }
-  res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+  if (pathOf(req) !== '/metrics') return serveProbe(req, res, readiness);
+  if (!methodAllowed(req, res)) return true;
+  const body = await cacheOf(registry, options.now ?? Date.now).text(options.metricsIntervalMs ?? METRICS_INTERVAL_MS);
+  res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : body);
   return true;
+}
+
+/** Connections a probe listener holds at once; more are closed as they are accepted. */
+export const PROBE_MAX_CONNECTIONS = 32;
+
+/**
+ * A listener for the kubelet's probes alone: /livez (/healthz) and /readyz, nothing else (404).
+ * A storm against the API port fills that port's accept queue (the kernel's backlog, 511 in Node)
+ * and keeps its event-loop turns busy with parsing; a probe queued behind it waits for the SYN to
+ * be retried (1 s, 3 s, 7 s, ...) and a liveness probe with a 3 s timeout fails although the
+ * process is well. A port of its own has its own accept queue, is answered from a constant, and
+ * sits behind no Service or NetworkPolicy rule, so only the node (the kubelet) reaches it. It
+ * holds at most PROBE_MAX_CONNECTIONS connections and gives a slow client 5 s for its request.
+ */
+export function createProbeServer(readiness: ReadinessCheck, options: { maxConnections?: number; onDrop?: () => void } = {}): Server {
+  const server = createServer({ maxHeaderSize: 4 << 10, requestTimeout: 5_000, headersTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
+    if (!serveProbe(req, res, readiness)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: this port serves /livez, /healthz and /readyz\n');
+  });
+  server.maxConnections = options.maxConnections ?? PROBE_MAX_CONNECTIONS;
+  if (options.onDrop) server.on('drop', options.onDrop);
+  server.maxHeadersCount = 32;
+  server.keepAliveTimeout = 5_000;
+  return server;
 }

@@ -13,7 +13,7 @@ import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
-import { credentialDigest, type AuthFailureGate, type AuthFailureLimiter } from '../http/rate-limit.js';
+import { createRateLimiter, credentialDigest, type AuthFailureGate, type AuthFailureLimiter } from '../http/rate-limit.js';
 import type { TokenReviewer } from './token-review.js';
 
 /** How agents prove which node they are. `none` only with `insecure`. */
@@ -35,6 +35,13 @@ export type AgentAuthResult =
 const FAILURES: ReadonlySet<AgentAuthResult> = new Set(['no_certificate', 'bad_certificate', 'no_token', 'invalid_token', 'node_mismatch']);
 /** Credentials that authenticated lately, remembered (by digest) so that address bounds never hold them back. */
 const MAX_KNOWN_GOOD = 10_000;
+
+/**
+ * TokenReviews spent past a failure bound on tokens shaped like an agent's (token mode), per
+ * address and claimed node, and per claimed node from everywhere: a valid agent behind a throttled
+ * address still gets in, and forged agent-shaped tokens cost at most this many reviews.
+ */
+export const THROTTLED_REVIEWS = Object.freeze({ perAddressPerSecond: 1, perAddressBurst: 5, overallPerSecond: 10, overallBurst: 20 });
 
 const NODE_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
@@ -72,6 +79,8 @@ export function createNodeIdentityInterceptor(
   });
   const openPerNode = new Map<string, number>();
   const knownGood = new Set<string>();
+  const reviewsByAddress = createRateLimiter({ ratePerSecond: THROTTLED_REVIEWS.perAddressPerSecond, burst: THROTTLED_REVIEWS.perAddressBurst });
+  const reviewsOverall = createRateLimiter({ ratePerSecond: THROTTLED_REVIEWS.overallPerSecond, burst: THROTTLED_REVIEWS.overallBurst });
 
   return (_method, call) => {
     const address = call.getConnectionInfo().remoteAddress ?? call.getPeer();
@@ -104,15 +113,16 @@ export function createNodeIdentityInterceptor(
       .withOnReceiveMetadata((metadata, next) => {
         if (options.mode === 'none') return next(metadata);
         // Failure bounds, by credential first: a locked one costs nothing more (no TokenReview);
-        // past the address or overall bound, only a credential that was good lately is looked at.
-        const gate = (): boolean => {
+        // past the address or overall bound, a credential that was good lately is looked at, and
+        // one that `mayLook` lets through (a token shaped like an agent's, within its budget).
+        const gate = (mayLook?: () => boolean): boolean => {
           const locked = credential === null ? 0 : deps.failures.lockedFor(credential);
           if (locked > 0) {
             refuse('credential_locked', grpc.status.RESOURCE_EXHAUSTED, `too many failed authentications with this credential; retry in ${Math.ceil(locked / 1000)} s`);
             return true;
           }
           const throttled = credential !== null && knownGood.has(credential) ? null : deps.failures.throttled(address);
-          if (throttled === null) return false;
+          if (throttled === null || mayLook?.()) return false;
           const from = throttled.gate === 'address_throttled' ? 'from this address' : 'from all agents';
           refuse(throttled.gate, grpc.status.RESOURCE_EXHAUSTED, `too many failed authentications ${from}; retry in ${Math.ceil(throttled.retryAfterMs / 1000)} s`);
           return true;
@@ -139,9 +149,19 @@ export function createNodeIdentityInterceptor(
           credential = typeof header === 'string' && header !== '' ? credentialDigest(header.slice(0, MAX_TOKEN_CHARS + 16)) : null;
           return failed('no_token', 'send the agent ServiceAccount token as "authorization: Bearer TOKEN" metadata');
         }
-        credential = credentialDigest(m[1] as string);
+        const token = m[1] as string;
+        credential = credentialDigest(token);
         // Gate before the TokenReview: a flood of bad tokens must not become a flood of reviews.
-        if (gate()) return;
+        // Past a bound, a token that could be an agent's is still reviewed, within a budget per
+        // address and claimed node (and per claimed node overall): lockout is by credential, and
+        // an agent never seen before (a new node, a rotated token, a restarted collector) behind
+        // an address others fail from still gets in. Garbage and other service accounts' tokens
+        // never get that far.
+        const mayLook = () => {
+          const claims = deps.reviewer!.claims(token);
+          return claims !== null && reviewsByAddress.take(`${address}|${claims.node}`) === 0 && reviewsOverall.take(claims.node) === 0;
+        };
+        if (gate(mayLook)) return;
         deps.reviewer!.review(m[1] as string).then(
           (verdict) => {
             if (finished) return;

@@ -41,6 +41,8 @@ export type TokenVerdict =
 /** Verifies agent tokens. */
 export interface TokenReviewer {
   review(token: string): Promise<TokenVerdict>;
+  /** The node `token` claims if it could be an agent's, from its unverified claims; null if it cannot (see unverifiedAgentClaims). */
+  claims(token: string): { node: string } | null;
 }
 
 const MAX_RESPONSE_BYTES = 256 << 10;
@@ -75,6 +77,36 @@ export function judgeTokenReview(status: TokenReviewStatus | undefined, options:
   const node = Array.isArray(nodes) && nodes.length === 1 && typeof nodes[0] === 'string' ? nodes[0] : null;
   if (!node) return { ok: false, code: 'invalid', reason: 'the token is not bound to a node (use a projected ServiceAccount token of the agent pod)' };
   return { ok: true, node, username };
+}
+
+/**
+ * Whether a token could be an agent's ServiceAccount token, from its claims alone, unverified: a
+ * JWT whose `aud` holds the audience, whose `sub` is one of the agent service accounts, and whose
+ * `exp` has not passed; with the node it claims (`kubernetes.io.node.name`, '' when it names none).
+ * An agent's real token always passes (the API server checks the same claims, and the signature);
+ * a token that fails is not worth a TokenReview. Anyone can forge one that passes, so this never
+ * lets a stream in: it decides only whether a TokenReview is spent where the failure bounds would
+ * refuse without one (collector/node-identity.ts).
+ */
+export function unverifiedAgentClaims(token: string, options: Pick<TokenReviewOptions, 'audience' | 'serviceAccounts'>, nowMs: number): { node: string } | null {
+  const parts = token.split('.');
+  if (parts.length !== 3 || (parts[1] as string).length > 8192) return null;
+  let claims: unknown;
+  try {
+    claims = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof claims !== 'object' || claims === null) return null;
+  const { aud, sub, exp } = claims as { aud?: unknown; sub?: unknown; exp?: unknown };
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
+  if (!audiences.includes(options.audience)) return null;
+  const m = typeof sub === 'string' ? /^system:serviceaccount:([^:]+):([^:]+)$/.exec(sub) : null;
+  if (!m || !options.serviceAccounts.includes(`${m[1]}:${m[2]}`)) return null;
+  if (typeof exp === 'number' && exp * 1000 <= nowMs) return null;
+  const k8s = (claims as { 'kubernetes.io'?: { node?: { name?: unknown } } })['kubernetes.io'];
+  const node = typeof k8s?.node?.name === 'string' ? k8s.node.name.slice(0, 253) : '';
+  return { node };
 }
 
 /** Create a reviewer that asks the API server. */
@@ -139,6 +171,7 @@ export function createTokenReviewer(options: TokenReviewOptions, deps: { logger:
   }
 
   return {
+    claims: (token) => unverifiedAgentClaims(token, options, now()),
     review(token) {
       const id = createHash('sha256').update(token).digest('hex');
       const hit = cache.get(id);

@@ -7,45 +7,22 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { CollectorHandle } from '../../collector/main.js';
 import { createAuthFailureLimiter } from '../../collector/http/rate-limit.js';
 import { FRESH_RENDERS } from '../../runtime/health.js';
-import { withCollector } from '../helpers/collector.js';
+import { withCollector as withTestCollector } from '../helpers/collector.js';
+import { send as sendTo, upgrade as upgradeTo, type Answer, type SendOptions } from '../helpers/http-client.js';
 
 const VIEWER = 'viewer-token-0123456789abcdef';
 const REVIEWER = 'reviewer-token-0123456789abcdef';
 
-function withTokens(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<CollectorHandle> {
-  return withCollector(t, extra, { tokens: `tokens:\n  - name: viewer-user\n    role: viewer\n    token: ${VIEWER}\n  - name: reviewer-user\n    role: reviewer\n    token: ${REVIEWER}\n` });
-}
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
+function withCollector(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<CollectorHandle> {
+  return withTestCollector(t, extra, { tokens: `tokens:\n  - name: viewer-user\n    role: viewer\n    token: ${VIEWER}\n  - name: reviewer-user\n    role: reviewer\n    token: ${REVIEWER}\n` });
 }
 
 /** One request over a fresh connection from `from` (a 127.0.0.N address stands for another host). */
-function send(c: CollectorHandle, path: string, options: { token?: string; from?: string; method?: string; headers?: Record<string, string>; body?: Buffer | string; chunked?: boolean } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-    const req = request(`${c.url}${path}`, { method: options.method ?? 'GET', headers, localAddress: options.from ?? '127.0.0.1', agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    if (options.body === undefined) req.end();
-    else if (options.chunked) {
-      const bytes = Buffer.from(options.body);
-      for (let i = 0; i < bytes.length; i += 4096) req.write(bytes.subarray(i, i + 4096));
-      req.end();
-    } else req.end(options.body);
-  });
-}
+const send = (c: CollectorHandle, path: string, options: SendOptions = {}): Promise<Answer> => sendTo(c.url, path, options);
 
 async function denied(c: CollectorHandle, reason: string): Promise<number> {
   const text = await c.metrics.registry.getSingleMetricAsString('driftwatch_collector_api_requests_denied_total');
@@ -71,7 +48,7 @@ test('the failure limiter: a credential locks, an address and everyone are throt
 });
 
 test('a credential that keeps failing is locked, whatever address it comes from; other credentials are not', async (t) => {
-  const c = await withTokens(t);
+  const c = await withCollector(t);
   const bad = 'rotated-out-token-0123456789';
   for (let i = 1; i <= 10; i++) t.is((await send(c, '/api/v1/alerts', { token: bad, from: `127.0.0.${i + 10}` })).status, 401);
   const locked = await send(c, '/api/v1/alerts', { token: bad, from: '127.0.0.30' });
@@ -83,7 +60,7 @@ test('a credential that keeps failing is locked, whatever address it comes from;
 });
 
 test('an attacker rotating addresses meets the overall budget; valid tokens still get in from anywhere', async (t) => {
-  const c = await withTokens(t);
+  const c = await withCollector(t);
   // 16 addresses × 19 failures: under every address's bound, over the overall one (300 a minute).
   const statuses: number[] = [];
   for (let a = 0; a < 16; a++) {
@@ -101,7 +78,7 @@ test('an attacker rotating addresses meets the overall budget; valid tokens stil
 });
 
 test('requests without a token are not failures: 100 of them leave the failure budget untouched', async (t) => {
-  const c = await withTokens(t);
+  const c = await withCollector(t);
   for (let i = 0; i < 100; i++) t.is((await send(c, '/api/v1/whoami')).status, 401);
   t.is((await send(c, '/api/v1/alerts', { token: 'a-first-wrong-token-0123456' })).status, 401, 'a wrong token still gets 401, not 429');
   t.is(await denied(c, 'address_throttled'), 0);
@@ -126,7 +103,7 @@ async function consoleLoad(c: CollectorHandle): Promise<Map<string, number>> {
 }
 
 test('reloading the console 100 times needs no token, counts no failure, and never locks its user out', async (t) => {
-  const c = await withTokens(t);
+  const c = await withCollector(t);
   const first = await consoleLoad(c);
   t.true(first.has('/console/main.js') && first.has('/console/style.css') && first.has('/favicon.ico') && first.has('/console/favicon.svg'), [...first.keys()].join(' '));
   t.true(first.size > 5, 'the modules main.js imports are followed');
@@ -143,7 +120,7 @@ test('reloading the console 100 times needs no token, counts no failure, and nev
 
 test('2,000 concurrent scrapes of /metrics share a handful of renderings while /livez answers', async (t) => {
   // A long interval: a handful of renderings must serve the whole storm, however slow this machine is.
-  const c = await withTokens(t, { metricsInterval: '1m' });
+  const c = await withCollector(t, { metricsInterval: '1m' });
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const get = (path: string) =>
     new Promise<number | string>((resolve) => {
@@ -170,7 +147,7 @@ test('2,000 concurrent scrapes of /metrics share a handful of renderings while /
 });
 
 test('a JSON body over the bound gets 413 with a reason, announced or chunked, and the next request works', async (t) => {
-  const c = await withTokens(t);
+  const c = await withCollector(t);
   const json = (size: number) => JSON.stringify({ comment: 'x'.repeat(size) });
   const post = (body: string, chunked: boolean) =>
     send(c, '/api/v1/baselines/bulk', { method: 'POST', token: REVIEWER, headers: { 'content-type': 'application/json' }, body, chunked });
@@ -199,22 +176,10 @@ test('a JSON body over the bound gets 413 with a reason, announced or chunked, a
 });
 
 /** Open a live-feed websocket with `token`; resolves with the status line and the socket. */
-function upgrade(c: CollectorHandle, token: string): Promise<{ status: string; socket: Socket }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(c.httpPort, '127.0.0.1');
-    let text = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      text += d;
-      if (text.includes('\r\n')) resolve({ status: text.slice(0, text.indexOf('\r\n')), socket: s });
-    });
-    s.on('error', reject);
-    s.write(`GET /api/v1/stream HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: Bearer ${token}\r\n\r\n`);
-  });
-}
+const upgrade = (c: CollectorHandle, token: string) => upgradeTo(c.httpPort, token);
 
 test('one token holds at most its share of live-feed slots; other tokens still connect', async (t) => {
-  const c = await withTokens(t, { streamMaxClientsPerToken: 2 });
+  const c = await withCollector(t, { streamMaxClientsPerToken: 2 });
   const open: Socket[] = [];
   t.teardown(() => open.forEach((s) => s.destroy()));
   for (let i = 0; i < 2; i++) {

@@ -4,23 +4,16 @@
  * real collector (TLS) verifies agent streams against it.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { createTokenReviewer, judgeTokenReview } from '../../collector/ingest/token-review.js';
 import { withCollector } from '../helpers/collector.js';
 import { hello } from '../helpers/agent-stream.js';
+import { AGENT_SA, COLLECTOR_TOKEN, collectorTokenFile, fakeKubeApi, type KnownToken } from '../helpers/kube-api.js';
 import { makePki } from '../helpers/pki.js';
 
-const COLLECTOR_TOKEN = 'collector-own-sa-token';
-const AGENT_SA = 'system:serviceaccount:driftwatch:driftwatch-agent';
-
 /** Tokens the fake API server knows: token → the audiences it was issued for, its user, its node. */
-const KNOWN: Record<string, { audiences: string[]; username: string; node?: string }> = {
+const KNOWN: Record<string, KnownToken> = {
   'agent-node-a': { audiences: ['driftwatch'], username: AGENT_SA, node: 'node-a' },
   'agent-node-b': { audiences: ['driftwatch'], username: AGENT_SA, node: 'node-b' },
   'wrong-audience': { audiences: ['https://kubernetes.default.svc'], username: AGENT_SA, node: 'node-a' },
@@ -28,56 +21,9 @@ const KNOWN: Record<string, { audiences: string[]; username: string; node?: stri
   'not-node-bound': { audiences: ['driftwatch'], username: AGENT_SA },
 };
 
-interface FakeApi {
-  url: string;
-  requests: number;
-  server: Server;
-}
-
-/** A server that answers POST /apis/authentication.k8s.io/v1/tokenreviews like kube-apiserver. */
-async function fakeApiServer(t: ExecutionContext, options: { status?: number } = {}): Promise<FakeApi> {
-  const api: FakeApi = { url: '', requests: 0, server: createServer() };
-  api.server.on('request', (req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      api.requests++;
-      if (req.method !== 'POST' || req.url !== '/apis/authentication.k8s.io/v1/tokenreviews') return res.writeHead(404).end();
-      if (req.headers.authorization !== `Bearer ${COLLECTOR_TOKEN}`) return res.writeHead(401).end('{"kind":"Status","code":401}');
-      if (options.status) return res.writeHead(options.status).end('{"kind":"Status"}');
-      const review = JSON.parse(body) as { spec: { token: string; audiences: string[] } };
-      const known = KNOWN[review.spec.token];
-      const wanted = review.spec.audiences;
-      const audiences = known ? known.audiences.filter((a) => wanted.includes(a)) : [];
-      const status =
-        known && audiences.length > 0
-          ? {
-              authenticated: true,
-              audiences,
-              user: { username: known.username, uid: 'u1', groups: ['system:serviceaccounts'], extra: known.node ? { 'authentication.kubernetes.io/node-name': [known.node], 'authentication.kubernetes.io/pod-name': ['agent-x'] } : {} },
-            }
-          : { authenticated: false, error: known ? `token audiences ${JSON.stringify(known.audiences)} is invalid for the target audiences ${JSON.stringify(wanted)}` : 'invalid bearer token' };
-      res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', spec: review.spec, status }));
-    });
-  });
-  await new Promise<void>((r) => api.server.listen(0, '127.0.0.1', r));
-  api.url = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;
-  t.teardown(() => new Promise<void>((r) => api.server.close(() => r())));
-  return api;
-}
-
-function tokenFile(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dw-tr-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'token');
-  writeFileSync(file, `${COLLECTOR_TOKEN}\n`);
-  return file;
-}
-
 function reviewer(t: ExecutionContext, url: string, logs: string[] = []) {
   const logger = pino({ level: 'info' }, { write: (s: string) => logs.push(s) });
-  return createTokenReviewer({ apiServer: url, tokenFile: tokenFile(t), caFile: null, audience: 'driftwatch', serviceAccounts: ['driftwatch:driftwatch-agent'], timeoutMs: 30_000 }, { logger });
+  return createTokenReviewer({ apiServer: url, tokenFile: collectorTokenFile(t), caFile: null, audience: 'driftwatch', serviceAccounts: ['driftwatch:driftwatch-agent'], timeoutMs: 30_000 }, { logger });
 }
 
 test('judging a TokenReview status', (t) => {
@@ -93,7 +39,7 @@ test('judging a TokenReview status', (t) => {
 });
 
 test('TokenReview against a local API server: valid, invalid, wrong audience, wrong service account, unbound, cached', async (t) => {
-  const api = await fakeApiServer(t);
+  const api = await fakeKubeApi(t, KNOWN);
   const r = reviewer(t, api.url);
   t.deepEqual(await r.review('agent-node-a'), { ok: true, node: 'node-a', username: AGENT_SA });
   t.like(await r.review('garbage'), { ok: false, code: 'invalid', reason: 'the API server rejected the token: invalid bearer token' });
@@ -113,7 +59,7 @@ test('TokenReview against a local API server: valid, invalid, wrong audience, wr
 });
 
 test('an API server that is down or refuses the collector fails closed, with a clear log, and is not cached', async (t) => {
-  const api = await fakeApiServer(t);
+  const api = await fakeKubeApi(t, KNOWN);
   const url = api.url;
   await new Promise<void>((r) => api.server.close(() => r()));
   const logs: string[] = [];
@@ -124,7 +70,7 @@ test('an API server that is down or refuses the collector fails closed, with a c
   t.true(logs.some((l) => l.includes('cannot verify an agent token')));
   t.false(logs.some((l) => l.includes('agent-node-a')), 'the token is never logged');
 
-  const forbidden = await fakeApiServer(t, { status: 403 });
+  const forbidden = await fakeKubeApi(t, KNOWN, { status: 403 });
   const refused = await reviewer(t, forbidden.url).review('agent-node-a');
   t.like(refused, { ok: false, code: 'unavailable' });
   t.regex((refused as { reason: string }).reason, /HTTP 403 .*tokenreviews/);
@@ -132,7 +78,7 @@ test('an API server that is down or refuses the collector fails closed, with a c
 
 test('a collector in token mode: the token decides the node; another node, no token, a bad token or no API server are refused', async (t) => {
   const pki = await makePki(t, []);
-  const api = await fakeApiServer(t);
+  const api = await fakeKubeApi(t, KNOWN);
   const logs: string[] = [];
   const c = await withCollector(
     t,
@@ -143,7 +89,7 @@ test('a collector in token mode: the token decides the node; another node, no to
       agentAuth: 'token',
       agentServiceAccounts: ['driftwatch:driftwatch-agent'],
       kubeApiServer: api.url,
-      kubeTokenFile: tokenFile(t),
+      kubeTokenFile: collectorTokenFile(t),
     },
     { logs },
   );

@@ -193,8 +193,8 @@ for (const overlay of OVERLAYS) {
     const port = (agent.ports as Json[]).find((p) => p.name === 'metrics')!;
     t.is(agent.livenessProbe.httpGet.path, '/livez');
     t.is(agent.readinessProbe.httpGet.path, '/readyz');
-    t.is(agent.livenessProbe.httpGet.port, 'metrics');
-    t.is(agent.readinessProbe.httpGet.port, 'metrics');
+    // The kubelet probes a port of their own (probeListen), which a scrape storm on /metrics cannot delay.
+    for (const probe of [agent.startupProbe, agent.livenessProbe, agent.readinessProbe]) t.is(probe.httpGet.port, 'probes');
     const annotations = ds.spec.template.metadata.annotations as Json;
     t.is(annotations['prometheus.io/scrape'], 'true');
     t.is(Number(annotations['prometheus.io/port']), port.containerPort);
@@ -214,9 +214,10 @@ for (const overlay of OVERLAYS) {
     const config = withFile(text, (file) => loadAgentConfig({}, podEnv(objects), file));
     t.is(config.node, 'worker-1', 'node from NODE_NAME (downward API)');
     t.true((agent.env as Json[]).some((e) => e.name === 'NODE_NAME' && e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName'));
-    // httpListen is the probed port, on the pod IP.
-    const port = (agent.ports as Json[]).find((p) => p.name === 'metrics')!;
-    t.is(config.httpListen, `0.0.0.0:${String(port.containerPort)}`);
+    // httpListen is the scraped port and probeListen the probed one, on the pod IP.
+    const ports = Object.fromEntries((agent.ports as Json[]).map((p) => [p.name, p.containerPort]));
+    t.is(config.httpListen, `0.0.0.0:${String(ports.metrics)}`);
+    t.is(config.probeListen, `0.0.0.0:${String(ports.probes)}`);
     // The state dir is on the hostPath volume.
     const stateMount = (agent.volumeMounts as Json[]).find((m) => m.name === 'state')!;
     t.true(config.stateDir.startsWith(`${stateMount.mountPath as string}/`));
@@ -262,9 +263,11 @@ for (const overlay of OVERLAYS) {
     const ports = Object.fromEntries((c.ports as Json[]).map((p) => [p.name, p.containerPort]));
     t.is(`0.0.0.0:${String(ports.grpc)}`, config.grpcListen);
     t.is(`0.0.0.0:${String(ports.http)}`, config.httpListen);
-    t.deepEqual((svc.spec.ports as Json[]).map((p) => p.targetPort).sort(), ['grpc', 'http']);
+    t.is(`0.0.0.0:${String(ports.probes)}`, config.probeListen);
+    t.deepEqual((svc.spec.ports as Json[]).map((p) => p.targetPort).sort(), ['grpc', 'http'], 'the probe port is in no Service');
     t.is(c.livenessProbe.httpGet.path, '/livez');
     t.is(c.readinessProbe.httpGet.path, '/readyz');
+    for (const probe of [c.startupProbe, c.livenessProbe, c.readinessProbe]) t.is(probe.httpGet.port, 'probes');
     const pdb = find(objects, 'PodDisruptionBudget', 'driftwatch-collector');
     t.deepEqual(pdb.spec.selector.matchLabels, sts.spec.selector.matchLabels);
     t.true(mebibytes(c.resources.requests.memory as string) >= benchFigure('collector RSS with 1M stored deviations'));
@@ -301,7 +304,8 @@ for (const overlay of OVERLAYS) {
       t.is(expr.operator, 'In');
       t.true(expr.values.length > 0);
     }
-    t.is(rules.length, 2, 'no other ingress');
+    t.is(rules.length, 2, 'no other ingress: the probe port (8081) only from the node');
+    t.false(rules.some((r) => r.ports.some((p: Json) => p.port === 8081 || p.port === 'probes')));
     t.true(rules.every((r) => Array.isArray(r.from) && r.from.length > 0), 'no rule admits every source');
   });
 

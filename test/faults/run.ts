@@ -4,6 +4,9 @@
  *
  *   fault | events sent | deviations expected | stored | dropped (counted) | lost | duplicated
  *
+ * Then a hostile node's attacks on the agent stream and a hostile client's on the HTTP API, a row
+ * each with what was refused and counted.
+ *
  * `lost` is what was expected and neither stored nor counted as dropped by the spool's overflow
  * policy; `duplicated` is stored rows beyond one per distinct event (every deviating event has its
  * own pid). Exits 1 when anything is lost or duplicated, or a check of the fault itself fails (a
@@ -18,6 +21,7 @@ import { at, falcoLine } from '../helpers/falco.js';
 import { spawnCli, spawnCollector, type CliProcess } from '../helpers/processes.js';
 import * as grpc from '@grpc/grpc-js';
 import { ATTACKS, counter, type Target } from '../hostile/attacks.js';
+import { FD_LIMIT, HTTP_ATTACKS, httpCounter, settleMetrics, type HttpTarget } from '../hostile/http-attacks.js';
 
 /** spawnCli wants an ava context only to kill leftovers: this one kills them when a scenario ends. */
 function scope() {
@@ -341,6 +345,50 @@ await scenario('SIGTERM: collector mid-ingest, then agent', async (t, dir) => {
     rows.push({ fault: 'hostile node: then a real agent still alerts', sent: learn.length + 20, expected: 20, stored, dropped: 0, lost: Math.max(0, 20 - stored), duplicated: Math.max(0, stored - 20), checks, seconds: (performance.now() - start) / 1000 });
     await agent.stop();
     await collector.stop();
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- a hostile HTTP client: each attack a row, what was refused and counted (test/hostile/http-attacks.ts) ----
+
+{
+  const dir = mkdtempSync(join(tmpdir(), 'dw-faults-http-'));
+  const s = scope();
+  try {
+    const tokens = join(dir, 'tokens.yaml');
+    writeFileSync(tokens, 'tokens:\n  - name: viewer-user\n    role: viewer\n    token: viewer-token-0123456789abcdef\n  - name: reviewer-user\n    role: reviewer\n    token: reviewer-token-0123456789abcdef\n');
+    const collector = await spawnCollector(s.t, join(dir, 'c.db'), 0, ['--api-tokens-file', tokens, '--probe-listen', '127.0.0.1:0'], { fdLimit: FD_LIMIT });
+    const target: HttpTarget = {
+      url: collector.url,
+      probeUrl: collector.probeUrl as string,
+      port: Number(new URL(collector.url).port),
+      headers: {},
+      viewer: 'viewer-token-0123456789abcdef',
+      reviewer: 'reviewer-token-0123456789abcdef',
+      feedSlotsPerToken: 16,
+      connectionsPerAddress: 256,
+      stormMs: 15_000,
+    };
+    for (const attack of HTTP_ATTACKS) {
+      const start = performance.now();
+      const checks: string[] = [`refused: ${attack.refused}`];
+      try {
+        const before = await httpCounter(target, attack.counted.metric, attack.counted.labels);
+        await attack.run(target, (ok, what) => {
+          if (!ok) checks.push(`FAILED: ${what}`);
+        }, (what) => checks.push(what));
+        await settleMetrics();
+        const grown = (await httpCounter(target, attack.counted.metric, attack.counted.labels)) - before;
+        const labels = Object.entries(attack.counted.labels).map(([k, v]) => `${k}="${v}"`).join(',');
+        checks.push(`${grown >= attack.counted.atLeast ? 'counted' : 'FAILED: not counted'}: ${attack.counted.metric}{${labels}} +${grown}`);
+      } catch (err) {
+        checks.push(`FAILED: ${(err as Error).message}`);
+      }
+      rows.push({ fault: `hostile client: ${attack.name}`, sent: 0, expected: 0, stored: 0, dropped: 0, lost: 0, duplicated: 0, checks, seconds: (performance.now() - start) / 1000 });
+    }
+    if ((await collector.stop()) !== 0) rows.push({ fault: 'hostile client: then SIGTERM', sent: 0, expected: 0, stored: 0, dropped: 0, lost: 0, duplicated: 0, checks: ['FAILED: the collector did not exit 0'], seconds: 0 });
   } finally {
     await s.close();
     rmSync(dir, { recursive: true, force: true });

@@ -25,9 +25,15 @@ export interface CliProcess {
  * child runs with DRIFTWATCH_INSECURE=true (plaintext gRPC, an open API), as the tests of delivery
  * and detection need no certificates; test/e2e/tls*.test.ts run it secured.
  */
-export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore'; secure?: boolean } = {}): CliProcess {
+export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore'; secure?: boolean; fdLimit?: number } = {}): CliProcess {
   const env = options.secure ? process.env : { ...process.env, DRIFTWATCH_INSECURE: 'true' };
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'], env });
+  const stdio: ['pipe' | 'ignore', 'pipe', 'pipe'] = [options.stdin ?? 'ignore', 'pipe', 'pipe'];
+  // fdLimit: the child's hard and soft limit of open descriptors (Node raises its soft limit to the
+  // hard one, so both are set); the shell's script is constant, the values are its arguments.
+  const child =
+    options.fdLimit === undefined
+      ? spawn(process.execPath, [CLI, ...args], { stdio, env })
+      : spawn('/bin/sh', ['-c', 'ulimit -n "$0" && exec "$@"', String(options.fdLimit), process.execPath, CLI, ...args], { stdio, env });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (c: string) => (stderr += c));
@@ -52,11 +58,12 @@ export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?:
   };
 }
 
-/** Start a collector child on ephemeral ports; resolves once it logged its ports. */
-export async function spawnCollector(t: ExecutionContext, db: string, grpcPort = 0, extra: readonly string[] = []): Promise<CliProcess & { grpcPort: number; url: string }> {
-  const p = spawnCli(t, ['collector', '--db', db, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', '127.0.0.1:0', ...extra]);
+/** Start a collector child on ephemeral ports; resolves once it logged its ports (probeUrl: with --probe-listen). */
+export async function spawnCollector(t: ExecutionContext, db: string, grpcPort = 0, extra: readonly string[] = [], options: { fdLimit?: number } = {}): Promise<CliProcess & { grpcPort: number; url: string; probeUrl: string | null }> {
+  const p = spawnCli(t, ['collector', '--db', db, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', '127.0.0.1:0', ...extra], options);
   const started = await p.waitForLog((l) => l.msg === 'collector started');
-  return Object.assign(p, { grpcPort: started.grpcPort as number, url: `http://127.0.0.1:${started.httpPort as number}` });
+  const probeUrl = typeof started.probePort === 'number' ? `http://127.0.0.1:${started.probePort}` : null;
+  return Object.assign(p, { grpcPort: started.grpcPort as number, url: `http://127.0.0.1:${started.httpPort as number}`, probeUrl });
 }
 
 /** GET a JSON document. */

@@ -47,7 +47,7 @@ const proc = (exe: string, args = ''): Entry => ({ type: 'process', exe, parent:
 const seen = { firstSeen: T0, lastSeen: T0 + 60_000, count: 3 };
 
 /** Sum of a counter's samples whose labels include `labels`, from the collector's /metrics. */
-export async function counter(target: Target, metric: string, labels: Record<string, string> = {}): Promise<number> {
+export async function counter(target: Pick<Target, 'url' | 'headers'>, metric: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await (await fetch(`${target.url}/metrics`, { headers: target.headers })).text();
   let sum = 0;
   for (const line of text.split('\n')) {
