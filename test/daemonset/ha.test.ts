@@ -101,15 +101,18 @@ for (const variant of VARIANTS) {
     for (const term of terms) t.true(selects(term.podAffinityTerm.labelSelector.matchLabels as Json, podLabels), 'the term repels the collector\'s own pods');
   });
 
-  test(`${variant}: readiness on /readyz and liveness on /livez, on the port the Service sends API calls to`, (t) => {
+  test(`${variant}: readiness on /readyz and liveness on /livez, on the probe port of the process the Service sends API calls to, which no Service exposes`, (t) => {
     t.is(collector.readinessProbe.httpGet.path, '/readyz');
     t.is(collector.livenessProbe.httpGet.path, '/livez');
     t.is(collector.startupProbe.httpGet.path, '/livez');
+    for (const probe of [collector.readinessProbe, collector.livenessProbe, collector.startupProbe]) t.is(probe.httpGet.port, 'probes');
+    const config = parseYaml(mountedConfigMap(objects, spec, 'config').data['collector.yaml'] as string) as Json;
+    const port = (collector.ports as Json[]).find((p) => p.name === 'probes')!;
+    t.is(config.probeListen, `0.0.0.0:${port.containerPort}`, 'the probe port is the one the collector listens on');
     const svc = find(objects, 'Service', 'driftwatch-collector');
     t.true(selects(svc.spec.selector as Json, podLabels));
-    const http = (svc.spec.ports as Json[]).find((p) => p.name === 'http')!;
-    t.is(collector.readinessProbe.httpGet.port, http.targetPort);
-    t.true((collector.ports as Json[]).some((p) => p.name === http.targetPort));
+    t.true((svc.spec.ports as Json[]).some((p) => p.name === 'http'), 'the Service sends API calls to this pod');
+    t.false((svc.spec.ports as Json[]).some((p) => p.targetPort === 'probes' || p.targetPort === port.containerPort), 'no Service exposes the probe port');
   });
 
   test(`${variant}: the database URL is a file from the Secret ${DB_SECRET[variant]}, never an argument, an environment variable or the ConfigMap`, (t) => {
