@@ -19,12 +19,12 @@ export const STORE_HELP = `driftwatch store — the collector's database
       refused and left as it is. Prints the rows per table on both sides and the time taken.
   --from sqlite:FILE     the collector's SQLite file (its --db)
   --to-file FILE         a file holding the postgres://user:password@host:port/database URL
-                         (a Kubernetes Secret mounted as a file); also DRIFTWATCH_DB_URL_FILE
-                         DRIFTWATCH_DB_URL      the URL itself, from the environment
+                         (a Kubernetes Secret mounted as a file)
   --to postgres://…      the URL on the command line: only without a password (others on the
                          machine read command lines); the password then comes from PGPASSWORD
                          or ~/.pgpass
-Passwords are never printed.`;
+Without either flag: DRIFTWATCH_DB_URL_FILE (a file, as --to-file), else DRIFTWATCH_DB_URL (the
+URL itself). Passwords are never printed.`;
 
 /** Longest URL file read (a URL is far shorter; a bigger file is not one). */
 const MAX_URL_FILE = 8_192;

@@ -210,7 +210,10 @@ export async function migrateSqliteToPostgres(sqlitePath: string, postgresUrl: s
           let high = source.prepare(`SELECT coalesce(max(${quote(spec.identity)}), 0) FROM ${quote(spec.table)}`).pluck().get() as number;
           const hasSequence = (source.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'`).pluck().get() as number) > 0;
           if (hasSequence) high = Math.max(high, (source.prepare(`SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = ?`).pluck().get(spec.table) as number) ?? 0);
-          await sql(`SELECT setval(pg_get_serial_sequence($1, $2), $3, $4)`, [spec.table, spec.identity, Math.max(high, 1), high > 0]);
+          // An identity column or a sequence owned by the column (a partitioned table may use either).
+          const sequence = (await sql<{ s: string | null }>(`SELECT pg_get_serial_sequence($1, $2) AS s`, [spec.table, spec.identity])).rows[0]?.s ?? null;
+          if (sequence === null) throw new StoreMigrationError('target_schema', `the target's ${spec.table}.${spec.identity} has no sequence of its own: new rows could reuse copied ids; nothing was kept`);
+          await sql(`SELECT setval($1::regclass, $2, $3)`, [sequence, Math.max(high, 1), high > 0]);
         }
         const tables: TableCount[] = [];
         for (const spec of TABLES) {
