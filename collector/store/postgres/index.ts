@@ -28,8 +28,8 @@ export interface PostgresStoreOptions {
   logger?: StoreLogger | undefined;
 }
 
-/** The database's address without its password, for messages. */
-function redacted(url: string): string {
+/** The database's address without its password, for messages (store migrate's too). */
+export function redactedUrl(url: string): string {
   try {
     const u = new URL(url);
     u.password = '';
@@ -44,7 +44,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   const log: StoreLogger = options.logger ?? { warn: () => undefined };
   const pool = createPool(url, { max: options.maxConnections, statementTimeoutMs: options.statementTimeoutMs });
   try {
-    await migrate(pool, redacted(url));
+    await migrate(pool, redactedUrl(url));
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
