@@ -127,9 +127,11 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
    * version in its welcome or the push of it (it joins `connected` in the same step as its welcome).
    */
   const turns = createSerial();
+  /** Welcomes asked for and not yet written: a push meanwhile waits its turn, their streams may be among its receivers. */
+  let welcoming = 0;
 
   function pushBaselines(keys: readonly string[]): Promise<void> {
-    if (connected.size === 0) return Promise.resolve();
+    if (connected.size === 0 && welcoming === 0) return Promise.resolve();
     return turns
       .run(async () => {
         if (connected.size === 0) return;
@@ -145,6 +147,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
 
   /** Send the welcome and the cluster baselines to a stream past its hello, then take it among the connected ones. */
   function welcome(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): Promise<void> {
+    welcoming++;
     return turns.run(async () => {
       if (!open.has(call)) return;
       // A new (or returning) node enforces what the cluster learned instead of learning from zero:
@@ -161,7 +164,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       for (const m of msgs) call.write(m);
       if (clusters > 0) metrics.baselinesPushed.inc(clusters);
       connected.add(call);
-    });
+    }).finally(() => welcoming--);
   }
 
   /**
