@@ -7,6 +7,7 @@
  * Refused requests are not mutations and are not recorded here; they are counted in
  * driftwatch_collector_api_requests_denied_total.
  */
+import type { Async } from './store/async.js';
 import type { AuditStore } from './store/store.js';
 
 /** One change to record. `before`/`after` are JSON-serialisable (null for create/delete). */
@@ -38,10 +39,10 @@ export interface AuditEntry {
 
 /** The audit log. */
 export interface AuditLog {
-  /** Append one entry (synchronously committed); returns its id. */
-  record(input: AuditInput): number;
+  /** Append one entry; resolves to its id once committed. */
+  record(input: AuditInput): Promise<number>;
   /** Entries newest first; `next` is the cursor of the following page, or null. */
-  list(cursor: string | undefined, limit: number): { items: AuditEntry[]; next: string | null };
+  list(cursor: string | undefined, limit: number): Promise<{ items: AuditEntry[]; next: string | null }>;
 }
 
 /** An audit cursor that is not one of ours. */
@@ -69,7 +70,7 @@ function bounded(value: unknown): string {
 }
 
 /** The audit log over the store's audit slice; `now` stamps each entry. */
-export function createAuditLog(store: AuditStore, now: () => number = Date.now): AuditLog {
+export function createAuditLog(store: Async<AuditStore>, now: () => number = Date.now): AuditLog {
   const cut = (s: string, n: number) => String(s).slice(0, n);
   return {
     record(e) {
@@ -83,14 +84,14 @@ export function createAuditLog(store: AuditStore, now: () => number = Date.now):
         after: bounded(e.after),
       });
     },
-    list(cursor, limit) {
+    async list(cursor, limit) {
       let before = Number.MAX_SAFE_INTEGER;
       if (cursor !== undefined) {
         const text = Buffer.from(cursor, 'base64url').toString('utf8');
         if (!/^a\d{1,15}$/.test(text)) throw new AuditCursorError();
         before = Number(text.slice(1));
       }
-      const rows = store.listAudit(before, limit + 1);
+      const rows = await store.listAudit(before, limit + 1);
       const items = rows.slice(0, limit).map((r) => ({
         id: r.id,
         time: new Date(r.time).toISOString(),

@@ -1,7 +1,9 @@
 /**
- * The collector's composition root. Shutdown (SIGTERM): stop accepting streams, let the batch being
- * committed finish (commits are synchronous, so an acknowledged batch is always on disk), end the
- * open streams (agents resend anything unacknowledged elsewhere or later), close HTTP, close SQLite.
+ * The collector's composition root. Every consumer uses the store's slices through the asynchronous
+ * contract (store/async.ts); SQLite's synchronous slices are wrapped once, here. Shutdown (SIGTERM):
+ * stop accepting streams, let the batches taken be committed and acknowledged (an acknowledged batch
+ * is always on disk), end the open streams (agents resend anything unacknowledged elsewhere or
+ * later), close HTTP, wait for the requests, jobs and writes still using the store, close it.
  */
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
@@ -28,9 +30,9 @@ import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
 import { createNodeTracker, type NodeTracker } from './ingest/node-tracker.js';
 import { createAuthFailureLimiter } from './http/rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
+import { asAsync, type AsyncStore } from './store/async.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { Alert } from './alerting/alert.js';
-import type { Store } from './store/store.js';
 import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
 
@@ -45,7 +47,7 @@ export interface CollectorHandle {
   readonly probePort: number | null;
   /** Base URL of the HTTP API, e.g. http://127.0.0.1:8080 */
   readonly url: string;
-  readonly store: Store;
+  readonly store: AsyncStore;
   readonly metrics: CollectorMetrics;
   /** Live alert changes (the websocket feed subscribes). */
   readonly feed: AlertFeed;
@@ -73,21 +75,29 @@ export async function startCollector(
   const logger = options.logger ?? createLogger('driftwatch-collector', config.logLevel);
   const now = options.now ?? Date.now;
   const metrics = createCollectorMetrics();
-  const store = openSqliteStore(config.db, { logger: logger.child({ component: 'store' }) });
+  const sqlite = openSqliteStore(config.db, { logger: logger.child({ component: 'store' }) });
+  const store = asAsync(sqlite);
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
   const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });
-  const alerting = createAlerting({ store, sinks, config: config.alerting, feed, logger: logger.child({ component: 'alerting' }), registry: metrics.registry, now, publicUrl: config.publicUrl });
+  const alerting = await createAlerting({ store, sinks, config: config.alerting, feed, logger: logger.child({ component: 'alerting' }), registry: metrics.registry, now, publicUrl: config.publicUrl });
+  /** Jobs under way (scheduled ones, audit records of token reloads): shutdown waits for them before the store closes. */
+  const running = new Set<Promise<unknown>>();
+  const job = (name: string, run: () => Promise<unknown>) => () => {
+    const p = run().catch((err: unknown) => logger.error({ err, job: name }, 'scheduled job failed'));
+    running.add(p);
+    return p.finally(() => running.delete(p));
+  };
+  // The task's promise goes back to node-cron: noOverlap holds while a run still waits for the store.
   const jobs = [
-    cron.schedule(config.alerting.retentionSchedule, () => void alerting.prune(), { name: 'retention', noOverlap: true }),
-    cron.schedule(config.alerting.reminderSchedule, () => void alerting.remindExpiringExceptions(), { name: 'exception-reminders', noOverlap: true }),
-    cron.schedule(config.alerting.digestSchedule, () => void alerting.sendDigests(), { name: 'digests', noOverlap: true }),
+    cron.schedule(config.alerting.retentionSchedule, job('retention', () => alerting.prune()), { name: 'retention', noOverlap: true }),
+    cron.schedule(config.alerting.reminderSchedule, job('exception-reminders', () => alerting.remindExpiringExceptions()), { name: 'exception-reminders', noOverlap: true }),
+    cron.schedule(config.alerting.digestSchedule, job('digests', () => alerting.sendDigests()), { name: 'digests', noOverlap: true }),
   ];
-  const resendTimer = setInterval(() => {
-    alerting.resendToAlertmanager().catch((err: unknown) => logger.error({ err }, 'Alertmanager re-send failed'));
-  }, config.alerting.alertmanagerResend);
+  const resend = job('alertmanager-resend', () => alerting.resendToAlertmanager());
+  const resendTimer = setInterval(() => void resend(), config.alerting.alertmanagerResend);
   resendTimer.unref();
-  const nodes = createNodeTracker({ silentAfterMs: config.silentAfter }, { store, alerting, registry: metrics.registry, logger: logger.child({ component: 'nodes' }), now });
+  const nodes = await createNodeTracker({ silentAfterMs: config.silentAfter }, { store, alerting, registry: metrics.registry, logger: logger.child({ component: 'nodes' }), now });
   const writer =
     config.ingestThread === 'worker' && config.db !== ':memory:'
       ? await startIngestWorker({ db: config.db, spec: alerting.policySpec }, { hooks: alerting.policyHooks, logger: logger.child({ component: 'ingest' }) })
@@ -165,7 +175,7 @@ export async function startCollector(
       registry: metrics.registry,
       roleOf: requiredRole,
       // Who may change things is itself a change worth a record.
-      onTokensChanged: (before, after) => audit.record({ actor: 'system', role: 'admin', action: 'api-tokens.reload', target: config.apiTokensFile ?? '', before, after }),
+      onTokensChanged: (before, after) => void job('api-tokens-audit', () => audit.record({ actor: 'system', role: 'admin', action: 'api-tokens.reload', target: config.apiTokensFile ?? '', before, after }))(),
     },
   );
   if (config.apiTokensFile === undefined) logger.warn('insecure: the HTTP API has no tokens file; anyone who reaches it can read and change everything');
@@ -272,9 +282,14 @@ export async function startCollector(
             probes.closeAllConnections();
           });
         }
-        nodes.stop();
+        // Nothing may still be using the store when it closes: requests being answered (bounded: a
+        // request whose socket went may never finish reading its body), jobs, node records, alerting.
+        await Promise.race([handler.idle(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+        await nodes.stop();
+        // Aborts a re-send round in flight, so the jobs below end soon.
         await alerting.stop();
-        store.close();
+        await Promise.all(running);
+        sqlite.close();
         auth.close();
         tls?.close();
         logger.info('collector stopped');

@@ -4,6 +4,7 @@
  */
 import { describeEntry } from '../../core/entry.js';
 import type { Notice } from '../sinks/index.js';
+import type { Async } from '../store/async.js';
 import type { AlertStore } from '../store/store.js';
 import type { Alert } from './alert.js';
 import type { AlertingConfig } from './config.js';
@@ -13,7 +14,7 @@ import { newestAlerts } from './queries.js';
 
 /** What the digests need. */
 export interface DigestsDeps {
-  store: AlertStore;
+  store: Async<AlertStore>;
   /** The ownership map: its teams get a digest. */
   owners: AlertingConfig['owners'];
   notices: NoticeSender;
@@ -28,14 +29,14 @@ const MAX_LINES = 20;
 const SEVERITY_ORDER = ['critical', 'high', 'medium', 'low'];
 
 /** Send each team of the ownership map its digest; the function returns how many were sent. */
-export function createDigests(deps: DigestsDeps): () => number {
+export function createDigests(deps: DigestsDeps): () => Promise<number> {
   const { store, owners, notices, now } = deps;
-  return () => {
+  return async () => {
     const t = now();
     const since = t - 86_400_000;
     const teams = [...new Set(owners.map((o) => o.team))];
     const byTeam = new Map<string, Alert[]>(teams.map((team) => [team, []]));
-    for (const a of newestAlerts(store, ['firing', 'acknowledged'], 5_000)) byTeam.get(a.team)?.push(a);
+    for (const a of await newestAlerts(store, ['firing', 'acknowledged'], 5_000)) byTeam.get(a.team)?.push(a);
     let sent = 0;
     for (const [team, open] of byTeam) {
       const fresh = open.filter((a) => a.createdAt >= since);
@@ -51,7 +52,7 @@ export function createDigests(deps: DigestsDeps): () => number {
       };
       if (open.length > MAX_LINES) notice.lines.push(`… and ${open.length - MAX_LINES} more`);
       if (open.length === 0) notice.lines.push('nothing open');
-      notices.send(notice, `digest-${team}`);
+      await notices.send(notice, `digest-${team}`);
       sent++;
     }
     return sent;

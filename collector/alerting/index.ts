@@ -18,6 +18,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertFeed } from '../http/feed.js';
 import type { Sink } from '../sinks/index.js';
+import type { Async } from '../store/async.js';
 import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
 import type { AlertException, AlertTransition } from './alert.js';
 import type { AlertingConfig } from './config.js';
@@ -38,7 +39,7 @@ export { MAX_EXCEPTIONS } from './policy.js';
 
 /** What alerting needs. */
 export interface AlertingDeps {
-  store: AlertStore & OutboxStore & ExceptionStore & RetentionStore;
+  store: Async<AlertStore & OutboxStore & ExceptionStore & RetentionStore>;
   sinks: readonly Sink[];
   config: AlertingConfig;
   feed: AlertFeed;
@@ -63,18 +64,19 @@ export interface Alerting {
   /** Act on a committed batch: notify new and reopened alerts, publish changes. */
   afterCommit(result: IngestResult): void;
   /** Acknowledge, resolve or accept an alert, and notify its receivers. */
-  transition(fingerprint: string, change: AlertTransition): TransitionResult;
-  /** Add an exception (validated by the caller). */
-  addException(e: AlertException): void;
-  revokeException(id: string, by: string): AlertException | null;
-  /** Send what is due now (the worker also runs on its own); resolves when every sink is idle. */
+  transition(fingerprint: string, change: AlertTransition): Promise<TransitionResult>;
+  /** Add an exception (validated by the caller); resolves once the policy matches it. */
+  addException(e: AlertException): Promise<void>;
+  /** Revoke an exception: the revoked exception, or null when there is none or another call revoked it first. */
+  revokeException(id: string, by: string): Promise<AlertException | null>;
+  /** Send what is due now, silences and returns included (the worker also runs on its own); resolves when every sink is idle. */
   drain(): Promise<void>;
-  /** Tell owners about exceptions expiring within `reminderBefore`; returns how many were told. */
-  remindExpiringExceptions(): number;
-  /** Send each team of the ownership map its digest (open alerts, new in the last day); returns how many. */
-  sendDigests(): number;
+  /** Tell owners about exceptions expiring within `reminderBefore`; resolves to how many were told. */
+  remindExpiringExceptions(): Promise<number>;
+  /** Send each team of the ownership map its digest (open alerts, new in the last day); resolves to how many. */
+  sendDigests(): Promise<number>;
   /** Delete old deviations and closed alerts. */
-  prune(): { deviations: number; alerts: number; deliveries: number };
+  prune(): Promise<{ deviations: number; alerts: number; deliveries: number }>;
   /** Re-send open (and recently resolved) alerts, and silent nodes, to Alertmanager sinks. */
   resendToAlertmanager(): Promise<number>;
   /**
@@ -83,15 +85,18 @@ export interface Alerting {
    * alert: a PagerDuty incident, a firing Alertmanager alert (label `node`), a Slack message, a webhook
    * call. Sent once per silence, also across collector restarts (the outbox remembers).
    */
-  nodeSilent(node: string, lastContact: number): void;
+  nodeSilent(node: string, lastContact: number): Promise<void>;
   /** The silent `node` is heard from again: resolve what nodeSilent sent, on the sinks that got it. */
-  nodeBack(node: string, lastContact: number): void;
-  /** Stop the worker; an in-flight delivery is aborted and stays pending for the next start. */
+  nodeBack(node: string, lastContact: number): Promise<void>;
+  /**
+   * Stop the worker (an in-flight delivery is aborted and stays pending for the next start); resolves
+   * once nothing of alerting uses the store any more.
+   */
   stop(): Promise<void>;
 }
 
-/** Create alerting and start its outbox worker. */
-export function createAlerting(deps: AlertingDeps): Alerting {
+/** Create alerting (resolves once the active exceptions are loaded) and start its outbox worker. */
+export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
   const { store, sinks, config, feed, logger } = deps;
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
@@ -105,7 +110,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     storm: (scope, until) => logger.warn({ scope, until }, 'alert storm: notifications paused'),
   };
   const policy = createAlertPolicy(policySpec, policyHooks);
-  const exceptions = createExceptions({ store, policy, now });
+  const exceptions = await createExceptions({ store, policy, now });
 
   // Aborted by stop(): ends the outbox loops and a re-send round, aborting a delivery in flight.
   const abort = new AbortController();
@@ -127,7 +132,11 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     transition: lifecycle.transition,
     addException: exceptions.add,
     revokeException: exceptions.revoke,
-    drain: outbox.drain,
+    async drain() {
+      // What silences, returns and exception reloads are still writing is part of what is due now.
+      await Promise.all([silence.idle(), exceptions.idle()]);
+      await outbox.drain();
+    },
     remindExpiringExceptions,
     sendDigests,
     prune,
@@ -136,7 +145,7 @@ export function createAlerting(deps: AlertingDeps): Alerting {
     nodeBack: silence.nodeBack,
     async stop() {
       abort.abort();
-      await outbox.finished;
+      await Promise.all([outbox.finished, silence.idle(), exceptions.idle(), lifecycle.idle()]);
     },
   };
 }

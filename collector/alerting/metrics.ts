@@ -2,6 +2,7 @@
  * The metrics of alerting, named and explained in one place. Each job takes only the ones it moves.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Async } from '../store/async.js';
 import type { OutboxStore } from '../store/store.js';
 
 /** What alerting counts. */
@@ -23,7 +24,7 @@ export interface AlertingMetrics {
 }
 
 /** Register alerting's metrics on `registry`; the pending gauge asks `store` when scraped. */
-export function createAlertingMetrics(registry: Registry, store: OutboxStore): AlertingMetrics {
+export function createAlertingMetrics(registry: Registry, store: Async<OutboxStore>): AlertingMetrics {
   const r = [registry];
   return {
     notifications: new Counter({ name: 'driftwatch_collector_notifications_enqueued_total', help: 'Notifications written to the outbox, by sink, action and state (pending, or skipped with why)', labelNames: ['sink', 'action', 'state'], registers: r }),
@@ -33,8 +34,8 @@ export function createAlertingMetrics(registry: Registry, store: OutboxStore): A
       name: 'driftwatch_collector_outbox_pending',
       help: 'Notifications waiting in the outbox',
       registers: r,
-      collect() {
-        this.set(store.pendingDeliveries());
+      async collect() {
+        this.set(await store.pendingDeliveries());
       },
     }),
     outcomes: new Counter({ name: 'driftwatch_collector_outbox_deliveries_total', help: 'Outbox delivery attempts, by sink and outcome (delivered, retry, failed)', labelNames: ['sink', 'outcome'], registers: r }),

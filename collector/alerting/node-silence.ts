@@ -5,7 +5,9 @@
  * The nodes silent now are re-sent to Alertmanager like open alerts.
  */
 import type { Logger } from '../../runtime/logger.js';
+import { createSerial } from '../../runtime/serial.js';
 import type { Notification } from '../sinks/index.js';
+import type { Async } from '../store/async.js';
 import type { OutboxStore } from '../store/store.js';
 import type { AlertingMetrics } from './metrics.js';
 import type { Outbox } from './outbox.js';
@@ -14,7 +16,7 @@ import { openTriggerSinks } from './queries.js';
 
 /** What silent-node alerts need. */
 export interface NodeSilenceDeps {
-  store: OutboxStore;
+  store: Async<OutboxStore>;
   outbox: Pick<Outbox, 'enqueue'>;
   /** Where a silence is told: the default receivers that are configured sinks. */
   receivers: readonly string[];
@@ -28,11 +30,13 @@ export interface NodeSilenceDeps {
 /** Silent-node alerts. */
 export interface NodeSilence {
   /** The agent of `node` has not been heard from since `lastContact`: tell the receivers (once per silence). */
-  nodeSilent(node: string, lastContact: number): void;
+  nodeSilent(node: string, lastContact: number): Promise<void>;
   /** The silent `node` is heard from again: resolve what nodeSilent sent, on the sinks that got it. */
-  nodeBack(node: string, lastContact: number): void;
+  nodeBack(node: string, lastContact: number): Promise<void>;
   /** The trigger of each node silent now. */
   firing(): Iterable<Notification>;
+  /** Resolves once every silence and return asked for so far is written. */
+  idle(): Promise<void>;
 }
 
 /** The fingerprint of `node`'s silence (never a deviation alert's: those are hex). */
@@ -43,6 +47,10 @@ export function createNodeSilence(deps: NodeSilenceDeps): NodeSilence {
   const { store, outbox, receivers, metrics, logger, now } = deps;
   /** Silent nodes and their trigger. */
   const silentNodes = new Map<string, Notification>();
+  // One at a time, in order: each reads the outbox and writes what it read decides. A node back right
+  // after its silence must see the trigger that silence wrote, or its page would never be resolved;
+  // and a silence told twice at once must page once.
+  const turns = createSerial();
 
   function agentNotification(node: string, action: 'trigger' | 'resolve', lastContact: number): Notification {
     const last = lastContact > 0 ? new Date(lastContact).toISOString() : 'never';
@@ -86,25 +94,30 @@ export function createNodeSilence(deps: NodeSilenceDeps): NodeSilence {
       const n = agentNotification(node, 'trigger', lastContact);
       silentNodes.set(node, n);
       const fp = agentFingerprint(node);
-      // Already told (a collector restart while the node stayed silent): do not page twice.
-      if (openTriggerSinks(store, fp, now()).length > 0) return;
-      logger.warn({ node, lastContact: new Date(lastContact).toISOString(), receivers }, 'agent silent: this node is a blind spot');
-      if (receivers.length === 0) {
-        metrics.suppressed.inc({ reason: 'no-receiver' });
-        return;
-      }
-      const body = JSON.stringify(n);
-      outbox.enqueue(receivers.map((sink) => ({ alert: fp, sink, action: 'trigger', body, state: 'pending', lastError: '' })));
+      return turns.run(async () => {
+        // Already told (a collector restart while the node stayed silent): do not page twice.
+        if ((await openTriggerSinks(store, fp, now())).length > 0) return;
+        logger.warn({ node, lastContact: new Date(lastContact).toISOString(), receivers }, 'agent silent: this node is a blind spot');
+        if (receivers.length === 0) {
+          metrics.suppressed.inc({ reason: 'no-receiver' });
+          return;
+        }
+        const body = JSON.stringify(n);
+        await outbox.enqueue(receivers.map((sink) => ({ alert: fp, sink, action: 'trigger', body, state: 'pending', lastError: '' })));
+      });
     },
     nodeBack(node, lastContact) {
       silentNodes.delete(node);
       const fp = agentFingerprint(node);
-      const sinks = openTriggerSinks(store, fp, now());
-      logger.info({ node, receivers: sinks }, 'agent reporting again');
-      if (sinks.length === 0) return;
-      const body = JSON.stringify(agentNotification(node, 'resolve', lastContact));
-      outbox.enqueue(sinks.map((sink) => ({ alert: fp, sink, action: 'resolve', body, state: 'pending', lastError: '' })));
+      return turns.run(async () => {
+        const sinks = await openTriggerSinks(store, fp, now());
+        logger.info({ node, receivers: sinks }, 'agent reporting again');
+        if (sinks.length === 0) return;
+        const body = JSON.stringify(agentNotification(node, 'resolve', lastContact));
+        await outbox.enqueue(sinks.map((sink) => ({ alert: fp, sink, action: 'resolve', body, state: 'pending', lastError: '' })));
+      });
     },
     firing: () => silentNodes.values(),
+    idle: turns.idle,
   };
 }

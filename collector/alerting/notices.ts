@@ -8,8 +8,8 @@ import type { Outbox } from './outbox.js';
 
 /** Sends a notice to its team. */
 export interface NoticeSender {
-  /** Write `notice` to the outbox for the receivers of `notice.team`, under `subject`; returns those receivers. */
-  send(notice: Notice, subject: string): string[];
+  /** Write `notice` to the outbox for the receivers of `notice.team`, under `subject`; resolves to those receivers once written. */
+  send(notice: Notice, subject: string): Promise<string[]>;
 }
 
 /** What sending notices needs. */
@@ -32,10 +32,10 @@ export function createNoticeSender(deps: NoticeSenderDeps): NoticeSender {
   }
 
   return {
-    send(notice, subject) {
+    async send(notice, subject) {
       const to = receivers(notice.team);
       const body = JSON.stringify(notice);
-      outbox.enqueue(to.map((sink) => ({ alert: subject, sink, action: 'notice', body, state: 'pending', lastError: '' })));
+      await outbox.enqueue(to.map((sink) => ({ alert: subject, sink, action: 'notice', body, state: 'pending', lastError: '' })));
       return to;
     },
   };

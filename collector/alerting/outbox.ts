@@ -7,6 +7,7 @@
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
 import { DeliveryError, type Notice, type Notification, type Sink } from '../sinks/index.js';
+import type { Async } from '../store/async.js';
 import type { OutboxStore } from '../store/store.js';
 import type { OutboxEntry, OutboxItem } from './alert.js';
 import type { AlertingConfig } from './config.js';
@@ -14,7 +15,7 @@ import type { AlertingMetrics } from './metrics.js';
 
 /** What the outbox worker needs. */
 export interface OutboxDeps {
-  store: OutboxStore;
+  store: Async<OutboxStore>;
   sinks: readonly Sink[];
   config: AlertingConfig['outbox'];
   /** Aborted at shutdown: the loops end, a delivery in flight is aborted. */
@@ -27,8 +28,8 @@ export interface OutboxDeps {
 
 /** The running outbox worker. */
 export interface Outbox {
-  /** Write `items` to the outbox, count them and wake the workers of their sinks. */
-  enqueue(items: readonly OutboxEntry[]): void;
+  /** Write `items` to the outbox, count them and wake the workers of their sinks (resolves once written). */
+  enqueue(items: readonly OutboxEntry[]): Promise<void>;
   /** Count notifications the store already wrote (with an ingest or a transition) and wake their sinks' workers. */
   written(items: readonly OutboxEntry[]): void;
   /** Send what is due now; resolves when every sink's worker is idle. */
@@ -70,6 +71,8 @@ export function createOutbox(deps: OutboxDeps): Outbox {
     let kicked = false;
     let idleWaiters: (() => void)[] = [];
     let busy = false;
+    /** Times the loop found nothing due. */
+    let idleRounds = 0;
     const wait = (ms: number) =>
       new Promise<void>((resolve) => {
         if (kicked) {
@@ -87,12 +90,13 @@ export function createOutbox(deps: OutboxDeps): Outbox {
     const loop = async () => {
       while (!signal.aborted) {
         const t = now();
-        const item = store.nextDelivery(sink.name, t);
+        const item = await store.nextDelivery(sink.name, t);
         if (!item) {
           busy = false;
+          idleRounds++;
           for (const w of idleWaiters) w();
           idleWaiters = [];
-          const due = store.nextDueAt(sink.name);
+          const due = await store.nextDueAt(sink.name);
           await wait(due === null ? 60_000 : Math.max(10, Math.min(60_000, due - t)));
           continue;
         }
@@ -107,8 +111,12 @@ export function createOutbox(deps: OutboxDeps): Outbox {
         kicked = true;
         wakeUp?.();
       },
-      idle() {
-        if (!busy && store.nextDelivery(sink.name, now()) === null) return Promise.resolve();
+      async idle() {
+        const rounds = idleRounds;
+        if (!busy && (await store.nextDelivery(sink.name, now())) === null) return;
+        // The loop may have delivered what the read saw and gone idle while it was read (calling the
+        // waiters it had then): that is the idleness asked for, not a reason to wait for the next.
+        if (idleRounds !== rounds) return;
         return new Promise<void>((resolve) => idleWaiters.push(resolve));
       },
     };
@@ -119,10 +127,10 @@ export function createOutbox(deps: OutboxDeps): Outbox {
     // An acknowledge or resolve overtaking its trigger (still being retried) would reach the pager
     // first and close nothing; the trigger then opens an incident that nobody closes. It waits.
     if (item.action === 'acknowledge' || item.action === 'resolve') {
-      const trigger = store.deliveriesOf(item.alert).find((d) => d.sink === item.sink && d.action === 'trigger' && d.state === 'pending' && d.seq < item.seq);
+      const trigger = (await store.deliveriesOf(item.alert)).find((d) => d.sink === item.sink && d.action === 'trigger' && d.state === 'pending' && d.seq < item.seq);
       if (trigger) {
         const t = now();
-        store.settleDelivery(item.seq, { state: 'pending', attempts: item.attempts, nextAt: Math.max(trigger.nextAt, t) + 1000, error: 'waiting: its trigger is not delivered yet', at: t });
+        await store.settleDelivery(item.seq, { state: 'pending', attempts: item.attempts, nextAt: Math.max(trigger.nextAt, t) + 1000, error: 'waiting: its trigger is not delivered yet', at: t });
         return;
       }
     }
@@ -131,7 +139,7 @@ export function createOutbox(deps: OutboxDeps): Outbox {
         if (!sink.notify) throw new DeliveryError('rejected', `${sink.type} sinks take no notices`, undefined, undefined);
         await sink.notify(JSON.parse(item.body) as Notice, signal);
       } else await sink.send(JSON.parse(item.body) as Notification, signal);
-      store.settleDelivery(item.seq, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() });
+      await store.settleDelivery(item.seq, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() });
       metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
     } catch (err) {
       const t = now();
@@ -139,22 +147,22 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       const error = deliveryErrorText(err);
       const retryable = err instanceof DeliveryError && err.retryable;
       if (!retryable || t - item.createdAt >= config.giveUpAfter) {
-        store.settleDelivery(item.seq, { state: 'failed', attempts, nextAt: item.nextAt, error, at: t });
+        await store.settleDelivery(item.seq, { state: 'failed', attempts, nextAt: item.nextAt, error, at: t });
         metrics.outcomes.inc({ sink: sink.name, outcome: 'failed' });
         logger.warn({ sink: sink.name, alert: item.alert, action: item.action, attempts, error }, 'notification failed for good');
         return;
       }
       const wait = Math.max(backoff(attempts), err instanceof DeliveryError ? err.retryAfterMs ?? 0 : 0);
-      store.settleDelivery(item.seq, { state: 'pending', attempts, nextAt: t + wait, error, at: t });
+      await store.settleDelivery(item.seq, { state: 'pending', attempts, nextAt: t + wait, error, at: t });
       metrics.outcomes.inc({ sink: sink.name, outcome: 'retry' });
       logger.info({ sink: sink.name, alert: item.alert, action: item.action, attempts, retryInMs: wait, error }, 'notification will be retried');
     }
   }
 
   return {
-    enqueue(items) {
+    async enqueue(items) {
       if (items.length === 0) return;
-      store.enqueue(items, now());
+      await store.enqueue(items, now());
       written(items);
     },
     written,

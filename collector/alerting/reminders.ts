@@ -4,18 +4,19 @@
  */
 import type { Logger } from '../../runtime/logger.js';
 import type { Notice } from '../sinks/index.js';
+import type { Async } from '../store/async.js';
 import type { ExceptionStore } from '../store/store.js';
 import type { NoticeSender } from './notices.js';
 import { apiLink } from './policy.js';
 
 /** What the reminders need. */
 export interface RemindersDeps {
-  store: ExceptionStore;
+  store: Async<ExceptionStore>;
   notices: NoticeSender;
   /** Owners are told this long before an exception expires. */
   reminderBefore: number;
   /** Called after each round: the exceptions that expired stop matching. */
-  refreshExceptions(): void;
+  refreshExceptions(): Promise<void>;
   /** Base URL under which exceptions are linked ('' = no link). */
   publicUrl: string;
   logger: Logger;
@@ -23,12 +24,12 @@ export interface RemindersDeps {
 }
 
 /** Tell owners about exceptions expiring within `reminderBefore` (each once); the function returns how many were told. */
-export function createReminders(deps: RemindersDeps): () => number {
+export function createReminders(deps: RemindersDeps): () => Promise<number> {
   const { store, notices, reminderBefore, logger, now } = deps;
-  return () => {
+  return async () => {
     const t = now();
     let told = 0;
-    for (const e of store.listExceptions()) {
+    for (const e of await store.listExceptions()) {
       if (e.revokedAt !== 0 || e.remindedAt !== 0 || e.expiresAt <= t || e.expiresAt - t > reminderBefore) continue;
       const expires = new Date(e.expiresAt).toISOString();
       const notice: Notice = {
@@ -44,12 +45,12 @@ export function createReminders(deps: RemindersDeps): () => number {
         ],
         url: apiLink(deps.publicUrl, `exceptions/${e.id}`),
       };
-      const to = notices.send(notice, `exception-${e.id}`);
-      store.markReminded(e.id, t);
+      const to = await notices.send(notice, `exception-${e.id}`);
+      await store.markReminded(e.id, t);
       logger.info({ exception: e.id, owner: e.owner, expiresAt: expires, receivers: to }, 'exception expires soon: owner told');
       told++;
     }
-    deps.refreshExceptions();
+    await deps.refreshExceptions();
     return told;
   };
 }

@@ -8,6 +8,7 @@
 import type { Logger } from '../../runtime/logger.js';
 import { DeliveryError, type Notification, type Sink } from '../sinks/index.js';
 import { notificationOf } from '../sinks/sink.js';
+import type { Async } from '../store/async.js';
 import type { AlertStore, OutboxStore } from '../store/store.js';
 import type { AlertingConfig } from './config.js';
 import type { AlertingMetrics } from './metrics.js';
@@ -17,7 +18,7 @@ import { newestAlerts } from './queries.js';
 
 /** What the re-send needs. */
 export interface ResendDeps {
-  store: AlertStore & OutboxStore;
+  store: Async<AlertStore & OutboxStore>;
   /** Every sink; the Alertmanager ones are re-sent to. */
   sinks: readonly Sink[];
   config: Pick<AlertingConfig, 'alertmanagerResolvedFor'>;
@@ -49,10 +50,10 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
    * Whether `sink` was ever sent this alert (then its re-sends keep it firing), else why not: an
    * alert that storm control held back (or that was never routed there) is not posted by a re-send.
    */
-  function notifiedOn(sink: string, fingerprint: string): true | string {
+  async function notifiedOn(sink: string, fingerprint: string): Promise<true | string> {
     const key = `${sink}\0${fingerprint}`;
     if (notifiedPairs.has(key)) return true;
-    const mine = store.deliveriesOf(fingerprint).filter((d) => d.sink === sink && d.action !== 'notice');
+    const mine = (await store.deliveriesOf(fingerprint)).filter((d) => d.sink === sink && d.action !== 'notice');
     if (mine.some((d) => d.state !== 'skipped')) {
       if (notifiedPairs.size >= 100_000) notifiedPairs.clear(); // a cache: cleared, it is rebuilt from the store
       notifiedPairs.add(key);
@@ -74,14 +75,14 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
     let sent = 0;
     let waiting = 0;
     let suspect: { key: string; n: Notification; err: unknown } | null = null;
-    const failed = (key: string, n: Notification, err: unknown) => {
+    const failed = async (key: string, n: Notification, err: unknown) => {
       const failures = (resendFailures.get(key)?.failures ?? 0) + 1;
       resendFailures.set(key, { failures, nextAt: t + deps.backoff(failures) });
       const error = deliveryErrorText(err);
       metrics.resent.inc({ sink: sink.name, outcome: 'rejected' });
       logger.warn({ sink: sink.name, alert: n.fingerprint, failures, error }, 'Alertmanager refused the re-send of one alert; the others go on');
       // Visible in the alert's deliveries: the first failure, then at 2, 4, 8… so a lasting one stays a few rows.
-      if ((failures & (failures - 1)) === 0) store.enqueue([{ alert: n.fingerprint, sink: sink.name, action: n.action, body: JSON.stringify(n), state: 'failed', lastError: `re-send ${failures}× failed: ${error}` }], now());
+      if ((failures & (failures - 1)) === 0) await store.enqueue([{ alert: n.fingerprint, sink: sink.name, action: n.action, body: JSON.stringify(n), state: 'failed', lastError: `re-send ${failures}× failed: ${error}` }], now());
     };
     for (const { key, n } of round) {
       if (signal.aborted) break;
@@ -95,7 +96,7 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
         sent++;
         metrics.resent.inc({ sink: sink.name, outcome: 'sent' });
         resendFailures.delete(key);
-        if (suspect) failed(suspect.key, suspect.n, suspect.err);
+        if (suspect) await failed(suspect.key, suspect.n, suspect.err);
         suspect = null;
       } catch (err) {
         if (signal.aborted) break;
@@ -109,7 +110,7 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
           suspect = { key, n, err };
           continue;
         }
-        failed(key, n, err);
+        await failed(key, n, err);
       }
     }
     // A retryable failure with no success after it says nothing about that alert: the receiver may be down
@@ -123,7 +124,7 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
     if (targets.length === 0) return 0;
     const t = now();
     // Bounded: at most 2,000 alerts per state and round, newest first.
-    const open = newestAlerts(store, ['firing', 'acknowledged', 'resolved'], 2_000).filter((a) => a.state !== 'resolved' || t - a.stateAt <= config.alertmanagerResolvedFor);
+    const open = (await newestAlerts(store, ['firing', 'acknowledged', 'resolved'], 2_000)).filter((a) => a.state !== 'resolved' || t - a.stateAt <= config.alertmanagerResolvedFor);
     let sent = 0;
     metrics.resendHeld.reset();
     for (const sink of targets) {
@@ -137,7 +138,7 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
           hold('exception');
           continue;
         }
-        const notified = notifiedOn(sink.name, a.fingerprint);
+        const notified = await notifiedOn(sink.name, a.fingerprint);
         if (notified !== true) {
           hold(notified);
           continue;

@@ -18,6 +18,7 @@ import type { ReadinessCheck } from '../../runtime/health.js';
 import type { Alerting } from '../alerting/index.js';
 import type { AuditLog } from '../audit.js';
 import type { NodeTracker } from '../ingest/node-tracker.js';
+import type { Async } from '../store/async.js';
 import type { AlertStore, BaselineStore, DeviationStore, ExceptionStore, OutboxStore, QuarantineStore } from '../store/store.js';
 import type { Principal, Role } from './auth.js';
 import type { ConsoleServer } from './console/server.js';
@@ -30,7 +31,7 @@ export type Method = (typeof METHODS)[number];
 /** What handlers use. */
 export interface RouteDeps {
   /** What the API shows and reviews (changes to alerts and exceptions go through `alerting`, which notifies). */
-  store: AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore;
+  store: Async<AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore>;
   alerting: Pick<Alerting, 'transition' | 'addException' | 'revokeException'>;
   /** Where every change is recorded (who, what, when, before/after), and `GET /api/v1/audit` reads. */
   audit: Pick<AuditLog, 'record' | 'list'>;
@@ -61,8 +62,8 @@ export interface RouteContext<Q = unknown, B = unknown> {
   principal: Principal | null;
   /** The name changes are recorded under. */
   actor: string;
-  /** Record a change in the audit log as this request's principal. */
-  record(action: string, target: string, before: unknown, after: unknown): void;
+  /** Record a change in the audit log as this request's principal; resolves once committed (a handler answers after). */
+  record(action: string, target: string, before: unknown, after: unknown): Promise<void>;
   deps: RouteDeps;
   /** The whole table (whoami lists what the caller may call). */
   routes: readonly Route[];

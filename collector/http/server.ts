@@ -39,8 +39,15 @@ export interface HttpDeps extends Omit<RouteDeps, 'console' | 'health' | 'now' |
   table?: RouteTable | undefined;
 }
 
+/** The request listener, and what it is still doing. */
+export interface HttpHandler {
+  (req: IncomingMessage, res: ServerResponse): void;
+  /** Resolves once every request taken so far is answered (at shutdown, before the store closes). */
+  idle(): Promise<void>;
+}
+
 /** Create the request listener: `http.createServer(options, createHttpHandler(deps))`. It never rejects. */
-export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: ServerResponse) => void {
+export function createHttpHandler(deps: HttpDeps): HttpHandler {
   const table = deps.table ?? ROUTE_TABLE;
   const routeDeps: RouteDeps = {
     store: deps.store,
@@ -87,7 +94,9 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
         body,
         principal,
         actor: who.name,
-        record: (action, target, before, after) => deps.audit.record({ actor: who.name, role: who.role, action, target, before, after }),
+        record: async (action, target, before, after) => {
+          await deps.audit.record({ actor: who.name, role: who.role, action, target, before, after });
+        },
         deps: routeDeps,
         routes: table.routes,
       };
@@ -100,13 +109,22 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     }
   }
 
-  return (req, res) => {
-    handle(req, res).catch((err: unknown) => {
+  /** Requests being handled (their store calls may still be under way). */
+  const inFlight = new Set<Promise<void>>();
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    const handled = handle(req, res).catch((err: unknown) => {
       deps.logger.error({ err, url: req.url?.slice(0, 256) }, 'API request failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":{"code":"internal","message":"internal error"}}');
     });
+    inFlight.add(handled);
+    void handled.finally(() => inFlight.delete(handled));
   };
+  return Object.assign(listener, {
+    async idle() {
+      while (inFlight.size > 0) await Promise.all(inFlight);
+    },
+  });
 }
 
 function send(res: ServerResponse, reply: Reply): void {

@@ -8,12 +8,15 @@
  * says hello again within seconds.
  *
  * Records are kept in memory and persisted in batches (one transaction per check, plus at once on
- * hello, goodbye and silence changes), so a heartbeat costs no disk write. After a collector restart,
+ * hello, goodbye and silence changes), so a heartbeat costs no disk write; the writes go to the store
+ * one at a time, in order, behind the tracker's back (stop() waits for them). After a collector restart,
  * silence is measured from the later of a node's last contact and the collector's start: agents get
  * `silentAfter` to reconnect before anyone is paged.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
+import { createSerial } from '../../runtime/serial.js';
+import type { Async } from '../store/async.js';
 import type { NodeRecord, NodeStore } from '../store/store.js';
 
 /** Most nodes tracked; hellos from more are served but not tracked (and logged). */
@@ -52,8 +55,8 @@ export interface NodeTrackerOptions {
 
 /** Collaborators. */
 export interface NodeTrackerDeps {
-  store: NodeStore;
-  alerting: { nodeSilent(node: string, lastContact: number): void; nodeBack(node: string, lastContact: number): void };
+  store: Async<NodeStore>;
+  alerting: { nodeSilent(node: string, lastContact: number): Promise<void>; nodeBack(node: string, lastContact: number): Promise<void> };
   registry: Registry;
   logger: Logger;
   now: () => number;
@@ -74,20 +77,43 @@ export interface NodeTracker {
   get(node: string): NodeStatus | null;
   /** Forget a node (decommissioned without a clean stop): resolves its silence alert; false when unknown. */
   forget(node: string): boolean;
-  /** Mark silent nodes and persist changed records (also runs on its own timer). */
-  check(): void;
-  /** Stop the timer and persist everything. */
-  stop(): void;
+  /** Mark silent nodes and persist changed records (also runs on its own timer); resolves once written and alerting told. */
+  check(): Promise<void>;
+  /** Stop the timer, persist everything; resolves once every write and silence change is done. */
+  stop(): Promise<void>;
 }
 
-/** Create the tracker: loads the persisted records and starts its check timer. */
-export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTrackerDeps): NodeTracker {
+/** Create the tracker: loads the persisted records (resolves once loaded) and starts its check timer. */
+export async function createNodeTracker(options: NodeTrackerOptions, deps: NodeTrackerDeps): Promise<NodeTracker> {
   const { store, alerting, logger, now } = deps;
   const startedAt = now();
   const records = new Map<string, NodeRecord>();
   const streams = new Map<string, number>();
   const dirty = new Set<string>();
-  for (const r of store.listNodes()) records.set(r.node, r);
+  for (const r of await store.listNodes()) records.set(r.node, r);
+  /** Store writes, in the order the tracker made them (a save, then the delete of a forgotten node). */
+  const writes = createSerial();
+  /** Silences and returns told to alerting and not yet written (alerting orders them itself). */
+  const telling = new Set<Promise<void>>();
+
+  /** Queue a store write; a failure is logged (the record stays in memory, written again with its next change). */
+  function write(what: string, step: () => Promise<unknown>): Promise<void> {
+    return writes.run(step).then(
+      () => undefined,
+      (err: unknown) => logger.error({ err }, `node records: ${what} failed`),
+    );
+  }
+
+  /** Tell alerting, without waiting; a failure is logged. */
+  function tell(promise: Promise<void>): void {
+    const told = promise.catch((err: unknown) => logger.error({ err }, 'telling alerting of a node failed'));
+    telling.add(told);
+    void told.finally(() => telling.delete(told));
+  }
+
+  const settled = async () => {
+    await Promise.all([writes.idle(), ...telling]);
+  };
 
   const r = [deps.registry];
   const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['node'], registers: r });
@@ -129,10 +155,11 @@ export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTracker
     const out: NodeRecord[] = [];
     for (const n of nodes) {
       const rec = records.get(n);
-      if (rec) out.push(rec);
+      // A copy: the record in memory changes on while the write waits its turn.
+      if (rec) out.push({ ...rec, sources: [...rec.sources] });
       dirty.delete(n);
     }
-    if (out.length > 0) store.saveNodes(out);
+    if (out.length > 0) void write('save', () => store.saveNodes(out));
   }
 
   function touch(node: string): NodeRecord | null {
@@ -147,20 +174,21 @@ export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTracker
       rec.silentSince = 0;
       metrics.silent.set({ node }, 0);
       updateSilentGauge();
-      alerting.nodeBack(node, t);
+      tell(alerting.nodeBack(node, t));
       persist([node]);
     }
     return rec;
   }
 
-  function check(): void {
+  function check(): Promise<void> {
     const t = now();
     for (const rec of records.values()) {
       if (rec.silentSince > 0) continue;
       if (rec.stoppedAt > 0) {
         if (t - rec.lastContact > FORGET_STOPPED_AFTER_MS && (streams.get(rec.node) ?? 0) === 0) {
           records.delete(rec.node);
-          store.deleteNode(rec.node);
+          const node = rec.node;
+          void write('delete', () => store.deleteNode(node));
           dirty.delete(rec.node);
         }
         continue;
@@ -170,17 +198,18 @@ export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTracker
       dirty.add(rec.node);
       metrics.silent.set({ node: rec.node }, 1);
       metrics.silences.inc();
-      alerting.nodeSilent(rec.node, rec.lastContact);
+      tell(alerting.nodeSilent(rec.node, rec.lastContact));
     }
     updateSilentGauge();
     persist([...dirty]);
+    return settled();
   }
 
   // Nodes that were silent when the collector stopped stay silent (and keep firing) until heard from.
   for (const rec of records.values()) {
     if (rec.silentSince > 0) {
       metrics.silent.set({ node: rec.node }, 1);
-      alerting.nodeSilent(rec.node, rec.lastContact);
+      tell(alerting.nodeSilent(rec.node, rec.lastContact));
     }
   }
   updateSilentGauge();
@@ -188,7 +217,7 @@ export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTracker
   const interval = options.checkIntervalMs ?? Math.min(15_000, Math.max(1_000, Math.floor(options.silentAfterMs / 10)));
   const timer = setInterval(() => {
     try {
-      check();
+      void check();
     } catch (err) {
       logger.error({ err }, 'node check failed');
     }
@@ -245,8 +274,8 @@ export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTracker
       if (!rec) return false;
       records.delete(node);
       dirty.delete(node);
-      store.deleteNode(node);
-      if (rec.silentSince > 0) alerting.nodeBack(node, rec.lastContact);
+      void write('delete', () => store.deleteNode(node));
+      if (rec.silentSince > 0) tell(alerting.nodeBack(node, rec.lastContact));
       for (const g of [metrics.lag, metrics.spoolBytes, metrics.dropped, metrics.connected, metrics.silent]) g.remove({ node });
       updateSilentGauge();
       return true;
@@ -255,6 +284,7 @@ export function createNodeTracker(options: NodeTrackerOptions, deps: NodeTracker
     stop() {
       clearInterval(timer);
       persist([...dirty]);
+      return settled();
     },
   };
 }

@@ -20,11 +20,13 @@ import {
   type WireCollectorMessage,
 } from '../../proto/index.js';
 import type { Logger } from '../../runtime/logger.js';
+import { createSerial } from '../../runtime/serial.js';
 import type { CollectorMetrics } from '../metrics.js';
 import type { NodeTracker } from './node-tracker.js';
 import type { IngestWriter } from './writer.js';
 import { createDeviationPreparer } from '../store/prepare.js';
 import type { Alert } from '../alerting/alert.js';
+import type { Async } from '../store/async.js';
 import type { BaselineStore, IngestResult, PreparedBatch, PreparedDeviation } from '../store/store.js';
 
 /** Ingest settings. */
@@ -37,7 +39,7 @@ export interface IngestOptions {
 /** Collaborators. */
 export interface IngestDeps {
   /** Reads (cluster baselines for agents); commits go through `writer`. */
-  store: BaselineStore;
+  store: Async<BaselineStore>;
   writer: IngestWriter;
   metrics: CollectorMetrics;
   logger: Logger;
@@ -62,8 +64,11 @@ export interface Ingest {
    * refused with UNAVAILABLE, unacknowledged, so its agent resends it. Resolves when the streams ended.
    */
   closeAll(): Promise<void>;
-  /** Send the cluster baselines of `keys` to every connected agent (after a review or a change of state). */
-  pushBaselines(keys: readonly string[]): void;
+  /**
+   * Send the cluster baselines of `keys` to every connected agent (after a review or a change of
+   * state); resolves once sent (a failed read is logged, never rejected).
+   */
+  pushBaselines(keys: readonly string[]): Promise<void>;
 }
 
 /** Most records (deviations + deltas) committed in one group; the rest wait for the next. */
@@ -71,6 +76,9 @@ const MAX_GROUP_ITEMS = 2_000;
 
 /** Most cluster baselines sent to an agent when it connects. */
 const MAX_BASELINES_ON_CONNECT = 20_000;
+
+/** Cluster baselines read from the store at once (a welcome's, a push's). */
+const PARALLEL_READS = 64;
 
 /**
  * How far ahead of the collector's clock an event time may be. A deviation beyond it is kept with
@@ -98,22 +106,65 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   const connected = new Set<grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>>();
 
   /** The messages that carry the cluster baseline of `key` (several when it is larger than one message may be), or null. */
-  function partsOf(key: string): WireCollectorMessage[] | null {
-    const c = store.clusterBaseline(key);
+  async function partsOf(key: string): Promise<WireCollectorMessage[] | null> {
+    const c = await store.clusterBaseline(key);
     if (!c) return null;
     const parts = clusterBaselineToParts(c);
     if (parts.length > 1) metrics.bounds.inc({ bound: 'push_parts' }, parts.length - 1);
     return parts.map((baseline) => ({ baseline }));
   }
 
-  function pushBaselines(keys: readonly string[]): void {
-    if (connected.size === 0) return;
-    for (const key of keys) {
-      const msgs = partsOf(key);
-      if (!msgs) continue;
-      for (const call of connected) for (const msg of msgs) call.write(msg);
-      metrics.baselinesPushed.inc(connected.size);
-    }
+  /** partsOf each of `keys`, in their order, PARALLEL_READS at a time. */
+  async function partsOfEach(keys: readonly string[]): Promise<(WireCollectorMessage[] | null)[]> {
+    const out: (WireCollectorMessage[] | null)[] = [];
+    for (let i = 0; i < keys.length; i += PARALLEL_READS) out.push(...(await Promise.all(keys.slice(i, i + PARALLEL_READS).map(partsOf))));
+    return out;
+  }
+
+  /**
+   * Pushes and welcomes, one at a time in the order asked: an agent must not get an older version of
+   * a baseline after a newer one, and an agent connecting while a key changes gets either the new
+   * version in its welcome or the push of it (it joins `connected` in the same step as its welcome).
+   */
+  const turns = createSerial();
+  /** Welcomes asked for and not yet written: a push meanwhile waits its turn, their streams may be among its receivers. */
+  let welcoming = 0;
+
+  function pushBaselines(keys: readonly string[]): Promise<void> {
+    if (connected.size === 0 && welcoming === 0) return Promise.resolve();
+    return turns
+      .run(async () => {
+        if (connected.size === 0) return;
+        const all = await partsOfEach(keys);
+        for (const msgs of all) {
+          if (!msgs) continue;
+          for (const call of connected) for (const msg of msgs) call.write(msg);
+          metrics.baselinesPushed.inc(connected.size);
+        }
+      })
+      .catch((err: unknown) => logger.error({ err, keys: keys.length }, 'pushing cluster baselines failed'));
+  }
+
+  /** Send the welcome and the cluster baselines to a stream past its hello, then take it among the connected ones. */
+  function welcome(call: grpc.ServerDuplexStream<WireAgentMessage, WireCollectorMessage>): Promise<void> {
+    welcoming++;
+    return turns.run(async () => {
+      if (!open.has(call)) return;
+      // A new (or returning) node enforces what the cluster learned instead of learning from zero:
+      // the Welcome says how many baseline messages follow, so the agent can wait for them.
+      const msgs: WireCollectorMessage[] = [];
+      let clusters = 0;
+      for (const parts of await partsOfEach((await store.clusterKeys()).slice(0, MAX_BASELINES_ON_CONNECT))) {
+        if (!parts) continue;
+        clusters++;
+        msgs.push(...parts);
+      }
+      if (!open.has(call)) return;
+      call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems, baselines: msgs.length } });
+      for (const m of msgs) call.write(m);
+      if (clusters > 0) metrics.baselinesPushed.inc(clusters);
+      connected.add(call);
+    }).finally(() => welcoming--);
   }
 
   /**
@@ -243,20 +294,15 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           if (agentVersion !== msg.hello.agentVersion || (Array.isArray(msg.hello.sources) && sources.some((v, i) => v !== msg.hello?.sources[i]))) metrics.bounds.inc({ bound: 'hello_field' });
           deps.nodes?.hello(n, { agentVersion, sources });
           logger.info({ node, peer, agentVersion, sources, runningKeys: keys.length }, 'agent connected');
-          // A new (or returning) node enforces what the cluster learned instead of learning from zero:
-          // the Welcome says how many baseline messages follow, so the agent can wait for them.
-          const msgs: WireCollectorMessage[] = [];
-          let clusters = 0;
-          for (const key of store.clusterKeys().slice(0, MAX_BASELINES_ON_CONNECT)) {
-            const parts = partsOf(key);
-            if (!parts) continue;
-            clusters++;
-            msgs.push(...parts);
-          }
-          call.write({ welcome: { collectorVersion: options.version, maxBatchItems: options.maxBatchItems, baselines: msgs.length } });
-          for (const m of msgs) call.write(m);
-          if (clusters > 0) metrics.baselinesPushed.inc(clusters);
-          connected.add(call);
+          // Nothing more is read from the stream until its welcome is written: what the agent sends
+          // next (it waits for the welcome; a hostile one may not) is handled after, as before.
+          call.pause();
+          welcome(call)
+            .catch((err: unknown) => {
+              logger.error({ err, node }, 'ingest failed');
+              fail(grpc.status.INTERNAL, 'the collector could not commit the batch; it will be resent');
+            })
+            .finally(() => call.resume());
           return;
         }
         if (node === null) return fail(grpc.status.FAILED_PRECONDITION, 'the first message must be a hello');
@@ -393,8 +439,10 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     service: agentService().service,
     async closeAll() {
       closing = true;
-      // What was accepted is committed and acknowledged before the streams end.
+      // What was accepted is committed and acknowledged before the streams end; welcomes and pushes
+      // under way finish their reads before the store closes.
       await drained();
+      await turns.idle();
       for (const call of open) call.end();
     },
     pushBaselines,

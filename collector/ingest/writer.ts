@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } from '../alerting/policy.js';
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertException } from '../alerting/alert.js';
+import type { Async } from '../store/async.js';
 import type { IngestResult, IngestStore, PreparedBatch } from '../store/store.js';
 
 /** Commits groups of batches. */
@@ -26,11 +27,14 @@ export interface IngestWriter {
   close(): Promise<void>;
 }
 
-/** Commits on the event loop, through the main thread's store and policy. */
-export function createInThreadWriter(store: IngestStore, policy: AlertPolicyHandle): IngestWriter {
+/**
+ * Commits through the main thread's store and policy: on the event loop for SQLite, over the
+ * network for a store that answers asynchronously (the policy still runs inside its transaction).
+ */
+export function createInThreadWriter(store: Async<IngestStore>, policy: AlertPolicyHandle): IngestWriter {
   return {
     sameThread: true,
-    commit: async (batches, receivedAt) => store.ingestPrepared(batches, receivedAt, policy),
+    commit: (batches, receivedAt) => store.ingestPrepared(batches, receivedAt, policy),
     setExceptions: (active) => policy.setExceptions(active),
     close: async () => undefined,
   };

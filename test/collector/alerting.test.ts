@@ -181,12 +181,12 @@ test('exceptions: covered deviations are stored and shown as suppressed but not 
   await c.alerting.drain();
   const [alert] = (await api(url, 'GET', '/api/v1/alerts')).body.items;
   t.is(alert.suppressedBy, created.body.id);
-  t.is(c.store.countDeviations(), 1, 'stored');
+  t.is(await c.store.countDeviations(), 1, 'stored');
   t.is(rec.received.length, 0, 'not notified');
 
   clock += 4 * 86_400_000; // 6 days left: inside the 7-day reminder window
-  t.is(c.alerting.remindExpiringExceptions(), 1);
-  t.is(c.alerting.remindExpiringExceptions(), 0, 'told once');
+  t.is(await c.alerting.remindExpiringExceptions(), 1);
+  t.is(await c.alerting.remindExpiringExceptions(), 0, 'told once');
   await c.alerting.drain();
   const reminder = bodies(rec)[0];
   t.like(reminder, { version: 'driftwatch.notice/v1', kind: 'exception-expiring', team: 'storefront', title: `Exception ${created.body.id} expires 2026-12-03T12:00:00.000Z` });
@@ -195,7 +195,7 @@ test('exceptions: covered deviations are stored and shown as suppressed but not 
 
   clock += 7 * 86_400_000; // expired
   t.is((await api(url, 'GET', `/api/v1/exceptions/${created.body.id}`)).body.status, 'expired');
-  t.is(c.alerting.remindExpiringExceptions(), 0);
+  t.is(await c.alerting.remindExpiringExceptions(), 0);
   await sendDeviations(c.grpcPort, [deviationOf({ i: 2 })]);
   await c.alerting.drain();
   const after = (await api(url, 'GET', `/api/v1/alerts/${alert.id}`)).body;
@@ -205,7 +205,7 @@ test('exceptions: covered deviations are stored and shown as suppressed but not 
   t.is(bodies(rec)[1].alert.id, alert.id, 'the alert itself fires once the exception no longer covers it');
 
   // The team's digest lists what is open for it.
-  t.is(c.alerting.sendDigests(), 1);
+  t.is(await c.alerting.sendDigests(), 1);
   await c.alerting.drain();
   const digest = bodies(rec)[2];
   t.like(digest, { kind: 'digest', team: 'storefront', title: 'Driftwatch daily digest for storefront: 1 open alert, 0 new' });
@@ -351,11 +351,11 @@ test('retention: old deviations and long-closed alerts are deleted; open alerts 
   const wget = alerts.find((a) => a.process.exe === '/usr/bin/wget');
   await api(url, 'POST', `/api/v1/alerts/${wget.id}/resolve`);
   clock += 8 * 86_400_000;
-  t.like(c.alerting.prune(), { deviations: 2, alerts: 0 });
-  t.is(c.store.countDeviations(), 0);
+  t.like(await c.alerting.prune(), { deviations: 2, alerts: 0 });
+  t.is(await c.store.countDeviations(), 0);
   t.is((await api(url, 'GET', '/api/v1/alerts')).body.items.length, 2, 'alerts keep their summary after their deviations go');
   clock += 30 * 86_400_000;
-  t.like(c.alerting.prune(), { deviations: 0, alerts: 1 });
+  t.like(await c.alerting.prune(), { deviations: 0, alerts: 1 });
   const left = (await api(url, 'GET', '/api/v1/alerts')).body.items as any[];
   t.deepEqual(left.map((a) => a.state), ['firing'], 'the open alert stays, however old');
 });

@@ -51,7 +51,7 @@ test('invalid records are rejected and counted; valid ones in the same batch are
   const metrics = await (await fetch(`${c.url}/metrics`)).text();
   t.regex(metrics, /driftwatch_collector_records_rejected_total\{field="event.node"\} 1/);
   t.regex(metrics, /driftwatch_collector_records_rejected_total\{field="id"\} 1/);
-  t.is(c.store.countDeviations(), 1);
+  t.is(await c.store.countDeviations(), 1);
 });
 
 for (const ingestThread of ['worker', 'main'] as const) {
@@ -128,7 +128,7 @@ test('alerts acknowledged and resolved through the API while agents stream a sto
   // 200, or 409 where the alert was already in the asked state; never a server error.
   t.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 409), [], JSON.stringify([...statuses]));
   t.true((statuses.get(200) ?? 0) >= IMAGES, JSON.stringify([...statuses]));
-  t.is(c.store.countDeviations(), IMAGES + AGENTS * BATCHES * PER);
+  t.is(await c.store.countDeviations(), IMAGES + AGENTS * BATCHES * PER);
 });
 
 test('a stream must start with a hello', async (t) => {

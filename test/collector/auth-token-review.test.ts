@@ -117,5 +117,5 @@ test('a collector in token mode: the token decides the node; another node, no to
   t.regex(metrics, /driftwatch_collector_agent_auth_total\{result="node_mismatch"\} 1/);
   t.regex(metrics, /driftwatch_collector_agent_auth_total\{result="unavailable"\} 1/);
   t.false(logs.some((l) => l.includes('agent-node-a"') || l.includes(COLLECTOR_TOKEN)), 'no token in the logs');
-  t.is(c.store.countDeviations(), 0);
+  t.is(await c.store.countDeviations(), 0);
 });

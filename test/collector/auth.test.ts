@@ -227,8 +227,8 @@ test('a websocket upgrade needs a token like any read', async (t) => {
 
 test('audit entries are readable newest first, paged, with huge values truncated', async (t) => {
   const c = await withTokens(t);
-  for (let i = 1; i <= 5; i++) c.audit.record({ actor: 'alice', role: 'reviewer', action: 'baseline.lock', target: `key-${i}`, before: { state: 'enforcing' }, after: { state: 'locked', i } });
-  c.audit.record({ actor: 'bob', role: 'responder', action: 'alert.acknowledge', target: 'x'.repeat(5000), before: { blob: 'y'.repeat(100_000) }, after: null });
+  for (let i = 1; i <= 5; i++) await c.audit.record({ actor: 'alice', role: 'reviewer', action: 'baseline.lock', target: `key-${i}`, before: { state: 'enforcing' }, after: { state: 'locked', i } });
+  await c.audit.record({ actor: 'bob', role: 'responder', action: 'alert.acknowledge', target: 'x'.repeat(5000), before: { blob: 'y'.repeat(100_000) }, after: null });
   const first = (await (await call(c, 'GET', '/api/v1/audit?limit=4', TOKENS.reviewer)).json()) as { items: any[]; next: string | null };
   t.is(first.items.length, 4);
   t.is(first.items[0].actor, 'bob');

@@ -87,10 +87,10 @@ test('heartbeats show lag; a silent node pages every receiver once, resolves whe
   await eventually(async () => ((await nodesOf(c))[0]?.connected === false ? true : undefined), 5_000, 'the stream to end');
   const lastContact = clk.now();
   clk.advance(240_000);
-  c.nodes.check();
+  await c.nodes.check();
   t.false((await nodesOf(c))[0].silent);
   clk.advance(61_000);
-  c.nodes.check();
+  await c.nodes.check();
   const silent = (await nodesOf(c))[0];
   t.true(silent.silent);
   t.is(silent.silentSince, new Date(clk.now()).toISOString());
@@ -110,14 +110,14 @@ test('heartbeats show lag; a silent node pages every receiver once, resolves whe
 
   // Further checks while it stays silent change nothing.
   clk.advance(600_000);
-  c.nodes.check();
+  await c.nodes.check();
   await c.alerting.drain();
   t.is(rec.received.length, 3);
 
   // A collector restart: the record is still there, still silent, and nobody is paged again.
   await c.stop();
   const c2 = await collector(t, dir, clk.now, rec);
-  c2.nodes.check();
+  await c2.nodes.check();
   await c2.alerting.drain();
   t.is(rec.received.length, 3, 'no second page after a restart');
   t.like((await nodesOf(c2))[0], { node: 'node-1', silent: true, connected: false, spooled: 42 });
@@ -144,7 +144,7 @@ test('a clean stop (goodbye) is not a silence; DELETE forgets a node; unknown no
   await eventually(async () => ((await nodesOf(c))[0]?.stopped ? true : undefined), 5_000, 'the goodbye');
   a.close();
   clk.advance(3_600_000);
-  c.nodes.check();
+  await c.nodes.check();
   t.like((await nodesOf(c))[0], { node: 'node-a', stopped: true, silent: false });
 
   // Hello again: no longer stopped.

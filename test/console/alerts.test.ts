@@ -57,7 +57,7 @@ test.serial('a reviewer signs in, sees an alert appear live, acknowledges it, an
   await screenshot(page, 'alert');
 
   const id = (await collector.store.listAlerts({ limit: 1 })).items[0]!.fingerprint;
-  t.is(collector.store.getAlert(id)?.state, 'acknowledged');
+  t.is((await collector.store.getAlert(id))?.state, 'acknowledged');
 
   await page.getByRole('link', { name: 'Audit' }).click();
   const entry = page.locator('tbody tr', { hasText: 'alert.acknowledge' });
@@ -111,7 +111,7 @@ test.serial('an exception is created from an alert, listed, and revoked; hostile
   t.regex(text, /namespace payments/);
   t.true(text.includes('<img src=x'), 'the entry it matches, as text');
   await screenshot(page, 'exceptions');
-  const stored = collector.store.listExceptions();
+  const stored = await collector.store.listExceptions();
   t.is(stored.length, 1);
   t.is(stored[0]!.namespace, 'payments');
   // 7 days from now, give or take the test's own duration.
@@ -123,7 +123,7 @@ test.serial('an exception is created from an alert, listed, and revoked; hostile
   await page.getByText('No exceptions here.').waitFor();
   await page.getByRole('link', { name: 'Revoked' }).click();
   await page.locator('tbody tr', { hasText: 'revoked by rita' }).waitFor();
-  t.is(collector.store.listExceptions()[0]!.revokedBy, 'rita');
+  t.is((await collector.store.listExceptions())[0]!.revokedBy, 'rita');
   t.deepEqual(problemsOf(page), []);
 });
 

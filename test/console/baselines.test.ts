@@ -125,7 +125,7 @@ test.serial('a reviewer locks a baseline, removes and approves entries, and diff
   t.true(await page.getByRole('button', { name: 'Unlock', exact: true }).isEnabled());
   t.regex(await page.locator('#why-lock').innerText(), /it is locked already/);
   t.is(await page.getByLabel('Reason', { exact: true }).inputValue(), '', 'the reason field is fresh for the next change');
-  t.is(collector.store.getBaseline(NGINX)?.state, 'locked');
+  t.is((await collector.store.getBaseline(NGINX))?.state, 'locked');
 
   // Remove /bin/sh from the keyboard: the button opens a reason field, Enter confirms.
   await row(page, shell).getByRole('button', { name: `Remove ${SHELL}` }).click();
@@ -146,7 +146,7 @@ test.serial('a reviewer locks a baseline, removes and approves entries, and diff
   await row(page, api).getByRole('button', { name: 'Confirm approve' }).click();
   await row(page, api, 'approved').waitFor();
   await page.getByRole('heading', { name: 'Network (2)', exact: true }).waitFor();
-  const stored = collector.store.getBaseline(NGINX)!;
+  const stored = (await collector.store.getBaseline(NGINX))!;
   t.is(stored.entries.find((e) => e.id === entryId(shell))?.status, 'removed');
   t.is(stored.entries.find((e) => e.id === entryId(api))?.status, 'approved');
   await page.locator('tr[data-version="3"]').waitFor();

@@ -42,7 +42,7 @@ test.before(async (t) => {
     if (r.error) throw r.error;
   }
   // Security approved the helper before anyone knew: it stays after the quarantine.
-  const approved = c.collector.store.reviewBaseline(KEY, { action: 'approve', entryId: entryId(helper) }, 'rita', 'looked fine', Date.now());
+  const approved = await c.collector.store.reviewBaseline(KEY, { action: 'approve', entryId: entryId(helper) }, 'rita', 'looked fine', Date.now());
   if (!approved.ok) throw new Error(approved.message);
 });
 

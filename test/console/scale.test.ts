@@ -39,7 +39,7 @@ test.after.always(async (t) => {
 
 test.serial('10,000 alerts: one page of 50 rows at a time, paged and filtered by the server', async (t) => {
   const { browser, collector } = t.context;
-  t.is(collector.store.listAlerts({ limit: 1000 }).items.length, 1000);
+  t.is((await collector.store.listAlerts({ limit: 1000 })).items.length, 1000);
   const page = await openPage(t, browser);
   await signIn(page, collector.url, TOKENS.viewer.token);
   const rows = page.locator('tbody tr');
@@ -79,7 +79,7 @@ test.serial('baselines learned by a real agent are listed and shown', async (t) 
   t.teardown(() => rmSync(state, { recursive: true, force: true }));
   const agent = spawnCli(t, ['agent', '--source', `replay:${join(ROOT, 'fixtures/falco/demo.jsonl')}`, '--collector', `127.0.0.1:${collector.grpcPort}`, '--node', 'demo-node-1', '--state-dir', state, '--learning-window', '1h', '--http-listen', '127.0.0.1:0', '--exit-when-done']);
   t.is(await agent.exited, 0, agent.stderr);
-  const keys = collector.store.listBaselines().map((b) => b.key);
+  const keys = (await collector.store.listBaselines()).map((b) => b.key);
   t.true(keys.includes('docker.io/library/nginx'), keys.join(', '));
 
   const page = await openPage(t, browser);
@@ -95,7 +95,7 @@ test.serial('baselines learned by a real agent are listed and shown', async (t) 
 
   await nginx.getByRole('link', { name: 'docker.io/library/nginx', exact: true }).click();
   await page.getByRole('heading', { level: 1, name: 'Baseline docker.io/library/nginx' }).waitFor();
-  const stored = collector.store.getBaseline('docker.io/library/nginx')!;
+  const stored = (await collector.store.getBaseline('docker.io/library/nginx'))!;
   const processes = stored.entries.filter((e) => e.entry.type === 'process').length;
   const network = stored.entries.filter((e) => e.entry.type === 'network').length;
   await page.getByRole('heading', { name: `Processes (${processes})` }).waitFor();

@@ -111,11 +111,11 @@ test('agent: malformed Falco and Tetragon records among valid ones; every valid 
   t.is(metricSum(m, 'driftwatch_agent_events_total'), valid, 'exactly the valid records became events');
   t.is(metricSum(m, 'driftwatch_agent_events_rejected_total') + metricSum(m, 'driftwatch_agent_events_ignored_total'), bad, `every bad record counted (seed ${SEED})`);
 
-  await eventually(() => (c.store.countDeviations() >= validPids.size ? true : undefined), 20_000, 'every valid deviation stored');
+  await eventually(async () => ((await c.store.countDeviations()) >= validPids.size ? true : undefined), 20_000, 'every valid deviation stored');
   const stored = new Set<number>();
   let cursor: string | undefined;
   do {
-    const page = c.store.listDeviations({ limit: 1000, cursor });
+    const page = await c.store.listDeviations({ limit: 1000, cursor });
     for (const d of page.items) stored.add(d.deviation.event.process.pid);
     cursor = page.next ?? undefined;
   } while (cursor);
@@ -194,7 +194,7 @@ test('collector: random bytes and wrong values over gRPC; valid records in the s
   t.is(acks.reduce((n, a) => n + a.stored, 0), validSent, 'every valid one stored');
   const metrics = await c.metrics.registry.metrics();
   t.is(metricSum(metrics, 'driftwatch_collector_records_rejected_total'), invalidSent, 'and counted');
-  t.is(c.store.countDeviations(), validSent);
+  t.is(await c.store.countDeviations(), validSent);
 });
 
 test('API: wrong types, huge values, deep nesting, invalid UTF-8 and SQL metacharacters get a 4xx, each counted', async (t) => {
@@ -239,5 +239,5 @@ test('API: wrong types, huge values, deep nesting, invalid UTF-8 and SQL metacha
   const metrics = await c.metrics.registry.metrics();
   t.is(metricSum(metrics, 'driftwatch_collector_api_requests_rejected_total'), statuses.length, 'every refusal counted');
   t.is((await fetch(`${c.url}/api/v1/alerts`)).status, 200, 'and the API still answers');
-  t.is(c.store.countDeviations(), 0);
+  t.is(await c.store.countDeviations(), 0);
 });

@@ -63,7 +63,7 @@ test('mTLS: a node certificate speaks for its node only; plaintext, no certifica
   await eventually(async () => ((await metric(c, /^driftwatch_collector_agent_streams (\d+)/m)) === '0' ? true : undefined), 5_000, 'no open streams');
   t.is(await metric(c, /^driftwatch_collector_agent_auth_total\{result="node_mismatch"\} (\d+)/m), '1');
   t.is(await metric(c, /^driftwatch_collector_agent_auth_total\{result="ok"\} (\d+)/m), '1');
-  t.is(c.store.countDeviations(), 0);
+  t.is(await c.store.countDeviations(), 0);
 });
 
 test("the collector picks up a rotated certificate without a restart, and keeps the old one when the new files don't fit", async (t) => {

@@ -32,7 +32,7 @@ test('a bad entry row from an older version is repaired on open; one that appear
   const config = loadCollectorConfig({ db: file, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true }, {});
   // A store with one good entry and a locked review, as the current version writes it...
   const first = await startCollector(config, { logger: pino({ level: 'silent' }) });
-  first.store.reviewBaseline(KEY, { action: 'add', entry: good }, 'alice', 'known', Date.now());
+  await first.store.reviewBaseline(KEY, { action: 'add', entry: good }, 'alice', 'known', Date.now());
   await first.stop();
   // ...then made as an older version left it: schema 3, a bad row, a deviation id not scoped by node.
   const db = new Database(file);

@@ -40,8 +40,8 @@ export const alertRoutes: readonly Route[] = [
       severity: queryOneOf(SEVERITIES),
       namespace: queryText(63),
     }),
-    handle({ query: q, deps }) {
-      const page = deps.store.listAlerts(q);
+    async handle({ query: q, deps }) {
+      const page = await deps.store.listAlerts(q);
       return { json: { items: page.items.map(alertView), next: page.next } };
     },
   }),
@@ -49,11 +49,11 @@ export const alertRoutes: readonly Route[] = [
     method: 'GET',
     path: '/api/v1/alerts/{id}',
     role: 'viewer',
-    handle({ params, deps }) {
-      const alert = deps.store.getAlert(params.id as string);
+    async handle({ params, deps }) {
+      const alert = await deps.store.getAlert(params.id as string);
       if (!alert) throw new ApiError(404, 'not_found', 'no alert with this id');
-      const recent = deps.store.listDeviations({ limit: 20, fingerprint: alert.fingerprint });
-      return { json: { ...alertView(alert), deviations: recent.items.map(deviationView), deliveries: deps.store.deliveriesOf(alert.fingerprint).map(deliveryView) } };
+      const [recent, deliveries] = await Promise.all([deps.store.listDeviations({ limit: 20, fingerprint: alert.fingerprint }), deps.store.deliveriesOf(alert.fingerprint)]);
+      return { json: { ...alertView(alert), deviations: recent.items.map(deviationView), deliveries: deliveries.map(deliveryView) } };
     },
   }),
   ...TRANSITIONS.map(({ verb, to, role }) =>
@@ -62,14 +62,15 @@ export const alertRoutes: readonly Route[] = [
       path: `/api/v1/alerts/{id}/${verb}`,
       role,
       body: TransitionBody,
-      handle(ctx) {
+      async handle(ctx) {
         const { deps } = ctx;
         const change: AlertTransition = { to, by: ctx.actor, at: deps.now(), comment: ctx.body.comment };
-        const result = deps.alerting.transition(ctx.params.id as string, change);
+        // One call: the read of the alert, its change and its notifications are one transaction.
+        const result = await deps.alerting.transition(ctx.params.id as string, change);
         if (!result.ok && result.reason === 'not-found') throw new ApiError(404, 'not_found', 'no alert with this id');
         if (!result.ok) throw new ApiError(409, 'invalid_transition', `the alert is ${result.alert.state}; it cannot become ${to}`);
         const pick = (a: Alert) => ({ state: a.state, stateBy: a.stateBy, stateComment: a.stateComment, summary: describeEntry(a.entry), baselineKey: a.baselineKey });
-        ctx.record(`alert.${verb === 'ack' ? 'acknowledge' : verb}`, result.after.fingerprint, pick(result.before), pick(result.after));
+        await ctx.record(`alert.${verb === 'ack' ? 'acknowledge' : verb}`, result.after.fingerprint, pick(result.before), pick(result.after));
         if (to === 'accepted') deps.onBaselineChanged(result.after.baselineKey);
         return { json: alertView(result.after) };
       },
@@ -80,8 +81,8 @@ export const alertRoutes: readonly Route[] = [
     path: '/api/v1/deviations',
     role: 'viewer',
     query: query({ limit: queryLimit, cursor: queryCursor, alert: queryText(64), key: queryText(), node: queryText(253) }),
-    handle({ query: q, deps }) {
-      const page = deps.store.listDeviations({ limit: q.limit, cursor: q.cursor, fingerprint: q.alert, baselineKey: q.key, node: q.node });
+    async handle({ query: q, deps }) {
+      const page = await deps.store.listDeviations({ limit: q.limit, cursor: q.cursor, fingerprint: q.alert, baselineKey: q.key, node: q.node });
       return { json: { items: page.items.map(deviationView), next: page.next } };
     },
   }),

@@ -52,17 +52,17 @@ const BulkBody = z.strictObject({
 /** A version number, `current`, or (`from` only) absent: since the last review. */
 const versionParam = z.string().regex(/^(\d{1,9}|current)$/, 'must be a version number or current').optional();
 
-function baselineOf(ctx: RouteContext): BaselineView {
+async function baselineOf(ctx: RouteContext): Promise<BaselineView> {
   const key = ctx.params.key as string;
-  const view = ctx.deps.store.getBaseline(key);
+  const view = await ctx.deps.store.getBaseline(key);
   if (!view) throw new ApiError(404, 'not_found', `no baseline with key ${JSON.stringify(key.slice(0, 256))}`);
   return view;
 }
 
-/** Apply a review change, audit it, tell the agents, answer with the new view. */
-function review(ctx: RouteContext, change: BaselineChange, reason: string) {
+/** Apply a review change (one transaction), audit it, tell the agents, answer with the new view. */
+async function review(ctx: RouteContext, change: BaselineChange, reason: string) {
   const key = ctx.params.key as string;
-  const result = ctx.deps.store.reviewBaseline(key, change, ctx.actor, reason, ctx.deps.now());
+  const result = await ctx.deps.store.reviewBaseline(key, change, ctx.actor, reason, ctx.deps.now());
   if (!result.ok) throw new ApiError(result.status, result.status === 409 ? 'conflict' : result.status === 404 ? 'not_found' : 'invalid_body', result.message);
   const summary = (v: BaselineView | null) =>
     v && {
@@ -71,7 +71,7 @@ function review(ctx: RouteContext, change: BaselineChange, reason: string) {
       ...('entryId' in change ? { entry: v.entries.find((e) => e.id === change.entryId)?.status ?? null } : {}),
       ...(change.action === 'add' ? { entry: v.entries.find((e) => e.id === entryId(change.entry))?.status ?? null } : {}),
     };
-  ctx.record(`baseline.${change.action}`, key, summary(result.before), { ...summary(result.after), ...result.dropped });
+  await ctx.record(`baseline.${change.action}`, key, summary(result.before), { ...summary(result.after), ...result.dropped });
   ctx.deps.onBaselineChanged(key);
   return { json: baselineView(result.after) };
 }
@@ -83,8 +83,8 @@ export const baselineRoutes: readonly Route[] = [
     path: '/api/v1/baselines',
     role: 'viewer',
     query: query({ state: queryOneOf(REVIEWED_STATES), prefix: queryText() }),
-    handle({ query: q, deps }) {
-      const items = deps.store.listBaselines().filter((b) => (q.state === undefined || b.state === q.state) && (q.prefix === undefined || b.key.startsWith(q.prefix)));
+    async handle({ query: q, deps }) {
+      const items = (await deps.store.listBaselines()).filter((b) => (q.state === undefined || b.state === q.state) && (q.prefix === undefined || b.key.startsWith(q.prefix)));
       return { json: { items: items.map(baselineSummaryView) } };
     },
   }),
@@ -92,15 +92,15 @@ export const baselineRoutes: readonly Route[] = [
     method: 'GET',
     path: '/api/v1/baselines/{key}',
     role: 'viewer',
-    handle: (ctx) => ({ json: baselineView(baselineOf(ctx)) }),
+    handle: async (ctx) => ({ json: baselineView(await baselineOf(ctx)) }),
   }),
   route({
     method: 'GET',
     path: '/api/v1/baselines/{key}/versions',
     role: 'viewer',
-    handle(ctx) {
-      baselineOf(ctx);
-      return { json: { items: ctx.deps.store.listVersions(ctx.params.key as string).map(versionView) } };
+    async handle(ctx) {
+      await baselineOf(ctx);
+      return { json: { items: (await ctx.deps.store.listVersions(ctx.params.key as string)).map(versionView) } };
     },
   }),
   route({
@@ -108,22 +108,22 @@ export const baselineRoutes: readonly Route[] = [
     path: '/api/v1/baselines/{key}/diff',
     role: 'viewer',
     query: query({ from: versionParam, to: versionParam }),
-    handle(ctx) {
-      const view = baselineOf(ctx);
+    async handle(ctx) {
+      const view = await baselineOf(ctx);
       const key = ctx.params.key as string;
-      const version = (raw: string | undefined): { version: number | null; ids: string[]; removed: string[] } => {
+      const version = async (raw: string | undefined): Promise<{ version: number | null; ids: string[]; removed: string[] }> => {
         if (raw === undefined || raw === 'current') {
           const active = view.entries.filter((e) => e.status !== 'removed');
           return { version: null, ids: active.map((e) => e.id), removed: view.entries.filter((e) => e.status === 'removed').map((e) => e.id) };
         }
         if (raw === '0') return { version: 0, ids: [], removed: [] };
-        const v = ctx.deps.store.getVersion(key, Number(raw));
+        const v = await ctx.deps.store.getVersion(key, Number(raw));
         if (!v) throw new ApiError(404, 'not_found', `no version ${raw} of this baseline`);
         return { version: v.version, ids: v.entryIds, removed: v.removedIds };
       };
       // Without `from`: since the last review version (what changed that nobody reviewed yet).
-      const from = version(ctx.query.from ?? String(view.version));
-      const to = version(ctx.query.to);
+      const from = await version(ctx.query.from ?? String(view.version));
+      const to = await version(ctx.query.to);
       const before = new Set(from.ids);
       const after = new Set(to.ids);
       const entry = (id: string) => entryView({ id, entry: entryFromId(id) });
@@ -143,8 +143,8 @@ export const baselineRoutes: readonly Route[] = [
     path: '/api/v1/baselines/{key}/export',
     role: 'viewer',
     query: query({ format: queryOneOf(['yaml', 'networkpolicy', 'falco']), selector: queryText(1024), status: queryText(5) }),
-    handle(ctx) {
-      const view = baselineOf(ctx);
+    async handle(ctx) {
+      const view = await baselineOf(ctx);
       const format = ctx.query.format ?? 'yaml';
       const json = baselineView(view) as unknown as DocView;
       let text: string;
@@ -167,21 +167,19 @@ export const baselineRoutes: readonly Route[] = [
     path: '/api/v1/baselines/bulk',
     role: 'reviewer',
     body: BulkBody,
-    handle(ctx) {
+    async handle(ctx) {
       // "Lock every enforcing baseline in shop": one change per matching key, each its own version.
       const { body: b, deps } = ctx;
-      const matching = deps.store
-        .listBaselines()
-        .filter((x) => (b.filter.state === undefined || x.state === b.filter.state) && (b.filter.prefix === undefined || x.key.startsWith(b.filter.prefix)) && (b.filter.namespace === undefined || x.namespaces.includes(b.filter.namespace)));
+      const matching = (await deps.store.listBaselines()).filter((x) => (b.filter.state === undefined || x.state === b.filter.state) && (b.filter.prefix === undefined || x.key.startsWith(b.filter.prefix)) && (b.filter.namespace === undefined || x.namespaces.includes(b.filter.namespace)));
       const applied = [];
       const skipped = [];
       for (const x of matching.slice(0, MAX_BULK)) {
-        const result = deps.store.reviewBaseline(x.key, { action: b.action }, ctx.actor, b.reason, deps.now());
+        const result = await deps.store.reviewBaseline(x.key, { action: b.action }, ctx.actor, b.reason, deps.now());
         if (!result.ok) {
           skipped.push({ key: x.key, reason: result.message });
           continue;
         }
-        ctx.record(`baseline.${b.action}`, x.key, { state: result.before?.state, version: result.before?.version }, { state: result.after.state, version: result.version, bulk: b.filter });
+        await ctx.record(`baseline.${b.action}`, x.key, { state: result.before?.state, version: result.before?.version }, { state: result.after.state, version: result.version, bulk: b.filter });
         deps.onBaselineChanged(x.key);
         applied.push({ key: x.key, state: result.after.state, version: result.version });
       }
@@ -204,13 +202,13 @@ export const baselineRoutes: readonly Route[] = [
       }
       const applied = [];
       for (const d of docs) {
-        const result = deps.store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed }, ctx.actor, 'import', deps.now());
+        const result = await deps.store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed }, ctx.actor, 'import', deps.now());
         if (!result.ok) throw new ApiError(result.status, 'conflict', `${d.key}: ${result.message}`);
         const active = (v: BaselineView | null) => new Set((v?.entries ?? []).filter((e) => e.status !== 'removed').map((e) => e.id));
         const before = active(result.before);
         const after = active(result.after);
         const summary = { key: d.key, version: result.version, state: result.after.state, added: [...after].filter((id) => !before.has(id)).length, removed: [...before].filter((id) => !after.has(id)).length };
-        ctx.record('baseline.import', d.key, result.before && { state: result.before.state, version: result.before.version }, summary);
+        await ctx.record('baseline.import', d.key, result.before && { state: result.before.state, version: result.before.version }, summary);
         deps.onBaselineChanged(d.key);
         applied.push(summary);
       }

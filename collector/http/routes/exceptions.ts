@@ -40,17 +40,17 @@ export const exceptionRoutes: readonly Route[] = [
     path: '/api/v1/exceptions',
     role: 'viewer',
     query: query({ status: queryOneOf(['active', 'expired', 'revoked']) }),
-    handle({ query: q, deps }) {
+    async handle({ query: q, deps }) {
       const t = deps.now();
-      return { json: { items: deps.store.listExceptions().map((e) => exceptionView(e, t)).filter((e) => q.status === undefined || e.status === q.status) } };
+      return { json: { items: (await deps.store.listExceptions()).map((e) => exceptionView(e, t)).filter((e) => q.status === undefined || e.status === q.status) } };
     },
   }),
   route({
     method: 'GET',
     path: '/api/v1/exceptions/{id}',
     role: 'viewer',
-    handle({ params, deps }) {
-      const e = deps.store.getException(params.id as string);
+    async handle({ params, deps }) {
+      const e = await deps.store.getException(params.id as string);
       if (!e) throw new ApiError(404, 'not_found', 'no exception with this id');
       return { json: exceptionView(e, deps.now()) };
     },
@@ -60,7 +60,7 @@ export const exceptionRoutes: readonly Route[] = [
     path: '/api/v1/exceptions',
     role: 'reviewer',
     body: ExceptionBody,
-    handle(ctx) {
+    async handle(ctx) {
       const { body: b, deps } = ctx;
       const t = deps.now();
       let expiresAt: number;
@@ -76,7 +76,7 @@ export const exceptionRoutes: readonly Route[] = [
       let key = b.key ?? '';
       let entry = b.entry ?? '';
       if (b.alert !== undefined) {
-        const alert = deps.store.getAlert(b.alert);
+        const alert = await deps.store.getAlert(b.alert);
         if (!alert) throw new ApiError(400, 'invalid_body', 'alert: no alert with this id');
         key = escapeGlob(alert.baselineKey);
         entry = escapeGlob(describeEntry(alert.entry));
@@ -95,8 +95,8 @@ export const exceptionRoutes: readonly Route[] = [
         revokedBy: '',
         remindedAt: 0,
       };
-      deps.alerting.addException(e);
-      ctx.record('exception.create', e.id, null, exceptionView(e, t));
+      await deps.alerting.addException(e);
+      await ctx.record('exception.create', e.id, null, exceptionView(e, t));
       return { status: 201, json: exceptionView(e, t) };
     },
   }),
@@ -104,14 +104,16 @@ export const exceptionRoutes: readonly Route[] = [
     method: 'DELETE',
     path: '/api/v1/exceptions/{id}',
     role: 'reviewer',
-    handle(ctx) {
+    async handle(ctx) {
       const { deps } = ctx;
       const id = ctx.params.id as string;
-      const before = deps.store.getException(id);
+      const before = await deps.store.getException(id);
       if (!before) throw new ApiError(404, 'not_found', 'no exception with this id');
       if (before.revokedAt > 0) throw new ApiError(409, 'already_revoked', 'the exception was already revoked');
-      const after = deps.alerting.revokeException(id, ctx.actor) as AlertException;
-      ctx.record('exception.revoke', id, exceptionView(before, deps.now()), exceptionView(after, deps.now()));
+      // Null when another request revoked it since the read above (the store revokes only once).
+      const after = await deps.alerting.revokeException(id, ctx.actor);
+      if (!after) throw new ApiError(409, 'already_revoked', 'the exception was already revoked');
+      await ctx.record('exception.revoke', id, exceptionView(before, deps.now()), exceptionView(after, deps.now()));
       return { json: exceptionView(after, deps.now()) };
     },
   }),

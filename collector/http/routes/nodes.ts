@@ -19,8 +19,8 @@ function nodeName(name: string): string {
   return name;
 }
 
-function withQuarantine(deps: RouteDeps) {
-  const quarantined = new Set(deps.store.listQuarantined().map((q) => q.node));
+async function withQuarantine(deps: RouteDeps) {
+  const quarantined = new Set((await deps.store.listQuarantined()).map((q) => q.node));
   return (n: NodeStatus) => ({ ...nodeView(n), quarantined: quarantined.has(n.node) });
 }
 
@@ -30,27 +30,28 @@ export const nodeRoutes: readonly Route[] = [
     method: 'GET',
     path: '/api/v1/nodes',
     role: 'viewer',
-    handle({ deps }) {
+    async handle({ deps }) {
       const nodes = trackerOf(deps);
-      return { json: { items: nodes.list().map(withQuarantine(deps)), next: null } };
+      const view = await withQuarantine(deps);
+      return { json: { items: nodes.list().map(view), next: null } };
     },
   }),
   route({
     method: 'GET',
     path: '/api/v1/nodes/quarantined',
     role: 'viewer',
-    handle({ deps }) {
-      return { json: { items: deps.store.listQuarantined().map((q) => ({ node: q.node, by: q.by, at: iso(q.at), reason: q.reason })), next: null } };
+    async handle({ deps }) {
+      return { json: { items: (await deps.store.listQuarantined()).map((q) => ({ node: q.node, by: q.by, at: iso(q.at), reason: q.reason })), next: null } };
     },
   }),
   route({
     method: 'GET',
     path: '/api/v1/nodes/{node}',
     role: 'viewer',
-    handle({ params, deps }) {
+    async handle({ params, deps }) {
       const n = trackerOf(deps).get(params.node as string);
       if (!n) throw new ApiError(404, 'not_found', 'no node with this name');
-      return { json: withQuarantine(deps)(n) };
+      return { json: (await withQuarantine(deps))(n) };
     },
   }),
   route({
@@ -58,12 +59,12 @@ export const nodeRoutes: readonly Route[] = [
     path: '/api/v1/nodes/{node}',
     // Forgetting a node resolves its silence alert: on-call's to do.
     role: 'responder',
-    handle(ctx) {
+    async handle(ctx) {
       const nodes = trackerOf(ctx.deps);
       const name = ctx.params.node as string;
       const before = nodes.get(name);
       if (!before || !nodes.forget(name)) throw new ApiError(404, 'not_found', 'no node with this name');
-      ctx.record('node.forget', name, nodeView(before), null);
+      await ctx.record('node.forget', name, nodeView(before), null);
       return { json: nodeView(before) };
     },
   }),
@@ -72,13 +73,13 @@ export const nodeRoutes: readonly Route[] = [
     path: '/api/v1/nodes/{node}/quarantine',
     role: 'admin',
     body: ReasonBody,
-    handle(ctx) {
+    async handle(ctx) {
       const { deps } = ctx;
       const name = nodeName(ctx.params.node as string);
-      const result = deps.store.quarantineNode(name, ctx.actor, ctx.body.reason, deps.now());
+      const result = await deps.store.quarantineNode(name, ctx.actor, ctx.body.reason, deps.now());
       if (!result) throw new ApiError(409, 'conflict', 'the node is already quarantined');
       const { keys, ...counts } = result;
-      ctx.record('node.quarantine', name, { quarantined: false }, { quarantined: true, keys: keys.length, ...counts });
+      await ctx.record('node.quarantine', name, { quarantined: false }, { quarantined: true, keys: keys.length, ...counts });
       for (const key of keys) deps.onBaselineChanged(key);
       return { json: { node: name, quarantined: true, keys, ...counts } };
     },
@@ -87,10 +88,10 @@ export const nodeRoutes: readonly Route[] = [
     method: 'DELETE',
     path: '/api/v1/nodes/{node}/quarantine',
     role: 'admin',
-    handle(ctx) {
+    async handle(ctx) {
       const name = nodeName(ctx.params.node as string);
-      if (!ctx.deps.store.releaseNode(name)) throw new ApiError(404, 'not_found', 'the node is not quarantined');
-      ctx.record('node.release', name, { quarantined: true }, { quarantined: false });
+      if (!(await ctx.deps.store.releaseNode(name))) throw new ApiError(404, 'not_found', 'the node is not quarantined');
+      await ctx.record('node.release', name, { quarantined: true }, { quarantined: false });
       return { json: { node: name, quarantined: false } };
     },
   }),

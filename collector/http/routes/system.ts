@@ -44,7 +44,7 @@ export const systemRoutes: readonly Route[] = [
     path: '/api/v1/audit',
     role: 'reviewer',
     query: query({ limit: queryLimit, cursor: queryCursor }),
-    handle: ({ query: q, deps }) => ({ json: deps.audit.list(q.cursor, q.limit) }),
+    handle: async ({ query: q, deps }) => ({ json: await deps.audit.list(q.cursor, q.limit) }),
   }),
   route({
     method: 'GET',

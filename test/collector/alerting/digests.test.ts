@@ -13,6 +13,7 @@ import { AlertingConfigSchema } from '../../../collector/alerting/config.js';
 import { createDigests } from '../../../collector/alerting/digests.js';
 import { createNoticeSender } from '../../../collector/alerting/notices.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
+import { asAsync } from '../../../collector/store/async.js';
 import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
 import type { AlertPolicy } from '../../../collector/alerting/alert.js';
 import { deviationOf } from '../../helpers/ingest.js';
@@ -32,7 +33,7 @@ const policy: AlertPolicy = {
   exceptionFor: () => '',
 };
 
-test('each team gets its open alerts, most severe first, 20 lines and how many more; a team with none is told so', (t) => {
+test('each team gets its open alerts, most severe first, 20 lines and how many more; a team with none is told so', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'dw-digests-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const store = openSqliteStore(join(dir, 'c.db'));
@@ -44,8 +45,8 @@ test('each team gets its open alerts, most severe first, 20 lines and how many m
     ],
   });
   const sinks = createSinks(parseSinksConfig({ sinks: [{ name: 'hook', type: 'webhook', url: 'http://127.0.0.1:9/hook' }, { name: 'team-hook', type: 'webhook', url: 'http://127.0.0.1:9/team' }] }));
-  const notices = createNoticeSender({ owners: config.owners, defaults: ['hook'], sinks, outbox: { enqueue: (items) => store.enqueue(items, T0) } });
-  const sendDigests = createDigests({ store, owners: config.owners, notices, publicUrl: '', now: () => T0 });
+  const notices = createNoticeSender({ owners: config.owners, defaults: ['hook'], sinks, outbox: { enqueue: async (items) => store.enqueue(items, T0) } });
+  const sendDigests = createDigests({ store: asAsync(store), owners: config.owners, notices, publicUrl: '', now: () => T0 });
 
   // Two days ago: a critical alert (still open, not new) and a high one (resolved since).
   store.ingest('node-1', [deviationOf({ i: 1, namespace: 'shop', exe: '/usr/bin/critical-tool' }), deviationOf({ i: 2, namespace: 'shop', exe: '/usr/bin/high-tool' })], [], T0 - 2 * DAY, policy);
@@ -58,7 +59,7 @@ test('each team gets its open alerts, most severe first, 20 lines and how many m
   t.true(store.transitionAlert(fp('/usr/bin/high-tool'), { to: 'resolved', by: 'alice', at: T0 - DAY, comment: '' }).ok);
   t.true(store.transitionAlert(fp('/usr/bin/medium-tool'), { to: 'acknowledged', by: 'alice', at: T0 - 60_000, comment: '' }).ok);
 
-  t.is(sendDigests(), 2);
+  t.is(await sendDigests(), 2);
   const outbox = (subject: string) => store.deliveriesOf(subject);
   t.deepEqual(outbox('digest-storefront').map((d) => d.sink), ['team-hook']);
   t.deepEqual(outbox('digest-payments').map((d) => d.sink), ['hook'], 'a team without receivers of its own: the defaults');

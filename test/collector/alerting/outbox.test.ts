@@ -17,6 +17,7 @@ import { AlertingConfigSchema } from '../../../collector/alerting/config.js';
 import { createAlertingMetrics } from '../../../collector/alerting/metrics.js';
 import { createOutbox, type Outbox } from '../../../collector/alerting/outbox.js';
 import { createSinks, parseSinksConfig, type NotificationAction } from '../../../collector/sinks/index.js';
+import { asAsync } from '../../../collector/store/async.js';
 import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
 import { shellNotification } from '../../helpers/notification.js';
 import { eventually } from '../../helpers/processes.js';
@@ -36,7 +37,8 @@ async function setup(t: import('ava').ExecutionContext, reply: () => Reply, dir 
   const sinks = createSinks(parseSinksConfig({ sinks: [{ name: 'hook', type: 'webhook', url: url ?? `${rec.url}/hook`, retry: { maxAttempts: 1 } }] }));
   const abort = new AbortController();
   // random() = 1: the backoff is its ceiling, 1s.
-  const outbox = createOutbox({ store, sinks, config, signal: abort.signal, metrics: createAlertingMetrics(registry, store), logger: pino({ level: 'silent' }), now: () => clock.t, random: () => 1 });
+  // The outbox uses the store as every consumer does, asynchronously; the test reads it directly.
+  const outbox = createOutbox({ store: asAsync(store), sinks, config, signal: abort.signal, metrics: createAlertingMetrics(registry, asAsync(store)), logger: pino({ level: 'silent' }), now: () => clock.t, random: () => 1 });
   const stop = async () => {
     abort.abort();
     await outbox.finished;
@@ -59,8 +61,8 @@ async function setup(t: import('ava').ExecutionContext, reply: () => Reply, dir 
   };
 }
 
-function enqueue(outbox: Outbox, action: NotificationAction, at: number): void {
-  outbox.enqueue([{ alert: FP, sink: 'hook', action, body: JSON.stringify(shellNotification({ action, at })), state: 'pending', lastError: '' }]);
+function enqueue(outbox: Outbox, action: NotificationAction, at: number): Promise<void> {
+  return outbox.enqueue([{ alert: FP, sink: 'hook', action, body: JSON.stringify(shellNotification({ action, at })), state: 'pending', lastError: '' }]);
 }
 
 const deliveries = (store: { deliveriesOf(fp: string): { action: string; state: string; attempts: number; nextAt: number; lastError: string }[] }) => store.deliveriesOf(FP);
@@ -68,12 +70,12 @@ const deliveries = (store: { deliveriesOf(fp: string): { action: string; state: 
 test('a resolve waits while its trigger is being retried; the receiver gets the trigger first, then the resolve', async (t) => {
   let up = false;
   const { rec, store, clock, outbox, registry } = await setup(t, () => (up ? { status: 200 } : { status: 503 }));
-  enqueue(outbox, 'trigger', T0);
+  await enqueue(outbox, 'trigger', T0);
   await outbox.drain();
   t.like(deliveries(store)[0], { action: 'trigger', state: 'pending', attempts: 1, nextAt: T0 + 1000 });
   t.regex(deliveries(store)[0]!.lastError, /^unavailable: HTTP 503/);
 
-  enqueue(outbox, 'resolve', T0);
+  await enqueue(outbox, 'resolve', T0);
   await outbox.drain();
   t.like(deliveries(store)[0], { action: 'resolve', state: 'pending', attempts: 0, nextAt: T0 + 2000, lastError: 'waiting: its trigger is not delivered yet' });
   t.is(rec.received.length, 1, 'the resolve was not posted');
@@ -93,7 +95,7 @@ test('a resolve waits while its trigger is being retried; the receiver gets the 
 test('a retry waits the receiver\'s Retry-After when longer than the backoff; a refusal fails at once; past giveUpAfter it fails for good', async (t) => {
   let reply: Reply = { status: 429, headers: { 'retry-after': '120' } };
   const { store, clock, outbox, registry } = await setup(t, () => reply);
-  enqueue(outbox, 'trigger', T0);
+  await enqueue(outbox, 'trigger', T0);
   await outbox.drain();
   t.like(deliveries(store)[0], { state: 'pending', attempts: 1, nextAt: T0 + 120_000 });
 
@@ -106,7 +108,7 @@ test('a retry waits the receiver\'s Retry-After when longer than the backoff; a 
   t.like(deliveries(store)[0], { state: 'failed', attempts: 2 }, 'retryable, but older than giveUpAfter (1m)');
 
   reply = { status: 400 };
-  enqueue(outbox, 'acknowledge', clock.t);
+  await enqueue(outbox, 'acknowledge', clock.t);
   await outbox.drain();
   t.like(deliveries(store)[0], { action: 'acknowledge', state: 'failed', attempts: 1 });
   t.regex(deliveries(store)[0]!.lastError, /^rejected: HTTP 400/);
@@ -124,7 +126,7 @@ test('at shutdown the delivery in flight is aborted and stays pending, uncounted
   });
   const dir = mkdtempSync(join(tmpdir(), 'dw-outbox-'));
   const first = await setup(t, () => ({ status: 200 }), dir, `http://127.0.0.1:${(silent.address() as AddressInfo).port}/hook`);
-  enqueue(first.outbox, 'trigger', T0);
+  await enqueue(first.outbox, 'trigger', T0);
   await eventually(async () => (posted === 1 ? true : undefined), 20_000, 'the post to reach the receiver');
   await first.stop();
   const reopened = openSqliteStore(join(dir, 'c.db'));

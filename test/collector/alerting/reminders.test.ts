@@ -13,6 +13,7 @@ import { AlertingConfigSchema } from '../../../collector/alerting/config.js';
 import { createNoticeSender } from '../../../collector/alerting/notices.js';
 import { createReminders } from '../../../collector/alerting/reminders.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
+import { asAsync } from '../../../collector/store/async.js';
 import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
 import type { AlertException } from '../../../collector/alerting/alert.js';
 
@@ -23,7 +24,7 @@ function exception(id: string, owner: string, expiresAt: number, revokedAt = 0):
   return { id, key: 'docker.io/library/nginx', entry: '/bin/sh -c *', namespace: '', reason: `reason of ${id}`, owner, createdBy: 'alice', createdAt: T0 - DAY, expiresAt, revokedAt, revokedBy: revokedAt ? 'bob' : '', remindedAt: 0 };
 }
 
-test('an owner is told once, when its exception enters the window, on its own receivers or the defaults that take notices', (t) => {
+test('an owner is told once, when its exception enters the window, on its own receivers or the defaults that take notices', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'dw-reminders-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const store = openSqliteStore(join(dir, 'c.db'));
@@ -39,9 +40,9 @@ test('an owner is told once, when its exception enters the window, on its own re
       ],
     }),
   );
-  const notices = createNoticeSender({ owners: config.owners, defaults: ['hook', 'am'], sinks, outbox: { enqueue: (items) => store.enqueue(items, clock) } });
+  const notices = createNoticeSender({ owners: config.owners, defaults: ['hook', 'am'], sinks, outbox: { enqueue: async (items) => store.enqueue(items, clock) } });
   let refreshed = 0;
-  const deps = { store, notices, reminderBefore: 7 * DAY, refreshExceptions: () => refreshed++, publicUrl: 'https://dw.example/', logger: pino({ level: 'silent' }), now: () => clock };
+  const deps = { store: asAsync(store), notices, reminderBefore: 7 * DAY, refreshExceptions: async () => void refreshed++, publicUrl: 'https://dw.example/', logger: pino({ level: 'silent' }), now: () => clock };
   const remind = createReminders(deps);
 
   store.addException(exception('ex-team', 'storefront', T0 + 10 * DAY));
@@ -50,10 +51,10 @@ test('an owner is told once, when its exception enters the window, on its own re
   store.addException(exception('ex-expired', 'storefront', T0 - 1));
   const outboxOf = (id: string) => store.deliveriesOf(`exception-${id}`);
 
-  t.is(remind(), 0, 'nothing inside the window yet');
+  t.is(await remind(), 0, 'nothing inside the window yet');
 
   clock = T0 + 2 * DAY; // ex-default: 6 days left
-  t.is(remind(), 1);
+  t.is(await remind(), 1);
   const [told] = outboxOf('ex-default');
   t.like(told, { sink: 'hook', action: 'notice', state: 'pending' }, 'the defaults, less the Alertmanager sink that takes no notices');
   t.is(outboxOf('ex-default').length, 1);
@@ -66,11 +67,11 @@ test('an owner is told once, when its exception enters the window, on its own re
   t.is(store.getException('ex-default')?.remindedAt, clock);
 
   clock = T0 + 3 * DAY + 1; // ex-team: just under 7 days left
-  t.is(remind(), 1);
+  t.is(await remind(), 1);
   t.deepEqual(outboxOf('ex-team').map((d) => d.sink), ['team-hook'], "the team's own receivers");
-  t.is(remind(), 0, 'told once');
+  t.is(await remind(), 0, 'told once');
   t.deepEqual([...outboxOf('ex-revoked'), ...outboxOf('ex-expired')], []);
 
-  t.is(createReminders(deps)(), 0, 'a restart does not tell again');
+  t.is(await createReminders(deps)(), 0, 'a restart does not tell again');
   t.is(refreshed, 5, 'every round lets the expired exceptions stop matching');
 });

@@ -14,6 +14,7 @@ import { createAlertingMetrics } from '../../../collector/alerting/metrics.js';
 import { createNodeSilence } from '../../../collector/alerting/node-silence.js';
 import { createResend } from '../../../collector/alerting/resend.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
+import { asAsync } from '../../../collector/store/async.js';
 import { openSqliteStore } from '../../../collector/store/sqlite/index.js';
 import type { AlertPolicy } from '../../../collector/alerting/alert.js';
 import { deviationOf } from '../../helpers/ingest.js';
@@ -39,11 +40,13 @@ async function setup(t: import('ava').ExecutionContext, reply: (r: Received) => 
   const sinks = createSinks(parseSinksConfig({ sinks: [{ name: 'am', type: 'alertmanager', url: rec.url, retry: { maxAttempts: 1 } }, { name: 'hook', type: 'webhook', url: `${rec.url}/hook` }] }));
   const abort = new AbortController();
   t.teardown(() => abort.abort());
-  const metrics = createAlertingMetrics(registry, store);
+  // The jobs use the store as every consumer does, asynchronously; the test writes and reads it directly.
+  const slices = asAsync(store);
+  const metrics = createAlertingMetrics(registry, slices);
   const logger = pino({ level: 'silent' });
-  const silence = createNodeSilence({ store, outbox: { enqueue: (items) => store.enqueue(items, clock.t) }, receivers: ['am'], publicUrl: '', metrics, logger, now: () => clock.t });
+  const silence = createNodeSilence({ store: slices, outbox: { enqueue: async (items) => store.enqueue(items, clock.t) }, receivers: ['am'], publicUrl: '', metrics, logger, now: () => clock.t });
   const resend = createResend({
-    store,
+    store: slices,
     sinks,
     config: { alertmanagerResolvedFor: 900_000 },
     defaults: ['am'],
@@ -100,14 +103,14 @@ test('a receiver that is down stops the round after two failures in a row; when 
 
 test('a silent node is re-sent to the default receivers with the open alerts until it is back', async (t) => {
   const { rec, clock, resend, silence, ids } = await setup(t, () => ({ status: 200 }));
-  silence.nodeSilent('node-9', T0 - 600_000);
+  await silence.nodeSilent('node-9', T0 - 600_000);
   clock.t += 60_000;
   t.is(await resend(), 5);
   const [node] = rec.received.filter((r) => r.body.includes('agent-silent/node-9')).map((r) => JSON.parse(r.body)[0]);
   t.like(node, { labels: { node: 'node-9' } });
   t.deepEqual(posted(rec.received).slice(0, 4), ids);
 
-  silence.nodeBack('node-9', clock.t);
+  await silence.nodeBack('node-9', clock.t);
   rec.received.length = 0;
   t.is(await resend(), 4);
   t.false(rec.received.some((r) => r.body.includes('node-9')));
