@@ -150,7 +150,7 @@ async function main(argv: string[]): Promise<number> {
     if (process.env.DWBENCH_BUDGET_S) return Number(process.env.DWBENCH_BUDGET_S) * 1000;
     // Three formats × three phases of real agents; slow while the code under test raises thousands of false alerts.
     if (name === 'detection-quality') return quick ? 240_000 : 600_000;
-    return quick ? 90_000 : name === 'growth-collector' && huge ? 1_500_000 : 300_000;
+    return quick ? 90_000 : (name === 'growth-collector' || name === 'growth-postgres') && huge ? 1_500_000 : 300_000;
   };
 
   const started = Date.now();

@@ -6,7 +6,8 @@ import { scenario as collectorIngest } from './collector-ingest.js';
 import { scenario as manyNodes } from './many-nodes.js';
 import { scenario as growthHotPath } from './growth-hot-path.js';
 import { scenario as growthCollector } from './growth-collector.js';
+import { scenario as growthPostgres } from './growth-postgres.js';
 import { scenario as agentMemory } from './agent-memory.js';
 import { scenario as detectionQuality } from './detection-quality.js';
 
-export const SCENARIOS: readonly Scenario[] = [agentHotPath, endToEnd, collectorIngest, manyNodes, growthHotPath, growthCollector, agentMemory, detectionQuality];
+export const SCENARIOS: readonly Scenario[] = [agentHotPath, endToEnd, collectorIngest, manyNodes, growthHotPath, growthCollector, growthPostgres, agentMemory, detectionQuality];

@@ -16,6 +16,7 @@ import { postgresIngest } from './ingest.js';
 import { migrate } from './migrations.js';
 import { postgresNodes } from './nodes.js';
 import { postgresOutbox } from './outbox.js';
+import { partitionKeeper } from './partitions.js';
 import { postgresQuarantine } from './quarantine.js';
 import { postgresRetention } from './retention.js';
 
@@ -50,12 +51,14 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     throw err;
   }
   const sql = sqlOf(pool);
+  const partitions = partitionKeeper(pool, log);
+  await partitions.ahead(Date.now());
   const baselines = postgresBaselines(pool, log);
   const quarantine = postgresQuarantine(pool, sql, { baselines });
   const deviations = postgresDeviations(sql, { quarantine });
   const outbox = postgresOutbox(pool, sql);
   const alerts = postgresAlerts(pool, sql, { baselines, outbox });
-  const ingest = postgresIngest(pool, { baselines, quarantine, deviations, alerts, outbox });
+  const ingest = postgresIngest(pool, { baselines, quarantine, deviations, alerts, outbox, partitions });
   let closed: Promise<void> | undefined;
   return {
     ...ingest,
@@ -66,7 +69,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...postgresExceptions(sql),
     ...postgresNodes(pool, sql),
     ...quarantine.store,
-    ...postgresRetention(pool),
+    ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),
     close: () => (closed ??= pool.end()),
   };

@@ -24,6 +24,7 @@ import type { PostgresBaselines } from './baselines.js';
 import { lockKeys, lockNode, retryable, savepoint, transaction, type Sql } from './db.js';
 import type { PostgresDeviations } from './deviations.js';
 import type { PostgresOutbox } from './outbox.js';
+import type { PartitionKeeper } from './partitions.js';
 import type { PostgresQuarantine } from './quarantine.js';
 
 /** The deviation a prepared one stands for (parsed from its body once, when it did not come along). */
@@ -38,6 +39,8 @@ export interface PostgresIngestSlices {
   deviations: PostgresDeviations;
   alerts: PostgresAlerts;
   outbox: PostgresOutbox;
+  /** Asked before each transaction, so a collector that runs for days keeps its partitions ahead. */
+  partitions: PartitionKeeper;
 }
 
 /** The ingest slice on `pool`. */
@@ -143,8 +146,9 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
     return { stored, duplicates, newAlerts, snapshots: deltas.length, known, updated, reopened, clusterChanged, notifications, refused };
   }
 
-  const ingestMany = (batches: readonly PreparedBatch[], receivedAt: number, policy: AlertPolicy) =>
-    transaction(pool, async (sql) => {
+  const ingestMany = async (batches: readonly PreparedBatch[], receivedAt: number, policy: AlertPolicy) => {
+    await slices.partitions.ahead(receivedAt);
+    return transaction(pool, async (sql) => {
       const out: (IngestResult | Error)[] = [];
       for (const b of batches) {
         try {
@@ -157,10 +161,13 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
       }
       return out;
     });
+  };
 
   return {
-    ingest: (node, deviations, deltas, receivedAt, policy = NO_POLICY) =>
-      transaction(pool, (sql) => ingestOne(sql, node, deviations.map((d) => prepare(d, true)), deltas, receivedAt, policy)),
+    ingest: async (node, deviations, deltas, receivedAt, policy = NO_POLICY) => {
+      await slices.partitions.ahead(receivedAt);
+      return transaction(pool, (sql) => ingestOne(sql, node, deviations.map((d) => prepare(d, true)), deltas, receivedAt, policy));
+    },
     ingestMany: (batches, receivedAt, policy = NO_POLICY) => ingestMany(batches.map((b) => ({ node: b.node, deviations: b.deviations.map((d) => prepare(d, true)), deltas: b.deltas })), receivedAt, policy),
     ingestPrepared: (batches, receivedAt, policy = NO_POLICY) => ingestMany(batches, receivedAt, policy),
   };

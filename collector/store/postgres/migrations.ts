@@ -21,6 +21,7 @@ export async function migrate(pool: pg.Pool, where: string): Promise<number> {
     for (const m of MIGRATIONS) {
       if (m.version <= from) continue;
       await sql(m.sql);
+      await m.run?.(sql, Date.now());
       await sql(`INSERT INTO schema_version (version, applied_at, description) VALUES ($1, $2, $3)`, [m.version, Date.now(), m.description]);
     }
     return from;

@@ -1,17 +1,31 @@
-/** The retention slice on PostgreSQL: old deviations, closed alerts and settled deliveries go, in one transaction. */
+/**
+ * The retention slice on PostgreSQL: old deviations, closed alerts and settled deliveries go.
+ * Deviations go first, in a transaction of their own: whole day partitions are dropped (which
+ * locks the table for a moment, so nothing slower shares that transaction), the day the cut-off
+ * falls in loses its older rows (partitions.ts). Each run also makes the partitions ahead.
+ */
 import type pg from 'pg';
 import type { Async } from '../async.js';
 import type { RetentionStore } from '../store.js';
 import { transaction } from './db.js';
+import { pruneDeviations, type PartitionKeeper } from './partitions.js';
 
-/** The retention slice on `pool`. */
-export function postgresRetention(pool: pg.Pool): Async<RetentionStore> {
+/** The retention slice on `pool`; `now` is the clock the partitions ahead are made by. */
+export function postgresRetention(pool: pg.Pool, deps: { partitions: PartitionKeeper; now?: () => number }): Async<RetentionStore> {
+  const now = deps.now ?? Date.now;
   return {
-    prune: (deviationsBefore, alertsBefore) =>
-      transaction(pool, async (sql) => ({
-        deviations: (await sql(`DELETE FROM deviations WHERE received_at < $1`, [deviationsBefore])).rowCount,
+    async prune(deviationsBefore, alertsBefore) {
+      await deps.partitions.ahead(now());
+      const deviations = await transaction(pool, async (sql) => {
+        // Dropping a partition waits for readers of the table; give up after a while rather than hold every query up behind it.
+        await sql(`SET LOCAL lock_timeout = '30s'`);
+        return pruneDeviations(sql, deviationsBefore);
+      });
+      return transaction(pool, async (sql) => ({
+        deviations,
         alerts: (await sql(`DELETE FROM alerts WHERE state IN ('resolved', 'accepted') AND last_seen < $1 AND state_at < $1`, [alertsBefore])).rowCount,
         deliveries: (await sql(`DELETE FROM outbox WHERE state != 'pending' AND created_at < $1`, [alertsBefore])).rowCount,
-      })),
+      }));
+    },
   };
 }

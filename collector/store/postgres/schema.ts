@@ -10,14 +10,24 @@
  *   bytes as SQLite does, whatever the database's locale;
  * - baseline_keys: one row per baseline key, the row every write to that key locks (db.ts lockKeys);
  * - the open-alert counter kept by a trigger, as SQLite's triggers keep it.
+ * Revision 2 partitions deviations by day of receipt (partitions.ts says why and how); an id is
+ * stored once through deviation_ids, since a unique index of a partitioned table must hold the
+ * partition key (see the migration).
  */
+import { createDaysInMigration, dayOf, daysAhead, DAY_MS } from './partitions.js';
+import type { Sql } from './db.js';
 
 /** One migration: the revision it brings the database to, and its statements (run in one transaction). */
 export interface PostgresMigration {
   version: number;
   description: string;
   sql: string;
+  /** What runs after `sql` in the same transaction, when the statements depend on the data. */
+  run?: (sql: Sql, now: number) => Promise<void>;
 }
+
+/** How far back migration 2 makes day partitions for existing rows (older ones go to DEFAULT). */
+const MIGRATED_DAYS = 400;
 
 const OPEN = `('firing', 'acknowledged')`;
 
@@ -217,6 +227,73 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     CREATE TRIGGER alerts_open_count AFTER INSERT OR DELETE OR UPDATE OF state, baseline_key ON alerts
       FOR EACH ROW EXECUTE FUNCTION alerts_open_count();
     `,
+  },
+  {
+    version: 2,
+    description: 'deviations partitioned by day of receipt; ids stored once through deviation_ids',
+    // PostgreSQL requires the partition key in every unique index of a partitioned table, so `id`
+    // can no longer be UNIQUE there. Adding received_at to the key would not do: a batch replayed to
+    // another replica is received at another time. The id's time is the agent's event time, which a
+    // hostile agent picks and which is not what retention prunes on. So the ids live in a narrow
+    // table of their own, deviation_ids (id PRIMARY KEY, received_at), pruned with the same cut-off
+    // as the deviations, and a BEFORE INSERT trigger claims the id there: a row whose id is taken
+    // is skipped (the trigger returns NULL), so every INSERT into deviations, from ingest, a copy
+    // from SQLite or by hand, stores an id once; two replicas inserting one id at once meet on the
+    // primary key, the second waits for the first and then skips. RETURNING lists only the stored
+    // rows, as ON CONFLICT DO NOTHING did. The primary key is (seq, received_at); seq stays unique
+    // as an identity column.
+    sql: `
+    ALTER TABLE deviations RENAME TO deviations_v1;
+    ALTER TABLE deviations_v1 RENAME CONSTRAINT deviations_pkey TO deviations_v1_pkey;
+    ALTER TABLE deviations_v1 RENAME CONSTRAINT deviations_id_key TO deviations_v1_id_key;
+    DROP INDEX deviations_fingerprint, deviations_key, deviations_node, deviations_received;
+    CREATE TABLE deviations (
+      seq          BIGINT GENERATED ALWAYS AS IDENTITY,
+      id           TEXT COLLATE "C" NOT NULL,
+      fingerprint  TEXT COLLATE "C" NOT NULL,
+      baseline_key TEXT COLLATE "C" NOT NULL,
+      kind         TEXT NOT NULL,
+      time         BIGINT NOT NULL,
+      received_at  BIGINT NOT NULL,
+      node         TEXT COLLATE "C" NOT NULL,
+      body         TEXT NOT NULL,
+      PRIMARY KEY (seq, received_at)
+    ) PARTITION BY RANGE (received_at);
+    CREATE INDEX deviations_fingerprint ON deviations (fingerprint, seq);
+    CREATE INDEX deviations_key ON deviations (baseline_key, seq);
+    CREATE INDEX deviations_node ON deviations (node, seq);
+    CREATE INDEX deviations_received ON deviations (received_at);
+    CREATE TABLE deviations_default PARTITION OF deviations DEFAULT;
+    CREATE TABLE deviation_ids (
+      id          TEXT COLLATE "C" PRIMARY KEY,
+      received_at BIGINT NOT NULL
+    );
+    CREATE INDEX deviation_ids_received ON deviation_ids (received_at);
+    CREATE FUNCTION deviations_once() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO deviation_ids (id, received_at) VALUES (NEW.id, NEW.received_at) ON CONFLICT (id) DO NOTHING;
+      IF FOUND THEN
+        RETURN NEW;
+      END IF;
+      RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER deviations_once BEFORE INSERT ON deviations FOR EACH ROW EXECUTE FUNCTION deviations_once();
+    `,
+    async run(sql, now) {
+      // Partitions for the days the existing rows were received on (the last MIGRATED_DAYS), and ahead.
+      const { rows } = await sql<{ day: number }>(
+        `SELECT DISTINCT received_at / ${DAY_MS} AS day FROM deviations_v1 WHERE received_at >= $1 AND received_at < $2`,
+        [(dayOf(now) - MIGRATED_DAYS) * DAY_MS, (dayOf(now) + 1) * DAY_MS],
+      );
+      await createDaysInMigration(sql, [...rows.map((r) => Number(r.day)), ...daysAhead(now)]);
+      await sql(
+        `INSERT INTO deviations (seq, id, fingerprint, baseline_key, kind, time, received_at, node, body) OVERRIDING SYSTEM VALUE
+         SELECT seq, id, fingerprint, baseline_key, kind, time, received_at, node, body FROM deviations_v1 ORDER BY seq`,
+      );
+      await sql(`SELECT setval(pg_get_serial_sequence('deviations', 'seq'), (SELECT coalesce(max(seq), 0) + 1 FROM deviations_v1), false)`);
+      await sql(`DROP TABLE deviations_v1`);
+    },
   },
 ];
 
