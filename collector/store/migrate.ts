@@ -21,6 +21,7 @@ import type pg from 'pg';
 import { createPool, sqlOf, type Sql } from './postgres/db.js';
 import { redactedUrl } from './postgres/index.js';
 import { migrate as migratePostgres } from './postgres/migrations.js';
+import { DAY_MS, createDaysInMigration } from './postgres/partitions.js';
 import { SCHEMA_VERSION as SQLITE_SCHEMA_VERSION } from './sqlite/schema.js';
 
 /** One table to copy: its name, and target columns whose value the source computes (SQLite SQL, a constant). */
@@ -198,6 +199,11 @@ export async function migrateSqliteToPostgres(sqlitePath: string, postgresUrl: s
         if (occupied.length > 0) {
           throw new StoreMigrationError('target_not_empty', `${where} already holds data (${occupied.join(', ')}): store migrate copies only into an empty database, and has changed nothing. Give it a new database, or empty this one yourself if its data is disposable.`);
         }
+        // The days the copied deviations were received on get their partitions first (the last 400 days, as
+        // the schema's own migration does): otherwise every copied row would land in DEFAULT.
+        const horizon = Date.now() - 400 * DAY_MS;
+        const days = source.prepare(`SELECT DISTINCT received_at / ${DAY_MS} AS day FROM deviations WHERE received_at >= ?`).pluck().all(horizon) as number[];
+        await createDaysInMigration(sql, days);
         const counts = new Map<string, number>();
         for (const spec of TABLES) counts.set(spec.table, source.prepare(`SELECT count(*) FROM ${quote(spec.table)}`).pluck().get() as number);
         for (const spec of TABLES) {

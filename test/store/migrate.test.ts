@@ -221,6 +221,11 @@ test('an installation moves whole: every read returns what it returned from SQLi
   t.regex(r.stdout, /copied \d+ rows in \d+\.\d s/);
   t.false(`${r.stdout}${r.stderr}`.includes(passwordOf(url)), 'the password is never printed');
 
+  // Copied deviations sit in the partitions of the days they were received on, not in DEFAULT.
+  const counts = await tableCounts(url);
+  t.is(counts.deviations_default, 0, 'no copied deviation fell into the DEFAULT partition');
+  t.true(Object.keys(counts).filter((n) => /^deviations_d\d+$/.test(n)).length >= 3, 'partitions for the copied days');
+
   const store = await openPostgresStore(url);
   t.teardown(() => store.close());
   t.deepEqual(await readAll(store), before);
