@@ -368,7 +368,12 @@ export interface NodeRecord {
 
 /** The store's node records. */
 export interface NodeStore {
-  /** Insert or replace node records, in one transaction. */
+  /**
+   * Insert or update node records, in one transaction. Several replicas save the nodes they hear
+   * from: a stored row keeps the latest last contact of any save and the earliest first sight; its
+   * other fields come from the save with the latest last contact (on a tie, the newer save). A record
+   * whose last contact is older than the stored one changes nothing but first sight.
+   */
   saveNodes(records: readonly NodeRecord[]): void;
   /** Every node record, by name. */
   listNodes(): NodeRecord[];

@@ -98,6 +98,15 @@ contract('nodes: saved, replaced, listed by name (bytewise), deleted once', asyn
   t.deepEqual((await store.listNodes()).map((n) => n.node), ['Node-Z', 'node-b']);
 });
 
+contract('nodes: the latest contact of any save is kept; a save that heard from the node earlier does not move it back (the cluster view of several replicas)', async (t, store) => {
+  // Replica A hears from node-x at T0 + 500; replica B last heard from it at T0 + 100 and judges it silent at T0 + 400.
+  await store.saveNodes([{ ...nodeRecord('node-x', T0 + 500), firstSeen: T0 + 50, spooled: 7 }]);
+  await store.saveNodes([{ ...nodeRecord('node-x', T0 + 100), firstSeen: T0 + 10, spooled: 99, silentSince: T0 + 400 }]);
+  t.deepEqual((await store.listNodes())[0], { ...nodeRecord('node-x', T0 + 500), firstSeen: T0 + 10, spooled: 7 }, 'the newer contact and its record kept; not silent; first sight the earliest');
+  await store.saveNodes([{ ...nodeRecord('node-x', T0 + 500), firstSeen: T0 + 50, silentSince: T0 + 900 }]);
+  t.is((await store.listNodes())[0]!.silentSince, T0 + 900, 'the same contact, saved again later (marked silent): taken');
+});
+
 // ---- exceptions ----
 
 contract('exceptions: added, listed newest first, revoked once, reminded', async (t, store) => {
@@ -600,4 +609,15 @@ test('postgres, two replicas: of two replicas asking at once, one leads a job; w
   t.false(await two.tryLead('retention', 'replica-two', 60_000, T0 + 100_000));
   t.true(await two.tryLead('retention', 'replica-two', 60_000, T0 + 110_001), 'replica one died: its lease expired, replica two leads');
   t.false(await one.tryLead('retention', 'replica-one', 60_000, T0 + 110_002));
+});
+
+test('postgres, two replicas: a node heard from by replica A is not made silent by replica B saving its older view', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  await two.saveNodes([nodeRecord('node-x', T0 + 100)]);
+  // Both at once: A saves a fresh contact; B, which last heard from it at T0 + 100, saves it silent.
+  await Promise.all([one.saveNodes([{ ...nodeRecord('node-x', T0 + 60_000), spooled: 1 }]), two.saveNodes([{ ...nodeRecord('node-x', T0 + 100), silentSince: T0 + 50_000 }])]);
+  for (const view of [one, two]) t.like((await view.listNodes())[0], { node: 'node-x', lastContact: T0 + 60_000, silentSince: 0, spooled: 1 }, 'the cluster view, read through either replica');
 });
