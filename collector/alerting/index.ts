@@ -17,6 +17,7 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertFeed } from '../http/feed.js';
+import { replicaId } from '../replica.js';
 import type { Sink } from '../sinks/index.js';
 import type { Async } from '../store/async.js';
 import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
@@ -49,6 +50,10 @@ export interface AlertingDeps {
   random?: (() => number) | undefined;
   /** Base URL under which alerts are linked in notifications ('' = no link). */
   publicUrl?: string | undefined;
+  /** This replica's id, the owner of its outbox leases (default: a new collector/replica.ts replicaId). */
+  owner?: string | undefined;
+  /** How long a claimed notification is this replica's unless renewed (default: outbox.ts DEFAULT_DELIVERY_LEASE_MS). */
+  deliveryLeaseMs?: number | undefined;
 }
 
 /** The alerting service. */
@@ -114,7 +119,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
 
   // Aborted by stop(): ends the outbox loops and a re-send round, aborting a delivery in flight.
   const abort = new AbortController();
-  const outbox = createOutbox({ store, sinks, config: config.outbox, signal: abort.signal, metrics, logger, now, random });
+  const outbox = createOutbox({ store, sinks, config: config.outbox, signal: abort.signal, metrics, logger, now, random, owner: deps.owner ?? replicaId(), leaseMs: deps.deliveryLeaseMs });
   const lifecycle = createLifecycle({ store, outbox, feed, publicUrl, metrics, logger, now });
   const silence = createNodeSilence({ store, outbox, receivers: defaults.filter((name) => policySpec.sinks.includes(name)), publicUrl, metrics, logger, now });
   const notices = createNoticeSender({ owners: config.owners, defaults, sinks, outbox });

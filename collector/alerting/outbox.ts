@@ -3,6 +3,11 @@
  * sink, so a slow sink delays only itself and order holds per sink. A failed delivery is retried with
  * backoff until the sink takes it, refuses it for good, or `giveUpAfter` has passed; a delivery in
  * flight at shutdown is aborted and stays pending for the next start.
+ *
+ * Several collectors (replicas) may share one store: each notification is claimed under a lease in
+ * this replica's name (`owner`) before it is sent, renewed while the attempt lasts, and settled only
+ * by its holder, so each is sent by one replica. A replica that dies mid-delivery leaves its lease to
+ * expire; another replica's worker then claims the notification and sends it.
  */
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -24,7 +29,14 @@ export interface OutboxDeps {
   logger: Logger;
   now: () => number;
   random: () => number;
+  /** This replica's id (see collector/replica.ts): the name its leases are held in. */
+  owner: string;
+  /** How long a claim holds a notification before another replica may take it; renewed every third of it while an attempt lasts (default 2 min). */
+  leaseMs?: number | undefined;
 }
+
+/** How long a claimed notification stays this replica's unless renewed. */
+export const DEFAULT_DELIVERY_LEASE_MS = 120_000;
 
 /** The running outbox worker. */
 export interface Outbox {
@@ -47,7 +59,8 @@ export function deliveryErrorText(err: unknown): string {
 
 /** Start one worker loop per sink. */
 export function createOutbox(deps: OutboxDeps): Outbox {
-  const { store, config, signal, metrics, logger, now, random } = deps;
+  const { store, config, signal, metrics, logger, now, random, owner } = deps;
+  const leaseMs = deps.leaseMs ?? DEFAULT_DELIVERY_LEASE_MS;
   const workers = new Map<string, Worker>();
   for (const sink of deps.sinks) workers.set(sink.name, startWorker(sink));
   // Wakes the loops waiting for work, so that they see the abort and end.
@@ -90,7 +103,7 @@ export function createOutbox(deps: OutboxDeps): Outbox {
     const loop = async () => {
       while (!signal.aborted) {
         const t = now();
-        const item = await store.nextDelivery(sink.name, t);
+        const item = await store.claimDelivery(sink.name, t, owner, leaseMs);
         if (!item) {
           busy = false;
           idleRounds++;
@@ -113,13 +126,22 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       },
       async idle() {
         const rounds = idleRounds;
-        if (!busy && (await store.nextDelivery(sink.name, now())) === null) return;
+        const due = busy ? null : await store.nextDueAt(sink.name);
+        if (!busy && (due === null || due > now())) return;
         // The loop may have delivered what the read saw and gone idle while it was read (calling the
         // waiters it had then): that is the idleness asked for, not a reason to wait for the next.
         if (idleRounds !== rounds) return;
         return new Promise<void>((resolve) => idleWaiters.push(resolve));
       },
     };
+  }
+
+  /** Settle `item` as this replica; a refusal (the lease expired and another replica took it) is counted and logged. */
+  async function settle(sink: Sink, item: OutboxItem, outcome: Parameters<Async<OutboxStore>['settleDelivery']>[2]): Promise<boolean> {
+    if (await store.settleDelivery(item.seq, owner, outcome)) return true;
+    metrics.outcomes.inc({ sink: sink.name, outcome: 'lease_lost' });
+    logger.warn({ sink: sink.name, alert: item.alert, action: item.action, seq: item.seq, outcome: outcome.state }, 'notification lease lost before its outcome was recorded: another replica took it over');
+    return false;
   }
 
   async function deliver(sink: Sink, item: OutboxItem): Promise<void> {
@@ -130,32 +152,59 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       const trigger = (await store.deliveriesOf(item.alert)).find((d) => d.sink === item.sink && d.action === 'trigger' && d.state === 'pending' && d.seq < item.seq);
       if (trigger) {
         const t = now();
-        await store.settleDelivery(item.seq, { state: 'pending', attempts: item.attempts, nextAt: Math.max(trigger.nextAt, t) + 1000, error: 'waiting: its trigger is not delivered yet', at: t });
+        await settle(sink, item, { state: 'pending', attempts: item.attempts, nextAt: Math.max(trigger.nextAt, t) + 1000, error: 'waiting: its trigger is not delivered yet', at: t });
         return;
       }
     }
+    // The attempt is aborted at shutdown, or when the lease cannot be renewed (another replica has
+    // the notification now: sending it too would notify twice).
+    const attempt = new AbortController();
+    const onAbort = () => attempt.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    let lost = false;
+    const renewal = setInterval(() => {
+      void store.renewDelivery(item.seq, owner, now() + leaseMs).then(
+        (held) => {
+          if (held || attempt.signal.aborted) return;
+          lost = true;
+          attempt.abort();
+        },
+        (err: unknown) => logger.warn({ err, sink: sink.name, seq: item.seq }, 'could not renew a notification lease'),
+      );
+    }, Math.max(10, Math.floor(leaseMs / 3)));
     try {
       if (item.action === 'notice') {
         if (!sink.notify) throw new DeliveryError('rejected', `${sink.type} sinks take no notices`, undefined, undefined);
-        await sink.notify(JSON.parse(item.body) as Notice, signal);
-      } else await sink.send(JSON.parse(item.body) as Notification, signal);
-      await store.settleDelivery(item.seq, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() });
-      metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
+        await sink.notify(JSON.parse(item.body) as Notice, attempt.signal);
+      } else await sink.send(JSON.parse(item.body) as Notification, attempt.signal);
+      if (await settle(sink, item, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() })) metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
     } catch (err) {
       const t = now();
-      if (err instanceof DeliveryError && err.code === 'aborted') return; // shutdown: stays pending, not counted
+      if (err instanceof DeliveryError && err.code === 'aborted') {
+        if (lost) {
+          metrics.outcomes.inc({ sink: sink.name, outcome: 'lease_lost' });
+          logger.warn({ sink: sink.name, alert: item.alert, action: item.action, seq: item.seq }, 'notification lease lost mid-delivery: attempt aborted, another replica took it over');
+          return;
+        }
+        // Shutdown: stays pending as it was (not counted), its lease released for whichever replica starts next.
+        await store.settleDelivery(item.seq, owner, { state: 'pending', attempts: item.attempts, nextAt: item.nextAt, error: item.lastError, at: t }).catch(() => false);
+        return;
+      }
       const error = deliveryErrorText(err);
       const retryable = err instanceof DeliveryError && err.retryable;
       if (!retryable || t - item.createdAt >= config.giveUpAfter) {
-        await store.settleDelivery(item.seq, { state: 'failed', attempts, nextAt: item.nextAt, error, at: t });
+        if (!(await settle(sink, item, { state: 'failed', attempts, nextAt: item.nextAt, error, at: t }))) return;
         metrics.outcomes.inc({ sink: sink.name, outcome: 'failed' });
         logger.warn({ sink: sink.name, alert: item.alert, action: item.action, attempts, error }, 'notification failed for good');
         return;
       }
       const wait = Math.max(backoff(attempts), err instanceof DeliveryError ? err.retryAfterMs ?? 0 : 0);
-      await store.settleDelivery(item.seq, { state: 'pending', attempts, nextAt: t + wait, error, at: t });
+      if (!(await settle(sink, item, { state: 'pending', attempts, nextAt: t + wait, error, at: t }))) return;
       metrics.outcomes.inc({ sink: sink.name, outcome: 'retry' });
       logger.info({ sink: sink.name, alert: item.alert, action: item.action, attempts, retryInMs: wait, error }, 'notification will be retried');
+    } finally {
+      clearInterval(renewal);
+      signal.removeEventListener('abort', onAbort);
     }
   }
 

@@ -23,6 +23,7 @@ export interface Store
     DeviationStore,
     BaselineStore,
     OutboxStore,
+    JobLeaseStore,
     ExceptionStore,
     NodeStore,
     QuarantineStore,
@@ -280,20 +281,53 @@ export interface BaselineStore {
 
 // ---- outbox: notifications waiting for, or done with, delivery ----
 
-/** The outbox: written with the change that decides a notification, read by the outbox worker. */
+/**
+ * The outbox: written with the change that decides a notification, read by the outbox workers. Several
+ * collectors (replicas) may share one store: a worker takes a notification by claiming it under a
+ * lease in its own name, and only the holder of a live lease sends and settles it; a lease that
+ * expires (its replica died mid-delivery) lets another replica's worker claim the notification.
+ */
 export interface OutboxStore {
   /** Add notifications to the outbox. */
   enqueue(items: readonly OutboxEntry[], now: number): void;
-  /** The oldest pending notification for `sink` due at `now`, or null. */
-  nextDelivery(sink: string, now: number): OutboxItem | null;
-  /** When the next pending notification for `sink` is due, or null when none is pending. */
+  /**
+   * Claim the oldest pending notification for `sink` due at `now` that no live lease holds: it is
+   * leased to `owner` until `now + leaseMs`. Null when none is due and free.
+   */
+  claimDelivery(sink: string, now: number, owner: string, leaseMs: number): OutboxItem | null;
+  /** Extend `owner`'s lease on `seq` to `until`; false when `owner` does not hold it any more (expired and claimed by another, or settled). */
+  renewDelivery(seq: number, owner: string, until: number): boolean;
+  /**
+   * When the next pending notification for `sink` is due and free (its due time, or when the lease
+   * on it ends, whichever is later), or null when none is pending.
+   */
   nextDueAt(sink: string): number | null;
-  /** Record the outcome of one delivery attempt. */
-  settleDelivery(seq: number, outcome: { state: 'delivered' | 'failed' | 'pending'; attempts: number; nextAt: number; error: string; at: number }): void;
+  /**
+   * Record the outcome of one delivery attempt and release the lease: only by `owner`, the lease's
+   * holder. False (nothing written) when `owner` does not hold the lease any more.
+   */
+  settleDelivery(seq: number, owner: string, outcome: { state: 'delivered' | 'failed' | 'pending'; attempts: number; nextAt: number; error: string; at: number }): boolean;
   /** Deliveries of an alert, newest first (bounded). */
   deliveriesOf(alert: string): OutboxItem[];
   /** Pending notifications in the outbox. */
   pendingDeliveries(): number;
+}
+
+// ---- job leases: periodic jobs run by one replica at a time ----
+
+/**
+ * Leases on periodic jobs (silent nodes, digests, reminders, re-send, retention): of several
+ * collectors on one store, the one holding a job's live lease runs it. The holder renews it with
+ * each run; when it stops (its replica died), the lease expires and another replica takes it.
+ */
+export interface JobLeaseStore {
+  /**
+   * Lead `job` as `owner` until `now + ttlMs`: true when the job had no lease, an expired one, or
+   * `owner`'s own (renewed); false while another owner's lease is live.
+   */
+  tryLead(job: string, owner: string, ttlMs: number, now: number): boolean;
+  /** Give up `owner`'s lease on `job` (a clean shutdown), so another replica takes it at once. */
+  resign(job: string, owner: string): void;
 }
 
 // ---- exceptions: risks accepted by security ----
@@ -334,7 +368,12 @@ export interface NodeRecord {
 
 /** The store's node records. */
 export interface NodeStore {
-  /** Insert or replace node records, in one transaction. */
+  /**
+   * Insert or update node records, in one transaction. Several replicas save the nodes they hear
+   * from: a stored row keeps the latest last contact of any save and the earliest first sight; its
+   * other fields come from the save with the latest last contact (on a tie, the newer save). A record
+   * whose last contact is older than the stored one changes nothing but first sight.
+   */
   saveNodes(records: readonly NodeRecord[]): void;
   /** Every node record, by name. */
   listNodes(): NodeRecord[];

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { AlertPolicy, OutboxEntry } from '../../collector/alerting/alert.js';
 import { asAsync, type AsyncStore } from '../../collector/store/async.js';
 import { openPostgresStore } from '../../collector/store/postgres/index.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../collector/store/postgres/schema.js';
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import { CursorError, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
@@ -97,6 +98,15 @@ contract('nodes: saved, replaced, listed by name (bytewise), deleted once', asyn
   t.deepEqual((await store.listNodes()).map((n) => n.node), ['Node-Z', 'node-b']);
 });
 
+contract('nodes: the latest contact of any save is kept; a save that heard from the node earlier does not move it back (the cluster view of several replicas)', async (t, store) => {
+  // Replica A hears from node-x at T0 + 500; replica B last heard from it at T0 + 100 and judges it silent at T0 + 400.
+  await store.saveNodes([{ ...nodeRecord('node-x', T0 + 500), firstSeen: T0 + 50, spooled: 7 }]);
+  await store.saveNodes([{ ...nodeRecord('node-x', T0 + 100), firstSeen: T0 + 10, spooled: 99, silentSince: T0 + 400 }]);
+  t.deepEqual((await store.listNodes())[0], { ...nodeRecord('node-x', T0 + 500), firstSeen: T0 + 10, spooled: 7 }, 'the newer contact and its record kept; not silent; first sight the earliest');
+  await store.saveNodes([{ ...nodeRecord('node-x', T0 + 500), firstSeen: T0 + 50, silentSince: T0 + 900 }]);
+  t.is((await store.listNodes())[0]!.silentSince, T0 + 900, 'the same contact, saved again later (marked silent): taken');
+});
+
 // ---- exceptions ----
 
 contract('exceptions: added, listed newest first, revoked once, reminded', async (t, store) => {
@@ -123,14 +133,28 @@ contract('outbox: due in order of time then arrival, held back until notBefore, 
   t.is(await store.pendingDeliveries(), 4);
   t.is(await store.nextDueAt('pd'), T0);
   t.is(await store.nextDueAt('none'), null);
-  const first = (await store.nextDelivery('pd', T0 + 200))!;
+  const claim = (at: number, owner = 'replica-a') => store.claimDelivery('pd', at, owner, 60_000);
+  const first = (await claim(T0 + 200))!;
   t.like(first, { alert: 'fp-1', action: 'fire', state: 'pending', attempts: 0, nextAt: T0, createdAt: T0, doneAt: 0, body: '{"a":"fire"}' });
-  await store.settleDelivery(first.seq, { state: 'pending', attempts: 1, nextAt: T0 + 1000, error: 'HTTP 503', at: T0 + 200 });
-  t.like(await store.nextDelivery('pd', T0 + 200), { alert: 'fp-3' }, 'the retried one waits; the next due goes first');
-  await store.settleDelivery((await store.nextDelivery('pd', T0 + 200))!.seq, { state: 'delivered', attempts: 1, nextAt: T0 + 200, error: '', at: T0 + 210 });
-  t.is(await store.nextDelivery('pd', T0 + 200), null, 'fp-2 is held back until its notBefore');
-  t.like(await store.nextDelivery('pd', T0 + 600), { alert: 'fp-2', nextAt: T0 + 500 });
-  t.like(await store.nextDelivery('pd', T0 + 2000), { alert: 'fp-2' }, 'due first by time');
+  t.true(await store.settleDelivery(first.seq, 'replica-a', { state: 'pending', attempts: 1, nextAt: T0 + 1000, error: 'HTTP 503', at: T0 + 200 }));
+  const second = (await claim(T0 + 200))!;
+  t.like(second, { alert: 'fp-3' }, 'the retried one waits; the next due goes first');
+  t.true(await store.settleDelivery(second.seq, 'replica-a', { state: 'delivered', attempts: 1, nextAt: T0 + 200, error: '', at: T0 + 210 }));
+  t.is(await claim(T0 + 200), null, 'fp-2 is held back until its notBefore');
+  const third = (await claim(T0 + 600))!;
+  t.like(third, { alert: 'fp-2', nextAt: T0 + 500 });
+  t.is(await store.nextDueAt('pd'), T0 + 1000, 'fp-2 is leased: the next free one is fp-1, due at T0 + 1000');
+  const fourth = (await claim(T0 + 2000, 'replica-b'))!;
+  t.like(fourth, { alert: 'fp-1', attempts: 1 }, 'fp-2 (due first) is leased to replica-a: replica-b gets the next one');
+  t.is(await claim(T0 + 2000, 'replica-c'), null, 'both due ones are leased');
+  t.is(await store.nextDueAt('pd'), T0 + 600 + 60_000, 'the first lease to end');
+  t.false(await store.settleDelivery(third.seq, 'replica-b', { state: 'delivered', attempts: 1, nextAt: T0 + 500, error: '', at: T0 + 2000 }), 'only the holder settles');
+  t.true(await store.renewDelivery(third.seq, 'replica-a', T0 + 200_000));
+  t.false(await store.renewDelivery(third.seq, 'replica-b', T0 + 200_000));
+  const taken = (await claim(T0 + 100_000, 'replica-c'))!;
+  t.like(taken, { seq: fourth.seq, alert: 'fp-1' }, "replica-b's lease ended (its replica died): replica-c takes fp-1 over; fp-2's lease was renewed");
+  t.false(await store.settleDelivery(fourth.seq, 'replica-b', { state: 'delivered', attempts: 2, nextAt: T0 + 1000, error: '', at: T0 + 100_001 }), "the stale owner's settle is refused");
+  t.false(await store.renewDelivery(fourth.seq, 'replica-b', T0 + 300_000));
   t.is(await store.pendingDeliveries(), 3);
   const list = await store.deliveriesOf('fp-1');
   t.deepEqual(list.map((d) => [d.sink, d.action, d.state, d.lastError]), [['pd', 'skip', 'skipped', 'muted'], ['slack', 'note', 'pending', ''], ['pd', 'fire', 'pending', 'HTTP 503']]);
@@ -452,6 +476,22 @@ contract('quarantine of a node that also taught an entry security added by hand:
   t.like(statsView(entryOf(await store.getBaseline(QKEY), shared)), { firstSeen: T0 + 300, lastSeen: T0 + 5000, count: 7, nodes: [B] });
 });
 
+// ---- job leases ----
+
+contract('job leases: the first owner leads and renews; another leads only once the lease has expired; a resigned lease is free', async (t, store) => {
+  t.true(await store.tryLead('digests', 'replica-a', 60_000, T0));
+  t.false(await store.tryLead('digests', 'replica-b', 60_000, T0 + 1), 'a live lease is its owner\'s');
+  t.true(await store.tryLead('retention', 'replica-b', 60_000, T0 + 1), 'each job has its own lease');
+  t.true(await store.tryLead('digests', 'replica-a', 60_000, T0 + 30_000), 'renewed by its owner');
+  t.false(await store.tryLead('digests', 'replica-b', 60_000, T0 + 89_000), 'the renewal holds until T0 + 90,000');
+  t.true(await store.tryLead('digests', 'replica-b', 60_000, T0 + 90_001), 'expired: another replica takes over');
+  t.false(await store.tryLead('digests', 'replica-a', 60_000, T0 + 90_002), 'the old leader does not lead any more');
+  await store.resign('digests', 'replica-a');
+  t.false(await store.tryLead('digests', 'replica-a', 60_000, T0 + 90_003), 'resigning a lease one does not hold changes nothing');
+  await store.resign('digests', 'replica-b');
+  t.true(await store.tryLead('digests', 'replica-a', 60_000, T0 + 90_004), 'resigned: free at once');
+});
+
 // ---- PostgreSQL: two replicas on one database ----
 
 test('postgres, two replicas: concurrent merges of one key from both lose no entry; the same batch through both is stored once', async (t) => {
@@ -504,10 +544,80 @@ test('postgres: the schema is versioned; a database of a newer revision is refus
   const pg = (await import('pg')).default;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  t.deepEqual((await client.query('SELECT version FROM schema_version ORDER BY version')).rows.map((r: { version: string }) => Number(r.version)), [1, 2]);
+  t.deepEqual((await client.query('SELECT version FROM schema_version ORDER BY version')).rows.map((r: { version: string }) => Number(r.version)), MIGRATIONS.map((m) => m.version));
   await client.query(`INSERT INTO schema_version (version, applied_at, description) VALUES (99, 0, 'from the future')`);
   await client.end();
   const err = await t.throwsAsync(openPostgresStore(url));
-  t.regex(err!.message, /newer Driftwatch \(schema 99; this one reads up to 2\)/);
+  t.true(err!.message.includes(`newer Driftwatch (schema 99; this one reads up to ${SCHEMA_VERSION})`), err!.message);
   t.notRegex(err!.message, /:[^@/]*@/, 'no password in the message');
+});
+
+test('postgres, two replicas: concurrent claims hand each notification to exactly one replica', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  const N = 60;
+  await one.enqueue(Array.from({ length: N }, (_, i): OutboxEntry => ({ alert: `fp-${i}`, sink: 'pd', action: 'trigger', body: '{}', state: 'pending', lastError: '' })), T0);
+  // Four workers per replica, each claiming until nothing is left, settling what it claimed.
+  const got = new Map<number, string[]>();
+  const worker = async (store: OpenStore, owner: string) => {
+    for (;;) {
+      const item = await store.claimDelivery('pd', T0 + 10, owner, 60_000);
+      if (!item) return;
+      got.set(item.seq, [...(got.get(item.seq) ?? []), owner]);
+      t.true(await store.settleDelivery(item.seq, owner, { state: 'delivered', attempts: 1, nextAt: T0, error: '', at: T0 + 20 }));
+    }
+  };
+  await Promise.all([0, 1, 2, 3].flatMap((w) => [worker(one, `one-${w}`), worker(two, `two-${w}`)]));
+  t.is(got.size, N, 'every notification claimed');
+  t.deepEqual([...got.values()].filter((owners) => owners.length !== 1), [], 'none claimed twice');
+  t.log(`claimed by replica one: ${[...got.values()].filter((o) => o[0]!.startsWith('one')).length}, two: ${[...got.values()].filter((o) => o[0]!.startsWith('two')).length}`);
+  t.is(await two.pendingDeliveries(), 0);
+});
+
+test('postgres, two replicas: a replica that stops mid-delivery loses its notification when the lease ends; the other delivers it once', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  await one.enqueue([{ alert: 'fp-1', sink: 'pd', action: 'trigger', body: '{}', state: 'pending', lastError: '' }], T0);
+  const claimed = (await one.claimDelivery('pd', T0, 'replica-one', 30_000))!;
+  t.truthy(claimed);
+  t.is(await two.claimDelivery('pd', T0 + 29_999, 'replica-two', 30_000), null, 'the lease is live: replica two waits');
+  t.is(await two.nextDueAt('pd'), T0 + 30_000, 'until the lease ends');
+  const taken = (await two.claimDelivery('pd', T0 + 30_001, 'replica-two', 30_000))!;
+  t.is(taken.seq, claimed.seq, 'replica one stopped settling: replica two takes it over');
+  t.false(await one.settleDelivery(claimed.seq, 'replica-one', { state: 'delivered', attempts: 1, nextAt: T0, error: '', at: T0 + 30_002 }), 'replica one coming back late is refused');
+  t.true(await two.settleDelivery(taken.seq, 'replica-two', { state: 'delivered', attempts: 1, nextAt: T0, error: '', at: T0 + 30_003 }));
+  t.is(await one.claimDelivery('pd', T0 + 1_000_000, 'replica-one', 30_000), null, 'delivered once: nobody claims it again');
+  t.like((await one.deliveriesOf('fp-1'))[0], { state: 'delivered', attempts: 1, doneAt: T0 + 30_003 });
+});
+
+test('postgres, two replicas: of two replicas asking at once, one leads a job; when it stops renewing, the other takes over', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  for (let round = 0; round < 20; round++) {
+    const job = `job-${round}`;
+    const [a, b] = await Promise.all([one.tryLead(job, 'replica-one', 60_000, T0), two.tryLead(job, 'replica-two', 60_000, T0)]);
+    t.is(Number(a) + Number(b), 1, `exactly one leads ${job}`);
+  }
+  t.true(await one.tryLead('retention', 'replica-one', 60_000, T0));
+  t.true(await one.tryLead('retention', 'replica-one', 60_000, T0 + 50_000), 'renewed with its run');
+  t.false(await two.tryLead('retention', 'replica-two', 60_000, T0 + 100_000));
+  t.true(await two.tryLead('retention', 'replica-two', 60_000, T0 + 110_001), 'replica one died: its lease expired, replica two leads');
+  t.false(await one.tryLead('retention', 'replica-one', 60_000, T0 + 110_002));
+});
+
+test('postgres, two replicas: a node heard from by replica A is not made silent by replica B saving its older view', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  await two.saveNodes([nodeRecord('node-x', T0 + 100)]);
+  // Both at once: A saves a fresh contact; B, which last heard from it at T0 + 100, saves it silent.
+  await Promise.all([one.saveNodes([{ ...nodeRecord('node-x', T0 + 60_000), spooled: 1 }]), two.saveNodes([{ ...nodeRecord('node-x', T0 + 100), silentSince: T0 + 50_000 }])]);
+  for (const view of [one, two]) t.like((await view.listNodes())[0], { node: 'node-x', lastContact: T0 + 60_000, silentSince: 0, spooled: 1 }, 'the cluster view, read through either replica');
 });

@@ -88,12 +88,12 @@ function populate(store: Store): void {
   store.transitionAlert(alerts[1]!.fingerprint, { to: 'resolved', by: 'sam', at: at + 11, comment: 'fixed' }, ({ after }) => [{ alert: after.fingerprint, sink: 'pd', action: 'resolve', body: '{"resolve":true}', state: 'pending', lastError: '' }]);
   store.transitionAlert(alerts[2]!.fingerprint, { to: 'accepted', by: 'rita', at: at + 12, comment: 'expected' });
   // Deliveries: one delivered, one failed for good, one retrying, the rest pending.
-  const d1 = store.nextDelivery('pd', at + 20)!;
-  store.settleDelivery(d1.seq, { state: 'delivered', attempts: 1, nextAt: at + 20, error: '', at: at + 21 });
-  const d2 = store.nextDelivery('pd', at + 22)!;
-  store.settleDelivery(d2.seq, { state: 'failed', attempts: 5, nextAt: at + 22, error: 'HTTP 400: bad request', at: at + 23 });
-  const d3 = store.nextDelivery('pd', at + 24)!;
-  store.settleDelivery(d3.seq, { state: 'pending', attempts: 2, nextAt: at + 60_000, error: 'HTTP 503', at: at + 25 });
+  const d1 = store.claimDelivery('pd', at + 20, 'replica-a', 60_000)!;
+  store.settleDelivery(d1.seq, 'replica-a', { state: 'delivered', attempts: 1, nextAt: at + 20, error: '', at: at + 21 });
+  const d2 = store.claimDelivery('pd', at + 22, 'replica-a', 60_000)!;
+  store.settleDelivery(d2.seq, 'replica-a', { state: 'failed', attempts: 5, nextAt: at + 22, error: 'HTTP 400: bad request', at: at + 23 });
+  const d3 = store.claimDelivery('pd', at + 24, 'replica-a', 60_000)!;
+  store.settleDelivery(d3.seq, 'replica-a', { state: 'pending', attempts: 2, nextAt: at + 60_000, error: 'HTTP 503', at: at + 25 });
   // Exceptions: active, revoked, reminded.
   const exception = { key: 'docker.io/library/*', entry: 'exec /usr/bin/tool1*', namespace: 'shop', reason: 'batch jobs', owner: 'team-shop', createdBy: 'rita', createdAt: at, expiresAt: at + 30 * 86_400_000, revokedAt: 0, revokedBy: '', remindedAt: 0 };
   store.addException({ ...exception, id: 'ex-1' });
@@ -318,7 +318,7 @@ test('a SQLite file of an older revision is refused with how to upgrade it, and 
   const url = await server.database();
   const r = await migrateCli(['--from', `sqlite:${file}`, '--to-file', urlFile(dir, url)]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /schema revision 3; this Driftwatch copies revision 4\. Upgrade the file first: start this version's collector on it once/);
+  t.regex(r.stderr, /schema revision 3; this Driftwatch copies revision 5\. Upgrade the file first: start this version's collector on it once/);
   const again = new Database(file, { readonly: true });
   t.is(again.pragma('user_version', { simple: true }), 3);
   again.close();

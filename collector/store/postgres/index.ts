@@ -13,6 +13,7 @@ import { createPool, sqlOf, type StoreLogger } from './db.js';
 import { postgresDeviations } from './deviations.js';
 import { postgresExceptions } from './exceptions.js';
 import { postgresIngest } from './ingest.js';
+import { postgresJobLeases } from './job-leases.js';
 import { migrate } from './migrations.js';
 import { postgresNodes } from './nodes.js';
 import { postgresOutbox } from './outbox.js';
@@ -68,6 +69,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...outbox.store,
     ...postgresExceptions(sql),
     ...postgresNodes(pool, sql),
+    ...postgresJobLeases(sql),
     ...quarantine.store,
     ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),

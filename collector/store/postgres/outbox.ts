@@ -37,14 +37,30 @@ export function postgresOutbox(pool: pg.Pool, sql: Sql): PostgresOutbox {
         transaction(pool, async (tx) => {
           for (const i of items) await write(tx, i, now);
         }),
-      async nextDelivery(sink, now) {
-        const { rows } = await sql<OutboxRow>(`SELECT * FROM outbox WHERE sink = $1 AND state = 'pending' AND next_at <= $2 ORDER BY next_at, seq LIMIT 1`, [sink, now]);
+      // One statement: the row is locked by the subquery (a row another replica is claiming at the
+      // same moment is skipped, not waited for), leased, and returned as it was before the lease.
+      async claimDelivery(sink, now, owner, leaseMs) {
+        const { rows } = await sql<OutboxRow>(
+          `UPDATE outbox SET lease_owner = $3, lease_until = $4
+           WHERE seq = (SELECT seq FROM outbox WHERE sink = $1 AND state = 'pending' AND next_at <= $2 AND lease_until < $2
+                        ORDER BY next_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING *`,
+          [sink, now, owner, now + leaseMs],
+        );
         return rows[0] ? outboxOf(rows[0]) : null;
       },
-      nextDueAt: async (sink) => (await sql<{ n: number | null }>(`SELECT min(next_at) AS n FROM outbox WHERE sink = $1 AND state = 'pending'`, [sink])).rows[0]?.n ?? null,
-      async settleDelivery(seq, o) {
-        await sql(`UPDATE outbox SET state = $1, attempts = $2, next_at = $3, last_error = $4, done_at = $5 WHERE seq = $6`, [o.state, o.attempts, o.nextAt, o.error, o.state === 'pending' ? 0 : o.at, seq]);
-      },
+      renewDelivery: async (seq, owner, until) =>
+        (await sql(`UPDATE outbox SET lease_until = $3 WHERE seq = $1 AND state = 'pending' AND lease_owner = $2`, [seq, owner, until])).rowCount > 0,
+      nextDueAt: async (sink) =>
+        (await sql<{ n: number | null }>(`SELECT min(GREATEST(next_at, lease_until)) AS n FROM outbox WHERE sink = $1 AND state = 'pending'`, [sink])).rows[0]?.n ?? null,
+      settleDelivery: async (seq, owner, o) =>
+        (
+          await sql(
+            `UPDATE outbox SET state = $1, attempts = $2, next_at = $3, last_error = $4, done_at = $5, lease_owner = '', lease_until = 0
+             WHERE seq = $6 AND state = 'pending' AND lease_owner = $7`,
+            [o.state, o.attempts, o.nextAt, o.error, o.state === 'pending' ? 0 : o.at, seq, owner],
+          )
+        ).rowCount > 0,
       deliveriesOf: async (alert) => (await sql<OutboxRow>(`SELECT * FROM outbox WHERE alert = $1 ORDER BY seq DESC LIMIT ${MAX_LISTED_DELIVERIES}`, [alert])).rows.map(outboxOf),
       pendingDeliveries: async () => (await sql<{ n: number }>(`SELECT count(*) AS n FROM outbox WHERE state = 'pending'`)).rows[0]!.n,
     },

@@ -295,6 +295,21 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
       await sql(`DROP TABLE deviations_v1`);
     },
   },
+  {
+    version: 3,
+    description: 'outbox delivery leases and periodic job leases (several replicas)',
+    sql: `
+    -- Who is delivering an outbox row, and until when ('' and 0: nobody); the claim skips live leases.
+    ALTER TABLE outbox ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+    -- The periodic jobs' leases: the replica whose lease is live runs the job.
+    CREATE TABLE job_leases (
+      job   TEXT COLLATE "C" PRIMARY KEY,
+      owner TEXT NOT NULL,
+      until BIGINT NOT NULL
+    );
+    `,
+  },
 ];
 
 /** The revision this code writes. */

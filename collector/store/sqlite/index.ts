@@ -13,6 +13,7 @@ import { openDatabase, type StoreLogger } from './db.js';
 import { sqliteDeviations } from './deviations.js';
 import { sqliteExceptions } from './exceptions.js';
 import { sqliteIngest } from './ingest.js';
+import { sqliteJobLeases } from './job-leases.js';
 import { finishMigration, migrate } from './migrations.js';
 import { sqliteNodes } from './nodes.js';
 import { sqliteOutbox } from './outbox.js';
@@ -57,6 +58,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...outbox.store,
     ...sqliteExceptions(db),
     ...sqliteNodes(db),
+    ...sqliteJobLeases(db),
     ...quarantine.store,
     ...sqliteRetention(db),
     ...sqliteAudit(db),

@@ -50,9 +50,21 @@ export interface SqliteOutbox {
 /** The outbox slice on `db`. */
 export function sqliteOutbox(db: Db): SqliteOutbox {
   const insertOutbox = db.prepare(`INSERT INTO outbox (alert, sink, action, body, state, next_at, last_error, created_at, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-  const selectDue = db.prepare(`SELECT * FROM outbox WHERE sink = ? AND state = 'pending' AND next_at <= ? ORDER BY next_at, seq LIMIT 1`);
-  const selectNextDue = db.prepare(`SELECT min(next_at) FROM outbox WHERE sink = ? AND state = 'pending'`).pluck();
-  const settleOutbox = db.prepare(`UPDATE outbox SET state = @state, attempts = @attempts, next_at = @nextAt, last_error = @error, done_at = @doneAt WHERE seq = @seq`);
+  // The same statements as the PostgreSQL store's, in one transaction; one process, so nothing races.
+  const selectDue = db.prepare(`SELECT * FROM outbox WHERE sink = ? AND state = 'pending' AND next_at <= ? AND lease_until < ? ORDER BY next_at, seq LIMIT 1`);
+  const lease = db.prepare(`UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?`);
+  const renew = db.prepare(`UPDATE outbox SET lease_until = @until WHERE seq = @seq AND state = 'pending' AND lease_owner = @owner`);
+  const selectNextDue = db.prepare(`SELECT min(max(next_at, lease_until)) FROM outbox WHERE sink = ? AND state = 'pending'`).pluck();
+  const settleOutbox = db.prepare(
+    `UPDATE outbox SET state = @state, attempts = @attempts, next_at = @nextAt, last_error = @error, done_at = @doneAt, lease_owner = '', lease_until = 0
+     WHERE seq = @seq AND state = 'pending' AND lease_owner = @owner`,
+  );
+  const claimTx = writeTransaction(db, (sink: string, now: number, owner: string, leaseMs: number): OutboxItem | null => {
+    const row = selectDue.get(sink, now, now) as OutboxRow | undefined;
+    if (!row) return null;
+    lease.run(owner, now + leaseMs, row.seq);
+    return outboxOf(row);
+  });
   const selectDeliveries = db.prepare(`SELECT * FROM outbox WHERE alert = ? ORDER BY seq DESC LIMIT ${MAX_LISTED_DELIVERIES}`);
   const countPending = db.prepare(`SELECT count(*) FROM outbox WHERE state = 'pending'`).pluck();
   const write = (i: OutboxEntry, now: number) =>
@@ -62,14 +74,11 @@ export function sqliteOutbox(db: Db): SqliteOutbox {
       enqueue: writeTransaction(db, (items: readonly OutboxEntry[], now: number) => {
         for (const i of items) write(i, now);
       }),
-      nextDelivery(sink, now) {
-        const row = selectDue.get(sink, now) as OutboxRow | undefined;
-        return row ? outboxOf(row) : null;
-      },
+      claimDelivery: (sink, now, owner, leaseMs) => claimTx(sink, now, owner, leaseMs),
+      renewDelivery: (seq, owner, until) => renew.run({ seq, owner, until }).changes > 0,
       nextDueAt: (sink) => (selectNextDue.get(sink) as number | null) ?? null,
-      settleDelivery(seq, o) {
-        settleOutbox.run({ seq, state: o.state, attempts: o.attempts, nextAt: o.nextAt, error: o.error, doneAt: o.state === 'pending' ? 0 : o.at });
-      },
+      settleDelivery: (seq, owner, o) =>
+        settleOutbox.run({ seq, owner, state: o.state, attempts: o.attempts, nextAt: o.nextAt, error: o.error, doneAt: o.state === 'pending' ? 0 : o.at }).changes > 0,
       deliveriesOf: (alert) => (selectDeliveries.all(alert) as OutboxRow[]).map(outboxOf),
       pendingDeliveries: () => countPending.get() as number,
     },

@@ -8,7 +8,7 @@
  * The schema revision this code writes (PRAGMA user_version). Revision 4: deviation ids scoped by
  * node (`node:id`), and baseline entry rows whose id does not read back as an entry repaired away.
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** Columns revision 3 added to alerts, with their definitions (ALTER TABLE on older files). */
 export const ALERT_COLUMNS_V3: readonly [string, string][] = [
@@ -237,4 +237,21 @@ export const AUDIT_TABLE = `
       before  TEXT NOT NULL,
       after   TEXT NOT NULL
     );
+`;
+
+/**
+ * Revision 5 (issue 20, several replicas): the outbox row's lease (who is delivering it, until when;
+ * '' and 0 when nobody), and the periodic jobs' leases. One process uses a SQLite file, so both are
+ * always its own; the columns and the table keep one schema and one SQL shape with PostgreSQL.
+ */
+export const LEASE_COLUMNS: readonly (readonly [string, string])[] = [
+  ['lease_owner', `TEXT NOT NULL DEFAULT ''`],
+  ['lease_until', 'INTEGER NOT NULL DEFAULT 0'],
+];
+export const JOB_LEASES_TABLE = `
+    CREATE TABLE IF NOT EXISTS job_leases (
+      job   TEXT PRIMARY KEY,
+      owner TEXT NOT NULL,
+      until INTEGER NOT NULL
+    ) WITHOUT ROWID;
 `;

@@ -38,7 +38,7 @@ async function setup(t: import('ava').ExecutionContext, reply: () => Reply, dir 
   const abort = new AbortController();
   // random() = 1: the backoff is its ceiling, 1s.
   // The outbox uses the store as every consumer does, asynchronously; the test reads it directly.
-  const outbox = createOutbox({ store: asAsync(store), sinks, config, signal: abort.signal, metrics: createAlertingMetrics(registry, asAsync(store)), logger: pino({ level: 'silent' }), now: () => clock.t, random: () => 1 });
+  const outbox = createOutbox({ store: asAsync(store), sinks, config, signal: abort.signal, metrics: createAlertingMetrics(registry, asAsync(store)), logger: pino({ level: 'silent' }), now: () => clock.t, random: () => 1, owner: 'test-replica' });
   const stop = async () => {
     abort.abort();
     await outbox.finished;
