@@ -31,7 +31,7 @@ for (const { command, table, schema } of commands) {
     const keys = Object.keys(schema.shape);
     t.deepEqual(Object.keys(table.settings), keys, 'the schema is the settings table');
     t.deepEqual([...table.cli.flags.values(), ...table.cli.fileOnly, ...table.cli.envOnly].sort(), [...keys].sort(), 'each key once: a flag, file-only or environment-only');
-    for (const key of table.cli.envOnly) t.regex(help.slice(help.indexOf('In the environment only')), new RegExp(`^  DRIFTWATCH_[A-Z_]+ +\\S[^\\n]*\\(${key}\\)$`, 'm'), key);
+    for (const key of table.cli.envOnly) t.regex(help.slice(help.indexOf('In the environment only')), new RegExp(`^  DRIFTWATCH_[A-Z_]+ +\\S[^\\n]*(\\n {27}[^\\n]*)*\\(${key}\\)$`, 'm'), key);
     const fileSection = help.slice(help.indexOf('In the config file only'));
     t.not(fileSection, help, 'the help has a file-only section');
     for (const key of table.cli.fileOnly) t.regex(fileSection, new RegExp(`^  ${key} +\\S`, 'm'), key);
