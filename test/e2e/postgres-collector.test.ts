@@ -170,6 +170,8 @@ test.serial('PostgreSQL restarting under a streaming agent: not ready meanwhile,
 
   // The agent streams steadily (10 deviations every 100 ms) while PostgreSQL stops and starts.
   let streaming = true;
+  // Stops with the test, also when it fails (its directory is then removed).
+  t.teardown(() => void (streaming = false));
   const appender = (async () => {
     while (streaming && written < 400) {
       append(10);
