@@ -197,6 +197,11 @@ async function main(argv: string[]): Promise<number> {
       console.error(`driftwatch ${command}: cannot use the TLS files: ${err.message}`);
       return 2;
     }
+    // A database that does not answer at start (the message names it, without its password): no stack.
+    if (err instanceof Error && err.name === 'StoreOpenError') {
+      console.error(`driftwatch ${command}: ${err.message}`);
+      return 1;
+    }
     // A node that cannot run the ebpf source: the message names every missing prerequisite; a stack adds nothing.
     if (err instanceof Error && err.name === 'EbpfError' && (err as Error & { code?: string }).code === 'prerequisites_missing') {
       console.error(`driftwatch ${command}: ${err.message}`);

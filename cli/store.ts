@@ -4,8 +4,8 @@
  * environment, so its password is never on a command line; a URL given with --to must carry none.
  * Exit codes: 0 copied and verified, 1 refused or failed (the target left empty), 2 bad usage.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { checkPostgresUrl, DatabaseUrlError, maskSecrets, passwordsOf, readDatabaseUrlFile } from '../collector/store/database-url.js';
 import { UsageError, printable, table } from './api-client.js';
 
 /** Help of `driftwatch store`. */
@@ -26,9 +26,6 @@ export const STORE_HELP = `driftwatch store — the collector's database
 Without either flag: DRIFTWATCH_DB_URL_FILE (a file, as --to-file), else DRIFTWATCH_DB_URL (the
 URL itself). Passwords are never printed.`;
 
-/** Longest URL file read (a URL is far shorter; a bigger file is not one). */
-const MAX_URL_FILE = 8_192;
-
 const OPTIONS = {
   from: { type: 'string' },
   to: { type: 'string' },
@@ -36,56 +33,26 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** The password of a postgres URL, as written and decoded: what every message must not show. */
-function secretsOf(url: string): string[] {
-  try {
-    const raw = new URL(url).password;
-    if (raw === '') return [];
-    let decoded = raw;
-    try {
-      decoded = decodeURIComponent(raw);
-    } catch {
-      // Not percent-encoded validly: the raw form is the one to hide.
-    }
-    return [...new Set([raw, decoded])].filter((s) => s.length > 0);
-  } catch {
-    return [];
-  }
-}
-
 /** The target's URL, from --to-file, --to or the environment (one of them), checked. */
 function targetUrl(values: { to?: string | undefined; 'to-file'?: string | undefined }, env: NodeJS.ProcessEnv): string {
   const given = [values.to !== undefined && '--to', values['to-file'] !== undefined && '--to-file'].filter(Boolean);
   if (given.length > 1) throw new UsageError('give the target once: --to-file FILE or --to URL');
-  let url: string;
-  let from: string;
   const file = values['to-file'] ?? (values.to === undefined ? env.DRIFTWATCH_DB_URL_FILE : undefined);
-  if (file !== undefined && file !== '') {
-    from = values['to-file'] !== undefined ? `--to-file ${file}` : `DRIFTWATCH_DB_URL_FILE (${file})`;
-    let size: number;
-    try {
-      size = statSync(file).size;
-    } catch (err) {
-      throw new UsageError(`cannot read ${from}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  try {
+    if (file !== undefined && file !== '') return readDatabaseUrlFile(file, values['to-file'] !== undefined ? `--to-file ${file}` : `DRIFTWATCH_DB_URL_FILE (${file})`);
+    if (values.to !== undefined) {
+      // A password on the command line is in every process listing and the shell's history: refused
+      // rather than warned about, since by the time a warning is read it has been seen.
+      if (passwordsOf(values.to).length > 0) {
+        throw new UsageError('--to carries a password, which anyone on this machine can read in the process list: put the URL in a file (--to-file FILE, mode 0600) or in DRIFTWATCH_DB_URL, and change that password');
+      }
+      return checkPostgresUrl(values.to, '--to');
     }
-    if (size > MAX_URL_FILE) throw new UsageError(`${from} is ${size} bytes: not a database URL (at most ${MAX_URL_FILE})`);
-    url = readFileSync(file, 'utf8').trim();
-  } else if (values.to !== undefined) {
-    from = '--to';
-    url = values.to;
-    // A password on the command line is in every process listing and the shell's history: refused
-    // rather than warned about, since by the time a warning is read it has been seen.
-    if (secretsOf(url).length > 0) {
-      throw new UsageError('--to carries a password, which anyone on this machine can read in the process list: put the URL in a file (--to-file FILE, mode 0600) or in DRIFTWATCH_DB_URL, and change that password');
-    }
-  } else if (env.DRIFTWATCH_DB_URL !== undefined && env.DRIFTWATCH_DB_URL !== '') {
-    from = 'DRIFTWATCH_DB_URL';
-    url = env.DRIFTWATCH_DB_URL.trim();
-  } else {
-    throw new UsageError('no target: give --to-file FILE (or DRIFTWATCH_DB_URL_FILE / DRIFTWATCH_DB_URL in the environment)');
+    if (env.DRIFTWATCH_DB_URL !== undefined && env.DRIFTWATCH_DB_URL !== '') return checkPostgresUrl(env.DRIFTWATCH_DB_URL.trim(), 'DRIFTWATCH_DB_URL');
+  } catch (err) {
+    throw err instanceof DatabaseUrlError ? new UsageError(err.message) : err;
   }
-  if (!/^postgres(ql)?:\/\//.test(url) || /\s/.test(url)) throw new UsageError(`${from} does not hold a postgres://… URL`);
-  return url;
+  throw new UsageError('no target: give --to-file FILE (or DRIFTWATCH_DB_URL_FILE / DRIFTWATCH_DB_URL in the environment)');
 }
 
 /** The SQLite file of --from sqlite:FILE. */
@@ -102,7 +69,7 @@ async function migrateCommand(args: string[], env: NodeJS.ProcessEnv, out: (t: s
   if (positionals.length > 0) throw new UsageError(`unexpected ${positionals.join(' ')}`);
   const from = sourcePath(values.from);
   const url = targetUrl(values, env);
-  secrets.push(...secretsOf(url));
+  secrets.push(...passwordsOf(url));
   const { migrateSqliteToPostgres } = await import('../collector/store/migrate.js');
   const { redactedUrl } = await import('../collector/store/postgres/index.js');
   out(`copying ${printable(from)} into ${printable(redactedUrl(url))} (one transaction: all or nothing)`);
@@ -119,7 +86,7 @@ async function migrateCommand(args: string[], env: NodeJS.ProcessEnv, out: (t: s
 export async function runStore(args: string[], env: NodeJS.ProcessEnv = process.env, io = { out: (t: string) => console.log(t), err: (t: string) => console.error(t) }): Promise<number> {
   const secrets: string[] = [];
   // Every line out goes through this: a password in a driver's or server's message is masked too.
-  const mask = (text: string) => secrets.reduce((t, s) => t.split(s).join('***'), text);
+  const mask = (text: string) => maskSecrets(text, secrets);
   const out = (t: string) => io.out(mask(t));
   const [verb, ...rest] = args;
   try {

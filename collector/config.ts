@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { boolFlag, durationMs, hostPort, loadConfig } from '../runtime/config.js';
-import { defineSettings, fileOnly, flag } from '../runtime/flags.js';
+import { defineSettings, envOnly, fileOnly, flag } from '../runtime/flags.js';
 import { LOG_LEVELS } from '../runtime/logger.js';
 import { AlertingConfigSchema, alertmanagerTimingIssues, receiverReferences } from './alerting/config.js';
 import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
@@ -26,7 +26,12 @@ const origin = z
 
 /** Every collector setting: schema, flag and help. */
 export const COLLECTOR_SETTINGS = defineSettings({
-  db: flag(z.string().min(1), { arg: 'FILE', help: 'SQLite database file, created if missing' }),
+  /** The SQLite file (the default store); or PostgreSQL through dbUrlFile / DRIFTWATCH_DB_URL: exactly one of the three. */
+  db: flag(z.string().min(1).optional(), { arg: 'FILE', help: 'SQLite database file, created if missing (or PostgreSQL: the two below)' }),
+  /** A file holding the postgres:// URL (a Secret mounted as a file), read at start: the URL never shows in the process list. */
+  dbUrlFile: flag(z.string().min(1).max(4_096).optional(), { arg: 'FILE', help: 'PostgreSQL: a file holding the postgres://user:password@host/db URL,\nread at start (a Secret mounted as a file); instead of --db' }),
+  /** The postgres:// URL itself, where no file can be mounted; never a flag or in the config file, and never logged with its password. */
+  dbUrl: envOnly(z.string().max(8_192).optional(), 'DRIFTWATCH_DB_URL', 'PostgreSQL: the postgres://… URL itself, where no file can be mounted;\ninstead of --db and --db-url-file'),
   grpcListen: flag(hostPort.default('0.0.0.0:7070'), { arg: 'HOST:PORT', help: 'agent ingest; default 0.0.0.0:7070' }),
   httpListen: flag(hostPort.default('0.0.0.0:8080'), { arg: 'HOST:PORT', help: 'API, /metrics, /livez, /readyz; default 0.0.0.0:8080' }),
   /** A port of its own for the kubelet's probes (/livez, /healthz, /readyz), so that no load on the API delays them ('' = none). */
@@ -38,7 +43,7 @@ export const COLLECTOR_SETTINGS = defineSettings({
   logLevel: flag(z.enum(LOG_LEVELS).default('info'), { arg: 'LEVEL', help: 'default info' }),
   maxBatchItems: flag(z.coerce.number().int().min(1).max(10_000).default(2_000), { arg: 'N', help: 'most records per agent batch; default 2000' }),
   /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */
-  ingestThread: flag(z.enum(['worker', 'main']).default('worker'), { arg: 'WHERE', help: 'where ingest commits run: worker (default; a thread of its own) | main' }),
+  ingestThread: flag(z.enum(['worker', 'main']).default('worker'), { arg: 'WHERE', help: 'SQLite: where ingest commits run: worker (default; a thread of its own)\n| main (PostgreSQL commits on the event loop, over the network)' }),
   /** Largest gRPC message accepted, in bytes. */
   maxMessageBytes: flag(z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20), { arg: 'N', help: 'largest gRPC message; default 16777216' }),
   /** Websocket live-feed (/api/v1/stream) clients at once; more are refused with 503. */
@@ -107,6 +112,11 @@ export const COLLECTOR_SETTINGS = defineSettings({
 /** The collector's configuration schema. */
 export const CollectorConfigSchema = z.strictObject(COLLECTOR_SETTINGS.shape).superRefine((c, ctx) => {
   const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
+  const databases = [c.db !== undefined && 'db', c.dbUrlFile !== undefined && 'dbUrlFile', c.dbUrl !== undefined && 'DRIFTWATCH_DB_URL'].filter((d) => d !== false);
+  if (databases.length === 0) issue('db', 'give the database: db (a SQLite file), or for PostgreSQL dbUrlFile (a file holding the URL) or DRIFTWATCH_DB_URL');
+  if (databases.length > 1) issue(databases[1] === 'DRIFTWATCH_DB_URL' ? 'dbUrl' : databases[1]!, `give one database, not ${databases.join(' and ')}: db (SQLite), dbUrlFile or DRIFTWATCH_DB_URL (PostgreSQL)`);
+  // The URL is a secret: its check names the variable, never the value.
+  if (c.dbUrl !== undefined && (!/^postgres(ql)?:\/\//.test(c.dbUrl) || /\s/.test(c.dbUrl))) issue('dbUrl', 'DRIFTWATCH_DB_URL does not hold a postgres://… URL');
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');
   if (c.tlsCert === undefined && !c.insecure) {
     issue('tlsCert', 'the agent stream needs TLS: give tlsCert and tlsKey (and tlsCa to verify agent certificates; `driftwatch certs init` makes them), or set insecure for plaintext');
@@ -135,5 +145,5 @@ export function loadCollectorConfig(flags: Record<string, unknown>, env = proces
     const host = env.KUBERNETES_SERVICE_HOST.includes(':') ? `[${env.KUBERNETES_SERVICE_HOST}]` : env.KUBERNETES_SERVICE_HOST;
     withApi.kubeApiServer = `https://${host}:${env.KUBERNETES_SERVICE_PORT ?? '443'}`;
   }
-  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: COLLECTOR_SETTINGS.cli.listKeys, flags: withApi });
+  return loadConfig(CollectorConfigSchema, { file, env, envPrefix: 'DRIFTWATCH_', listKeys: COLLECTOR_SETTINGS.cli.listKeys, envOnlyKeys: COLLECTOR_SETTINGS.cli.envOnly, flags: withApi });
 }

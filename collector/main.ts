@@ -8,7 +8,8 @@
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import cron from 'node-cron';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import { ConfigError } from '../runtime/config.js';
 import { createProbeServer } from '../runtime/health.js';
 import { formatHostPort, limitConnections, listenHttp, parseHostPort } from '../runtime/listen.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
@@ -32,6 +33,7 @@ import { createAuthFailureLimiter } from './http/rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { asAsync, type AsyncStore } from './store/async.js';
 import { openSqliteStore } from './store/sqlite/index.js';
+import { DatabaseUrlError, maskSecrets, passwordsOf, readDatabaseUrlFile } from './store/database-url.js';
 import type { Alert } from './alerting/alert.js';
 import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
@@ -61,6 +63,50 @@ export interface CollectorHandle {
   stop(): Promise<void>;
 }
 
+/** The store the configuration names, opened: SQLite (db) or PostgreSQL (dbUrlFile, DRIFTWATCH_DB_URL). */
+interface OpenedDatabase {
+  readonly store: AsyncStore;
+  /** Which engine: SQLite's ingest may run in a worker thread of its own over the same file. */
+  readonly kind: 'sqlite' | 'postgres';
+  /** What the logs name: the file, or the URL without its password. */
+  readonly label: string;
+  /** One round trip to the server (PostgreSQL); null where there is no server to lose. */
+  readonly ping: (() => Promise<void>) | null;
+  close(): Promise<void>;
+}
+
+/** Open the configured store. The PostgreSQL URL is read (from its file) once, here; its password appears in no message. */
+async function openDatabase(config: CollectorConfig, logger: Logger): Promise<OpenedDatabase> {
+  const log = logger.child({ component: 'store' });
+  if (config.db !== undefined) {
+    const sqlite = openSqliteStore(config.db, { logger: log });
+    return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, ping: null, close: async () => sqlite.close() };
+  }
+  let url: string;
+  try {
+    url = config.dbUrlFile !== undefined ? readDatabaseUrlFile(config.dbUrlFile, `dbUrlFile (${config.dbUrlFile})`) : (config.dbUrl as string);
+  } catch (err) {
+    if (err instanceof DatabaseUrlError) throw new ConfigError('dbUrlFile', err.message);
+    throw err;
+  }
+  const { openPostgresStore, redactedUrl } = await import('./store/postgres/index.js');
+  const label = redactedUrl(url);
+  const secrets = passwordsOf(url);
+  try {
+    const pg = await openPostgresStore(url, { logger: log });
+    return { store: pg, kind: 'postgres', label, ping: () => pg.ping(), close: () => pg.close() };
+  } catch (err) {
+    // A driver's or server's message could quote the URL: masked, and the original not kept as the cause.
+    const e = new Error(`cannot open the PostgreSQL store at ${label}: ${maskSecrets((err as Error).message ?? String(err), secrets)}`);
+    e.name = 'StoreOpenError';
+    throw e;
+  }
+}
+
+/** How often readiness asks PostgreSQL, and how long an answer may take before the database counts as unreachable. */
+const DB_CHECK_INTERVAL_MS = 2_000;
+const DB_CHECK_TIMEOUT_MS = 5_000;
+
 function bindGrpc(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)));
@@ -75,8 +121,8 @@ export async function startCollector(
   const logger = options.logger ?? createLogger('driftwatch-collector', config.logLevel);
   const now = options.now ?? Date.now;
   const metrics = createCollectorMetrics();
-  const sqlite = openSqliteStore(config.db, { logger: logger.child({ component: 'store' }) });
-  const store = asAsync(sqlite);
+  const database = await openDatabase(config, logger);
+  const { store } = database;
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
   const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });
@@ -98,8 +144,10 @@ export async function startCollector(
   const resendTimer = setInterval(() => void resend(), config.alerting.alertmanagerResend);
   resendTimer.unref();
   const nodes = await createNodeTracker({ silentAfterMs: config.silentAfter }, { store, alerting, registry: metrics.registry, logger: logger.child({ component: 'nodes' }), now });
+  // The worker thread is SQLite's (a connection of its own to the file); PostgreSQL commits over the
+  // pool from the event loop, which waits on the network rather than computing.
   const writer =
-    config.ingestThread === 'worker' && config.db !== ':memory:'
+    database.kind === 'sqlite' && config.db !== undefined && config.ingestThread === 'worker' && config.db !== ':memory:'
       ? await startIngestWorker({ db: config.db, spec: alerting.policySpec }, { hooks: alerting.policyHooks, logger: logger.child({ component: 'ingest' }) })
       : createInThreadWriter(store, alerting.policy);
   alerting.onExceptions((active) => writer.setExceptions(active));
@@ -160,7 +208,39 @@ export async function startCollector(
   const grpcPort = await bindGrpc(server, formatHostPort(grpcAt.host, grpcAt.port), credentials);
 
   let ready = true;
-  const readiness = () => (ready ? null : 'shutting down');
+  // PostgreSQL can go away under a running collector (a restart, a failover): while it does not
+  // answer, the replica is not ready (agents and API calls go to another), and it stays up: batches
+  // in flight fail and are resent, later ones commit once the pool reconnects.
+  let databaseDown: string | null = null;
+  const databaseUp = new Gauge({ name: 'driftwatch_collector_database_up', help: 'Whether the database answered its last check (1) or not (0)', registers: [metrics.registry] });
+  databaseUp.set(1);
+  let checking: Promise<void> | null = null;
+  const checkDatabase = (ping: () => Promise<void>) => {
+    if (checking) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${DB_CHECK_TIMEOUT_MS} ms`)), DB_CHECK_TIMEOUT_MS)));
+    checking = Promise.race([ping(), deadline])
+      .then(
+        () => {
+          if (databaseDown !== null) logger.info({ db: database.label }, 'the database answers again');
+          databaseDown = null;
+          databaseUp.set(1);
+        },
+        (err: unknown) => {
+          if (databaseDown === null) logger.warn({ db: database.label, error: (err as Error).message }, 'the database does not answer: not ready');
+          databaseDown = 'the database does not answer';
+          databaseUp.set(0);
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        checking = null;
+      });
+  };
+  const ping = database.ping;
+  const databaseTimer = ping === null ? null : setInterval(() => checkDatabase(ping), DB_CHECK_INTERVAL_MS);
+  databaseTimer?.unref();
+  const readiness = () => (ready ? databaseDown : 'shutting down');
   const audit = createAuditLog(store);
   const auth = createApiAuth(
     {
@@ -234,7 +314,7 @@ export async function startCollector(
   const probes = config.probeListen === '' ? null : createProbeServer(readiness, { onDrop: () => dropped.inc({ listener: 'probes', reason: 'max_connections' }) });
   const probeAt = config.probeListen === '' ? null : parseHostPort(config.probeListen);
   const probePort = probes && probeAt ? await listenHttp(probes, probeAt) : null;
-  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, ...(probeAt && probePort !== null ? { probes: formatHostPort(probeAt.host, probePort), probePort } : {}), db: config.db, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
+  logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, ...(probeAt && probePort !== null ? { probes: formatHostPort(probeAt.host, probePort), probePort } : {}), db: database.label, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
 
   let stopping: Promise<void> | null = null;
   return {
@@ -252,6 +332,7 @@ export async function startCollector(
     stop() {
       stopping ??= (async () => {
         ready = false;
+        if (databaseTimer) clearInterval(databaseTimer);
         for (const job of jobs) await job.destroy();
         clearInterval(resendTimer);
         let closed = Promise.resolve();
@@ -289,7 +370,9 @@ export async function startCollector(
         // Aborts a re-send round in flight, so the jobs below end soon.
         await alerting.stop();
         await Promise.all(running);
-        sqlite.close();
+        await checking;
+        // The pool last: everything that used it above has finished.
+        await database.close();
         auth.close();
         tls?.close();
         logger.info('collector stopped');

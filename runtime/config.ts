@@ -70,6 +70,8 @@ export interface ConfigSources {
   envPrefix: string;
   /** Keys that hold lists: read from env as comma-separated values. */
   listKeys: readonly string[];
+  /** Keys read from the environment only (secrets): refused in the file. */
+  envOnlyKeys?: readonly string[] | undefined;
   /** Parsed flags, keyed by camelCase name; undefined means not given. */
   flags: Readonly<Record<string, unknown>>;
 }
@@ -93,6 +95,9 @@ export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSour
     }
     if (doc !== null && doc !== undefined) {
       if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('', `config file ${sources.file} must hold a mapping of settings`);
+      for (const key of sources.envOnlyKeys ?? []) {
+        if (Object.hasOwn(doc, key)) throw new ConfigError(key, `is read from the environment only (${sources.envPrefix}${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}), never from a file`);
+      }
       Object.assign(merged, doc);
     }
   }
@@ -102,7 +107,11 @@ export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSour
     if (!known.has(key)) continue;
     merged[key] = sources.listKeys.includes(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
   }
-  for (const [key, value] of Object.entries(sources.flags)) if (value !== undefined) merged[key] = value;
+  for (const [key, value] of Object.entries(sources.flags)) {
+    if (value === undefined) continue;
+    if (sources.envOnlyKeys?.includes(key)) throw new ConfigError(key, 'is read from the environment only, never from a flag');
+    merged[key] = value;
+  }
   const result = schema.safeParse(merged);
   if (!result.success) {
     const { key, message } = firstIssue(result.error);

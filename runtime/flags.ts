@@ -3,7 +3,8 @@
  * one table come the config schema's shape, node:util parseArgs' options, `--help`, the mapping of
  * parsed flags back to config keys, and the keys the environment gives as comma-separated lists.
  * A setting that is a structure no flag can spell (routes, overrides) is declared file-only, and
- * `--help` lists it as such, so no key is ever left out of the help.
+ * `--help` lists it as such, so no key is ever left out of the help. A secret that must not be on a
+ * command line (where `ps` shows it to everyone) nor in a config file is declared environment-only.
  */
 import type { ParseArgsConfig } from 'node:util';
 import type { z } from 'zod';
@@ -23,7 +24,7 @@ export interface FlagSpec {
 /** One setting: its schema, and its flag or (file-only) the help line of the config file key. */
 export interface Setting<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
-  readonly cli: FlagSpec | { readonly fileOnly: string };
+  readonly cli: FlagSpec | { readonly fileOnly: string } | { readonly envOnly: string; readonly variable: string };
 }
 
 /** A setting given by file, environment or flag. */
@@ -36,6 +37,14 @@ export function fileOnly<S extends z.ZodType>(schema: S, help: string): Setting<
   return { schema, cli: { fileOnly: help } };
 }
 
+/**
+ * A setting given only by the environment variable `variable` (which loadConfig derives from the
+ * key: dbUrl → DRIFTWATCH_DB_URL): a secret, never a flag, refused in the config file.
+ */
+export function envOnly<S extends z.ZodType>(schema: S, variable: string, help: string): Setting<S> {
+  return { schema, cli: { envOnly: help, variable } };
+}
+
 type ParseArgsOptions = NonNullable<ParseArgsConfig['options']>;
 
 /** What a command line is built from the settings. */
@@ -46,6 +55,8 @@ export interface CommandLine {
   readonly flags: ReadonlyMap<string, string>;
   /** The keys given only in the config file. */
   readonly fileOnly: readonly string[];
+  /** The keys given only by the environment. */
+  readonly envOnly: readonly string[];
   /** Keys that hold lists: repeatable flags, comma-separated in the environment. */
   readonly listKeys: readonly string[];
   /** The `driftwatch <command> --help` text. */
@@ -76,11 +87,18 @@ export function defineSettings<T extends Record<string, Setting>>(settings: T): 
   const listKeys: string[] = [];
   const lines: string[] = [];
   const fileLines: string[] = [];
+  const envOnlyKeys: string[] = [];
+  const envLines: string[] = [];
   for (const [key, { schema, cli }] of Object.entries(settings) as [keyof T & string, Setting][]) {
     shape[key] = schema as T[typeof key]['schema'];
     if ('fileOnly' in cli) {
       fileOnlyKeys.push(key);
       fileLines.push(helpLine(key, cli.fileOnly));
+      continue;
+    }
+    if ('envOnly' in cli) {
+      envOnlyKeys.push(key);
+      envLines.push(helpLine(cli.variable, `${cli.envOnly} (${key})`));
       continue;
     }
     const name = cli.flag ?? kebabCase(key);
@@ -99,9 +117,15 @@ export function defineSettings<T extends Record<string, Setting>>(settings: T): 
       options,
       flags,
       fileOnly: fileOnlyKeys,
+      envOnly: envOnlyKeys,
       listKeys,
       help: (command) =>
-        [`driftwatch ${command} — flags (config key in parentheses):`, ...lines, ...(fileLines.length > 0 ? ['In the config file only (key and what it holds):', ...fileLines] : [])].join('\n'),
+        [
+          `driftwatch ${command} — flags (config key in parentheses):`,
+          ...lines,
+          ...(fileLines.length > 0 ? ['In the config file only (key and what it holds):', ...fileLines] : []),
+          ...(envLines.length > 0 ? ['In the environment only (variable and what it holds):', ...envLines] : []),
+        ].join('\n'),
       toConfig(values) {
         const out: Record<string, unknown> = {};
         for (const [name, value] of Object.entries(values)) {

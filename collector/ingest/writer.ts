@@ -28,15 +28,35 @@ export interface IngestWriter {
 }
 
 /**
- * Commits through the main thread's store and policy: on the event loop for SQLite, over the
- * network for a store that answers asynchronously (the policy still runs inside its transaction).
+ * Commits through the main thread's store and policy: on the event loop for SQLite (ingestThread
+ * main), over the network for PostgreSQL, whose ingest slice answers asynchronously (the policy
+ * still runs inside its transaction). Group commit is the ingest service's: one commit at a time,
+ * what arrives meanwhile makes the next group; a batch is acknowledged only once the promise of its
+ * commit resolved, so a commit lost with its connection (a database restart) is answered as failed
+ * and resent by the agent (ingest is idempotent by deviation id). close() waits for the commits
+ * under way, so the store is never closed under one.
  */
 export function createInThreadWriter(store: Async<IngestStore>, policy: AlertPolicyHandle): IngestWriter {
+  const inFlight = new Set<Promise<unknown>>();
+  let closed = false;
   return {
     sameThread: true,
-    commit: (batches, receivedAt) => store.ingestPrepared(batches, receivedAt, policy),
+    commit(batches, receivedAt) {
+      if (closed) return Promise.reject(new Error('the ingest writer is closed'));
+      const p = store.ingestPrepared(batches, receivedAt, policy);
+      const settled = p.then(
+        () => undefined,
+        () => undefined,
+      );
+      inFlight.add(settled);
+      void settled.then(() => inFlight.delete(settled));
+      return p;
+    },
     setExceptions: (active) => policy.setExceptions(active),
-    close: async () => undefined,
+    async close() {
+      closed = true;
+      await Promise.all(inFlight);
+    },
   };
 }
 

@@ -30,7 +30,8 @@ for (const { command, table, schema } of commands) {
   test(`${command}: every config key has a flag and a help line that names it, or is listed as file-only`, (t) => {
     const keys = Object.keys(schema.shape);
     t.deepEqual(Object.keys(table.settings), keys, 'the schema is the settings table');
-    t.deepEqual([...table.cli.flags.values(), ...table.cli.fileOnly].sort(), [...keys].sort(), 'each key once: a flag or file-only');
+    t.deepEqual([...table.cli.flags.values(), ...table.cli.fileOnly, ...table.cli.envOnly].sort(), [...keys].sort(), 'each key once: a flag, file-only or environment-only');
+    for (const key of table.cli.envOnly) t.regex(help.slice(help.indexOf('In the environment only')), new RegExp(`^  DRIFTWATCH_[A-Z_]+ +\\S[^\\n]*(\\n {27}[^\\n]*)*\\(${key}\\)$`, 'm'), key);
     const fileSection = help.slice(help.indexOf('In the config file only'));
     t.not(fileSection, help, 'the help has a file-only section');
     for (const key of table.cli.fileOnly) t.regex(fileSection, new RegExp(`^  ${key} +\\S`, 'm'), key);
@@ -55,8 +56,8 @@ for (const { command, table, schema } of commands) {
   });
 
   test(`${command}: the defaults the help states are the schema's defaults`, (t) => {
-    for (const [key, { schema: field, cli }] of Object.entries(table.settings) as [string, { schema: z.ZodType; cli: FlagSpec | { fileOnly: string } }][]) {
-      if ('fileOnly' in cli) continue;
+    for (const [key, { schema: field, cli }] of Object.entries(table.settings) as [string, { schema: z.ZodType; cli: FlagSpec | { fileOnly: string } | { envOnly: string } }][]) {
+      if ('fileOnly' in cli || 'envOnly' in cli) continue;
       const parsed = field.safeParse(undefined);
       const value = parsed.success ? parsed.data : undefined;
       const stated = /\bdefault ([^\s;,)]+)/.exec(cli.help)?.[1] ?? /(\S+) \((?:[^()]*, )?default[;)]/.exec(cli.help)?.[1];

@@ -253,7 +253,7 @@ for (const overlay of OVERLAYS) {
     const agentSa = find(objects, 'ServiceAccount', 'driftwatch-agent');
     t.deepEqual(config.agentServiceAccounts, [`${agentSa.metadata.namespace}:${agentSa.metadata.name}`]);
     const data = (c.volumeMounts as Json[]).find((m) => m.name === 'data')!;
-    t.is(dirname(config.db), data.mountPath);
+    t.is(dirname(config.db ?? ''), data.mountPath);
     t.deepEqual((sts.spec.volumeClaimTemplates as Json[]).map((v) => v.metadata.name), ['data']);
     t.is(sts.spec.replicas, 1, 'SQLite has one writer');
     t.is(cspec.securityContext.runAsNonRoot, true);

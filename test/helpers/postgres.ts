@@ -66,6 +66,10 @@ export interface PostgresServer {
   createDatabase(): Promise<string>;
   /** Fast shutdown (sessions ended, nothing lost), then the directory removed. Idempotent. */
   stop(): Promise<void>;
+  /** Fast shutdown that keeps the data: a restart or a failover as clients see it; resume() starts it again. */
+  halt(): Promise<void>;
+  /** Start the server again after halt(), on the same port, with the same data. */
+  resume(): Promise<void>;
 }
 
 /** Why no server could be started; the message names the fix. */
@@ -302,6 +306,8 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
         creating = created.catch(() => undefined);
         return created;
       },
+      halt: () => run(join(bin, 'pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', String(PG_CTL_WAIT_S), '-s'], user, env, (PG_CTL_WAIT_S + 30) * 1000).then(() => undefined),
+      resume: () => run(join(bin, 'pg_ctl'), ['start', '-D', dataDir, '-l', logFile, '-w', '-t', String(PG_CTL_WAIT_S), '-s'], user, env, (PG_CTL_WAIT_S + 30) * 1000).then(() => undefined),
       stop() {
         stopping ??= (async () => {
           try {

@@ -23,10 +23,10 @@ export interface CliProcess {
 /**
  * Spawn `driftwatch ...args`; killed at the end of the test if still running. Unless `secure`, the
  * child runs with DRIFTWATCH_INSECURE=true (plaintext gRPC, an open API), as the tests of delivery
- * and detection need no certificates; test/e2e/tls*.test.ts run it secured.
+ * and detection need no certificates; test/e2e/tls*.test.ts run it secured. `env` adds variables.
  */
-export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore'; secure?: boolean; fdLimit?: number } = {}): CliProcess {
-  const env = options.secure ? process.env : { ...process.env, DRIFTWATCH_INSECURE: 'true' };
+export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?: 'pipe' | 'ignore'; secure?: boolean; fdLimit?: number; env?: NodeJS.ProcessEnv } = {}): CliProcess {
+  const env = { ...process.env, ...(options.secure ? {} : { DRIFTWATCH_INSECURE: 'true' }), ...options.env };
   const stdio: ['pipe' | 'ignore', 'pipe', 'pipe'] = [options.stdin ?? 'ignore', 'pipe', 'pipe'];
   // fdLimit: the child's hard and soft limit of open descriptors (Node raises its soft limit to the
   // hard one, so both are set); the shell's script is constant, the values are its arguments.

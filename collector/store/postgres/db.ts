@@ -59,6 +59,11 @@ export async function transaction<T>(pool: pg.Pool, fn: (sql: Sql) => Promise<T>
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
     let broken: Error | undefined;
+    // A checked-out client has no listener of the pool's: the server ending its connection (a
+    // restart, pg_terminate_backend) would emit 'error' with none and end the process. The query
+    // under way fails with it anyway; the client is then released broken (the pool closes it).
+    const onError = (err: Error) => void (broken ??= err);
+    client.on('error', onError);
     try {
       await client.query(mode);
       const out = await fn(sqlOf(client));
@@ -73,6 +78,7 @@ export async function transaction<T>(pool: pg.Pool, fn: (sql: Sql) => Promise<T>
       throw err;
     } finally {
       // A client whose ROLLBACK failed is in an unknown state: the pool closes it.
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }

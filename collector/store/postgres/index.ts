@@ -42,7 +42,7 @@ export function redactedUrl(url: string): string {
 }
 
 /** Open the store in the database at `url` (postgres://…), migrating it to the current schema. */
-export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore & { close(): Promise<void> }> {
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore & { ping(): Promise<void>; close(): Promise<void> }> {
   const log: StoreLogger = options.logger ?? { warn: () => undefined };
   const pool = createPool(url, { max: options.maxConnections, statementTimeoutMs: options.statementTimeoutMs });
   try {
@@ -73,6 +73,8 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...quarantine.store,
     ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),
+    // One round trip on the pool: what the collector's readiness asks of the database.
+    ping: async () => void (await pool.query('SELECT 1')),
     close: () => (closed ??= pool.end()),
   };
 }
