@@ -2,6 +2,9 @@
  * A fresh, real collector for a test: its SQLite file in a new temporary directory, gRPC and the
  * HTTP API on ephemeral loopback ports, `insecure` (plaintext stream without node identity, an API
  * without tokens) unless the settings say otherwise, and its logs dropped unless the test keeps them.
+ * /metrics is rendered fresh for every scrape (`metricsInterval: 0s`): a test reads a number after an
+ * action, as a person does, and a tight polling loop must not be served a shared rendering from before
+ * it (the sharing itself is tested in auth-limits with its own interval).
  * `withCollector` stops it and removes the directory when the test ends.
  */
 import type { ExecutionContext } from 'ava';
@@ -43,7 +46,7 @@ export async function startTestCollector(settings: Record<string, unknown> = {},
   let c: CollectorHandle;
   try {
     c = await startCollector(
-      loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, ...(options.tokens !== undefined ? { apiTokensFile: tokensFile } : {}), ...settings }, {}),
+      loadCollectorConfig({ db: join(dir, 'c.db'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', insecure: true, metricsInterval: '0s', ...(options.tokens !== undefined ? { apiTokensFile: tokensFile } : {}), ...settings }, {}),
       { logger, ...(options.now ? { now: options.now } : {}) },
     );
   } catch (err) {
