@@ -32,6 +32,8 @@ export interface ReplicationDeps {
   store: Async<Pick<BaselineStore, 'clusterKeys'> & Pick<AlertStore, 'getAlert'>>;
   /** The agents connected to this replica. */
   pushBaselines(keys: readonly string[]): Promise<void>;
+  /** Notifications were written with an announced alert change: this replica's outbox workers look for them too. */
+  onAlertChange(): void;
   /** This replica's live feed (the websocket clients). */
   feed: AlertFeed;
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -108,6 +110,7 @@ export function followChanges(deps: ReplicationDeps): Replication {
   const offAlert = changes.subscribe(CHANNELS.alert, {
     change(payload) {
       heard.inc({ channel: 'alert' });
+      deps.onAlertChange();
       // Nobody watches this replica's live feed: nothing to read.
       if (feed.size === 0) return;
       const a = parseAlertPayload(payload);
