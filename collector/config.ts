@@ -7,6 +7,7 @@ import { boolFlag, durationMs, hostPort, loadConfig } from '../runtime/config.js
 import { defineSettings, envOnly, fileOnly, flag } from '../runtime/flags.js';
 import { LOG_LEVELS } from '../runtime/logger.js';
 import { AlertingConfigSchema, alertmanagerTimingIssues, receiverReferences } from './alerting/config.js';
+import { DEFAULT_DELIVERY_LEASE_MS } from './alerting/outbox.js';
 import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
 import { SinksConfigSchema } from './sinks/index.js';
 import { normalizeOrigin } from './http/stream.js';
@@ -102,6 +103,15 @@ export const COLLECTOR_SETTINGS = defineSettings({
   apiRateLimit: flag(z.coerce.number().int().min(1).max(100_000).default(50), { arg: 'N', help: 'requests per second per API token; default 50' }),
   /** Largest HTTP request body. */
   maxBodyBytes: flag(z.coerce.number().int().min(1024).max(64 << 20).default(1 << 20), { arg: 'N', help: 'largest HTTP request body; default 1048576' }),
+  /**
+   * How long a notification claimed by a replica stays its own unless renewed (every third of it,
+   * while an attempt lasts): a replica that dies mid-delivery has its deliveries taken over by another
+   * after this long. Matters only with several replicas on PostgreSQL.
+   */
+  deliveryLease: flag(durationMs.refine((ms) => ms >= 2_000 && ms <= 3_600_000, 'must be from 2s to 1h').default(DEFAULT_DELIVERY_LEASE_MS), {
+    arg: 'D',
+    help: "a replica's claim on a notification it delivers; another replica takes\nit over this long after the replica died; default 2m",
+  }),
   /** A node whose agent sent nothing (agents send a heartbeat every 10 s) for this long is marked silent, and alerting is told. */
   silentAfter: flag(durationMs.refine((ms) => ms >= 15_000 && ms <= 7 * 86_400_000, 'must be from 15s to 7d').default(300_000), {
     arg: 'D',

@@ -37,6 +37,9 @@ import { DatabaseUrlError, maskSecrets, passwordsOf, readDatabaseUrlFile } from 
 import type { Alert } from './alerting/alert.js';
 import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
+import { createLeadership, replicaId } from './replica.js';
+import { followChanges, type Replication } from './replication.js';
+import type { ChangeFeed } from './store/postgres/feed.js';
 
 // The collector's settings live in config.ts; what starts a collector needs both.
 export { CollectorConfigSchema, loadCollectorConfig, type CollectorConfig } from './config.js';
@@ -72,6 +75,8 @@ interface OpenedDatabase {
   readonly label: string;
   /** One round trip to the server (PostgreSQL); null where there is no server to lose. */
   readonly ping: (() => Promise<void>) | null;
+  /** Listen to what every replica commits (PostgreSQL); null where this process is the only writer. */
+  readonly openChanges: ((onError: (err: unknown) => void) => Promise<ChangeFeed>) | null;
   close(): Promise<void>;
 }
 
@@ -80,7 +85,7 @@ async function openDatabase(config: CollectorConfig, logger: Logger): Promise<Op
   const log = logger.child({ component: 'store' });
   if (config.db !== undefined) {
     const sqlite = openSqliteStore(config.db, { logger: log });
-    return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, ping: null, close: async () => sqlite.close() };
+    return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, ping: null, openChanges: null, close: async () => sqlite.close() };
   }
   let url: string;
   try {
@@ -94,7 +99,12 @@ async function openDatabase(config: CollectorConfig, logger: Logger): Promise<Op
   const secrets = passwordsOf(url);
   try {
     const pg = await openPostgresStore(url, { logger: log });
-    return { store: pg, kind: 'postgres', label, ping: () => pg.ping(), close: () => pg.close() };
+    // The URL stays in this closure: the feed's connection is opened with it, nothing else sees it.
+    const openChanges = async (onError: (err: unknown) => void) => {
+      const { openChangeFeed } = await import('./store/postgres/feed.js');
+      return openChangeFeed(url, { onError: (err) => onError(new Error(maskSecrets((err as Error)?.message ?? String(err), secrets))) });
+    };
+    return { store: pg, kind: 'postgres', label, ping: () => pg.ping(), openChanges, close: () => pg.close() };
   } catch (err) {
     // A driver's or server's message could quote the URL: masked, and the original not kept as the cause.
     const e = new Error(`cannot open the PostgreSQL store at ${label}: ${maskSecrets((err as Error).message ?? String(err), secrets)}`);
@@ -106,6 +116,15 @@ async function openDatabase(config: CollectorConfig, logger: Logger): Promise<Op
 /** How often readiness asks PostgreSQL, and how long an answer may take before the database counts as unreachable. */
 const DB_CHECK_INTERVAL_MS = 2_000;
 const DB_CHECK_TIMEOUT_MS = 5_000;
+
+/**
+ * The lease of a scheduled job: until a minute past its next run, so its leader keeps it from run to
+ * run and another replica takes it over at the first run after a leader died (a run of one missed
+ * at most). A schedule with no next run gets an hour.
+ */
+function cronLeaseMs(next: Date | null, now: number): number {
+  return next === null ? 3_600_000 : Math.max(60_000, next.getTime() - now + 60_000);
+}
 
 function bindGrpc(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -123,10 +142,27 @@ export async function startCollector(
   const metrics = createCollectorMetrics();
   const database = await openDatabase(config, logger);
   const { store } = database;
+  // Several replicas on PostgreSQL: this one's name in the outbox and job leases.
+  const owner = replicaId();
+  const replicated = database.openChanges !== null;
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
   const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });
-  const alerting = await createAlerting({ store, sinks, config: config.alerting, feed, logger: logger.child({ component: 'alerting' }), registry: metrics.registry, now, publicUrl: config.publicUrl });
+  // On PostgreSQL the live feed is fed from the change feed (every replica's changes, this one's
+  // included, once each); alerting publishes to a feed nobody listens to, so it reads nothing for it.
+  const alerting = await createAlerting({
+    store,
+    sinks,
+    config: config.alerting,
+    feed: replicated ? createAlertFeed() : feed,
+    logger: logger.child({ component: 'alerting' }),
+    registry: metrics.registry,
+    now,
+    publicUrl: config.publicUrl,
+    owner,
+    deliveryLeaseMs: config.deliveryLease,
+  });
+  const leadership = createLeadership({ store, owner, logger: logger.child({ component: 'leadership' }), now });
   /** Jobs under way (scheduled ones, audit records of token reloads): shutdown waits for them before the store closes. */
   const running = new Set<Promise<unknown>>();
   const job = (name: string, run: () => Promise<unknown>) => () => {
@@ -134,16 +170,41 @@ export async function startCollector(
     running.add(p);
     return p.finally(() => running.delete(p));
   };
-  // The task's promise goes back to node-cron: noOverlap holds while a run still waits for the store.
+  // Each periodic job runs on the one replica leading it (always this one on SQLite). A lease outlives
+  // the job's period, so its leader keeps it from run to run; a dead leader's job passes to another
+  // replica once its lease ends. The task's promise goes back to node-cron: noOverlap holds while a
+  // run still waits for the store.
+  const scheduled = (name: string, expression: string, run: () => Promise<unknown>) => {
+    const task = cron.schedule(
+      expression,
+      job(name, () => leadership.runIfLeader(name, cronLeaseMs(task.getNextRun(), now()), run)),
+      { name, noOverlap: true },
+    );
+    return task;
+  };
   const jobs = [
-    cron.schedule(config.alerting.retentionSchedule, job('retention', () => alerting.prune()), { name: 'retention', noOverlap: true }),
-    cron.schedule(config.alerting.reminderSchedule, job('exception-reminders', () => alerting.remindExpiringExceptions()), { name: 'exception-reminders', noOverlap: true }),
-    cron.schedule(config.alerting.digestSchedule, job('digests', () => alerting.sendDigests()), { name: 'digests', noOverlap: true }),
+    scheduled('retention', config.alerting.retentionSchedule, () => alerting.prune()),
+    scheduled('exception-reminders', config.alerting.reminderSchedule, () => alerting.remindExpiringExceptions()),
+    scheduled('digests', config.alerting.digestSchedule, () => alerting.sendDigests()),
   ];
-  const resend = job('alertmanager-resend', () => alerting.resendToAlertmanager());
+  // 1.5 periods: a dead leader's re-sends resume within 2.5 periods, before Alertmanager's firing
+  // timeout (at least 3 re-send periods, config.ts) resolves what it stopped re-sending.
+  const resendLeaseMs = Math.floor(config.alerting.alertmanagerResend * 1.5);
+  const resend = job('alertmanager-resend', () => leadership.runIfLeader('alertmanager-resend', resendLeaseMs, () => alerting.resendToAlertmanager()));
   const resendTimer = setInterval(() => void resend(), config.alerting.alertmanagerResend);
   resendTimer.unref();
-  const nodes = await createNodeTracker({ silentAfterMs: config.silentAfter }, { store, alerting, registry: metrics.registry, logger: logger.child({ component: 'nodes' }), now });
+  const nodes = await createNodeTracker(
+    { silentAfterMs: config.silentAfter },
+    {
+      store,
+      alerting,
+      registry: metrics.registry,
+      logger: logger.child({ component: 'nodes' }),
+      now,
+      // On PostgreSQL silence is judged from the cluster's view, and raised by one replica.
+      cluster: replicated ? { runIfLeader: (ttlMs, fn) => leadership.runIfLeader('node-silence', ttlMs, fn) } : undefined,
+    },
+  );
   // The worker thread is SQLite's (a connection of its own to the file); PostgreSQL commits over the
   // pool from the event loop, which waits on the network rather than computing.
   const writer =
@@ -152,7 +213,7 @@ export async function startCollector(
       : createInThreadWriter(store, alerting.policy);
   alerting.onExceptions((active) => writer.setExceptions(active));
   const ingest = createIngest(
-    { version: VERSION, maxBatchItems: config.maxBatchItems },
+    { version: VERSION, maxBatchItems: config.maxBatchItems, pushOnCommit: !replicated },
     {
       store,
       writer,
@@ -270,7 +331,8 @@ export async function startCollector(
     now,
     maxExceptionLifetime: config.alerting.maxExceptionLifetime,
     audit,
-    onBaselineChanged: (key) => ingest.pushBaselines([key]),
+    // On PostgreSQL the change feed pushes what the store announced (to every replica's agents).
+    onBaselineChanged: replicated ? () => undefined : (key) => ingest.pushBaselines([key]),
     nodes,
   });
   // Timeouts are enforced every connectionsCheckingInterval (Node: 30 s unless told), so a client
@@ -307,6 +369,15 @@ export async function startCollector(
       allowedOrigins: config.streamAllowedOrigins,
     },
   });
+  let changes: ChangeFeed | null = null;
+  let replication: Replication | null = null;
+  if (database.openChanges) {
+    const feedLog = logger.child({ component: 'change-feed' });
+    changes = await database.openChanges((err) => feedLog.warn({ error: (err as Error).message }, 'the change feed lost its connection; reconnecting'));
+    replication = followChanges({ changes, store, pushBaselines: (keys) => ingest.pushBaselines(keys), onAlertChange: () => alerting.wakeOutbox(), feed, logger: feedLog, registry: metrics.registry, now });
+    // What is committed from here on is heard (agents connect once the listeners are bound below).
+    await changes.ready;
+  }
   const httpAt = parseHostPort(config.httpListen);
   const httpPort = await listenHttp(http, httpAt);
   const urlHost = httpAt.host === '0.0.0.0' || httpAt.host === '::' ? '127.0.0.1' : httpAt.host;
@@ -315,6 +386,7 @@ export async function startCollector(
   const probeAt = config.probeListen === '' ? null : parseHostPort(config.probeListen);
   const probePort = probes && probeAt ? await listenHttp(probes, probeAt) : null;
   logger.info({ grpc: formatHostPort(grpcAt.host, grpcPort), http: formatHostPort(httpAt.host, httpPort), grpcPort, httpPort, ...(probeAt && probePort !== null ? { probes: formatHostPort(probeAt.host, probePort), probePort } : {}), db: database.label, version: VERSION, tls: tls !== null, agentAuth, apiAuth: config.apiTokensFile !== undefined }, 'collector started');
+  if (replicated) logger.info({ owner }, 'replica of a shared database: deliveries and periodic jobs under leases, changes heard from every replica');
 
   let stopping: Promise<void> | null = null;
   return {
@@ -367,10 +439,14 @@ export async function startCollector(
         // request whose socket went may never finish reading its body), jobs, node records, alerting.
         await Promise.race([handler.idle(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
         await nodes.stop();
+        await replication?.stop();
+        await changes?.close();
         // Aborts a re-send round in flight, so the jobs below end soon.
         await alerting.stop();
         await Promise.all(running);
         await checking;
+        // Another replica leads the periodic jobs at their next run, without waiting for the leases to end.
+        await leadership.resignAll();
         // The pool last: everything that used it above has finished.
         await database.close();
         auth.close();

@@ -76,6 +76,8 @@ export interface Alerting {
   revokeException(id: string, by: string): Promise<AlertException | null>;
   /** Send what is due now, silences and returns included (the worker also runs on its own); resolves when every sink is idle. */
   drain(): Promise<void>;
+  /** Another replica wrote notifications (heard on the change feed): the workers look now, and whoever claims first delivers. */
+  wakeOutbox(): void;
   /** Tell owners about exceptions expiring within `reminderBefore`; resolves to how many were told. */
   remindExpiringExceptions(): Promise<number>;
   /** Send each team of the ownership map its digest (open alerts, new in the last day); resolves to how many. */
@@ -137,6 +139,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
     transition: lifecycle.transition,
     addException: exceptions.add,
     revokeException: exceptions.revoke,
+    wakeOutbox: outbox.wakeAll,
     async drain() {
       // What silences, returns and exception reloads are still writing is part of what is due now.
       await Promise.all([silence.idle(), exceptions.idle()]);

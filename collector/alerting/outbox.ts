@@ -46,6 +46,8 @@ export interface Outbox {
   written(items: readonly OutboxEntry[]): void;
   /** Send what is due now; resolves when every sink's worker is idle. */
   drain(): Promise<void>;
+  /** Wake every sink's worker to look for work (another replica wrote notifications: whoever claims first delivers). */
+  wakeAll(): void;
   /** The delay before retry number `attempts` (jittered, doubling up to `maxDelay`); re-sends back off the same way. */
   backoff(attempts: number): number;
   /** Settles when every loop has ended (after `signal` aborts). */
@@ -67,6 +69,10 @@ export function createOutbox(deps: OutboxDeps): Outbox {
   signal.addEventListener('abort', () => workers.forEach((w) => w.wake()), { once: true });
 
   const backoff = (attempts: number): number => backoffDelay(attempts, { baseMs: config.baseDelay, capMs: config.maxDelay }, random);
+
+  function wakeAll(): void {
+    for (const w of workers.values()) w.wake();
+  }
 
   function written(items: readonly OutboxEntry[]): void {
     for (const i of items) metrics.notifications.inc({ sink: i.sink, action: i.action, state: i.state === 'pending' ? 'pending' : i.lastError.split(':')[0] ?? 'skipped' });
@@ -215,6 +221,7 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       written(items);
     },
     written,
+    wakeAll,
     async drain() {
       for (const w of workers.values()) w.wake();
       await Promise.all([...workers.values()].map((w) => w.idle()));

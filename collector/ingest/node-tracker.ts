@@ -12,6 +12,14 @@
  * one at a time, in order, behind the tracker's back (stop() waits for them). After a collector restart,
  * silence is measured from the later of a node's last contact and the collector's start: agents get
  * `silentAfter` to reconnect before anyone is paged.
+ *
+ * Several replicas (`cluster`, PostgreSQL): an agent talks to one replica at a time, so no replica's
+ * memory alone says when a node was last heard from. Each check first reads the stored records (every
+ * replica saves the nodes it hears from; the store keeps the latest contact of any) and takes the newer
+ * of stored and own; then only the replica leading the `node-silence` job marks nodes silent and tells
+ * alerting. A node silent in the cluster's view is silent here too, so whichever replica it reconnects
+ * to resolves its silence; a silence this replica knew of that another replica's newer contact ended
+ * (the node came back there before that replica read the silence) is resolved here.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
@@ -60,6 +68,11 @@ export interface NodeTrackerDeps {
   registry: Registry;
   logger: Logger;
   now: () => number;
+  /**
+   * Several replicas on one store: silence judged from the stored records, and raised only where
+   * `runIfLeader` runs its function (the replica leading `node-silence` for `ttlMs`).
+   */
+  cluster?: { runIfLeader<T>(ttlMs: number, fn: () => Promise<T>): Promise<T | undefined> } | undefined;
 }
 
 /** The tracker. */
@@ -87,6 +100,7 @@ export interface NodeTracker {
 export async function createNodeTracker(options: NodeTrackerOptions, deps: NodeTrackerDeps): Promise<NodeTracker> {
   const { store, alerting, logger, now } = deps;
   const startedAt = now();
+  const interval = options.checkIntervalMs ?? Math.min(15_000, Math.max(1_000, Math.floor(options.silentAfterMs / 10)));
   const records = new Map<string, NodeRecord>();
   const streams = new Map<string, number>();
   const dirty = new Set<string>();
@@ -180,7 +194,58 @@ export async function createNodeTracker(options: NodeTrackerOptions, deps: NodeT
     return rec;
   }
 
-  function check(): Promise<void> {
+  /** The nodes other replicas heard from: the stored records merged into this replica's (the newer contact wins). */
+  async function readClusterView(): Promise<void> {
+    let changed = false;
+    for (const s of await store.listNodes()) {
+      const rec = records.get(s.node);
+      if (!rec) {
+        if (records.size >= MAX_NODES) continue;
+        records.set(s.node, { ...s, sources: [...s.sources] });
+        if (s.silentSince > 0) metrics.silent.set({ node: s.node }, 1);
+        changed = true;
+        continue;
+      }
+      if (s.lastContact > rec.lastContact) {
+        const wasSilent = rec.silentSince > 0;
+        Object.assign(rec, { ...s, sources: [...s.sources], firstSeen: Math.min(rec.firstSeen, s.firstSeen) });
+        dirty.delete(rec.node);
+        if (wasSilent && rec.silentSince === 0) {
+          // Back on another replica, which did not know of the silence yet: resolved from here.
+          logger.info({ node: rec.node }, 'silent node is back (heard by another replica)');
+          metrics.silent.set({ node: rec.node }, 0);
+          tell(alerting.nodeBack(rec.node, rec.lastContact));
+        } else if (!wasSilent && rec.silentSince > 0) metrics.silent.set({ node: rec.node }, 1);
+        changed = true;
+      } else if (s.lastContact === rec.lastContact && s.silentSince > 0 && rec.silentSince === 0 && rec.stoppedAt === 0) {
+        // The leader marked it silent: whichever replica it reconnects to resolves that.
+        rec.silentSince = s.silentSince;
+        metrics.silent.set({ node: rec.node }, 1);
+        changed = true;
+      }
+    }
+    if (changed) updateSilentGauge();
+  }
+
+  async function check(): Promise<void> {
+    if (deps.cluster) {
+      try {
+        await readClusterView();
+      } catch (err) {
+        // Without the cluster's view no silence is judged: this replica's alone would be wrong.
+        logger.error({ err }, 'node records: reading the cluster view failed');
+        persist([...dirty]);
+        return settled();
+      }
+      const leads = await deps.cluster.runIfLeader(Math.max(3 * interval, 15_000), async () => true).catch((err: unknown) => {
+        logger.error({ err }, 'node records: asking for the node-silence lease failed');
+        return undefined;
+      });
+      if (leads !== true) {
+        persist([...dirty]);
+        return settled();
+      }
+    }
     const t = now();
     for (const rec of records.values()) {
       if (rec.silentSince > 0) continue;
@@ -214,13 +279,8 @@ export async function createNodeTracker(options: NodeTrackerOptions, deps: NodeT
   }
   updateSilentGauge();
 
-  const interval = options.checkIntervalMs ?? Math.min(15_000, Math.max(1_000, Math.floor(options.silentAfterMs / 10)));
   const timer = setInterval(() => {
-    try {
-      void check();
-    } catch (err) {
-      logger.error({ err }, 'node check failed');
-    }
+    check().catch((err: unknown) => logger.error({ err }, 'node check failed'));
   }, interval);
   timer.unref();
 

@@ -34,6 +34,11 @@ export interface IngestOptions {
   version: string;
   /** Most records (deviations + snapshots) in one batch. */
   maxBatchItems: number;
+  /**
+   * Push the keys a commit changed to this collector's agents after the commit (default true).
+   * False where the change feed does it (PostgreSQL: every replica hears every commit, its own too).
+   */
+  pushOnCommit?: boolean | undefined;
 }
 
 /** Collaborators. */
@@ -248,7 +253,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       deps.afterCommit?.(result);
       for (const key of result.clusterChanged) changed.add(key);
     });
-    if (changed.size > 0) pushBaselines([...changed]);
+    if (changed.size > 0 && options.pushOnCommit !== false) pushBaselines([...changed]);
   }
 
   /** Resolves when nothing is queued or being committed. */

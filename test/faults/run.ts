@@ -13,13 +13,16 @@
  * spool overflow that dropped a critical deviation, an agent that relearned after a crash).
  */
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { at, falcoLine } from '../helpers/falco.js';
 import { spawnCli, spawnCollector, type CliProcess } from '../helpers/processes.js';
 import * as grpc from '@grpc/grpc-js';
+import pg from 'pg';
+import { startPostgres } from '../helpers/postgres.js';
 import { ATTACKS, counter, type Target } from '../hostile/attacks.js';
 import { FD_LIMIT, HTTP_ATTACKS, httpCounter, settleMetrics, type HttpTarget } from '../hostile/http-attacks.js';
 
@@ -299,6 +302,177 @@ await scenario('SIGTERM: collector mid-ingest, then agent', async (t, dir) => {
   const s = await storedRows(collector.url);
   await collector.stop();
   return { sent: learn.length + 6000, expected: 6000, stored: s.rows, dropped: 0, rows: s.rows, distinct: s.distinct, checks };
+});
+
+// ---- several replicas on one PostgreSQL (issue 20) ----
+
+/** A Service in front of replicas: each agent connection goes to the next live backend, round robin; `kill` takes one out. */
+async function serviceProxy(backends: number[]) {
+  const alive = new Set(backends);
+  const open = new Map<number, Set<Socket>>(backends.map((b) => [b, new Set()]));
+  let next = 0;
+  const server = createServer((client) => {
+    const live = backends.filter((b) => alive.has(b));
+    if (live.length === 0) return client.destroy();
+    const port = live[next++ % live.length]!;
+    const upstream = connect(port, '127.0.0.1');
+    open.get(port)!.add(client);
+    const end = () => {
+      open.get(port)!.delete(client);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    connections: (backend: number) => open.get(backend)!.size,
+    remove: (backend: number) => alive.delete(backend),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** A webhook receiver that answers each POST after `delayMs` and records it: answered, or its sender gone first. */
+async function slowRecorder(delayMs: number) {
+  const posts: { id: string; action: string; delivery: string; answered: boolean }[] = [];
+  const server = createHttpServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      let post = { id: '(not JSON)', action: '', delivery: String(req.headers['x-driftwatch-delivery'] ?? ''), answered: false };
+      try {
+        const b = JSON.parse(body) as { action: string; alert: { id: string } };
+        post = { ...post, id: b.alert.id, action: b.action };
+      } catch {
+        // counted as not JSON
+      }
+      posts.push(post);
+      setTimeout(() => {
+        if (req.socket.destroyed) return;
+        res.writeHead(200).end('ok', () => (post.answered = true));
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`,
+    posts,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+await scenario('3 replicas on PostgreSQL, kill -9 of one mid-ingest', async (t, dir) => {
+  const server = await startPostgres();
+  t.teardown(() => server.stop());
+  const url = await server.createDatabase();
+  const urlFile = join(dir, 'db-uri');
+  writeFileSync(urlFile, `${url}\n`, { mode: 0o600 });
+  const hook = await slowRecorder(1_000);
+  t.teardown(() => hook.close());
+  // Storm control off for this row (each replica counts its own rate): every alert notifies.
+  writeFileSync(
+    join(dir, 'collector.yaml'),
+    [
+      'deliveryLease: 3s',
+      'sinks:',
+      '  - name: recorder',
+      '    type: webhook',
+      `    url: ${hook.url}`,
+      '    timeout: 30s',
+      'alerting:',
+      '  storm:',
+      '    perImage: { max: 100000, per: 5m }',
+      '    global: { max: 100000, per: 5m }',
+      '',
+    ].join('\n'),
+  );
+  const replicas: (CliProcess & { grpcPort: number; url: string })[] = [];
+  for (let i = 0; i < 3; i++) {
+    const p = spawnCli(t, ['collector', '--db-url-file', urlFile, '--config', join(dir, 'collector.yaml'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0']);
+    const started = await p.waitForLog((l) => l.msg === 'collector started', 120_000);
+    replicas.push(Object.assign(p, { grpcPort: started.grpcPort as number, url: `http://127.0.0.1:${started.httpPort as number}` }));
+  }
+  const proxy = await serviceProxy(replicas.map((r) => r.grpcPort));
+  t.teardown(() => proxy.close());
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  t.teardown(() => db.end());
+
+  // Three agents behind the Service, one per replica; each learns, then a burst of shells of 25 kinds (25 alerts).
+  const agents: (CliProcess & { metricsUrl: string })[] = [];
+  const files: string[] = [];
+  for (const node of ['node-1', 'node-2', 'node-3']) {
+    const events = join(dir, `${node}.json`);
+    writeFileSync(events, text(learning()));
+    files.push(events);
+    const p = spawnCli(t, ['agent', '--source', `falco-file:${events}`, '--collector', `127.0.0.1:${proxy.port}`, '--node', node, '--state-dir', join(dir, node), '--learning-window', '1h', '--http-listen', '127.0.0.1:0']);
+    const started = await p.waitForLog((l) => l.msg === 'agent started');
+    agents.push(Object.assign(p, { metricsUrl: `http://${started.http as string}/metrics` }));
+    await until(`${node} to connect`, async () => ((await agentMetric(agents.at(-1)!, /^driftwatch_agent_uplink_connected (\d+)/)) === 1 ? true : undefined));
+  }
+  const perAgent = 2_000;
+  for (const events of files) {
+    const lines: string[] = [];
+    for (let i = 0; i < perAgent; i++) {
+      const exe = `/usr/bin/tool-${i % 25}`;
+      lines.push(falcoLine({ time: at(70 + i / 1000), fields: { 'proc.pid': nextPid++, 'proc.exepath': exe, 'proc.name': `tool-${i % 25}`, 'proc.cmdline': `tool-${i % 25} --x`, 'proc.pname': 'nginx', 'proc.pexepath': '/usr/sbin/nginx' } }));
+    }
+    appendFileSync(events, text(lines));
+  }
+  const total = perAgent * files.length;
+  const pidOf = (r: CliProcess) => String(r.child.pid);
+  // Kill, mid-ingest, a replica that has an agent and holds a delivery lease (an attempt in flight).
+  const victim = await until('a replica mid-ingest with an agent and a delivery in flight', async () => {
+    for (const r of replicas) {
+      if (proxy.connections(r.grpcPort) === 0) continue;
+      const leased = await db.query(`SELECT count(*)::int AS n FROM outbox WHERE state = 'pending' AND split_part(lease_owner, ':', 2) = $1 AND lease_until > $2`, [pidOf(r), Date.now()]);
+      if ((leased.rows[0] as { n: number }).n > 0) return r;
+    }
+    return undefined;
+  }, 60_000);
+  const atKill = await storedCount(victim.url);
+  proxy.remove(victim.grpcPort);
+  await victim.stop('SIGKILL');
+  const leasedByVictim = (await db.query(`SELECT seq FROM outbox WHERE state = 'pending' AND split_part(lease_owner, ':', 2) = $1`, [pidOf(victim)])).rows.map((r) => (r as { seq: number }).seq);
+  const rest = replicas.filter((r) => r !== victim);
+  const survivor = rest[0]!;
+  await until(`${total} stored`, async () => ((await storedCount(survivor.url)) >= total ? true : undefined), 120_000);
+  for (const a of agents) await until('an empty spool', async () => ((await agentMetric(a, /^driftwatch_agent_spool_records (\d+)/)) === 0 ? true : undefined), 60_000);
+  // Every notification settled (the victim's leases taken over once they ended).
+  const deliveries = await until('every notification settled', async () => {
+    const { rows } = await db.query(`SELECT seq, alert, action, state FROM outbox`);
+    const all = rows as { seq: number; alert: string; action: string; state: string }[];
+    return all.length > 0 && all.every((d) => d.state !== 'pending') ? all : undefined;
+  }, 120_000);
+  const s = await storedRows(survivor.url);
+  const checks = [`killed one of 3 replicas with ${atKill} of ${total} stored and ${leasedByVictim.length} deliveries leased by it`];
+  if (atKill >= total) checks.push('WARNING: the kill came after ingest had finished');
+  // At the recorder: each notification answered exactly once. A POST whose sender was killed before
+  // the answer is not a delivery; its retry by another replica carries the same delivery id.
+  const answered = new Map<string, number>();
+  for (const p of hook.posts) if (p.answered) answered.set(`${p.id} ${p.action}`, (answered.get(`${p.id} ${p.action}`) ?? 0) + 1);
+  const expected = deliveries.filter((d) => d.state === 'delivered').map((d) => `${d.alert} ${d.action}`);
+  const twice = [...answered].filter(([, n]) => n > 1).length;
+  const missing = expected.filter((k) => !answered.has(k)).length;
+  const unasked = [...answered.keys()].filter((k) => !expected.includes(k)).length;
+  const cut = hook.posts.filter((p) => !p.answered);
+  checks.push(`notifications: ${expected.length} in the outbox, ${answered.size} answered at the recorder, ${twice} twice, ${missing} missing; ${cut.length} cut off by the kill and retried by another replica`);
+  if (deliveries.some((d) => d.state !== 'delivered')) checks.push(`FAILED: deliveries not delivered: ${deliveries.filter((d) => d.state !== 'delivered').length}`);
+  if (twice > 0 || missing > 0 || unasked > 0) checks.push(`FAILED: the recorder got ${twice} notifications twice, ${missing} never, ${unasked} not in the outbox`);
+  if (cut.some((c) => !hook.posts.some((p) => p.answered && p.delivery === c.delivery))) checks.push('FAILED: a POST cut off by the kill was not delivered again under its delivery id');
+  const takenOver = (await db.query(`SELECT count(*)::int AS n FROM outbox WHERE seq = ANY($1::bigint[]) AND state = 'delivered'`, [leasedByVictim])).rows[0] as { n: number };
+  checks.push(`the victim's leased deliveries taken over after the lease: ${takenOver.n} of ${leasedByVictim.length}`);
+  if (takenOver.n !== leasedByVictim.length) checks.push('FAILED: a delivery leased by the killed replica was not taken over');
+  for (const a of agents) if ((await a.stop()) !== 0) checks.push('agent did not exit 0 on SIGTERM');
+  for (const r of rest) if ((await r.stop()) !== 0) checks.push('FAILED: a surviving replica did not exit 0 on SIGTERM');
+  return { sent: files.length * learning().length + total, expected: total, stored: s.rows, dropped: 0, rows: s.rows, distinct: s.distinct, checks };
 });
 
 // ---- a hostile node: each attack a row, what was refused and counted (test/hostile/attacks.ts) ----

@@ -13,6 +13,7 @@ import { ALLOWED_FROM, alertOf, imageOfKey, labelsOf, MAX_ALERT_NODES, MAX_ALERT
 import type { AlertStore, TransitionResult } from '../store.js';
 import type { PostgresBaselines } from './baselines.js';
 import { decodeCursor, encodeCursor, lockKeys, transaction, type Sql } from './db.js';
+import { alertPayload, announce, CHANNELS } from './feed.js';
 import type { PostgresOutbox } from './outbox.js';
 
 /** What an alert that grows keeps of its row. */
@@ -60,6 +61,7 @@ export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: Postg
       // The notifications of the change commit with it (see the SQLite slice).
       const notifications = followUps?.({ before, after }) ?? [];
       for (const i of notifications) await outbox.write(tx, i, change.at);
+      await announce(tx, CHANNELS.alert, [alertPayload('state', fingerprint)]);
       return { ok: true, before, after, notifications };
     });
 

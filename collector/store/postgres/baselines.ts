@@ -29,6 +29,7 @@ import type {
   StoreRefusal,
 } from '../store.js';
 import { lockKeys, snapshot, transaction, type Sql, type StoreLogger } from './db.js';
+import { announce, CHANNELS } from './feed.js';
 
 /** The baselines slice, and what other slices do to baselines inside their transactions (`sql`: the caller's). */
 export interface PostgresBaselines {
@@ -426,7 +427,13 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
           });
         }),
       getBaseline: (key) => snapshot(pool, (sql) => viewOf(sql, key)),
-      reviewBaseline: (key, change, by, reason, at) => transaction(pool, (sql) => review(sql, key, change, by, reason, at)),
+      reviewBaseline: (key, change, by, reason, at) =>
+        transaction(pool, async (sql) => {
+          const result = await review(sql, key, change, by, reason, at);
+          // Every replica pushes the new version to its agents (delivered at COMMIT).
+          if (result.ok) await announce(sql, CHANNELS.baseline, [key]);
+          return result;
+        }),
       listVersions: (key) => snapshot(pool, async (sql) => (await sql<VersionRow>(`SELECT * FROM baseline_versions WHERE key = $1 ORDER BY version DESC LIMIT 1000`, [key])).rows.map(versionOf)),
       getVersion: (key, version) =>
         snapshot(pool, async (sql) => {
@@ -458,6 +465,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
       if (!(await reviewOf(sql, key))) await sql(UPSERT_REVIEW, [key, '', 0]);
       await sql(UPSERT_STATUS, [key, id, 'added', change.by, change.at, change.comment || 'accepted from an alert']);
       await recordVersion(sql, key, change.by, 'accept', change.comment || `accepted alert ${before.fingerprint}`, change.at);
+      await announce(sql, CHANNELS.baseline, [key]);
     },
     async dropNodeEverywhere(sql, node, version) {
       const keys = (
@@ -474,6 +482,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
         }
         await recordVersion(sql, key, version.by, version.action, version.reason, version.at);
       }
+      await announce(sql, CHANNELS.baseline, keys);
       return out;
     },
   };

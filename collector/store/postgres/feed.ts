@@ -9,7 +9,10 @@
  * Channels: `dw_baseline` (payload: a baseline key) and `dw_alert` (payload: `type fingerprint`),
  * payloads bounded well under PostgreSQL's 8000-byte limit.
  *
- * Not wired yet: baselines.ts and ingest.ts do not call notifyIn (see the replicas branch report).
+ * The store announces with `announce` (one statement per transaction and channel, each payload once):
+ * ingest (the keys its deltas changed for agents, the alerts it created or grew), reviews, accepted
+ * alerts and quarantines (the keys whose versions they made), transitions (the alert). A payload past
+ * the bound is announced as RESYNC_PAYLOAD instead: listeners read everything again.
  */
 import pg from 'pg';
 import type { Sql } from './db.js';
@@ -31,6 +34,37 @@ export interface FeedHandler {
 export async function notifyIn(sql: Sql, channel: Channel, payload: string): Promise<void> {
   if (Buffer.byteLength(payload, 'utf8') > MAX_PAYLOAD_BYTES) throw new RangeError(`a ${channel} announcement is bounded to ${MAX_PAYLOAD_BYTES} bytes`);
   await sql(`SELECT pg_notify($1, $2)`, [channel, payload]);
+}
+
+/** The payload announced instead of one past the bound: listeners treat it as a resync. */
+export const RESYNC_PAYLOAD = '';
+
+/** What an alert announcement says happened: created, grew (updated), or changed state (reopened, a transition). */
+export type AlertChange = 'created' | 'updated' | 'state';
+const ALERT_CHANGES: ReadonlySet<string> = new Set<AlertChange>(['created', 'updated', 'state']);
+
+/** The payload of an alert announcement. */
+export const alertPayload = (change: AlertChange, fingerprint: string) => `${change} ${fingerprint}`;
+
+/** An alert announcement read back; null when it is not one (a payload is still bytes from the database). */
+export function parseAlertPayload(payload: string): { change: AlertChange; fingerprint: string } | null {
+  const space = payload.indexOf(' ');
+  if (space <= 0) return null;
+  const change = payload.slice(0, space);
+  const fingerprint = payload.slice(space + 1);
+  return ALERT_CHANGES.has(change) && fingerprint !== '' ? { change: change as AlertChange, fingerprint } : null;
+}
+
+/**
+ * Announce each of `payloads` once on `channel` inside the caller's transaction, in one statement
+ * (a group commit touching thousands of alerts costs one round trip, not thousands). A payload past
+ * the bound is replaced by RESYNC_PAYLOAD: nothing a hostile key holds can fail the transaction.
+ */
+export async function announce(sql: Sql, channel: Channel, payloads: Iterable<string>): Promise<void> {
+  const unique = new Set<string>();
+  for (const p of payloads) unique.add(Buffer.byteLength(p, 'utf8') > MAX_PAYLOAD_BYTES ? RESYNC_PAYLOAD : p);
+  if (unique.size === 0) return;
+  await sql(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, [channel, [...unique]]);
 }
 
 /** A replica's listening side. */

@@ -23,6 +23,7 @@ import type { PostgresAlerts } from './alerts.js';
 import type { PostgresBaselines } from './baselines.js';
 import { lockKeys, lockNode, retryable, savepoint, transaction, type Sql } from './db.js';
 import type { PostgresDeviations } from './deviations.js';
+import { alertPayload, announce, CHANNELS, type AlertChange } from './feed.js';
 import type { PostgresOutbox } from './outbox.js';
 import type { PartitionKeeper } from './partitions.js';
 import type { PostgresQuarantine } from './quarantine.js';
@@ -30,6 +31,32 @@ import type { PostgresQuarantine } from './quarantine.js';
 /** The deviation a prepared one stands for (parsed from its body once, when it did not come along). */
 function deviationOf(p: PreparedDeviation): Deviation {
   return (p.deviation ??= JSON.parse(p.body) as Deviation);
+}
+
+/** Which change of an alert an announcement names when one transaction made several (the strongest). */
+const RANK: Record<AlertChange, number> = { updated: 0, state: 1, created: 2 };
+
+/**
+ * Tell the other replicas what the committed batches of one transaction changed (delivered at its
+ * COMMIT): each baseline key whose cluster view changed, once, and each alert created, grown or
+ * reopened, once, under its strongest change.
+ */
+async function announceResults(sql: Sql, results: readonly (IngestResult | Error)[]): Promise<void> {
+  const keys = new Set<string>();
+  const alerts = new Map<string, AlertChange>();
+  const note = (fingerprint: string, change: AlertChange) => {
+    const had = alerts.get(fingerprint);
+    if (had === undefined || RANK[change] > RANK[had]) alerts.set(fingerprint, change);
+  };
+  for (const r of results) {
+    if (r instanceof Error) continue;
+    for (const k of r.clusterChanged) keys.add(k);
+    for (const a of r.newAlerts) note(a.fingerprint, 'created');
+    for (const a of r.reopened) note(a.fingerprint, 'state');
+    for (const fp of r.updated) note(fp, 'updated');
+  }
+  await announce(sql, CHANNELS.baseline, keys);
+  await announce(sql, CHANNELS.alert, [...alerts].map(([fp, change]) => alertPayload(change, fp)));
 }
 
 /** The slices a batch writes to. */
@@ -159,6 +186,7 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
           out.push(err instanceof Error ? err : new Error(String(err)));
         }
       }
+      await announceResults(sql, out);
       return out;
     });
   };
@@ -166,7 +194,11 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
   return {
     ingest: async (node, deviations, deltas, receivedAt, policy = NO_POLICY) => {
       await slices.partitions.ahead(receivedAt);
-      return transaction(pool, (sql) => ingestOne(sql, node, deviations.map((d) => prepare(d, true)), deltas, receivedAt, policy));
+      return transaction(pool, async (sql) => {
+        const result = await ingestOne(sql, node, deviations.map((d) => prepare(d, true)), deltas, receivedAt, policy);
+        await announceResults(sql, [result]);
+        return result;
+      });
     },
     ingestMany: (batches, receivedAt, policy = NO_POLICY) => ingestMany(batches.map((b) => ({ node: b.node, deviations: b.deviations.map((d) => prepare(d, true)), deltas: b.deltas })), receivedAt, policy),
     ingestPrepared: (batches, receivedAt, policy = NO_POLICY) => ingestMany(batches, receivedAt, policy),
