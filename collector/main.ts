@@ -37,8 +37,8 @@ import { DatabaseUrlError, maskSecrets, passwordsOf, readDatabaseUrlFile } from 
 import type { Alert } from './alerting/alert.js';
 import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
-import { createLeadership, replicaId } from './replica.js';
-import { followChanges, type Replication } from './replication.js';
+import { createLeadership, replicaId } from './replicas/leadership.js';
+import { followChanges, type Replication } from './replicas/changes.js';
 import type { ChangeFeed } from './store/postgres/feed.js';
 
 // The collector's settings live in config.ts; what starts a collector needs both.

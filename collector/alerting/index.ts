@@ -17,7 +17,7 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertFeed } from '../http/feed.js';
-import { replicaId } from '../replica.js';
+import { replicaId } from '../replicas/leadership.js';
 import type { Sink } from '../sinks/index.js';
 import type { Async } from '../store/async.js';
 import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
@@ -50,7 +50,7 @@ export interface AlertingDeps {
   random?: (() => number) | undefined;
   /** Base URL under which alerts are linked in notifications ('' = no link). */
   publicUrl?: string | undefined;
-  /** This replica's id, the owner of its outbox leases (default: a new collector/replica.ts replicaId). */
+  /** This replica's id, the owner of its outbox leases (default: a new collector/replicas/leadership.ts replicaId). */
   owner?: string | undefined;
   /** How long a claimed notification is this replica's unless renewed (default: outbox.ts DEFAULT_DELIVERY_LEASE_MS). */
   deliveryLeaseMs?: number | undefined;

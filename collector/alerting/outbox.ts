@@ -29,7 +29,7 @@ export interface OutboxDeps {
   logger: Logger;
   now: () => number;
   random: () => number;
-  /** This replica's id (see collector/replica.ts): the name its leases are held in. */
+  /** This replica's id (see collector/replicas/leadership.ts): the name its leases are held in. */
   owner: string;
   /** How long a claim holds a notification before another replica may take it; renewed every third of it while an attempt lasts (default 2 min). */
   leaseMs?: number | undefined;

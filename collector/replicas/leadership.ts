@@ -6,9 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Logger } from '../runtime/logger.js';
-import type { Async } from './store/async.js';
-import type { JobLeaseStore } from './store/store.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { Async } from '../store/async.js';
+import type { JobLeaseStore } from '../store/store.js';
 
 /** An id no other replica has, readable in logs and in the lease tables: host, process, random (bounded). */
 export function replicaId(): string {

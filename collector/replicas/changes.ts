@@ -12,13 +12,13 @@
  * the live feed (it is a view of changes as they happen, not a log: a browser reloads the list).
  */
 import { Counter, type Registry } from 'prom-client';
-import type { Logger } from '../runtime/logger.js';
-import { createSerial } from '../runtime/serial.js';
-import type { AlertFeed, FeedEventType } from './http/feed.js';
-import { alertView } from './http/views.js';
-import type { Async } from './store/async.js';
-import { CHANNELS, parseAlertPayload, RESYNC_PAYLOAD, type AlertChange, type ChangeFeed } from './store/postgres/feed.js';
-import type { AlertStore, BaselineStore } from './store/store.js';
+import type { Logger } from '../../runtime/logger.js';
+import { createSerial } from '../../runtime/serial.js';
+import type { AlertFeed, FeedEventType } from '../http/feed.js';
+import { alertView } from '../http/views.js';
+import type { Async } from '../store/async.js';
+import { CHANNELS, parseAlertPayload, RESYNC_PAYLOAD, type AlertChange, type ChangeFeed } from '../store/postgres/feed.js';
+import type { AlertStore, BaselineStore } from '../store/store.js';
 
 /** Most keys, and most alerts, waiting at once; beyond, keys resync and alerts are dropped (counted). */
 export const MAX_PENDING = 10_000;
