@@ -21,8 +21,8 @@ export interface SimGroup {
   readyBytes: number;
   /** Tell the first `perProcess` streams of every process to send their batches; resolves when all are acknowledged. */
   burst(perProcess: number, timeoutMs: number): Promise<BurstResult>;
-  /** Close every stream and open them again to another server (same batches). */
-  reconnect(target: string): Promise<void>;
+  /** Close every stream and open them again to another server (same batches); one target for all, or one per process. */
+  reconnect(target: string | readonly string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,7 +55,7 @@ export async function startSims(configs: SimConfig[], timeoutMs: number): Promis
     children,
     async reconnect(target) {
       const r = ready();
-      for (const c of children) c.child.send({ type: 'connect', target });
+      children.forEach((c, i) => c.child.send({ type: 'connect', target: typeof target === 'string' ? target : target[i % target.length] }));
       await r;
     },
     readyBytes,
