@@ -374,7 +374,7 @@ export async function startCollector(
   if (database.openChanges) {
     const feedLog = logger.child({ component: 'change-feed' });
     changes = await database.openChanges((err) => feedLog.warn({ error: (err as Error).message }, 'the change feed lost its connection; reconnecting'));
-    replication = followChanges({ changes, store, pushBaselines: (keys) => ingest.pushBaselines(keys), onAlertChange: () => alerting.wakeOutbox(), feed, logger: feedLog, registry: metrics.registry, now });
+    replication = followChanges({ changes, store, pushBaselines: (keys) => ingest.pushBaselines(keys), onAlertChange: () => alerting.wakeOutbox(), onExceptionChange: () => void alerting.reloadExceptions().catch((err: unknown) => feedLog.error({ err }, 'change feed: reloading the active exceptions failed')), feed, logger: feedLog, registry: metrics.registry, now });
     // What is committed from here on is heard (agents connect once the listeners are bound below).
     await changes.ready;
   }

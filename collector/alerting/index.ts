@@ -78,6 +78,8 @@ export interface Alerting {
   drain(): Promise<void>;
   /** Another replica wrote notifications (heard on the change feed): the workers look now, and whoever claims first delivers. */
   wakeOutbox(): void;
+  /** Read the active exceptions again (another replica added or revoked one). */
+  reloadExceptions(): Promise<void>;
   /** Tell owners about exceptions expiring within `reminderBefore`; resolves to how many were told. */
   remindExpiringExceptions(): Promise<number>;
   /** Send each team of the ownership map its digest (open alerts, new in the last day); resolves to how many. */
@@ -135,6 +137,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
     policySpec,
     policyHooks,
     onExceptions: exceptions.onChange,
+    reloadExceptions: exceptions.reload,
     afterCommit: lifecycle.afterCommit,
     transition: lifecycle.transition,
     addException: exceptions.add,

@@ -34,6 +34,8 @@ export interface ReplicationDeps {
   pushBaselines(keys: readonly string[]): Promise<void>;
   /** Notifications were written with an announced alert change: this replica's outbox workers look for them too. */
   onAlertChange(): void;
+  /** An exception was added or revoked on some replica (or the feed was lost): reload the active ones. */
+  onExceptionChange(): void;
   /** This replica's live feed (the websocket clients). */
   feed: AlertFeed;
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -128,6 +130,16 @@ export function followChanges(deps: ReplicationDeps): Replication {
     },
   });
 
+  const offException = changes.subscribe(CHANNELS.exception, {
+    change() {
+      heard.inc({ channel: 'exception' });
+      deps.onExceptionChange();
+    },
+    resync() {
+      deps.onExceptionChange();
+    },
+  });
+
   return {
     async idle() {
       while (scheduled) await new Promise((r) => setImmediate(r));
@@ -137,6 +149,7 @@ export function followChanges(deps: ReplicationDeps): Replication {
       stopped = true;
       offBaseline();
       offAlert();
+      offException();
       await work.idle();
     },
   };

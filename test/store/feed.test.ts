@@ -7,6 +7,7 @@ import test from 'ava';
 import pg from 'pg';
 import { createPool, transaction } from '../../collector/store/postgres/db.js';
 import { CHANNELS, notifyIn, openChangeFeed } from '../../collector/store/postgres/feed.js';
+import { openPostgresStore } from '../../collector/store/postgres/index.js';
 import { usePostgres } from '../helpers/postgres.js';
 
 const server = usePostgres(test);
@@ -55,4 +56,29 @@ test('a baseline key announced in a committed transaction reaches the other repl
   await until(() => resyncs === 1, 'the resync after reconnecting');
   await transaction(pool, (sql) => notifyIn(sql, CHANNELS.baseline, 'docker.io/acme/back'));
   await until(() => keys.includes('docker.io/acme/back'), 'a key announced after the reconnect');
+});
+
+test('an exception added or revoked through one replica\'s store is announced to the others, once per change; a revoke that changes nothing is not', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const feed = openChangeFeed(url);
+  t.teardown(async () => {
+    await feed.close();
+    await one.close();
+  });
+  const heard: string[] = [];
+  feed.subscribe(CHANNELS.exception, { change: (p) => heard.push(p), resync: () => undefined });
+  await feed.ready;
+  const at = Date.UTC(2026, 11, 2, 12, 0, 0);
+  await one.addException({ id: 'exc-1', key: 'docker.io/acme/*', entry: 'exec|/usr/bin/curl|*', namespace: '', reason: 'accepted: health checks', owner: 'team-a', createdBy: 'rita', createdAt: at, expiresAt: at + 86_400_000, revokedAt: 0, revokedBy: '', remindedAt: 0 });
+  await until(() => heard.length === 1, 'the added exception announced');
+  t.deepEqual(heard, ['added']);
+  t.truthy(await one.revokeException('exc-1', 'rita', at + 1_000));
+  await until(() => heard.length === 2, 'the revoke announced');
+  await one.revokeException('exc-1', 'rita', at + 2_000);
+  await one.revokeException('no-such-exception', 'rita', at + 2_000);
+  // A later change shows that nothing was announced for the two revokes that changed nothing.
+  await one.addException({ id: 'exc-2', key: 'docker.io/acme/*', entry: 'exec|/usr/bin/wget|*', namespace: '', reason: 'accepted', owner: 'team-a', createdBy: 'rita', createdAt: at, expiresAt: at + 86_400_000, revokedAt: 0, revokedBy: '', remindedAt: 0 });
+  await until(() => heard.length >= 3, 'the second exception announced');
+  t.deepEqual(heard, ['added', 'revoked', 'added']);
 });

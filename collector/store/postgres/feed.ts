@@ -18,7 +18,7 @@ import pg from 'pg';
 import type { Sql } from './db.js';
 
 /** The channels replicas announce on. */
-export const CHANNELS = { baseline: 'dw_baseline', alert: 'dw_alert' } as const;
+export const CHANNELS = { baseline: 'dw_baseline', alert: 'dw_alert', exception: 'dw_exception' } as const;
 export type Channel = (typeof CHANNELS)[keyof typeof CHANNELS];
 
 /** Longest payload announced (bytes of UTF-8; PostgreSQL refuses 8000 and more). */
