@@ -35,10 +35,11 @@ async function startAgent(t: import('ava').ExecutionContext, dir: string, grpcPo
 }
 
 async function expect(t: import('ava').ExecutionContext, metrics: string, want: [string, Record<string, string>, number][], what: string): Promise<void> {
+  // On a timeout the assertions below still run, so the failure names the counter that differs.
   await eventually(async () => {
     for (const [name, labels, n] of want) if ((await sample(metrics, name, labels)) !== n) return undefined;
     return true;
-  }, 30_000, what);
+  }, 60_000, what).catch((err: unknown) => t.log((err as Error).message));
   for (const [name, labels, n] of want) t.is(await sample(metrics, name, labels), n, `${name} ${JSON.stringify(labels)}`);
 }
 
