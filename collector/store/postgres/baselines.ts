@@ -7,24 +7,23 @@
  * UPDATE. Reads of several statements run on one snapshot. Semantics: the SQLite slice's.
  */
 import type pg from 'pg';
-import type { BaselineSnapshot, BaselineState } from '../../../core/baseline.js';
+import type { BaselineSnapshot } from '../../../core/baseline.js';
 import { coveringEntryId, entryFromId, entryId, generalPeerOf, type Entry } from '../../../core/entry.js';
 import { exampleKey, mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
 import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertTransition } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
-import { MAX_DROPPED_NODES, MAX_ENTRIES_PER_KEY, MAX_LISTED_NODES, MAX_MERGED_EXAMPLES, validEntryId } from '../sqlite/baselines.js';
+import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
+import { MAX_DROPPED_NODES, MAX_ENTRIES_PER_KEY, MAX_LISTED_NODES, MAX_MERGED_EXAMPLES } from '../sqlite/baselines.js';
 import type {
   BaselineChange,
   BaselineStore,
   BaselineSummary,
   BaselineVersion,
   BaselineView,
-  ClusterBaseline,
   EntryStatus,
   NodeDropResult,
   ReviewResult,
-  ReviewedEntry,
   ReviewedState,
   StoreRefusal,
 } from '../store.js';
@@ -84,33 +83,8 @@ function versionOf(r: VersionRow): BaselineVersion {
   return { key: r.key, version: r.version, at: r.at, by: r.by, action: r.action, reason: r.reason, state: r.state, entryIds: JSON.parse(r.entries) as string[], removedIds: JSON.parse(r.removed) as string[] };
 }
 
-/** The namespaces the nodes saw a key in, sorted, bounded. */
-function namespacesOf(headers: ReadonlyMap<string, SnapshotHeader>): string[] {
-  const all = new Set<string>();
-  for (const h of headers.values()) for (const ns of h.namespaces ?? []) if (all.size < 64) all.add(ns);
-  return [...all].sort();
-}
 
-/** The reviewed state: security's override, else the most advanced state the agents report. */
-function reviewedState(merged: BaselineState, review: { state: string } | undefined): ReviewedState {
-  const s = review?.state ?? '';
-  return s === 'locked' || s === 'enforcing' || s === 'relearn' ? s : merged;
-}
 
-function clusterOf(view: BaselineView): ClusterBaseline {
-  const active = view.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
-  const removed = view.entries.filter((e) => e.status === 'removed').map((e) => e.id);
-  return {
-    key: view.key,
-    state: view.state === 'relearn' ? 'learning' : view.state,
-    relearn: view.state === 'relearn',
-    version: view.version,
-    windowStart: view.windowStart,
-    learnUntil: view.learnUntil,
-    entryIds: active,
-    removedIds: removed,
-  };
-}
 
 /** One node's share of an entry, as core/merge takes it. */
 const shareOf = (r: NodeShareRow): EntryShare => ({
@@ -196,7 +170,6 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
     const headers = await headersOf(sql, key);
     const review = await reviewOf(sql, key);
     if (headers.size === 0 && review === undefined) return null;
-    const merged = mergeHeaders(key, headers);
     const nodes = new Map<string, string[]>();
     for (const r of (await sql<{ entry_id: string; node: string }>(`SELECT entry_id, node FROM baseline_entry_nodes WHERE key = $1 ORDER BY entry_id, node`, [key])).rows) {
       let list = nodes.get(r.entry_id);
@@ -206,38 +179,12 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
     const statuses = (await sql<{ entry_id: string; status: EntryStatus; reason: string }>(`SELECT entry_id, status, reason FROM baseline_entry_reviews WHERE key = $1`, [key])).rows;
     const reviews = new Map(statuses.map((r) => [r.entry_id, r]));
     const rows = (
-      await sql<{ entry_id: string; first_seen: number; last_seen: number; count: number; examples: string; dropped_nodes: string }>(
+      await sql<EntryRow>(
         `SELECT entry_id, first_seen, last_seen, count, examples, dropped_nodes FROM baseline_entries WHERE key = $1 ORDER BY entry_id`,
         [key],
       )
     ).rows;
-    const entries: ReviewedEntry[] = [];
-    const skip = (id: string) => {
-      log.warn({ key: key.slice(0, 256), entryId: id.slice(0, 256) }, 'skipped a stored baseline entry whose id is not an entry id');
-      return true;
-    };
-    for (const r of rows) {
-      if (!validEntryId(r.entry_id) && skip(r.entry_id)) continue;
-      entries.push({
-        id: r.entry_id,
-        entry: entryFromId(r.entry_id),
-        firstSeen: r.first_seen,
-        lastSeen: r.last_seen,
-        count: r.count,
-        nodes: nodes.get(r.entry_id) ?? [],
-        examples: JSON.parse(r.examples) as string[],
-        droppedNodes: JSON.parse(r.dropped_nodes) as string[],
-        status: reviews.get(r.entry_id)?.status ?? 'learned',
-        statusReason: reviews.get(r.entry_id)?.reason ?? '',
-      });
-    }
-    const listed = new Set(rows.map((r) => r.entry_id));
-    for (const [id, { status, reason }] of reviews) {
-      if (status === 'removed' && !listed.has(id) && (validEntryId(id) || !skip(id))) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], droppedNodes: [], status, statusReason: reason });
-    }
-    entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const partial = [...headers.values()].some((h) => h.partial === true);
-    return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, namespaces: namespacesOf(headers), entries };
+    return assembleView({ key, headers, review, nodes, reviews, rows }, log);
   }
 
   async function recordVersion(sql: Sql, key: string, by: string, action: string, reason: string, at: number): Promise<{ view: BaselineView; version: number }> {

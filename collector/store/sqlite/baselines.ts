@@ -4,7 +4,7 @@
  * agents enforce. The ingest, alerts and quarantine slices change baselines inside their own
  * transactions through the functions besides `store`.
  */
-import type { BaselineSnapshot, BaselineState } from '../../../core/baseline.js';
+import type { BaselineSnapshot } from '../../../core/baseline.js';
 import { coveringEntryId, entryFromId, entryId, generalPeerOf, type Entry } from '../../../core/entry.js';
 import { exampleKey, mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
 import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
@@ -15,15 +15,16 @@ import type {
   BaselineSummary,
   BaselineVersion,
   BaselineView,
-  ClusterBaseline,
   EntryStatus,
   NodeDropResult,
   ReviewResult,
-  ReviewedEntry,
   ReviewedState,
   StoreRefusal,
 } from '../store.js';
+import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
+
+export { validEntryId } from '../baseline-view.js';
 
 /** Most raw examples the merged baseline keeps per entry, from all nodes. */
 export const MAX_MERGED_EXAMPLES = 5;
@@ -39,13 +40,6 @@ export const MAX_DROPPED_NODES = 16;
 export const MAX_ENTRIES_PER_KEY = 20_000;
 
 /** Whether `id` is an entry id that reads back as itself (rows written before ids were checked may not). */
-export function validEntryId(id: string): boolean {
-  try {
-    return entryId(entryFromId(id)) === id;
-  } catch {
-    return false;
-  }
-}
 
 /** The baselines slice, and what other slices do to baselines inside their transactions. */
 export interface SqliteBaselines {
@@ -201,12 +195,6 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     return clusterChanged;
   }
 
-  /** The namespaces the nodes saw a key in, sorted, bounded. */
-  function namespacesOf(headers: ReadonlyMap<string, SnapshotHeader>): string[] {
-    const all = new Set<string>();
-    for (const h of headers.values()) for (const ns of h.namespaces ?? []) if (all.size < 64) all.add(ns);
-    return [...all].sort();
-  }
 
   function headersOf(key: string): Map<string, SnapshotHeader> {
     return new Map((selectHeadersOfKey.all(key) as { node: string; header: string }[]).map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]));
@@ -216,17 +204,11 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     return selectReview.get(key) as { state: string; version: number } | undefined;
   }
 
-  /** The reviewed state: security's override, else the most advanced state the agents report. */
-  function reviewedState(merged: BaselineState, review: { state: string } | undefined): ReviewedState {
-    const s = review?.state ?? '';
-    return s === 'locked' || s === 'enforcing' || s === 'relearn' ? s : merged;
-  }
 
   function viewOf(key: string): BaselineView | null {
     const headers = headersOf(key);
     const review = reviewOf(key);
     if (headers.size === 0 && review === undefined) return null;
-    const merged = mergeHeaders(key, headers);
     const nodes = new Map<string, string[]>();
     for (const r of selectEntryNodesOfKey.iterate(key) as IterableIterator<{ entry_id: string; node: string }>) {
       let list = nodes.get(r.entry_id);
@@ -234,51 +216,10 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       if (list.length < MAX_LISTED_NODES) list.push(r.node);
     }
     const reviews = new Map((selectStatuses.all(key) as { entry_id: string; status: EntryStatus; reason: string }[]).map((r) => [r.entry_id, r]));
-    const rows = selectEntriesOfKey.all(key) as { entry_id: string; first_seen: number; last_seen: number; count: number; examples: string; dropped_nodes: string }[];
-    const entries: ReviewedEntry[] = [];
-    const skip = (id: string) => {
-      log.warn({ key: key.slice(0, 256), entryId: id.slice(0, 256) }, 'skipped a stored baseline entry whose id is not an entry id');
-      return true;
-    };
-    for (const r of rows) {
-      if (!validEntryId(r.entry_id) && skip(r.entry_id)) continue;
-      entries.push({
-      id: r.entry_id,
-      entry: entryFromId(r.entry_id),
-      firstSeen: r.first_seen,
-      lastSeen: r.last_seen,
-      count: r.count,
-      nodes: nodes.get(r.entry_id) ?? [],
-      examples: JSON.parse(r.examples) as string[],
-      droppedNodes: JSON.parse(r.dropped_nodes) as string[],
-      status: reviews.get(r.entry_id)?.status ?? 'learned',
-      statusReason: reviews.get(r.entry_id)?.reason ?? '',
-      });
-    }
-    // Removed entries stay listed (removed stays removed), even after a relearn dropped their stats.
-    const listed = new Set(rows.map((r) => r.entry_id));
-    for (const [id, { status, reason }] of reviews) {
-      if (status === 'removed' && !listed.has(id) && (validEntryId(id) || !skip(id))) entries.push({ id, entry: entryFromId(id), firstSeen: 0, lastSeen: 0, count: 0, nodes: [], examples: [], droppedNodes: [], status, statusReason: reason });
-    }
-    entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const partial = [...headers.values()].some((h) => h.partial === true);
-    return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, namespaces: namespacesOf(headers), entries };
+    const rows = selectEntriesOfKey.all(key) as EntryRow[];
+    return assembleView({ key, headers, review, nodes, reviews, rows }, log);
   }
 
-  function clusterOf(view: BaselineView): ClusterBaseline {
-    const active = view.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
-    const removed = view.entries.filter((e) => e.status === 'removed').map((e) => e.id);
-    return {
-      key: view.key,
-      state: view.state === 'relearn' ? 'learning' : view.state,
-      relearn: view.state === 'relearn',
-      version: view.version,
-      windowStart: view.windowStart,
-      learnUntil: view.learnUntil,
-      entryIds: active,
-      removedIds: removed,
-    };
-  }
 
   function recordVersion(key: string, by: string, action: string, reason: string, at: number): { view: BaselineView; version: number } {
     const version = (reviewOf(key)?.version ?? 0) + 1;
