@@ -19,7 +19,7 @@ import { MIGRATIONS, SCHEMA_VERSION } from '../../collector/store/postgres/schem
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import { CursorError, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
-import { entryId, type Entry } from '../../core/entry.js';
+import { entryId, PUBLIC_PEER, type Entry } from '../../core/entry.js';
 import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { deviationOf } from '../helpers/ingest.js';
 import { usePostgres } from '../helpers/postgres.js';
@@ -620,4 +620,27 @@ test('postgres, two replicas: a node heard from by replica A is not made silent 
   // Both at once: A saves a fresh contact; B, which last heard from it at T0 + 100, saves it silent.
   await Promise.all([one.saveNodes([{ ...nodeRecord('node-x', T0 + 60_000), spooled: 1 }]), two.saveNodes([{ ...nodeRecord('node-x', T0 + 100), silentSince: T0 + 50_000 }])]);
   for (const view of [one, two]) t.like((await view.listNodes())[0], { node: 'node-x', lastContact: T0 + 60_000, silentSince: 0, spooled: 1 }, 'the cluster view, read through either replica');
+});
+
+contract('ingest: deviations the cluster baseline knows, exactly or through a learned block or the public class on their port, are not news; the rest are stored', async (t, store) => {
+  const block: Entry = { type: 'network', direction: 'egress', protocol: 'tcp', peer: '52.216.0.0/16', port: 443 };
+  const anyPublic: Entry = { type: 'network', direction: 'egress', protocol: 'tcp', peer: PUBLIC_PEER, port: 8443 };
+  const sh: Entry = { type: 'process', exe: '/bin/sh', parent: 'nginx', user: 'root', args: '-c id' };
+  await store.ingest('node-a', [], [delta('node-a', 1, [[block, 5, 10, []], [anyPublic, 3, 10, []], [sh, 2, 10, []]])], T0);
+  const r = await store.ingest(
+    'node-a',
+    [
+      deviationOf({ i: 1 }), // /bin/sh -c id under nginx: known exactly
+      deviationOf({ i: 2, peer: '52.216.10.7' }), // inside the block, its port
+      deviationOf({ i: 3, peer: '52.217.1.1' }), // outside the block
+      deviationOf({ i: 4, peer: '8.8.8.8', port: 8443 }), // any public peer on 8443
+      deviationOf({ i: 5, peer: '8.8.8.8', port: 25 }), // a public peer on a port never learned
+      deviationOf({ i: 6, exe: '/usr/bin/curl' }), // a new program
+    ],
+    [],
+    T0 + 1,
+  );
+  t.like(r, { known: 3, stored: 3 });
+  const stored = (await store.listDeviations({ limit: 10 })).items.map((d) => d.deviation.event.network?.remoteAddress ?? d.deviation.event.process.exe).sort();
+  t.deepEqual(stored, ['/usr/bin/curl', '52.217.1.1', '8.8.8.8']);
 });

@@ -35,8 +35,11 @@ export interface PostgresBaselines {
   store: Async<BaselineStore>;
   /** Merge one node's delta; the caller holds the key's lock. False when it changed nothing agents need to hear about. */
   applyDelta(sql: Sql, node: string, delta: BaselineSnapshot, receivedAt: number, refused: Partial<Record<StoreRefusal, number>>): Promise<boolean>;
-  /** Whether the cluster baseline of `key` knows the entry `id`. */
-  knows(sql: Sql, key: string, id: string): Promise<boolean>;
+  /**
+   * Which of `pairs` the cluster baselines know (exactly, or covered by a generalized peer), as
+   * `key\nid`: two statements whatever the number of pairs (a batch's deviations are checked at once).
+   */
+  knowsMany(sql: Sql, pairs: readonly { key: string; id: string }[]): Promise<Set<string>>;
   /** What severity rules read of the cluster baseline of `key`. */
   factsOf(sql: Sql, key: string): Promise<BaselineFacts>;
   /** The entry of an alert being accepted joins the cluster baseline of its key (a new version); the caller holds the key's lock. */
@@ -329,16 +332,32 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
     return dropped ? { ok: true, before, after: view, version, dropped } : { ok: true, before, after: view, version };
   }
 
-  async function knows(sql: Sql, key: string, id: string): Promise<boolean> {
-    if ((await sql(`SELECT 1 FROM baseline_entries e WHERE e.key = $1 AND e.entry_id = $2 AND ${NOT_REMOVED}`, [key, id])).rowCount > 0) return true;
-    if (id.startsWith('exec|')) return false;
-    const general = (
-      await sql<{ entry_id: string }>(
-        `SELECT entry_id FROM baseline_entries e WHERE e.key = $1 AND e.type = 'network' AND (strpos(e.entry_id, '/') > 0 OR strpos(e.entry_id, '|@public|') > 0) AND ${NOT_REMOVED}`,
-        [key],
-      )
-    ).rows.map((r) => r.entry_id);
-    return coveringEntryId(entryFromId(id), general) !== null;
+  async function knowsMany(sql: Sql, pairs: readonly { key: string; id: string }[]): Promise<Set<string>> {
+    const known = new Set<string>();
+    if (pairs.length === 0) return known;
+    const exact = await sql<{ key: string; entry_id: string }>(
+      `SELECT e.key, e.entry_id FROM baseline_entries e JOIN unnest($1::text[], $2::text[]) AS q(key, id) ON e.key = q.key AND e.entry_id = q.id WHERE ${NOT_REMOVED}`,
+      [pairs.map((p) => p.key), pairs.map((p) => p.id)],
+    );
+    for (const r of exact.rows) known.add(`${r.key}\n${r.entry_id}`);
+    // Network entries not known exactly may be covered by a block or the public class of their key.
+    const rest = pairs.filter((p) => !p.id.startsWith('exec|') && !known.has(`${p.key}\n${p.id}`));
+    if (rest.length === 0) return known;
+    const general = new Map<string, string[]>();
+    const rows = await sql<{ key: string; entry_id: string }>(
+      `SELECT e.key, e.entry_id FROM baseline_entries e WHERE e.key = ANY($1::text[]) AND e.type = 'network' AND (strpos(e.entry_id, '/') > 0 OR strpos(e.entry_id, '|@public|') > 0) AND ${NOT_REMOVED}`,
+      [[...new Set(rest.map((p) => p.key))]],
+    );
+    for (const r of rows.rows) {
+      let ids = general.get(r.key);
+      if (!ids) general.set(r.key, (ids = []));
+      ids.push(r.entry_id);
+    }
+    for (const p of rest) {
+      const ids = general.get(p.key);
+      if (ids && coveringEntryId(entryFromId(p.id), ids) !== null) known.add(`${p.key}\n${p.id}`);
+    }
+    return known;
   }
 
   return {
@@ -400,7 +419,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
         }),
     },
     applyDelta,
-    knows,
+    knowsMany,
     factsOf: async (sql, key) =>
       baselineFactsOf(
         (await sql<{ entry_id: string }>(`SELECT entry_id FROM baseline_entries e WHERE e.key = $1 AND e.type = 'process' AND ${NOT_REMOVED}`, [key])).rows.map((r) => entryFromId(r.entry_id)),

@@ -105,16 +105,13 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
       }
     }
     // Deviations the cluster baseline knows are not news; the rest go in with one statement.
-    const knownInBatch = new Map<string, boolean>();
+    // One check for the batch's distinct (key, entry) pairs, not one round trip each.
+    const pairs = new Map<string, { key: string; id: string }>();
+    for (const d of deviations) pairs.set(`${d.key}\n${d.entryId}`, { key: d.key, id: d.entryId });
+    const knownPairs = await baselines.knowsMany(sql, [...pairs.values()]);
     const fresh: PreparedDeviation[] = [];
     for (const d of deviations) {
-      const knownKey = `${d.key}\n${d.entryId}`;
-      let isKnown = knownInBatch.get(knownKey);
-      if (isKnown === undefined) {
-        isKnown = await baselines.knows(sql, d.key, d.entryId);
-        knownInBatch.set(knownKey, isKnown);
-      }
-      if (isKnown) known++;
+      if (knownPairs.has(`${d.key}\n${d.entryId}`)) known++;
       else fresh.push(d);
     }
     const inserted = await slices.deviations.insert(sql, fresh, receivedAt);
