@@ -644,3 +644,20 @@ contract('ingest: deviations the cluster baseline knows, exactly or through a le
   const stored = (await store.listDeviations({ limit: 10 })).items.map((d) => d.deviation.event.network?.remoteAddress ?? d.deviation.event.process.exe).sort();
   t.deepEqual(stored, ['/usr/bin/curl', '52.217.1.1', '8.8.8.8']);
 });
+
+contract('alerts: in one batch, a resolved alert fires again and is notified, an open one only grows, a new one opens', async (t, store) => {
+  await store.ingest('node-1', [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/curl' })], [], T0, policy(['pd']));
+  const before = (await store.listAlerts({ limit: 10 })).items;
+  const sh = before.find((a) => a.entry.type === 'process' && a.entry.exe === '/bin/sh')!;
+  const curl = before.find((a) => a.entry.type === 'process' && a.entry.exe === '/usr/bin/curl')!;
+  t.like(await store.transitionAlert(sh.fingerprint, { to: 'resolved', by: 'alice', at: T0 + 1, comment: '' }), { ok: true });
+  const r = await store.ingest('node-2', [deviationOf({ i: 5, node: 'node-2' }), deviationOf({ i: 6, node: 'node-2', exe: '/usr/bin/curl' }), deviationOf({ i: 7, node: 'node-2', exe: '/usr/bin/wget' })], [], T0 + 10, policy(['pd']));
+  t.deepEqual(r.reopened.map((a) => a.fingerprint), [sh.fingerprint]);
+  t.like(r.reopened[0], { state: 'firing', count: 2, lastSeen: deviationOf({ i: 5 }).event.time });
+  t.deepEqual(r.reopened[0]!.nodes, ['node-1', 'node-2']);
+  t.deepEqual(r.updated, [curl.fingerprint]);
+  t.is(r.newAlerts.length, 1);
+  t.deepEqual(r.notifications.map((n) => [n.alert, n.action]).sort(), [[sh.fingerprint, 'again'], [r.newAlerts[0]!.fingerprint, 'fire']].sort());
+  t.like(await store.getAlert(curl.fingerprint), { state: 'firing', count: 2 });
+  t.like(await store.getAlert(sh.fingerprint), { state: 'firing', stateBy: '', count: 2 });
+});

@@ -26,16 +26,11 @@ export interface PostgresAlerts {
   growing(sql: Sql, fingerprints: readonly string[]): Promise<Map<string, GrowingAlert>>;
   /** Create the alert of a group from its first deviation `d`; the alert as stored, or null when another replica created it first. */
   open(sql: Sql, fingerprint: string, d: Deviation, g: DeviationGroup, decision: AlertDecision, outcome: GroupOutcome): Promise<Alert | null>;
-  /** Add a group to its alert (`row`); a resolved alert fires again. */
-  grow(sql: Sql, fingerprint: string, row: GrowingAlert, g: DeviationGroup, outcome: GroupOutcome): Promise<void>;
+  /** Add each group to its alert (`row`), all in one statement; a resolved alert fires again. */
+  growMany(sql: Sql, items: readonly { fingerprint: string; row: GrowingAlert; g: DeviationGroup; outcome: GroupOutcome }[]): Promise<void>;
   /** The alert of `fingerprint`, which exists. */
   read(sql: Sql, fingerprint: string): Promise<Alert>;
 }
-
-const GROW = `count = count + $2, first_seen = LEAST(first_seen, $3), last_seen = GREATEST(last_seen, $4),
-  nodes = $5, pods = $6, suppressed_by = $7,
-  last_deviation_id = CASE WHEN $4 >= last_seen THEN $8 ELSE last_deviation_id END,
-  example = CASE WHEN $4 >= last_seen THEN $9 ELSE example END`;
 
 /** The alerts slice on `pool`; accepting an alert changes `baselines`, a transition's notifications go to `outbox`. */
 export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: PostgresBaselines; outbox: PostgresOutbox }): PostgresAlerts {
@@ -140,14 +135,41 @@ export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: Postg
       );
       return rows[0] ? alertOf(rows[0]) : null;
     },
-    async grow(tx, fingerprint, row, g, { example, suppressedBy, receivedAt }) {
-      const nodes = JSON.parse(row.nodes) as string[];
-      for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
-      const pods = JSON.parse(row.pods) as string[];
-      for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
-      const values = [fingerprint, g.count, g.minTime, g.maxTime, JSON.stringify(nodes), JSON.stringify(pods), suppressedBy, g.latest.id, example];
-      if (row.state === 'resolved') await tx(`UPDATE alerts SET ${GROW}, state = 'firing', state_by = '', state_at = $10 WHERE fingerprint = $1`, [...values, receivedAt]);
-      else await tx(`UPDATE alerts SET ${GROW} WHERE fingerprint = $1`, values);
+    async growMany(tx, items) {
+      if (items.length === 0) return;
+      const cols = { fingerprint: [] as string[], count: [] as number[], first: [] as number[], last: [] as number[], nodes: [] as string[], pods: [] as string[], suppressed: [] as string[], lastId: [] as string[], example: [] as string[], reopen: [] as boolean[], at: [] as number[] };
+      for (const { fingerprint, row, g, outcome } of items) {
+        const nodes = JSON.parse(row.nodes) as string[];
+        for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
+        const pods = JSON.parse(row.pods) as string[];
+        for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
+        cols.fingerprint.push(fingerprint);
+        cols.count.push(g.count);
+        cols.first.push(g.minTime);
+        cols.last.push(g.maxTime);
+        cols.nodes.push(JSON.stringify(nodes));
+        cols.pods.push(JSON.stringify(pods));
+        cols.suppressed.push(outcome.suppressedBy);
+        cols.lastId.push(g.latest.id);
+        cols.example.push(outcome.example);
+        cols.reopen.push(row.state === 'resolved');
+        cols.at.push(outcome.receivedAt);
+      }
+      // Every expression on the right reads the row as it was (PostgreSQL's UPDATE semantics): the
+      // latest deviation and example follow only a group at least as late as the alert's last one.
+      await tx(
+        `UPDATE alerts a SET count = a.count + v.count, first_seen = LEAST(a.first_seen, v.first_seen), last_seen = GREATEST(a.last_seen, v.last_seen),
+           nodes = v.nodes, pods = v.pods, suppressed_by = v.suppressed_by,
+           last_deviation_id = CASE WHEN v.last_seen >= a.last_seen THEN v.last_id ELSE a.last_deviation_id END,
+           example = CASE WHEN v.last_seen >= a.last_seen THEN v.example ELSE a.example END,
+           state = CASE WHEN v.reopen THEN 'firing' ELSE a.state END,
+           state_by = CASE WHEN v.reopen THEN '' ELSE a.state_by END,
+           state_at = CASE WHEN v.reopen THEN v.at ELSE a.state_at END
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::bigint[])
+           AS v(fingerprint, count, first_seen, last_seen, nodes, pods, suppressed_by, last_id, example, reopen, at)
+         WHERE a.fingerprint = v.fingerprint`,
+        [cols.fingerprint, cols.count, cols.first, cols.last, cols.nodes, cols.pods, cols.suppressed, cols.lastId, cols.example, cols.reopen, cols.at],
+      );
     },
     read,
   };

@@ -140,6 +140,7 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
     }
     const facts = new Map<string, BaselineFacts>();
     const existing = await alerts.growing(sql, [...groups.keys()]);
+    const grows: Parameters<typeof alerts.growMany>[1][number][] = [];
     for (const [fingerprint, g] of groups) {
       let row = existing.get(fingerprint);
       const latest = deviationOf(g.latest);
@@ -159,8 +160,12 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
         // Another replica created it since: this batch grows it.
         row = (await alerts.growing(sql, [fingerprint])).get(fingerprint)!;
       }
-      await alerts.grow(sql, fingerprint, row, g, { example, suppressedBy, receivedAt });
-      const again = row.state === 'resolved' || (row.suppressed_by !== '' && suppressedBy === '' && row.state !== 'accepted');
+      grows.push({ fingerprint, row, g, outcome: { example, suppressedBy, receivedAt } });
+    }
+    // Every existing alert grows in one statement; those that fire again are read back and notified, in the groups' order.
+    await alerts.growMany(sql, grows);
+    for (const { fingerprint, row, outcome } of grows) {
+      const again = row.state === 'resolved' || (row.suppressed_by !== '' && outcome.suppressedBy === '' && row.state !== 'accepted');
       if (again) {
         const alert = await alerts.read(sql, fingerprint);
         reopened.push(alert);
