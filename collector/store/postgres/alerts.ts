@@ -9,7 +9,7 @@ import type { Deviation } from '../../../core/deviation.js';
 import { SEVERITIES } from '../../../core/severity.js';
 import type { Alert, AlertDecision, AlertTransition, OutboxEntry } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
-import { ALLOWED_FROM, alertOf, imageOfKey, labelsOf, MAX_ALERT_NODES, MAX_ALERT_PODS, type AlertRow, type DeviationGroup, type GroupOutcome } from '../sqlite/alerts.js';
+import { ALLOWED_FROM, alertOf, imageOfKey, labelsOf, grownLists, type AlertRow, type DeviationGroup, type GroupOutcome } from '../sqlite/alerts.js';
 import type { AlertStore, TransitionResult } from '../store.js';
 import type { PostgresBaselines } from './baselines.js';
 import { decodeCursor, encodeCursor, lockKeys, transaction, type Sql } from './db.js';
@@ -139,16 +139,13 @@ export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: Postg
       if (items.length === 0) return;
       const cols = { fingerprint: [] as string[], count: [] as number[], first: [] as number[], last: [] as number[], nodes: [] as string[], pods: [] as string[], suppressed: [] as string[], lastId: [] as string[], example: [] as string[], reopen: [] as boolean[], at: [] as number[] };
       for (const { fingerprint, row, g, outcome } of items) {
-        const nodes = JSON.parse(row.nodes) as string[];
-        for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
-        const pods = JSON.parse(row.pods) as string[];
-        for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
+        const { nodes, pods } = grownLists(row, g);
         cols.fingerprint.push(fingerprint);
         cols.count.push(g.count);
         cols.first.push(g.minTime);
         cols.last.push(g.maxTime);
-        cols.nodes.push(JSON.stringify(nodes));
-        cols.pods.push(JSON.stringify(pods));
+        cols.nodes.push(nodes);
+        cols.pods.push(pods);
         cols.suppressed.push(outcome.suppressedBy);
         cols.lastId.push(g.latest.id);
         cols.example.push(outcome.example);

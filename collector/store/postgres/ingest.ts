@@ -15,7 +15,7 @@ import type { BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertPolicy, OutboxEntry } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
 import { createDeviationPreparer } from '../prepare.js';
-import { MAX_ALERT_NODES, MAX_ALERT_PODS, type DeviationGroup } from '../sqlite/alerts.js';
+import { addToGroup, type DeviationGroup } from '../sqlite/alerts.js';
 import { scopedDeviationId } from '../sqlite/deviations.js';
 import { NO_POLICY } from '../sqlite/ingest.js';
 import type { IngestResult, IngestStore, PreparedBatch, PreparedDeviation, StoreRefusal } from '../store.js';
@@ -123,20 +123,7 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
         continue;
       }
       stored++;
-      const { pod, time, fingerprint } = d;
-      const g = groups.get(fingerprint);
-      if (!g) {
-        groups.set(fingerprint, { first: d, count: 1, minTime: time, maxTime: time, latest: d, nodes: new Set([d.node]), pods: new Set(pod === '' ? [] : [pod]) });
-        continue;
-      }
-      g.count++;
-      if (time < g.minTime) g.minTime = time;
-      if (time >= g.maxTime) {
-        g.maxTime = time;
-        g.latest = d;
-      }
-      if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(d.node);
-      if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
+      addToGroup(groups, d);
     }
     const facts = new Map<string, BaselineFacts>();
     const existing = await alerts.growing(sql, [...groups.keys()]);

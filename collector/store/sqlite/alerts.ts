@@ -117,6 +117,33 @@ export interface DeviationGroup {
   pods: Set<string>;
 }
 
+/** Count one stored deviation into its fingerprint's group of the batch (both stores group the same way). */
+export function addToGroup(groups: Map<string, DeviationGroup>, d: PreparedDeviation): void {
+  const { pod, time, fingerprint } = d;
+  const g = groups.get(fingerprint);
+  if (!g) {
+    groups.set(fingerprint, { first: d, count: 1, minTime: time, maxTime: time, latest: d, nodes: new Set([d.node]), pods: new Set(pod === '' ? [] : [pod]) });
+    return;
+  }
+  g.count++;
+  if (time < g.minTime) g.minTime = time;
+  if (time >= g.maxTime) {
+    g.maxTime = time;
+    g.latest = d;
+  }
+  if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(d.node);
+  if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
+}
+
+/** An alert's stored nodes and pods (JSON lists) with a group's added, each list bounded, as JSON again. */
+export function grownLists(row: Pick<AlertRow, 'nodes' | 'pods'>, g: DeviationGroup): { nodes: string; pods: string } {
+  const nodes = JSON.parse(row.nodes) as string[];
+  for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
+  const pods = JSON.parse(row.pods) as string[];
+  for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
+  return { nodes: JSON.stringify(nodes), pods: JSON.stringify(pods) };
+}
+
 /** What an alert that grows keeps of its row. */
 export type GrowingAlert = Pick<AlertRow, 'state' | 'suppressed_by' | 'nodes' | 'pods'>;
 
@@ -238,17 +265,14 @@ export function sqliteAlerts(db: Db, deps: { baselines: SqliteBaselines; outbox:
       return read(fingerprint);
     },
     grow(fingerprint, row, g, { example, suppressedBy, receivedAt }) {
-      const nodes = JSON.parse(row.nodes) as string[];
-      for (const n of g.nodes) if (!nodes.includes(n) && nodes.length < MAX_ALERT_NODES) nodes.push(n);
-      const pods = JSON.parse(row.pods) as string[];
-      for (const p of g.pods) if (!pods.includes(p) && pods.length < MAX_ALERT_PODS) pods.push(p);
+      const { nodes, pods } = grownLists(row, g);
       (row.state === 'resolved' ? reopenAlert : updateAlert).run({
         fingerprint,
         count: g.count,
         minTime: g.minTime,
         maxTime: g.maxTime,
-        nodes: JSON.stringify(nodes),
-        pods: JSON.stringify(pods),
+        nodes,
+        pods,
         id: g.latest.id,
         example,
         suppressedBy,

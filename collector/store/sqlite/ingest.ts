@@ -12,7 +12,7 @@ import type { BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertPolicy, OutboxEntry } from '../../alerting/alert.js';
 import { createDeviationPreparer } from '../prepare.js';
 import type { IngestResult, IngestStore, PreparedBatch, PreparedDeviation, StoreRefusal } from '../store.js';
-import { MAX_ALERT_NODES, MAX_ALERT_PODS, type DeviationGroup, type SqliteAlerts } from './alerts.js';
+import { addToGroup, type DeviationGroup, type SqliteAlerts } from './alerts.js';
 import type { SqliteBaselines } from './baselines.js';
 import { writeTransaction, type Db } from './db.js';
 import type { SqliteDeviations } from './deviations.js';
@@ -74,7 +74,7 @@ export function sqliteIngest(db: Db, slices: IngestSlices): IngestStore {
     const groups = new Map<string, DeviationGroup>();
     const knownInBatch = new Map<string, boolean>();
     for (const d of deviations) {
-      const { fingerprint, entryId: id } = d;
+      const { entryId: id } = d;
       // The agent checked against its own baseline; the cluster-wide one may know more (another
       // node learned it, or security accepted it). Such a deviation is not news: drop it.
       const knownKey = `${d.key}\n${id}`;
@@ -92,20 +92,7 @@ export function sqliteIngest(db: Db, slices: IngestSlices): IngestStore {
         continue;
       }
       stored++;
-      const { pod, time } = d;
-      const g = groups.get(fingerprint);
-      if (!g) {
-        groups.set(fingerprint, { first: d, count: 1, minTime: time, maxTime: time, latest: d, nodes: new Set([d.node]), pods: new Set(pod === '' ? [] : [pod]) });
-        continue;
-      }
-      g.count++;
-      if (time < g.minTime) g.minTime = time;
-      if (time >= g.maxTime) {
-        g.maxTime = time;
-        g.latest = d;
-      }
-      if (g.nodes.size < MAX_ALERT_NODES) g.nodes.add(d.node);
-      if (pod !== '' && g.pods.size < MAX_ALERT_PODS) g.pods.add(pod);
+      addToGroup(groups, d);
     }
     const facts = new Map<string, BaselineFacts>();
     for (const [fingerprint, g] of groups) {
