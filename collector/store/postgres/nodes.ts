@@ -6,23 +6,9 @@
  */
 import type pg from 'pg';
 import type { Async } from '../async.js';
+import { nodeOf, type NodeRow } from '../sqlite/nodes.js';
 import type { NodeRecord, NodeStore } from '../store.js';
 import { transaction, type Sql } from './db.js';
-
-interface NodeRow {
-  node: string;
-  agent_version: string;
-  sources: string;
-  first_seen: number;
-  last_contact: number;
-  spooled: number;
-  spool_bytes: number;
-  lag_ms: number;
-  spool_dropped: number;
-  watermark: number;
-  silent_since: number;
-  stopped_at: number;
-}
 
 /** The nodes slice on `pool`. */
 export function postgresNodes(pool: pg.Pool, sql: Sql): Async<NodeStore> {
@@ -52,20 +38,7 @@ export function postgresNodes(pool: pg.Pool, sql: Sql): Async<NodeStore> {
     deleteNode: async (node) => (await sql(`DELETE FROM nodes WHERE node = $1`, [node])).rowCount > 0,
     async listNodes() {
       const { rows } = await sql<NodeRow>(`SELECT * FROM nodes ORDER BY node`);
-      return rows.map((r) => ({
-        node: r.node,
-        agentVersion: r.agent_version,
-        sources: JSON.parse(r.sources) as string[],
-        firstSeen: r.first_seen,
-        lastContact: r.last_contact,
-        spooled: r.spooled,
-        spoolBytes: r.spool_bytes,
-        lagMs: r.lag_ms,
-        spoolDropped: r.spool_dropped,
-        watermark: r.watermark,
-        silentSince: r.silent_since,
-        stoppedAt: r.stopped_at,
-      }));
+      return rows.map(nodeOf);
     },
   };
 }

@@ -2,8 +2,8 @@
 import type { NodeRecord, NodeStore } from '../store.js';
 import { writeTransaction, type Db } from './db.js';
 
-/** One row of `nodes`. */
-interface NodeRow {
+/** One row of `nodes` (the same columns in both stores). */
+export interface NodeRow {
   node: string;
   agent_version: string;
   sources: string;
@@ -44,19 +44,24 @@ export function sqliteNodes(db: Db): NodeStore {
     saveNodes: (records) => saveTx(records),
     deleteNode: (node) => remove.run(node).changes > 0,
     listNodes: () =>
-      (selectAll.all() as NodeRow[]).map((r) => ({
-        node: r.node,
-        agentVersion: r.agent_version,
-        sources: JSON.parse(r.sources) as string[],
-        firstSeen: r.first_seen,
-        lastContact: r.last_contact,
-        spooled: r.spooled,
-        spoolBytes: r.spool_bytes,
-        lagMs: r.lag_ms,
-        spoolDropped: r.spool_dropped,
-        watermark: r.watermark,
-        silentSince: r.silent_since,
-        stoppedAt: r.stopped_at,
-      })),
+      (selectAll.all() as NodeRow[]).map(nodeOf),
+  };
+}
+
+/** A `nodes` row as the store gives it. */
+export function nodeOf(r: NodeRow): NodeRecord {
+  return {
+    node: r.node,
+    agentVersion: r.agent_version,
+    sources: JSON.parse(r.sources) as string[],
+    firstSeen: r.first_seen,
+    lastContact: r.last_contact,
+    spooled: r.spooled,
+    spoolBytes: r.spool_bytes,
+    lagMs: r.lag_ms,
+    spoolDropped: r.spool_dropped,
+    watermark: r.watermark,
+    silentSince: r.silent_since,
+    stoppedAt: r.stopped_at,
   };
 }
