@@ -8,11 +8,12 @@
  */
 import type pg from 'pg';
 import type { BaselineSnapshot } from '../../../core/baseline.js';
-import { coveringEntryId, entryFromId, entryId, generalPeerOf, type Entry } from '../../../core/entry.js';
-import { exampleKey, mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
+import { coveringEntryId, entryFromId, entryId, type Entry } from '../../../core/entry.js';
+import { mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
 import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertTransition } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
+import { flagReasonOf, mergeExamples } from '../entry-merge.js';
 import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { MAX_DROPPED_NODES, MAX_ENTRIES_PER_KEY, MAX_LISTED_NODES, MAX_MERGED_EXAMPLES } from '../sqlite/baselines.js';
 import type {
@@ -148,9 +149,8 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
       let keys = old ? old.example_keys : '[]';
       if (e.examples.length > 0) {
         const stored = (await sql<{ examples: string }>(`SELECT examples FROM baseline_entries WHERE key = $1 AND entry_id = $2`, [delta.key, e.id])).rows[0]?.examples;
-        const next = unite(stored === undefined ? [] : (JSON.parse(stored) as string[]), e.examples, MAX_MERGED_EXAMPLES);
-        examples = merged = JSON.stringify(next);
-        if (keys !== null) keys = JSON.stringify(unite(JSON.parse(keys) as string[], e.examples.filter((x) => next.includes(x)).map(exampleKey), MAX_MERGED_EXAMPLES));
+        ({ examples, keys } = mergeExamples(stored, e.examples, keys, MAX_MERGED_EXAMPLES));
+        merged = examples;
       }
       await sql(
         `INSERT INTO baseline_entry_nodes (key, entry_id, node, first_seen, last_seen, count, example_keys) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -160,11 +160,8 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
         [delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count, keys],
       );
       await sql(UPSERT_MERGED, [delta.key, e.id, e.entry.type, e.firstSeen, e.lastSeen, grown, old ? 0 : 1, examples, merged]);
-      if (e.addedBy !== undefined && !old) await sql(INSERT_FLAG, [delta.key, e.id, receivedAt, `new in version ${e.addedBy} (learned during its grace period)`]);
-      else if (!old && e.entry.type === 'network' && generalPeerOf(e.entry.peer) !== null) {
-        const evidence = e.examples.find((x) => x.startsWith('generalized')) ?? 'generalized from many addresses';
-        await sql(INSERT_FLAG, [delta.key, e.id, receivedAt, evidence.slice(0, 512)]);
-      }
+      const flag = old ? null : flagReasonOf(e);
+      if (flag !== null) await sql(INSERT_FLAG, [delta.key, e.id, receivedAt, flag]);
     }
     return clusterChanged;
   }

@@ -5,8 +5,8 @@
  * transactions through the functions besides `store`.
  */
 import type { BaselineSnapshot } from '../../../core/baseline.js';
-import { coveringEntryId, entryFromId, entryId, generalPeerOf, type Entry } from '../../../core/entry.js';
-import { exampleKey, mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
+import { coveringEntryId, entryFromId, entryId, type Entry } from '../../../core/entry.js';
+import { mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader } from '../../../core/merge.js';
 import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertTransition } from '../../alerting/alert.js';
 import type {
@@ -21,6 +21,7 @@ import type {
   ReviewedState,
   StoreRefusal,
 } from '../store.js';
+import { flagReasonOf, mergeExamples } from '../entry-merge.js';
 import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
 
@@ -176,21 +177,14 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       let examples = '[]';
       let keys = old ? old.example_keys : '[]';
       if (e.examples.length > 0) {
-        const stored = selectMergedExamples.get(delta.key, e.id) as string | undefined;
-        const next = unite(stored === undefined ? [] : (JSON.parse(stored) as string[]), e.examples, MAX_MERGED_EXAMPLES);
-        examples = merged = JSON.stringify(next);
-        // Which merged examples this node sent: dropping the node takes out those and no one else's.
-        if (keys !== null) keys = JSON.stringify(unite(JSON.parse(keys) as string[], e.examples.filter((x) => next.includes(x)).map(exampleKey), MAX_MERGED_EXAMPLES));
+        ({ examples, keys } = mergeExamples(selectMergedExamples.get(delta.key, e.id) as string | undefined, e.examples, keys, MAX_MERGED_EXAMPLES));
+        merged = examples;
       }
       upsertNodeEntry.run(delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count, keys);
       upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
-      // Brought by a new image version during its grace period: for review, unless already reviewed.
-      if (e.addedBy !== undefined && !old) insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, `new in version ${e.addedBy} (learned during its grace period)`);
-      // A block or class an agent generalized from many addresses: for review, with the evidence it was learned from.
-      else if (!old && e.entry.type === 'network' && generalPeerOf(e.entry.peer) !== null) {
-        const evidence = e.examples.find((x) => x.startsWith('generalized')) ?? 'generalized from many addresses';
-        insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, evidence.slice(0, 512));
-      }
+      // A new entry of a version in grace, or a block or class generalized by an agent: for review, unless already reviewed.
+      const flag = old ? null : flagReasonOf(e);
+      if (flag !== null) insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, flag);
     }
     return clusterChanged;
   }
