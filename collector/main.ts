@@ -17,6 +17,7 @@ import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
+import { STORM_SHARE_MS } from './alerting/storm-share.js';
 import { createAlertFeed, type AlertFeed } from './http/feed.js';
 import { createAuditLog, type AuditLog } from './audit.js';
 import { createApiAuth, type ApiAuth } from './http/auth.js';
@@ -161,6 +162,8 @@ export async function startCollector(
     publicUrl: config.publicUrl,
     owner,
     deliveryLeaseMs: config.deliveryLease,
+    // Replicas count each other's storm windows; one collector on SQLite has no others.
+    stormShareMs: replicated ? STORM_SHARE_MS : 0,
   });
   const leadership = createLeadership({ store, owner, logger: logger.child({ component: 'leadership' }), now });
   /** Jobs under way (scheduled ones, audit records of token reloads): shutdown waits for them before the store closes. */

@@ -11,7 +11,7 @@ import type { Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import type { MergedBaseline } from '../../core/merge.js';
 import type { Severity } from '../../core/severity.js';
-import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem } from '../alerting/alert.js';
+import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem, StormCount } from '../alerting/alert.js';
 
 /** What agents enforce for a key (core/baseline.ts). */
 export type { ClusterBaseline } from '../../core/baseline.js';
@@ -24,6 +24,7 @@ export interface Store
     BaselineStore,
     OutboxStore,
     JobLeaseStore,
+    StormStore,
     ExceptionStore,
     NodeStore,
     QuarantineStore,
@@ -328,6 +329,18 @@ export interface JobLeaseStore {
   tryLead(job: string, owner: string, ttlMs: number, now: number): boolean;
   /** Give up `owner`'s lease on `job` (a clean shutdown), so another replica takes it at once. */
   resign(job: string, owner: string): void;
+}
+
+// ---- storm control shared by replicas (issue 20) ----
+
+/** What each replica counted in its open storm-control windows, so that N replicas keep one rate. */
+export interface StormStore {
+  /**
+   * Record `owner`'s `counts` (each replaces what it recorded before for that window), forget
+   * windows that ended by `now`, and return what the other replicas counted in windows still open,
+   * summed per scope and window.
+   */
+  shareStorm(owner: string, counts: readonly StormCount[], now: number): StormCount[];
 }
 
 // ---- exceptions: risks accepted by security ----

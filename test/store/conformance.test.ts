@@ -492,6 +492,18 @@ contract('job leases: the first owner leads and renews; another leads only once 
   t.true(await store.tryLead('digests', 'replica-a', 60_000, T0 + 90_004), 'resigned: free at once');
 });
 
+// ---- storm counts shared by replicas ----
+
+contract('storm counts: each replica reads the others\' open windows summed, never its own; a new count replaces the old; ended windows go', async (t, store) => {
+  const w = (scope: string, count: number, summarized = false) => ({ scope, start: T0, until: T0 + 300_000, count, summarized });
+  t.deepEqual(await store.shareStorm('replica-a', [w('*', 3), w('docker.io/library/nginx', 3)], T0 + 1), []);
+  t.deepEqual(await store.shareStorm('replica-b', [w('*', 2)], T0 + 2), [w('*', 3), w('docker.io/library/nginx', 3)]);
+  await store.shareStorm('replica-c', [w('*', 4, true)], T0 + 3);
+  t.deepEqual(await store.shareStorm('replica-a', [w('*', 5)], T0 + 4), [w('*', 6, true)], 'b and c summed; a summary sent by any is seen');
+  t.deepEqual(await store.shareStorm('replica-b', [], T0 + 5), [w('*', 9, true), w('docker.io/library/nginx', 3)], "a's new count replaced its old one");
+  t.deepEqual(await store.shareStorm('replica-b', [w('x', 1)], T0 + 300_000), [], 'windows that ended are forgotten, and not recorded');
+});
+
 // ---- PostgreSQL: two replicas on one database ----
 
 test('postgres, two replicas: concurrent merges of one key from both lose no entry; the same batch through both is stored once', async (t) => {

@@ -20,6 +20,7 @@ import { postgresOutbox } from './outbox.js';
 import { partitionKeeper } from './partitions.js';
 import { postgresQuarantine } from './quarantine.js';
 import { postgresRetention } from './retention.js';
+import { postgresStorm } from './storm.js';
 
 /** How a PostgreSQL store is opened. */
 export interface PostgresStoreOptions {
@@ -70,6 +71,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...postgresExceptions(sql),
     ...postgresNodes(pool, sql),
     ...postgresJobLeases(sql),
+    ...postgresStorm(pool),
     ...quarantine.store,
     ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),

@@ -310,6 +310,23 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     );
     `,
   },
+  {
+    version: 4,
+    description: 'storm-control counts shared by replicas',
+    sql: `
+    -- What each replica counted in its open storm-control windows: N replicas keep one rate. Rows
+    -- live as long as their window; nothing refers to them.
+    CREATE TABLE storm_counts (
+      owner      TEXT COLLATE "C" NOT NULL,
+      scope      TEXT COLLATE "C" NOT NULL,
+      start      BIGINT NOT NULL,
+      until      BIGINT NOT NULL,
+      count      INTEGER NOT NULL,
+      summarized BOOLEAN NOT NULL,
+      PRIMARY KEY (owner, scope, start)
+    );
+    `,
+  },
 ];
 
 /** The revision this code writes. */

@@ -19,6 +19,7 @@ import { sqliteNodes } from './nodes.js';
 import { sqliteOutbox } from './outbox.js';
 import { sqliteQuarantine } from './quarantine.js';
 import { sqliteRetention } from './retention.js';
+import { sqliteStorm } from './storm.js';
 
 export type { StoreLogger } from './db.js';
 
@@ -59,6 +60,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...sqliteExceptions(db),
     ...sqliteNodes(db),
     ...sqliteJobLeases(db),
+    ...sqliteStorm(db),
     ...quarantine.store,
     ...sqliteRetention(db),
     ...sqliteAudit(db),
