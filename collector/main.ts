@@ -34,7 +34,7 @@ import { createAuthFailureLimiter } from './http/rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { asAsync, type AsyncStore } from './store/async.js';
 import { openSqliteStore } from './store/sqlite/index.js';
-import { DatabaseUrlError, maskSecrets, passwordsOf, readDatabaseUrlFile } from './store/database-url.js';
+import { DatabaseUrlError, maskSecrets, isPostgresUrl, passwordsOf, readDatabaseUrlFile } from './store/database-url.js';
 import type { Alert } from './alerting/alert.js';
 import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
@@ -84,13 +84,14 @@ interface OpenedDatabase {
 /** Open the configured store. The PostgreSQL URL is read (from its file) once, here; its password appears in no message. */
 async function openDatabase(config: CollectorConfig, logger: Logger): Promise<OpenedDatabase> {
   const log = logger.child({ component: 'store' });
-  if (config.db !== undefined) {
+  // db is a SQLite file, or a postgres:// URL without a password (the schema refused one with it).
+  if (config.db !== undefined && !isPostgresUrl(config.db)) {
     const sqlite = openSqliteStore(config.db, { logger: log });
     return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, ping: null, openChanges: null, close: async () => sqlite.close() };
   }
   let url: string;
   try {
-    url = config.dbUrlFile !== undefined ? readDatabaseUrlFile(config.dbUrlFile, `dbUrlFile (${config.dbUrlFile})`) : (config.dbUrl as string);
+    url = config.db ?? (config.dbUrlFile !== undefined ? readDatabaseUrlFile(config.dbUrlFile, `dbUrlFile (${config.dbUrlFile})`) : (config.dbUrl as string));
   } catch (err) {
     if (err instanceof DatabaseUrlError) throw new ConfigError('dbUrlFile', err.message);
     throw err;
