@@ -224,3 +224,15 @@ test('github: a 500 is retried by the outbox; the ticket is opened once', async 
   t.is(tracker.received.filter((r) => r.method === 'POST').length, 4, 'three refused, one taken');
   t.deepEqual(tracker.violations, []);
 });
+
+test('jira: a 429 with Retry-After is retried after the wait it asks', async (t) => {
+  const dir = tempDir(t);
+  const tracker = await startTracker(t, 'jira');
+  const c = await collectorOn(t, settingsOf(sinkOf('jira', tracker, dir)), { dir });
+  tracker.inject({ status: 429, headers: { 'retry-after': '1' }, body: '{"errorMessages":["Rate limit exceeded."],"errors":{}}' });
+  await alertFor(c, '/usr/bin/curl');
+  t.is(tracker.received.length, 2, 'refused once, then taken');
+  t.true(tracker.received[1]!.at - tracker.received[0]!.at >= 990, `waited ${Math.round(tracker.received[1]!.at - tracker.received[0]!.at)} ms of the 1 s asked`);
+  t.is(only(tracker).state, 'open');
+  t.deepEqual(tracker.violations, []);
+});
