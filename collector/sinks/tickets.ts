@@ -23,6 +23,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Severity } from '../../core/severity.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -38,6 +39,20 @@ export interface TicketDeps extends SinkDeps {
   /** This replica's id (the holder of ticket claims). */
   owner?: string | undefined;
   logger?: Logger | undefined;
+  /** Where `driftwatch_collector_ticket_actions_total` goes (the collector's registry). */
+  registry?: Registry | undefined;
+}
+
+/** What a ticket sink did to a ticket in the tracker. */
+export type TicketAction = 'opened' | 'commented' | 'closed' | 'reopened' | 'replaced';
+
+/** The counter of ticket actions on `registry`, created once per registry. */
+function ticketActions(registry: Registry | undefined): Counter<'sink' | 'type' | 'action'> {
+  const name = 'driftwatch_collector_ticket_actions_total';
+  return (
+    (registry?.getSingleMetric(name) as Counter<'sink' | 'type' | 'action'> | undefined) ??
+    new Counter({ name, help: 'What ticket sinks did in the issue tracker, by sink and action (opened, commented, closed, reopened, replaced: a deleted ticket opened anew)', labelNames: ['sink', 'type', 'action'], registers: registry ? [registry] : [] })
+  );
 }
 
 /** How long a ticket claim holds (renewed before each call to the tracker); a replica that died frees it after this. */
@@ -244,6 +259,8 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
   const now = deps.now ?? Date.now;
   const owner = deps.owner ?? `collector-${process.pid}`;
   const log = deps.logger;
+  const actions = ticketActions(deps.registry);
+  const did = (action: TicketAction) => actions.inc({ sink: config.name, type, action });
 
   /** Claim (or renew) the image's row; a refusal is retried by the outbox once the other replica is done. */
   async function claim(repository: string, alert: string) {
@@ -264,6 +281,7 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
       signal,
     );
     await record(n.image, { ref: opened.ref, url: opened.url, state: 'open', openedTicket: true, alertOpened: n.fingerprint, at: now() });
+    did(replaces === '' ? 'opened' : 'replaced');
     if (replaces !== '') log?.warn({ image: n.image, previous: replaces, ticket: opened.ref }, 'the image\'s ticket was deleted in the tracker: opened a new one');
     else log?.info({ image: n.image, ticket: opened.ref }, 'opened the image\'s ticket');
   }
@@ -277,11 +295,13 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
         await tracker.reopen(ticket.ref, signal);
         // Recorded before the comment: a retry after a failed comment comments, it does not reopen again.
         await record(n.image, { state: 'open', at: now() });
+        did('reopened');
         await claim(n.image, n.fingerprint);
         await tracker.comment(ticket.ref, { kind: 'again', alert: n }, signal);
       } else {
         await tracker.comment(ticket.ref, { kind: 'alert', alert: n }, signal);
       }
+      did('commented');
     } catch (err) {
       if (!ticketGone(err)) throw err;
       await claim(n.image, n.fingerprint);
@@ -299,6 +319,7 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
       await tracker.close(ticket.ref, signal);
       await claim(n.image, n.fingerprint);
       await tracker.comment(ticket.ref, { kind: 'closing', alert: n }, signal);
+      did('closed');
     } catch (err) {
       if (!ticketGone(err)) throw err;
       // Deleted in the tracker: nothing to close; the image's next alert opens a new ticket.

@@ -132,6 +132,10 @@ for (const [kind, store] of [['github', 'sqlite'], ['gitlab', 'sqlite'], ['jira'
     else t.is(auth.authorization, `Basic ${Buffer.from(`driftwatch@acme.example:${TOKEN}`).toString('base64')}`);
     t.deepEqual(tracker.violations, [], 'every request and answer as the publisher\'s schema says');
     t.false(logs.join('\n').includes(TOKEN), 'the token is in no log line');
+    const metrics = await (await fetch(`${c.url}/metrics`)).text();
+    for (const [action, n] of [['opened', 1], ['commented', 2], ['closed', 1], ['reopened', 1]] as const) {
+      t.regex(metrics, new RegExp(`^driftwatch_collector_ticket_actions_total\\{sink="tickets",type="${kind}",action="${action}"\\} ${n}$`, 'm'), action);
+    }
   });
 }
 
