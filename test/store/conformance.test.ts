@@ -502,6 +502,8 @@ contract('storm counts: each replica reads the others\' open windows summed, nev
   t.deepEqual(await store.shareStorm('replica-a', [w('*', 5)], T0 + 4), [w('*', 6, true)], 'b and c summed; a summary sent by any is seen');
   t.deepEqual(await store.shareStorm('replica-b', [], T0 + 5), [w('*', 9, true), w('docker.io/library/nginx', 3)], "a's new count replaced its old one");
   t.deepEqual(await store.shareStorm('replica-b', [w('x', 1)], T0 + 300_000), [], 'windows that ended are forgotten, and not recorded');
+});
+
 // ---- image tickets ----
 
 const REPO = 'docker.io/acme/shop';
