@@ -62,7 +62,7 @@ export const TICKET_CLAIM_MS = 300_000;
 export const TICKET_BUSY_RETRY_MS = 2_000;
 
 /** Longest title and body sent (GitHub takes far more; Jira's summary stops at 255). */
-export const TICKET_LIMITS = Object.freeze({ title: 255, text: 1024, list: 20 });
+export const TICKET_TEXT_LIMITS = Object.freeze({ title: 255, text: 1024, list: 20 });
 
 /** Where the API token is read from: a file (a mounted Secret, re-read at each use so a rotation takes) or an environment variable. Never the config file. */
 const tokenSource = {
@@ -182,7 +182,7 @@ export function ticketGone(err: unknown): boolean {
 
 /** The title of an image's ticket. */
 export function ticketTitle(image: string): string {
-  return truncate(`Driftwatch: runtime drift in ${visibleLine(image)}`, TICKET_LIMITS.title);
+  return truncate(`Driftwatch: runtime drift in ${visibleLine(image)}`, TICKET_TEXT_LIMITS.title);
 }
 
 /** The labels of a new ticket: the configured ones and the severity label. */
@@ -194,13 +194,13 @@ export function ticketLabels(c: { labels: readonly string[]; severityLabel: stri
 /** The facts of one alert, one `name: value` line each, for a ticket body or comment. Values are hostile text made visible and bounded. */
 export function alertFacts(raw: Notification): [string, string][] {
   const n = visibleNotification(raw);
-  const list = (xs: readonly string[]) => (xs.length === 0 ? '' : xs.slice(0, TICKET_LIMITS.list).map((x) => truncate(x, 256)).join(', ') + (xs.length > TICKET_LIMITS.list ? `, … (${xs.length} in all)` : ''));
+  const list = (xs: readonly string[]) => (xs.length === 0 ? '' : xs.slice(0, TICKET_TEXT_LIMITS.list).map((x) => truncate(x, 256)).join(', ') + (xs.length > TICKET_TEXT_LIMITS.list ? `, … (${xs.length} in all)` : ''));
   const facts: [string, string][] = [
-    ['alert', truncate(titleOf(n), TICKET_LIMITS.text)],
+    ['alert', truncate(titleOf(n), TICKET_TEXT_LIMITS.text)],
     ['severity', n.severity],
-    ['why', truncate(n.explanation, TICKET_LIMITS.text)],
-    ['rule', truncate(`${n.ruleId}: ${n.ruleReason}`, TICKET_LIMITS.text)],
-    ['example', truncate(n.example, TICKET_LIMITS.text)],
+    ['why', truncate(n.explanation, TICKET_TEXT_LIMITS.text)],
+    ['rule', truncate(`${n.ruleId}: ${n.ruleReason}`, TICKET_TEXT_LIMITS.text)],
+    ['example', truncate(n.example, TICKET_TEXT_LIMITS.text)],
     ['seen', `${n.count} time${n.count === 1 ? '' : 's'}, first ${isoTime(n.firstSeen) || 'unknown'}, last ${isoTime(n.lastSeen) || 'unknown'}`],
     ['namespace', n.namespace],
     ['pods', list(n.pods)],
@@ -210,7 +210,7 @@ export function alertFacts(raw: Notification): [string, string][] {
   ];
   if (n.team !== '') facts.splice(2, 0, ['owner', n.team]);
   if (n.actor !== '') facts.push(['by', truncate(n.actor, 256)]);
-  if (n.comment) facts.push(['comment', truncate(n.comment, TICKET_LIMITS.text)]);
+  if (n.comment) facts.push(['comment', truncate(n.comment, TICKET_TEXT_LIMITS.text)]);
   return facts.filter(([, v]) => v !== '');
 }
 
@@ -277,7 +277,7 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
 
   async function openNew(n: Notification, replaces: string, signal: AbortSignal): Promise<void> {
     const opened = await tracker.open(
-      { title: ticketTitle(n.image), alert: n, labels: ticketLabels(config, n.severity), assignee: n.team === '' ? undefined : config.assignees[n.team], replaces },
+      { title: ticketTitle(n.image), alert: n, labels: ticketLabels(config, n.severity), assignee: Object.hasOwn(config.assignees, n.team) ? config.assignees[n.team] : undefined, replaces },
       signal,
     );
     await record(n.image, { ref: opened.ref, url: opened.url, state: 'open', openedTicket: true, alertOpened: n.fingerprint, at: now() });
