@@ -149,7 +149,7 @@ export async function startCollector(
   const replicated = database.openChanges !== null;
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
-  const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });
+  const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now, tickets: store, owner });
   // On PostgreSQL the live feed is fed from the change feed (every replica's changes, this one's
   // included, once each); alerting publishes to a feed nobody listens to, so it reads nothing for it.
   const alerting = await createAlerting({

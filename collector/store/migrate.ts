@@ -54,6 +54,9 @@ const TABLES: readonly TableSpec[] = [
   { table: 'alerts', identity: 'seq' },
   { table: 'outbox', identity: 'seq' },
   { table: 'audit_log', identity: 'seq' },
+  // The ticket of each image (ticket sinks), claims included: a stopped collector released its own.
+  { table: 'image_tickets' },
+  { table: 'image_ticket_alerts' },
 ];
 
 /**

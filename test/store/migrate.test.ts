@@ -105,6 +105,14 @@ function populate(store: Store): void {
   // Nodes and the audit log.
   const node = (name: string, contact: number) => ({ node: name, agentVersion: '1.4.0', sources: ['falco', 'ebpf'], firstSeen: T0, lastContact: contact, spooled: 3, spoolBytes: 4096, lagMs: 1500, spoolDropped: 0, watermark: contact - 100, silentSince: 0, stoppedAt: 0 });
   store.saveNodes([node('node-a', at + 40), node('node-b', at + 41), { ...node('node-q', at + 42), silentSince: at + 50, stoppedAt: at + 49 }]);
+  // The tickets of two images (ticket sinks): one open with two alerts, one closed.
+  store.claimImageTicket('tickets', NGINX, 'fp-1', 'replica-a', at + 60, 300_000);
+  store.recordImageTicket('tickets', NGINX, 'replica-a', { ref: '17', url: 'https://github.example/acme/shop/issues/17', state: 'open', openedTicket: true, alertOpened: 'fp-1', at: at + 61 });
+  store.recordImageTicket('tickets', NGINX, 'replica-a', { alertOpened: 'fp-2', at: at + 62 });
+  store.releaseImageTicket('tickets', NGINX, 'replica-a');
+  store.claimImageTicket('tickets', REDIS, 'fp-3', 'replica-a', at + 63, 300_000);
+  store.recordImageTicket('tickets', REDIS, 'replica-a', { ref: '18', state: 'closed', openedTicket: true, at: at + 64 });
+  store.releaseImageTicket('tickets', REDIS, 'replica-a');
   for (let i = 0; i < 12; i++) store.appendAudit({ time: at + 100 + i, actor: i % 2 ? 'rita' : 'sam', role: 'admin', action: 'baseline.review', target: NGINX, before: `{"v": ${i}}`, after: i === 3 ? 'null' : `{"v": ${i + 1}}` });
 }
 
@@ -131,6 +139,7 @@ async function readAll(store: AsyncStore): Promise<Record<string, unknown>> {
     versions[key] = { list, each: await Promise.all(list.map((v) => store.getVersion(key, v.version))) };
   }
   return {
+    imageTickets: [await store.getImageTicket('tickets', NGINX), await store.getImageTicket('tickets', REDIS)],
     alertPages,
     alertsFiltered: {
       acknowledged: await pages((cursor) => store.listAlerts({ limit: 5, cursor, state: 'acknowledged' })),
@@ -210,12 +219,13 @@ test('an installation moves whole: every read returns what it returned from SQLi
   t.true(b.deviationsOfNodeQ[0].items[0].nodeQuarantined);
   t.deepEqual([...new Set(b.deliveries.flat().map((d: { state: string }) => d.state))].sort(), ['delivered', 'failed', 'pending']);
   t.deepEqual(b.alerts.map((a: { state: string }) => a.state).filter((s: string) => s !== 'firing').sort(), ['accepted', 'acknowledged', 'resolved']);
+  t.like(b.imageTickets, [{ ref: '17', state: 'open', openAlerts: 2 }, { ref: '18', state: 'closed', openAlerts: 0 }]);
 
   const url = await server.database();
   const r = await migrateCli(['--from', `sqlite:${file}`, '--to-file', urlFile(dir, url)]);
   t.is(r.code, 0, r.stderr);
   t.log(r.stdout);
-  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log']) {
+  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_tickets', 'image_ticket_alerts']) {
     t.regex(r.stdout, new RegExp(`^${table}\\s+(\\d+)\\s+\\1\\s*$`, 'm'), `${table}: the same count on both sides in the table printed`);
   }
   t.regex(r.stdout, new RegExp(`^deviations\\s+${b.countDeviations}\\s+${b.countDeviations}\\s*$`, 'm'));

@@ -14,6 +14,7 @@
  * stored once through deviation_ids, since a unique index of a partitioned table must hold the
  * partition key (see the migration).
  */
+import { IMAGE_TICKETS_MIGRATION } from './tickets.js';
 import { createDaysInMigration, dayOf, daysAhead, DAY_MS } from './partitions.js';
 import type { Sql } from './db.js';
 
@@ -327,6 +328,7 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     );
     `,
   },
+  { version: 5, description: 'image tickets: one ticket per image repository (ticket sinks)', sql: IMAGE_TICKETS_MIGRATION },
 ];
 
 /** The revision this code writes. */

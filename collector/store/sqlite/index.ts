@@ -20,6 +20,7 @@ import { sqliteOutbox } from './outbox.js';
 import { sqliteQuarantine } from './quarantine.js';
 import { sqliteRetention } from './retention.js';
 import { sqliteStorm } from './storm.js';
+import { sqliteTickets } from './tickets.js';
 
 export type { StoreLogger } from './db.js';
 
@@ -64,6 +65,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...quarantine.store,
     ...sqliteRetention(db),
     ...sqliteAudit(db),
+    ...sqliteTickets(db),
     close: () => db.close(),
   };
   finish();
