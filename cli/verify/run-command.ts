@@ -75,8 +75,10 @@ export interface TraceOutcome {
 const MAX_SUBTREE = 256;
 /** Cgroup ids known not to be the tree's, remembered (emptied when full). */
 const MAX_OUTSIDE_IDS = 4_096;
-/** How long the marker exec may take to come through bpftrace before it is stopped anyway. */
-const MARKER_WAIT_MS = 60_000;
+/** How long marker execs may take to come through bpftrace (a loaded machine) before giving up. */
+const MARKER_WAIT_MS = 120_000;
+/** A new marker exec this often until one comes through. */
+const MARKER_EVERY_MS = 250;
 
 /** The mount point of the cgroup v2 hierarchy (pure v2 or the `unified` one of a hybrid host), or null. */
 export function cgroupV2Root(mountinfo: string): string | null {
@@ -253,14 +255,14 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
   let attached!: () => void;
   const attachedP = new Promise<void>((r) => (attached = r));
   let rootPid = -1;
-  let markerPid = -1;
-  let markerSeen!: () => void;
-  const markerP = new Promise<void>((r) => (markerSeen = r));
+  // Markers: execs from outside the tree whose record proves bpftrace reports what happens now.
+  const markers = new Set<number>();
+  let markerSeen: (() => void) | null = null;
   let outside = 0;
 
   const deliver = () => {
     for (const ev of decoder.take()) {
-      if (ev.kind === 'exec' && ev.process.pid === markerPid) markerSeen();
+      if (ev.kind === 'exec' && markers.delete(ev.process.pid)) markerSeen?.();
       if (ev.container?.id !== TREE_CONTAINER) {
         outside++;
         continue;
@@ -274,6 +276,21 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
       }
       onEvent(ev);
     }
+  };
+  /** Resolves (null) once a marker exec started now came through bpftrace; markers repeat until one does. */
+  const sync = async (): Promise<null> => {
+    const seen = new Promise<void>((r) => (markerSeen = r));
+    const deadline = Date.now() + MARKER_WAIT_MS;
+    for (;;) {
+      const marker = spawn(process.execPath, ['--version'], { stdio: 'ignore' });
+      if (marker.pid !== undefined) markers.add(marker.pid);
+      const done = await Promise.race([seen.then(() => true), pause(MARKER_EVERY_MS).then(() => false), bpfClosed.then(() => true)]);
+      if (done) break;
+      if (Date.now() > deadline) throw new CommandModeError(`bpftrace (${where.bpftrace}) reported none of this process's marker executions within ${MARKER_WAIT_MS / 1000} s: it does not see what runs here`);
+    }
+    markerSeen = null;
+    markers.clear();
+    return null;
   };
   const splitter = createLineSplitter(EBPF_LIMITS.line, {
     line: (text) => {
@@ -292,7 +309,9 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
   }, EBPF_LIMITS.assembleMs);
 
   try {
-    const first = await Promise.race([attachedP.then(() => null), bpfClosed]);
+    // bpftrace reports its probes attached before its output buffers are read: events of the first
+    // moments after are lost silently. A marker exec that comes through shows it sees what happens.
+    const first = await Promise.race([attachedP.then(() => sync()), bpfClosed]);
     if (first !== null) {
       const why = first.error?.message ?? stderrTail.split('\n').filter((l) => l !== '' && !l.includes('RLIMIT_MEMLOCK')).slice(-5).join('; ');
       throw new CommandModeError(`bpftrace (${where.bpftrace}) stopped before it attached its probes: ${why || `exit ${first.code ?? first.signal}`}`);
@@ -312,12 +331,9 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
     process.off('SIGTERM', forward);
     const killed = await killLeftovers(dir);
 
-    // A marker exec from outside the tree: once bpftrace printed it, it has read past the tree's end.
-    const marker = spawn(process.execPath, ['--version'], { stdio: 'ignore' });
-    markerPid = marker.pid ?? -1;
-    const markerTimer = setTimeout(() => markerSeen(), MARKER_WAIT_MS);
-    await Promise.race([markerP, bpfClosed]);
-    clearTimeout(markerTimer);
+    // A marker exec seen after the tree's end: bpftrace has read past it (the buffers of other CPUs
+    // are read in the same pass, and SIGINT makes bpftrace read what is left before it exits).
+    await Promise.race([sync(), bpfClosed]);
     bpf.kill('SIGINT');
     await bpfClosed;
     splitter.end();
