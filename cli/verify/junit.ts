@@ -1,5 +1,5 @@
 /**
- * The run as JUnit XML, in the shape of the Jenkins/Surefire schema (test/fixtures/junit-10.xsd, the
+ * The run as JUnit XML, in the shape of the Jenkins/Surefire schema (fixtures/schemas/junit-10.xsd, the
  * one GitLab's and GitHub's test-report actions read too): one suite per baseline, a passing case per
  * kind of entry that was checked (`processes`, `network`), and one case per deviation, failed when
  * it is at or above --fail-on with the alert's why as the failure message (what GitLab shows in the
@@ -10,7 +10,7 @@
 import { hostname } from 'node:os';
 import type { Finding } from '../../core/verify.js';
 import { visible, visibleLine } from '../../collector/sinks/text.js';
-import { failing, ignoredText, incomplete, kindsText, pidsText, type VerifyRun } from './report.js';
+import { failing, ignoredText, incomplete, kindsText, nothingChecked, pidsText, type VerifyRun } from './report.js';
 import { atOrAbove } from '../../core/verify.js';
 import { describeEntry, entryFromId } from '../../core/entry.js';
 
@@ -87,7 +87,11 @@ export function junitReport(run: VerifyRun): string {
     errors++;
     cases.push(`    <testcase classname="driftwatch.verify" name="every event was seen" time="0">\n      <error type="lost-events" message="${xmlAttr(gap)}"/>\n    </testcase>`);
   }
-  if (cases.length === 0) cases.push(`    <testcase classname="driftwatch.verify" name="events checked" time="0">\n      <system-out>no event of ${xmlText(run.doc.key)} was checked</system-out>\n    </testcase>`);
+  const none = nothingChecked(run);
+  if (none) {
+    errors++;
+    cases.push(`    <testcase classname="driftwatch.verify" name="events of the baseline's image were checked" time="0">\n      <error type="nothing-checked" message="${xmlAttr(none)}"/>\n    </testcase>`);
+  }
   const props: [string, string][] = [
     ['baseline', run.baselinePath],
     ['key', run.doc.key],

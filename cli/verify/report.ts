@@ -42,10 +42,25 @@ export function incomplete(run: VerifyRun): string | null {
   return run.counts.lost > 0 ? `the kernel dropped ${run.counts.lost} events before they were read (perf buffers full): some processes or connections were not checked` : null;
 }
 
-/** The exit code: 1 with a failing deviation, else 2 when the check could not see everything, else 0. */
+/** Events checked in all. */
+export function checkedTotal(run: VerifyRun): number {
+  return Object.values(run.result.checked).reduce((a, b) => a + b, 0);
+}
+
+/**
+ * Why nothing was checked, or null. A check of nothing is not a pass: a key that names no image of
+ * the recording (a typo, a recording without container metadata) would otherwise pass every build.
+ */
+export function nothingChecked(run: VerifyRun): string | null {
+  if (checkedTotal(run) > 0) return null;
+  const hint = run.input.mode === 'events' && run.input.scope === 'image' ? '; if the recording has no container metadata (an ebpf recording, a run outside a container), use --all-events or --container ID' : '';
+  return `no event of ${run.doc.key} was checked${hint}`;
+}
+
+/** The exit code: 1 with a failing deviation, else 2 when the check could not see everything (or saw nothing), else 0. */
 export function exitCodeOf(run: VerifyRun): number {
   if (failing(run).length > 0 || run.result.overflow > 0) return EXIT.deviations;
-  return incomplete(run) !== null ? EXIT.usage : EXIT.ok;
+  return incomplete(run) !== null || nothingChecked(run) !== null ? EXIT.usage : EXIT.ok;
 }
 
 const v = visibleLine;
@@ -128,7 +143,9 @@ export function textReport(run: VerifyRun): string {
       ? `result: PASS (exit 0)${result.findings.length > 0 ? `: every deviation is below --fail-on ${run.failOn}` : ''}`
       : code === EXIT.deviations
         ? `result: FAIL (exit 1): ${plural(fails.length + result.overflow, 'deviation')} at or above --fail-on ${run.failOn}`
-        : 'result: INCOMPLETE (exit 2): no failing deviation among what was seen, but not everything was seen',
+        : nothingChecked(run) !== null
+          ? `result: NOTHING CHECKED (exit 2): ${v(nothingChecked(run) as string)}`
+          : 'result: INCOMPLETE (exit 2): no failing deviation among what was seen, but not everything was seen',
   );
   return out.join('\n');
 }

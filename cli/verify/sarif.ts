@@ -1,5 +1,5 @@
 /**
- * The run as SARIF 2.1.0 (OASIS, errata 01; test/fixtures/sarif-schema-2.1.0.json), for GitHub code
+ * The run as SARIF 2.1.0 (OASIS, errata 01; fixtures/schemas/sarif-schema-2.1.0.json), for GitHub code
  * scanning. A rule per severity rule that decided a deviation (`network-tool`, `shell-where-none`…):
  * its description is the alert's why, so one rule has one severity and reads the same in every run.
  * A result per deviation: level from the severity (critical, high → error; medium → warning; low →
@@ -14,7 +14,7 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Severity } from '../../core/severity.js';
 import type { Finding } from '../../core/verify.js';
 import { VERSION } from '../../runtime/version.js';
-import { failing, incomplete, type VerifyRun } from './report.js';
+import { failing, incomplete, nothingChecked, type VerifyRun } from './report.js';
 
 /** The schema a SARIF log names (the OASIS errata 01 schema it is validated against in the tests). */
 export const SARIF_SCHEMA = 'https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json';
@@ -89,7 +89,7 @@ export function sarifLog(run: VerifyRun): object {
       properties: { severity: f.severity, reason: f.reason, entry: f.entryId, count: f.count, example: f.example, nearest: f.nearest, removedBySecurity: f.removed },
     };
   });
-  const gap = incomplete(run);
+  const gap = incomplete(run) ?? nothingChecked(run);
   const notifications = gap ? [{ level: 'error', message: { text: gap } }] : [];
   return {
     $schema: SARIF_SCHEMA,
