@@ -65,7 +65,7 @@ spec:
       - exe: /usr/bin/curl
         parent: sh
         user: root
-        args: "<...>"
+        args: "-s https://example.com/x"
     network: []
 `;
 
