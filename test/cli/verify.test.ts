@@ -18,6 +18,9 @@ import addFormatsModule from 'ajv-formats';
 import { parseBaselineDocument } from '../../core/baseline-doc.js';
 import { entryId } from '../../core/entry.js';
 import { commandModeMissing } from '../../cli/verify/run-command.js';
+import { proposalDocument } from '../../cli/verify/proposal.js';
+import { createVerifier } from '../../core/verify.js';
+import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { CLI } from '../helpers/processes.js';
 
 // ajv-formats is CommonJS; its plugin is the module's default export.
@@ -175,6 +178,8 @@ test('an eBPF recording carries no image: nothing checked is exit 2 saying so; -
     '{"type": "attached_probes", "data": {"probes": 18}}',
     ...execLines(100, 500, 400, 'containerd-shim', '/usr/local/bin/api', ['api', '--port', '8080']),
     ...execLines(101, 501, 500, 'api', '/usr/bin/wget', ['wget', '-q', 'http://203.0.113.7/x']),
+    // Hostile text: a bidi override, markup and a quote in an argument reach every report.
+    ...execLines(101, 502, 500, 'api', '/tmp/x\u202e/hs.nib', ['x', '</failure><x a="&">', '\u0007']),
     printf(`N 102000000000 501 0 77 connect tcp ${hexOf(Buffer.from([10, 244, 1, 5]))} 0 ${hexOf(Buffer.from([203, 0, 113, 7]))} 80 ${hexOf('wget', 16)} ${LEAF}`),
     'not json',
   ];
@@ -184,15 +189,22 @@ test('an eBPF recording carries no image: nothing checked is exit 2 saying so; -
   const none = await verify(dir, ['--baseline', 'api.yaml', '--events', 'run.jsonl', '--junit', 'none.xml']);
   t.is(none.code, 2, none.stdout);
   t.regex(none.stdout, /events: run\.jsonl \(ebpf\)/);
-  t.regex(none.stdout, /not checked: 3 events of containers whose image no event named/);
+  t.regex(none.stdout, /not checked: 4 events of containers whose image no event named/);
   t.regex(none.stdout, /NOTHING CHECKED \(exit 2\): no event of registry\.example\.com\/team\/api was checked; .*use --all-events or --container ID/);
   t.is(junitInvalid(join(dir, 'none.xml')), null);
   t.regex(readFileSync(join(dir, 'none.xml'), 'utf8'), /<error type="nothing-checked"/);
 
   for (const scope of [['--container', CONTAINER.slice(0, 12)], ['--all-events']]) {
-    const r = await verify(dir, ['--baseline', 'api.yaml', '--events', 'run.jsonl', ...scope]);
+    const r = await verify(dir, ['--baseline', 'api.yaml', '--events', 'run.jsonl', '--junit', 'api.xml', '--sarif', 'api.sarif', ...scope]);
     t.is(r.code, 1, r.stdout);
-    t.regex(r.stdout, /checked: 3 events \(2 exec, 1 connect\)/);
+    t.regex(r.stdout, /checked: 4 events \(3 exec, 1 connect\)/);
+    t.regex(r.stdout, /FAIL \[critical\] \/tmp\/x\\u202e\/hs\.nib /, 'the bidi override is shown as an escape');
+    t.false(r.stdout.includes('\u202e'));
+    t.is(junitInvalid(join(dir, 'api.xml')), null);
+    const xml = readFileSync(join(dir, 'api.xml'), 'utf8');
+    t.false(xml.includes('\u202e') || xml.includes('\u0007') || xml.includes('<x a='));
+    t.regex(xml, /&lt;\/failure&gt;&lt;x a=&quot;&amp;&quot;&gt;/);
+    t.is(sarifInvalid(JSON.parse(readFileSync(join(dir, 'api.sarif'), 'utf8'))), null);
     t.regex(r.stdout, /ok {3}\/usr\/local\/bin\/api --port <num> \(parent containerd-shim, root\) {2}\(1 event\)/);
     t.regex(r.stdout, /FAIL \[high\] \/usr\/bin\/wget -q http:\/\/<ip>\/x \(parent api, root\)\n\s+why: a network tool ran/);
     t.regex(r.stdout, /FAIL \[high\] egress tcp 203\.0\.113\.7:80/);
@@ -285,4 +297,25 @@ test.serial('-- COMMAND: a tree learned as a proposal passes again; the same scr
   t.is(junitInvalid(join(dir, 'drift.xml')), null);
   t.regex(readFileSync(join(dir, 'drift.xml'), 'utf8'), /<property name="command-exit" value="7"\/>/);
   t.is(sarifInvalid(JSON.parse(readFileSync(join(dir, 'drift.sarif'), 'utf8'))), null);
+});
+
+test('a proposal adds what deviated, keeps what security removed removed, and says both in its header', (t) => {
+  const doc = parseBaselineDocument(`${ALPINE}  removed:\n    processes:\n      - exe: sh\n        parent: runc\n        user: root\n        args: "-c clear; (bash || ash || sh)"\n    network: []\n`);
+  const v = createVerifier(doc, { entryOptions: { clusterRanges: DEFAULT_CLUSTER_CIDRS.map((c) => parseCidr(c)) }, allEvents: true });
+  const ev = (args: string[], kind: 'exec' | 'connect' = 'exec') => ({
+    time: 1, node: 'ci', source: 'test', container: null, pod: null, kind,
+    process: { pid: 7, exe: 'sh', name: 'sh', args, parentExe: '', parentName: 'runc', uid: 0, user: '' },
+    network: kind === 'connect' ? { protocol: 'tcp' as const, localAddress: '', localPort: -1, remoteAddress: '10.0.0.9', remotePort: 6379, remoteName: '' } : null,
+  });
+  v.check(ev(['-c', 'clear; (bash || ash || sh)']));
+  v.check(ev(['-c', 'uptime']));
+  v.check(ev([], 'connect'));
+  const findings = v.result().findings;
+  t.is(findings.length, 2);
+  const text = proposalDocument(doc, findings, 'run.jsonl', new Date(0));
+  t.regex(text, /^# 1 entry added for security to review:\n# {3}\+ egress tcp cluster:6379 {2}\[low, new-cluster-peer:/m);
+  t.regex(text, /^# Not proposed: security removed these entries, they stay removed:\n# {3}- sh -c clear; \(bash \|\| ash \|\| sh\) \(parent runc, root\)$/m);
+  const back = parseBaselineDocument(text);
+  t.deepEqual(back.entries.map(entryId).sort(), ['egress|tcp|cluster|6379', 'exec|sh|runc|root|-c uptime']);
+  t.deepEqual(back.removed.map(entryId), ['exec|sh|runc|root|-c clear; (bash \\|\\| ash \\|\\| sh)']);
 });
