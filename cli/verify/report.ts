@@ -37,8 +37,9 @@ export function failing(run: VerifyRun): Finding[] {
   return run.result.findings.filter((f) => atOrAbove(f.severity, run.failOn));
 }
 
-/** Why the check is incomplete (the kernel dropped events), or null. */
+/** Why the check is incomplete (the kernel dropped events, bpftrace stopped early), or null. */
 export function incomplete(run: VerifyRun): string | null {
+  if (run.input.mode === 'command' && run.input.outcome.traceStopped !== null) return run.input.outcome.traceStopped;
   return run.counts.lost > 0 ? `the kernel dropped ${run.counts.lost} events before they were read (perf buffers full): some processes or connections were not checked` : null;
 }
 

@@ -69,6 +69,8 @@ export interface TraceOutcome {
   outside: number;
   /** Sub-cgroups of the tree's cgroup that its processes ran in. */
   subCgroups: number;
+  /** Why bpftrace stopped before it was asked to (an interrupt, a crash): the check is incomplete. Null when it did not. */
+  traceStopped: string | null;
 }
 
 /** Most cgroup directories walked under the tree's (the command's own sub-cgroups). */
@@ -330,6 +332,8 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
     process.off('SIGINT', forward);
     process.off('SIGTERM', forward);
     const killed = await killLeftovers(dir);
+    // Ctrl-C reaches bpftrace too (one process group): what ran after it stopped was not seen.
+    const early = await Promise.race([bpfClosed, pause(0).then(() => null)]);
 
     // A marker exec seen after the tree's end: bpftrace has read past it (the buffers of other CPUs
     // are read in the same pass, and SIGINT makes bpftrace read what is left before it exits).
@@ -339,7 +343,8 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
     splitter.end();
     decoder.expire(Date.now(), true);
     deliver();
-    return { exitCode: exit.code, signal: exit.signal, killed, outside, subCgroups };
+    const traceStopped = early === null ? null : `bpftrace stopped before the command's tree ended (${early.error?.message ?? (early.signal !== null ? `signal ${early.signal}` : `exit ${early.code}`)}): what ran after that was not checked`;
+    return { exitCode: exit.code, signal: exit.signal, killed, outside, subCgroups, traceStopped };
   } finally {
     clearInterval(tick);
     if (bpf.exitCode === null && bpf.signalCode === null) bpf.kill('SIGTERM');

@@ -237,6 +237,9 @@ test('usage and environment errors exit 2 with a message naming what is wrong', 
     t.is(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
     t.regex(r.stderr, message, args.join(' '));
   }
+  const help = await verify(dir, ['--help']);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /^Exit codes: 0 everything matched .*\n--fail-on, 2 a usage or environment error/m);
   // --key picks one document of a stream.
   const picked = await verify(dir, ['--baseline', 'two.yaml', '--key', 'docker.io/library/alpine', '--events', REAL_FALCO, '--fail-on', 'high']);
   t.is(picked.code, 0, picked.stderr);
