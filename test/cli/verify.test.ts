@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,9 +39,9 @@ interface Ran {
 }
 
 /** Run `driftwatch verify ARGS` in `cwd` as a child process. */
-function verify(cwd: string, args: string[]): Promise<Ran> {
+function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], ...as });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -321,4 +321,22 @@ test('a proposal adds what deviated, keeps what security removed removed, and sa
   const back = parseBaselineDocument(text);
   t.deepEqual(back.entries.map(entryId).sort(), ['egress|tcp|cluster|6379', 'exec|sh|runc|root|-c uptime']);
   t.deepEqual(back.removed.map(entryId), ['exec|sh|runc|root|-c clear; (bash \\|\\| ash \\|\\| sh)']);
+});
+
+test('-- COMMAND as a user that is not root: exit 2 saying so, before anything runs', async (t) => {
+  const user = spawnSync('getent', ['passwd', 'driftwatch-test'], { encoding: 'utf8' });
+  const fields = user.status === 0 ? user.stdout.trim().split(':') : [];
+  if (process.getuid?.() !== 0 || fields.length < 4) {
+    t.log('SKIPPED: needs root and the unprivileged user driftwatch-test (scripts/test-prereqs.sh creates it) to run as someone else');
+    t.pass();
+    return;
+  }
+  const dir = workdir(t);
+  chmodSync(dir, 0o755);
+  writeFileSync(join(dir, 'ok.yaml'), ALPINE, { mode: 0o644 });
+  const marker = join(dir, 'ran');
+  const r = await verify(dir, ['--baseline', 'ok.yaml', '--', '/usr/bin/touch', marker], { uid: Number(fields[2]), gid: Number(fields[3]) });
+  t.is(r.code, 2, r.stdout + r.stderr);
+  t.regex(r.stderr, /cannot trace the command: not root: tracing a command needs root/);
+  t.false(existsSync(marker), 'the command was not run untraced');
 });
