@@ -140,8 +140,12 @@ function severityOf(v: string | undefined): Severity {
 /** Write beside the target and rename: CI never uploads half a report. */
 async function writeReport(file: string, text: string): Promise<void> {
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  await writeFile(tmp, text, { mode: 0o644 });
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, text, { mode: 0o644 });
+    await rename(tmp, file);
+  } catch (err) {
+    throw new UsageError(`cannot write ${file}: ${(err as Error).message}`);
+  }
 }
 
 /** Hand events of `files` to the verifier; `--container` makes that container's events the baseline's image. */
@@ -230,6 +234,8 @@ export async function runVerify(args: string[], io: Io = { out: (t) => console.l
       io.err(`driftwatch verify: ${err.message}`);
       return EXIT.usage;
     }
-    throw err;
+    // Exit 1 means "deviations" to a CI job: a failure of the check itself must not read as one.
+    io.err(`driftwatch verify: the check failed: ${(err as Error).stack ?? String(err)}`);
+    return EXIT.usage;
   }
 }

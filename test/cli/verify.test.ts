@@ -230,6 +230,7 @@ test('usage and environment errors exit 2 with a message naming what is wrong', 
     [['--baseline', 'ok.yaml', '--events', 'other.jsonl'], /cannot tell the format of other\.jsonl .*give --format/],
     [['--baseline', 'ok.yaml', '--events', 'nothing.jsonl'], /cannot read --events nothing\.jsonl/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--colour'], /Unknown option '--colour'/],
+    [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--junit', 'no/such/dir/junit.xml'], /cannot write no\/such\/dir\/junit\.xml/],
     [['--baseline', 'ok.yaml', '--bpftrace', '/nonexistent/bpftrace', '--', '/bin/true'], /cannot trace the command: .*bpftrace is not installed/],
   ];
   for (const [args, message] of cases) {
