@@ -290,10 +290,17 @@ test.serial('-- COMMAND: a tree learned as a proposal passes again; the same scr
   t.is(same.code, 0, same.stdout + same.stderr);
   t.regex(same.stdout, /matched: 2 of 2 baseline entries were exercised/);
 
-  writeFileSync(script, `/bin/true\n( ( /usr/bin/cat /etc/hostname >/dev/null ) & )\n/usr/bin/curl -s -o /dev/null http://127.0.0.1:${port}/\nexit 7\n`);
+  // Also a daemon left behind: it outlives the script, and is killed (and counted) when the script
+  // exits. The script waits (shell builtins only) until it runs sleep, so its exec is there to see.
+  writeFileSync(
+    script,
+    `/bin/true\n( ( /usr/bin/cat /etc/hostname >/dev/null ) & )\n/usr/bin/curl -s -o /dev/null http://127.0.0.1:${port}/\n` +
+      `/usr/bin/sleep 600 </dev/null >/dev/null 2>&1 &\nwhile :; do read c </proc/$!/comm; [ "$c" = sleep ] && break; done\nexit 7\n`,
+  );
   const drift = await verify(dir, ['--baseline', 'worker.yaml', '--junit', 'drift.xml', '--sarif', 'drift.sarif', '--', SH, script]);
   t.is(drift.code, 1, drift.stdout + drift.stderr);
-  t.regex(drift.stdout, /command: .* — exit code 7/);
+  t.regex(drift.stdout, /command: .* — exit code 7; \d+ process(es)? still running afterwards, killed/);
+  t.regex(drift.stdout, /FAIL \[\w+\] \/usr\/bin\/sleep <num> \(parent dash, root\)/);
   t.regex(drift.stdout, /FAIL \[high\] \/usr\/bin\/curl -s -o \/dev\/null http:\/\/<ip>:<n>\/ \(parent \w+, root\)\n\s+why: a network tool ran/);
   t.regex(drift.stdout, /FAIL \[\w+\] \/usr\/bin\/cat \/etc\/hostname \(parent/, 'the grandchild of a subshell that exited at once');
   t.regex(drift.stdout, new RegExp(`FAIL \\[\\w+\\] egress tcp loopback:${port}\\n`));
