@@ -146,3 +146,19 @@ export async function versionNotice(store: Sboms, before: SbomSummary, after: Sb
   const parts = [added && `${added} added`, dropped && `${dropped} dropped`, replaced && `${replaced} replaced`, upgraded && `${upgraded} upgraded`].filter(Boolean).join(', ');
   return { from: before.digest, to: after.digest, changes, addsOrDrops: addsOrDrops(changes), text: `image version ${after.digest} changes the packages of executables this baseline uses: ${parts}` };
 }
+
+/** Text on one line for a YAML comment: control characters and every kind of line break escaped. */
+function commentText(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * The SBOM links of a baseline as YAML comments, appended to its exported document: a reader of the
+ * file in Git sees each executable's package, and an import ignores them (comments carry no data).
+ */
+export function sbomExportComment(joined: Awaited<ReturnType<typeof baselineSbom>>): string {
+  if (!joined.sbom) return '';
+  const lines = [`SBOM ${joined.sbom.digest} (${joined.sbom.tool || joined.sbom.format})${joined.sbom.note ? `: ${joined.sbom.note}` : ''}`, ...joined.entries.map((e) => e.text)];
+  if (joined.notice) lines.push(joined.notice.text);
+  return lines.map((l) => `# ${commentText(l)}\n`).join('');
+}

@@ -198,6 +198,14 @@ test('a new image version whose SBOM drops and adds packages the baseline uses: 
   t.deepEqual(joined.versions.map((v: any) => [v.tag, v.sbom]), [['12.7', true], ['12.8', true]]);
   t.deepEqual(joined.entries.map((e: any) => e.text).sort(), ['/usr/bin/bash, package bash 5.2.15-2+b8', "/usr/bin/curl, not in the image's SBOM", '/usr/bin/wget, package busybox 1:1.35.0-4+b3', '/usr/local/bin/app, package app 2.0']);
   t.deepEqual(joined.notice.changes, notice.changes);
+  // The export carries the packages as comments, and reads back as the same document.
+  const exported = await http(c.httpPort, 'GET', `/api/v1/baselines/${encodeURIComponent(DEBIAN)}/export`);
+  t.is(exported.status, 200);
+  t.regex(exported.json, /\n# SBOM sha256:2{64} \(syft-1\.18\.1\)\n/);
+  t.regex(exported.json, /\n# \/usr\/bin\/wget, package busybox 1:1\.35\.0-4\+b3\n/);
+  t.regex(exported.json, /\n# image version sha256:2{64} changes the packages/);
+  const reimport = await http(c.httpPort, 'POST', '/api/v1/baselines/import', exported.json, { 'content-type': 'application/yaml' });
+  t.is(reimport.status, 200, JSON.stringify(reimport.json));
   const audit = (await http(c.httpPort, 'GET', '/api/v1/audit')).json.items;
   const record = audit.find((x: any) => x.action === 'sbom.version-change');
   t.truthy(record);

@@ -1,0 +1,28 @@
+/** The SBOM joins' pure parts: a baseline key's repository, and hostile package text in export comments. */
+import test from 'ava';
+import { parse } from 'yaml';
+import { repositoryOfKey, sbomExportComment } from '../../collector/sbom/links.js';
+
+test('the repository of a baseline key', (t) => {
+  t.is(repositoryOfKey('docker.io/library/debian'), 'docker.io/library/debian');
+  t.is(repositoryOfKey('docker.io/library/debian:12'), 'docker.io/library/debian');
+  t.is(repositoryOfKey(`registry:5000/app@sha256:${'a'.repeat(64)}`), 'registry:5000/app');
+  t.is(repositoryOfKey('registry:5000/app:1.2'), 'registry:5000/app');
+  t.is(repositoryOfKey('@host'), '');
+});
+
+test('export comments stay comments, whatever a package name holds', (t) => {
+  const hostile = 'evil\nspec:\n  state: learning\u2028x\r\u0085y';
+  const comment = sbomExportComment({
+    key: 'k',
+    repository: 'r',
+    sbom: { digest: 'sha256:1', repository: 'r', format: 'spdx', tool: 'syft', filesListed: true, basis: 'digest', note: '' },
+    versions: [],
+    entries: [{ id: 'x', exe: '/usr/bin/x', status: 'package', package: { name: hostile, version: '1', purl: '', type: '' }, text: `/usr/bin/x, package ${hostile} 1`, notInSbom: false }],
+    notice: null,
+  });
+  t.is(comment.split('\n').length, 3, comment);
+  for (const line of comment.trimEnd().split('\n')) t.true(line.startsWith('# '));
+  t.is(parse(`a: 1\n${comment}`).spec, undefined);
+  t.deepEqual(parse(`a: 1\n${comment}`), { a: 1 });
+});
