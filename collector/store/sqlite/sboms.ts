@@ -6,10 +6,7 @@ import type { SbomPackage } from '../../../core/sbom/parse.js';
 import { MAX_SBOM_LOOKUP, type SbomFile, type SbomRecord, type SbomStore, type SbomSummary } from '../store.js';
 import { writeTransaction, type Db } from './db.js';
 
-/**
- * The SBOM tables (created if missing: a file made before them gets them when opened, and an older
- * Driftwatch opening a file that has them ignores them, so the schema revision does not change).
- */
+/** The SBOM tables (revision 8; created if missing: a file made before them gets them when opened). */
 export const SBOM_TABLES = `
     CREATE TABLE IF NOT EXISTS sboms (
       digest        TEXT PRIMARY KEY,
