@@ -272,7 +272,7 @@ async function run(args: string[], env: NodeJS.ProcessEnv, io: Io): Promise<numb
     if (json) return io.out(JSON.stringify(v, null, 2)), 0;
     showView(v, io);
     // The packages behind its executables and a new image version's changes (issue 22); a collector without SBOM routes says nothing.
-    const joined = await api().call('GET', `${keyPath(key)}/sbom`).catch(() => null);
+    const joined = key === '@host' ? null : await api().call('GET', `${keyPath(key)}/sbom`).catch(() => null);
     if (joined) for (const line of sbomLines(joined)) io.out(line);
     return 0;
   }
