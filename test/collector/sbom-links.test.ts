@@ -26,3 +26,13 @@ test('export comments stay comments, whatever a package name holds', (t) => {
   t.is(parse(`a: 1\n${comment}`).spec, undefined);
   t.deepEqual(parse(`a: 1\n${comment}`), { a: 1 });
 });
+
+test('a document parsed in a worker thread reads as on the main thread; a refusal keeps its code', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { parseSbom, SbomError } = await import('../../core/sbom/parse.js');
+  const { parseSbomInWorker } = await import('../../collector/sbom/parse-in-worker.js');
+  const text = readFileSync(new URL('../../../fixtures/sbom/trivy-fluentd-debian-10.cdx.json', import.meta.url), 'utf8');
+  t.deepEqual(await parseSbomInWorker(text), parseSbom(text));
+  const err = await t.throwsAsync(parseSbomInWorker('{"spdxVersion": "SPDX-9"}'), { instanceOf: SbomError });
+  t.is(err?.code, 'invalid_document');
+});

@@ -5,11 +5,12 @@
  *
  * An import's body is the document itself (CycloneDX JSON or SPDX JSON, up to MAX_SBOM_BYTES: the
  * route raises the API's body bound for itself only) and the image is `?image=REPO@sha256:…`. The
- * collector parses at most MAX_PARSES documents at once, since each parse may hold a few hundred
- * MiB; one more waits for nobody and is answered 429.
+ * collector parses at most MAX_PARSES documents at once, each in a worker thread with a capped heap
+ * (sbom/parse-in-worker.ts), since each parse may hold a few hundred MiB; one more is answered 429.
  */
 import { canonicalRepository } from '../../../core/event.js';
-import { MAX_SBOM_BYTES, parseSbom, SbomError, type ParsedSbom } from '../../../core/sbom/parse.js';
+import { MAX_SBOM_BYTES, SbomError, type ParsedSbom } from '../../../core/sbom/parse.js';
+import { parseSbomInWorker } from '../../sbom/parse-in-worker.js';
 import { baselineSbom, repositoryOfKey } from '../../sbom/links.js';
 import type { SbomSummary } from '../../store/store.js';
 import { ApiError } from '../errors.js';
@@ -25,7 +26,8 @@ const MAX_NOTICE_KEYS = 100;
 const SBOM_TYPES = ['application/json', 'application/vnd.cyclonedx+json', 'application/spdx+json'] as const;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-let parsing = 0;
+/** Documents being parsed, per collector (its route deps). */
+const parsing = new WeakMap<object, number>();
 
 /** `REPO@sha256:…` → its canonical repository and digest; throws a 400 naming the parameter. */
 export function parseImageRef(image: string): { repository: string; digest: string } {
@@ -46,16 +48,17 @@ function summaryView(s: SbomSummary) {
 }
 
 async function parseBounded(ctx: RouteContext): Promise<ParsedSbom> {
-  if (parsing >= MAX_PARSES) throw new ApiError(429, 'busy', `${MAX_PARSES} SBOM imports are being parsed; try again in a few seconds`, { 'retry-after': '5' });
-  parsing++;
+  const busy = parsing.get(ctx.deps) ?? 0;
+  if (busy >= MAX_PARSES) throw new ApiError(429, 'busy', `${MAX_PARSES} SBOM imports are being parsed; try again in a few seconds`, { 'retry-after': '5' });
+  parsing.set(ctx.deps, busy + 1);
   try {
     const text = await readTextBody(ctx.req, MAX_SBOM_BYTES, SBOM_TYPES);
-    return parseSbom(text);
+    return await parseSbomInWorker(text);
   } catch (err) {
     if (err instanceof SbomError) throw new ApiError(err.code === 'too_large' ? 413 : 400, err.code === 'too_large' ? 'body_too_large' : 'invalid_document', err.message);
     throw err;
   } finally {
-    parsing--;
+    parsing.set(ctx.deps, (parsing.get(ctx.deps) ?? 1) - 1);
   }
 }
 
