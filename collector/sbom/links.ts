@@ -13,7 +13,7 @@ import type { ImageRef } from '../../core/event.js';
 import { addsOrDrops, describeLink, linkExecutable, ownerChanges, pathCandidates, type OwnerChange, type SbomLink } from '../../core/sbom/link.js';
 import type { SbomPackage } from '../../core/sbom/parse.js';
 import type { Async } from '../store/async.js';
-import type { BaselineView, SbomStore, SbomSummary } from '../store/store.js';
+import { MAX_SBOM_LOOKUP, type BaselineView, type SbomStore, type SbomSummary } from '../store/store.js';
 
 /** The SBOM that speaks for an image, and on what basis. */
 export interface ChosenSbom {
@@ -51,7 +51,9 @@ export async function chooseSbom(store: Sboms, repository: string, digest: strin
 /** The links of `exes` in the SBOM `sbom` (one store call for all of them). */
 export async function linkAll(store: Sboms, sbom: SbomSummary, exes: readonly string[]): Promise<SbomLink[]> {
   const found = new Map<string, SbomPackage | null>();
-  for (const f of await store.sbomFiles(sbom.digest, [...new Set(exes.flatMap(pathCandidates))])) found.set(f.path, f.package);
+  const paths = [...new Set(exes.flatMap(pathCandidates))];
+  // In slices of what one lookup takes: a path left unasked would read as "not in the SBOM".
+  for (let i = 0; i < paths.length; i += MAX_SBOM_LOOKUP) for (const f of await store.sbomFiles(sbom.digest, paths.slice(i, i + MAX_SBOM_LOOKUP))) found.set(f.path, f.package);
   return exes.map((exe) => linkExecutable(exe, found, sbom.filesListed));
 }
 

@@ -36,3 +36,23 @@ test('a document parsed in a worker thread reads as on the main thread; a refusa
   const err = await t.throwsAsync(parseSbomInWorker('{"spdxVersion": "SPDX-9"}'), { instanceOf: SbomError });
   t.is(err?.code, 'invalid_document');
 });
+
+test('links of more executables than one lookup takes are all resolved', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openSqliteStore } = await import('../../collector/store/sqlite/index.js');
+  const { asAsync } = await import('../../collector/store/async.js');
+  const { linkAll } = await import('../../collector/sbom/links.js');
+  const dir = mkdtempSync(join(tmpdir(), 'dw-sbom-links-'));
+  const store = openSqliteStore(join(dir, 'c.db'));
+  t.teardown(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const exes = Array.from({ length: 12_000 }, (_, i) => `/usr/bin/tool-${i}`);
+  const record = { digest: `sha256:${'9'.repeat(64)}`, repository: 'r', format: 'spdx' as const, specVersion: 'SPDX-2.3', tool: 't', importedAt: 1, importedBy: 'a', filesListed: true, packages: [{ name: 'tools', version: '1', purl: '', type: 'deb' }], files: new Map(exes.map((e) => [e, 0])) };
+  store.putSbom(record);
+  const links = await linkAll(asAsync(store), store.getSbom(record.digest)!, exes);
+  t.is(links.filter((l) => l.status === 'package').length, 12_000);
+});
