@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { BaselineDocError, DOC_LIMITS, parseBaselineDocuments, parseSelector, type BaselineDocument, type BaselineView } from '../core/baseline-doc.js';
 import { entryFromId, entryId, describeEntry, type Entry } from '../core/entry.js';
 import { CLIENT_OPTIONS, UsageError, clip, createApiClient, printable, table, type ApiClient } from './api-client.js';
+import { sbomLines } from './sbom.js';
 
 export const BASELINES_HELP = `driftwatch baselines — review, lock and export what Driftwatch learned
   driftwatch baselines list [--state learning|enforcing|locked|relearn]
@@ -270,6 +271,9 @@ async function run(args: string[], env: NodeJS.ProcessEnv, io: Io): Promise<numb
     const v = (await api().call('GET', keyPath(key))) as BaselineView;
     if (json) return io.out(JSON.stringify(v, null, 2)), 0;
     showView(v, io);
+    // The packages behind its executables and a new image version's changes (issue 22); a collector without SBOM routes says nothing.
+    const joined = key === '@host' ? null : await api().call('GET', `${keyPath(key)}/sbom`).catch(() => null);
+    if (joined) for (const line of sbomLines(joined)) io.out(line);
     return 0;
   }
 

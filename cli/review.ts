@@ -4,7 +4,7 @@
  * refused or failed, 2 bad usage.
  */
 import { parseArgs } from 'node:util';
-import { CLIENT_OPTIONS as COMMON, UsageError, clip, createApiClient as client, query, table, type ApiClient as Client } from './api-client.js';
+import { CLIENT_OPTIONS as COMMON, UsageError, clip, createApiClient as client, printable, query, table, type ApiClient as Client } from './api-client.js';
 
 export const REVIEW_HELP: Record<'alerts' | 'exceptions', string> = {
   alerts: `driftwatch alerts — review alerts on a collector
@@ -62,6 +62,8 @@ async function alerts(args: string[], env: NodeJS.ProcessEnv, out: (s: string) =
       `  seen       ${a.count}× from ${a.firstSeen} to ${a.lastSeen} on ${a.nodes.join(', ')}`,
       `  pods       ${a.pods.join(', ') || '-'}`,
       `  example    ${a.example}`,
+      // The package behind the executable, from the image's SBOM (issue 22).
+      ...(a.sbom ? [printable(`  package    ${a.sbom.text}${a.sbom.notInSbom ? '  <- drift evidence' : ''}${a.sbom.note ? ` (${a.sbom.note})` : ''}`)] : []),
       ...(a.nearest.length > 0 ? [`  nearest    ${a.nearest.join('\n             ')}`] : []),
       ...(a.suppressedBy ? [`  exception  ${a.suppressedBy} (not notified)`] : []),
       `  delivered  ${a.deliveries.map((d: any) => `${d.sink} ${d.action} ${d.state}${d.lastError ? ` (${d.lastError})` : ''}`).join('; ') || '-'}`,

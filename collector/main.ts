@@ -22,7 +22,7 @@ import { createAlertFeed, type AlertFeed } from './http/feed.js';
 import { createAuditLog, type AuditLog } from './audit.js';
 import { createApiAuth, type ApiAuth } from './http/auth.js';
 import type { CollectorConfig } from './config.js';
-import { requiredRole } from './http/routes/index.js';
+import { requiredRole, requestBodyLimit } from './http/routes/index.js';
 import { createHttpHandler } from './http/server.js';
 import { createIngest } from './ingest/service.js';
 import { createSinks } from './sinks/index.js';
@@ -319,6 +319,7 @@ export async function startCollector(
       logger: logger.child({ component: 'api-auth' }),
       registry: metrics.registry,
       roleOf: requiredRole,
+      bodyLimitOf: requestBodyLimit,
       // Who may change things is itself a change worth a record.
       onTokensChanged: (before, after) => void job('api-tokens-audit', () => audit.record({ actor: 'system', role: 'admin', action: 'api-tokens.reload', target: config.apiTokensFile ?? '', before, after }))(),
     },

@@ -75,10 +75,36 @@ export interface Alert {
   stateChange: { by: string; at: string | null; comment: string } | null;
 }
 
+/** The package behind an executable, from its image's SBOM (issue 22). */
+export interface SbomLink {
+  status: 'package' | 'listed' | 'not-listed' | 'unknown';
+  package: { name: string; version: string; purl: string; type: string } | null;
+  text: string;
+  /** The SBOM lists the image's files, not this one: drift evidence. */
+  notInSbom: boolean;
+}
+
+/** The SBOM used for a view, and why (`repository`: the digest was not known, the latest was used). */
+export interface SbomChoice {
+  digest: string;
+  tool: string;
+  basis: 'digest' | 'repository';
+  note: string;
+}
+
+/** `GET /api/v1/baselines/{key}/sbom`: a baseline joined with its image's SBOMs. */
+export interface BaselineSbom {
+  sbom: SbomChoice | null;
+  entries: (SbomLink & { id: string; exe: string })[];
+  notice: { from: string; to: string; text: string; addsOrDrops: boolean; changes: { exe: string; change: string; before: SbomLink['package']; after: SbomLink['package'] }[] } | null;
+}
+
 /** An alert as `GET /api/v1/alerts/{id}` shows it. */
 export interface AlertDetail extends Alert {
   deviations: Record<string, unknown>[];
   deliveries: Record<string, unknown>[];
+  /** Its executable's package (absent from collectors before issue 22; null without an SBOM). */
+  sbom?: (SbomLink & SbomChoice) | null;
 }
 
 /** Review states of a baseline (`relearn`: until the agents report their new window). */

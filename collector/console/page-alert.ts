@@ -23,10 +23,20 @@ const EXPIRY_CHOICES: readonly [string, string][] = [
   ['90d', '90 days'],
 ];
 
+/** The package behind the executable, or that the image's SBOM does not list it (drift evidence). */
+function packageText(a: Alert | AlertDetail): Child {
+  const link = (a as AlertDetail).sbom;
+  if (!link) return null;
+  const note = link.note ? h('div', { class: 'muted' }, show(link.note, 500)) : null;
+  if (link.notInSbom) return h('span', { id: 'alert-package', class: 'flag' }, "Not in the image's SBOM: the image did not ship this executable", note);
+  return h('span', { id: 'alert-package' }, show(link.text, 500), note);
+}
+
 function what(a: Alert): HTMLElement {
   if (a.process) {
     return facts([
       ['Executable', h('code', null, show(a.process.exe))],
+      ['Package', packageText(a)],
       ['Arguments', h('code', null, show(a.process.args))],
       ['Parent', h('code', null, show(a.process.parent))],
       ['User', show(a.process.user)],

@@ -5,7 +5,7 @@
  * their review status, the reviewer's changes (baseline-review.ts), its versions and diff
  * (baseline-versions.ts) and the exports (baseline-export.ts).
  */
-import { BASELINE_STATES, can, errorText, quarantinedNodes, seg, type Baseline, type BaselineEntry, type BaselineSummary, type QuarantinedNode } from './api.js';
+import { BASELINE_STATES, can, errorText, quarantinedNodes, seg, type Baseline, type BaselineEntry, type BaselineSbom, type SbomLink, type BaselineSummary, type QuarantinedNode } from './api.js';
 import { entryControls, entryStatus, stateControls, type ReviewDeps } from './baseline-review.js';
 import { exportPanel } from './baseline-export.js';
 import { versionsPanel } from './baseline-versions.js';
@@ -148,7 +148,23 @@ interface EntriesSection {
   update(b: Baseline, entries: BaselineEntry[]): void;
 }
 
-function entriesSection(title: string, id: string, ctx: PageContext, review: ReviewDeps | null, quarantined: ReadonlyMap<string, QuarantinedNode>): EntriesSection {
+/** The package cell of a process entry: its package, or that the image's SBOM does not list it. */
+function packageCell(link: SbomLink | undefined): HTMLTableCellElement {
+  if (!link) return h('td', { class: 'package muted' }, '—');
+  if (link.notInSbom) return h('td', { class: 'package flag', 'data-not-in-sbom': 'true' }, "not in the image's SBOM");
+  if (link.status === 'package' && link.package) return h('td', { class: 'package mono' }, `${show(link.package.name, 200)} ${show(link.package.version, 100)}`.trim());
+  return h('td', { class: 'package muted' }, link.status === 'listed' ? 'in the SBOM, no package' : 'SBOM lists no files');
+}
+
+function entriesSection(
+  title: string,
+  id: string,
+  ctx: PageContext,
+  review: ReviewDeps | null,
+  quarantined: ReadonlyMap<string, QuarantinedNode>,
+  /** Process entries: the package of an entry by its id, from the image's SBOM (null: no Package column). */
+  packageOf: ((entryId: string) => SbomLink | undefined) | null = null,
+): EntriesSection {
   const section = h('section', { 'aria-labelledby': id });
   const heading = h('h2', { id });
   const filter = h('input', { id: `${id}-filter`, type: 'search', maxlength: 200 });
@@ -182,6 +198,7 @@ function entriesSection(title: string, id: string, ctx: PageContext, review: Rev
           class: [e.status === 'flagged' || e.status === 'removed' ? e.status : '', fromSuspectNode(e, quarantined) ? 'suspect' : ''].filter((c) => c !== '').join(' ') || null,
         },
         h('td', { class: 'mono entry' }, show(e.summary, 1000)),
+        packageOf === null ? null : packageCell(packageOf(e.id)),
         h('td', { class: 'status', tabindex: -1 }, entryStatus(e)),
         h('td', { class: 'mono' }, (e.examples ?? []).slice(0, 3).map((x) => h('div', null, show(x, 500)))),
         h('td', { class: 'time' }, timeEl(e.firstSeen)),
@@ -191,7 +208,7 @@ function entriesSection(title: string, id: string, ctx: PageContext, review: Rev
         review === null ? null : h('td', null, entryControls(current, e, review)),
       ),
     );
-    const headers: (string | [string, string])[] = ['Entry', 'Status', 'Examples', 'First seen', 'Last seen', 'Taught by', ['Count', 'num']];
+    const headers: (string | [string, string])[] = ['Entry', ...(packageOf === null ? [] : ['Package']), 'Status', 'Examples', 'First seen', 'Last seen', 'Taught by', ['Count', 'num']];
     if (review !== null) headers.push('Review');
     replace(body, matching.length === 0 ? h('p', { class: 'muted' }, entries.length === 0 ? 'None.' : 'No entry matches.') : table(title, headers, rows));
     const prev = h('button', { type: 'button', disabled: offset === 0, onclick: () => ((offset = Math.max(0, offset - ENTRY_PAGE)), render()) }, '← Previous');
@@ -220,6 +237,12 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
   replace(ctx.main, heading, h('p', { class: 'muted' }, 'Loading…'));
   const [first, quarantined] = await Promise.all([ctx.api.get<Baseline>(`baselines/${seg(key)}`), quarantinedNodes(ctx.api)]);
   if (!ctx.alive()) return;
+  // The image's SBOM joined in (issue 22); a collector without it, or a failure, leaves the page as it was.
+  let sbom: BaselineSbom | null = await ctx.api.get<BaselineSbom>(`baselines/${seg(key)}/sbom`).catch(() => null);
+  if (!ctx.alive()) return;
+  const links = () => new Map((sbom?.entries ?? []).map((l) => [l.id, l]));
+  let linkById = links();
+  const sbomNotice = h('div', { id: 'sbom-notice' });
 
   const feedback = h('div', { id: 'baseline-feedback', 'aria-live': 'polite' });
   const summary = h('section', { class: 'panel', 'aria-label': 'Summary' });
@@ -232,6 +255,7 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
         feedback,
         onChanged(next) {
           if (!ctx.alive()) return;
+          void ctx.api.get<BaselineSbom>(`baselines/${seg(key)}/sbom`).then((j) => ((sbom = j), (linkById = links()))).catch(() => undefined);
           // A re-render replaces the row whose button had the focus: put it on that row's status.
           const row = document.activeElement?.closest('tr[data-entry-id]')?.getAttribute('data-entry-id') ?? null;
           renderBaseline(next);
@@ -240,7 +264,7 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
         },
       }
     : null;
-  const processes = entriesSection('Processes', 'proc', ctx, review, quarantined);
+  const processes = entriesSection('Processes', 'proc', ctx, review, quarantined, sbom?.sbom ? (entryId) => linkById.get(entryId) : null);
   const network = entriesSection('Network', 'net', ctx, review, quarantined);
 
   function renderBaseline(b: Baseline): void {
@@ -256,6 +280,7 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
         ['Events learned', show(b.events)],
         ['Namespaces', show((b.namespaces ?? []).slice(0, 20).join(', '))],
         ['Images', imagesText(b.images)],
+        ['SBOM', sbom?.sbom ? [h('code', null, show(sbom.sbom.digest, 80)), ` (${show(sbom.sbom.tool, 80)})`, sbom.sbom.note ? h('div', { class: 'muted' }, show(sbom.sbom.note, 500)) : null] : null],
         ['Nodes', (b.nodes ?? []).length > 0 ? nodeList(b.nodes, quarantined, 50) : null],
         ['Suspect entries', suspect > 0 ? h('span', { class: 'flag' }, `${suspect} taught by a quarantined node or kept after a node's share was dropped — marked below`) : null],
         ['Full', b.overflow ? 'yes — new entries are no longer added' : null],
@@ -263,6 +288,7 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
       ]),
     );
     if (review !== null) replace(reviewBox, stateControls(b, review));
+    replace(sbomNotice, noticePanel(sbom));
     processes.update(b, entries.filter((e) => e.type === 'process'));
     network.update(b, entries.filter((e) => e.type === 'network'));
   }
@@ -273,10 +299,29 @@ export async function baselinePage(ctx: PageContext): Promise<void> {
     h('p', null, h('a', { href: link('baselines') }, '← All baselines')),
     heading,
     feedback,
+    sbomNotice,
     h('div', { class: 'cols' }, h('div', null, summary), h('div', null, reviewBox, exportPanel(ctx.api, key))),
     processes.element,
     network.element,
     versions.element,
   );
   await versions.reload();
+}
+
+/** The notice a reviewer gets when the newest image version changed the packages of executables this baseline uses. */
+function noticePanel(sbom: BaselineSbom | null): HTMLElement | null {
+  const n = sbom?.notice;
+  if (!n) return null;
+  const p = (x: { name: string; version: string } | null) => (x ? `${show(x.name, 200)} ${show(x.version, 100)}` : '—');
+  return h(
+    'section',
+    { class: n.addsOrDrops ? 'panel notice' : 'panel', 'aria-labelledby': 'sbom-notice-title' },
+    h('h2', { id: 'sbom-notice-title' }, 'New image version changes packages'),
+    h('p', null, show(n.text, 1000)),
+    table(
+      'Package changes',
+      ['Executable', 'Change', 'Before', 'After'],
+      n.changes.slice(0, 200).map((c) => h('tr', { 'data-change': show(c.change, 16) }, h('td', { class: 'mono' }, show(c.exe, 500)), h('td', null, show(c.change, 16)), h('td', { class: 'mono' }, p(c.before)), h('td', { class: 'mono' }, p(c.after)))),
+    ),
+  );
 }

@@ -139,6 +139,8 @@ export function createApiAuth(
     registry: Registry;
     /** The least role of a method and path (routes/index.ts requiredRole); null for a malformed path. */
     roleOf: (method: string, path: string) => Role | 'open' | null;
+    /** A larger body bound a route declares (routes/index.ts requestBodyLimit), or null: maxBodyBytes. */
+    bodyLimitOf?: (method: string, path: string) => number | null;
     now?: () => number;
     onTokensChanged?: (before: Principal[], after: Principal[]) => void;
   },
@@ -217,9 +219,11 @@ export function createApiAuth(
     if (need === null) return { allow: false, status: 400, code: 'invalid_path', message: 'malformed percent-encoding in the path' };
     if (need === 'open' && path === '/metrics' && options.metricsAuth) need = 'viewer';
     const length = Number(req.headers['content-length'] ?? 0);
-    if (length > options.maxBodyBytes) {
+    // Only a route that reads a larger body itself (an SBOM import) raises the bound, for itself.
+    const limit = Math.max(options.maxBodyBytes, deps.bodyLimitOf?.(method, path) ?? 0);
+    if (length > limit) {
       denied.inc({ reason: 'body_too_large' });
-      return { allow: false, status: 413, code: 'body_too_large', message: `request body larger than ${options.maxBodyBytes} bytes` };
+      return { allow: false, status: 413, code: 'body_too_large', message: `request body larger than ${limit} bytes` };
     }
     if (need === 'open') return { allow: true, principal: null };
     if (options.tokensFile === null) return { allow: true, principal: ANONYMOUS };

@@ -19,7 +19,7 @@ import type { Alerting } from '../alerting/index.js';
 import type { AuditLog } from '../audit.js';
 import type { NodeTracker } from '../ingest/node-tracker.js';
 import type { Async } from '../store/async.js';
-import type { AlertStore, BaselineStore, DeviationStore, ExceptionStore, OutboxStore, QuarantineStore } from '../store/store.js';
+import type { AlertStore, BaselineStore, DeviationStore, ExceptionStore, OutboxStore, QuarantineStore, SbomStore } from '../store/store.js';
 import type { Principal, Role } from './auth.js';
 import type { ConsoleServer } from './console/server.js';
 
@@ -31,7 +31,7 @@ export type Method = (typeof METHODS)[number];
 /** What handlers use. */
 export interface RouteDeps {
   /** What the API shows and reviews (changes to alerts and exceptions go through `alerting`, which notifies). */
-  store: Async<AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore>;
+  store: Async<AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore & SbomStore>;
   alerting: Pick<Alerting, 'transition' | 'addException' | 'revokeException'>;
   /** Where every change is recorded (who, what, when, before/after), and `GET /api/v1/audit` reads. */
   audit: Pick<AuditLog, 'record' | 'list'>;
@@ -89,6 +89,8 @@ export interface Route {
   query?: QuerySchema | 'ignored' | undefined;
   /** The JSON body it takes (at most 16 KiB; empty reads as `{}`); the body is not read when absent. */
   body?: z.ZodType | undefined;
+  /** A larger request body this route reads itself (an SBOM document), in bytes: auth.ts lets it past maxBodyBytes. */
+  maxBodyBytes?: number | undefined;
   handle(ctx: RouteContext): Reply | Promise<Reply>;
 }
 
@@ -101,6 +103,7 @@ export function route<Q extends QuerySchema | 'ignored' | undefined = undefined,
   role: Role | 'open';
   query?: Q;
   body?: B;
+  maxBodyBytes?: number;
   handle(ctx: RouteContext<Q extends QuerySchema ? z.output<Q> : Empty, B extends z.ZodType ? z.output<B> : undefined>): Reply | Promise<Reply>;
 }): Route {
   return r as Route;
@@ -131,6 +134,8 @@ export interface RouteTable {
    * when the path's percent-encoding is malformed.
    */
   roleOf(method: string, path: string): Role | 'open' | null;
+  /** The body bound the route of `method` on `path` declares (Route.maxBodyBytes), or null. */
+  bodyLimitOf(method: string, path: string): number | null;
 }
 
 function compile(path: string): Segment[] {
@@ -222,6 +227,10 @@ export function createRouteTable(routes: readonly Route[]): RouteTable {
       const m = match(method, path);
       if (m === null) return null;
       return m.route === null ? 'viewer' : m.route.role;
+    },
+    bodyLimitOf(method, path) {
+      const m = match(method, path);
+      return m?.route?.maxBodyBytes ?? null;
     },
   };
 }

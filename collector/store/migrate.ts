@@ -57,6 +57,10 @@ const TABLES: readonly TableSpec[] = [
   // The ticket of each image (ticket sinks), claims included: a stopped collector released its own.
   { table: 'image_tickets' },
   { table: 'image_ticket_alerts' },
+  // Issue 22: SBOMs per image digest (files_listed: SQLite's 0/1 reads as PostgreSQL's boolean).
+  { table: 'sboms' },
+  { table: 'sbom_packages' },
+  { table: 'sbom_files' },
 ];
 
 /**

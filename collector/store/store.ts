@@ -10,6 +10,7 @@ import type { Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
 import type { MergedBaseline } from '../../core/merge.js';
+import type { SbomPackage } from '../../core/sbom/parse.js';
 import type { Severity } from '../../core/severity.js';
 import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem, StormCount } from '../alerting/alert.js';
 
@@ -30,7 +31,8 @@ export interface Store
     QuarantineStore,
     RetentionStore,
     AuditStore,
-    TicketStore {
+    TicketStore,
+    SbomStore {
   close(): void;
 }
 
@@ -517,4 +519,51 @@ export interface TicketStore {
   releaseImageTicket(sink: string, repository: string, owner: string): void;
   /** The ticket row, or null. */
   getImageTicket(sink: string, repository: string): ImageTicket | null;
+}
+
+// ---- SBOMs: what each image digest is made of (issue 22) ----
+
+/** An SBOM as stored for one image digest: its header, packages, and file paths with their owners. */
+export interface SbomRecord {
+  /** `sha256:…` of the image (manifest or index digest, as the runtime reports it). */
+  digest: string;
+  /** Canonical repository without tag or digest (`docker.io/library/debian`). */
+  repository: string;
+  format: 'cyclonedx' | 'spdx';
+  specVersion: string;
+  tool: string;
+  importedAt: number;
+  importedBy: string;
+  /** The document lists the image's files (not only where packages were found). */
+  filesListed: boolean;
+  packages: readonly SbomPackage[];
+  /** Path → index in `packages`, or -1 when listed without an owner. */
+  files: ReadonlyMap<string, number>;
+}
+
+/** An SBOM's header, with its counts. */
+export type SbomSummary = Omit<SbomRecord, 'packages' | 'files'> & { packageCount: number; fileCount: number };
+
+/** A file the SBOM lists, and the package that owns it (null: listed without one). */
+export interface SbomFile {
+  path: string;
+  package: SbomPackage | null;
+}
+
+/** Most paths one sbomFiles call looks up. */
+export const MAX_SBOM_LOOKUP = 10_000;
+
+/** The SBOMs, one per image digest; read-time joins link baseline entries and alerts to their packages. */
+export interface SbomStore {
+  /** Store the SBOM of a digest in one transaction, replacing the one it had; true when it replaced one. */
+  putSbom(record: SbomRecord): boolean;
+  getSbom(digest: string): SbomSummary | null;
+  /** The SBOM imported last for a repository (the fallback when a process's digest is not known), or null. */
+  latestSbom(repository: string): SbomSummary | null;
+  /** The SBOMs of a repository, last imported first (at most 100). */
+  listSboms(repository: string): SbomSummary[];
+  /** Of `paths` (at most MAX_SBOM_LOOKUP), those the SBOM of `digest` lists, with their owners. */
+  sbomFiles(digest: string, paths: readonly string[]): SbomFile[];
+  /** Up to `limit` packages of the SBOM of `digest`, in document order. */
+  sbomPackages(digest: string, limit: number): SbomPackage[];
 }

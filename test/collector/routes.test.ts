@@ -52,6 +52,10 @@ const ROUTES: [string, string, Role][] = [
   ['GET', '/api/v1/audit', 'reviewer'],
   ['GET', '/api/v1/whoami', 'viewer'],
   ['GET', '/api/v1/stream', 'viewer'],
+  ['POST', '/api/v1/sboms', 'reviewer'],
+  ['GET', '/api/v1/sboms', 'viewer'],
+  ['GET', `/api/v1/sboms/sha256:${'0'.repeat(64)}`, 'viewer'],
+  ['GET', `/api/v1/baselines/${K}/sbom`, 'viewer'],
 ];
 
 test('every API route: 401 without a token, 403 below its least role, through at it', async (t) => {

@@ -17,7 +17,7 @@ import { asAsync, type AsyncStore } from '../../collector/store/async.js';
 import { openPostgresStore } from '../../collector/store/postgres/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../collector/store/postgres/schema.js';
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
-import { CursorError, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
+import { CursorError, type SbomRecord, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, PUBLIC_PEER, type Entry } from '../../core/entry.js';
 import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
@@ -66,6 +66,54 @@ const policy = (notify: string[] = []): AlertPolicy => ({
   decide: (d) => ({ severity: d.event.kind === 'connect' ? 'high' : 'low', ruleId: 'test', ruleReason: 'test', team: 'shop', receivers: notify }),
   exceptionFor: () => '',
   notify: (alert, _at) => notify.map((sink) => ({ alert: alert.fingerprint, sink, action: alert.createdAt === _at && alert.count > 0 && alert.state === 'firing' ? 'fire' : 'again', body: '{}', state: 'pending' as const, lastError: '' })),
+});
+
+// ---- SBOMs (issue 22) ----
+
+const curlPkg = { name: 'curl', version: '7.88.1-10+deb12u8', purl: 'pkg:deb/debian/curl@7.88.1-10+deb12u8?arch=amd64', type: 'deb' };
+const bashPkg = { name: 'bash', version: '5.2.15-2+b7', purl: 'pkg:deb/debian/bash@5.2.15-2+b7?arch=amd64', type: 'deb' };
+const sbomOf = (digest: string, importedAt: number, files: [string, number][], packages = [curlPkg, bashPkg]): SbomRecord => ({
+  digest,
+  repository: 'docker.io/library/debian',
+  format: 'spdx',
+  specVersion: 'SPDX-2.3',
+  tool: 'syft-1.18.1',
+  importedAt,
+  importedBy: 'alice',
+  filesListed: true,
+  packages,
+  files: new Map(files),
+});
+
+contract('sboms: stored per digest with owners; replaced whole; latest per repository; lookups bounded to what was asked', async (t, store) => {
+  const d1 = `sha256:${'1'.repeat(64)}`;
+  const d2 = `sha256:${'2'.repeat(64)}`;
+  t.false(await store.putSbom(sbomOf(d1, T0, [['/usr/bin/curl', 0], ['/bin/bash', 1], ['/etc/motd', -1]])));
+  t.deepEqual(await store.getSbom(d1), { digest: d1, repository: 'docker.io/library/debian', format: 'spdx', specVersion: 'SPDX-2.3', tool: 'syft-1.18.1', importedAt: T0, importedBy: 'alice', filesListed: true, packageCount: 2, fileCount: 3 });
+  t.deepEqual(await store.sbomFiles(d1, ['/usr/bin/curl', '/etc/motd', '/tmp/x', '/usr/bin/curl']), [
+    { path: '/usr/bin/curl', package: curlPkg },
+    { path: '/etc/motd', package: null },
+  ]);
+  t.deepEqual(await store.sbomPackages(d1, 1), [curlPkg]);
+  t.is(await store.getSbom(d2), null);
+  t.false(await store.putSbom(sbomOf(d2, T0 + 10, [['/usr/bin/curl', 0]], [{ ...curlPkg, version: '8.5.0-2' }])));
+  t.is((await store.latestSbom('docker.io/library/debian'))?.digest, d2);
+  t.deepEqual((await store.listSboms('docker.io/library/debian')).map((s) => s.digest), [d2, d1]);
+  t.is(await store.latestSbom('docker.io/library/nginx'), null);
+  // A new import of d1 replaces its packages and files whole.
+  t.true(await store.putSbom(sbomOf(d1, T0 + 20, [['/bin/bash', 0]], [bashPkg])));
+  t.like(await store.getSbom(d1), { packageCount: 1, fileCount: 1, importedAt: T0 + 20 });
+  t.deepEqual(await store.sbomFiles(d1, ['/usr/bin/curl', '/bin/bash']), [{ path: '/bin/bash', package: bashPkg }]);
+  t.is((await store.latestSbom('docker.io/library/debian'))?.digest, d1);
+  t.deepEqual(await store.sbomFiles(d2, ['/usr/bin/curl']), [{ path: '/usr/bin/curl', package: { ...curlPkg, version: '8.5.0-2' } }], 'the other digest untouched');
+});
+
+contract('sboms: a large file list goes in and is found', async (t, store) => {
+  const files: [string, number][] = Array.from({ length: 20_000 }, (_, i) => [`/usr/lib/x/${i}.so`, i % 2]);
+  await store.putSbom(sbomOf(`sha256:${'3'.repeat(64)}`, T0, files));
+  t.like(await store.getSbom(`sha256:${'3'.repeat(64)}`), { fileCount: 20_000 });
+  const found = await store.sbomFiles(`sha256:${'3'.repeat(64)}`, ['/usr/lib/x/19999.so', '/usr/lib/x/20000.so']);
+  t.deepEqual(found, [{ path: '/usr/lib/x/19999.so', package: bashPkg }]);
 });
 
 // ---- audit ----

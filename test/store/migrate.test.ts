@@ -53,7 +53,22 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
 }
 
 /** A store as a collector leaves it after some weeks: through the API only. */
+const SBOM_DIGEST = `sha256:${'5'.repeat(64)}`;
+
 function populate(store: Store): void {
+  // An SBOM (issue 22): its header, packages and owned and unowned files.
+  store.putSbom({
+    digest: SBOM_DIGEST,
+    repository: 'docker.io/library/debian',
+    format: 'spdx',
+    specVersion: 'SPDX-2.3',
+    tool: 'syft-1.18.1',
+    importedAt: T0,
+    importedBy: 'alice',
+    filesListed: true,
+    packages: [{ name: 'curl', version: '7.88.1-10+deb12u8', purl: 'pkg:deb/debian/curl@7.88.1-10+deb12u8', type: 'deb' }],
+    files: new Map([['/usr/bin/curl', 0], ['/etc/motd', -1]]),
+  });
   // Two nodes teach two images; a third node teaches, sends deviations, then is quarantined.
   store.ingest('node-a', [], [delta(NGINX, 'node-a', 1, [[nginx, 5, 100, ['nginx -g daemon off;']], [dns, 3, 50, ['-> 10.96.0.10:53']]])], T0 - 10 * 86_400_000);
   store.ingest('node-b', [], [delta(NGINX, 'node-b', 2, [[nginx, 2, 300, ['nginx -t']], [proc('/usr/bin/env'), 1, 20, []]], 'enforcing')], T0);
@@ -166,6 +181,9 @@ async function readAll(store: AsyncStore): Promise<Record<string, unknown>> {
     quarantined: await store.listQuarantined(),
     audit: await store.listAudit(Number.MAX_SAFE_INTEGER, 1_000),
     auditPage: await store.listAudit(8, 3),
+    sbom: await store.getSbom(SBOM_DIGEST),
+    sbomFiles: await store.sbomFiles(SBOM_DIGEST, ['/usr/bin/curl', '/etc/motd', '/bin/sh']),
+    sbomPackages: await store.sbomPackages(SBOM_DIGEST, 10),
   };
 }
 
@@ -225,7 +243,7 @@ test('an installation moves whole: every read returns what it returned from SQLi
   const r = await migrateCli(['--from', `sqlite:${file}`, '--to-file', urlFile(dir, url)]);
   t.is(r.code, 0, r.stderr);
   t.log(r.stdout);
-  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_tickets', 'image_ticket_alerts']) {
+  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_tickets', 'image_ticket_alerts', 'sboms', 'sbom_packages', 'sbom_files']) {
     t.regex(r.stdout, new RegExp(`^${table}\\s+(\\d+)\\s+\\1\\s*$`, 'm'), `${table}: the same count on both sides in the table printed`);
   }
   t.regex(r.stdout, new RegExp(`^deviations\\s+${b.countDeviations}\\s+${b.countDeviations}\\s*$`, 'm'));

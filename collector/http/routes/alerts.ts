@@ -13,6 +13,7 @@ import { ApiError } from '../errors.js';
 import { route, type Route } from '../route.js';
 import { query, queryCursor, queryLimit, queryOneOf, queryText } from '../schemas.js';
 import { alertView, deliveryView, deviationView } from '../views.js';
+import { alertSbom } from '../../sbom/links.js';
 
 const TransitionBody = z.strictObject({ comment: z.string().max(1000).default('') });
 
@@ -53,7 +54,9 @@ export const alertRoutes: readonly Route[] = [
       const alert = await deps.store.getAlert(params.id as string);
       if (!alert) throw new ApiError(404, 'not_found', 'no alert with this id');
       const [recent, deliveries] = await Promise.all([deps.store.listDeviations({ limit: 20, fingerprint: alert.fingerprint }), deps.store.deliveriesOf(alert.fingerprint)]);
-      return { json: { ...alertView(alert), deviations: recent.items.map(deviationView), deliveries: deliveries.map(deliveryView) } };
+      // The package behind the executable, from the SBOM of the image its latest deviation ran in (issue 22).
+      const sbom = await alertSbom(deps.store, alert, recent.items[0]?.deviation.event.container?.image);
+      return { json: { ...alertView(alert), sbom, deviations: recent.items.map(deviationView), deliveries: deliveries.map(deliveryView) } };
     },
   }),
   ...TRANSITIONS.map(({ verb, to, role }) =>

@@ -20,6 +20,7 @@ import { readTextBody } from '../request-body.js';
 import { route, type Route, type RouteContext } from '../route.js';
 import { ReasonBody, namespaceName, query, queryOneOf, queryText } from '../schemas.js';
 import { baselineSummaryView, baselineView, entryView, versionView } from '../views.js';
+import { baselineSbom, sbomExportComment } from '../../sbom/links.js';
 
 const REVIEWED_STATES = ['learning', 'enforcing', 'locked', 'relearn'] as const;
 
@@ -149,7 +150,8 @@ export const baselineRoutes: readonly Route[] = [
       const json = baselineView(view) as unknown as DocView;
       let text: string;
       // A document error (a key Falco cannot match: 422) is answered by errors.ts.
-      if (format === 'yaml') text = toBaselineDocument(json, { status: ctx.query.status === 'true' });
+      // With the package behind each executable as comments, when the image has an SBOM (issue 22).
+      if (format === 'yaml') text = toBaselineDocument(json, { status: ctx.query.status === 'true' }) + sbomExportComment(await baselineSbom(ctx.deps.store, view));
       else if (format === 'falco') text = toFalcoRules(json);
       else {
         if (ctx.query.selector === undefined) throw new ApiError(400, 'invalid_parameter', 'a NetworkPolicy needs selector=LABEL=VALUE[,...] naming the pods of this image');

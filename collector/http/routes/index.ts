@@ -9,10 +9,11 @@ import { alertRoutes } from './alerts.js';
 import { baselineRoutes } from './baselines.js';
 import { exceptionRoutes } from './exceptions.js';
 import { nodeRoutes } from './nodes.js';
+import { sbomRoutes } from './sboms.js';
 import { systemRoutes } from './system.js';
 
 /** The list. */
-export const ROUTES: readonly Route[] = [...systemRoutes, ...alertRoutes, ...exceptionRoutes, ...baselineRoutes, ...nodeRoutes];
+export const ROUTES: readonly Route[] = [...systemRoutes, ...alertRoutes, ...exceptionRoutes, ...baselineRoutes, ...nodeRoutes, ...sbomRoutes];
 
 /** The list, compiled for matching. */
 export const ROUTE_TABLE: RouteTable = createRouteTable(ROUTES);
@@ -20,4 +21,9 @@ export const ROUTE_TABLE: RouteTable = createRouteTable(ROUTES);
 /** The least role `method` on `path` needs (see RouteTable.roleOf). */
 export function requiredRole(method: string, path: string): ReturnType<RouteTable['roleOf']> {
   return ROUTE_TABLE.roleOf(method, path);
+}
+
+/** The body bound `method` on `path` declares, or null (see RouteTable.bodyLimitOf). */
+export function requestBodyLimit(method: string, path: string): number | null {
+  return ROUTE_TABLE.bodyLimitOf(method, path);
 }

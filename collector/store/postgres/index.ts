@@ -22,6 +22,7 @@ import { postgresQuarantine } from './quarantine.js';
 import { postgresRetention } from './retention.js';
 import { postgresStorm } from './storm.js';
 import { postgresTickets } from './tickets.js';
+import { postgresSboms } from './sboms.js';
 
 /** How a PostgreSQL store is opened. */
 export interface PostgresStoreOptions {
@@ -77,6 +78,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),
     ...postgresTickets(pool, sql),
+    ...postgresSboms(pool, sql),
     // One round trip on the pool: what the collector's readiness asks of the database.
     ping: async () => void (await pool.query('SELECT 1')),
     close: () => (closed ??= pool.end()),

@@ -17,6 +17,7 @@
 import { IMAGE_TICKETS_MIGRATION } from './tickets.js';
 import { createDaysInMigration, dayOf, daysAhead, DAY_MS } from './partitions.js';
 import type { Sql } from './db.js';
+import { SBOM_MIGRATION_SQL } from './sboms.js';
 
 /** One migration: the revision it brings the database to, and its statements (run in one transaction). */
 export interface PostgresMigration {
@@ -329,6 +330,11 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     `,
   },
   { version: 5, description: 'image tickets: one ticket per image repository (ticket sinks)', sql: IMAGE_TICKETS_MIGRATION },
+  {
+    version: 6,
+    description: 'SBOMs per image digest: packages and file owners (issue 22)',
+    sql: SBOM_MIGRATION_SQL,
+  },
 ];
 
 /** The revision this code writes. */

@@ -21,6 +21,7 @@ import { sqliteQuarantine } from './quarantine.js';
 import { sqliteRetention } from './retention.js';
 import { sqliteStorm } from './storm.js';
 import { sqliteTickets } from './tickets.js';
+import { sqliteSboms } from './sboms.js';
 
 export type { StoreLogger } from './db.js';
 
@@ -66,6 +67,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...sqliteRetention(db),
     ...sqliteAudit(db),
     ...sqliteTickets(db),
+    ...sqliteSboms(db),
     close: () => db.close(),
   };
   finish();

@@ -8,8 +8,9 @@
  * The schema revision this code writes (PRAGMA user_version). Revision 4: deviation ids scoped by
  * node (`node:id`), and baseline entry rows whose id does not read back as an entry repaired away.
  * Revision 7: image tickets (./tickets.ts).
+ * Revision 8: the SBOM tables (sboms.ts), so that `store migrate` knows a file has them.
  */
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 /** Columns revision 3 added to alerts, with their definitions (ALTER TABLE on older files). */
 export const ALERT_COLUMNS_V3: readonly [string, string][] = [
