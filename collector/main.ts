@@ -186,6 +186,11 @@ export async function startCollector(
     scheduled('retention', config.alerting.retentionSchedule, () => alerting.prune()),
     scheduled('exception-reminders', config.alerting.reminderSchedule, () => alerting.remindExpiringExceptions()),
     scheduled('digests', config.alerting.digestSchedule, () => alerting.sendDigests()),
+    // Image versions and places not seen for alertRetention go with the closed alerts.
+    scheduled('image-retention', config.alerting.retentionSchedule, async () => {
+      const versions = await store.pruneImages(now() - config.alerting.alertRetention);
+      if (versions > 0) logger.info({ versions }, 'retention: image versions not seen lately forgotten');
+    }),
   ];
   // 1.5 periods: a dead leader's re-sends resume within 2.5 periods, before Alertmanager's firing
   // timeout (at least 3 re-send periods, config.ts) resolves what it stopped re-sending.
@@ -213,9 +218,10 @@ export async function startCollector(
       : createInThreadWriter(store, alerting.policy);
   alerting.onExceptions((active) => writer.setExceptions(active));
   const ingest = createIngest(
-    { version: VERSION, maxBatchItems: config.maxBatchItems, pushOnCommit: !replicated },
+    { version: VERSION, maxBatchItems: config.maxBatchItems, pushOnCommit: !replicated, minReportIntervalMs: config.imageReportInterval },
     {
       store,
+      images: store,
       writer,
       metrics,
       logger: logger.child({ component: 'ingest' }),

@@ -31,6 +31,12 @@ export function createCollectorMetrics() {
       labelNames: ['bound'],
       registers: r,
     }),
+    inventoryReports: new Counter({
+      name: 'driftwatch_collector_inventory_reports_total',
+      help: 'Container reports from agents (the image inventory), by outcome (stored, older: a newer report of the node was stored, too_soon: within imageReportInterval of the previous one, invalid, failed)',
+      labelNames: ['outcome'],
+      registers: r,
+    }),
     agentSpool: new Gauge({ name: 'driftwatch_collector_agent_spooled_records', help: 'Records waiting in each agent spool, from its heartbeats', labelNames: ['node'], registers: r }),
   };
 }
