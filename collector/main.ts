@@ -17,6 +17,7 @@ import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
+import { ownerOf } from './alerting/config.js';
 import { createAlertFeed, type AlertFeed } from './http/feed.js';
 import { createAuditLog, type AuditLog } from './audit.js';
 import { createApiAuth, type ApiAuth } from './http/auth.js';
@@ -340,6 +341,11 @@ export async function startCollector(
     // On PostgreSQL the change feed pushes what the store announced (to every replica's agents).
     onBaselineChanged: replicated ? () => undefined : (key) => ingest.pushBaselines([key]),
     nodes,
+    images: {
+      staleAfterMs: config.imageStaleAfter,
+      // The team alerting.owners gives an alert of this image in its first namespace.
+      ownerOf: (repository, namespace) => ownerOf(config.alerting, { baselineKey: repository, namespace, labels: {}, severity: 'low' }),
+    },
   });
   // Timeouts are enforced every connectionsCheckingInterval (Node: 30 s unless told), so a client
   // that sends its headers a byte at a time is cut within 12 s, not 40.
