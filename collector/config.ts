@@ -11,6 +11,7 @@ import { DEFAULT_DELIVERY_LEASE_MS } from './alerting/outbox.js';
 import { FIRING_TIMEOUT_RESENDS } from './sinks/alertmanager.js';
 import { SinksConfigSchema } from './sinks/index.js';
 import { normalizeOrigin } from './http/stream.js';
+import { passwordsOf } from './store/database-url.js';
 
 /** A browser origin, `scheme://host[:port]`, kept normalized (lower case, no default port). */
 const origin = z
@@ -28,7 +29,10 @@ const origin = z
 /** Every collector setting: schema, flag and help. */
 export const COLLECTOR_SETTINGS = defineSettings({
   /** The SQLite file (the default store); or PostgreSQL through dbUrlFile / DRIFTWATCH_DB_URL: exactly one of the three. */
-  db: flag(z.string().min(1).optional(), { arg: 'FILE', help: 'SQLite database file, created if missing (or PostgreSQL: the two below)' }),
+  db: flag(z.string().min(1).optional(), {
+    arg: 'FILE|URL',
+    help: 'SQLite database file, created if missing; or postgres://USER@HOST/DB with\nno password in it (PGPASSWORD or ~/.pgpass give it; or the two below)',
+  }),
   /** A file holding the postgres:// URL (a Secret mounted as a file), read at start: the URL never shows in the process list. */
   dbUrlFile: flag(z.string().min(1).max(4_096).optional(), { arg: 'FILE', help: 'PostgreSQL: a file holding the postgres://user:password@host/db URL,\nread at start (a Secret mounted as a file); instead of --db' }),
   /** The postgres:// URL itself, where no file can be mounted; never a flag or in the config file, and never logged with its password. */
@@ -133,8 +137,14 @@ export const COLLECTOR_SETTINGS = defineSettings({
 export const CollectorConfigSchema = z.strictObject(COLLECTOR_SETTINGS.shape).superRefine((c, ctx) => {
   const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: [key], message });
   const databases = [c.db !== undefined && 'db', c.dbUrlFile !== undefined && 'dbUrlFile', c.dbUrl !== undefined && 'DRIFTWATCH_DB_URL'].filter((d) => d !== false);
-  if (databases.length === 0) issue('db', 'give the database: db (a SQLite file), or for PostgreSQL dbUrlFile (a file holding the URL) or DRIFTWATCH_DB_URL');
+  if (databases.length === 0) issue('db', 'give the database: db (a SQLite file, or a postgres:// URL without a password), or for PostgreSQL dbUrlFile (a file holding the URL) or DRIFTWATCH_DB_URL');
   if (databases.length > 1) issue(databases[1] === 'DRIFTWATCH_DB_URL' ? 'dbUrl' : databases[1]!, `give one database, not ${databases.join(' and ')}: db (SQLite), dbUrlFile or DRIFTWATCH_DB_URL (PostgreSQL)`);
+  if (c.db !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(c.db)) {
+    // A URL in db: PostgreSQL, and without a password (the process list and a ConfigMap are readable by many).
+    const scheme = c.db.slice(0, c.db.indexOf(':')).slice(0, 32);
+    if (!/^postgres(ql)?$/i.test(scheme)) issue('db', `db is a SQLite file or a postgres://… URL, not a ${scheme}:// one`);
+    else if (passwordsOf(c.db).length > 0) issue('db', 'the PostgreSQL URL in db carries a password, which anyone on the machine reads in the process list (or the config file): give the URL without it and the password in PGPASSWORD or ~/.pgpass, or the whole URL in dbUrlFile or DRIFTWATCH_DB_URL');
+  }
   // The URL is a secret: its check names the variable, never the value.
   if (c.dbUrl !== undefined && (!/^postgres(ql)?:\/\//.test(c.dbUrl) || /\s/.test(c.dbUrl))) issue('dbUrl', 'DRIFTWATCH_DB_URL does not hold a postgres://… URL');
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) issue(c.tlsCert === undefined ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey go together');

@@ -18,6 +18,7 @@ import { VERSION } from '../runtime/version.js';
 import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
 import { ownerOf } from './alerting/config.js';
+import { STORM_SHARE_MS } from './alerting/storm-share.js';
 import { createAlertFeed, type AlertFeed } from './http/feed.js';
 import { createAuditLog, type AuditLog } from './audit.js';
 import { createApiAuth, type ApiAuth } from './http/auth.js';
@@ -34,7 +35,7 @@ import { createAuthFailureLimiter } from './http/rate-limit.js';
 import { createInThreadWriter, startIngestWorker } from './ingest/writer.js';
 import { asAsync, type AsyncStore } from './store/async.js';
 import { openSqliteStore } from './store/sqlite/index.js';
-import { DatabaseUrlError, maskSecrets, passwordsOf, readDatabaseUrlFile } from './store/database-url.js';
+import { DatabaseUrlError, maskSecrets, isPostgresUrl, passwordsOf, readDatabaseUrlFile } from './store/database-url.js';
 import type { Alert } from './alerting/alert.js';
 import { attachStream } from './http/stream.js';
 import { createTokenReviewer } from './ingest/token-review.js';
@@ -84,13 +85,14 @@ interface OpenedDatabase {
 /** Open the configured store. The PostgreSQL URL is read (from its file) once, here; its password appears in no message. */
 async function openDatabase(config: CollectorConfig, logger: Logger): Promise<OpenedDatabase> {
   const log = logger.child({ component: 'store' });
-  if (config.db !== undefined) {
+  // db is a SQLite file, or a postgres:// URL without a password (the schema refused one with it).
+  if (config.db !== undefined && !isPostgresUrl(config.db)) {
     const sqlite = openSqliteStore(config.db, { logger: log });
     return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, ping: null, openChanges: null, close: async () => sqlite.close() };
   }
   let url: string;
   try {
-    url = config.dbUrlFile !== undefined ? readDatabaseUrlFile(config.dbUrlFile, `dbUrlFile (${config.dbUrlFile})`) : (config.dbUrl as string);
+    url = config.db ?? (config.dbUrlFile !== undefined ? readDatabaseUrlFile(config.dbUrlFile, `dbUrlFile (${config.dbUrlFile})`) : (config.dbUrl as string));
   } catch (err) {
     if (err instanceof DatabaseUrlError) throw new ConfigError('dbUrlFile', err.message);
     throw err;
@@ -148,7 +150,7 @@ export async function startCollector(
   const replicated = database.openChanges !== null;
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
-  const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now });
+  const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now, tickets: store, owner });
   // On PostgreSQL the live feed is fed from the change feed (every replica's changes, this one's
   // included, once each); alerting publishes to a feed nobody listens to, so it reads nothing for it.
   const alerting = await createAlerting({
@@ -162,6 +164,8 @@ export async function startCollector(
     publicUrl: config.publicUrl,
     owner,
     deliveryLeaseMs: config.deliveryLease,
+    // Replicas count each other's storm windows; one collector on SQLite has no others.
+    stormShareMs: replicated ? STORM_SHARE_MS : 0,
   });
   const leadership = createLeadership({ store, owner, logger: logger.child({ component: 'leadership' }), now });
   /** Jobs under way (scheduled ones, audit records of token reloads): shutdown waits for them before the store closes. */

@@ -40,6 +40,20 @@ export interface AlertPolicy {
   notify?(alert: Alert, at: number): OutboxEntry[];
 }
 
+/**
+ * One storm-control window as a replica counted it: `count` new alerts of `scope` admitted in the
+ * window that starts at `start` (windows are aligned to multiples of their length, so every replica
+ * cuts the same ones), and whether it has already sent the window's summary.
+ */
+export interface StormCount {
+  scope: string;
+  start: number;
+  /** When the window ends (start + its length). */
+  until: number;
+  count: number;
+  summarized: boolean;
+}
+
 /** A notification to write to the outbox; `notBefore` (ms) holds a pending one back until then (default: due at once). */
 export type OutboxEntry = Pick<OutboxItem, 'alert' | 'sink' | 'action' | 'body' | 'state' | 'lastError'> & { notBefore?: number };
 

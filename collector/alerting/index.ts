@@ -20,7 +20,7 @@ import type { AlertFeed } from '../http/feed.js';
 import { replicaId } from '../replicas/leadership.js';
 import type { Sink } from '../sinks/index.js';
 import type { Async } from '../store/async.js';
-import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, TransitionResult } from '../store/store.js';
+import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, StormStore, TransitionResult } from '../store/store.js';
 import type { AlertException, AlertTransition } from './alert.js';
 import type { AlertingConfig } from './config.js';
 import { createDigests } from './digests.js';
@@ -34,13 +34,14 @@ import { createAlertPolicy, defaultReceivers, type AlertPolicyHandle, type Polic
 import { createReminders } from './reminders.js';
 import { createResend } from './resend.js';
 import { createRetention } from './retention.js';
+import { startStormShare } from './storm-share.js';
 
 export { AlertingConfigSchema, type AlertingConfig } from './config.js';
 export { MAX_EXCEPTIONS } from './policy.js';
 
 /** What alerting needs. */
 export interface AlertingDeps {
-  store: Async<AlertStore & OutboxStore & ExceptionStore & RetentionStore>;
+  store: Async<AlertStore & OutboxStore & ExceptionStore & RetentionStore & StormStore>;
   sinks: readonly Sink[];
   config: AlertingConfig;
   feed: AlertFeed;
@@ -54,6 +55,11 @@ export interface AlertingDeps {
   owner?: string | undefined;
   /** How long a claimed notification is this replica's unless renewed (default: outbox.ts DEFAULT_DELIVERY_LEASE_MS). */
   deliveryLeaseMs?: number | undefined;
+  /**
+   * How often this replica exchanges its storm-control counts with the others' (storm-share.ts);
+   * 0 (the default) exchanges none: one collector on its own store has no others.
+   */
+  stormShareMs?: number | undefined;
 }
 
 /** The alerting service. */
@@ -78,6 +84,8 @@ export interface Alerting {
   drain(): Promise<void>;
   /** Another replica wrote notifications (heard on the change feed): the workers look now, and whoever claims first delivers. */
   wakeOutbox(): void;
+  /** Exchange storm-control counts with the other replicas now (they are every stormShareMs); nothing when not shared. */
+  shareStorms(): Promise<void>;
   /** Read the active exceptions again (another replica added or revoked one). */
   reloadExceptions(): Promise<void>;
   /** Tell owners about exceptions expiring within `reminderBefore`; resolves to how many were told. */
@@ -123,7 +131,9 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
 
   // Aborted by stop(): ends the outbox loops and a re-send round, aborting a delivery in flight.
   const abort = new AbortController();
-  const outbox = createOutbox({ store, sinks, config: config.outbox, signal: abort.signal, metrics, logger, now, random, owner: deps.owner ?? replicaId(), leaseMs: deps.deliveryLeaseMs });
+  const owner = deps.owner ?? replicaId();
+  const outbox = createOutbox({ store, sinks, config: config.outbox, signal: abort.signal, metrics, logger, now, random, owner, leaseMs: deps.deliveryLeaseMs });
+  const storms = deps.stormShareMs ? startStormShare({ store, policy, owner, logger, now, everyMs: deps.stormShareMs }) : null;
   const lifecycle = createLifecycle({ store, outbox, feed, publicUrl, metrics, logger, now });
   const silence = createNodeSilence({ store, outbox, receivers: defaults.filter((name) => policySpec.sinks.includes(name)), publicUrl, metrics, logger, now });
   const notices = createNoticeSender({ owners: config.owners, defaults, sinks, outbox });
@@ -143,6 +153,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
     addException: exceptions.add,
     revokeException: exceptions.revoke,
     wakeOutbox: outbox.wakeAll,
+    shareStorms: async () => storms?.exchange(),
     async drain() {
       // What silences, returns and exception reloads are still writing is part of what is due now.
       await Promise.all([silence.idle(), exceptions.idle()]);
@@ -156,7 +167,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
     nodeBack: silence.nodeBack,
     async stop() {
       abort.abort();
-      await Promise.all([outbox.finished, silence.idle(), exceptions.idle(), lifecycle.idle()]);
+      await Promise.all([outbox.finished, silence.idle(), exceptions.idle(), lifecycle.idle(), storms?.stop()]);
     },
   };
 }

@@ -4,15 +4,21 @@
  * alert, through storm control. Built from plain data (the alerting config, the sink names, the
  * active exceptions), so that the ingest worker thread builds the same policy as the main thread.
  */
+import { createHash } from 'node:crypto';
 import type { Deviation } from '../../core/deviation.js';
 import { describeEntry } from '../../core/entry.js';
 import { classify, globMatch, parseSeverityRules } from '../../core/severity.js';
 import { notificationOf, type Notification } from '../sinks/sink.js';
-import type { Alert, AlertException, AlertPolicy, OutboxEntry } from './alert.js';
+import type { Alert, AlertException, AlertPolicy, OutboxEntry, StormCount } from './alert.js';
+
+export type { StormCount } from './alert.js';
 import { ownerOf, routeAlert, type AlertingConfig } from './config.js';
 
 /** Most active exceptions held (and matched per deviation group). */
 export const MAX_EXCEPTIONS = 10_000;
+
+/** Most storm windows held (one per baseline key with new alerts in its window, and the global one); past it they start again. */
+export const MAX_STORM_WINDOWS = 10_000;
 
 /** Everything a policy is made from: plain data, so it crosses to a worker thread as it is. */
 export interface PolicySpec {
@@ -34,9 +40,18 @@ export interface PolicyHooks {
   storm(scope: string, until: string): void;
 }
 
-/** A policy whose active exceptions can be replaced. */
+/** A policy whose active exceptions, and what other replicas counted, can be replaced. */
 export interface AlertPolicyHandle extends AlertPolicy {
   setExceptions(active: readonly AlertException[]): void;
+  /** This policy's own counts of the storm windows still open at `at` (for the other replicas). */
+  stormCounts(at: number): StormCount[];
+  /** What the other replicas counted in their open windows (summed per scope and window): admitted alerts count against the same limits. */
+  setPeerStorm(peers: readonly StormCount[]): void;
+}
+
+/** The window of length `per` that holds `t`: aligned, so that replicas agree on it without talking. */
+export function windowStart(t: number, per: number): number {
+  return t - (((t % per) + per) % per);
 }
 
 /** The active exceptions of `all` at `at`, bounded. */
@@ -70,7 +85,10 @@ export function stormSummary(trigger: Notification, scope: string, until: number
   const at = new Date(until).toISOString();
   return {
     ...trigger,
-    fingerprint: `${STORM_PREFIX}${trigger.fingerprint.slice(0, 16)}-${until}`,
+    // Named by scope and window, not by the trigger: a replica that crosses the line in the same
+    // window as another (before their counts met) sends the same summary, which PagerDuty and
+    // Alertmanager take as one.
+    fingerprint: `${STORM_PREFIX}${createHash('sha256').update(scope).digest('hex').slice(0, 16)}-${until}`,
     category: 'storm',
     // Past the global rate, the crossing alert's image is one of many: name none.
     baselineKey: scope === trigger.baselineKey ? trigger.baselineKey : '',
@@ -100,34 +118,51 @@ export function createAlertPolicy(spec: PolicySpec, hooks: PolicyHooks): AlertPo
   const knownSink = new Set(spec.sinks);
   let exceptions: readonly AlertException[] = [];
 
-  // ---- storm control: fixed windows per image and for everything ----
+  // ---- storm control: fixed windows per image and for everything, shared by the replicas ----
   const windows = new Map<string, { start: number; count: number; summarized: boolean }>();
+  /** What the other replicas counted, by `scope\nstart`. */
+  let peers = new Map<string, { count: number; summarized: boolean }>();
   /** Whether a trigger for `image` may go out at `t`; when not, whether this is the first refusal of the window. */
   function admit(image: string, t: number): { ok: true } | { ok: false; scope: string; first: boolean; until: number } {
     const check = (scope: string, limit: { max: number; per: number }) => {
+      const start = windowStart(t, limit.per);
       let w = windows.get(scope);
-      if (!w || t >= w.start + limit.per) {
-        if (windows.size >= 10_000) windows.clear();
-        windows.set(scope, (w = { start: t, count: 0, summarized: false }));
+      if (!w || w.start !== start) {
+        if (windows.size >= MAX_STORM_WINDOWS) windows.clear();
+        windows.set(scope, (w = { start, count: 0, summarized: false }));
       }
-      return w;
+      const peer = peers.get(`${scope}\n${start}`);
+      return { w, count: w.count + (peer?.count ?? 0), summarized: w.summarized || (peer?.summarized ?? false) };
     };
     const g = check('*', config.storm.global);
     const i = check(image, config.storm.perImage);
-    const over = g.count >= config.storm.global.max ? { w: g, scope: 'all images', per: config.storm.global.per } : i.count >= config.storm.perImage.max ? { w: i, scope: image, per: config.storm.perImage.per } : null;
+    const over = g.count >= config.storm.global.max ? { c: g, scope: 'all images', per: config.storm.global.per } : i.count >= config.storm.perImage.max ? { c: i, scope: image, per: config.storm.perImage.per } : null;
     if (!over) {
-      g.count++;
-      i.count++;
+      g.w.count++;
+      i.w.count++;
       return { ok: true };
     }
-    const first = !over.w.summarized;
-    over.w.summarized = true;
-    return { ok: false, scope: over.scope, first, until: over.w.start + over.per };
+    const first = !over.c.summarized;
+    over.c.w.summarized = true;
+    return { ok: false, scope: over.scope, first, until: over.c.w.start + over.per };
   }
 
   return {
     setExceptions(active) {
       exceptions = active.slice(0, MAX_EXCEPTIONS);
+    },
+    stormCounts(at) {
+      const out: StormCount[] = [];
+      for (const [scope, w] of windows) {
+        const per = scope === '*' ? config.storm.global.per : config.storm.perImage.per;
+        if (at < w.start + per && (w.count > 0 || w.summarized)) out.push({ scope, start: w.start, until: w.start + per, count: w.count, summarized: w.summarized });
+      }
+      return out;
+    },
+    setPeerStorm(counts) {
+      const next = new Map<string, { count: number; summarized: boolean }>();
+      for (const c of counts.slice(0, MAX_STORM_WINDOWS)) next.set(`${c.scope}\n${c.start}`, { count: c.count, summarized: c.summarized });
+      peers = next;
     },
     decide(d, facts) {
       const c = classify({ kind: d.event.kind, reason: d.reason, entry: d.entry, exe: d.event.process.exe, baseline: d.event.kind === 'exec' ? facts() : { hasShell: false, hasRoot: false } }, rules);

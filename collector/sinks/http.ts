@@ -63,16 +63,35 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
  * 429 → throttled, 5xx → unavailable, any other status (3xx: we never follow redirects, since that
  * could carry a signed body to another host; 4xx: the request itself is wrong) → rejected.
  */
-export function errorForStatus(status: number, retryAfter: string | undefined, detail: string, now: number): DeliveryError | null {
+export function errorForStatus(status: number, retryAfter: string | undefined, detail: string, now: number, rateLimit?: RateLimitHeaders): DeliveryError | null {
   if (status >= 200 && status < 300) return null;
   const suffix = detail === '' ? '' : `: ${detail}`;
-  if (status === 429) return new DeliveryError('throttled', `HTTP 429 (throttled)${suffix}`, status, parseRetryAfter(retryAfter, now));
+  if (status === 429) return new DeliveryError('throttled', `HTTP 429 (throttled)${suffix}`, status, parseRetryAfter(retryAfter, now) ?? rateLimitReset(rateLimit, now));
+  // GitHub answers a spent rate limit with 403 (or 429) and either Retry-After (secondary limits) or
+  // x-ratelimit-remaining 0 with x-ratelimit-reset (primary): that is throttling, not a refusal.
+  if (status === 403 && (retryAfter !== undefined || rateLimit?.remaining?.trim() === '0')) {
+    return new DeliveryError('throttled', `HTTP 403 (rate limited)${suffix}`, status, parseRetryAfter(retryAfter, now) ?? rateLimitReset(rateLimit, now));
+  }
   if (status >= 500 && status < 600) return new DeliveryError('unavailable', `HTTP ${status}${suffix}`, status, undefined);
   return new DeliveryError('rejected', `HTTP ${status}${suffix}`, status, undefined);
 }
 
-/** One POST. */
+/** GitHub's rate-limit headers (`x-ratelimit-remaining`, `x-ratelimit-reset`: Unix seconds when the window resets). */
+export interface RateLimitHeaders {
+  remaining?: string | undefined;
+  reset?: string | undefined;
+}
+
+/** The wait until a spent rate limit resets, from `x-ratelimit-reset` (bounded like Retry-After); undefined when unknown. */
+export function rateLimitReset(h: RateLimitHeaders | undefined, now: number): number | undefined {
+  if (h?.remaining?.trim() !== '0' || h.reset === undefined || !/^\d{1,12}$/.test(h.reset.trim())) return undefined;
+  return Math.min(Math.max(0, Number(h.reset.trim()) * 1000 - now), MAX_RETRY_AFTER_MS);
+}
+
+/** One request (a POST unless `method` says otherwise). */
 export interface PostRequest {
+  /** Default POST; a GET sends no body. */
+  method?: 'POST' | 'PUT' | 'PATCH' | 'GET' | undefined;
   url: string;
   headers: Readonly<Record<string, string>>;
   body: string;
@@ -105,7 +124,7 @@ export function responseDetail(body: string, secrets: readonly string[] = []): s
 }
 
 /**
- * POST `body` and resolve with the 2xx response; otherwise reject with a DeliveryError: by status
+ * Send `body` (POST unless `req.method` says otherwise) and resolve with the 2xx response; otherwise reject with a DeliveryError: by status
  * (errorForStatus), `unavailable` for a timeout or network error, `aborted` when `signal` aborts.
  */
 export function post(req: PostRequest, signal: AbortSignal): Promise<PostResponse> {
@@ -119,7 +138,8 @@ export function post(req: PostRequest, signal: AbortSignal): Promise<PostRespons
   }
   const send = url.protocol === 'https:' ? httpsRequest : url.protocol === 'http:' ? httpRequest : null;
   if (!send) return Promise.reject(new DeliveryError('rejected', `unsupported URL scheme ${url.protocol}`, undefined, undefined));
-  const body = Buffer.from(req.body, 'utf8');
+  const method = req.method ?? 'POST';
+  const body = Buffer.from(method === 'GET' ? '' : req.body, 'utf8');
   return new Promise<PostResponse>((resolve, reject) => {
     let settled = false;
     const finish = (err: DeliveryError | null, res?: PostResponse) => {
@@ -131,8 +151,8 @@ export function post(req: PostRequest, signal: AbortSignal): Promise<PostRespons
       else resolve(res as PostResponse);
     };
     const request = send(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'driftwatch', ...req.headers, 'content-length': String(body.length) },
+      method,
+      headers: { ...(method === 'GET' ? {} : { 'content-type': 'application/json' }), 'user-agent': 'driftwatch', ...req.headers, 'content-length': String(body.length) },
     });
     // One deadline for connect, send and the bounded read: a slow drip of response bytes is a timeout too.
     const timer = setTimeout(() => {
@@ -156,7 +176,9 @@ export function post(req: PostRequest, signal: AbortSignal): Promise<PostRespons
         const text = Buffer.concat(chunks).toString('utf8');
         const status = res.statusCode ?? 0;
         const retryAfter = res.headers['retry-after'];
-        const err = errorForStatus(status, typeof retryAfter === 'string' ? retryAfter : undefined, responseDetail(text, req.secrets), now());
+        const header = (name: string) => (typeof res.headers[name] === 'string' ? (res.headers[name] as string) : undefined);
+        const rateLimit = { remaining: header('x-ratelimit-remaining'), reset: header('x-ratelimit-reset') };
+        const err = errorForStatus(status, typeof retryAfter === 'string' ? retryAfter : undefined, responseDetail(text, req.secrets), now(), rateLimit);
         if (err) finish(err);
         else finish(null, { status, headers: res.headers, body: text, truncated });
       };

@@ -10,10 +10,14 @@ import { firstIssue } from '../../core/zod-issue.js';
 import { ConfigError } from '../../runtime/config.js';
 import type { Logger } from '../../runtime/logger.js';
 import { alertmanagerSinkType } from './alertmanager.js';
+import { gitHubSinkType } from './github.js';
+import { gitLabSinkType } from './gitlab.js';
 import { DeliveryError } from './http.js';
+import { jiraSinkType } from './jira.js';
 import { pagerDutySinkType } from './pagerduty.js';
 import { slackSinkType } from './slack.js';
 import type { Notice, Sink, SinkDeps } from './sink.js';
+import { TokenSourceError, type TicketDeps } from './tickets.js';
 import { webhookSinkType } from './webhook.js';
 
 /** The public types of the sinks, so the collector imports only this file. */
@@ -21,7 +25,7 @@ export type { Notice, Notification, NotificationAction, Sink, SinkDeps } from '.
 export { DeliveryError, type DeliveryErrorCode } from './http.js';
 
 /** Every sink type. The one place a destination is registered. */
-export const SINK_TYPES = [webhookSinkType, slackSinkType, pagerDutySinkType, alertmanagerSinkType] as const;
+export const SINK_TYPES = [webhookSinkType, slackSinkType, pagerDutySinkType, alertmanagerSinkType, gitHubSinkType, gitLabSinkType, jiraSinkType] as const;
 
 // A homomorphic mapped type over the tuple keeps one schema per position, so the union stays precise.
 type SchemasOf<T extends readonly { schema: unknown }[]> = { -readonly [K in keyof T]: T[K] extends { schema: infer S } ? S : never };
@@ -74,6 +78,9 @@ export function parseSinksConfig(doc: unknown): Readonly<SinksConfig> {
 /** What createSinks needs besides config. */
 export interface CreateSinksDeps extends SinkDeps {
   logger?: Logger | undefined;
+  /** Where ticket sinks (github, gitlab, jira) keep each image's ticket, and this replica's name (the holder of their claims). */
+  tickets?: TicketDeps['tickets'];
+  owner?: string | undefined;
   /** Where delivery counters go (the collector's registry). */
   registry?: Registry | undefined;
 }
@@ -90,7 +97,7 @@ export function createSinks(config: Readonly<SinksConfig>, deps: CreateSinksDeps
     (deps.registry?.getSingleMetric(name) as Counter<string> | undefined) ?? new Counter({ name, help, labelNames, registers });
   const outcomes = counter('driftwatch_collector_notifications_total', 'Notifications handed to sinks, by sink and outcome (delivered, rejected, throttled, unavailable, aborted, error)', ['sink', 'type', 'outcome']);
   const retries = counter('driftwatch_collector_notification_retries_total', 'Delivery attempts retried, by sink and error code', ['sink', 'type', 'code']);
-  return config.sinks.map((c) => {
+  return config.sinks.map((c, i) => {
     const type = SINK_TYPES.find((t) => t.type === c.type);
     if (!type) throw new ConfigError('sinks.type', `unknown sink type ${c.type}`);
     const log = deps.logger?.child({ component: `sink.${c.type}`, sink: c.name });
@@ -99,7 +106,14 @@ export function createSinks(config: Readonly<SinksConfig>, deps: CreateSinksDeps
       log?.debug({ code: err.code, status: err.status, attempt, delayMs }, 'delivery failed, retrying');
       deps.onRetry?.(err, attempt, delayMs);
     };
-    const inner = (type.create as (config: SinkConfig, deps: SinkDeps) => Sink)(c, { ...deps, onRetry });
+    let inner: Sink;
+    try {
+      inner = (type.create as (config: SinkConfig, deps: TicketDeps) => Sink)(c, { ...deps, onRetry, logger: log });
+    } catch (err) {
+      // A secret read at startup (a ticket sink's token) that is missing stops startup naming its key.
+      if (err instanceof TokenSourceError) throw new ConfigError(`sinks.${i}.${err.key}`, err.message, { cause: err });
+      throw err;
+    }
     const counted = async (what: { alert: string; action: string }, deliver: () => Promise<void>) => {
       try {
         await deliver();

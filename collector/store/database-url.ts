@@ -39,6 +39,11 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   return secrets.reduce((t, s) => t.split(s).join('***'), text);
 }
 
+/** Whether `text` is a postgres:// (or postgresql://) URL rather than a file name. */
+export function isPostgresUrl(text: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(text);
+}
+
 /** Check that `url` (from `from`, as a message names it) is a postgres://… URL; returns it. */
 export function checkPostgresUrl(url: string, from: string): string {
   if (!/^postgres(ql)?:\/\//.test(url) || /\s/.test(url)) throw new DatabaseUrlError(`${from} does not hold a postgres://… URL`);

@@ -56,6 +56,9 @@ const TABLES: readonly TableSpec[] = [
   { table: 'alerts', identity: 'seq' },
   { table: 'outbox', identity: 'seq' },
   { table: 'audit_log', identity: 'seq' },
+  // The ticket of each image (ticket sinks), claims included: a stopped collector released its own.
+  { table: 'image_tickets' },
+  { table: 'image_ticket_alerts' },
   { table: 'image_reports', optional: true },
   { table: 'image_containers', optional: true },
   { table: 'image_versions', optional: true },
@@ -64,10 +67,10 @@ const TABLES: readonly TableSpec[] = [
 
 /**
  * Tables of the target that must be empty besides the copied ones (schema_version is the schema's own):
- * derived ones, and job_leases, whose rows would mean a collector already runs on the target (leases are
- * not copied: a SQLite installation is one process, and the first replica to start takes them).
+ * derived ones, and job_leases and storm_counts, whose rows would mean a collector already runs on the target
+ * (neither is copied: a SQLite installation is one process, and the first replica to start takes the leases).
  */
-const DERIVED_TABLES = ['baseline_open_alerts', 'baseline_keys', 'job_leases'] as const;
+const DERIVED_TABLES = ['baseline_open_alerts', 'baseline_keys', 'job_leases', 'storm_counts'] as const;
 
 /** Rows per INSERT (fewer when a table's columns would pass PostgreSQL's 65,535 parameters). */
 export const CHUNK_ROWS = 1_000;

@@ -12,7 +12,7 @@ import type { EventKind } from '../../core/event.js';
 import type { ContainerReport, ImageSighting } from '../../core/inventory.js';
 import type { MergedBaseline } from '../../core/merge.js';
 import type { Severity } from '../../core/severity.js';
-import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem } from '../alerting/alert.js';
+import type { Alert, AlertException, AlertPolicy, AlertState, AlertTransition, OutboxEntry, OutboxItem, StormCount } from '../alerting/alert.js';
 
 /** What agents enforce for a key (core/baseline.ts). */
 export type { ClusterBaseline } from '../../core/baseline.js';
@@ -25,12 +25,14 @@ export interface Store
     BaselineStore,
     OutboxStore,
     JobLeaseStore,
+    StormStore,
     ExceptionStore,
     NodeStore,
     QuarantineStore,
     RetentionStore,
     AuditStore,
-    ImageStore {
+    ImageStore,
+    TicketStore {
   close(): void;
 }
 
@@ -332,6 +334,18 @@ export interface JobLeaseStore {
   resign(job: string, owner: string): void;
 }
 
+// ---- storm control shared by replicas (issue 20) ----
+
+/** What each replica counted in its open storm-control windows, so that N replicas keep one rate. */
+export interface StormStore {
+  /**
+   * Record `owner`'s `counts` (each replaces what it recorded before for that window), forget
+   * windows that ended by `now`, and return what the other replicas counted in windows still open,
+   * summed per scope and window.
+   */
+  shareStorm(owner: string, counts: readonly StormCount[], now: number): StormCount[];
+}
+
 // ---- exceptions: risks accepted by security ----
 
 /** The exceptions. */
@@ -551,4 +565,59 @@ export interface ImageStore {
   runningImages(window: RunningWindow & { limit: number }): RunningImage[];
   /** Forget versions and places last seen before `before` (retention); how many versions went. */
   pruneImages(before: number): number;
+}
+
+// ---- image tickets: one ticket per image repository in an issue tracker (collector/sinks/tickets.ts) ----
+
+/** Where an image's ticket is: `open`, `closed` (by us, none of its alerts open), or `none` (not opened yet, or deleted in the tracker). */
+export type TicketState = 'open' | 'closed' | 'none';
+
+/** The ticket of one image repository in one ticket sink. */
+export interface ImageTicket {
+  sink: string;
+  repository: string;
+  /** The tracker's id of the ticket (GitHub issue number, GitLab iid, Jira key), or '' before one was opened. */
+  ref: string;
+  /** Its web address, or ''. */
+  url: string;
+  state: TicketState;
+  /** Alerts of the image the sink was told about and not yet told were resolved. */
+  openAlerts: number;
+  /** Tickets opened for this image so far (a second one only after the first was deleted in the tracker). */
+  opened: number;
+  updatedAt: number;
+}
+
+/** What one step of a ticket sink changes; every field optional. */
+export interface ImageTicketChange {
+  ref?: string | undefined;
+  url?: string | undefined;
+  state?: TicketState | undefined;
+  /** A ticket was opened (counts `opened`). */
+  openedTicket?: boolean | undefined;
+  /** This alert is open now (tracked), or was resolved (no longer tracked). */
+  alertOpened?: string | undefined;
+  alertClosed?: string | undefined;
+  at: number;
+}
+
+/**
+ * The tickets of image repositories, one row per (sink, repository): a restart finds the ticket it
+ * opened instead of opening a second. Several replicas deliver for one sink at once, so a step on an
+ * image's ticket is taken under a claim on its row (a lease, as the outbox's): of two replicas
+ * handling two alerts of one image, one opens the ticket and the other waits, then comments on it.
+ */
+export interface TicketStore {
+  /**
+   * Claim the ticket row of (`sink`, `repository`) for `owner` until `now + leaseMs`, creating it
+   * (state `none`) when missing: the row as it is, and whether `alert` is among its open alerts; null
+   * while another owner's claim is live.
+   */
+  claimImageTicket(sink: string, repository: string, alert: string, owner: string, now: number, leaseMs: number): { ticket: ImageTicket; alertOpen: boolean } | null;
+  /** Record a step; only by the claim's holder. False (nothing written) when `owner` does not hold the claim. */
+  recordImageTicket(sink: string, repository: string, owner: string, change: ImageTicketChange): boolean;
+  /** Give up `owner`'s claim. */
+  releaseImageTicket(sink: string, repository: string, owner: string): void;
+  /** The ticket row, or null. */
+  getImageTicket(sink: string, repository: string): ImageTicket | null;
 }

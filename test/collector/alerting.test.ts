@@ -230,7 +230,9 @@ test('exceptions: covered deviations are stored and shown as suppressed but not 
 
 test('storm control: past the per-image rate, alerts are stored but not notified, and one summary says so', async (t) => {
   const rec = await startRecorder(t);
-  const { c, url } = await collector(t, { sinks: [{ name: 'hook', type: 'webhook', url: rec.url, retry: quick }], alerting: { storm: { perImage: { max: 3, per: '5m' } } } });
+  // A clock inside one window: windows are aligned (12:00–12:05), and the wall clock may cross into the next mid-test.
+  const clock = Date.UTC(2026, 10, 23, 12, 1, 0);
+  const { c, url } = await collector(t, { sinks: [{ name: 'hook', type: 'webhook', url: rec.url, retry: quick }], alerting: { storm: { perImage: { max: 3, per: '5m' } } } }, { now: () => clock });
   const storm = Array.from({ length: 10 }, (_x, i) => deviationOf({ i, exe: `/tmp/payload-${i}` }));
   await sendDeviations(c.grpcPort, [...storm, deviationOf({ i: 20, image: 'docker.io/acme/other' })]);
   await c.alerting.drain();

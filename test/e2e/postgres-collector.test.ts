@@ -230,7 +230,7 @@ test.serial('PostgreSQL restarting under a streaming agent: not ready meanwhile,
   t.false(`${JSON.stringify(collector.logs)}${collector.stderr}`.includes(password), 'the password is in none of the collector\'s output');
 });
 
-test('configuration: one database only, each error naming the settings; the password never printed', async (t) => {
+test('configuration: one database only, each error naming the settings; a URL in db only without its password; the password never printed', async (t) => {
   const dir = tempDir(t);
   const url = await postgres.database();
   const password = new URL(url).password;
@@ -266,6 +266,23 @@ test('configuration: one database only, each error naming the settings; the pass
   t.is(await twice.exited, 2);
   t.regex(twice.stderr, /dbUrlFile and DRIFTWATCH_DB_URL/);
   t.false(twice.stderr.includes(password));
+
+  // db with a postgres:// URL: refused while it carries the password (the process list shows it), and
+  // another scheme is no database; without the password (PGPASSWORD gives it), the collector runs on it.
+  const inDb = spawnCli(t, ['collector', '--db', url, '--http-listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0']);
+  t.is(await inDb.exited, 2);
+  t.regex(inDb.stderr, /invalid configuration: db: the PostgreSQL URL in db carries a password.*PGPASSWORD.*dbUrlFile or DRIFTWATCH_DB_URL/);
+  t.false(inDb.stderr.includes(password));
+  const scheme = spawnCli(t, ['collector', '--db', 'mysql://dw@db.internal/dw', '--http-listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0']);
+  t.is(await scheme.exited, 2);
+  t.regex(scheme.stderr, /invalid configuration: db: db is a SQLite file or a postgres:\/\/… URL, not a mysql:\/\/ one/);
+  const bare = new URL(url);
+  bare.password = '';
+  const viaDb = spawnCli(t, ['collector', '--db', bare.href, '--http-listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0'], { env: { PGPASSWORD: password } });
+  const onDb = await viaDb.waitForLog((l) => l.msg === 'collector started', 120_000);
+  t.regex(String(onDb.db), /^postgresql:\/\/postgres@127\.0\.0\.1:\d+\/\w+$/, 'on PostgreSQL, not a SQLite file named like a URL');
+  t.is((await fetch(`http://127.0.0.1:${onDb.httpPort as number}/readyz`)).status, 200);
+  t.is(await viaDb.stop(), 0);
 
   // The environment's URL, right: the collector starts and logs the database without the password.
   const good = spawnCli(t, ['collector', '--http-listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0'], { env: { DRIFTWATCH_DB_URL: url } });

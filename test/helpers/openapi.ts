@@ -6,6 +6,7 @@
  * of being skipped and silently weakening a test. Formats (date-time, uri, url, uuid) are checked.
  */
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
@@ -28,13 +29,17 @@ export interface Spec {
   at(pointer: string): unknown;
 }
 
-/** Load a spec file (YAML or JSON) from SPECS_DIR. */
-export function loadSpec(file: string): Spec {
-  const text = readFileSync(`${SPECS_DIR}/${file}`, 'utf8');
+/** The extracts of publishers' descriptions kept in this repository (fixtures/specs/README.md says where each came from). */
+export const REPO_SPECS_DIR = fileURLToPath(new URL('../../../fixtures/specs', import.meta.url));
+
+/** Load a spec file (YAML or JSON) from `dir` (default SPECS_DIR). */
+export function loadSpec(file: string, dir: string = SPECS_DIR, options: { annotations?: readonly string[] } = {}): Spec {
+  const text = readFileSync(`${dir}/${file}`, 'utf8');
   const doc = (file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) as Record<string, unknown>;
   const ajv = new Ajv({ strict: true, allErrors: true, validateSchema: false });
   addFormats(ajv);
-  ajv.addVocabulary(OPENAPI_ANNOTATIONS);
+  // A publisher's own annotation keywords (`x-…`) are named by the caller, one by one: any other unknown keyword still fails.
+  ajv.addVocabulary([...OPENAPI_ANNOTATIONS, ...(options.annotations ?? [])]);
   const compiled = new WeakMap<object, ValidateFunction>();
   // The document itself is no schema (swagger, info, paths): each schema a ref reaches is added on its
   // own, under an id made of its pointer, and refs are rewritten to those ids.
@@ -43,7 +48,8 @@ export function loadSpec(file: string): Spec {
   const anchored = (schema: unknown): unknown => {
     if (Array.isArray(schema)) return schema.map(anchored);
     if (!schema || typeof schema !== 'object') return schema;
-    return Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, k === '$ref' && typeof v === 'string' ? add(v) : anchored(v)]));
+    const out = Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, k === '$ref' && typeof v === 'string' ? add(v) : anchored(v)]));
+    return nullableAsJsonSchema(out);
   };
   const add = (ref: string): string => {
     const id = `${base}${ref.slice(1)}`;
@@ -77,4 +83,17 @@ export function loadSpec(file: string): Spec {
     });
   };
   return { doc, validate, at };
+}
+
+/**
+ * OpenAPI 3.0's `nullable: true` is not JSON Schema: ajv reads it only beside `type`. Next to `$ref`,
+ * `oneOf` or `allOf` (GitHub's description has many) it becomes what it means, the schema or null;
+ * `nullable: false` says nothing. Mechanical, the same for every document.
+ */
+function nullableAsJsonSchema(schema: Record<string, unknown>): Record<string, unknown> {
+  if (!('nullable' in schema)) return schema;
+  const { nullable, ...rest } = schema;
+  if (nullable !== true) return rest;
+  if (typeof rest.type === 'string') return schema;
+  return { anyOf: [rest, { type: 'null' }] };
 }

@@ -133,8 +133,11 @@ test('token mode: 35 failures from one address (garbage, another service account
   // Forgeries claiming node-a itself spend node-a's review budget at this address: at most
   // THROTTLED_REVIEWS.perAddressBurst reviews, and node-a's next new token waits about a second
   // per review spent, not the failure window.
+  const forging = Date.now();
   for (let i = 0; i < 10; i++) t.like(await hello(c.grpcPort, withToken(tls, forged('node-a', 100 + i)), 'node-a'), { welcomed: false, code: grpc.status.RESOURCE_EXHAUSTED });
-  t.true(api.requests - reviews - 3 <= THROTTLED_REVIEWS.perAddressBurst, `${api.requests - reviews - 3} reviews for 10 forgeries`);
+  // The budget refills while the forgeries go on (a loaded machine makes them slower): a full burst, plus a refill per second they took.
+  const budget = THROTTLED_REVIEWS.perAddressBurst + Math.floor(((Date.now() - forging) / 1000) * THROTTLED_REVIEWS.perAddressPerSecond);
+  t.true(api.requests - reviews - 3 <= budget, `${api.requests - reviews - 3} reviews for 10 forgeries (budget ${budget})`);
   const started = Date.now();
   const a3 = await eventually(async () => ((await streams(c, withToken(tls, valid.a3), 'node-a', 4)) === 'streams' ? true : undefined), 20_000, 'node-a with a new token');
   t.true(a3);

@@ -493,6 +493,57 @@ contract('job leases: the first owner leads and renews; another leads only once 
   t.true(await store.tryLead('digests', 'replica-a', 60_000, T0 + 90_004), 'resigned: free at once');
 });
 
+// ---- storm counts shared by replicas ----
+
+contract('storm counts: each replica reads the others\' open windows summed, never its own; a new count replaces the old; ended windows go', async (t, store) => {
+  const w = (scope: string, count: number, summarized = false) => ({ scope, start: T0, until: T0 + 300_000, count, summarized });
+  t.deepEqual(await store.shareStorm('replica-a', [w('*', 3), w('docker.io/library/nginx', 3)], T0 + 1), []);
+  t.deepEqual(await store.shareStorm('replica-b', [w('*', 2)], T0 + 2), [w('*', 3), w('docker.io/library/nginx', 3)]);
+  await store.shareStorm('replica-c', [w('*', 4, true)], T0 + 3);
+  t.deepEqual(await store.shareStorm('replica-a', [w('*', 5)], T0 + 4), [w('*', 6, true)], 'b and c summed; a summary sent by any is seen');
+  t.deepEqual(await store.shareStorm('replica-b', [], T0 + 5), [w('*', 9, true), w('docker.io/library/nginx', 3)], "a's new count replaced its old one");
+  t.deepEqual(await store.shareStorm('replica-b', [w('x', 1)], T0 + 300_000), [], 'windows that ended are forgotten, and not recorded');
+});
+
+// ---- image tickets ----
+
+const REPO = 'docker.io/acme/shop';
+
+contract('image tickets: a claim creates the row; another owner waits while it is live and takes it after; only the holder records', async (t, store) => {
+  const first = await store.claimImageTicket('gh', REPO, 'fp-1', 'replica-a', T0, 30_000);
+  t.like(first, { ticket: { sink: 'gh', repository: REPO, ref: '', url: '', state: 'none', openAlerts: 0, opened: 0 }, alertOpen: false });
+  t.is(await store.claimImageTicket('gh', REPO, 'fp-2', 'replica-b', T0 + 29_999, 30_000), null, 'the claim is live: replica b waits');
+  t.truthy(await store.claimImageTicket('gh', REPO, 'fp-1', 'replica-a', T0 + 1, 30_000), 'the holder renews its own claim');
+  t.truthy(await store.claimImageTicket('gh', 'docker.io/acme/other', 'fp-3', 'replica-b', T0, 30_000), 'another image is claimed apart');
+  t.false(await store.recordImageTicket('gh', REPO, 'replica-b', { ref: '99', state: 'open', at: T0 + 2 }), 'not the holder: nothing written');
+  t.true(await store.recordImageTicket('gh', REPO, 'replica-a', { ref: '7', url: 'https://github.example/acme/shop/issues/7', state: 'open', openedTicket: true, alertOpened: 'fp-1', at: T0 + 3 }));
+  t.like(await store.getImageTicket('gh', REPO), { ref: '7', url: 'https://github.example/acme/shop/issues/7', state: 'open', openAlerts: 1, opened: 1, updatedAt: T0 + 3 });
+  await store.releaseImageTicket('gh', REPO, 'replica-a');
+  const second = await store.claimImageTicket('gh', REPO, 'fp-1', 'replica-b', T0 + 4, 30_000);
+  t.like(second, { ticket: { ref: '7', state: 'open', openAlerts: 1 }, alertOpen: true }, 'released: replica b claims at once and sees the alert open');
+  t.false(await store.recordImageTicket('gh', REPO, 'replica-a', { state: 'closed', at: T0 + 5 }), 'replica a released it: refused');
+  const expired = await store.claimImageTicket('gh', REPO, 'fp-2', 'replica-a', T0 + 4 + 30_001, 30_000);
+  t.like(expired, { ticket: { ref: '7' }, alertOpen: false }, 'replica b stopped renewing: replica a takes the row over after the lease');
+  t.is(await store.getImageTicket('gl', REPO), null, 'tickets are per sink');
+});
+
+contract('image tickets: open alerts are counted once each; resolving them empties the set; the ticket survives reopening the row', async (t, store) => {
+  t.truthy(await store.claimImageTicket('jira', REPO, 'fp-1', 'r', T0, 30_000));
+  t.true(await store.recordImageTicket('jira', REPO, 'r', { ref: 'SEC-12', state: 'open', openedTicket: true, alertOpened: 'fp-1', at: T0 }));
+  t.true(await store.recordImageTicket('jira', REPO, 'r', { alertOpened: 'fp-2', at: T0 + 1 }));
+  t.true(await store.recordImageTicket('jira', REPO, 'r', { alertOpened: 'fp-2', at: T0 + 2 }), 'a redelivered trigger');
+  t.is((await store.getImageTicket('jira', REPO))!.openAlerts, 2);
+  t.true(await store.recordImageTicket('jira', REPO, 'r', { alertClosed: 'fp-1', at: T0 + 3 }));
+  t.true(await store.recordImageTicket('jira', REPO, 'r', { alertClosed: 'fp-1', at: T0 + 4 }), 'a redelivered resolve changes nothing more');
+  t.true(await store.recordImageTicket('jira', REPO, 'r', { alertClosed: 'fp-2', state: 'closed', at: T0 + 5 }));
+  t.like(await store.getImageTicket('jira', REPO), { ref: 'SEC-12', state: 'closed', openAlerts: 0, opened: 1 });
+  await store.releaseImageTicket('jira', REPO, 'r');
+  const again = await store.claimImageTicket('jira', REPO, 'fp-1', 'r2', T0 + 6, 30_000);
+  t.like(again, { ticket: { ref: 'SEC-12', state: 'closed', openAlerts: 0 }, alertOpen: false }, 'the ticket id stays with the image');
+  t.true(await store.recordImageTicket('jira', REPO, 'r2', { ref: 'SEC-40', state: 'open', openedTicket: true, at: T0 + 7 }));
+  t.like(await store.getImageTicket('jira', REPO), { ref: 'SEC-40', opened: 2 }, 'a replacement ticket is counted');
+});
+
 // ---- PostgreSQL: two replicas on one database ----
 
 test('postgres, two replicas: concurrent merges of one key from both lose no entry; the same batch through both is stored once', async (t) => {
@@ -788,4 +839,16 @@ test('postgres, two replicas: reports of one node through both at once leave the
   const live = image!.versions.filter((v) => v.running);
   t.deepEqual(live.map((v) => [v.tag, v.containers]), [['t9', 200]], 'the newest report, with all its containers and nothing of another');
   t.is(image!.versions.length, results.filter(Boolean).length, 'every report that was taken recorded its version');
+});
+
+test('postgres, two replicas: of two replicas claiming one image\'s ticket at once, exactly one gets it', async (t) => {
+  const url = await server.database();
+  const one = await openPostgresStore(url);
+  const two = await openPostgresStore(url);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  for (let round = 0; round < 10; round++) {
+    const repo = `docker.io/acme/race-${round}`;
+    const got = await Promise.all([one.claimImageTicket('gh', repo, 'fp-a', 'replica-one', T0, 60_000), two.claimImageTicket('gh', repo, 'fp-b', 'replica-two', T0, 60_000)]);
+    t.is(got.filter((g) => g !== null).length, 1, `round ${round}: one claim`);
+  }
 });

@@ -17,6 +17,7 @@ import type { AlertPolicy } from '../../collector/alerting/alert.js';
 import { asAsync, type AsyncStore } from '../../collector/store/async.js';
 import { openPostgresStore } from '../../collector/store/postgres/index.js';
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
+import { SCHEMA_VERSION as SQLITE_REVISION } from '../../collector/store/sqlite/schema.js';
 import type { Store } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import { entryId, type Entry } from '../../core/entry.js';
@@ -108,6 +109,14 @@ function populate(store: Store): void {
   // Nodes and the audit log.
   const node = (name: string, contact: number) => ({ node: name, agentVersion: '1.4.0', sources: ['falco', 'ebpf'], firstSeen: T0, lastContact: contact, spooled: 3, spoolBytes: 4096, lagMs: 1500, spoolDropped: 0, watermark: contact - 100, silentSince: 0, stoppedAt: 0 });
   store.saveNodes([node('node-a', at + 40), node('node-b', at + 41), { ...node('node-q', at + 42), silentSince: at + 50, stoppedAt: at + 49 }]);
+  // The tickets of two images (ticket sinks): one open with two alerts, one closed.
+  store.claimImageTicket('tickets', NGINX, 'fp-1', 'replica-a', at + 60, 300_000);
+  store.recordImageTicket('tickets', NGINX, 'replica-a', { ref: '17', url: 'https://github.example/acme/shop/issues/17', state: 'open', openedTicket: true, alertOpened: 'fp-1', at: at + 61 });
+  store.recordImageTicket('tickets', NGINX, 'replica-a', { alertOpened: 'fp-2', at: at + 62 });
+  store.releaseImageTicket('tickets', NGINX, 'replica-a');
+  store.claimImageTicket('tickets', REDIS, 'fp-3', 'replica-a', at + 63, 300_000);
+  store.recordImageTicket('tickets', REDIS, 'replica-a', { ref: '18', state: 'closed', openedTicket: true, at: at + 64 });
+  store.releaseImageTicket('tickets', REDIS, 'replica-a');
   for (let i = 0; i < 12; i++) store.appendAudit({ time: at + 100 + i, actor: i % 2 ? 'rita' : 'sam', role: 'admin', action: 'baseline.review', target: NGINX, before: `{"v": ${i}}`, after: i === 3 ? 'null' : `{"v": ${i + 1}}` });
 }
 
@@ -138,6 +147,7 @@ async function readAll(store: AsyncStore): Promise<Record<string, unknown>> {
     images: await pages((cursor) => store.listImages({ limit: 1, cursor, ...window })),
     imageDetails: await Promise.all([NGINX, REDIS].map((r) => store.getImage(r, window))),
     runningImages: await store.runningImages({ ...window, limit: 10 }),
+    imageTickets: [await store.getImageTicket('tickets', NGINX), await store.getImageTicket('tickets', REDIS)],
     alertPages,
     alertsFiltered: {
       acknowledged: await pages((cursor) => store.listAlerts({ limit: 5, cursor, state: 'acknowledged' })),
@@ -219,12 +229,13 @@ test('an installation moves whole: every read returns what it returned from SQLi
   t.deepEqual(b.alerts.map((a: { state: string }) => a.state).filter((s: string) => s !== 'firing').sort(), ['accepted', 'acknowledged', 'resolved']);
   t.is(b.runningImages.length, 2, 'images running');
   t.is(b.imageDetails[0].versions.length, 2, 'a version seen in a deviation too');
+  t.like(b.imageTickets, [{ ref: '17', state: 'open', openAlerts: 2 }, { ref: '18', state: 'closed', openAlerts: 0 }]);
 
   const url = await server.database();
   const r = await migrateCli(['--from', `sqlite:${file}`, '--to-file', urlFile(dir, url)]);
   t.is(r.code, 0, r.stderr);
   t.log(r.stdout);
-  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_reports', 'image_containers', 'image_versions', 'image_places']) {
+  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_reports', 'image_containers', 'image_versions', 'image_places', 'image_tickets', 'image_ticket_alerts']) {
     t.regex(r.stdout, new RegExp(`^${table}\\s+(\\d+)\\s+\\1\\s*$`, 'm'), `${table}: the same count on both sides in the table printed`);
   }
   t.regex(r.stdout, new RegExp(`^deviations\\s+${b.countDeviations}\\s+${b.countDeviations}\\s*$`, 'm'));
@@ -328,7 +339,7 @@ test('a SQLite file of an older revision is refused with how to upgrade it, and 
   const url = await server.database();
   const r = await migrateCli(['--from', `sqlite:${file}`, '--to-file', urlFile(dir, url)]);
   t.is(r.code, 1);
-  t.regex(r.stderr, /schema revision 3; this Driftwatch copies revision 5\. Upgrade the file first: start this version's collector on it once/);
+  t.regex(r.stderr, new RegExp(`schema revision 3; this Driftwatch copies revision ${SQLITE_REVISION}\\. Upgrade the file first: start this version's collector on it once`));
   const again = new Database(file, { readonly: true });
   t.is(again.pragma('user_version', { simple: true }), 3);
   again.close();

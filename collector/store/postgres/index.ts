@@ -21,6 +21,8 @@ import { postgresOutbox } from './outbox.js';
 import { partitionKeeper } from './partitions.js';
 import { postgresQuarantine } from './quarantine.js';
 import { postgresRetention } from './retention.js';
+import { postgresStorm } from './storm.js';
+import { postgresTickets } from './tickets.js';
 
 /** How a PostgreSQL store is opened. */
 export interface PostgresStoreOptions {
@@ -71,10 +73,12 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...postgresExceptions(sql),
     ...postgresNodes(pool, sql),
     ...postgresJobLeases(sql),
+    ...postgresStorm(pool),
     ...quarantine.store,
     ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),
     ...postgresImages(pool),
+    ...postgresTickets(pool, sql),
     // One round trip on the pool: what the collector's readiness asks of the database.
     ping: async () => void (await pool.query('SELECT 1')),
     close: () => (closed ??= pool.end()),

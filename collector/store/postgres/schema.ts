@@ -14,6 +14,7 @@
  * stored once through deviation_ids, since a unique index of a partitioned table must hold the
  * partition key (see the migration).
  */
+import { IMAGE_TICKETS_MIGRATION } from './tickets.js';
 import { createDaysInMigration, dayOf, daysAhead, DAY_MS } from './partitions.js';
 import type { Sql } from './db.js';
 
@@ -312,6 +313,24 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
   },
   {
     version: 4,
+    description: 'storm-control counts shared by replicas',
+    sql: `
+    -- What each replica counted in its open storm-control windows: N replicas keep one rate. Rows
+    -- live as long as their window; nothing refers to them.
+    CREATE TABLE storm_counts (
+      owner      TEXT COLLATE "C" NOT NULL,
+      scope      TEXT COLLATE "C" NOT NULL,
+      start      BIGINT NOT NULL,
+      until      BIGINT NOT NULL,
+      count      INTEGER NOT NULL,
+      summarized BOOLEAN NOT NULL,
+      PRIMARY KEY (owner, scope, start)
+    );
+    `,
+  },
+  { version: 5, description: 'image tickets: one ticket per image repository (ticket sinks)', sql: IMAGE_TICKETS_MIGRATION },
+  {
+    version: 6,
     description: 'image inventory: nodes\' container reports, image versions and where they were seen',
     // The SQLite store's IMAGES_TABLES. A report replaces its node's rows only when it is not older
     // than the stored one (the image_reports row is the lock two replicas meet on).

@@ -20,6 +20,8 @@ import { sqliteNodes } from './nodes.js';
 import { sqliteOutbox } from './outbox.js';
 import { sqliteQuarantine } from './quarantine.js';
 import { sqliteRetention } from './retention.js';
+import { sqliteStorm } from './storm.js';
+import { sqliteTickets } from './tickets.js';
 
 export type { StoreLogger } from './db.js';
 
@@ -60,10 +62,12 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...sqliteExceptions(db),
     ...sqliteNodes(db),
     ...sqliteJobLeases(db),
+    ...sqliteStorm(db),
     ...quarantine.store,
     ...sqliteRetention(db),
     ...sqliteAudit(db),
     ...sqliteImages(db),
+    ...sqliteTickets(db),
     close: () => db.close(),
   };
   finish();

@@ -6,7 +6,8 @@
 import type { BaselineSnapshot } from '../../../core/baseline.js';
 import { validEntryId } from './baselines.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
-import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, IMAGES_TABLES, JOB_LEASES_TABLE, LEASE_COLUMNS, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, PROVENANCE_COLUMNS, QUARANTINE_TABLE, SCHEMA_VERSION, TABLES } from './schema.js';
+import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, IMAGES_TABLES, JOB_LEASES_TABLE, LEASE_COLUMNS, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, PROVENANCE_COLUMNS, QUARANTINE_TABLE, SCHEMA_VERSION, STORM_TABLE, TABLES } from './schema.js';
+import { IMAGE_TICKETS_TABLES } from './tickets.js';
 
 /** What finishMigration needs to know about the file as it was opened. */
 export interface Migration {
@@ -64,6 +65,10 @@ export function migrate(db: Db, path: string, log: StoreLogger): Migration {
   const outboxColumns = new Set(db.prepare(`SELECT name FROM pragma_table_info('outbox')`).pluck().all() as string[]);
   for (const [name, definition] of LEASE_COLUMNS) if (!outboxColumns.has(name)) db.exec(`ALTER TABLE outbox ADD COLUMN ${name} ${definition}`);
   db.exec(JOB_LEASES_TABLE);
+  // Revision 6: storm-control counts shared by replicas.
+  db.exec(STORM_TABLE);
+  // Revision 7: one ticket per image repository (ticket sinks).
+  db.exec(IMAGE_TICKETS_TABLES);
   // The image inventory (issue 21): tables only, created where missing.
   db.exec(IMAGES_TABLES);
   return { legacy };

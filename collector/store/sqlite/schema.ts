@@ -7,8 +7,9 @@
 /**
  * The schema revision this code writes (PRAGMA user_version). Revision 4: deviation ids scoped by
  * node (`node:id`), and baseline entry rows whose id does not read back as an entry repaired away.
+ * Revision 7: image tickets (./tickets.ts).
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 7;
 
 /** Columns revision 3 added to alerts, with their definitions (ALTER TABLE on older files). */
 export const ALERT_COLUMNS_V3: readonly [string, string][] = [
@@ -257,10 +258,26 @@ export const JOB_LEASES_TABLE = `
 `;
 
 /**
+ * Revision 6: what each replica counted in its open storm-control windows (several replicas keep one
+ * notification rate). Rows live as long as their window; nothing else refers to them.
+ */
+export const STORM_TABLE = `
+    CREATE TABLE IF NOT EXISTS storm_counts (
+      owner      TEXT NOT NULL,
+      scope      TEXT NOT NULL,
+      start      INTEGER NOT NULL,
+      until      INTEGER NOT NULL,
+      count      INTEGER NOT NULL,
+      summarized INTEGER NOT NULL,
+      PRIMARY KEY (owner, scope, start)
+    ) WITHOUT ROWID;
+`;
+
+/**
  * The image inventory (issue 21): each node's latest container report and its containers (what runs
  * now), and per image version when and where it was seen (reports and deviations; places bounded per
- * version by the slice). Tables only added: files of revision 5 get them when opened, and an older
- * build that opens a file with them ignores them, so the revision stays 5.
+ * version by the slice). Tables only added, without a revision of their own: a file gets them when
+ * opened, and an older build that opens a file with them ignores them.
  */
 export const IMAGES_TABLES = `
     CREATE TABLE IF NOT EXISTS image_reports (

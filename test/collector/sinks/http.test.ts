@@ -121,3 +121,29 @@ test('responseDetail: secrets blanked, control characters dropped, bounded', (t)
   t.is(responseDetail('bad key abcd1234\r\nx', ['abcd1234']), 'bad key [redacted] x');
   t.true(responseDetail('y'.repeat(10_000)).length <= 201);
 });
+
+test('a spent rate limit is throttling, not a refusal: 403 or 429 with x-ratelimit-remaining 0 waits until x-ratelimit-reset; Retry-After wins', (t) => {
+  const reset = String(NOW / 1000 + 42);
+  const spent = errorForStatus(403, undefined, 'API rate limit exceeded', NOW, { remaining: '0', reset });
+  t.is(spent?.code, 'throttled');
+  t.is(spent?.retryAfterMs, 42_000);
+  t.is(errorForStatus(429, undefined, '', NOW, { remaining: '0', reset })?.retryAfterMs, 42_000);
+  t.is(errorForStatus(403, '7', '', NOW, { remaining: '0', reset })?.retryAfterMs, 7_000, 'a secondary limit\'s Retry-After');
+  t.is(errorForStatus(403, undefined, 'Resource not accessible by integration', NOW, { remaining: '4999', reset })?.code, 'rejected', 'a 403 with budget left is a refusal');
+  t.is(errorForStatus(403, undefined, '', NOW, { remaining: '0', reset: 'tomorrow' })?.retryAfterMs, undefined, 'a reset that is no time: the outbox backoff decides');
+  t.is(errorForStatus(403, undefined, '', NOW, { remaining: '0', reset: String(NOW / 1000 + 10 * 86_400) })?.retryAfterMs, 86_400_000, 'bounded to a day');
+});
+
+test('post() sends PATCH, PUT and GET as asked; a GET carries no body', async (t) => {
+  const rec = await startRecorder(t, () => ({ status: 200, body: '{"ok":true}' }));
+  const signal = new AbortController().signal;
+  for (const method of ['PATCH', 'PUT', 'GET'] as const) {
+    const res = await post({ method, url: `${rec.url}/x`, headers: {}, body: '{"state":"closed"}', timeoutMs: 5_000, maxResponseBytes: 1024 }, signal);
+    t.is(res.body, '{"ok":true}');
+  }
+  t.deepEqual(rec.received.map((r) => [r.method, r.body, r.headers['content-type'] ?? '']), [
+    ['PATCH', '{"state":"closed"}', 'application/json'],
+    ['PUT', '{"state":"closed"}', 'application/json'],
+    ['GET', '', ''],
+  ]);
+});
