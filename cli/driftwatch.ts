@@ -58,6 +58,9 @@ Usage:
   driftwatch images list|show|gone|export [REPOSITORY] [--url URL]
       What runs, by image and version, from the agents' container reports; is a version gone
       (exit 0) or does it still run (1); the running set for scanners (driftwatch images --help).
+  driftwatch verify --baseline FILE (--events FILE | -- COMMAND...) [--fail-on SEVERITY] [--junit FILE] [--sarif FILE] [--write-proposal FILE]
+      Check a build against its baseline in CI, without a collector: recorded Falco, Tetragon or eBPF
+      events, or a command traced here with eBPF (driftwatch verify --help).
   driftwatch store migrate --from sqlite:FILE --to-file URLFILE
       Move a collector's SQLite file, everything in it, into an empty PostgreSQL database
       (driftwatch store --help).
@@ -150,10 +153,11 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'nodes') return (await import('./nodes.js')).runNodes(rest);
   if (command === 'images') return (await import('./images.js')).runImages(rest);
   if (command === 'store') return (await import('./store.js')).runStore(rest);
+  if (command === 'verify') return (await import('./verify.js')).runVerify(rest);
   const commandLine = Object.hasOwn(CONFIGURED, command) ? await (CONFIGURED[command] as () => Promise<CommandLine>)() : undefined;
   const options = commandLine?.options ?? (command === 'demo' ? DEMO_OPTIONS : command === 'certs' ? CERTS_OPTIONS : null);
   if (!options) {
-    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines, nodes, images, store\n\n${USAGE}`);
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines, nodes, images, store, verify\n\n${USAGE}`);
     return 2;
   }
   const help = commandLine?.help(command) ?? (COMMAND_HELP[command] as string);

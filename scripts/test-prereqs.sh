@@ -9,6 +9,7 @@ set -euo pipefail
 NEEDS=(
   "cmd:chromium|chromium|the console's browser tests drive Debian's Chromium (playwright-core downloads no browser)"
   "cmd:bpftrace|bpftrace|the ebpf source's tests run the real bpftrace on this kernel"
+  "cmd:xmllint|libxml2-utils|driftwatch verify's JUnit report is validated against the Jenkins/Surefire JUnit XSD with xmllint"
   "cmd:prometheus-alertmanager|prometheus-alertmanager|the Alertmanager sink is tested against a real Alertmanager"
   "cmd:promtool|prometheus|promtool check metrics runs on both processes' /metrics"
   "file:/usr/lib/postgresql/*/bin/pg_ctl|postgresql|the PostgreSQL store's tests start a throwaway server (initdb, pg_ctl; not on PATH)"

@@ -61,6 +61,18 @@ export function parseEbpfArgument(argument: string): { bpftracePath: string; dns
   return { bpftracePath: path, dns };
 }
 
+/**
+ * How bpftrace is run with the agent's program: line-buffered JSON, the program, the memory
+ * controller's index as `$1`. Shared with `driftwatch verify -- COMMAND`, which runs it once.
+ */
+export function bpftraceInvocation(options: { dns: boolean; memoryIndex: number }): { args: string[]; env: NodeJS.ProcessEnv } {
+  return {
+    args: ['-B', 'line', '-f', 'json', '-e', ebpfProgram({ dns: options.dns }), String(options.memoryIndex)],
+    // bpftrace 0.17 caps strings at 200 bytes (the argv chunks use all of it); map bounds keep UDP deduplication finite.
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', BPFTRACE_STRLEN: '200', BPFTRACE_MAP_KEYS_MAX: '16384' },
+  };
+}
+
 /** Create the source; throws EbpfError naming every missing prerequisite. */
 export function createEbpfSource(argument: string, ctx: SourceContext, options: Partial<EbpfOptions> = {}): Source & { stats: { starts: number } } {
   const { bpftracePath, dns } = parseEbpfArgument(argument);
@@ -92,11 +104,8 @@ export function createEbpfSource(argument: string, ctx: SourceContext, options: 
         let child: ChildProcess;
         const startedAt = Date.now();
         try {
-          child = spawn(bpftrace, ['-B', 'line', '-f', 'json', '-e', ebpfProgram({ dns }), String(memoryIndex)], {
-            stdio: ['ignore', 'pipe', 'pipe'],
-            // bpftrace 0.17 caps strings at 200 bytes (the argv chunks use all of it); map bounds keep UDP deduplication finite.
-            env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', BPFTRACE_STRLEN: '200', BPFTRACE_MAP_KEYS_MAX: '16384' },
-          });
+          const run = bpftraceInvocation({ dns, memoryIndex });
+          child = spawn(bpftrace, run.args, { stdio: ['ignore', 'pipe', 'pipe'], env: run.env });
         } catch (err) {
           throw new EbpfError('bpftrace_failed', `cannot run ${bpftrace}: ${(err as Error).message}`, { cause: err });
         }
