@@ -106,6 +106,11 @@ export const AGENT_SETTINGS = defineSettings({
     arg: 'PATH',
     help: "container runtime's CRI socket for image and pod of containers named\nonly by id (ebpf); auto (default) | none | PATH",
   }),
+  /** How often the containers running on the node are reported to the collector (the image inventory); 0: never. */
+  inventoryInterval: flag(durationMs.refine((ms) => ms === 0 || ms >= 1_000, 'must be 0 (off) or at least 1s').default(60_000), {
+    arg: 'DUR',
+    help: 'how often the containers running on this node (CRI, else those seen in\nevents in the last 5m) are reported; default 60s, 0 = never',
+  }),
   /** Stop when every source has ended (file sources then read to EOF instead of following). */
   exitWhenDone: flag(z.boolean().default(false), { help: 'stop when every source ended; files are read to their end' }),
   /** Plaintext to the collector, without proof of the node's identity. */

@@ -20,6 +20,7 @@ import type { AgentConfig } from './config.js';
 import { createExecutableResolver } from './attribution/container-path.js';
 import { NO_CONTAINER_LOOKUP, createContainerLookup, createCriClient, resolveCriTarget } from './attribution/cri.js';
 import { createAgentMetrics, type AgentMetrics } from './metrics.js';
+import { createContainerInventory } from './inventory.js';
 import { createPipeline } from './pipeline.js';
 import { createSource, parseSourceSpec, type Source } from './sources/index.js';
 import type { IgnoreReason, RejectReason } from './sources/record.js';
@@ -148,12 +149,18 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
     { entryOptions: { clusterRanges: config.clusterCidrs.map(parseCidr) }, statsIntervalMs: config.statsInterval, attributionWaitMs: 60_000 },
     { engine, state, attributor: createAttributor(), executables, metrics, logger: logger.child({ component: 'pipeline' }), now: Date.now, onSpooled: () => uplinkRef.wake() },
   );
+  const criTarget = resolveCriTarget(config.criSocket);
+  const cri = criTarget === null ? null : createCriClient(criTarget);
+  const containers = cri === null ? NO_CONTAINER_LOOKUP : createContainerLookup(cri);
+  const inventory = createContainerInventory(cri, containers, { logger: logger.child({ component: 'inventory' }) });
+  if (criTarget !== null) logger.info({ cri: criTarget }, 'asking the container runtime for image and pod of containers named only by id');
   if (config.tlsCa === undefined) logger.warn('insecure: the collector stream is plaintext and carries no proof of this node\'s identity');
   // Re-checked on every connect: a rotated certificate is used from the next connection on.
   const tls = config.tlsCa === undefined ? null : createReloadingTls({ ca: config.tlsCa, cert: config.tlsCert, key: config.tlsKey }, { intervalMs: 0, logger: logger.child({ component: 'tls' }) });
   const uplink = startUplink(
     {
       ...DEFAULT_UPLINK,
+      inventoryMs: config.inventoryInterval,
       target: config.collector,
       node: config.node,
       version: VERSION,
@@ -167,13 +174,10 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
       watermark: () => pipeline.watermark,
       dropped: () => pipeline.dropped,
       onBaseline: (cluster) => pipeline.applyCluster(cluster),
+      inventory,
     },
   );
   uplinkRef.wake = () => uplink.wake();
-
-  const criTarget = resolveCriTarget(config.criSocket);
-  const containers = criTarget === null ? NO_CONTAINER_LOOKUP : createContainerLookup(createCriClient(criTarget));
-  if (criTarget !== null) logger.info({ cri: criTarget }, 'asking the container runtime for image and pod of containers named only by id');
 
   const controller = new AbortController();
   const sources: Source[] = config.sources.map((spec) =>
@@ -219,6 +223,7 @@ export async function startAgent(config: AgentConfig, options: { logger?: Logger
     try {
       for await (const batch of source.batches(controller.signal)) {
         await completeFromRuntime(batch.events, containers);
+        inventory.observe(batch.events);
         pipeline.process(batch, source.name);
       }
       if (!controller.signal.aborted) {

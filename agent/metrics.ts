@@ -30,6 +30,7 @@ export function createAgentMetrics() {
     batchesSent: new Counter({ name: 'driftwatch_agent_uplink_batches_sent_total', help: 'Batches sent to the collector (resends included)', registers: r }),
     batchesAcked: new Counter({ name: 'driftwatch_agent_uplink_batches_acked_total', help: 'Batches acknowledged by the collector', registers: r }),
     clusterBaselines: new Counter({ name: 'driftwatch_agent_cluster_baselines_applied_total', help: 'Cluster baselines from the collector that changed a local baseline (entries, removals, state)', registers: r }),
+    inventoryReports: new Counter({ name: 'driftwatch_agent_inventory_reports_total', help: 'Reports of the containers running on the node sent to the collector, by source (cri, events)', labelNames: ['source'], registers: r }),
     reconnects: new Counter({ name: 'driftwatch_agent_uplink_reconnects_total', help: 'Stream (re)connect attempts', registers: r }),
     sourceLost: new Counter({ name: 'driftwatch_agent_source_lost_events_total', help: 'Events the producer dropped before the agent read them (kernel perf buffer overruns for ebpf)', labelNames: ['source'], registers: r }),
     exeResolutions: new Counter({ name: 'driftwatch_agent_exe_resolutions_total', help: 'Executable paths (exe, parentExe) resolved in their container\'s root, by source and outcome (resolved, unchanged, changed, not_found, refused, denied, gone, replay); all but resolved keep the path as the source gave it', labelNames: ['source', 'outcome'], registers: r }),

@@ -12,12 +12,16 @@
  * A cluster baseline larger than one message arrives in parts and is applied once complete.
  * Heartbeats (right after the Welcome, then every `heartbeatMs`) carry the agent's lag: records and
  * bytes in the spool, the age of the oldest unacknowledged one, and what a full spool dropped.
+ * One heartbeat right after the Welcome, and one every `inventoryMs`, also carries the containers
+ * running on the node (the image inventory); collectors that predate the field skip it.
  */
 import { readFileSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { BaselineSnapshot, ClusterBaseline } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
+import type { ContainerReport } from '../core/inventory.js';
 import {
+  containerReportToWire,
   createClusterAssembler,
   MAX_RUNNING_KEYS,
   PROTOCOL_REVISION,
@@ -61,6 +65,8 @@ export interface UplinkOptions {
   heartbeatMs: number;
   backoffMinMs: number;
   backoffMaxMs: number;
+  /** How often the containers running on the node are reported (also right after each Welcome); 0: never. */
+  inventoryMs?: number | undefined;
 }
 
 /** Default uplink settings. */
@@ -103,6 +109,8 @@ export function startUplink(
     watermark: () => number;
     dropped?: () => number;
     now?: () => number;
+    /** What runs on this node now (the image inventory), sent in a heartbeat on connect and every `inventoryMs`. */
+    inventory?: { report(): Promise<ContainerReport> } | undefined;
     /** A cluster baseline the collector pushed; true when it changed the local one. */
     onBaseline?: ((cluster: ClusterBaseline) => boolean) | undefined;
   },
@@ -177,6 +185,24 @@ export function startUplink(
     return keys;
   }
   let heartbeatTimer: NodeJS.Timeout | null = null;
+  let inventoryTimer: NodeJS.Timeout | null = null;
+  // One inventory report at a time: a slow runtime does not pile up ListContainers calls.
+  let reporting = false;
+
+  /** Report what runs on the node, in a heartbeat of the current stream (skipped while one is being made). */
+  function sendInventory(): void {
+    const inventory = deps.inventory;
+    if (!inventory || !options.inventoryMs || reporting) return;
+    reporting = true;
+    inventory
+      .report()
+      .then((r) => {
+        heartbeat(r);
+        metrics.inventoryReports.inc({ source: r.source });
+      })
+      .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'cannot make the container report'))
+      .finally(() => (reporting = false));
+  }
 
   function toBatch(rows: ReturnType<AgentState['peek']>): { deviations: WireDeviation[]; baselines: WireBaselineSnapshot[] } {
     const deviations: WireDeviation[] = [];
@@ -221,10 +247,11 @@ export function startUplink(
     metrics.spoolOldestAge.set(lagMs() / 1000);
   }
 
-  function heartbeat(): void {
+  function heartbeat(containers?: ContainerReport): void {
     if (!call || !ready) return;
     call.write({
       heartbeat: {
+        ...(containers ? { containers: containerReportToWire(containers) } : {}),
         timeMs: now(),
         spooled: state.spoolCount(),
         watermarkMs: deps.watermark(),
@@ -262,6 +289,7 @@ export function startUplink(
       logger.info({ collector: options.target, collectorVersion: msg.welcome.collectorVersion }, 'connected to collector');
       // The collector learns this node's lag at once, not a heartbeat interval later.
       heartbeat();
+      sendInventory();
       pump();
       return;
     }
@@ -342,6 +370,10 @@ export function startUplink(
     updateSpoolGauges();
   }, options.heartbeatMs);
   heartbeatTimer.unref();
+  if (deps.inventory && options.inventoryMs) {
+    inventoryTimer = setInterval(sendInventory, options.inventoryMs);
+    inventoryTimer.unref();
+  }
   connect();
 
   return {
@@ -377,6 +409,7 @@ export function startUplink(
       stopped = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       if (heartbeatTimer) clearInterval(heartbeatTimer);
+      if (inventoryTimer) clearInterval(inventoryTimer);
       if (healthyTimer) clearTimeout(healthyTimer);
       if (call) {
         const c = call;

@@ -55,6 +55,9 @@ Usage:
   driftwatch nodes list|quarantine|release|taught|drop [NODE] [--url URL]
       The nodes' agents; which nodes taught each entry; quarantine a node found compromised
       (driftwatch nodes --help).
+  driftwatch images list|show|gone|export [REPOSITORY] [--url URL]
+      What runs, by image and version, from the agents' container reports; is a version gone
+      (exit 0) or does it still run (1); the running set for scanners (driftwatch images --help).
   driftwatch sbom import FILE --image REPO@sha256:DIGEST | show DIGEST | list REPO [--url URL]
       Import an image's SBOM (CycloneDX or SPDX JSON, from syft or trivy): alerts and reviews then
       name the package behind each executable (driftwatch sbom --help).
@@ -151,15 +154,14 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'alerts' || command === 'exceptions') return runReview(command, rest);
   if (command === 'baselines') return (await import('./baselines.js')).runBaselines(rest);
   if (command === 'nodes') return (await import('./nodes.js')).runNodes(rest);
+  if (command === 'images') return (await import('./images.js')).runImages(rest);
   if (command === 'sbom') return (await import('./sbom.js')).runSbom(rest);
   if (command === 'store') return (await import('./store.js')).runStore(rest);
   if (command === 'verify') return (await import('./verify.js')).runVerify(rest);
   const commandLine = Object.hasOwn(CONFIGURED, command) ? await (CONFIGURED[command] as () => Promise<CommandLine>)() : undefined;
   const options = commandLine?.options ?? (command === 'demo' ? DEMO_OPTIONS : command === 'certs' ? CERTS_OPTIONS : null);
   if (!options) {
-    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines, nodes, sbom, store, verify
-
-${USAGE}`);
+    console.error(`driftwatch: unknown command ${JSON.stringify(command)}; one of: demo, collector, agent, certs, alerts, exceptions, baselines, nodes, images, sbom, store, verify\n\n${USAGE}`);
     return 2;
   }
   const help = commandLine?.help(command) ?? (COMMAND_HELP[command] as string);

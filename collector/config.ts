@@ -49,6 +49,16 @@ export const COLLECTOR_SETTINGS = defineSettings({
   maxBatchItems: flag(z.coerce.number().int().min(1).max(10_000).default(2_000), { arg: 'N', help: 'most records per agent batch; default 2000' }),
   /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */
   ingestThread: flag(z.enum(['worker', 'main']).default('worker'), { arg: 'WHERE', help: 'SQLite: where ingest commits run: worker (default; a thread of its own)\n| main (PostgreSQL commits on the event loop, over the network)' }),
+  /** A node's container report older than this no longer says what runs now (the image inventory). */
+  imageStaleAfter: flag(durationMs.refine((ms) => ms >= 10_000 && ms <= 86_400_000, 'must be from 10s to 24h').default(180_000), {
+    arg: 'DUR',
+    help: "a node's container report older than this no longer counts as running\nnow; default 3m (agents report every 60s)",
+  }),
+  /** Least time between two container reports of one node; an earlier one is dropped (counted). */
+  imageReportInterval: flag(durationMs.refine((ms) => ms >= 100 && ms <= 3_600_000, 'must be from 100ms to 1h').default(10_000), {
+    arg: 'DUR',
+    help: 'least time between two container reports of one node taken; default 10s',
+  }),
   /** Largest gRPC message accepted, in bytes. */
   maxMessageBytes: flag(z.coerce.number().int().min(64 << 10).max(256 << 20).default(16 << 20), { arg: 'N', help: 'largest gRPC message; default 16777216' }),
   /** Websocket live-feed (/api/v1/stream) clients at once; more are refused with 503. */

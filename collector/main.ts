@@ -17,6 +17,7 @@ import { createReloadingTls, type ReloadingTls } from '../runtime/tls.js';
 import { VERSION } from '../runtime/version.js';
 import { alertView } from './http/views.js';
 import { createAlerting } from './alerting/index.js';
+import { ownerOf } from './alerting/config.js';
 import { STORM_SHARE_MS } from './alerting/storm-share.js';
 import { createAlertFeed, type AlertFeed } from './http/feed.js';
 import { createAuditLog, type AuditLog } from './audit.js';
@@ -190,6 +191,11 @@ export async function startCollector(
     scheduled('retention', config.alerting.retentionSchedule, () => alerting.prune()),
     scheduled('exception-reminders', config.alerting.reminderSchedule, () => alerting.remindExpiringExceptions()),
     scheduled('digests', config.alerting.digestSchedule, () => alerting.sendDigests()),
+    // Image versions and places not seen for alertRetention go with the closed alerts.
+    scheduled('image-retention', config.alerting.retentionSchedule, async () => {
+      const versions = await store.pruneImages(now() - config.alerting.alertRetention);
+      if (versions > 0) logger.info({ versions }, 'retention: image versions not seen lately forgotten');
+    }),
   ];
   // 1.5 periods: a dead leader's re-sends resume within 2.5 periods, before Alertmanager's firing
   // timeout (at least 3 re-send periods, config.ts) resolves what it stopped re-sending.
@@ -217,9 +223,10 @@ export async function startCollector(
       : createInThreadWriter(store, alerting.policy);
   alerting.onExceptions((active) => writer.setExceptions(active));
   const ingest = createIngest(
-    { version: VERSION, maxBatchItems: config.maxBatchItems, pushOnCommit: !replicated },
+    { version: VERSION, maxBatchItems: config.maxBatchItems, pushOnCommit: !replicated, minReportIntervalMs: config.imageReportInterval },
     {
       store,
+      images: store,
       writer,
       metrics,
       logger: logger.child({ component: 'ingest' }),
@@ -339,6 +346,11 @@ export async function startCollector(
     // On PostgreSQL the change feed pushes what the store announced (to every replica's agents).
     onBaselineChanged: replicated ? () => undefined : (key) => ingest.pushBaselines([key]),
     nodes,
+    images: {
+      staleAfterMs: config.imageStaleAfter,
+      // The team alerting.owners gives an alert of this image in its first namespace.
+      ownerOf: (repository, namespace) => ownerOf(config.alerting, { baselineKey: repository, namespace, labels: {}, severity: 'low' }),
+    },
   });
   // Timeouts are enforced every connectionsCheckingInterval (Node: 30 s unless told), so a client
   // that sends its headers a byte at a time is cut within 12 s, not 40.

@@ -27,8 +27,14 @@ export function createCollectorMetrics() {
     }),
     bounds: new Counter({
       name: 'driftwatch_collector_bounds_hit_total',
-      help: 'Values cut or replaced at a documented bound, by bound (arg_length, args_count, event_time_skew, entry_time_skew, hello_field, running_keys, push_parts)',
+      help: 'Values cut or replaced at a documented bound, by bound (arg_length, args_count, event_time_skew, entry_time_skew, hello_field, running_keys, push_parts, image_sightings)',
       labelNames: ['bound'],
+      registers: r,
+    }),
+    inventoryReports: new Counter({
+      name: 'driftwatch_collector_inventory_reports_total',
+      help: 'Container reports from agents (the image inventory), by outcome (stored, older: a newer report of the node was stored, too_soon: within imageReportInterval of the previous one, invalid, failed)',
+      labelNames: ['outcome'],
       registers: r,
     }),
     agentSpool: new Gauge({ name: 'driftwatch_collector_agent_spooled_records', help: 'Records waiting in each agent spool, from its heartbeats', labelNames: ['node'], registers: r }),

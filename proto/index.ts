@@ -10,6 +10,7 @@ import { entryFromId, entryId, type Entry } from '../core/entry.js';
 import type { UserClass } from '../core/normalize.js';
 import type { BaselineSnapshot, BaselineState, ClusterBaseline, DeviationReason, EntryStats } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
+import { INVENTORY_LIMITS, type ContainerReport, type RunningContainer } from '../core/inventory.js';
 
 /** Wire protocol revision spoken by this build (see Hello.protocol). */
 export const PROTOCOL_REVISION = 1;
@@ -142,9 +143,25 @@ export interface WireClusterBaseline {
 export interface WireAgentMessage {
   hello?: { node: string; agentVersion: string; sources: string[]; protocol: number; runningKeys?: string[] } | null;
   batch?: { batchId: number; deviations: WireDeviation[]; baselines: WireBaselineSnapshot[] } | null;
-  heartbeat?: { timeMs: number; spooled: number; watermarkMs: number; spoolBytes?: number; oldestSpooledAgeMs?: number; spoolDropped?: number; runningKeys?: string[] } | null;
+  heartbeat?: { timeMs: number; spooled: number; watermarkMs: number; spoolBytes?: number; oldestSpooledAgeMs?: number; spoolDropped?: number; runningKeys?: string[]; containers?: WireContainerReport | null } | null;
   goodbye?: { spooled: number } | null;
   payload?: string;
+}
+
+/** Wire ContainerReport (a heartbeat's `containers`). */
+export interface WireContainerReport {
+  source: string;
+  containers: {
+    id: string;
+    name: string;
+    image?: { repository: string; tag: string; digest: string } | null;
+    imageId: string;
+    namespace: string;
+    pod: string;
+    workload: string;
+  }[];
+  truncated: boolean;
+  total: number;
 }
 
 /** Wire CollectorMessage. */
@@ -648,4 +665,48 @@ export function snapshotFromWire(w: WireBaselineSnapshot, refuse?: (reason: Entr
     ...(w.partial === true ? { partial: true } : {}),
     ...(Array.isArray(w.namespaces) && w.namespaces.length > 0 ? { namespaces: w.namespaces.slice(0, 16).map((n, i) => str(n, `namespaces[${i}]`, 63)) } : {}),
   };
+}
+
+/** core ContainerReport → wire. */
+export function containerReportToWire(r: ContainerReport): WireContainerReport {
+  return {
+    source: r.source,
+    containers: r.containers.map((c) => ({ id: c.id, name: c.name, image: c.image, imageId: c.imageId, namespace: c.namespace, pod: c.pod, workload: c.workload })),
+    truncated: r.truncated,
+    total: r.total,
+  };
+}
+
+/**
+ * A heartbeat's container report → core, validated and bounded: more than INVENTORY_LIMITS.containers
+ * containers is refused whole (the agent cuts its own reports), a string too long refuses the report,
+ * control characters are stripped. Containers without a repository are skipped (nothing to inventory).
+ */
+export function containerReportFromWire(w: WireContainerReport): ContainerReport {
+  const source = w.source;
+  if (source !== 'cri' && source !== 'events') throw new WireError('containers.source', 'must be cri or events');
+  if (!Array.isArray(w.containers)) throw new WireError('containers.containers', 'must be a list');
+  if (w.containers.length > INVENTORY_LIMITS.containers) throw new WireError('containers.containers', `more than ${INVENTORY_LIMITS.containers} containers`);
+  const containers: RunningContainer[] = [];
+  const seen = new Set<string>();
+  for (const [i, c] of w.containers.entries()) {
+    const f = `containers.containers[${i}]`;
+    if (typeof c !== 'object' || c === null) throw new WireError(f, 'must be a container');
+    const image = c.image ?? { repository: '', tag: '', digest: '' };
+    const repository = str(image.repository, `${f}.image.repository`, INVENTORY_LIMITS.text);
+    const id = str(c.id, `${f}.id`, INVENTORY_LIMITS.text);
+    if (repository === '' || id === '' || seen.has(id)) continue;
+    seen.add(id);
+    containers.push({
+      id,
+      name: str(c.name, `${f}.name`, INVENTORY_LIMITS.text),
+      image: { repository, tag: str(image.tag, `${f}.image.tag`, INVENTORY_LIMITS.tag), digest: str(image.digest, `${f}.image.digest`, INVENTORY_LIMITS.digest) },
+      imageId: str(c.imageId, `${f}.imageId`, INVENTORY_LIMITS.digest),
+      namespace: str(c.namespace, `${f}.namespace`, INVENTORY_LIMITS.text),
+      pod: str(c.pod, `${f}.pod`, INVENTORY_LIMITS.text),
+      workload: str(c.workload, `${f}.workload`, INVENTORY_LIMITS.text),
+    });
+  }
+  const total = typeof w.total === 'number' && Number.isSafeInteger(w.total) && w.total >= 0 ? w.total : containers.length;
+  return { source, containers, truncated: w.truncated === true, total: Math.max(total, containers.length) };
 }

@@ -26,7 +26,7 @@ const LIMITS = Object.freeze({ name: 256, labels: 64 });
 /** The three calls, promisified; each rejects with the grpc-js ServiceError. */
 export interface CriClient {
   containerStatus(containerId: string): Promise<unknown>;
-  listContainers(filter: { id?: string; pod_sandbox_id?: string }): Promise<unknown>;
+  listContainers(filter: { id?: string; pod_sandbox_id?: string; state?: { state: 'CONTAINER_RUNNING' } }): Promise<unknown>;
   podSandboxStatus(podSandboxId: string): Promise<unknown>;
   close(): void;
 }

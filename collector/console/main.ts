@@ -11,6 +11,7 @@ import { alertPage } from './page-alert.js';
 import { auditPage } from './page-audit.js';
 import { baselinePage, baselinesPage } from './page-baselines.js';
 import { exceptionsPage } from './page-exceptions.js';
+import { imagesPage } from './page-images.js';
 import { nodesPage } from './page-nodes.js';
 
 interface NavItem {
@@ -23,6 +24,7 @@ const NAV: readonly NavItem[] = [
   { route: 'alerts', label: 'Alerts', show: () => true },
   { route: 'baselines', label: 'Baselines', show: () => true },
   { route: 'exceptions', label: 'Exceptions', show: () => true },
+  { route: 'images', label: 'Images', show: () => true },
   { route: 'nodes', label: 'Nodes', show: () => true },
   { route: 'audit', label: 'Audit', show: (me) => can(me, 'audit') },
 ];
@@ -33,6 +35,7 @@ function pageFor(path: string[]): Page | null {
   if (first === 'baselines') return second === undefined ? baselinesPage : baselinePage;
   if (first === 'exceptions' && second === undefined) return exceptionsPage;
   if (first === 'nodes' && second === undefined) return nodesPage;
+  if (first === 'images' && second === undefined) return imagesPage;
   if (first === 'audit' && second === undefined) return auditPage;
   return null;
 }

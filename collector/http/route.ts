@@ -19,7 +19,7 @@ import type { Alerting } from '../alerting/index.js';
 import type { AuditLog } from '../audit.js';
 import type { NodeTracker } from '../ingest/node-tracker.js';
 import type { Async } from '../store/async.js';
-import type { AlertStore, BaselineStore, DeviationStore, ExceptionStore, OutboxStore, QuarantineStore, SbomStore } from '../store/store.js';
+import type { AlertStore, BaselineStore, DeviationStore, ExceptionStore, ImageStore, OutboxStore, QuarantineStore, SbomStore } from '../store/store.js';
 import type { Principal, Role } from './auth.js';
 import type { ConsoleServer } from './console/server.js';
 
@@ -31,12 +31,14 @@ export type Method = (typeof METHODS)[number];
 /** What handlers use. */
 export interface RouteDeps {
   /** What the API shows and reviews (changes to alerts and exceptions go through `alerting`, which notifies). */
-  store: Async<AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore & SbomStore>;
+  store: Async<AlertStore & DeviationStore & BaselineStore & OutboxStore & ExceptionStore & QuarantineStore & ImageStore & SbomStore>;
   alerting: Pick<Alerting, 'transition' | 'addException' | 'revokeException'>;
   /** Where every change is recorded (who, what, when, before/after), and `GET /api/v1/audit` reads. */
   audit: Pick<AuditLog, 'record' | 'list'>;
   /** Each node's agent (GET/DELETE /api/v1/nodes); without it those routes answer 404. */
   nodes?: Pick<NodeTracker, 'list' | 'get' | 'forget'> | undefined;
+  /** The image inventory's settings: when a node's report is stale, and the owning team of an image (alerting.owners). */
+  images?: { staleAfterMs: number; ownerOf(repository: string, namespace: string): string } | undefined;
   /** The console's static files. */
   console: Pick<ConsoleServer, 'serve'>;
   /** /metrics, /livez, /readyz (runtime/health.ts). */

@@ -54,6 +54,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     alerting: deps.alerting,
     audit: deps.audit,
     nodes: deps.nodes,
+    images: deps.images,
     console: createConsoleServer({ logger: deps.logger.child({ component: 'console' }), modulesDir: deps.consoleModulesDir }),
     health: (req, res) => serveHealth(req, res, deps.registry, deps.readiness, { metricsIntervalMs: deps.metricsIntervalMs }),
     now: deps.now ?? Date.now,

@@ -13,6 +13,7 @@ import {
   WireError,
   agentService,
   clusterBaselineToParts,
+  containerReportFromWire,
   deviationFromWire,
   runningKeysFromWire,
   snapshotFromWire,
@@ -27,7 +28,9 @@ import type { IngestWriter } from './writer.js';
 import { createDeviationPreparer } from '../store/prepare.js';
 import type { Alert } from '../alerting/alert.js';
 import type { Async } from '../store/async.js';
-import type { BaselineStore, IngestResult, PreparedBatch, PreparedDeviation } from '../store/store.js';
+import type { BaselineStore, ImageStore, IngestResult, PreparedBatch, PreparedDeviation } from '../store/store.js';
+import type { ImageSighting } from '../../core/inventory.js';
+import type { Deviation } from '../../core/deviation.js';
 
 /** Ingest settings. */
 export interface IngestOptions {
@@ -39,6 +42,8 @@ export interface IngestOptions {
    * False where the change feed does it (PostgreSQL: every replica hears every commit, its own too).
    */
   pushOnCommit?: boolean | undefined;
+  /** Least time between two container reports of one node taken (default 10 s); earlier ones are dropped and counted. */
+  minReportIntervalMs?: number | undefined;
 }
 
 /** Collaborators. */
@@ -54,6 +59,8 @@ export interface IngestDeps {
   afterCommit?: ((result: IngestResult) => void) | undefined;
   /** Told of every hello, message, heartbeat, goodbye and ended stream (last contact, lag, silence). */
   nodes?: NodeTracker | undefined;
+  /** Where nodes' container reports and the images of deviations go (the image inventory); without it they are ignored. */
+  images?: Async<Pick<ImageStore, 'recordContainerReport' | 'recordImageSightings'>> | undefined;
   now: () => number;
 }
 
@@ -75,6 +82,11 @@ export interface Ingest {
    */
   pushBaselines(keys: readonly string[]): Promise<void>;
 }
+
+/** Image sightings of deviations waiting to be recorded; more are dropped (counted in bounds_hit_total{bound="image_sightings"}). */
+const MAX_PENDING_SIGHTINGS = 20_000;
+/** How often they are recorded. */
+const SIGHTINGS_FLUSH_MS = 1_000;
 
 /** Most records (deviations + deltas) committed in one group; the rest wait for the next. */
 const MAX_GROUP_ITEMS = 2_000;
@@ -100,6 +112,14 @@ const MAX_LOGGED_CHARS = 256;
 function forLog(s: unknown): string {
   const t = typeof s === 'string' ? s : '';
   return t.length > MAX_LOGGED_CHARS ? `${t.slice(0, MAX_LOGGED_CHARS)}…[+${t.length - MAX_LOGGED_CHARS} chars]` : t;
+}
+
+/** Where a deviation's image version ran, for the image inventory (null for host events). */
+function sightingOf(d: Deviation, node: string): ImageSighting | null {
+  const image = d.event.container?.image;
+  if (!image || image.repository === '') return null;
+  const pod = d.event.pod;
+  return { repository: image.repository, tag: image.tag, digest: image.digest, node, namespace: pod?.namespace ?? '', workload: pod?.workload ?? '', pod: pod?.name ?? '', time: d.event.time };
 }
 
 /** Create the ingest service. */
@@ -179,6 +199,66 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   const running = new Map<string, ReadonlySet<string>>();
   const streamsOf = new Map<string, number>();
   const refuse = (node: string, reason: string, n = 1) => metrics.refused.inc({ node, reason }, n);
+
+  /** When each node's last container report was taken (this replica's clock): one per minReportIntervalMs. */
+  const lastReport = new Map<string, number>();
+  const minReportIntervalMs = options.minReportIntervalMs ?? 10_000;
+
+  /**
+   * A node's container report (a heartbeat's): validated, at most one per minReportIntervalMs, stored
+   * as that node's (the stream's node: a report speaks for no other). Never ends the stream: the
+   * inventory is a nicety next to the deviations the stream carries.
+   */
+  function takeReport(node: string, wire: NonNullable<NonNullable<WireAgentMessage['heartbeat']>['containers']>): void {
+    const images = deps.images;
+    if (!images) return;
+    const at = deps.now();
+    if (at - (lastReport.get(node) ?? -Infinity) < minReportIntervalMs) return void metrics.inventoryReports.inc({ outcome: 'too_soon' });
+    let report;
+    try {
+      report = containerReportFromWire(wire);
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      metrics.inventoryReports.inc({ outcome: 'invalid' });
+      logger.warn({ node, field: err.field, error: err.message }, 'refused a container report');
+      return;
+    }
+    lastReport.set(node, at);
+    const stored = images.recordContainerReport(node, report, at).then(
+      (stored) => metrics.inventoryReports.inc({ outcome: stored ? 'stored' : 'older' }),
+      (err: unknown) => {
+        metrics.inventoryReports.inc({ outcome: 'failed' });
+        logger.error({ err, node }, 'storing a container report failed');
+      },
+    );
+    // Awaited by closeAll: no write reaches a closed store.
+    reportsInFlight.add(stored);
+    void stored.finally(() => reportsInFlight.delete(stored));
+  }
+  const reportsInFlight = new Set<Promise<void>>();
+
+  /**
+   * The images of committed deviations, recorded as seen: gathered (at most MAX_PENDING_SIGHTINGS,
+   * further ones dropped and counted) and written once a second, outside the ingest commit, so the
+   * inventory costs the hot path one small write a second, and a failure there loses no deviation.
+   */
+  let sightings: ImageSighting[] = [];
+  let sightingsTimer: NodeJS.Timeout | null = null;
+  function recordSightings(_node: string, seen: ImageSighting[]): void {
+    if (!deps.images) return;
+    const room = MAX_PENDING_SIGHTINGS - sightings.length;
+    if (seen.length > room) metrics.bounds.inc({ bound: 'image_sightings' }, seen.length - Math.max(0, room));
+    if (room > 0) sightings.push(...seen.slice(0, room));
+    sightingsTimer ??= setTimeout(flushSightings, SIGHTINGS_FLUSH_MS);
+    sightingsTimer.unref();
+  }
+  function flushSightings(): Promise<void> {
+    sightingsTimer = null;
+    const taken = sightings;
+    sightings = [];
+    if (taken.length === 0 || !deps.images) return Promise.resolve();
+    return deps.images.recordImageSightings(taken).catch((err: unknown) => logger.error({ err, sightings: taken.length }, 'recording the images of deviations failed'));
+  }
   let closing = false;
 
   /** Batches decoded and waiting for the next group commit, in arrival order. */
@@ -189,6 +269,8 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     batchId: number;
     rejected: number;
     endTimer: () => void;
+    /** The image versions its deviations ran, recorded once it committed. */
+    sightings: ImageSighting[];
   }
   const itemsOf = (q: Queued) => q.batch.deviations.length + q.batch.deltas.length;
   let queue: Queued[] = [];
@@ -251,6 +333,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
         deps.onNewAlert(alert);
       }
       deps.afterCommit?.(result);
+      if (q.sightings.length > 0) recordSightings(q.batch.node, q.sightings);
       for (const key of result.clusterChanged) changed.add(key);
     });
     if (changed.size > 0 && options.pushOnCommit !== false) pushBaselines([...changed]);
@@ -321,6 +404,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
             if (err instanceof WireError) return fail(grpc.status.INVALID_ARGUMENT, `heartbeat.${err.message}`);
             throw err;
           }
+          if (hb.containers) takeReport(node, hb.containers);
           if (deps.nodes) deps.nodes.heartbeat(node, { spooled: Number(hb.spooled), spoolBytes: Number(hb.spoolBytes), lagMs: Number(hb.oldestSpooledAgeMs), spoolDropped: Number(hb.spoolDropped), watermark: Number(hb.watermarkMs) });
           return;
         }
@@ -337,6 +421,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           if (items > options.maxBatchItems) return fail(grpc.status.RESOURCE_EXHAUSTED, `batch of ${items} records; at most ${options.maxBatchItems}`);
           const endTimer = metrics.commitSeconds.startTimer();
           const deviations: PreparedDeviation[] = [];
+          const sightings: ImageSighting[] = [];
           const snapshots: BaselineSnapshot[] = [];
           const receivedAt = deps.now();
           const latest = receivedAt + MAX_FUTURE_SKEW_MS;
@@ -362,6 +447,8 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
                 metrics.bounds.inc({ bound: 'event_time_skew' });
               }
               deviations.push(prepare(d, writer.sameThread));
+              const seen = sightingOf(d, node);
+              if (seen) sightings.push(seen);
             } catch (err) {
               reject(err, 'deviation');
             }
@@ -402,7 +489,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           }
           // Committed with whatever other batches arrived meanwhile (group commit), acknowledged after.
           // The next turn of the event loop: batches read in this one join the same commit.
-          queue.push({ batch: { node, deviations, deltas: snapshots }, call, batchId: b.batchId, rejected, endTimer });
+          queue.push({ batch: { node, deviations, deltas: snapshots }, call, batchId: b.batchId, rejected, endTimer, sightings });
           if (!scheduled && !committing) {
             scheduled = true;
             setImmediate(commitQueued);
@@ -448,6 +535,9 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
       // under way finish their reads before the store closes.
       await drained();
       await turns.idle();
+      if (sightingsTimer) clearTimeout(sightingsTimer);
+      await flushSightings();
+      await Promise.all(reportsInFlight);
       for (const call of open) call.end();
     },
     pushBaselines,

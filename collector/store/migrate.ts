@@ -31,6 +31,8 @@ interface TableSpec {
   derived?: Readonly<Record<string, string>>;
   /** The identity column whose sequence continues after the copied rows. */
   identity?: 'seq';
+  /** Added to SQLite files without a revision (the image inventory): copied when the file has it. */
+  optional?: true;
 }
 
 /**
@@ -61,6 +63,10 @@ const TABLES: readonly TableSpec[] = [
   { table: 'sboms' },
   { table: 'sbom_packages' },
   { table: 'sbom_files' },
+  { table: 'image_reports', optional: true },
+  { table: 'image_containers', optional: true },
+  { table: 'image_versions', optional: true },
+  { table: 'image_places', optional: true },
 ];
 
 /**
@@ -117,8 +123,8 @@ function openSource(path: string): Database.Database {
   try {
     const revision = db.pragma('user_version', { simple: true }) as number;
     const tables = new Set(db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all() as string[]);
-    const missing = TABLES.map((t) => t.table).filter((t) => !tables.has(t));
-    if (revision === 0 && missing.length === TABLES.length) throw new StoreMigrationError('source_not_a_store', `${path} is not a Driftwatch collector database (none of its tables)`);
+    const missing = TABLES.filter((t) => !t.optional).map((t) => t.table).filter((t) => !tables.has(t));
+    if (revision === 0 && missing.length === TABLES.filter((t) => !t.optional).length) throw new StoreMigrationError('source_not_a_store', `${path} is not a Driftwatch collector database (none of its tables)`);
     if (revision < SQLITE_SCHEMA_VERSION || tables.has('baseline_snapshots')) {
       throw new StoreMigrationError(
         'source_revision',
@@ -215,14 +221,17 @@ export async function migrateSqliteToPostgres(sqlitePath: string, postgresUrl: s
         const horizon = Date.now() - 400 * DAY_MS;
         const days = source.prepare(`SELECT DISTINCT received_at / ${DAY_MS} AS day FROM deviations WHERE received_at >= ?`).pluck().all(horizon) as number[];
         await createDaysInMigration(sql, days);
+        // The tables this file has (an optional one a file never opened by this version lacks stays empty).
+        const inSource = new Set(source.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all() as string[]);
+        const copied = TABLES.filter((spec) => !spec.optional || inSource.has(spec.table));
         const counts = new Map<string, number>();
-        for (const spec of TABLES) counts.set(spec.table, source.prepare(`SELECT count(*) FROM ${quote(spec.table)}`).pluck().get() as number);
-        for (const spec of TABLES) {
+        for (const spec of copied) counts.set(spec.table, source.prepare(`SELECT count(*) FROM ${quote(spec.table)}`).pluck().get() as number);
+        for (const spec of copied) {
           const rows = await copyTable(source, sql, spec, options.chunkRows ?? CHUNK_ROWS);
           options.onTable?.(spec.table, rows);
         }
         // Sequences continue after the copied ids. audit_log was AUTOINCREMENT: past its highest id ever given, not only its highest row.
-        for (const spec of TABLES) {
+        for (const spec of copied) {
           if (!spec.identity) continue;
           let high = source.prepare(`SELECT coalesce(max(${quote(spec.identity)}), 0) FROM ${quote(spec.table)}`).pluck().get() as number;
           const hasSequence = (source.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'`).pluck().get() as number) > 0;
@@ -233,7 +242,7 @@ export async function migrateSqliteToPostgres(sqlitePath: string, postgresUrl: s
           await sql(`SELECT setval($1::regclass, $2, $3)`, [sequence, Math.max(high, 1), high > 0]);
         }
         const tables: TableCount[] = [];
-        for (const spec of TABLES) {
+        for (const spec of copied) {
           const target = (await sql<{ n: number }>(`SELECT count(*)::bigint AS n FROM ${quote(spec.table)}`)).rows[0]!.n;
           tables.push({ table: spec.table, source: counts.get(spec.table)!, target });
         }

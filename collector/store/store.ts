@@ -9,6 +9,7 @@ import type { BaselineSnapshot, BaselineState, ClusterBaseline, EntryStats } fro
 import type { Deviation } from '../../core/deviation.js';
 import type { Entry } from '../../core/entry.js';
 import type { EventKind } from '../../core/event.js';
+import type { ContainerReport, ImageSighting } from '../../core/inventory.js';
 import type { MergedBaseline } from '../../core/merge.js';
 import type { SbomPackage } from '../../core/sbom/parse.js';
 import type { Severity } from '../../core/severity.js';
@@ -31,6 +32,7 @@ export interface Store
     QuarantineStore,
     RetentionStore,
     AuditStore,
+    ImageStore,
     TicketStore,
     SbomStore {
   close(): void;
@@ -464,6 +466,107 @@ export interface AuditStore {
   appendAudit(record: AuditRecord): number;
   /** Up to `limit` rows with an id below `before`, newest first. */
   listAudit(before: number, limit: number): AuditRow[];
+}
+
+// ---- images: the inventory of what runs (issue 21) ----
+
+/** When a node's report counts as what runs now, and when a version counts as seen. */
+export interface RunningWindow {
+  /** The time the answer is for (ms). */
+  now: number;
+  /** A node's latest report older than this no longer counts (its agent stopped reporting). */
+  staleAfterMs: number;
+}
+
+/** Filters for listing image repositories (repository order). */
+export interface ImageQuery extends RunningWindow {
+  limit: number;
+  cursor?: string | undefined;
+  /** Repositories seen in this namespace (running there now or in the recorded places). */
+  namespace?: string | undefined;
+  /** Repositories starting with this. */
+  prefix?: string | undefined;
+  /** Only repositories with (true) or without (false) a container running now. */
+  running?: boolean | undefined;
+  /** Only repositories last seen at or after this time (ms). */
+  seenSince?: number | undefined;
+}
+
+/** Where a version runs or ran: one container place. */
+export interface ImagePlace {
+  node: string;
+  namespace: string;
+  workload: string;
+  pod: string;
+  firstSeen: number;
+  lastSeen: number;
+}
+
+/** One version (tag and digest) of an image repository. */
+export interface ImageVersion {
+  tag: string;
+  digest: string;
+  firstSeen: number;
+  lastSeen: number;
+  /** Some node's fresh report lists a container of it. */
+  running: boolean;
+  /** Containers of it in fresh reports. */
+  containers: number;
+  /** Where it runs now (from fresh reports, bounded by MAX_IMAGE_PLACES). */
+  runningIn: ImagePlace[];
+  /** Where it was seen (reports and deviations), most recent first, bounded by MAX_IMAGE_PLACES. */
+  seenIn: ImagePlace[];
+}
+
+/** An image repository in a list. */
+export interface ImageSummary {
+  repository: string;
+  firstSeen: number;
+  lastSeen: number;
+  running: boolean;
+  /** Containers of it in fresh reports. */
+  containers: number;
+  /** Namespaces it was seen in (bounded). */
+  namespaces: string[];
+  /** Its versions without places. */
+  versions: Omit<ImageVersion, 'runningIn' | 'seenIn'>[];
+}
+
+/** One repository with its versions and their places. */
+export interface ImageDetail extends Omit<ImageSummary, 'versions'> {
+  versions: ImageVersion[];
+}
+
+/** One version of the running set, for scanners. */
+export interface RunningImage {
+  repository: string;
+  tag: string;
+  digest: string;
+  containers: number;
+  namespaces: string[];
+  nodes: string[];
+}
+
+/** Most places kept per version (older ones are not recorded once a version has this many). */
+export const MAX_IMAGE_PLACES = 256;
+
+/**
+ * The image inventory: each node's latest container report (what runs there now) and, per image
+ * version, when and where it was seen. Running now = listed by the latest report of a node whose
+ * report is fresh (RunningWindow) and which is neither silent nor quarantined. Several replicas share
+ * it through the database: a report older than the stored one for its node changes nothing.
+ */
+export interface ImageStore {
+  /** Replace `node`'s report (received at `receivedAt`) and record its versions and places as seen then. False when a newer report of the node is stored. */
+  recordContainerReport(node: string, report: ContainerReport, receivedAt: number): boolean;
+  /** Record versions seen in deviations' events (first/last seen and places); not running by itself. */
+  recordImageSightings(sightings: readonly ImageSighting[]): void;
+  listImages(query: ImageQuery): Page<ImageSummary>;
+  getImage(repository: string, window: RunningWindow): ImageDetail | null;
+  /** The running set: every version a fresh report lists (bounded to `limit` versions). */
+  runningImages(window: RunningWindow & { limit: number }): RunningImage[];
+  /** Forget versions and places last seen before `before` (retention); how many versions went. */
+  pruneImages(before: number): number;
 }
 
 // ---- image tickets: one ticket per image repository in an issue tracker (collector/sinks/tickets.ts) ----

@@ -141,7 +141,7 @@ test.serial('a viewer is offered no action, a responder only acknowledge and res
   const page = await openPage(t, browser);
   await signIn(page, collector.url, TOKENS.viewer.token);
   t.regex(await page.locator('#who').innerText(), /vera · viewer/);
-  t.deepEqual(await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts(), ['Alerts', 'Baselines', 'Exceptions', 'Nodes']);
+  t.deepEqual(await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts(), ['Alerts', 'Baselines', 'Exceptions', 'Images', 'Nodes']);
   const row = page.locator('tbody tr', { hasText: '203.0.113.50' });
   await row.waitFor();
   await row.getByRole('link').click();
@@ -172,7 +172,7 @@ test.serial('a viewer is offered no action, a responder only acknowledge and res
   t.is(await responder.getByRole('button', { name: 'Resolve' }).count(), 1);
   t.is(await responder.getByRole('button', { name: 'Accept into baseline' }).count(), 0);
   t.is(await responder.getByRole('heading', { name: 'Create an exception' }).count(), 0);
-  t.deepEqual(await responder.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts(), ['Alerts', 'Baselines', 'Exceptions', 'Nodes']);
+  t.deepEqual(await responder.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts(), ['Alerts', 'Baselines', 'Exceptions', 'Images', 'Nodes']);
   t.deepEqual([...problemsOf(page), ...problemsOf(responder)], []);
 });
 

@@ -13,6 +13,8 @@ export interface FakeContainer {
   /** repo@sha256:… */
   imageRef: string;
   pod: { name: string; namespace: string; uid: string; labels: Record<string, string> };
+  /** Its state (default CONTAINER_RUNNING); ListContainers' state filter selects by it. */
+  state?: 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
 }
 
 /** The server, the containers it answers for, and how often each call was made. */
@@ -53,12 +55,13 @@ export async function startFakeCri(containers: FakeContainer[]): Promise<FakeCri
         info: {},
       });
     },
-    ListContainers(call: grpc.ServerUnaryCall<{ filter?: { id?: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) {
+    ListContainers(call: grpc.ServerUnaryCall<{ filter?: { id?: string; state?: { state: string } | null } }, unknown>, cb: grpc.sendUnaryData<unknown>) {
       calls.ListContainers++;
       const id = call.request.filter?.id ?? '';
-      const list = [...known.values()].filter((c) => id === '' || c.id === id);
+      const state = call.request.filter?.state?.state;
+      const list = [...known.values()].filter((c) => (id === '' || c.id === id) && (state === undefined || state === (c.state ?? 'CONTAINER_RUNNING')));
       // The kubelet passes the image id, so ListContainers' image is sha256:…, not a name.
-      cb(null, { containers: list.map((c) => ({ id: c.id, pod_sandbox_id: c.sandbox, metadata: { name: c.name }, image: { image: `sha256:${'0'.repeat(64)}` }, image_ref: c.imageRef, state: 'CONTAINER_RUNNING', labels: kubeletLabels(c) })) });
+      cb(null, { containers: list.map((c) => ({ id: c.id, pod_sandbox_id: c.sandbox, metadata: { name: c.name }, image: { image: `sha256:${'0'.repeat(64)}` }, image_ref: c.imageRef, state: c.state ?? 'CONTAINER_RUNNING', labels: kubeletLabels(c) })) });
     },
     PodSandboxStatus(call: grpc.ServerUnaryCall<{ pod_sandbox_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) {
       calls.PodSandboxStatus++;

@@ -17,8 +17,9 @@ import { asAsync, type AsyncStore } from '../../collector/store/async.js';
 import { openPostgresStore } from '../../collector/store/postgres/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../collector/store/postgres/schema.js';
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
-import { CursorError, type SbomRecord, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
+import { CursorError, MAX_IMAGE_PLACES, type SbomRecord, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
+import type { ContainerReport, ImageSighting, RunningContainer } from '../../core/inventory.js';
 import { entryId, PUBLIC_PEER, type Entry } from '../../core/entry.js';
 import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { deviationOf } from '../helpers/ingest.js';
@@ -759,6 +760,133 @@ contract('alerts: in one batch, a resolved alert fires again and is notified, an
   t.deepEqual(r.notifications.map((n) => [n.alert, n.action]).sort(), [[sh.fingerprint, 'again'], [r.newAlerts[0]!.fingerprint, 'fire']].sort());
   t.like(await store.getAlert(curl.fingerprint), { state: 'firing', count: 2 });
   t.like(await store.getAlert(sh.fingerprint), { state: 'firing', stateBy: '', count: 2 });
+});
+
+// ---- images (issue 21) ----
+
+const WINDOW = 180_000;
+const NGINX = 'docker.io/library/nginx';
+const SHOP = 'ghcr.io/acme/shop';
+const digestOf = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+/** A container of `repository:tag@digest` in `namespace/pod`. */
+const running = (id: string, repository: string, tag: string, digest: string, namespace = 'shop', pod = `${id}-pod`): RunningContainer => ({
+  id,
+  name: 'main',
+  image: { repository, tag, digest },
+  imageId: '',
+  namespace,
+  pod,
+  workload: namespace === '' ? '' : `Deployment/${pod.split('-')[0]}`,
+});
+const report = (...containers: RunningContainer[]): ContainerReport => ({ source: 'cri', containers, truncated: false, total: containers.length });
+
+contract('images: a report says what runs now and where; a newer report replaces it, an older one changes nothing; versions keep first and last seen', async (t, store) => {
+  t.true(await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.25', digestOf(1)), running('c2', NGINX, '1.25', digestOf(1), 'web'), running('c3', SHOP, 'v1', digestOf(3))), T0));
+  t.true(await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.26', digestOf(2)), running('c3', SHOP, 'v1', digestOf(3))), T0 + 60_000));
+  t.false(await store.recordContainerReport('node-a', report(running('c9', NGINX, '1.24', digestOf(9))), T0 + 30_000), 'a report older than the stored one (another replica was later) is refused');
+  const now = { now: T0 + 61_000, staleAfterMs: WINDOW };
+  const nginx = await store.getImage(NGINX, now);
+  t.truthy(nginx);
+  t.like(nginx, { repository: NGINX, firstSeen: T0, lastSeen: T0 + 60_000, running: true, containers: 1 });
+  t.deepEqual(nginx!.namespaces, ['shop', 'web']);
+  t.deepEqual(nginx!.versions.map((v) => [v.tag, v.digest, v.running, v.containers, v.firstSeen, v.lastSeen]), [
+    ['1.26', digestOf(2), true, 1, T0 + 60_000, T0 + 60_000],
+    ['1.25', digestOf(1), false, 0, T0, T0],
+  ]);
+  t.deepEqual(nginx!.versions[0]!.runningIn, [{ node: 'node-a', namespace: 'shop', workload: 'Deployment/c1', pod: 'c1-pod', firstSeen: T0 + 60_000, lastSeen: T0 + 60_000 }]);
+  t.deepEqual(nginx!.versions[1]!.runningIn, [], 'the old version runs nowhere now');
+  t.deepEqual(nginx!.versions[1]!.seenIn.map((p) => `${p.namespace}/${p.pod}@${p.node}`).sort(), ['shop/c1-pod@node-a', 'web/c2-pod@node-a'], 'where it ran is kept');
+  t.is(await store.getImage('docker.io/library/none', now), null);
+  t.deepEqual((await store.listImages({ limit: 10, ...now })).items.map((i) => i.repository), [NGINX, SHOP]);
+  t.deepEqual(
+    (await store.listImages({ limit: 10, ...now })).items.find((i) => i.repository === NGINX)?.versions.map((v) => v.tag),
+    ['1.26', '1.25'],
+  );
+});
+
+contract('images: running now counts only fresh reports of nodes neither silent nor quarantined', async (t, store) => {
+  await store.recordContainerReport('node-a', report(running('a1', NGINX, '1.25', digestOf(1))), T0);
+  await store.recordContainerReport('node-b', report(running('b1', NGINX, '1.25', digestOf(1), 'web')), T0 + 100_000);
+  const at = (now: number) => ({ now, staleAfterMs: WINDOW });
+  t.like(await store.getImage(NGINX, at(T0 + 150_000)), { running: true, containers: 2 });
+  t.like(await store.getImage(NGINX, at(T0 + WINDOW + 50_000)), { running: true, containers: 1 }, 'node-a fell silent on reports: stale, no longer counted');
+  t.like(await store.getImage(NGINX, at(T0 + WINDOW + 200_000)), { running: false, containers: 0 });
+  // A quarantined node and a silent one do not speak for what runs.
+  await store.recordContainerReport('node-a', report(running('a1', NGINX, '1.25', digestOf(1))), T0 + 200_000);
+  await store.recordContainerReport('node-b', report(running('b1', NGINX, '1.25', digestOf(1), 'web')), T0 + 200_000);
+  t.like(await store.getImage(NGINX, at(T0 + 201_000)), { containers: 2 });
+  await store.quarantineNode('node-a', 'alice', 'compromised', T0 + 201_000);
+  t.like(await store.getImage(NGINX, at(T0 + 202_000)), { containers: 1 });
+  await store.saveNodes([{ ...nodeRecord('node-b', T0 + 200_000), silentSince: T0 + 202_000 }]);
+  t.like(await store.getImage(NGINX, at(T0 + 203_000)), { running: false, containers: 0 });
+  t.deepEqual(await store.runningImages({ ...at(T0 + 203_000), limit: 10 }), []);
+});
+
+contract('images: listed by repository with filters (namespace, prefix, running, seen since) and cursors; a bad cursor is refused', async (t, store) => {
+  await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.25', digestOf(1), 'web'), running('c2', SHOP, 'v1', digestOf(3), 'shop'), running('c3', 'ghcr.io/acme/cart', 'v2', digestOf(4), 'shop')), T0);
+  await store.recordContainerReport('node-a', report(running('c2', SHOP, 'v1', digestOf(3), 'shop')), T0 + 60_000);
+  const now = { now: T0 + 61_000, staleAfterMs: WINDOW };
+  const names = async (q: Partial<Parameters<OpenStore['listImages']>[0]>) => (await store.listImages({ limit: 10, ...now, ...q })).items.map((i) => i.repository);
+  t.deepEqual(await names({}), ['docker.io/library/nginx', 'ghcr.io/acme/cart', 'ghcr.io/acme/shop']);
+  t.deepEqual(await names({ namespace: 'shop' }), ['ghcr.io/acme/cart', 'ghcr.io/acme/shop']);
+  t.deepEqual(await names({ prefix: 'ghcr.io/acme/' }), ['ghcr.io/acme/cart', 'ghcr.io/acme/shop']);
+  t.deepEqual(await names({ prefix: 'ghcr.io/acme/%' }), [], 'a prefix is a prefix, not a pattern');
+  t.deepEqual(await names({ running: true }), ['ghcr.io/acme/shop']);
+  t.deepEqual(await names({ running: false }), ['docker.io/library/nginx', 'ghcr.io/acme/cart']);
+  t.deepEqual(await names({ seenSince: T0 + 1 }), ['ghcr.io/acme/shop']);
+  const first = await store.listImages({ limit: 2, ...now });
+  t.deepEqual(first.items.map((i) => i.repository), ['docker.io/library/nginx', 'ghcr.io/acme/cart']);
+  t.truthy(first.next);
+  const second = await store.listImages({ limit: 2, ...now, cursor: first.next! });
+  t.deepEqual(second.items.map((i) => i.repository), ['ghcr.io/acme/shop']);
+  t.is(second.next, null);
+  await t.throwsAsync(() => store.listImages({ limit: 2, ...now, cursor: 'not-a-cursor' }), { instanceOf: CursorError });
+});
+
+contract('images: images of deviations are seen (first/last seen, places) without running; places per version are bounded', async (t, store) => {
+  const sighting = (i: number, time: number): ImageSighting => ({ repository: SHOP, tag: 'v2', digest: digestOf(5), node: `node-${i % 3}`, namespace: 'shop', workload: '', pod: `shop-${i}`, time });
+  await store.recordImageSightings([sighting(1, T0 + 5), sighting(1, T0 + 1), sighting(2, T0 + 9)]);
+  const now = { now: T0 + 10, staleAfterMs: WINDOW };
+  const shop = await store.getImage(SHOP, now);
+  t.like(shop, { running: false, firstSeen: T0 + 1, lastSeen: T0 + 9 });
+  t.deepEqual(shop!.versions[0]!.seenIn.map((p) => [p.pod, p.firstSeen, p.lastSeen]), [['shop-2', T0 + 9, T0 + 9], ['shop-1', T0 + 1, T0 + 5]]);
+  await store.recordImageSightings(Array.from({ length: MAX_IMAGE_PLACES + 50 }, (_, i) => sighting(i + 10, T0 + 20)));
+  await store.recordImageSightings(Array.from({ length: 20 }, (_, i) => sighting(i + 1_000, T0 + 30)));
+  const bounded = await store.getImage(SHOP, now);
+  t.is(bounded!.versions[0]!.seenIn.length, MAX_IMAGE_PLACES, 'at most MAX_IMAGE_PLACES places per version');
+  t.is(bounded!.lastSeen, T0 + 30, 'a sighting past the bound still moves last seen');
+  t.like(await store.getImage(SHOP, now).then((d) => d!.versions[0]!.seenIn.find((p) => p.pod === 'shop-1')), { lastSeen: T0 + 5 });
+});
+
+contract('images: the running set for scanners lists each running version with digest, namespaces and nodes; retention forgets what was not seen since', async (t, store) => {
+  await store.recordContainerReport('node-a', report(running('a1', NGINX, '1.25', digestOf(1), 'web'), running('a2', NGINX, '1.25', digestOf(1), 'shop')), T0);
+  await store.recordContainerReport('node-b', report(running('b1', NGINX, '1.25', digestOf(1), 'web'), running('b2', SHOP, 'v1', digestOf(3))), T0);
+  await store.recordImageSightings([{ repository: 'docker.io/library/old', tag: '1', digest: '', node: 'node-a', namespace: 'x', workload: '', pod: 'p', time: T0 - 1_000 }]);
+  const set = await store.runningImages({ now: T0 + 1, staleAfterMs: WINDOW, limit: 10 });
+  t.deepEqual(set, [
+    { repository: NGINX, tag: '1.25', digest: digestOf(1), containers: 3, namespaces: ['shop', 'web'], nodes: ['node-a', 'node-b'] },
+    { repository: SHOP, tag: 'v1', digest: digestOf(3), containers: 1, namespaces: ['shop'], nodes: ['node-b'] },
+  ]);
+  t.is((await store.runningImages({ now: T0 + 1, staleAfterMs: WINDOW, limit: 1 })).length, 1);
+  t.is(await store.pruneImages(T0 - 1), 1);
+  t.is(await store.getImage('docker.io/library/old', { now: T0, staleAfterMs: WINDOW }), null);
+  t.truthy(await store.getImage(NGINX, { now: T0, staleAfterMs: WINDOW }));
+});
+
+test('postgres, two replicas: reports of one node through both at once leave the newest report, whole', async (t) => {
+  const url = await server.database();
+  const [a, b] = [await openPostgresStore(url), await openPostgresStore(url)];
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const many = (n: number, tag: string) => report(...Array.from({ length: 200 }, (_, i) => running(`c${i}`, NGINX, tag, digestOf(n), 'shop', `p${i}`)));
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).recordContainerReport('node-a', many(i % 9 + 1, `t${i}`), T0 + i * 1_000)));
+  t.true(results[0] !== undefined);
+  const image = await a.getImage(NGINX, { now: T0 + 10_000, staleAfterMs: WINDOW });
+  const live = image!.versions.filter((v) => v.running);
+  t.deepEqual(live.map((v) => [v.tag, v.containers]), [['t9', 200]], 'the newest report, with all its containers and nothing of another');
+  t.is(image!.versions.length, results.filter(Boolean).length, 'every report that was taken recorded its version');
 });
 
 test('postgres, two replicas: of two replicas claiming one image\'s ticket at once, exactly one gets it', async (t) => {

@@ -69,6 +69,10 @@ function populate(store: Store): void {
     packages: [{ name: 'curl', version: '7.88.1-10+deb12u8', purl: 'pkg:deb/debian/curl@7.88.1-10+deb12u8', type: 'deb' }],
     files: new Map([['/usr/bin/curl', 0], ['/etc/motd', -1]]),
   });
+  // The image inventory: a node's report (one container with a tag a spreadsheet would misread), and an image seen in a deviation.
+  const running = (id: string, repository: string, tag: string) => ({ id, name: 'main', image: { repository, tag, digest: `sha256:${'e'.repeat(64)}` }, imageId: '', namespace: 'shop', pod: `${id}-pod`, workload: '' });
+  store.recordContainerReport('node-a', { source: 'cri', truncated: true, total: 3, containers: [running('c1', NGINX, '1.25'), running('c2', REDIS, '=7')] }, T0 + 5_000);
+  store.recordImageSightings([{ repository: NGINX, tag: '1.24', digest: '', node: 'node-b', namespace: 'web', workload: 'Deployment/web', pod: 'web-1', time: T0 - 5_000 }]);
   // Two nodes teach two images; a third node teaches, sends deviations, then is quarantined.
   store.ingest('node-a', [], [delta(NGINX, 'node-a', 1, [[nginx, 5, 100, ['nginx -g daemon off;']], [dns, 3, 50, ['-> 10.96.0.10:53']]])], T0 - 10 * 86_400_000);
   store.ingest('node-b', [], [delta(NGINX, 'node-b', 2, [[nginx, 2, 300, ['nginx -t']], [proc('/usr/bin/env'), 1, 20, []]], 'enforcing')], T0);
@@ -153,7 +157,11 @@ async function readAll(store: AsyncStore): Promise<Record<string, unknown>> {
     const list = await store.listVersions(key);
     versions[key] = { list, each: await Promise.all(list.map((v) => store.getVersion(key, v.version))) };
   }
+  const window = { now: T0 + 6_000, staleAfterMs: 180_000 };
   return {
+    images: await pages((cursor) => store.listImages({ limit: 1, cursor, ...window })),
+    imageDetails: await Promise.all([NGINX, REDIS].map((r) => store.getImage(r, window))),
+    runningImages: await store.runningImages({ ...window, limit: 10 }),
     imageTickets: [await store.getImageTicket('tickets', NGINX), await store.getImageTicket('tickets', REDIS)],
     alertPages,
     alertsFiltered: {
@@ -237,13 +245,15 @@ test('an installation moves whole: every read returns what it returned from SQLi
   t.true(b.deviationsOfNodeQ[0].items[0].nodeQuarantined);
   t.deepEqual([...new Set(b.deliveries.flat().map((d: { state: string }) => d.state))].sort(), ['delivered', 'failed', 'pending']);
   t.deepEqual(b.alerts.map((a: { state: string }) => a.state).filter((s: string) => s !== 'firing').sort(), ['accepted', 'acknowledged', 'resolved']);
+  t.is(b.runningImages.length, 2, 'images running');
+  t.is(b.imageDetails[0].versions.length, 2, 'a version seen in a deviation too');
   t.like(b.imageTickets, [{ ref: '17', state: 'open', openAlerts: 2 }, { ref: '18', state: 'closed', openAlerts: 0 }]);
 
   const url = await server.database();
   const r = await migrateCli(['--from', `sqlite:${file}`, '--to-file', urlFile(dir, url)]);
   t.is(r.code, 0, r.stderr);
   t.log(r.stdout);
-  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_tickets', 'image_ticket_alerts', 'sboms', 'sbom_packages', 'sbom_files']) {
+  for (const table of ['nodes', 'quarantined_nodes', 'baseline_nodes', 'baseline_entries', 'baseline_entry_nodes', 'baseline_entry_reviews', 'baseline_versions', 'exceptions', 'deviations', 'alerts', 'outbox', 'audit_log', 'image_reports', 'image_containers', 'image_versions', 'image_places', 'image_tickets', 'image_ticket_alerts', 'sboms', 'sbom_packages', 'sbom_files']) {
     t.regex(r.stdout, new RegExp(`^${table}\\s+(\\d+)\\s+\\1\\s*$`, 'm'), `${table}: the same count on both sides in the table printed`);
   }
   t.regex(r.stdout, new RegExp(`^deviations\\s+${b.countDeviations}\\s+${b.countDeviations}\\s*$`, 'm'));

@@ -8,12 +8,13 @@ import { createRouteTable, type Route, type RouteTable } from '../route.js';
 import { alertRoutes } from './alerts.js';
 import { baselineRoutes } from './baselines.js';
 import { exceptionRoutes } from './exceptions.js';
+import { imageRoutes } from './images.js';
 import { nodeRoutes } from './nodes.js';
 import { sbomRoutes } from './sboms.js';
 import { systemRoutes } from './system.js';
 
 /** The list. */
-export const ROUTES: readonly Route[] = [...systemRoutes, ...alertRoutes, ...exceptionRoutes, ...baselineRoutes, ...nodeRoutes, ...sbomRoutes];
+export const ROUTES: readonly Route[] = [...systemRoutes, ...alertRoutes, ...exceptionRoutes, ...baselineRoutes, ...nodeRoutes, ...imageRoutes, ...sbomRoutes];
 
 /** The list, compiled for matching. */
 export const ROUTE_TABLE: RouteTable = createRouteTable(ROUTES);

@@ -12,6 +12,7 @@ import { postgresBaselines } from './baselines.js';
 import { createPool, sqlOf, type StoreLogger } from './db.js';
 import { postgresDeviations } from './deviations.js';
 import { postgresExceptions } from './exceptions.js';
+import { postgresImages } from './images.js';
 import { postgresIngest } from './ingest.js';
 import { postgresJobLeases } from './job-leases.js';
 import { migrate } from './migrations.js';
@@ -77,6 +78,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ...quarantine.store,
     ...postgresRetention(pool, { partitions }),
     ...postgresAudit(sql),
+    ...postgresImages(pool),
     ...postgresTickets(pool, sql),
     ...postgresSboms(pool, sql),
     // One round trip on the pool: what the collector's readiness asks of the database.

@@ -335,6 +335,57 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     description: 'SBOMs per image digest: packages and file owners (issue 22)',
     sql: SBOM_MIGRATION_SQL,
   },
+  {
+    version: 7,
+    description: 'image inventory: nodes\' container reports, image versions and where they were seen',
+    // The SQLite store's IMAGES_TABLES. A report replaces its node's rows only when it is not older
+    // than the stored one (the image_reports row is the lock two replicas meet on).
+    sql: `
+    CREATE TABLE image_reports (
+      node        TEXT COLLATE "C" PRIMARY KEY,
+      reported_at BIGINT NOT NULL,
+      source      TEXT NOT NULL,
+      containers  BIGINT NOT NULL,
+      total       BIGINT NOT NULL,
+      truncated   BOOLEAN NOT NULL
+    );
+    CREATE TABLE image_containers (
+      node         TEXT COLLATE "C" NOT NULL,
+      container_id TEXT COLLATE "C" NOT NULL,
+      repository   TEXT COLLATE "C" NOT NULL,
+      tag          TEXT COLLATE "C" NOT NULL,
+      digest       TEXT COLLATE "C" NOT NULL,
+      image_id     TEXT NOT NULL,
+      name         TEXT NOT NULL,
+      namespace    TEXT COLLATE "C" NOT NULL,
+      pod          TEXT COLLATE "C" NOT NULL,
+      workload     TEXT NOT NULL,
+      PRIMARY KEY (node, container_id)
+    );
+    CREATE INDEX image_containers_version ON image_containers (repository, tag, digest);
+    CREATE TABLE image_versions (
+      repository TEXT COLLATE "C" NOT NULL,
+      tag        TEXT COLLATE "C" NOT NULL,
+      digest     TEXT COLLATE "C" NOT NULL,
+      first_seen BIGINT NOT NULL,
+      last_seen  BIGINT NOT NULL,
+      PRIMARY KEY (repository, tag, digest)
+    );
+    CREATE TABLE image_places (
+      repository TEXT COLLATE "C" NOT NULL,
+      tag        TEXT COLLATE "C" NOT NULL,
+      digest     TEXT COLLATE "C" NOT NULL,
+      node       TEXT COLLATE "C" NOT NULL,
+      namespace  TEXT COLLATE "C" NOT NULL,
+      pod        TEXT COLLATE "C" NOT NULL,
+      workload   TEXT NOT NULL,
+      first_seen BIGINT NOT NULL,
+      last_seen  BIGINT NOT NULL,
+      PRIMARY KEY (repository, tag, digest, node, namespace, pod)
+    );
+    CREATE INDEX image_places_namespace ON image_places (namespace, repository);
+    `,
+  },
 ];
 
 /** The revision this code writes. */

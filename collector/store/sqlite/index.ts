@@ -12,6 +12,7 @@ import { sqliteBaselines } from './baselines.js';
 import { openDatabase, type StoreLogger } from './db.js';
 import { sqliteDeviations } from './deviations.js';
 import { sqliteExceptions } from './exceptions.js';
+import { sqliteImages } from './images.js';
 import { sqliteIngest } from './ingest.js';
 import { sqliteJobLeases } from './job-leases.js';
 import { finishMigration, migrate } from './migrations.js';
@@ -66,6 +67,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     ...quarantine.store,
     ...sqliteRetention(db),
     ...sqliteAudit(db),
+    ...sqliteImages(db),
     ...sqliteTickets(db),
     ...sqliteSboms(db),
     close: () => db.close(),

@@ -7,7 +7,7 @@ import type { BaselineSnapshot } from '../../../core/baseline.js';
 import { validEntryId } from './baselines.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
 import { SBOM_TABLES } from './sboms.js';
-import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, JOB_LEASES_TABLE, LEASE_COLUMNS, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, PROVENANCE_COLUMNS, QUARANTINE_TABLE, SCHEMA_VERSION, STORM_TABLE, TABLES } from './schema.js';
+import { ALERT_COLUMNS_V3, ALERT_INDEXES, AUDIT_TABLE, IMAGES_TABLES, JOB_LEASES_TABLE, LEASE_COLUMNS, NODES_TABLE, OPEN_ALERT_COUNTER, OPEN_STATES, PROVENANCE_COLUMNS, QUARANTINE_TABLE, SCHEMA_VERSION, STORM_TABLE, TABLES } from './schema.js';
 import { IMAGE_TICKETS_TABLES } from './tickets.js';
 
 /** What finishMigration needs to know about the file as it was opened. */
@@ -70,6 +70,8 @@ export function migrate(db: Db, path: string, log: StoreLogger): Migration {
   db.exec(STORM_TABLE);
   // Revision 7: one ticket per image repository (ticket sinks).
   db.exec(IMAGE_TICKETS_TABLES);
+  // The image inventory (issue 21): tables only, created where missing.
+  db.exec(IMAGES_TABLES);
   // Revision 8 (issue 22): the SBOM slice's tables.
   db.exec(SBOM_TABLES);
   return { legacy };

@@ -273,3 +273,55 @@ export const STORM_TABLE = `
       PRIMARY KEY (owner, scope, start)
     ) WITHOUT ROWID;
 `;
+
+/**
+ * The image inventory (issue 21): each node's latest container report and its containers (what runs
+ * now), and per image version when and where it was seen (reports and deviations; places bounded per
+ * version by the slice). Tables only added, without a revision of their own: a file gets them when
+ * opened, and an older build that opens a file with them ignores them.
+ */
+export const IMAGES_TABLES = `
+    CREATE TABLE IF NOT EXISTS image_reports (
+      node        TEXT PRIMARY KEY,
+      reported_at INTEGER NOT NULL,
+      source      TEXT NOT NULL,
+      containers  INTEGER NOT NULL,
+      total       INTEGER NOT NULL,
+      truncated   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS image_containers (
+      node         TEXT NOT NULL,
+      container_id TEXT NOT NULL,
+      repository   TEXT NOT NULL,
+      tag          TEXT NOT NULL,
+      digest       TEXT NOT NULL,
+      image_id     TEXT NOT NULL,
+      name         TEXT NOT NULL,
+      namespace    TEXT NOT NULL,
+      pod          TEXT NOT NULL,
+      workload     TEXT NOT NULL,
+      PRIMARY KEY (node, container_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS image_containers_version ON image_containers (repository, tag, digest);
+    CREATE TABLE IF NOT EXISTS image_versions (
+      repository TEXT NOT NULL,
+      tag        TEXT NOT NULL,
+      digest     TEXT NOT NULL,
+      first_seen INTEGER NOT NULL,
+      last_seen  INTEGER NOT NULL,
+      PRIMARY KEY (repository, tag, digest)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS image_places (
+      repository TEXT NOT NULL,
+      tag        TEXT NOT NULL,
+      digest     TEXT NOT NULL,
+      node       TEXT NOT NULL,
+      namespace  TEXT NOT NULL,
+      pod        TEXT NOT NULL,
+      workload   TEXT NOT NULL,
+      first_seen INTEGER NOT NULL,
+      last_seen  INTEGER NOT NULL,
+      PRIMARY KEY (repository, tag, digest, node, namespace, pod)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS image_places_namespace ON image_places (namespace, repository);
+`;

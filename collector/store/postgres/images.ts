@@ -1,0 +1,140 @@
+/**
+ * The image inventory slice on PostgreSQL (issue 21), as the SQLite one (sqlite/images.ts), with a
+ * report's rows written in a few statements over arrays (unnest) instead of one per container. Two
+ * replicas writing reports of one node meet on its image_reports row: the older report changes
+ * nothing. Places are bounded per version by MAX_IMAGE_PLACES (checked against what was stored before
+ * the statement, so two replicas at once may pass the bound by one batch's places).
+ */
+import type pg from 'pg';
+import type { ContainerReport, ImageSighting } from '../../../core/inventory.js';
+import type { Async } from '../async.js';
+import {
+  decodeImageCursor,
+  encodeImageCursor,
+  groupSightings,
+  imageDetail,
+  imageSummaries,
+  runningSet,
+  sightingsOfReport,
+  type PlaceRow,
+  type RunningRow,
+  type VersionRow,
+} from '../image-view.js';
+import { MAX_IMAGE_PLACES, type ImageStore } from '../store.js';
+import { snapshot, transaction, type Sql } from './db.js';
+
+/** Containers of fresh reports from nodes neither quarantined nor silent ($1: the oldest report time that counts). */
+const RUNNING = `
+  FROM image_containers c JOIN image_reports r ON r.node = c.node
+  WHERE r.reported_at >= $1
+    AND c.node NOT IN (SELECT node FROM quarantined_nodes)
+    AND c.node NOT IN (SELECT node FROM nodes WHERE silent_since > 0)`;
+const RUNNING_PLACES = `SELECT c.repository, c.tag, c.digest, c.node, c.namespace, c.workload, c.pod, count(*) AS n ${RUNNING}`;
+const PLACE_GROUP = `GROUP BY c.repository, c.tag, c.digest, c.node, c.namespace, c.workload, c.pod`;
+
+async function recordSightings(sql: Sql, sightings: readonly ImageSighting[]): Promise<void> {
+  const { versions, places } = groupSightings(sightings);
+  if (versions.length === 0) return;
+  const col = <T, K extends keyof T>(rows: readonly T[], k: K) => rows.map((r) => r[k]);
+  await sql(
+    `INSERT INTO image_versions (repository, tag, digest, first_seen, last_seen)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) ORDER BY 1, 2, 3
+     ON CONFLICT (repository, tag, digest) DO UPDATE SET
+       first_seen = LEAST(image_versions.first_seen, excluded.first_seen), last_seen = GREATEST(image_versions.last_seen, excluded.last_seen)`,
+    [col(versions, 'repository'), col(versions, 'tag'), col(versions, 'digest'), col(versions, 'first_seen'), col(versions, 'last_seen')],
+  );
+  // New places fill only the room their version has left (one statement sees the table as it was
+  // before it, so the room is counted once and the new rows numbered against it).
+  await sql(
+    `WITH u AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+         AS u(repository, tag, digest, node, namespace, pod, workload, first_seen, last_seen)
+     ), n AS (
+       SELECT u.*, EXISTS (SELECT 1 FROM image_places p WHERE p.repository = u.repository AND p.tag = u.tag AND p.digest = u.digest AND p.node = u.node AND p.namespace = u.namespace AND p.pod = u.pod) AS known FROM u
+     ), r AS (
+       SELECT n.*, row_number() OVER (PARTITION BY repository, tag, digest, known ORDER BY node, namespace, pod) AS k FROM n
+     )
+     INSERT INTO image_places (repository, tag, digest, node, namespace, pod, workload, first_seen, last_seen)
+     SELECT repository, tag, digest, node, namespace, pod, workload, first_seen, last_seen FROM r
+     WHERE known OR k <= ${MAX_IMAGE_PLACES} - (SELECT count(*) FROM image_places p WHERE p.repository = r.repository AND p.tag = r.tag AND p.digest = r.digest)
+     ORDER BY 1, 2, 3, 4, 5, 6
+     ON CONFLICT (repository, tag, digest, node, namespace, pod) DO UPDATE SET
+       first_seen = LEAST(image_places.first_seen, excluded.first_seen), last_seen = GREATEST(image_places.last_seen, excluded.last_seen),
+       workload = CASE WHEN excluded.workload <> '' THEN excluded.workload ELSE image_places.workload END`,
+    [col(places, 'repository'), col(places, 'tag'), col(places, 'digest'), col(places, 'node'), col(places, 'namespace'), col(places, 'pod'), col(places, 'workload'), col(places, 'first_seen'), col(places, 'last_seen')],
+  );
+}
+
+async function recordReport(sql: Sql, node: string, report: ContainerReport, at: number): Promise<boolean> {
+  const { rows } = await sql(
+    `INSERT INTO image_reports (node, reported_at, source, containers, total, truncated) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (node) DO UPDATE SET reported_at = excluded.reported_at, source = excluded.source, containers = excluded.containers, total = excluded.total, truncated = excluded.truncated
+     WHERE image_reports.reported_at <= excluded.reported_at
+     RETURNING node`,
+    [node, at, report.source, report.containers.length, report.total, report.truncated],
+  );
+  if (rows.length === 0) return false;
+  await sql(`DELETE FROM image_containers WHERE node = $1`, [node]);
+  const cs = report.containers;
+  if (cs.length > 0) {
+    await sql(
+      `INSERT INTO image_containers (node, container_id, repository, tag, digest, image_id, name, namespace, pod, workload)
+       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+       ON CONFLICT (node, container_id) DO NOTHING`,
+      [node, cs.map((c) => c.id), cs.map((c) => c.image.repository), cs.map((c) => c.image.tag), cs.map((c) => c.image.digest), cs.map((c) => c.imageId), cs.map((c) => c.name), cs.map((c) => c.namespace), cs.map((c) => c.pod), cs.map((c) => c.workload)],
+    );
+  }
+  await recordSightings(sql, sightingsOfReport(node, report, at));
+  return true;
+}
+
+/** The images slice on `pool`. */
+export function postgresImages(pool: pg.Pool): Async<ImageStore> {
+  const running = async (sql: Sql, repositories: readonly string[], fresh: number) =>
+    (await sql<RunningRow>(`${RUNNING_PLACES} AND c.repository = ANY($2::text[]) ${PLACE_GROUP} ORDER BY c.node, c.namespace, c.pod`, [fresh, repositories])).rows;
+  const versionsOf = async (sql: Sql, repositories: readonly string[]) =>
+    (await sql<VersionRow>(`SELECT repository, tag, digest, first_seen, last_seen FROM image_versions WHERE repository = ANY($1::text[]) ORDER BY repository`, [repositories])).rows;
+  return {
+    recordContainerReport: (node, report, receivedAt) => transaction(pool, (sql) => recordReport(sql, node, report, receivedAt)),
+    recordImageSightings: async (sightings) => {
+      if (sightings.length > 0) await transaction(pool, (sql) => recordSightings(sql, sightings));
+    },
+    listImages: (q) =>
+      snapshot(pool, async (sql) => {
+        const after = decodeImageCursor(q.cursor);
+        const fresh = q.now - q.staleAfterMs;
+        const { rows } = await sql<{ repository: string }>(
+          `SELECT repository FROM image_versions v
+           WHERE repository > $2
+             AND ($3::text IS NULL OR substr(repository, 1, length($3::text)) = $3::text)
+             AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM image_places p WHERE p.namespace = $4::text AND p.repository = v.repository)
+                                   OR EXISTS (SELECT 1 ${RUNNING} AND c.namespace = $4::text AND c.repository = v.repository))
+           GROUP BY repository
+           HAVING ($5::bigint IS NULL OR max(last_seen) >= $5::bigint)
+              AND ($6::boolean IS NULL OR EXISTS (SELECT 1 ${RUNNING} AND c.repository = v.repository) = $6::boolean)
+           ORDER BY repository LIMIT $7`,
+          [fresh, after, q.prefix ?? null, q.namespace ?? null, q.seenSince ?? null, q.running ?? null, q.limit + 1],
+        );
+        const repos = rows.map((r) => r.repository);
+        const page = repos.slice(0, q.limit);
+        const namespaces = (
+          await sql<{ repository: string; namespace: string }>(`SELECT DISTINCT repository, namespace FROM image_places WHERE repository = ANY($1::text[]) AND namespace <> '' ORDER BY repository, namespace`, [page])
+        ).rows;
+        const items = imageSummaries(await versionsOf(sql, page), await running(sql, page, fresh), namespaces);
+        return { items, next: repos.length > q.limit ? encodeImageCursor(page[page.length - 1] as string) : null };
+      }),
+    getImage: (repository, w) =>
+      snapshot(pool, async (sql) => {
+        const reportedAt = new Map((await sql<{ node: string; reported_at: number }>(`SELECT node, reported_at FROM image_reports`)).rows.map((r) => [r.node, r.reported_at]));
+        const places = (await sql<PlaceRow>(`SELECT repository, tag, digest, node, namespace, workload, pod, first_seen, last_seen FROM image_places WHERE repository = $1 ORDER BY last_seen DESC, node, namespace, pod`, [repository])).rows;
+        return imageDetail(await versionsOf(sql, [repository]), await running(sql, [repository], w.now - w.staleAfterMs), places, reportedAt);
+      }),
+    runningImages: (w) =>
+      snapshot(pool, async (sql) => runningSet((await sql<RunningRow>(`${RUNNING_PLACES} ${PLACE_GROUP} ORDER BY c.repository, c.tag, c.digest, c.node, c.namespace`, [w.now - w.staleAfterMs])).rows, w.limit)),
+    pruneImages: (before) =>
+      transaction(pool, async (sql) => {
+        await sql(`DELETE FROM image_places WHERE last_seen < $1`, [before]);
+        return (await sql(`DELETE FROM image_versions WHERE last_seen < $1`, [before])).rowCount;
+      }),
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * The image inventory slice (issue 21): each node's latest container report replaces its previous one
+ * (unless older), and every version it lists is recorded as seen, with its places (bounded per
+ * version by MAX_IMAGE_PLACES); deviations' images are recorded as seen too. What runs now is read
+ * from the fresh reports of nodes neither silent nor quarantined; the view is image-view.ts's.
+ */
+import type { ImageSighting } from '../../../core/inventory.js';
+import {
+  decodeImageCursor,
+  encodeImageCursor,
+  groupSightings,
+  imageDetail,
+  imageSummaries,
+  runningSet,
+  sightingsOfReport,
+  type PlaceRow,
+  type RunningRow,
+  type VersionRow,
+} from '../image-view.js';
+import { MAX_IMAGE_PLACES, type ImageStore } from '../store.js';
+import { writeTransaction, type Db } from './db.js';
+
+/** Containers of fresh reports from nodes neither quarantined nor silent (`@fresh`: the oldest report time that counts). */
+const RUNNING = `
+  FROM image_containers c JOIN image_reports r ON r.node = c.node
+  WHERE r.reported_at >= @fresh
+    AND c.node NOT IN (SELECT node FROM quarantined_nodes)
+    AND c.node NOT IN (SELECT node FROM nodes WHERE silent_since > 0)`;
+const RUNNING_PLACES = `SELECT c.repository, c.tag, c.digest, c.node, c.namespace, c.workload, c.pod, count(*) AS n ${RUNNING}`;
+const PLACE_GROUP = `GROUP BY c.repository, c.tag, c.digest, c.node, c.namespace, c.workload, c.pod`;
+
+/** The images slice on `db`. */
+export function sqliteImages(db: Db): ImageStore {
+  const upsertReport = db.prepare(`
+    INSERT INTO image_reports (node, reported_at, source, containers, total, truncated) VALUES (@node, @at, @source, @containers, @total, @truncated)
+    ON CONFLICT (node) DO UPDATE SET reported_at = excluded.reported_at, source = excluded.source, containers = excluded.containers, total = excluded.total, truncated = excluded.truncated
+    WHERE excluded.reported_at >= image_reports.reported_at`);
+  const clearContainers = db.prepare(`DELETE FROM image_containers WHERE node = ?`);
+  const insertContainer = db.prepare(`
+    INSERT OR REPLACE INTO image_containers (node, container_id, repository, tag, digest, image_id, name, namespace, pod, workload)
+    VALUES (@node, @id, @repository, @tag, @digest, @imageId, @name, @namespace, @pod, @workload)`);
+  const upsertVersion = db.prepare(`
+    INSERT INTO image_versions (repository, tag, digest, first_seen, last_seen) VALUES (@repository, @tag, @digest, @first_seen, @last_seen)
+    ON CONFLICT (repository, tag, digest) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`);
+  // A place already recorded is updated; a new one only while its version has fewer than MAX_IMAGE_PLACES.
+  const upsertPlace = db.prepare(`
+    INSERT INTO image_places (repository, tag, digest, node, namespace, pod, workload, first_seen, last_seen)
+    SELECT @repository, @tag, @digest, @node, @namespace, @pod, @workload, @first_seen, @last_seen
+    WHERE EXISTS (SELECT 1 FROM image_places WHERE repository = @repository AND tag = @tag AND digest = @digest AND node = @node AND namespace = @namespace AND pod = @pod)
+       OR (SELECT count(*) FROM image_places WHERE repository = @repository AND tag = @tag AND digest = @digest) < ${MAX_IMAGE_PLACES}
+    ON CONFLICT (repository, tag, digest, node, namespace, pod) DO UPDATE SET
+      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+      workload = CASE WHEN excluded.workload != '' THEN excluded.workload ELSE workload END`);
+  const list = db.prepare(`
+    SELECT repository FROM image_versions v
+    WHERE repository > @after
+      AND (@prefix IS NULL OR substr(repository, 1, length(@prefix)) = @prefix)
+      AND (@namespace IS NULL OR EXISTS (SELECT 1 FROM image_places p WHERE p.namespace = @namespace AND p.repository = v.repository)
+                              OR EXISTS (SELECT 1 ${RUNNING} AND c.namespace = @namespace AND c.repository = v.repository))
+    GROUP BY repository
+    HAVING (@seenSince IS NULL OR max(last_seen) >= @seenSince)
+       AND (@running IS NULL OR EXISTS (SELECT 1 ${RUNNING} AND c.repository = v.repository) = @running)
+    ORDER BY repository LIMIT @limit`);
+  const versionsOf = db.prepare(`SELECT repository, tag, digest, first_seen, last_seen FROM image_versions WHERE repository IN (SELECT value FROM json_each(?)) ORDER BY repository`);
+  const runningOf = db.prepare(`${RUNNING_PLACES} AND c.repository IN (SELECT value FROM json_each(@repositories)) ${PLACE_GROUP} ORDER BY c.node, c.namespace, c.pod`);
+  const namespacesOf = db.prepare(`SELECT DISTINCT repository, namespace FROM image_places WHERE repository IN (SELECT value FROM json_each(?)) AND namespace != '' ORDER BY repository, namespace`);
+  const placesOf = db.prepare(`SELECT repository, tag, digest, node, namespace, workload, pod, first_seen, last_seen FROM image_places WHERE repository = ? ORDER BY last_seen DESC, node, namespace, pod`);
+  const reportTimes = db.prepare(`SELECT node, reported_at FROM image_reports`);
+  const runningAll = db.prepare(`${RUNNING_PLACES} ${PLACE_GROUP} ORDER BY c.repository, c.tag, c.digest, c.node, c.namespace`);
+  const pruneVersions = db.prepare(`DELETE FROM image_versions WHERE last_seen < ?`);
+  const prunePlaces = db.prepare(`DELETE FROM image_places WHERE last_seen < ?`);
+
+  const recordSightings = writeTransaction(db, (sightings: readonly ImageSighting[]) => {
+    const { versions, places } = groupSightings(sightings);
+    for (const v of versions) upsertVersion.run(v);
+    for (const p of places) upsertPlace.run(p);
+  });
+
+  const recordReport = writeTransaction(db, (node: string, report: Parameters<ImageStore['recordContainerReport']>[1], at: number): boolean => {
+    const changed = upsertReport.run({ node, at, source: report.source, containers: report.containers.length, total: report.total, truncated: report.truncated ? 1 : 0 }).changes > 0;
+    if (!changed) return false;
+    clearContainers.run(node);
+    for (const c of report.containers) insertContainer.run({ node, id: c.id, ...c.image, imageId: c.imageId, name: c.name, namespace: c.namespace, pod: c.pod, workload: c.workload });
+    recordSightings(sightingsOfReport(node, report, at));
+    return true;
+  });
+
+  const running = (repositories: readonly string[], fresh: number) => runningOf.all({ repositories: JSON.stringify(repositories), fresh }) as RunningRow[];
+
+  return {
+    recordContainerReport: (node, report, receivedAt) => recordReport(node, report, receivedAt),
+    recordImageSightings: (sightings) => {
+      if (sightings.length > 0) recordSightings(sightings);
+    },
+    listImages(q) {
+      const after = decodeImageCursor(q.cursor);
+      const fresh = q.now - q.staleAfterMs;
+      const repos = (
+        list.all({
+          after,
+          prefix: q.prefix ?? null,
+          namespace: q.namespace ?? null,
+          seenSince: q.seenSince ?? null,
+          running: q.running === undefined ? null : q.running ? 1 : 0,
+          fresh,
+          limit: q.limit + 1,
+        }) as { repository: string }[]
+      ).map((r) => r.repository);
+      const page = repos.slice(0, q.limit);
+      const json = JSON.stringify(page);
+      const items = imageSummaries(versionsOf.all(json) as VersionRow[], running(page, fresh), namespacesOf.all(json) as { repository: string; namespace: string }[]);
+      return { items, next: repos.length > q.limit ? encodeImageCursor(page[page.length - 1] as string) : null };
+    },
+    getImage(repository, w) {
+      const json = JSON.stringify([repository]);
+      const reportedAt = new Map((reportTimes.all() as { node: string; reported_at: number }[]).map((r) => [r.node, r.reported_at]));
+      return imageDetail(versionsOf.all(json) as VersionRow[], running([repository], w.now - w.staleAfterMs), placesOf.all(repository) as PlaceRow[], reportedAt);
+    },
+    runningImages: (w) => runningSet(runningAll.all({ fresh: w.now - w.staleAfterMs }) as RunningRow[], w.limit),
+    pruneImages: writeTransaction(db, (before: number) => {
+      prunePlaces.run(before);
+      return pruneVersions.run(before).changes;
+    }),
+  };
+}
