@@ -32,7 +32,7 @@ import type { IngestResult, IngestStore, PreparedBatch, PreparedDeviation, Store
 import type { GrowingAlert, Growth, PostgresAlerts } from './alerts.js';
 import type { PostgresBaselines } from './baselines.js';
 import { lockKeys, lockNode, lockNodesShared, retryable, savepoint, transaction, type Sql } from './db.js';
-import type { PostgresDeviations } from './deviations.js';
+import { CLAIMS_IDS, type PostgresDeviations } from './deviations.js';
 import { alertPayload, announce, CHANNELS, type AlertChange } from './feed.js';
 import type { PostgresOutbox } from './outbox.js';
 import type { PartitionKeeper } from './partitions.js';
@@ -326,11 +326,15 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
   const ingestMany = async (batches: readonly PreparedBatch[], receivedAt: number, policy: AlertPolicy): Promise<(IngestResult | Error)[]> => {
     await slices.partitions.ahead(receivedAt);
     const inTransaction = (each: boolean) =>
-      transaction(pool, async (sql) => {
-        const out = each ? await ingestEach(sql, batches, receivedAt, policy) : await ingestGroup(sql, batches, receivedAt, policy);
-        await announceResults(sql, out);
-        return out;
-      });
+      transaction(
+        pool,
+        async (sql) => {
+          const out = each ? await ingestEach(sql, batches, receivedAt, policy) : await ingestGroup(sql, batches, receivedAt, policy);
+          await announceResults(sql, out);
+          return out;
+        },
+        CLAIMS_IDS,
+      );
     if (batches.some((b) => b.deltas.length > 0)) return inTransaction(true);
     try {
       return await inTransaction(false);
