@@ -45,6 +45,14 @@ const RETRYABLE = new Set(['40001', '40P01']);
 /** Attempts of one transaction before its error is the caller's. */
 const MAX_ATTEMPTS = 8;
 
+/** Who is told of each transaction run again, per pool (the collector counts them in a metric). */
+const retryHooks = new WeakMap<pg.Pool, (code: string) => void>();
+
+/** Tell `onRetry` (with the SQLSTATE) each time a transaction on `pool` runs again after a deadlock or serialization failure. */
+export function countRetries(pool: pg.Pool, onRetry: (code: string) => void): void {
+  retryHooks.set(pool, onRetry);
+}
+
 /** Whether `err` is a serialization failure or a deadlock (the transaction can run again). */
 export function retryable(err: unknown): boolean {
   return typeof err === 'object' && err !== null && RETRYABLE.has((err as { code?: string }).code ?? '');
@@ -72,6 +80,7 @@ export async function transaction<T>(pool: pg.Pool, fn: (sql: Sql) => Promise<T>
     } catch (err) {
       await client.query('ROLLBACK').catch((e: unknown) => (broken = e instanceof Error ? e : new Error(String(e))));
       if (retryable(err) && attempt < MAX_ATTEMPTS) {
+        retryHooks.get(pool)?.((err as { code: string }).code);
         await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
         continue;
       }
