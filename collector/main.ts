@@ -83,7 +83,7 @@ interface OpenedDatabase {
 }
 
 /** Open the configured store. The PostgreSQL URL is read (from its file) once, here; its password appears in no message. */
-async function openDatabase(config: CollectorConfig, logger: Logger): Promise<OpenedDatabase> {
+async function openDatabase(config: CollectorConfig, logger: Logger, metrics: CollectorMetrics): Promise<OpenedDatabase> {
   const log = logger.child({ component: 'store' });
   // db is a SQLite file, or a postgres:// URL without a password (the schema refused one with it).
   if (config.db !== undefined && !isPostgresUrl(config.db)) {
@@ -101,7 +101,7 @@ async function openDatabase(config: CollectorConfig, logger: Logger): Promise<Op
   const label = redactedUrl(url);
   const secrets = passwordsOf(url);
   try {
-    const pg = await openPostgresStore(url, { logger: log });
+    const pg = await openPostgresStore(url, { logger: log, onRetry: (code) => metrics.transactionRetries.inc({ code }) });
     // The URL stays in this closure: the feed's connection is opened with it, nothing else sees it.
     const openChanges = async (onError: (err: unknown) => void) => {
       const { openChangeFeed } = await import('./store/postgres/feed.js');
@@ -143,7 +143,7 @@ export async function startCollector(
   const logger = options.logger ?? createLogger('driftwatch-collector', config.logLevel);
   const now = options.now ?? Date.now;
   const metrics = createCollectorMetrics();
-  const database = await openDatabase(config, logger);
+  const database = await openDatabase(config, logger, metrics);
   const { store } = database;
   // Several replicas on PostgreSQL: this one's name in the outbox and job leases.
   const owner = replicaId();

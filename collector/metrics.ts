@@ -17,6 +17,7 @@ export function createCollectorMetrics() {
     baselinesPushed: new Counter({ name: 'driftwatch_collector_cluster_baselines_pushed_total', help: 'Cluster baselines sent to agents (at connect, after reviews and state changes)', registers: r }),
     alerts: new Counter({ name: 'driftwatch_collector_alerts_created_total', help: 'Alerts created (first deviation of a fingerprint)', labelNames: ['kind'], registers: r }),
     commitSeconds: new Histogram({ name: 'driftwatch_collector_batch_commit_seconds', help: 'Time from a batch\'s arrival to its commit (validation, waiting for the group, the commit)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: r }),
+    transactionRetries: new Counter({ name: 'driftwatch_collector_db_transaction_retries_total', help: 'PostgreSQL transactions run again after a deadlock (40P01) or serialization failure (40001), by SQLSTATE', labelNames: ['code'], registers: r }),
     commitGroup: new Histogram({ name: 'driftwatch_collector_commit_group_batches', help: 'Batches committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32], registers: r }),
     lastContact: new Gauge({ name: 'driftwatch_collector_agent_last_contact_timestamp_seconds', help: 'Unix time (seconds) of the last message from each node', labelNames: ['node'], registers: r }),
     refused: new Counter({

@@ -61,7 +61,7 @@ export function spawnCli(t: ExecutionContext, args: string[], options: { stdin?:
 /** Start a collector child on ephemeral ports; resolves once it logged its ports (probeUrl: with --probe-listen). */
 export async function spawnCollector(t: ExecutionContext, db: string, grpcPort = 0, extra: readonly string[] = [], options: { fdLimit?: number } = {}): Promise<CliProcess & { grpcPort: number; url: string; probeUrl: string | null }> {
   const p = spawnCli(t, ['collector', '--db', db, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', '127.0.0.1:0', ...extra], options);
-  const started = await p.waitForLog((l) => l.msg === 'collector started');
+  const started = await p.waitForLog((l) => l.msg === 'collector started', 120_000);
   const probeUrl = typeof started.probePort === 'number' ? `http://127.0.0.1:${started.probePort}` : null;
   return Object.assign(p, { grpcPort: started.grpcPort as number, url: `http://127.0.0.1:${started.httpPort as number}`, probeUrl });
 }

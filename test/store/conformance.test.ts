@@ -900,3 +900,39 @@ test('postgres, two replicas: of two replicas claiming one image\'s ticket at on
     t.is(got.filter((g) => g !== null).length, 1, `round ${round}: one claim`);
   }
 });
+
+contract('group commit: batch after batch of one group grow, reopen and open alerts as separate commits would, each batch told its own part', async (t, store) => {
+  await store.ingest('node-1', [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/curl' })], [], T0, policy(['pd']));
+  const before = (await store.listAlerts({ limit: 10 })).items;
+  const sh = before.find((a) => a.entry.type === 'process' && a.entry.exe === '/bin/sh')!;
+  const curl = before.find((a) => a.entry.type === 'process' && a.entry.exe === '/usr/bin/curl')!;
+  t.like(await store.transitionAlert(sh.fingerprint, { to: 'resolved', by: 'alice', at: T0 + 1, comment: '' }), { ok: true });
+  const results = await store.ingestMany(
+    [
+      // sh fires again (resolved), curl grows with an older deviation, wget opens.
+      { node: 'node-2', deviations: [deviationOf({ i: 9, node: 'node-2' }), deviationOf({ i: 0, node: 'node-2', exe: '/usr/bin/curl' }), deviationOf({ i: 7, node: 'node-2', exe: '/usr/bin/wget' })], deltas: [] },
+      // sh, curl and wget (opened by the batch before) grow; sh's deviation here is older than batch one's.
+      { node: 'node-3', deviations: [deviationOf({ i: 8, node: 'node-3' }), deviationOf({ i: 4, node: 'node-3', exe: '/usr/bin/curl' }), deviationOf({ i: 3, node: 'node-3', exe: '/usr/bin/wget' }), deviationOf({ i: 2, node: 'node-3', exe: '/usr/bin/wget' })], deltas: [] },
+      // A replay of one deviation of batch one: a duplicate.
+      { node: 'node-2', deviations: [deviationOf({ i: 9, node: 'node-2' })], deltas: [] },
+    ],
+    T0 + 10,
+    policy(['pd']),
+  );
+  const [one, two, three] = results as IngestResult[];
+  t.like(one, { stored: 3, duplicates: 0, updated: [curl.fingerprint] });
+  t.deepEqual(one!.reopened.map((a) => [a.fingerprint, a.state, a.count, a.nodes]), [[sh.fingerprint, 'firing', 2, ['node-1', 'node-2']]]);
+  t.deepEqual(one!.newAlerts.map((a) => [a.entry.type === 'process' && a.entry.exe, a.count]), [['/usr/bin/wget', 1]]);
+  const wget = one!.newAlerts[0]!.fingerprint;
+  t.deepEqual(one!.notifications.map((n) => [n.alert, n.action]), [[sh.fingerprint, 'again'], [wget, 'fire']], 'in the order of the batch');
+  t.like(two, { stored: 4, duplicates: 0, newAlerts: [], reopened: [], notifications: [] });
+  t.deepEqual([...two!.updated].sort(), [sh.fingerprint, curl.fingerprint, wget].sort());
+  t.like(three, { stored: 0, duplicates: 1, updated: [], newAlerts: [] });
+  t.like(await store.getAlert(sh.fingerprint), { state: 'firing', stateBy: '', count: 3, firstSeen: deviationOf({ i: 1 }).event.time, lastSeen: deviationOf({ i: 9 }).event.time, nodes: ['node-1', 'node-2', 'node-3'] });
+  t.like(await store.getAlert(curl.fingerprint), { state: 'firing', count: 3, firstSeen: deviationOf({ i: 0 }).event.time, lastSeen: deviationOf({ i: 4 }).event.time, nodes: ['node-1', 'node-2', 'node-3'] });
+  t.like(await store.getAlert(wget), { count: 3, firstSeen: deviationOf({ i: 2 }).event.time, lastSeen: deviationOf({ i: 7 }).event.time, nodes: ['node-2', 'node-3'] });
+  // The latest deviation of each alert is the one with the greatest time, whichever batch brought it.
+  t.is((await store.getAlert(sh.fingerprint))!.lastDeviationId, deviationOf({ i: 9, node: 'node-2' }).id);
+  t.is((await store.getAlert(curl.fingerprint))!.lastDeviationId, deviationOf({ i: 4, node: 'node-3', exe: '/usr/bin/curl' }).id);
+  t.is((await store.getAlert(wget))!.lastDeviationId, deviationOf({ i: 7, node: 'node-2', exe: '/usr/bin/wget' }).id);
+});

@@ -9,7 +9,7 @@ import type { Deviation } from '../../../core/deviation.js';
 import { SEVERITIES } from '../../../core/severity.js';
 import type { Alert, AlertDecision, AlertTransition, OutboxEntry } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
-import { ALLOWED_FROM, alertOf, imageOfKey, labelsOf, grownLists, type AlertRow, type DeviationGroup, type GroupOutcome } from '../sqlite/alerts.js';
+import { ALLOWED_FROM, alertOf, imageOfKey, labelsOf, type AlertRow, type DeviationGroup, type GroupOutcome } from '../sqlite/alerts.js';
 import type { AlertStore, TransitionResult } from '../store.js';
 import type { PostgresBaselines } from './baselines.js';
 import { decodeCursor, encodeCursor, lockKeys, transaction, type Sql } from './db.js';
@@ -17,7 +17,17 @@ import { alertPayload, announce, CHANNELS } from './feed.js';
 import type { PostgresOutbox } from './outbox.js';
 
 /** What an alert that grows keeps of its row. */
-export type GrowingAlert = Pick<AlertRow, 'state' | 'suppressed_by' | 'nodes' | 'pods'>;
+export type GrowingAlert = Pick<AlertRow, 'state' | 'suppressed_by' | 'nodes' | 'pods' | 'baseline_key'>;
+
+/** One alert's growth by a group of deviations: its grown node and pod lists, and whether it fires again (it was resolved). */
+export interface Growth {
+  fingerprint: string;
+  g: DeviationGroup;
+  nodes: string;
+  pods: string;
+  reopen: boolean;
+  outcome: GroupOutcome;
+}
 
 /** The alerts slice, and what ingest does to alerts inside its transaction. */
 export interface PostgresAlerts {
@@ -26,8 +36,16 @@ export interface PostgresAlerts {
   growing(sql: Sql, fingerprints: readonly string[]): Promise<Map<string, GrowingAlert>>;
   /** Create the alert of a group from its first deviation `d`; the alert as stored, or null when another replica created it first. */
   open(sql: Sql, fingerprint: string, d: Deviation, g: DeviationGroup, decision: AlertDecision, outcome: GroupOutcome): Promise<Alert | null>;
+  /**
+   * Create several alerts, in their order (their seq), in one statement; the rows created, by
+   * fingerprint (one another replica created first is not among them). First, each in one sorted
+   * statement: a lock per fingerprint to create (two replicas opening some of the same alerts take
+   * turns instead of waiting on each other's uncommitted rows in two orders), then the open-alert
+   * counters of `counterKeys` (made when missing), which creating and reopening alerts update.
+   */
+  openMany(sql: Sql, items: readonly { fingerprint: string; d: Deviation; g: DeviationGroup; decision: AlertDecision; outcome: GroupOutcome }[], counterKeys: Iterable<string>): Promise<Map<string, AlertRow>>;
   /** Add each group to its alert (`row`), all in one statement; a resolved alert fires again. */
-  growMany(sql: Sql, items: readonly { fingerprint: string; row: GrowingAlert; g: DeviationGroup; outcome: GroupOutcome }[]): Promise<void>;
+  growMany(sql: Sql, items: readonly Growth[]): Promise<void>;
   /** The alert of `fingerprint`, which exists. */
   read(sql: Sql, fingerprint: string): Promise<Alert>;
 }
@@ -95,7 +113,7 @@ export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: Postg
     async growing(tx, fingerprints) {
       if (fingerprints.length === 0) return new Map();
       const { rows } = await tx<GrowingAlert & { fingerprint: string }>(
-        `SELECT fingerprint, state, suppressed_by, nodes, pods FROM alerts WHERE fingerprint = ANY($1::text[]) ORDER BY fingerprint FOR UPDATE`,
+        `SELECT fingerprint, state, suppressed_by, nodes, pods, baseline_key FROM alerts WHERE fingerprint = ANY($1::text[]) ORDER BY fingerprint FOR UPDATE`,
         [fingerprints],
       );
       return new Map(rows.map(({ fingerprint, ...r }) => [fingerprint, r]));
@@ -135,11 +153,65 @@ export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: Postg
       );
       return rows[0] ? alertOf(rows[0]) : null;
     },
+    async openMany(tx, items, counterKeys) {
+      const out = new Map<string, AlertRow>();
+      if (items.length > 0) {
+        await tx(
+          `SELECT pg_advisory_xact_lock(hashtextextended('alert:' || f, 21)) FROM (SELECT f FROM unnest($1::text[]) AS f ORDER BY f COLLATE "C" OFFSET 0) AS s`,
+          [items.map((i) => i.fingerprint)],
+        );
+      }
+      const keys = [...new Set(counterKeys)];
+      // DO UPDATE (to the same value) is what locks a counter row that exists.
+      if (keys.length > 0) {
+        await tx(
+          `INSERT INTO baseline_open_alerts (key, n) SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k COLLATE "C"
+           ON CONFLICT (key) DO UPDATE SET n = baseline_open_alerts.n`,
+          [keys],
+        );
+      }
+      if (items.length === 0) return out;
+      const col = <T>(f: (i: (typeof items)[number]) => T) => items.map(f);
+      const { rows } = await tx<AlertRow>(
+        `INSERT INTO alerts (fingerprint, baseline_key, image, kind, entry, reason, explanation, nearest, first_seen, last_seen, count, nodes, pods, last_deviation_id, example, created_at,
+           severity, rule_id, rule_reason, team, namespace, labels, receivers, suppressed_by)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[],
+           $13::text[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])
+         ON CONFLICT (fingerprint) DO NOTHING RETURNING *`,
+        [
+          col((i) => i.fingerprint),
+          col((i) => i.d.key),
+          col((i) => imageOfKey(i.d)),
+          col((i) => i.d.event.kind),
+          col((i) => JSON.stringify(i.d.entry)),
+          col((i) => i.d.reason),
+          col((i) => i.d.explanation),
+          col((i) => JSON.stringify(i.d.nearest)),
+          col((i) => i.g.minTime),
+          col((i) => i.g.maxTime),
+          col((i) => i.g.count),
+          col((i) => JSON.stringify([...i.g.nodes])),
+          col((i) => JSON.stringify([...i.g.pods])),
+          col((i) => i.g.latest.id),
+          col((i) => i.outcome.example),
+          col((i) => i.outcome.receivedAt),
+          col((i) => i.decision.severity),
+          col((i) => i.decision.ruleId),
+          col((i) => i.decision.ruleReason),
+          col((i) => i.decision.team),
+          col((i) => i.d.event.pod?.namespace ?? ''),
+          col((i) => JSON.stringify(labelsOf(i.d))),
+          col((i) => JSON.stringify(i.decision.receivers)),
+          col((i) => i.outcome.suppressedBy),
+        ],
+      );
+      for (const r of rows) out.set(r.fingerprint, r);
+      return out;
+    },
     async growMany(tx, items) {
       if (items.length === 0) return;
       const cols = { fingerprint: [] as string[], count: [] as number[], first: [] as number[], last: [] as number[], nodes: [] as string[], pods: [] as string[], suppressed: [] as string[], lastId: [] as string[], example: [] as string[], reopen: [] as boolean[], at: [] as number[] };
-      for (const { fingerprint, row, g, outcome } of items) {
-        const { nodes, pods } = grownLists(row, g);
+      for (const { fingerprint, g, nodes, pods, reopen, outcome } of items) {
         cols.fingerprint.push(fingerprint);
         cols.count.push(g.count);
         cols.first.push(g.minTime);
@@ -149,7 +221,7 @@ export function postgresAlerts(pool: pg.Pool, sql: Sql, deps: { baselines: Postg
         cols.suppressed.push(outcome.suppressedBy);
         cols.lastId.push(g.latest.id);
         cols.example.push(outcome.example);
-        cols.reopen.push(row.state === 'resolved');
+        cols.reopen.push(reopen);
         cols.at.push(outcome.receivedAt);
       }
       // Every expression on the right reads the row as it was (PostgreSQL's UPDATE semantics): the

@@ -43,6 +43,8 @@ export interface PostgresBaselines {
   knowsMany(sql: Sql, pairs: readonly { key: string; id: string }[]): Promise<Set<string>>;
   /** What severity rules read of the cluster baseline of `key`. */
   factsOf(sql: Sql, key: string): Promise<BaselineFacts>;
+  /** factsOf each of `keys`, in one statement (the keys of a group commit's new alerts). */
+  factsOfMany(sql: Sql, keys: readonly string[]): Promise<Map<string, BaselineFacts>>;
   /** The entry of an alert being accepted joins the cluster baseline of its key (a new version); the caller holds the key's lock. */
   accept(sql: Sql, alert: Alert, change: AlertTransition): Promise<void>;
   /** Drop what `node` taught from every key (locking them), each a new version. */
@@ -421,6 +423,16 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
       baselineFactsOf(
         (await sql<{ entry_id: string }>(`SELECT entry_id FROM baseline_entries e WHERE e.key = $1 AND e.type = 'process' AND ${NOT_REMOVED}`, [key])).rows.map((r) => entryFromId(r.entry_id)),
       ),
+    async factsOfMany(sql, keys) {
+      const ids = new Map<string, string[]>(keys.map((k) => [k, []]));
+      if (keys.length === 0) return new Map();
+      const { rows } = await sql<{ key: string; entry_id: string }>(
+        `SELECT e.key, e.entry_id FROM baseline_entries e WHERE e.key = ANY($1::text[]) AND e.type = 'process' AND ${NOT_REMOVED}`,
+        [[...ids.keys()]],
+      );
+      for (const r of rows) ids.get(r.key)?.push(r.entry_id);
+      return new Map([...ids].map(([key, list]) => [key, baselineFactsOf(list.map(entryFromId))]));
+    },
     async accept(sql, before, change) {
       const key = before.baselineKey;
       const id = entryId(before.entry);

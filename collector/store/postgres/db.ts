@@ -45,6 +45,14 @@ const RETRYABLE = new Set(['40001', '40P01']);
 /** Attempts of one transaction before its error is the caller's. */
 const MAX_ATTEMPTS = 8;
 
+/** Who is told of each transaction run again, per pool (the collector counts them in a metric). */
+const retryHooks = new WeakMap<pg.Pool, (code: string) => void>();
+
+/** Tell `onRetry` (with the SQLSTATE) each time a transaction on `pool` runs again after a deadlock or serialization failure. */
+export function countRetries(pool: pg.Pool, onRetry: (code: string) => void): void {
+  retryHooks.set(pool, onRetry);
+}
+
 /** Whether `err` is a serialization failure or a deadlock (the transaction can run again). */
 export function retryable(err: unknown): boolean {
   return typeof err === 'object' && err !== null && RETRYABLE.has((err as { code?: string }).code ?? '');
@@ -72,6 +80,7 @@ export async function transaction<T>(pool: pg.Pool, fn: (sql: Sql) => Promise<T>
     } catch (err) {
       await client.query('ROLLBACK').catch((e: unknown) => (broken = e instanceof Error ? e : new Error(String(e))));
       if (retryable(err) && attempt < MAX_ATTEMPTS) {
+        retryHooks.get(pool)?.((err as { code: string }).code);
         await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
         continue;
       }
@@ -112,10 +121,18 @@ export async function savepoint<T>(sql: Sql, fn: () => Promise<T>): Promise<T> {
  * Sorted, so two transactions that lock several keys cannot deadlock on them.
  */
 export async function lockKeys(sql: Sql, keys: Iterable<string>): Promise<void> {
-  for (const key of [...new Set(keys)].sort()) {
-    await sql(`INSERT INTO baseline_keys (key) VALUES ($1) ON CONFLICT (key) DO NOTHING`, [key]);
-    await sql(`SELECT key FROM baseline_keys WHERE key = $1 FOR UPDATE`, [key]);
-  }
+  const sorted = [...new Set(keys)].sort();
+  if (sorted.length === 0) return;
+  // Two statements whatever the number of keys; rows made and locked in byte order (the keys are COLLATE "C").
+  await sql(`INSERT INTO baseline_keys (key) SELECT k FROM unnest($1::text[]) AS k ORDER BY k COLLATE "C" ON CONFLICT (key) DO NOTHING`, [sorted]);
+  await sql(`SELECT key FROM baseline_keys WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE`, [sorted]);
+}
+
+/** Lock several nodes (shared, see lockNode) in one statement, in one order. */
+export async function lockNodesShared(sql: Sql, nodes: Iterable<string>): Promise<void> {
+  const sorted = [...new Set(nodes)].sort();
+  if (sorted.length === 0) return;
+  await sql(`SELECT pg_advisory_xact_lock_shared(hashtextextended('node:' || n, 20)) FROM (SELECT n FROM unnest($1::text[]) AS n ORDER BY n COLLATE "C" OFFSET 0) AS s`, [sorted]);
 }
 
 /**

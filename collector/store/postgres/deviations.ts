@@ -1,8 +1,9 @@
 /**
  * The deviations slice on PostgreSQL: what agents reported, stored once per (node, id) by the
- * ingest slice (one multi-row INSERT per batch; the table's trigger claims each id in
- * deviation_ids and skips an id already there, so a batch replayed to another replica, even at the
- * same moment, is stored once: schema.ts, revision 2), listed newest first, marked when their node
+ * ingest slice (one INSERT per group commit, which claims each id in deviation_ids and stores
+ * only the rows whose id it claimed, so a batch replayed to another replica, even at the same
+ * moment, is stored once; every other writer's rows are claimed by the table's trigger: schema.ts,
+ * revisions 2 and 4), listed newest first, marked when their node
  * is quarantined. The table is partitioned by day of receipt (partitions.ts); a page is one index
  * scan per partition merged in seq order (Merge Append), never a sort of every row.
  */
@@ -13,7 +14,13 @@ import type { DeviationQuery, DeviationStore, Page, PreparedDeviation, StoredDev
 import { decodeCursor, encodeCursor, type Sql } from './db.js';
 import type { PostgresQuarantine } from './quarantine.js';
 
-/** The deviations slice, and `insert` for the ingest transaction. */
+/**
+ * What an ingest transaction starts with: it claims the ids of the deviations it stores itself
+ * (`insert`), so the schema's per-row trigger skips its rows (schema.ts, revision 4).
+ */
+export const CLAIMS_IDS = `BEGIN; SET LOCAL driftwatch.ids_claimed = 'on'`;
+
+/** The deviations slice, and `insert` for the ingest transaction (which must start with CLAIMS_IDS). */
 export interface PostgresDeviations {
   store: Async<DeviationStore>;
   /** Store `ds` received at `receivedAt`; the scoped ids that were new (the others are stored already). */
@@ -60,21 +67,32 @@ export function postgresDeviations(sql: Sql, deps: { quarantine: PostgresQuarant
     },
     async insert(tx, ds, receivedAt) {
       if (ds.length === 0) return new Set();
-      // No ON CONFLICT: nothing unique on id is left to conflict with; the trigger skips a stored id.
+      // A deviation twice in `ds`: its first copy is the one to store.
+      const seen = new Set<string>();
+      const once = ds.filter((d) => {
+        const id = scopedDeviationId(d.node, d.id);
+        if (seen.has(id)) return false;
+        seen.add(id);
+        return true;
+      });
+      // The ids claimed in deviation_ids in id order (two replicas storing one batch take turns on
+      // the same order), then the rows whose id this statement claimed, in their order. The
+      // transaction said it claims its ids itself (CLAIMS_IDS): the per-row trigger stays out.
       const { rows } = await tx<{ id: string }>(
-        `INSERT INTO deviations (id, fingerprint, baseline_key, kind, time, received_at, node, body)
-         SELECT id, fingerprint, baseline_key, kind, time, $6, node, body
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[], $8::text[]) AS d(id, fingerprint, baseline_key, kind, time, node, body)
+        `WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $7::text[], $8::text[]) WITH ORDINALITY AS d(id, fingerprint, baseline_key, kind, time, node, body, ord)),
+         claimed AS (INSERT INTO deviation_ids (id, received_at) SELECT id, $6 FROM d ORDER BY id COLLATE "C" ON CONFLICT (id) DO NOTHING RETURNING id)
+         INSERT INTO deviations (id, fingerprint, baseline_key, kind, time, received_at, node, body)
+         SELECT d.id, d.fingerprint, d.baseline_key, d.kind, d.time, $6, d.node, d.body FROM d JOIN claimed ON claimed.id = d.id COLLATE "C" ORDER BY d.ord
          RETURNING id`,
         [
-          ds.map((d) => scopedDeviationId(d.node, d.id)),
-          ds.map((d) => d.fingerprint),
-          ds.map((d) => d.key),
-          ds.map((d) => d.kind),
-          ds.map((d) => d.time),
+          once.map((d) => scopedDeviationId(d.node, d.id)),
+          once.map((d) => d.fingerprint),
+          once.map((d) => d.key),
+          once.map((d) => d.kind),
+          once.map((d) => d.time),
           receivedAt,
-          ds.map((d) => d.node),
-          ds.map((d) => d.body),
+          once.map((d) => d.node),
+          once.map((d) => d.body),
         ],
       );
       return new Set(rows.map((r) => r.id));

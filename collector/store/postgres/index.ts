@@ -9,7 +9,7 @@ import type { AsyncStore } from '../async.js';
 import { postgresAlerts } from './alerts.js';
 import { postgresAudit } from './audit.js';
 import { postgresBaselines } from './baselines.js';
-import { createPool, sqlOf, type StoreLogger } from './db.js';
+import { countRetries, createPool, sqlOf, type StoreLogger } from './db.js';
 import { postgresDeviations } from './deviations.js';
 import { postgresExceptions } from './exceptions.js';
 import { postgresImages } from './images.js';
@@ -32,6 +32,8 @@ export interface PostgresStoreOptions {
   /** Longest one statement may run before the server cancels it (default 60 s). */
   statementTimeoutMs?: number | undefined;
   logger?: StoreLogger | undefined;
+  /** Told (with the SQLSTATE) each time a transaction runs again after a deadlock or serialization failure. */
+  onRetry?: ((code: string) => void) | undefined;
 }
 
 /** The database's address without its password, for messages (store migrate's too). */
@@ -49,6 +51,7 @@ export function redactedUrl(url: string): string {
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore & { ping(): Promise<void>; close(): Promise<void> }> {
   const log: StoreLogger = options.logger ?? { warn: () => undefined };
   const pool = createPool(url, { max: options.maxConnections, statementTimeoutMs: options.statementTimeoutMs });
+  if (options.onRetry) countRetries(pool, options.onRetry);
   try {
     await migrate(pool, redactedUrl(url));
   } catch (err) {

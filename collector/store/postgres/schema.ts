@@ -386,6 +386,21 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     CREATE INDEX image_places_namespace ON image_places (namespace, repository);
     `,
   },
+  {
+    version: 8,
+    description: 'ingest claims deviation ids for a whole batch in one statement; the per-row trigger claims them for every other writer',
+    // The trigger's INSERT into deviation_ids, row by row, was a third of a batch's INSERT. Ingest
+    // now claims the ids of its rows itself, in the same statement and in id order (deviations.ts),
+    // and says so for its transaction (SET LOCAL driftwatch.ids_claimed = 'on'); the trigger then
+    // stays out of its way. Every other INSERT (a copy from SQLite, by hand) is still claimed row by
+    // row, so an id is stored once whoever writes it.
+    sql: `
+    DROP TRIGGER deviations_once ON deviations;
+    CREATE TRIGGER deviations_once BEFORE INSERT ON deviations FOR EACH ROW
+      WHEN (current_setting('driftwatch.ids_claimed', true) IS DISTINCT FROM 'on')
+      EXECUTE FUNCTION deviations_once();
+    `,
+  },
 ];
 
 /** The revision this code writes. */
