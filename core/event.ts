@@ -108,6 +108,16 @@ export function isDrift(origin: ExecutableOrigin | undefined): boolean {
   return origin === 'upper-layer' || origin === 'memfd' || origin === 'deleted';
 }
 
+/**
+ * runc's own copy of itself (`memfd:runc_cloned:/proc/self/exe`), which it runs from a memfd at every
+ * container start (CVE-2019-5736's fix): the one memfd exec that is plumbing, as Falco's
+ * `known_memfd_execution_processes` has it. Matched by prefix, also cut to 16 bytes (`memfd:runc_clone`).
+ */
+export function isRuntimeMemfd(name: string): boolean {
+  const n = name.startsWith('/') ? name.slice(1) : name;
+  return n.startsWith('memfd:runc_clone');
+}
+
 /** What people read about an origin, in alerts, sinks and the console. */
 export function originText(origin: ExecutableOrigin | undefined): string {
   switch (origin) {

@@ -5,7 +5,7 @@
  * Every field is hostile: types are checked, strings are bounded, and a record that cannot become a
  * valid event is rejected with a reason (counted by the caller) instead of throwing.
  */
-import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, splitArguments, uidFromName, type EventKind, type ExecutableOrigin, type ImageRef, type NetworkInfo } from '../../core/event.js';
+import { UNKNOWN_IMAGE, canonicalRepository, isRuntimeMemfd, parseImageReference, splitArguments, uidFromName, type EventKind, type ExecutableOrigin, type ImageRef, type NetworkInfo } from '../../core/event.js';
 import { FIELD_LIMITS, FieldError, ignored, parseTime, rejectionOf, type ParseContext, type ParseResult } from './record.js';
 
 /** Bounds on fields taken from a Falco record. */
@@ -309,7 +309,10 @@ function originOf(f: Record<string, unknown>, rule: unknown): ExecutableOrigin |
   const writable = optBool(f['proc.is_exe_writable'], 'proc.is_exe_writable');
   const t = f['evt.type'];
   const flags = t === 'execve' || t === 'execveat' ? exeFlagsOf(f['evt.arg.flags']) : null;
-  if (memfd === true || flags?.has('EXE_FROM_MEMFD')) return 'memfd';
+  if (memfd === true || flags?.has('EXE_FROM_MEMFD')) {
+    const exepath = f['proc.exepath'];
+    return typeof exepath === 'string' && isRuntimeMemfd(exepath) ? 'unknown' : 'memfd';
+  }
   if (upper === true || flags?.has('EXE_UPPER_LAYER')) return 'upper-layer';
   if (lower === true || flags?.has('EXE_LOWER_LAYER')) return 'image';
   const byRule = typeof rule === 'string' ? ORIGIN_RULES.get(rule) : undefined;
