@@ -460,7 +460,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       let b = baselines.get(c.key);
       let changed = false;
       if (!b) {
-        if (c.entryIds.length === 0 && c.removedIds.length === 0 && c.state === 'learning') return null;
+        if (c.entryIds.length === 0 && c.removedIds.length === 0 && c.state === 'learning' && !c.driftAllowed?.length) return null;
         if (baselines.size >= opts.maxBaselines) return null;
         // Learned elsewhere: the window is the cluster's, so a new node enforces as soon as the cluster does.
         b = create(c.key, c.windowStart);
