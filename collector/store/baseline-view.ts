@@ -7,6 +7,7 @@ import type { BaselineState } from '../../core/baseline.js';
 import { entryFromId, entryId } from '../../core/entry.js';
 import { mergeHeaders, type SnapshotHeader } from '../../core/merge.js';
 import type { BaselineView, ClusterBaseline, EntryStatus, ReviewedEntry, ReviewedState } from './store.js';
+import type { ExecutableOrigin } from '../../core/event.js';
 
 /** One merged entry row as both stores keep it. */
 export interface EntryRow {
@@ -16,6 +17,8 @@ export interface EntryRow {
   count: number;
   examples: string;
   dropped_nodes: string;
+  /** core/event ExecutableOrigin, or NULL (rows before it, network entries, no source told). */
+  origin?: string | null;
 }
 
 /** What the view is made of. */
@@ -79,6 +82,7 @@ export function assembleView(parts: ViewParts, log: { warn(o: object, msg: strin
       nodes: nodes.get(r.entry_id) ?? [],
       examples: JSON.parse(r.examples) as string[],
       droppedNodes: JSON.parse(r.dropped_nodes) as string[],
+      ...(r.origin ? { origin: r.origin as ExecutableOrigin } : {}),
       status: reviews.get(r.entry_id)?.status ?? 'learned',
       statusReason: reviews.get(r.entry_id)?.reason ?? '',
     });

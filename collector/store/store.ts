@@ -76,6 +76,11 @@ export interface PreparedDeviation {
   body: string;
   /** The deviation itself, when at hand (the same thread); else the store parses `body` when it needs it. */
   deviation?: Deviation | undefined;
+  /**
+   * Its reason is drift (a binary not from the image): stored and alerted even when the cluster
+   * baseline knows its entry, since the entry names a path, and this run of it did not come from the image.
+   */
+  drift?: boolean;
 }
 
 /** A batch of prepared deviations. */

@@ -111,7 +111,7 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
     const knownPairs = await baselines.knowsMany(sql, [...pairs.values()]);
     const fresh: PreparedDeviation[] = [];
     for (const d of deviations) {
-      if (knownPairs.has(`${d.key}\n${d.entryId}`)) known++;
+      if (knownPairs.has(`${d.key}\n${d.entryId}`) && d.drift !== true) known++;
       else fresh.push(d);
     }
     const inserted = await slices.deviations.insert(sql, fresh, receivedAt);

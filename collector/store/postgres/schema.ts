@@ -310,6 +310,14 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     );
     `,
   },
+  {
+    version: 4,
+    description: 'where a baseline entry\'s executable came from (drift)',
+    sql: `
+    -- core/event ExecutableOrigin of a process entry; NULL: no source told (and every older row).
+    ALTER TABLE baseline_entries ADD COLUMN origin TEXT;
+    `,
+  },
 ];
 
 /** The revision this code writes. */

@@ -29,6 +29,8 @@ export const ALERT_COLUMNS_V3: readonly [string, string][] = [
 export const PROVENANCE_COLUMNS: readonly (readonly [string, string, string])[] = [
   ['baseline_entry_nodes', 'example_keys', 'TEXT'],
   ['baseline_entries', 'dropped_nodes', `TEXT NOT NULL DEFAULT '[]'`],
+  // Where the entry's executable came from (core/event ExecutableOrigin; NULL: no source told).
+  ['baseline_entries', 'origin', 'TEXT'],
 ];
 
 /** The tables every revision has (revision 3's alert columns are added by ALERT_COLUMNS_V3). */
