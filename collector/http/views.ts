@@ -115,7 +115,7 @@ export function deviationView(s: StoredDeviation) {
   };
 }
 
-function baselineHeaderView(b: Omit<BaselineView, 'entries'>) {
+function baselineHeaderView(b: Omit<BaselineView, 'entries' | 'driftAllowed'>) {
   return {
     key: b.key,
     state: b.state,
@@ -148,6 +148,8 @@ export function baselineView(b: BaselineView) {
   const active = b.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
   return {
     ...baselineHeaderView(b),
+    // Executable path globs whose drift (a binary not from the image) security allowed for this key.
+    driftAllowed: b.driftAllowed,
     entries: b.entries.map((e) => ({
       ...entryView(e),
       status: e.status,

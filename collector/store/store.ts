@@ -229,6 +229,8 @@ export interface BaselineView extends Omit<MergedBaseline, 'entries' | 'state'> 
   /** Namespaces of the pods it was learned from. */
   namespaces: string[];
   entries: ReviewedEntry[];
+  /** Executable path globs whose drift security allowed for this key (core/baseline driftAllowedFor); reviewed like entries. */
+  driftAllowed: string[];
 }
 
 /** A version of a baseline: who changed what, when and why, and the active entries after it. */
@@ -251,7 +253,9 @@ export type BaselineChange =
   | { action: 'add'; entry: Entry }
   /** Drop what one node taught this key: its counts, and the entries only it taught (not those security approved or added). */
   | { action: 'drop-node'; node: string }
-  | { action: 'import'; state: BaselineState; entries: Entry[]; removed: Entry[] };
+  | { action: 'import'; state: BaselineState; entries: Entry[]; removed: Entry[]; driftAllowed?: string[] }
+  /** Allow (or stop allowing) drift of executables matching a path glob: a JIT cache, a plugin installer. */
+  | { action: 'allow-drift' | 'disallow-drift'; pattern: string };
 
 /** The outcome of a review change. */
 export type ReviewResult =

@@ -667,6 +667,22 @@ contract('drift: a drift deviation is stored even when the cluster baseline know
   t.is(stored?.deviation.event.process.origin, 'memfd');
 });
 
+contract('drift allow list: reviewed like entries (a version each, conflicts refused), in the view and in what agents enforce, replaced by an import', async (t, store) => {
+  await store.ingest('node-a', [], [delta('node-a', 1, [[nginx, 1, 10, []]])], T0);
+  const allow = await store.reviewBaseline(KEY, { action: 'allow-drift', pattern: '/var/cache/jit/*' }, 'alice', 'JIT stubs', T0 + 1);
+  t.like(allow, { ok: true, version: 1 });
+  t.deepEqual((await store.getBaseline(KEY))?.driftAllowed, ['/var/cache/jit/*']);
+  t.deepEqual((await store.clusterBaseline(KEY))?.driftAllowed, ['/var/cache/jit/*']);
+  t.like(await store.reviewBaseline(KEY, { action: 'allow-drift', pattern: '/var/cache/jit/*' }, 'alice', '', T0 + 2), { ok: false, status: 409 });
+  t.like(await store.reviewBaseline(KEY, { action: 'disallow-drift', pattern: '/opt/*' }, 'alice', '', T0 + 2), { ok: false, status: 409 });
+  t.like(await store.reviewBaseline(KEY, { action: 'disallow-drift', pattern: '/var/cache/jit/*' }, 'bob', 'JIT off', T0 + 3), { ok: true, version: 2 });
+  t.deepEqual((await store.getBaseline(KEY))?.driftAllowed, []);
+  t.is((await store.clusterBaseline(KEY))?.driftAllowed, undefined);
+  await store.reviewBaseline(KEY, { action: 'import', state: 'enforcing', entries: [nginx], removed: [], driftAllowed: ['plugin-*'] }, 'carol', 'import', T0 + 4);
+  t.deepEqual((await store.getBaseline(KEY))?.driftAllowed, ['plugin-*']);
+  t.deepEqual((await store.listVersions(KEY)).map((v) => v.action), ['import', 'disallow-drift', 'allow-drift'], 'newest first');
+});
+
 contract('alerts: in one batch, a resolved alert fires again and is notified, an open one only grows, a new one opens', async (t, store) => {
   await store.ingest('node-1', [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/curl' })], [], T0, policy(['pd']));
   const before = (await store.listAlerts({ limit: 10 })).items;

@@ -4,6 +4,7 @@
  * share, bulk changes, imports), each a new version, audited, and pushed to the agents.
  */
 import { z } from 'zod';
+import { DRIFT_ALLOW_LIMITS } from '../../../core/baseline.js';
 import { entryFromId, entryId, type Entry } from '../../../core/entry.js';
 import {
   baselineName,
@@ -36,6 +37,19 @@ const EntryBody = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('network'), direction: z.enum(['egress', 'ingress', 'listen']), protocol: z.enum(['tcp', 'udp']), peer: field, port: z.number().int().min(0).max(65535) }),
 ]);
 const AddEntryBody = z.strictObject({ entry: EntryBody, reason: z.string().trim().max(1000).default('') });
+
+/**
+ * A drift allow pattern: a glob (core/severity globMatch) on the executable's path when it holds a
+ * `/` (then absolute), else on its basename; printable, bounded (DRIFT_ALLOW_LIMITS).
+ */
+const DriftPattern = z
+  .string()
+  .min(1)
+  .max(DRIFT_ALLOW_LIMITS.length)
+  .regex(/^[^\0\n\r]+$/, 'must not contain NUL or line breaks')
+  .refine((p) => !p.includes('/') || p.startsWith('/'), 'a pattern with a / must be an absolute path glob')
+  .refine((p) => p.replace(/[*?]/g, '') !== '' && p !== '/*', 'must name something more than "anything"');
+const DriftBody = z.strictObject({ pattern: DriftPattern, reason: z.string().trim().max(1000).default('') });
 
 const BulkBody = z.strictObject({
   action: z.enum(['lock', 'unlock', 'relearn']),
@@ -238,6 +252,16 @@ export const baselineRoutes: readonly Route[] = [
       role: 'reviewer',
       body: ReasonBody,
       handle: (ctx) => review(ctx, { action, entryId: ctx.params.id as string }, ctx.body.reason),
+    }),
+  ),
+  ...(['allow-drift', 'disallow-drift'] as const).map((action) =>
+    route({
+      method: 'POST',
+      path: `/api/v1/baselines/{key}/drift/${action === 'allow-drift' ? 'allow' : 'disallow'}`,
+      role: 'reviewer',
+      body: DriftBody,
+      // A reviewed change like an entry's: a new version, audited, pushed to agents.
+      handle: (ctx) => review(ctx, { action, pattern: ctx.body.pattern }, ctx.body.reason),
     }),
   ),
   route({

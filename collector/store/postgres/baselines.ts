@@ -14,7 +14,7 @@ import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertTransition } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
 import { flagReasonOf, mergeExamples, mergeOriginSql } from '../entry-merge.js';
-import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
+import { assembleView, changedDriftAllowed, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { MAX_DROPPED_NODES, MAX_ENTRIES_PER_KEY, MAX_LISTED_NODES, MAX_MERGED_EXAMPLES } from '../sqlite/baselines.js';
 import type {
   BaselineChange,
@@ -101,8 +101,8 @@ const shareOf = (r: NodeShareRow): EntryShare => ({
 
 /** The baselines slice on `pool`. */
 export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBaselines {
-  async function reviewOf(sql: Sql, key: string): Promise<{ state: string; version: number } | undefined> {
-    return (await sql<{ state: string; version: number }>(`SELECT state, version FROM baseline_reviews WHERE key = $1`, [key])).rows[0];
+  async function reviewOf(sql: Sql, key: string): Promise<{ state: string; version: number; drift_allowed: string } | undefined> {
+    return (await sql<{ state: string; version: number; drift_allowed: string }>(`SELECT state, version, drift_allowed FROM baseline_reviews WHERE key = $1`, [key])).rows[0];
   }
 
   async function headersOf(sql: Sql, key: string): Promise<Map<string, SnapshotHeader>> {
@@ -323,6 +323,16 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
           if (!wanted.has(id)) await setStatus(id, 'removed');
         }
         for (const e of before?.entries ?? []) if (!wanted.has(e.id) && e.status !== 'removed') await setStatus(e.id, 'removed');
+        // The document's drift allow list is the key's (absent: none).
+        await sql(`UPDATE baseline_reviews SET drift_allowed = $1 WHERE key = $2`, [JSON.stringify(change.driftAllowed ?? []), key]);
+        break;
+      }
+      case 'allow-drift':
+      case 'disallow-drift': {
+        const next = changedDriftAllowed(before?.driftAllowed ?? [], change);
+        if (!Array.isArray(next)) return { ok: false, ...next };
+        if (!current) await sql(UPSERT_REVIEW, [key, '', 0]);
+        await sql(`UPDATE baseline_reviews SET drift_allowed = $1 WHERE key = $2`, [JSON.stringify(next), key]);
         break;
       }
     }

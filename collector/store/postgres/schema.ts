@@ -312,10 +312,12 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
   },
   {
     version: 4,
-    description: 'where a baseline entry\'s executable came from (drift)',
+    description: 'where a baseline entry\'s executable came from, and each key\'s drift allow list',
     sql: `
     -- core/event ExecutableOrigin of a process entry; NULL: no source told (and every older row).
     ALTER TABLE baseline_entries ADD COLUMN origin TEXT;
+    -- The key's drift allow list (JSON array of path globs), reviewed like entries.
+    ALTER TABLE baseline_reviews ADD COLUMN drift_allowed TEXT NOT NULL DEFAULT '[]';
     `,
   },
 ];

@@ -22,7 +22,7 @@ import type {
   StoreRefusal,
 } from '../store.js';
 import { flagReasonOf, mergeExamples, mergeOriginSql } from '../entry-merge.js';
-import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
+import { assembleView, changedDriftAllowed, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
 
 export { validEntryId } from '../baseline-view.js';
@@ -116,7 +116,8 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
        AND NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`,
     )
     .pluck();
-  const selectReview = db.prepare(`SELECT state, version FROM baseline_reviews WHERE key = ?`);
+  const selectReview = db.prepare(`SELECT state, version, drift_allowed FROM baseline_reviews WHERE key = ?`);
+  const updateDriftAllowed = db.prepare(`UPDATE baseline_reviews SET drift_allowed = ? WHERE key = ?`);
   const upsertReview = db.prepare(`INSERT INTO baseline_reviews (key, state, version) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state, version = excluded.version`);
   const clearRelearn = db.prepare(`UPDATE baseline_reviews SET state = '' WHERE key = ? AND state = 'relearn'`);
   const selectStatuses = db.prepare(`SELECT entry_id, status, reason FROM baseline_entry_reviews WHERE key = ?`);
@@ -195,8 +196,8 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     return new Map((selectHeadersOfKey.all(key) as { node: string; header: string }[]).map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]));
   }
 
-  function reviewOf(key: string): { state: string; version: number } | undefined {
-    return selectReview.get(key) as { state: string; version: number } | undefined;
+  function reviewOf(key: string): { state: string; version: number; drift_allowed: string } | undefined {
+    return selectReview.get(key) as { state: string; version: number; drift_allowed: string } | undefined;
   }
 
 
@@ -341,6 +342,16 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
           if (!wanted.has(id)) upsertStatus.run(key, id, 'removed', by, at, reason);
         }
         for (const e of before?.entries ?? []) if (!wanted.has(e.id) && e.status !== 'removed') upsertStatus.run(key, e.id, 'removed', by, at, reason);
+        // The document's drift allow list is the key's (absent: none).
+        updateDriftAllowed.run(JSON.stringify(change.driftAllowed ?? []), key);
+        break;
+      }
+      case 'allow-drift':
+      case 'disallow-drift': {
+        const next = changedDriftAllowed(before?.driftAllowed ?? [], change);
+        if (!Array.isArray(next)) return { ok: false, ...next };
+        if (!review) upsertReview.run(key, '', 0);
+        updateDriftAllowed.run(JSON.stringify(next), key);
         break;
       }
     }
