@@ -1,13 +1,13 @@
 /**
  * Baselines: reading them, their versions and diffs, exporting them as documents; and the
  * reviewer's changes (lock, unlock, relearn, add, approve and remove entries, drop one node's
- * share, bulk changes, imports), each a new version, audited, and pushed to the agents.
+ * share, allow or disallow drift, bulk changes, imports), each a new version, audited, and pushed to the agents.
  */
 import { z } from 'zod';
-import { DRIFT_ALLOW_LIMITS } from '../../../core/baseline.js';
 import { entryFromId, entryId, type Entry } from '../../../core/entry.js';
 import {
   baselineName,
+  DriftPatternSchema,
   parseBaselineDocuments,
   parseSelector,
   toBaselineDocument,
@@ -38,18 +38,7 @@ const EntryBody = z.discriminatedUnion('type', [
 ]);
 const AddEntryBody = z.strictObject({ entry: EntryBody, reason: z.string().trim().max(1000).default('') });
 
-/**
- * A drift allow pattern: a glob (core/severity globMatch) on the executable's path when it holds a
- * `/` (then absolute), else on its basename; printable, bounded (DRIFT_ALLOW_LIMITS).
- */
-const DriftPattern = z
-  .string()
-  .min(1)
-  .max(DRIFT_ALLOW_LIMITS.length)
-  .regex(/^[^\0\n\r]+$/, 'must not contain NUL or line breaks')
-  .refine((p) => !p.includes('/') || p.startsWith('/'), 'a pattern with a / must be an absolute path glob')
-  .refine((p) => p.replace(/[*?]/g, '') !== '' && p !== '/*', 'must name something more than "anything"');
-const DriftBody = z.strictObject({ pattern: DriftPattern, reason: z.string().trim().max(1000).default('') });
+const DriftBody = z.strictObject({ pattern: DriftPatternSchema, reason: z.string().trim().max(1000).default('') });
 
 const BulkBody = z.strictObject({
   action: z.enum(['lock', 'unlock', 'relearn']),
@@ -216,7 +205,7 @@ export const baselineRoutes: readonly Route[] = [
       }
       const applied = [];
       for (const d of docs) {
-        const result = await deps.store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed }, ctx.actor, 'import', deps.now());
+        const result = await deps.store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed, driftAllowed: d.driftAllowed }, ctx.actor, 'import', deps.now());
         if (!result.ok) throw new ApiError(result.status, 'conflict', `${d.key}: ${result.message}`);
         const active = (v: BaselineView | null) => new Set((v?.entries ?? []).filter((e) => e.status !== 'removed').map((e) => e.id));
         const before = active(result.before);
