@@ -16,7 +16,7 @@ export function createDeviationPreparer(): (d: Deviation, keep?: boolean) => Pre
   const cache = new Map<string, { fingerprint: string; entryId: string }>();
   return (d, keep = false) => {
     const id = entryId(d.entry);
-    const text = `${d.key}\n${id}`;
+    const text = `${d.reason === 'drift' ? 'drift|' : ''}${d.key}\n${id}`;
     let fp = cache.get(text);
     if (fp === undefined) {
       fp = { fingerprint: deviationFingerprint(d), entryId: id };

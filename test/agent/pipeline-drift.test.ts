@@ -16,7 +16,7 @@ import { openAgentState } from '../../agent/state/index.js';
 import { createBaselineEngine, driftAllowedFor, type BaselineSnapshot } from '../../core/baseline.js';
 import type { ActivityEvent, ExecutableOrigin } from '../../core/event.js';
 import { parseCidr } from '../../core/ip.js';
-import type { Deviation } from '../../core/deviation.js';
+import { deviationFingerprint, type Deviation } from '../../core/deviation.js';
 import { classify, NO_FACTS } from '../../core/severity.js';
 
 const HOUR = 3_600_000;
@@ -103,4 +103,10 @@ test('driftAllowedFor: path globs against the path as run and as normalized, bas
   t.false(driftAllowedFor(['/var/cache/jit/*'], '/tmp/x', '/tmp/x'));
   t.false(driftAllowedFor(null, '/tmp/x', '/tmp/x'));
   t.false(driftAllowedFor([], '/tmp/x', '/tmp/x'));
+});
+
+test('a drift alert is its own: its fingerprint differs from that of a plain deviation of the same entry', (t) => {
+  const entry = { type: 'process' as const, exe: '/usr/bin/api', parent: 'sh', user: 'user' as const, args: '' };
+  t.not(deviationFingerprint({ key: IMAGE, entry, reason: 'drift' }), deviationFingerprint({ key: IMAGE, entry, reason: 'new-executable' }));
+  t.is(deviationFingerprint({ key: IMAGE, entry, reason: 'new-parent' }), deviationFingerprint({ key: IMAGE, entry }), 'other reasons group by key and entry, as before');
 });
