@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { isScalar, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
+import { DRIFT_ALLOW_LIMITS } from './baseline.js';
 import { describeEntry, entryId, generalPeerOf, PUBLIC_PEER, type Entry, type NetworkEntry, type ProcessEntry } from './entry.js';
 import { DEFAULT_CLUSTER_CIDRS, NON_GLOBAL_RANGES, parseCidr, parseIp, type Cidr } from './ip.js';
 import { MAX_PATTERN_LENGTH } from './normalize.js';
@@ -71,6 +72,8 @@ export interface BaselineView {
   nodes: string[];
   partial: boolean;
   entries: BaselineViewEntry[];
+  /** The key's drift allow list (absent from collectors before it). */
+  driftAllowed?: string[];
 }
 
 /** State a document can ask for (`relearn` is an action, not a state: it exports as `learning`). */
@@ -84,7 +87,22 @@ export interface BaselineDocument {
   entries: Entry[];
   /** Entries security removed: never re-learned, they alert. Sorted by entry id. */
   removed: Entry[];
+  /** Executable path globs whose drift (a binary not from the image) is allowed for the key; [] when none. */
+  driftAllowed: string[];
 }
+
+/**
+ * A drift allow pattern: a glob (core/severity globMatch) on the executable's path when it holds a
+ * `/` (then absolute), else on its basename; printable, bounded, never "anything". The collector's
+ * API takes the same.
+ */
+export const DriftPatternSchema = z
+  .string()
+  .min(1)
+  .max(DRIFT_ALLOW_LIMITS.length)
+  .regex(/^[^\0\n\r]+$/, 'must not contain NUL or line breaks')
+  .refine((p) => !p.includes('/') || p.startsWith('/'), 'a pattern with a / must be an absolute path glob')
+  .refine((p) => p.replace(/[*?/]/g, '') !== '', 'must name something more than "anything"');
 
 /** Why a document or view was refused. */
 export type BaselineDocErrorCode = 'not_yaml' | 'invalid_document' | 'too_large' | 'not_expressible';
@@ -148,6 +166,7 @@ const BaselineDocumentSchema = z.strictObject({
     processes: EntryLists.shape.processes,
     network: EntryLists.shape.network,
     removed: EntryLists.default({ processes: [], network: [] }),
+    driftAllowed: z.array(DriftPatternSchema).max(DRIFT_ALLOW_LIMITS.patterns).optional(),
   }),
   /** Informational (counts, times, version); ignored on import. */
   status: z.record(z.string(), z.unknown()).optional(),
@@ -268,7 +287,7 @@ export function toBaselineDocument(view: BaselineView, options: BaselineDocument
     apiVersion: BASELINE_API_VERSION,
     kind: 'Baseline',
     metadata: { name: baselineName(key), annotations: { [KEY_ANNOTATION]: key } },
-    spec: { key, state, ...entryLists(kept), removed: entryLists(removed) },
+    spec: { key, state, ...entryLists(kept), removed: entryLists(removed), ...driftAllowedOf(view) },
     status: options.status
       ? {
           version: Number.isSafeInteger(view.version) ? view.version : null,
@@ -340,7 +359,17 @@ function toDocument(js: unknown, index: number | undefined): BaselineDocument {
     state: d.spec.state,
     entries: sort(specEntries({ processes: d.spec.processes, network: d.spec.network })),
     removed: sort(specEntries(d.spec.removed)),
+    driftAllowed: [...new Set(d.spec.driftAllowed ?? [])].sort(),
   };
+}
+
+/** A view's drift allow list as the document's `spec.driftAllowed` (validated, sorted), or nothing when empty. */
+function driftAllowedOf(view: BaselineView): { driftAllowed?: string[] } {
+  const list = Array.isArray(view.driftAllowed) ? view.driftAllowed : [];
+  if (list.length === 0) return {};
+  const r = z.array(DriftPatternSchema).max(DRIFT_ALLOW_LIMITS.patterns).safeParse(list);
+  if (!r.success) refuse(r, 'driftAllowed');
+  return { driftAllowed: [...new Set(r.data)].sort() };
 }
 
 /**

@@ -2,9 +2,11 @@
  * Baselines: per key (an image, by default its repository), the entries learned during a learning
  * window measured on the events' own clock, then checked against. Pure: no I/O, no wall clock.
  */
-import type { ActivityEvent, ImageRef } from './event.js';
+import { isDrift, mergeOrigin, originText, type ActivityEvent, type ExecutableOrigin, type ImageRef } from './event.js';
 import { describeEntry, entryFromId, entryId, exampleOf, generalPeerCovers, generalPeerOf, networkEntryOfId, programLabel, PUBLIC_PEER, sameServiceEntries, type Entry, type GeneralPeer, type NetworkEntry } from './entry.js';
 import { cidrContains, classifyAddress, coveringCidr, formatIp, isGlobalAddress, parseCidr, parseIp, prefixOf, type Cidr, type ParsedIp } from './ip.js';
+import { stripDeleted } from './normalize.js';
+import { globMatch } from './severity.js';
 
 /** How events are grouped into baselines. */
 export type KeyMode = 'repository' | 'tag' | 'digest';
@@ -47,6 +49,11 @@ export interface EntryStats {
   examples: string[];
   /** Learned during a new image version's grace period: that version (tag@digest), for review. */
   addedBy?: string;
+  /**
+   * Where its executable came from (process entries; mergeOrigin of every exec seen): `image`, or a
+   * drift origin for an executable the baseline's drift allow list let through. Absent: no source told.
+   */
+  origin?: ExecutableOrigin;
 }
 
 /**
@@ -65,6 +72,8 @@ export interface LearnedEntry {
   examples: number;
   /** Changed since the last delta was taken (then it is in its baseline's `changed` list). */
   dirty: boolean;
+  /** Where its executable came from (EntryStats.origin); undefined for network entries and when no source told. */
+  origin: ExecutableOrigin | undefined;
 }
 
 /** An entry as persisted or received: its stats and examples, without the parsed entry. */
@@ -115,6 +124,11 @@ export interface Baseline {
   aggregates: Map<string, { peer: GeneralPeer; id: string }[]> | null;
   /** Public addresses learned per `direction|protocol|port`, the evidence for generalizing; null when none. */
   publicPeers: Map<string, ParsedIp[]> | null;
+  /**
+   * Executable path globs whose drift (a binary not from the image) security allowed for this key
+   * (ClusterBaseline.driftAllowed); null when none: then every drift exec deviates, in every state.
+   */
+  driftAllowed: readonly string[] | null;
 }
 
 /**
@@ -155,6 +169,28 @@ export interface ClusterBaseline {
   learnUntil: number;
   entryIds: string[];
   removedIds: string[];
+  /**
+   * Executable path globs (core/severity globMatch) whose drift security approved for this key: an
+   * image that legitimately writes and runs code (JIT caches, plugin installers). Absent or empty: none.
+   */
+  driftAllowed?: string[];
+}
+
+/** Most drift allow patterns one key holds, and the longest one. */
+export const DRIFT_ALLOW_LIMITS = Object.freeze({ patterns: 64, length: 256 });
+
+/**
+ * Whether a drift allow list covers an executable: a glob with a `/` against the path as run (and
+ * ` (deleted)` stripped) or as normalized in the entry; one without a `/` against its basename.
+ */
+export function driftAllowedFor(patterns: readonly string[] | null | undefined, exe: string, entryExe: string): boolean {
+  if (!patterns || patterns.length === 0) return false;
+  const raw = stripDeleted(exe);
+  const base = raw.slice(raw.lastIndexOf('/') + 1);
+  for (const g of patterns) {
+    if (g.includes('/') ? globMatch(g, raw) || globMatch(g, entryExe) : globMatch(g, base)) return true;
+  }
+  return false;
 }
 
 /** Why an event did not match: the closest thing the baseline does know. */
@@ -166,7 +202,12 @@ export type DeviationReason =
   | 'new-peer'
   | 'new-port'
   | 'new-listen-port'
-  | 'new-protocol';
+  | 'new-protocol'
+  /**
+   * The executable is not from the image (written after start, in memory, deleted): alerted in every
+   * state, learning included, unless the key's drift allow list covers it. See ExecutableOrigin.
+   */
+  | 'drift';
 
 /** The outcome of observing one event. */
 export type Observation =
@@ -347,6 +388,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       addedBy: null,
       aggregates: null,
       publicPeers: null,
+      driftAllowed: null,
     };
     baselines.set(key, b);
     return b;
@@ -374,6 +416,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
           nodes: shareNodes(e.nodes),
           examples: Math.min(typeof e.examples === 'number' ? e.examples : e.examples.length, MAX_EXAMPLES),
           dirty: false,
+          origin: e.origin,
         });
       }
       const b: Baseline = {
@@ -399,6 +442,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
         addedBy: null,
         aggregates: null,
         publicPeers: null,
+        driftAllowed: null,
       };
       for (const id of entries.keys()) {
         noteAggregate(b, id);
@@ -416,7 +460,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       let b = baselines.get(c.key);
       let changed = false;
       if (!b) {
-        if (c.entryIds.length === 0 && c.removedIds.length === 0 && c.state === 'learning') return null;
+        if (c.entryIds.length === 0 && c.removedIds.length === 0 && c.state === 'learning' && !c.driftAllowed?.length) return null;
         if (baselines.size >= opts.maxBaselines) return null;
         // Learned elsewhere: the window is the cluster's, so a new node enforces as soon as the cluster does.
         b = create(c.key, c.windowStart);
@@ -441,7 +485,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       }
       for (const id of c.entryIds) {
         if (b.entries.has(id)) continue;
-        b.entries.set(id, { id, firstSeen: 0, lastSeen: 0, count: 0, nodes: NO_NODES, examples: 0, dirty: false });
+        b.entries.set(id, { id, firstSeen: 0, lastSeen: 0, count: 0, nodes: NO_NODES, examples: 0, dirty: false, origin: undefined });
         // A block another node aggregated (or security added) matches addresses inside it here too.
         noteAggregate(b, id);
         changed = true;
@@ -465,6 +509,9 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       const removed = c.removedIds.length > 0 ? new Set(c.removedIds) : null;
       if ((removed?.size ?? 0) !== (b.removed?.size ?? 0) || [...(removed ?? [])].some((id) => !b!.removed?.has(id))) changed = true;
       b.removed = removed;
+      const allowed = c.driftAllowed && c.driftAllowed.length > 0 ? c.driftAllowed.slice(0, DRIFT_ALLOW_LIMITS.patterns) : null;
+      if ((allowed ?? []).join('\n') !== (b.driftAllowed ?? []).join('\n')) changed = true;
+      b.driftAllowed = allowed;
       if (!c.relearn && c.state !== b.state && !(c.state === 'learning' && b.state === 'enforcing')) {
         // locked, enforcing (the cluster's window closed, or an unlock) or learning after an unlock.
         if (b.state === 'learning' && c.state !== 'learning') b.enforcingSince = Math.max(b.windowStart, c.learnUntil);
@@ -513,6 +560,11 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
           b.version++;
         }
       }
+      // Drift deviates in every state, learning included: a binary added at runtime is never part of
+      // what an image normally does, so it is neither learned nor matched unless security allowed it.
+      if (event.kind === 'exec' && entry.type === 'process' && isDrift(event.process.origin) && !driftAllowedFor(b.driftAllowed, event.process.exe, entry.exe)) {
+        return { verdict: 'deviation', baseline: b, reason: 'drift', explanation: driftExplanation(b, entry, event.process.origin), nearest: [] };
+      }
       let known = b.entries.get(id);
       // A public peer inside a block the baseline aggregated counts as that block's entry.
       if (!known && b.aggregates !== null && entry.type === 'network') known = aggregateOf(b, entry);
@@ -533,6 +585,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
           nodes: shareNodes([event.node]),
           examples: 1,
           dirty: true,
+          origin: event.kind === 'exec' ? mergeOrigin(undefined, event.process.origin) : undefined,
         };
         b.entries.set(id, learned);
         b.changed.push(learned);
@@ -547,7 +600,7 @@ export function createBaselineEngine(options: Partial<BaselineEngineOptions> = {
       if (g !== null && b.state === 'enforcing' && !b.removed?.has(id) && event.container && b.entries.size < opts.maxEntriesPerBaseline) {
         if (now >= g.until) b.grace = null;
         else if (versionLabel(event.container.image) === g.version) {
-          const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true };
+          const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true, origin: mergeOrigin(undefined, event.process.origin) };
           b.entries.set(id, learned);
           b.changed.push(learned);
           (b.fresh ??= new Map()).set(id, [clip(exampleOf(event))]);
@@ -584,6 +637,7 @@ function clip(s: string): string {
 
 function touch(b: Baseline, stats: LearnedEntry, event: ActivityEvent): void {
   stats.count++;
+  if (event.kind === 'exec') stats.origin = mergeOrigin(stats.origin, event.process.origin);
   if (event.time > stats.lastSeen) stats.lastSeen = event.time;
   // firstSeen 0: an entry the cluster gave this node, seen here for the first time.
   if (event.time < stats.firstSeen || stats.firstSeen === 0) stats.firstSeen = event.time;
@@ -726,7 +780,7 @@ function evidenceText(rule: string, ips: readonly ParsedIp[], v: 4 | 6): string 
 function learnGeneral(b: Baseline, g: NetworkEntry, event: ActivityEvent, evidence: string): void {
   const id = entryId(g);
   if (b.entries.has(id) || b.removed?.has(id)) return;
-  const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true };
+  const learned: LearnedEntry = { id, firstSeen: event.time, lastSeen: event.time, count: 1, nodes: shareNodes([event.node]), examples: 1, dirty: true, origin: undefined };
   b.entries.set(id, learned);
   b.changed.push(learned);
   (b.fresh ??= new Map()).set(id, [clip(evidence)]);
@@ -810,6 +864,7 @@ function statsOf(b: Baseline, e: LearnedEntry): EntryStats {
   const stats: EntryStats = { id: e.id, entry: entryFromId(e.id), firstSeen: e.firstSeen, lastSeen: e.lastSeen, count: e.count, nodes: [...e.nodes], examples: [...(b.fresh?.get(e.id) ?? [])] };
   const by = b.addedBy?.get(e.id);
   if (by !== undefined) stats.addedBy = by;
+  if (e.origin !== undefined) stats.origin = e.origin;
   return stats;
 }
 
@@ -897,3 +952,9 @@ export function explain(b: Baseline, entry: Entry): { reason: DeviationReason; e
   return { reason: 'new-peer', explanation: `${b.key} never ${verb} ${entry.peer} while it was learned`, nearest };
 }
 
+
+/** The sentence of a drift deviation: what ran, where it came from, and that it alerts in every state. */
+function driftExplanation(b: Baseline, entry: Entry, origin: ExecutableOrigin | undefined): string {
+  const program = entry.type === 'process' ? programLabel(entry) : '';
+  return `${program} ran in ${b.key} as a ${originText(origin)}; drift alerts in every state, learning included, unless the key's drift allow list covers it`;
+}

@@ -41,6 +41,9 @@ export function deviationId(event: ActivityEvent, key: string, entry: Entry): st
 }
 
 /** The alert fingerprint a deviation groups under. */
-export function deviationFingerprint(d: Pick<Deviation, 'key' | 'entry'>): string {
-  return fingerprint(d.key, entryId(d.entry));
+export function deviationFingerprint(d: Pick<Deviation, 'key' | 'entry'> & { reason?: DeviationReason }): string {
+  // Drift has an alert of its own: grouped with an older alert of the same entry (a path that once
+  // ran from the image), it would keep that alert's severity, decided by its first deviation.
+  // No entry id starts with `drift|`, so the two never collide.
+  return fingerprint(d.key, d.reason === 'drift' ? `drift|${entryId(d.entry)}` : entryId(d.entry));
 }

@@ -77,6 +77,72 @@ export interface ProcessInfo {
   parentName: string;
   uid: number;
   user: string;
+  /**
+   * Where the executable came from (ExecutableOrigin), as far as the source can tell. Absent means
+   * the same as `unknown`: sources and recordings made before origins existed say nothing, and an
+   * absent origin never makes drift.
+   */
+  origin?: ExecutableOrigin;
+}
+
+/**
+ * Where a process's executable came from, as the source saw it at exec:
+ *
+ * | origin        | meaning                                                         | Falco                          | Tetragon                              | eBPF (program.ts)                  |
+ * | ------------- | --------------------------------------------------------------- | ------------------------------ | ------------------------------------- | ---------------------------------- |
+ * | `image`       | a file of the image's layers (overlayfs lower layer)            | `proc.is_exe_upper_layer` false, or `EXE_LOWER_LAYER` | never (it cannot tell layers) | overlay inode without upper dentry |
+ * | `upper-layer` | written or changed after the container started (upper layer)    | `proc.is_exe_upper_layer` true, `EXE_UPPER_LAYER`, the rule "Drop and execute new binary in container" | never | overlay inode with an upper dentry |
+ * | `memfd`       | an anonymous in-memory file (memfd_create), never on disk       | `proc.is_exe_from_memfd` true, `EXE_FROM_MEMFD`, the rule "Fileless execution via memfd_create" | — (see `deleted`) | no links, dentry `memfd:…` |
+ * | `deleted`     | a file with no link left on disk (deleted after open, or memory Tetragon cannot tell apart) | — | `binary_properties.file.inode.links` 0 | no links, not memfd |
+ * | `unknown`     | the source could not tell (not overlayfs, old kernel, field not printed) | — | a linked file | not overlayfs |
+ *
+ * Everything but `image` and `unknown` is drift (isDrift): code that is not part of the image.
+ */
+export type ExecutableOrigin = 'image' | 'upper-layer' | 'memfd' | 'deleted' | 'unknown';
+
+/** All origins, in a stable order (validation, metric labels). */
+export const EXECUTABLE_ORIGINS: readonly ExecutableOrigin[] = ['image', 'upper-layer', 'memfd', 'deleted', 'unknown'];
+
+/** Whether an origin is drift: an executable that did not come with the image. */
+export function isDrift(origin: ExecutableOrigin | undefined): boolean {
+  return origin === 'upper-layer' || origin === 'memfd' || origin === 'deleted';
+}
+
+/**
+ * runc's own copy of itself (`memfd:runc_cloned:/proc/self/exe`), which it runs from a memfd at every
+ * container start (CVE-2019-5736's fix): the one memfd exec that is plumbing, as Falco's
+ * `known_memfd_execution_processes` has it. Matched by prefix, also cut to 16 bytes (`memfd:runc_clone`).
+ */
+export function isRuntimeMemfd(name: string): boolean {
+  const n = name.startsWith('/') ? name.slice(1) : name;
+  return n.startsWith('memfd:runc_clone');
+}
+
+/** What people read about an origin, in alerts, sinks and the console. */
+export function originText(origin: ExecutableOrigin | undefined): string {
+  switch (origin) {
+    case 'image':
+      return 'binary from the image';
+    case 'upper-layer':
+      return 'binary not from the image (written after start)';
+    case 'memfd':
+      return 'binary not from the image (runs from memory, memfd)';
+    case 'deleted':
+      return 'binary not from the image (runs from a deleted file)';
+    default:
+      return 'origin of the binary unknown';
+  }
+}
+
+/**
+ * The origin an entry shows after one more exec of it: drift outranks `image`, which outranks
+ * `unknown` (a reviewer must see that an entry ever ran from outside the image, and a source that
+ * cannot tell must not erase what another one saw).
+ */
+export function mergeOrigin(known: ExecutableOrigin | undefined, seen: ExecutableOrigin | undefined): ExecutableOrigin | undefined {
+  if (seen === undefined || seen === 'unknown') return known;
+  if (isDrift(seen) || known === undefined || known === 'unknown') return seen;
+  return known;
 }
 
 /**

@@ -198,6 +198,10 @@ const shellArgsIn = (dirs: readonly string[]) => dirs.flatMap((d) => [`${d}*`, `
  * come first. The Falco rule each row answers is named in its comment.
  */
 export const DEFAULT_SEVERITY_RULES: readonly SeverityRule[] = deepFreeze([
+  // Falco "Drop and execute new binary in container" (CRITICAL) and "Fileless execution via memfd_create"
+  // (CRITICAL), from the source's own view of the executable (core/event ExecutableOrigin). First: drift
+  // is its own reason, alerted in every state; a site changes its severity by a rule with the id `drift`.
+  { id: 'drift', severity: 'critical', reason: 'a binary ran that is not from the image: written after the container started, run from memory or from a deleted file', match: { kind: ['exec'], reason: ['drift'] } },
   // Falco sandbox "Reverse Shell from Web Server" (CRITICAL); "Redirect STDOUT/STDIN to Network Connection" seen from the command line.
   { id: 'reverse-shell', severity: 'critical', reason: 'a process ran with a reverse-shell command line (/dev/tcp, a socket in a one-liner, a fifo piped to a shell)', match: { kind: ['exec'], args: REVERSE_SHELL_ARGS } },
   // Falco "Netcat Remote Code Execution in Container" (WARNING), sandbox "Netcat/Socat Remote Code Execution on Host".
@@ -444,7 +448,7 @@ export class SeverityConfigError extends Error {
   }
 }
 
-const DEVIATION_REASONS = ['new-executable', 'new-parent', 'new-user', 'new-arguments', 'new-peer', 'new-port', 'new-listen-port', 'new-protocol'] as const satisfies readonly DeviationReason[];
+const DEVIATION_REASONS = ['new-executable', 'new-parent', 'new-user', 'new-arguments', 'new-peer', 'new-port', 'new-listen-port', 'new-protocol', 'drift'] as const satisfies readonly DeviationReason[];
 const KINDS = ['exec', 'connect', 'accept', 'listen'] as const satisfies readonly EventKind[];
 const DIRECTIONS = ['egress', 'ingress', 'listen'] as const satisfies readonly NetworkDirection[];
 const USER_CLASSES = ['root', 'system', 'user', 'unknown'] as const satisfies readonly UserClass[];

@@ -5,10 +5,10 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { ActivityEvent, EventKind } from '../core/event.js';
+import { EXECUTABLE_ORIGINS, type ActivityEvent, type EventKind, type ExecutableOrigin } from '../core/event.js';
 import { entryFromId, entryId, type Entry } from '../core/entry.js';
 import type { UserClass } from '../core/normalize.js';
-import type { BaselineSnapshot, BaselineState, ClusterBaseline, DeviationReason, EntryStats } from '../core/baseline.js';
+import { DRIFT_ALLOW_LIMITS, type BaselineSnapshot, type BaselineState, type ClusterBaseline, type DeviationReason, type EntryStats } from '../core/baseline.js';
 import type { Deviation } from '../core/deviation.js';
 import { INVENTORY_LIMITS, type ContainerReport, type RunningContainer } from '../core/inventory.js';
 
@@ -73,6 +73,7 @@ export interface WireEvent {
     parentName: string;
     uid: number;
     user: string;
+    origin?: string;
   } | null;
   network?: {
     protocol: string;
@@ -106,6 +107,7 @@ export interface WireEntryStats {
   nodes: string[];
   examples: string[];
   addedBy?: string;
+  origin?: string;
 }
 
 /** Wire BaselineSnapshot. */
@@ -137,6 +139,7 @@ export interface WireClusterBaseline {
   /** Which part of a baseline sent in several messages (from 0), and how many parts; 0/1 parts: one message. */
   part?: number;
   parts?: number;
+  driftAllowed?: string[];
 }
 
 /** Wire AgentMessage. */
@@ -200,7 +203,7 @@ export function eventToWire(ev: ActivityEvent): WireEvent {
       : null,
     pod: ev.pod ? { ...ev.pod, labels: { ...ev.pod.labels } } : null,
     kind: KIND_TO_WIRE[ev.kind],
-    process: { ...ev.process, args: [...ev.process.args] },
+    process: { ...ev.process, args: [...ev.process.args], origin: ev.process.origin ?? '' },
     network: ev.network ? { ...ev.network } : null,
   };
 }
@@ -242,6 +245,7 @@ export function snapshotToWire(s: BaselineSnapshot): WireBaselineSnapshot {
       nodes: e.nodes,
       examples: e.examples,
       addedBy: e.addedBy ?? '',
+      origin: e.origin ?? '',
     })),
   };
 }
@@ -320,8 +324,17 @@ const USERS = new Set(['root', 'system', 'user', 'unknown']);
 const DIRECTIONS = new Set(['egress', 'ingress', 'listen']);
 const STATES = new Set<BaselineState>(['learning', 'enforcing', 'locked']);
 const REASONS = new Set<DeviationReason>([
-  'new-executable', 'new-parent', 'new-user', 'new-arguments', 'new-peer', 'new-port', 'new-listen-port', 'new-protocol',
+  'new-executable', 'new-parent', 'new-user', 'new-arguments', 'new-peer', 'new-port', 'new-listen-port', 'new-protocol', 'drift',
 ]);
+const ORIGINS = new Set<string>(EXECUTABLE_ORIGINS);
+
+/** An origin from the wire: '' (older agents) is absent; anything not in EXECUTABLE_ORIGINS is refused. */
+function originFromWire(v: unknown, field: string): { origin?: ExecutableOrigin } {
+  if (v === undefined || v === null || v === '') return {};
+  const s = str(v, field, 16);
+  if (!ORIGINS.has(s)) throw new WireError(field, `must be one of ${EXECUTABLE_ORIGINS.join(', ')}`);
+  return { origin: s as ExecutableOrigin };
+}
 const MAX_TIME = 8_640_000_000_000_000;
 
 function protocolOf(v: unknown, field: string): 'tcp' | 'udp' {
@@ -430,6 +443,7 @@ export function eventFromWire(w: WireEvent | null | undefined, onCut?: (field: s
       parentName: str(p.parentName, 'event.process.parentName', WIRE_LIMITS.shortString),
       uid: int(p.uid, 'event.process.uid', -1, 2 ** 32),
       user: str(p.user, 'event.process.user', WIRE_LIMITS.shortString),
+      ...originFromWire(p.origin, 'event.process.origin'),
     },
     network: n
       ? {
@@ -470,7 +484,7 @@ export function deviationFromWire(w: WireDeviation, onCut: (field: string) => vo
 
 /** core ClusterBaseline → wire, as one message. */
 export function clusterBaselineToWire(c: ClusterBaseline): WireClusterBaseline {
-  return { key: c.key, state: c.state, relearn: c.relearn, version: c.version, windowStartMs: c.windowStart, learnUntilMs: c.learnUntil, entryIds: c.entryIds, removedIds: c.removedIds };
+  return { key: c.key, state: c.state, relearn: c.relearn, version: c.version, windowStartMs: c.windowStart, learnUntilMs: c.learnUntil, entryIds: c.entryIds, removedIds: c.removedIds, driftAllowed: c.driftAllowed ?? [] };
 }
 
 /**
@@ -583,7 +597,16 @@ export function clusterBaselineFromWire(w: WireClusterBaseline): ClusterBaseline
     learnUntil: int(w.learnUntilMs, 'learnUntilMs', 0, MAX_TIME),
     entryIds: ids(w.entryIds, 'entryIds'),
     removedIds: ids(w.removedIds, 'removedIds'),
+    ...driftAllowedFromWire(w.driftAllowed),
   };
+}
+
+/** A cluster baseline's drift allow list, bounded (DRIFT_ALLOW_LIMITS); absent when empty. */
+function driftAllowedFromWire(v: unknown): { driftAllowed?: string[] } {
+  if (v === undefined || v === null) return {};
+  if (!Array.isArray(v) || v.length > DRIFT_ALLOW_LIMITS.patterns) throw new WireError('driftAllowed', `at most ${DRIFT_ALLOW_LIMITS.patterns} patterns`);
+  const list = v.map((g, i) => str(g, `driftAllowed[${i}]`, DRIFT_ALLOW_LIMITS.length)).filter((g) => g !== '');
+  return list.length > 0 ? { driftAllowed: list } : {};
 }
 
 /** Why an entry of a snapshot was refused (the rest of the snapshot is kept). */
@@ -636,6 +659,7 @@ export function snapshotFromWire(w: WireBaselineSnapshot, refuse?: (reason: Entr
       nodes: e.nodes.map((n) => str(n, `${f}.nodes`, WIRE_LIMITS.shortString)),
       examples: e.examples.map((x) => str(x, `${f}.examples`, 1024)),
       ...(typeof e.addedBy === 'string' && e.addedBy !== '' ? { addedBy: str(e.addedBy, `${f}.addedBy`, WIRE_LIMITS.shortString * 2) } : {}),
+      ...(entry.type === 'process' ? originFromWire(e.origin, `${f}.origin`) : {}),
     };
   };
   const entries: EntryStats[] = [];

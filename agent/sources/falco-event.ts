@@ -5,7 +5,7 @@
  * Every field is hostile: types are checked, strings are bounded, and a record that cannot become a
  * valid event is rejected with a reason (counted by the caller) instead of throwing.
  */
-import { UNKNOWN_IMAGE, canonicalRepository, parseImageReference, splitArguments, uidFromName, type EventKind, type ImageRef, type NetworkInfo } from '../../core/event.js';
+import { UNKNOWN_IMAGE, canonicalRepository, isRuntimeMemfd, parseImageReference, splitArguments, uidFromName, type EventKind, type ExecutableOrigin, type ImageRef, type NetworkInfo } from '../../core/event.js';
 import { FIELD_LIMITS, FieldError, ignored, parseTime, rejectionOf, type ParseContext, type ParseResult } from './record.js';
 
 /** Bounds on fields taken from a Falco record. */
@@ -260,6 +260,67 @@ function nameFromCmdline(cmdline: string): string {
   return (slash === -1 ? word : word.slice(slash + 1)).slice(0, FALCO_LIMITS.name);
 }
 
+/**
+ * A boolean field. Falco's JSON output (`json_output`, output_fields) renders a BOOL field as a JSON
+ * boolean (falcosecurity/libs @ 48dfd53c: userspace/libsinsp/sinsp_filtercheck.cpp:193-194,
+ * rawval_to_json), its gRPC outputs API and text as the strings `true`/`false` (same file:422-427,
+ * rawval_to_string). Either is taken; anything else is a wrong type. Absent or `<NA>`: null.
+ */
+function optBool(v: unknown, field: string): boolean | null {
+  if (isNA(v)) return null;
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  throw new FieldError('wrong_type', `${field} must be a boolean`);
+}
+
+/**
+ * The execve exit event's `flags` argument names the executable's properties, `|`-separated
+ * (falcosecurity/libs @ 48dfd53c: driver/flags_table.c:567-570, `EXE_WRITABLE`, `EXE_UPPER_LAYER`,
+ * `EXE_FROM_MEMFD`, `EXE_LOWER_LAYER`); every stock process rule prints it as `exe_flags=%evt.arg.flags`
+ * (falcosecurity/rules @ c72713ee: rules/falco_rules.yaml:1201 and :1263). Only an exec's flags mean this.
+ */
+function exeFlagsOf(v: unknown): Set<string> | null {
+  if (isNA(v)) return null;
+  if (typeof v !== 'string') throw new FieldError('wrong_type', 'evt.arg.flags must be a string');
+  return new Set(v.slice(0, 256).split('|'));
+}
+
+/** Stock rules whose condition is the origin itself, for records that print neither field nor flags. */
+const ORIGIN_RULES: ReadonlyMap<string, ExecutableOrigin> = new Map([
+  // falcosecurity/rules @ c72713ee: rules/falco_rules.yaml:1185-1198, `proc.is_exe_upper_layer=true`.
+  ['Drop and execute new binary in container', 'upper-layer'],
+  // falcosecurity/rules @ c72713ee: rules/falco_rules.yaml:1253-1261, `proc.is_exe_from_memfd=true`.
+  ['Fileless execution via memfd_create', 'memfd'],
+]);
+
+/**
+ * Where an exec's executable came from (core/event ExecutableOrigin), from what the record carries,
+ * most specific first: memfd, then the upper layer, then the lower layer (the image). The fields
+ * (`proc.is_exe_*`, printed by Driftwatch's rules file) and the execve flags say the same thing; the
+ * name of a stock rule whose condition is the origin is the fallback. `proc.is_exe_writable` is read
+ * (and type-checked) but is no drift: root may write every file of the image, and Falco's own real
+ * output shows `EXE_WRITABLE|EXE_LOWER_LAYER` for an image's /bin/busybox. A record that says
+ * nothing has no origin; one whose fields are all false is not on overlayfs (a volume, the host): unknown.
+ */
+function originOf(f: Record<string, unknown>, rule: unknown): ExecutableOrigin | undefined {
+  const upper = optBool(f['proc.is_exe_upper_layer'], 'proc.is_exe_upper_layer');
+  const lower = optBool(f['proc.is_exe_lower_layer'], 'proc.is_exe_lower_layer');
+  const memfd = optBool(f['proc.is_exe_from_memfd'], 'proc.is_exe_from_memfd');
+  const writable = optBool(f['proc.is_exe_writable'], 'proc.is_exe_writable');
+  const t = f['evt.type'];
+  const flags = t === 'execve' || t === 'execveat' ? exeFlagsOf(f['evt.arg.flags']) : null;
+  if (memfd === true || flags?.has('EXE_FROM_MEMFD')) {
+    const exepath = f['proc.exepath'];
+    return typeof exepath === 'string' && isRuntimeMemfd(exepath) ? 'unknown' : 'memfd';
+  }
+  if (upper === true || flags?.has('EXE_UPPER_LAYER')) return 'upper-layer';
+  if (lower === true || flags?.has('EXE_LOWER_LAYER')) return 'image';
+  const byRule = typeof rule === 'string' ? ORIGIN_RULES.get(rule) : undefined;
+  if (byRule !== undefined) return byRule;
+  if (upper !== null || lower !== null || memfd !== null || writable !== null || flags !== null) return 'unknown';
+  return undefined;
+}
+
 /** Convert one parsed Falco JSON record into an event, or say why not. */
 export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseResult {
   if (typeof record !== 'object' || record === null || Array.isArray(record)) return { reject: 'not_object', detail: 'record is not a JSON object' };
@@ -290,6 +351,7 @@ export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseRes
     const parentExe = optString(f['proc.pexepath'], 'proc.pexepath', FALCO_LIMITS.path) || pathOnly(optString(f['proc.pexe'], 'proc.pexe', FALCO_LIMITS.path));
     const namespace = optString(f['k8s.ns.name'], 'k8s.ns.name', FALCO_LIMITS.name);
     const podName = optString(f['k8s.pod.name'], 'k8s.pod.name', FALCO_LIMITS.name);
+    const origin = kind === 'exec' ? originOf(f, r.rule) : undefined;
     return {
       time,
       node: ctx.node,
@@ -309,6 +371,7 @@ export function falcoRecordToEvent(record: unknown, ctx: ParseContext): ParseRes
         // Outputs before user.uid was printed (stock rules print user.name only) still name root.
         uid: uidFromName(uidOf(optInt(f['user.uid'], 'user.uid', 0, 2 ** 32)), user),
         user,
+        ...(origin === undefined ? {} : { origin }),
       },
       network: kind === 'exec' ? null : networkOf(f, kind),
     };

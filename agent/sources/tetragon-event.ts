@@ -18,7 +18,7 @@
  * become an event is rejected with a reason instead of throwing.
  */
 import { parseIp } from '../../core/ip.js';
-import { UNKNOWN_IMAGE, parseImageReference, splitArguments, uidFromName, type EventKind, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
+import { UNKNOWN_IMAGE, parseImageReference, splitArguments, uidFromName, type EventKind, type ExecutableOrigin, type ImageRef, type NetworkInfo, type PodInfo } from '../../core/event.js';
 import { processName } from '../../core/normalize.js';
 import { FIELD_LIMITS, FieldError, ignored, parseTime, rejectionOf, type IgnoreReason, type ParseContext, type ParseResult } from './record.js';
 
@@ -293,6 +293,32 @@ function listenOf(body: Obj): NetworkInfo {
   return { protocol, localAddress: ipField(body.ip, 'ip'), localPort, remoteAddress: '', remotePort: -1, remoteName: '' };
 }
 
+/**
+ * Where an exec's binary came from, from `process.binary_properties` (cilium/tetragon @ 4fbfe2d7:
+ * api/v1/tetragon/tetragon.proto:166-180; "only available on ProcessExec events", :291). Its `file`
+ * is set only for a binary with no link left on disk (pkg/process/process.go:385-392: `Ino != 0 &&
+ * Nlink == 0`; tetragon.proto:155, "If zero means the file is only in memory"): a memfd, shared
+ * memory, or a deleted file. Tetragon does not tell these apart (its docs show a memfd exec and a
+ * deleted binary alike, `/proc/self/fd/N` with `links: 0`: docs/content/en/docs/policy-library/
+ * observability/_index.md:330 and :370), so it is `deleted` unless the binary's own name says memfd.
+ * A linked binary is `unknown`: Tetragon does not say which overlay layer holds it. `setuid`, `setgid`
+ * and `privileges_changed` are privilege facts, not origin: type-checked, not used here.
+ */
+function originOf(proc: Obj): ExecutableOrigin | undefined {
+  const props = optObj(proc.binary_properties, 'process.binary_properties');
+  if (!props) return undefined;
+  optUint(props.setuid, 'binary_properties.setuid', 2 ** 32 - 1);
+  optUint(props.setgid, 'binary_properties.setgid', 2 ** 32 - 1);
+  if (props.privileges_changed !== undefined && props.privileges_changed !== null && !Array.isArray(props.privileges_changed)) throw new FieldError('wrong_type', 'binary_properties.privileges_changed must be a list');
+  const file = optObj(props.file, 'binary_properties.file');
+  const inode = file ? optObj(file.inode, 'binary_properties.file.inode') : null;
+  if (!inode) return 'unknown';
+  const links = optUint(inode.links, 'binary_properties.file.inode.links', 2 ** 32 - 1);
+  if (links !== 0) return 'unknown';
+  const binary = typeof proc.binary === 'string' ? proc.binary : '';
+  return binary.startsWith('memfd:') || binary.startsWith('/memfd:') ? 'memfd' : 'deleted';
+}
+
 /** Convert one Tetragon event (parsed JSON or a decoded gRPC message) into an event, or say why not. */
 export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): ParseResult {
   if (!isObj(record)) return { reject: 'not_object', detail: 'record is not a JSON object' };
@@ -336,6 +362,7 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
     const userObj = optObj(proc.user, 'process.user');
     const user = userObj ? optString(userObj.name, 'process.user.name', TETRAGON_LIMITS.name) : '';
     const uid = optUint(proc.uid, 'process.uid', 2 ** 32 - 1);
+    const origin = key === 'process_exec' ? originOf(proc) : undefined;
     return {
       time,
       node: ctx.node,
@@ -358,6 +385,7 @@ export function tetragonRecordToEvent(record: unknown, ctx: ParseContext): Parse
         // Tetragon, like Falco, reports an unknown id as (uint32)-1.
         uid: uidFromName(uid === 4294967295 ? -1 : uid, user),
         user,
+        ...(origin === undefined ? {} : { origin }),
       },
       network: kind === 'exec' ? null : key === 'process_connect' ? connectOf(body) : key === 'process_listen' ? listenOf(body) : udpSend ? udpSendOf(body) : networkOf(sockOf(body, kind), kind),
     };

@@ -58,6 +58,8 @@ export interface Alert {
   summary: string;
   reason: string;
   explanation: string;
+  /** The binary did not come from the image (deviation reason drift); absent from older collectors. */
+  drift?: boolean;
   process: { exe: string; args: string; parent: string; user: string } | null;
   network: { direction: string; protocol: string; peer: string; port: number } | null;
   example: string;
@@ -157,6 +159,9 @@ export interface BaselineEntry {
   /** Nodes whose share of it was dropped (quarantined, or by a reviewer); absent from older collectors. */
   droppedNodes?: string[];
   examples: string[];
+  /** Where a process entry's executable came from (`image`, `upper-layer`, `memfd`, `deleted`, `unknown`) and its text; null when no source told. */
+  origin?: string | null;
+  originText?: string | null;
 }
 
 /** A quarantined node (`GET /api/v1/nodes/quarantined`). */

@@ -83,8 +83,20 @@ export function stateControls(b: Baseline, deps: ReviewDeps): HTMLElement {
   );
 }
 
-/** The status of an entry, with why it has it; a flagged entry says which version brought it. */
+/** The status of an entry, with why it has it, and whether its executable came from the image. */
 export function entryStatus(e: BaselineEntry): Child {
+  return [reviewStatus(e), originNote(e)];
+}
+
+/** Whether a process entry's executable came from the image: drift (allowed) is flagged, the image is a quiet note. */
+function originNote(e: BaselineEntry): Child {
+  if (typeof e.originText !== 'string' || e.originText === '') return null;
+  const drift = e.origin === 'upper-layer' || e.origin === 'memfd' || e.origin === 'deleted';
+  return h('div', { class: drift ? 'flag' : 'muted why' }, show(e.originText, 120));
+}
+
+/** The review status of an entry, with why it has it; a flagged entry says which version brought it. */
+function reviewStatus(e: BaselineEntry): Child {
   const reason = typeof e.statusReason === 'string' ? e.statusReason : '';
   if (e.status === 'flagged') {
     // A block or class learned from many addresses: its evidence, so the reviewer can approve or narrow it.

@@ -235,7 +235,7 @@ export async function alertPage(ctx: PageContext): Promise<void> {
       h(
         'div',
         null,
-        h('section', { class: 'panel', 'aria-labelledby': 'why-title' }, h('h2', { id: 'why-title' }, 'Why it is new'), h('p', null, h('strong', null, show(a.reason, 64)), ' — ', show(a.explanation)), what(a)),
+        h('section', { class: 'panel', 'aria-labelledby': 'why-title' }, h('h2', { id: 'why-title' }, a.drift === true ? 'Binary not from the image' : 'Why it is new'), h('p', null, h('strong', null, show(a.reason, 64)), ' — ', show(a.explanation)), what(a)),
         h('section', { class: 'panel', 'aria-labelledby': 'near-title' }, h('h2', { id: 'near-title' }, 'Nearest known entries'), nearestList(a.nearest)),
         h('section', { 'aria-labelledby': 'dev-title' }, h('h2', { id: 'dev-title' }, 'Recent deviations'), deviationsTable(a.deviations)),
         h('section', { 'aria-labelledby': 'del-title' }, h('h2', { id: 'del-title' }, 'Deliveries'), deliveriesTable(a.deliveries)),

@@ -5,6 +5,7 @@
  */
 import { describeEntry, type Entry } from '../../core/entry.js';
 import { generalizationOf } from '../../core/baseline.js';
+import { originText } from '../../core/event.js';
 import type { NodeStatus } from '../ingest/node-tracker.js';
 import type { Alert, AlertException, OutboxItem } from '../alerting/alert.js';
 import type { BaselineSummary, BaselineVersion, BaselineView, StoredDeviation } from '../store/store.js';
@@ -30,6 +31,8 @@ export function alertView(a: Alert) {
     summary: describeEntry(a.entry),
     reason: a.reason,
     explanation: a.explanation,
+    // Drift: the binary did not come from the image (the explanation says from where).
+    drift: a.reason === 'drift',
     process: a.entry.type === 'process' ? { exe: a.entry.exe, applet: a.entry.applet ?? null, args: a.entry.args, parent: a.entry.parent, user: a.entry.user } : null,
     network: a.entry.type === 'network' ? { direction: a.entry.direction, protocol: a.entry.protocol, peer: a.entry.peer, port: a.entry.port } : null,
     example: a.example,
@@ -112,7 +115,7 @@ export function deviationView(s: StoredDeviation) {
   };
 }
 
-function baselineHeaderView(b: Omit<BaselineView, 'entries'>) {
+function baselineHeaderView(b: Omit<BaselineView, 'entries' | 'driftAllowed'>) {
   return {
     key: b.key,
     state: b.state,
@@ -145,6 +148,8 @@ export function baselineView(b: BaselineView) {
   const active = b.entries.filter((e) => e.status !== 'removed').map((e) => e.id);
   return {
     ...baselineHeaderView(b),
+    // Executable path globs whose drift (a binary not from the image) security allowed for this key.
+    driftAllowed: b.driftAllowed,
     entries: b.entries.map((e) => ({
       ...entryView(e),
       status: e.status,
@@ -158,6 +163,9 @@ export function baselineView(b: BaselineView) {
       // Nodes whose share of the entry was dropped (quarantined, or by a reviewer): it stays through other nodes or security.
       droppedNodes: e.droppedNodes,
       examples: e.examples,
+      // Where a process entry's executable came from (core/event ExecutableOrigin) and what that means; null: no source told.
+      origin: e.entry.type === 'process' ? e.origin ?? null : null,
+      originText: e.entry.type === 'process' && e.origin !== undefined ? originText(e.origin) : null,
     })),
   };
 }

@@ -197,7 +197,9 @@ export function titleOf(n: Notification): string {
   if (n.title !== undefined) return n.title;
   const slash = n.image.lastIndexOf('/');
   const short = slash === -1 ? n.image : n.image.slice(slash + 1);
-  const what = n.kind === 'exec' ? 'new process' : n.entry?.type === 'network' && n.entry.direction === 'listen' ? 'new listening port' : 'new connection';
+  // Drift is not "new" behaviour but code that did not come with the image; the explanation says
+  // which origin (core/event originText: "binary not from the image (written after start)", ...).
+  const what = n.reason === 'drift' ? 'binary not from the image:' : n.kind === 'exec' ? 'new process' : n.entry?.type === 'network' && n.entry.direction === 'listen' ? 'new listening port' : 'new connection';
   return `${short || n.baselineKey}: ${what} ${n.description}`;
 }
 

@@ -3,10 +3,11 @@
  * security's review, the merged entries with the nodes that taught each and their statuses. Pure, so
  * SQLite and PostgreSQL answer `getBaseline` and push down `clusterBaseline` the same way.
  */
-import type { BaselineState } from '../../core/baseline.js';
+import { DRIFT_ALLOW_LIMITS, type BaselineState } from '../../core/baseline.js';
 import { entryFromId, entryId } from '../../core/entry.js';
 import { mergeHeaders, type SnapshotHeader } from '../../core/merge.js';
 import type { BaselineView, ClusterBaseline, EntryStatus, ReviewedEntry, ReviewedState } from './store.js';
+import type { ExecutableOrigin } from '../../core/event.js';
 
 /** One merged entry row as both stores keep it. */
 export interface EntryRow {
@@ -16,6 +17,8 @@ export interface EntryRow {
   count: number;
   examples: string;
   dropped_nodes: string;
+  /** core/event ExecutableOrigin, or NULL (rows before it, network entries, no source told). */
+  origin?: string | null;
 }
 
 /** What the view is made of. */
@@ -24,7 +27,7 @@ export interface ViewParts {
   /** Each node's last header for the key. */
   headers: ReadonlyMap<string, SnapshotHeader>;
   /** Security's review of the key, if any. */
-  review: { state: string; version: number } | undefined;
+  review: { state: string; version: number; drift_allowed?: string } | undefined;
   /** The nodes that taught each entry (already bounded). */
   nodes: ReadonlyMap<string, string[]>;
   /** Each reviewed entry's status. */
@@ -79,6 +82,7 @@ export function assembleView(parts: ViewParts, log: { warn(o: object, msg: strin
       nodes: nodes.get(r.entry_id) ?? [],
       examples: JSON.parse(r.examples) as string[],
       droppedNodes: JSON.parse(r.dropped_nodes) as string[],
+      ...(r.origin ? { origin: r.origin as ExecutableOrigin } : {}),
       status: reviews.get(r.entry_id)?.status ?? 'learned',
       statusReason: reviews.get(r.entry_id)?.reason ?? '',
     });
@@ -89,7 +93,8 @@ export function assembleView(parts: ViewParts, log: { warn(o: object, msg: strin
   }
   entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const partial = [...headers.values()].some((h) => h.partial === true);
-  return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, namespaces: namespacesOf(headers), entries };
+  const driftAllowed = review?.drift_allowed ? (JSON.parse(review.drift_allowed) as string[]) : [];
+  return { ...merged, state: reviewedState(merged.state, review), version: review?.version ?? 0, partial, namespaces: namespacesOf(headers), entries, driftAllowed };
 }
 
 /** What agents enforce for a key: its active and removed entry ids, and its state. */
@@ -105,5 +110,21 @@ export function clusterOf(view: BaselineView): ClusterBaseline {
     learnUntil: view.learnUntil,
     entryIds: active,
     removedIds: removed,
+    ...(view.driftAllowed.length > 0 ? { driftAllowed: [...view.driftAllowed] } : {}),
   };
+}
+
+/**
+ * The drift allow list after a change, or an error message: a pattern is added once, at most
+ * DRIFT_ALLOW_LIMITS.patterns of them; one that is not listed cannot be taken out. Both stores ask here.
+ */
+export function changedDriftAllowed(current: readonly string[], change: { action: 'allow-drift' | 'disallow-drift'; pattern: string }): string[] | { status: 409; message: string } {
+  const has = current.includes(change.pattern);
+  if (change.action === 'allow-drift') {
+    if (has) return { status: 409, message: 'the pattern is already allowed' };
+    if (current.length >= DRIFT_ALLOW_LIMITS.patterns) return { status: 409, message: `at most ${DRIFT_ALLOW_LIMITS.patterns} drift patterns per baseline` };
+    return [...current, change.pattern];
+  }
+  if (!has) return { status: 409, message: 'the pattern is not allowed' };
+  return current.filter((p) => p !== change.pattern);
 }

@@ -21,6 +21,17 @@ export function mergeExamples(stored: string | undefined, sent: readonly string[
 }
 
 /**
+ * The SQL expression both stores merge an entry's origin with, given the stored column `origin` and
+ * (`column`) and the node's value `param` (NULL when it told none): core/event mergeOrigin, in SQL. A drift origin
+ * replaces any; `image` replaces none or `unknown`; NULL or `unknown` changes nothing. The values were
+ * validated on the wire (proto/index originFromWire), and `param` is a placeholder, never text.
+ */
+export function mergeOriginSql(param: string, column = 'origin'): string {
+  const c = column;
+  return `CASE WHEN ${param} IS NULL OR ${param} = 'unknown' THEN ${c} WHEN ${param} IN ('upper-layer', 'memfd', 'deleted') OR ${c} IS NULL OR ${c} = 'unknown' THEN ${param} ELSE ${c} END`;
+}
+
+/**
  * Why a newly merged entry is flagged for review, or null: brought by a new image version during its
  * grace period, or a block or class an agent generalized from many addresses (with the evidence it was
  * learned from).

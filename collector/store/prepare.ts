@@ -16,7 +16,7 @@ export function createDeviationPreparer(): (d: Deviation, keep?: boolean) => Pre
   const cache = new Map<string, { fingerprint: string; entryId: string }>();
   return (d, keep = false) => {
     const id = entryId(d.entry);
-    const text = `${d.key}\n${id}`;
+    const text = `${d.reason === 'drift' ? 'drift|' : ''}${d.key}\n${id}`;
     let fp = cache.get(text);
     if (fp === undefined) {
       fp = { fingerprint: deviationFingerprint(d), entryId: id };
@@ -25,6 +25,6 @@ export function createDeviationPreparer(): (d: Deviation, keep?: boolean) => Pre
     }
     const ev = d.event;
     const pod = ev.pod ? `${ev.pod.namespace}/${ev.pod.name}` : '';
-    return { id: d.id, fingerprint: fp.fingerprint, entryId: id, key: d.key, kind: ev.kind, time: ev.time, node: ev.node, pod, body: JSON.stringify(d), deviation: keep ? d : undefined };
+    return { id: d.id, fingerprint: fp.fingerprint, entryId: id, key: d.key, kind: ev.kind, time: ev.time, node: ev.node, pod, body: JSON.stringify(d), deviation: keep ? d : undefined, ...(d.reason === 'drift' ? { drift: true } : {}) };
   };
 }

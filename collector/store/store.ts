@@ -82,6 +82,11 @@ export interface PreparedDeviation {
   body: string;
   /** The deviation itself, when at hand (the same thread); else the store parses `body` when it needs it. */
   deviation?: Deviation | undefined;
+  /**
+   * Its reason is drift (a binary not from the image): stored and alerted even when the cluster
+   * baseline knows its entry, since the entry names a path, and this run of it did not come from the image.
+   */
+  drift?: boolean;
 }
 
 /** A batch of prepared deviations. */
@@ -230,6 +235,8 @@ export interface BaselineView extends Omit<MergedBaseline, 'entries' | 'state'> 
   /** Namespaces of the pods it was learned from. */
   namespaces: string[];
   entries: ReviewedEntry[];
+  /** Executable path globs whose drift security allowed for this key (core/baseline driftAllowedFor); reviewed like entries. */
+  driftAllowed: string[];
 }
 
 /** A version of a baseline: who changed what, when and why, and the active entries after it. */
@@ -252,7 +259,9 @@ export type BaselineChange =
   | { action: 'add'; entry: Entry }
   /** Drop what one node taught this key: its counts, and the entries only it taught (not those security approved or added). */
   | { action: 'drop-node'; node: string }
-  | { action: 'import'; state: BaselineState; entries: Entry[]; removed: Entry[] };
+  | { action: 'import'; state: BaselineState; entries: Entry[]; removed: Entry[]; driftAllowed?: string[] }
+  /** Allow (or stop allowing) drift of executables matching a path glob: a JIT cache, a plugin installer. */
+  | { action: 'allow-drift' | 'disallow-drift'; pattern: string };
 
 /** The outcome of a review change. */
 export type ReviewResult =

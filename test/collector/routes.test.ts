@@ -41,6 +41,8 @@ const ROUTES: [string, string, Role][] = [
   ['POST', `/api/v1/baselines/${K}/entries/x/approve`, 'reviewer'],
   ['POST', `/api/v1/baselines/${K}/entries/x/remove`, 'reviewer'],
   ['POST', `/api/v1/baselines/${K}/nodes/node-1/drop`, 'reviewer'],
+  ['POST', `/api/v1/baselines/${K}/drift/allow`, 'reviewer'],
+  ['POST', `/api/v1/baselines/${K}/drift/disallow`, 'reviewer'],
   ['POST', '/api/v1/baselines/bulk', 'reviewer'],
   ['POST', '/api/v1/baselines/import', 'reviewer'],
   ['GET', '/api/v1/nodes', 'viewer'],

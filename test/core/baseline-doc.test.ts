@@ -428,3 +428,15 @@ test('NetworkPolicy and Falco rules show generalized peers: the public class as 
   t.regex(rules, /fd\.sport = 443 and not \(fd\.snet = \\"0\.0\.0\.0\/8\\" or .*fd\.snet = \\"10\.0\.0\.0\/8\\"/);
   t.regex(rules, /fd\.sport = 8443 and fd\.snet = \\"52\.216\.0\.0\/16\\"/);
 });
+
+test('drift allow list: exported as spec.driftAllowed (sorted), parsed back the same; absent when empty; a hostile pattern is refused', (t) => {
+  const v = view(NGINX, { driftAllowed: ['/var/cache/jit/*', 'plugin-*', '/opt/app/plugins/*'] });
+  const text = toBaselineDocument(v);
+  t.regex(text, /\n {2}driftAllowed:\n {4}- "\/opt\/app\/plugins\/\*"\n {4}- "\/var\/cache\/jit\/\*"\n {4}- "plugin-\*"\n/);
+  t.deepEqual(parseBaselineDocument(text).driftAllowed, ['/opt/app/plugins/*', '/var/cache/jit/*', 'plugin-*']);
+  t.false(toBaselineDocument(view(NGINX)).includes('driftAllowed'));
+  t.deepEqual(parseBaselineDocument(toBaselineDocument(view(NGINX))).driftAllowed, []);
+  for (const bad of ['*', '/*', 'relative/path', 'line\nbreak', 'x'.repeat(300)]) {
+    t.throws(() => parseBaselineDocument(text.replace('- "plugin-*"', `- ${JSON.stringify(bad)}`)), { instanceOf: BaselineDocError }, JSON.stringify(bad));
+  }
+});

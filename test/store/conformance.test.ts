@@ -745,6 +745,44 @@ contract('ingest: deviations the cluster baseline knows, exactly or through a le
   t.deepEqual(stored, ['/usr/bin/curl', '52.217.1.1', '8.8.8.8']);
 });
 
+contract('drift: a drift deviation is stored even when the cluster baseline knows its entry; entries keep where their executable came from, drift over image over unknown', async (t, store) => {
+  const sh: Entry = { type: 'process', exe: '/bin/sh', parent: 'nginx', user: 'root', args: '-c id' };
+  const jit = proc('/var/cache/jit/<hex>');
+  const withOrigin = (d: BaselineSnapshot, origins: Record<string, BaselineSnapshot['entries'][number]['origin']>) => ({ ...d, entries: d.entries.map((e) => (origins[e.id] ? { ...e, origin: origins[e.id] } : e)) });
+  await store.ingest('node-a', [], [withOrigin(delta('node-a', 1, [[sh, 2, 10, []], [jit, 1, 10, []], [nginx, 1, 10, []]]), { [entryId(sh)]: 'image', [entryId(jit)]: 'image' })], T0);
+  // Node b saw the JIT stub written after start (its allow list let it through) and told nothing of sh; node c could not tell.
+  await store.ingest('node-b', [], [withOrigin(delta('node-b', 1, [[sh, 1, 20, []], [jit, 1, 20, []]]), { [entryId(jit)]: 'upper-layer' })], T0 + 1);
+  await store.ingest('node-c', [], [withOrigin(delta('node-c', 1, [[sh, 1, 30, []], [jit, 1, 30, []]]), { [entryId(sh)]: 'unknown', [entryId(jit)]: 'image' })], T0 + 2);
+  const view = (await store.getBaseline(KEY))!;
+  const originOf = (e: Entry) => view.entries.find((x) => x.id === entryId(e))?.origin;
+  t.is(originOf(sh), 'image', 'unknown does not erase image');
+  t.is(originOf(jit), 'upper-layer', 'once drift, the entry shows it, whatever image runs say later');
+  t.is(originOf(nginx), undefined, 'no source told');
+  const drift = { ...deviationOf({ i: 1 }), reason: 'drift' as const };
+  drift.event.process.origin = 'memfd';
+  const r = await store.ingest('node-a', [deviationOf({ i: 2 }), drift], [], T0 + 3);
+  t.like(r, { known: 1, stored: 1 });
+  const [stored] = (await store.listDeviations({ limit: 10 })).items;
+  t.is(stored?.deviation.reason, 'drift');
+  t.is(stored?.deviation.event.process.origin, 'memfd');
+});
+
+contract('drift allow list: reviewed like entries (a version each, conflicts refused), in the view and in what agents enforce, replaced by an import', async (t, store) => {
+  await store.ingest('node-a', [], [delta('node-a', 1, [[nginx, 1, 10, []]])], T0);
+  const allow = await store.reviewBaseline(KEY, { action: 'allow-drift', pattern: '/var/cache/jit/*' }, 'alice', 'JIT stubs', T0 + 1);
+  t.like(allow, { ok: true, version: 1 });
+  t.deepEqual((await store.getBaseline(KEY))?.driftAllowed, ['/var/cache/jit/*']);
+  t.deepEqual((await store.clusterBaseline(KEY))?.driftAllowed, ['/var/cache/jit/*']);
+  t.like(await store.reviewBaseline(KEY, { action: 'allow-drift', pattern: '/var/cache/jit/*' }, 'alice', '', T0 + 2), { ok: false, status: 409 });
+  t.like(await store.reviewBaseline(KEY, { action: 'disallow-drift', pattern: '/opt/*' }, 'alice', '', T0 + 2), { ok: false, status: 409 });
+  t.like(await store.reviewBaseline(KEY, { action: 'disallow-drift', pattern: '/var/cache/jit/*' }, 'bob', 'JIT off', T0 + 3), { ok: true, version: 2 });
+  t.deepEqual((await store.getBaseline(KEY))?.driftAllowed, []);
+  t.is((await store.clusterBaseline(KEY))?.driftAllowed, undefined);
+  await store.reviewBaseline(KEY, { action: 'import', state: 'enforcing', entries: [nginx], removed: [], driftAllowed: ['plugin-*'] }, 'carol', 'import', T0 + 4);
+  t.deepEqual((await store.getBaseline(KEY))?.driftAllowed, ['plugin-*']);
+  t.deepEqual((await store.listVersions(KEY)).map((v) => v.action), ['import', 'disallow-drift', 'allow-drift'], 'newest first');
+});
+
 contract('alerts: in one batch, a resolved alert fires again and is notified, an open one only grows, a new one opens', async (t, store) => {
   await store.ingest('node-1', [deviationOf({ i: 1 }), deviationOf({ i: 2, exe: '/usr/bin/curl' })], [], T0, policy(['pd']));
   const before = (await store.listAlerts({ limit: 10 })).items;

@@ -10,8 +10,8 @@
  * that cannot become an event is rejected with a reason.
  */
 import { endianness } from 'node:os';
-import type { ActivityEvent, EventKind, NetworkProtocol } from '../../../core/event.js';
-import { UNKNOWN_IMAGE, splitArguments } from '../../../core/event.js';
+import type { ActivityEvent, EventKind, ExecutableOrigin, NetworkProtocol } from '../../../core/event.js';
+import { UNKNOWN_IMAGE, isRuntimeMemfd, splitArguments } from '../../../core/event.js';
 import { processName } from '../../../core/normalize.js';
 import type { CgroupOwner } from '../../attribution/cgroup.js';
 import { isRejected, type Rejected } from '../record.js';
@@ -132,6 +132,25 @@ interface PendingExec {
   filename: string | null;
   argv: Buffer | null;
   received: number;
+  origin: ExecutableOrigin | undefined;
+}
+
+/** The superblock magic of overlayfs (include/uapi/linux/magic.h OVERLAYFS_SUPER_MAGIC). */
+const OVERLAYFS_MAGIC = 0x794c7630;
+
+/**
+ * The origin of an exec's executable from the program's O record (program.ts): no link left is a
+ * memfd (its dentry is named `memfd:…`) or a deleted file; on overlayfs, an upper dentry means it was
+ * written after the container started, none means a lower layer (the image); anything else (not
+ * overlayfs, the layout check failed) is unknown. runc's cloned self is plumbing (isRuntimeMemfd).
+ */
+export function originOf(magic: number, links: number, upper: number, name: string): ExecutableOrigin {
+  if (links === 0) {
+    if (!name.startsWith('memfd:')) return 'deleted';
+    return isRuntimeMemfd(name) ? 'unknown' : 'memfd';
+  }
+  if (magic !== OVERLAYFS_MAGIC) return 'unknown';
+  return upper === 1 ? 'upper-layer' : upper === 0 ? 'image' : 'unknown';
 }
 
 /** Turns bpftrace's JSON records into events. */
@@ -258,6 +277,8 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
         parentName: p.x.parentComm,
         uid: p.x.uid,
         user: '',
+        // Absent when the O record did not arrive (lost, or a recording from before it existed): no drift then.
+        ...(p.origin === undefined ? {} : { origin: p.origin }),
       },
       network: null,
     });
@@ -268,14 +289,18 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     let p = pending.get(key);
     if (!p) {
       if (pending.size >= EBPF_LIMITS.pending) emitExec(pending.values().next().value as PendingExec);
-      p = { ns, pid, firstSeen: deps.now(), x: null, leaves: null, filename: null, argv: null, received: 0 };
+      p = { ns, pid, firstSeen: deps.now(), x: null, leaves: null, filename: null, argv: null, received: 0, origin: undefined };
       pending.set(key, p);
     }
     return p;
   }
 
+  // Whether the program prints O records: once one was read, an exec waits for its own (it comes from
+  // a second probe, after the argv). Recordings of a program from before them complete without.
+  let origins = false;
+
   function complete(p: PendingExec): void {
-    if (p.x && p.leaves && p.filename !== null && p.received >= p.x.argLen) emitExec(p);
+    if (p.x && p.leaves && p.filename !== null && p.received >= p.x.argLen && (p.origin !== undefined || !origins)) emitExec(p);
   }
 
   /** Parse one printf record; returns a rejection or null. */
@@ -297,6 +322,20 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
       if (Number.isNaN(ppid) || Number.isNaN(uid) || Number.isNaN(argLen) || !/^\d{1,20}$/.test(f[5] as string) || !comm) return bad('exec header field');
       const p = pendingFor(ns, pid);
       p.x = { ppid, uid: uid === 4294967295 ? -1 : uid, cgroupId: f[5] as string, argLen, parentComm: cString(comm) };
+      complete(p);
+      return null;
+    }
+    if (tag === 'O') {
+      const magic = f.length === 7 && /^[0-9a-f]{1,16}$/.test(f[3] as string) ? parseInt(f[3] as string, 16) : NaN;
+      const links = int(f[4], 2 ** 32);
+      const upper = int(f[5], 2);
+      const name = f.length === 7 ? decodeHex(f[6] as string, 16) : null;
+      if (Number.isNaN(magic) || Number.isNaN(links) || Number.isNaN(upper) || !name) return bad('exec origin');
+      // 0: the first probe's time was not in @xns (its map full): this origin belongs to no exec.
+      if (ns === '0') return { reject: 'missing_field', detail: 'exec origin without its exec time' };
+      origins = true;
+      const p = pendingFor(ns, pid);
+      p.origin = originOf(magic, links, upper, cString(name));
       complete(p);
       return null;
     }

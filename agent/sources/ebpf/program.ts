@@ -7,6 +7,7 @@
  * forge a field or a line; the agent decodes and bounds them. Fields are separated by one space:
  *
  *   X <ns> <pid> <ppid> <uid> <cgid> <argvlen> <parent comm>                                   exec
+ *   O <ns> <pid> <fs magic> <links> <upper> <exe name>      where the executable came from (drift; below)
  *   C <ns> <pid> <cgroup leaf>                   its cgroup's name (≤ 128 bytes: cri-containerd-<id>.scope is 85)
  *   F <ns> <pid> <filename>                                               the exec'd path (≤ 200 bytes)
  *   A <ns> <pid> <offset> <argv bytes>                    argv chunk (NUL-separated, ≤ 20 × 200 bytes)
@@ -21,6 +22,22 @@
  * nodes), its memory controller's (index $1). One leaf, not both: BPF's 512-byte stack holds no more. The v1 leaf is the memory controller's cgroup (index $1), for nodes
  * where containers live in cgroup v1.
  *
+ * - Executable origin (the O record, decode.ts originOf): read in the kernel at exec, from the file the
+ *   new program runs (`mm->exe_file`, set by begin_new_exec before this tracepoint), because only
+ *   there is it reliable: a dropped binary often runs for milliseconds, and by the time userspace
+ *   reads /proc/<pid>/exe (or the container's upperdir) the process, its file or both may be gone, or
+ *   the path may name another file. Printed: the file's superblock magic (overlayfs 0x794c7630), its
+ *   link count (0: a memfd or a deleted file), whether its overlay inode has an upper dentry (1: the
+ *   file was written or changed after the container started; 0: a lower layer, the image; 2: not
+ *   overlayfs, or the layout check failed), and the first 16 bytes of its dentry name (`memfd:…` for
+ *   memfd_create files). The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
+ *   0.17 has no offsetof, so the program steps back by the fields before `vfs_inode` (four 8-byte
+ *   words since Linux 4.19: a union of pointers, `redirect`, `version`, `flags`) and uses that only
+ *   when the stepped-back struct's own `vfs_inode` has this inode's number and superblock: on a
+ *   kernel laid out otherwise the check fails and the origin is `unknown`, never a wrong answer.
+ *   The exec probe already uses all of BPF's 512-byte stack (the argv chunks), so O comes from a second
+ *   probe on the same tracepoint, which the kernel runs right after the first for the same exec, and
+ *   which takes that exec's time from the first through @xns (by thread). The decoder waits for it.
  * - TCP connect and listen: sock:inet_sock_set_state, CLOSE → SYN_SENT / LISTEN, which runs in the
  *   calling process (kernel state: no user memory to race). The source port of a connect is not chosen
  *   yet (0); Driftwatch keeps only the service port anyway.
@@ -52,6 +69,7 @@ tracepoint:sched:sched_process_exec
   $n = $t->mm->arg_end - $s;
   if ($n > 4000) { $n = 4000; }
   printf("X %llu %d %d %u %llu %llu %rx\n", $ns, pid, $t->real_parent->tgid, uid, cgroup, $n, buf($t->real_parent->comm, 16));
+  @xns[tid] = $ns;
   printf("C %llu %d %rx\n", $ns, pid, buf($kn->name, 128));
   printf("F %llu %d %rx\n", $ns, pid, buf(args->filename, 200));
   $o = (uint64)0;
@@ -63,6 +81,24 @@ tracepoint:sched:sched_process_exec
     }
     $o += 200;
   }
+}
+
+// The executable's origin (the O record): a probe of its own on the same tracepoint, because the one
+// above uses all of BPF's 512-byte stack. It runs right after it for the same exec (programs of one
+// tracepoint run in attach order, in one call) and takes that exec's time from @xns.
+tracepoint:sched:sched_process_exec
+{
+  $ns = @xns[tid];
+  delete(@xns[tid]);
+  $xf = curtask->mm->exe_file;
+  $xi = $xf->f_inode;
+  $magic = $xi->i_sb->s_magic;
+  $upper = (uint64)2;
+  if ($magic == 0x794c7630) {
+    $oi = (struct ovl_inode *)((uint64)$xi - 32);
+    if ($oi->vfs_inode.i_ino == $xi->i_ino && $oi->vfs_inode.i_sb == $xi->i_sb) { $upper = $oi->__upperdentry != 0 ? 1 : 0; }
+  }
+  printf("O %llu %d %lx %u %llu %rx\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16));
 }
 
 tracepoint:sock:inet_sock_set_state
@@ -239,6 +275,7 @@ interval:s:60
 {
   clear(@udp4);
   clear(@udp6);
+  clear(@xns);
   // A syscall whose exit never came (its thread killed) would hold its entry; stub resolvers poll
   // before they receive, so a receive in flight across this tick is rare, and only its answer is lost.
   clear(@dnsbuf);
@@ -246,6 +283,7 @@ interval:s:60
 
 END
 {
+  clear(@xns);
   clear(@udp4);
   clear(@udp6);
   clear(@cfd);

@@ -1,12 +1,13 @@
 /**
  * Baselines: reading them, their versions and diffs, exporting them as documents; and the
  * reviewer's changes (lock, unlock, relearn, add, approve and remove entries, drop one node's
- * share, bulk changes, imports), each a new version, audited, and pushed to the agents.
+ * share, allow or disallow drift, bulk changes, imports), each a new version, audited, and pushed to the agents.
  */
 import { z } from 'zod';
 import { entryFromId, entryId, type Entry } from '../../../core/entry.js';
 import {
   baselineName,
+  DriftPatternSchema,
   parseBaselineDocuments,
   parseSelector,
   toBaselineDocument,
@@ -37,6 +38,8 @@ const EntryBody = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('network'), direction: z.enum(['egress', 'ingress', 'listen']), protocol: z.enum(['tcp', 'udp']), peer: field, port: z.number().int().min(0).max(65535) }),
 ]);
 const AddEntryBody = z.strictObject({ entry: EntryBody, reason: z.string().trim().max(1000).default('') });
+
+const DriftBody = z.strictObject({ pattern: DriftPatternSchema, reason: z.string().trim().max(1000).default('') });
 
 const BulkBody = z.strictObject({
   action: z.enum(['lock', 'unlock', 'relearn']),
@@ -204,7 +207,7 @@ export const baselineRoutes: readonly Route[] = [
       }
       const applied = [];
       for (const d of docs) {
-        const result = await deps.store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed }, ctx.actor, 'import', deps.now());
+        const result = await deps.store.reviewBaseline(d.key, { action: 'import', state: d.state, entries: d.entries, removed: d.removed, driftAllowed: d.driftAllowed }, ctx.actor, 'import', deps.now());
         if (!result.ok) throw new ApiError(result.status, 'conflict', `${d.key}: ${result.message}`);
         const active = (v: BaselineView | null) => new Set((v?.entries ?? []).filter((e) => e.status !== 'removed').map((e) => e.id));
         const before = active(result.before);
@@ -240,6 +243,16 @@ export const baselineRoutes: readonly Route[] = [
       role: 'reviewer',
       body: ReasonBody,
       handle: (ctx) => review(ctx, { action, entryId: ctx.params.id as string }, ctx.body.reason),
+    }),
+  ),
+  ...(['allow-drift', 'disallow-drift'] as const).map((action) =>
+    route({
+      method: 'POST',
+      path: `/api/v1/baselines/{key}/drift/${action === 'allow-drift' ? 'allow' : 'disallow'}`,
+      role: 'reviewer',
+      body: DriftBody,
+      // A reviewed change like an entry's: a new version, audited, pushed to agents.
+      handle: (ctx) => review(ctx, { action, pattern: ctx.body.pattern }, ctx.body.reason),
     }),
   ),
   route({

@@ -13,8 +13,8 @@ import { mergeHeaders, unite, withoutShare, type EntryShare, type SnapshotHeader
 import { baselineFactsOf, type BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertTransition } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
-import { flagReasonOf, mergeExamples } from '../entry-merge.js';
-import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
+import { flagReasonOf, mergeExamples, mergeOriginSql } from '../entry-merge.js';
+import { assembleView, changedDriftAllowed, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { MAX_DROPPED_NODES, MAX_ENTRIES_PER_KEY, MAX_LISTED_NODES, MAX_MERGED_EXAMPLES } from '../sqlite/baselines.js';
 import type {
   BaselineChange,
@@ -73,9 +73,10 @@ interface VersionRow {
 const NOT_REMOVED = `NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`;
 
 const UPSERT_MERGED = `
-  INSERT INTO baseline_entries (key, entry_id, type, first_seen, last_seen, count, nodes, examples) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+  INSERT INTO baseline_entries (key, entry_id, type, first_seen, last_seen, count, nodes, examples, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10::text)
   ON CONFLICT (key, entry_id) DO UPDATE SET first_seen = LEAST(baseline_entries.first_seen, $4), last_seen = GREATEST(baseline_entries.last_seen, $5),
-    count = baseline_entries.count + $6, nodes = baseline_entries.nodes + $7, examples = coalesce($9::text, baseline_entries.examples)`;
+    count = baseline_entries.count + $6, nodes = baseline_entries.nodes + $7, examples = coalesce($9::text, baseline_entries.examples),
+    origin = ${mergeOriginSql('$10::text', 'baseline_entries.origin')}`;
 
 const UPSERT_STATUS = `
   INSERT INTO baseline_entry_reviews (key, entry_id, status, by, at, reason) VALUES ($1, $2, $3, $4, $5, $6)
@@ -102,8 +103,8 @@ const shareOf = (r: NodeShareRow): EntryShare => ({
 
 /** The baselines slice on `pool`. */
 export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBaselines {
-  async function reviewOf(sql: Sql, key: string): Promise<{ state: string; version: number } | undefined> {
-    return (await sql<{ state: string; version: number }>(`SELECT state, version FROM baseline_reviews WHERE key = $1`, [key])).rows[0];
+  async function reviewOf(sql: Sql, key: string): Promise<{ state: string; version: number; drift_allowed: string } | undefined> {
+    return (await sql<{ state: string; version: number; drift_allowed: string }>(`SELECT state, version, drift_allowed FROM baseline_reviews WHERE key = $1`, [key])).rows[0];
   }
 
   async function headersOf(sql: Sql, key: string): Promise<Map<string, SnapshotHeader>> {
@@ -161,7 +162,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
            example_keys = CASE WHEN baseline_entry_nodes.example_keys IS NULL THEN NULL ELSE excluded.example_keys END`,
         [delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count, keys],
       );
-      await sql(UPSERT_MERGED, [delta.key, e.id, e.entry.type, e.firstSeen, e.lastSeen, grown, old ? 0 : 1, examples, merged]);
+      await sql(UPSERT_MERGED, [delta.key, e.id, e.entry.type, e.firstSeen, e.lastSeen, grown, old ? 0 : 1, examples, merged, e.origin ?? null]);
       const flag = old ? null : flagReasonOf(e);
       if (flag !== null) await sql(INSERT_FLAG, [delta.key, e.id, receivedAt, flag]);
     }
@@ -182,7 +183,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
     const reviews = new Map(statuses.map((r) => [r.entry_id, r]));
     const rows = (
       await sql<EntryRow>(
-        `SELECT entry_id, first_seen, last_seen, count, examples, dropped_nodes FROM baseline_entries WHERE key = $1 ORDER BY entry_id`,
+        `SELECT entry_id, first_seen, last_seen, count, examples, dropped_nodes, origin FROM baseline_entries WHERE key = $1 ORDER BY entry_id`,
         [key],
       )
     ).rows;
@@ -211,7 +212,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
 
   async function addEntry(sql: Sql, key: string, entry: Entry, status: EntryStatus, by: string, at: number, reason: string): Promise<string> {
     const id = entryId(entry);
-    if (!(await mergedExists(sql, key, id))) await sql(UPSERT_MERGED, [key, id, entry.type, at, at, 0, 0, '[]', null]);
+    if (!(await mergedExists(sql, key, id))) await sql(UPSERT_MERGED, [key, id, entry.type, at, at, 0, 0, '[]', null, null]);
     await sql(UPSERT_STATUS, [key, id, status, by, at, reason]);
     return id;
   }
@@ -324,6 +325,16 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
           if (!wanted.has(id)) await setStatus(id, 'removed');
         }
         for (const e of before?.entries ?? []) if (!wanted.has(e.id) && e.status !== 'removed') await setStatus(e.id, 'removed');
+        // The document's drift allow list is the key's (absent: none).
+        await sql(`UPDATE baseline_reviews SET drift_allowed = $1 WHERE key = $2`, [JSON.stringify(change.driftAllowed ?? []), key]);
+        break;
+      }
+      case 'allow-drift':
+      case 'disallow-drift': {
+        const next = changedDriftAllowed(before?.driftAllowed ?? [], change);
+        if (!Array.isArray(next)) return { ok: false, ...next };
+        if (!current) await sql(UPSERT_REVIEW, [key, '', 0]);
+        await sql(`UPDATE baseline_reviews SET drift_allowed = $1 WHERE key = $2`, [JSON.stringify(next), key]);
         break;
       }
     }
@@ -436,7 +447,7 @@ export function postgresBaselines(pool: pg.Pool, log: StoreLogger): PostgresBase
     async accept(sql, before, change) {
       const key = before.baselineKey;
       const id = entryId(before.entry);
-      await sql(UPSERT_MERGED, [key, id, before.entry.type, before.firstSeen, before.lastSeen, 0, 0, JSON.stringify(before.example === '' ? [] : [before.example]), null]);
+      await sql(UPSERT_MERGED, [key, id, before.entry.type, before.firstSeen, before.lastSeen, 0, 0, JSON.stringify(before.example === '' ? [] : [before.example]), null, null]);
       if (!(await reviewOf(sql, key))) await sql(UPSERT_REVIEW, [key, '', 0]);
       await sql(UPSERT_STATUS, [key, id, 'added', change.by, change.at, change.comment || 'accepted from an alert']);
       await recordVersion(sql, key, change.by, 'accept', change.comment || `accepted alert ${before.fingerprint}`, change.at);

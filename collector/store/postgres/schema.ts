@@ -401,6 +401,16 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
       EXECUTE FUNCTION deviations_once();
     `,
   },
+  {
+    version: 9,
+    description: 'where a baseline entry\'s executable came from, and each key\'s drift allow list',
+    sql: `
+    -- core/event ExecutableOrigin of a process entry; NULL: no source told (and every older row).
+    ALTER TABLE baseline_entries ADD COLUMN origin TEXT;
+    -- The key's drift allow list (JSON array of path globs), reviewed like entries.
+    ALTER TABLE baseline_reviews ADD COLUMN drift_allowed TEXT NOT NULL DEFAULT '[]';
+    `,
+  },
 ];
 
 /** The revision this code writes. */

@@ -21,8 +21,8 @@ import type {
   ReviewedState,
   StoreRefusal,
 } from '../store.js';
-import { flagReasonOf, mergeExamples } from '../entry-merge.js';
-import { assembleView, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
+import { flagReasonOf, mergeExamples, mergeOriginSql } from '../entry-merge.js';
+import { assembleView, changedDriftAllowed, clusterOf, namespacesOf, reviewedState, type EntryRow } from '../baseline-view.js';
 import { writeTransaction, type Db, type StoreLogger } from './db.js';
 
 export { validEntryId } from '../baseline-view.js';
@@ -74,11 +74,12 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
       example_keys = CASE WHEN example_keys IS NULL THEN NULL ELSE excluded.example_keys END`);
   const selectMergedExamples = db.prepare(`SELECT examples FROM baseline_entries WHERE key = ? AND entry_id = ?`).pluck();
   const upsertMergedEntry = db.prepare(`
-    INSERT INTO baseline_entries (key, entry_id, type, first_seen, last_seen, count, nodes, examples) VALUES (@key, @id, @type, @first, @last, @count, @newNodes, @examples)
+    INSERT INTO baseline_entries (key, entry_id, type, first_seen, last_seen, count, nodes, examples, origin) VALUES (@key, @id, @type, @first, @last, @count, @newNodes, @examples, @origin)
     ON CONFLICT (key, entry_id) DO UPDATE SET first_seen = min(first_seen, @first), last_seen = max(last_seen, @last),
-      count = count + @count, nodes = nodes + @newNodes, examples = coalesce(@merged, examples)`);
+      count = count + @count, nodes = nodes + @newNodes, examples = coalesce(@merged, examples),
+      origin = ${mergeOriginSql('@origin')}`);
   const selectHeadersOfKey = db.prepare(`SELECT node, header FROM baseline_nodes WHERE key = ?`);
-  const selectEntriesOfKey = db.prepare(`SELECT entry_id, first_seen, last_seen, count, examples, dropped_nodes FROM baseline_entries WHERE key = ? ORDER BY entry_id`);
+  const selectEntriesOfKey = db.prepare(`SELECT entry_id, first_seen, last_seen, count, examples, dropped_nodes, origin FROM baseline_entries WHERE key = ? ORDER BY entry_id`);
   const selectEntryNodesOfKey = db.prepare(`SELECT entry_id, node FROM baseline_entry_nodes WHERE key = ? ORDER BY entry_id, node`);
   const selectAllHeaders = db.prepare(`SELECT key, node, header FROM baseline_nodes ORDER BY key`);
   const countEntriesByKey = db.prepare(`SELECT key, sum(type = 'process') AS process, count(*) AS total FROM baseline_entries GROUP BY key`);
@@ -115,7 +116,8 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
        AND NOT EXISTS (SELECT 1 FROM baseline_entry_reviews r WHERE r.key = e.key AND r.entry_id = e.entry_id AND r.status = 'removed')`,
     )
     .pluck();
-  const selectReview = db.prepare(`SELECT state, version FROM baseline_reviews WHERE key = ?`);
+  const selectReview = db.prepare(`SELECT state, version, drift_allowed FROM baseline_reviews WHERE key = ?`);
+  const updateDriftAllowed = db.prepare(`UPDATE baseline_reviews SET drift_allowed = ? WHERE key = ?`);
   const upsertReview = db.prepare(`INSERT INTO baseline_reviews (key, state, version) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state, version = excluded.version`);
   const clearRelearn = db.prepare(`UPDATE baseline_reviews SET state = '' WHERE key = ? AND state = 'relearn'`);
   const selectStatuses = db.prepare(`SELECT entry_id, status, reason FROM baseline_entry_reviews WHERE key = ?`);
@@ -181,7 +183,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
         merged = examples;
       }
       upsertNodeEntry.run(delta.key, e.id, node, e.firstSeen, e.lastSeen, e.count, keys);
-      upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged });
+      upsertMergedEntry.run({ key: delta.key, id: e.id, type: e.entry.type, first: e.firstSeen, last: e.lastSeen, count: grown, newNodes: old ? 0 : 1, examples, merged, origin: e.origin ?? null });
       // A new entry of a version in grace, or a block or class generalized by an agent: for review, unless already reviewed.
       const flag = old ? null : flagReasonOf(e);
       if (flag !== null) insertFlag.run(delta.key, e.id, 'flagged', 'driftwatch', receivedAt, flag);
@@ -194,8 +196,8 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
     return new Map((selectHeadersOfKey.all(key) as { node: string; header: string }[]).map((h) => [h.node, JSON.parse(h.header) as SnapshotHeader]));
   }
 
-  function reviewOf(key: string): { state: string; version: number } | undefined {
-    return selectReview.get(key) as { state: string; version: number } | undefined;
+  function reviewOf(key: string): { state: string; version: number; drift_allowed: string } | undefined {
+    return selectReview.get(key) as { state: string; version: number; drift_allowed: string } | undefined;
   }
 
 
@@ -227,7 +229,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
   function addEntry(key: string, entry: Entry, status: EntryStatus, by: string, at: number, reason: string, example = ''): string {
     const id = entryId(entry);
     if (mergedExists.get(key, id) === undefined) {
-      upsertMergedEntry.run({ key, id, type: entry.type, first: at, last: at, count: 0, newNodes: 0, examples: JSON.stringify(example === '' ? [] : [example]), merged: null });
+      upsertMergedEntry.run({ key, id, type: entry.type, first: at, last: at, count: 0, newNodes: 0, examples: JSON.stringify(example === '' ? [] : [example]), merged: null, origin: null });
     }
     upsertStatus.run(key, id, status, by, at, reason);
     return id;
@@ -340,6 +342,16 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
           if (!wanted.has(id)) upsertStatus.run(key, id, 'removed', by, at, reason);
         }
         for (const e of before?.entries ?? []) if (!wanted.has(e.id) && e.status !== 'removed') upsertStatus.run(key, e.id, 'removed', by, at, reason);
+        // The document's drift allow list is the key's (absent: none).
+        updateDriftAllowed.run(JSON.stringify(change.driftAllowed ?? []), key);
+        break;
+      }
+      case 'allow-drift':
+      case 'disallow-drift': {
+        const next = changedDriftAllowed(before?.driftAllowed ?? [], change);
+        if (!Array.isArray(next)) return { ok: false, ...next };
+        if (!review) upsertReview.run(key, '', 0);
+        updateDriftAllowed.run(JSON.stringify(next), key);
         break;
       }
     }
@@ -412,6 +424,7 @@ export function sqliteBaselines(db: Db, log: StoreLogger): SqliteBaselines {
         newNodes: 0,
         examples: JSON.stringify(before.example === '' ? [] : [before.example]),
         merged: null,
+        origin: null,
       });
       if (!reviewOf(before.baselineKey)) upsertReview.run(before.baselineKey, '', 0);
       upsertStatus.run(before.baselineKey, id, 'added', change.by, change.at, change.comment || 'accepted from an alert');

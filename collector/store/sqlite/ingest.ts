@@ -83,7 +83,7 @@ export function sqliteIngest(db: Db, slices: IngestSlices): IngestStore {
         isKnown = baselines.knows(d.key, id);
         knownInBatch.set(knownKey, isKnown);
       }
-      if (isKnown) {
+      if (isKnown && d.drift !== true) {
         known++;
         continue;
       }

@@ -31,6 +31,10 @@ export const ALERT_COLUMNS_V3: readonly [string, string][] = [
 export const PROVENANCE_COLUMNS: readonly (readonly [string, string, string])[] = [
   ['baseline_entry_nodes', 'example_keys', 'TEXT'],
   ['baseline_entries', 'dropped_nodes', `TEXT NOT NULL DEFAULT '[]'`],
+  // Where the entry's executable came from (core/event ExecutableOrigin; NULL: no source told).
+  ['baseline_entries', 'origin', 'TEXT'],
+  // The key's drift allow list (JSON array of path globs), reviewed like entries.
+  ['baseline_reviews', 'drift_allowed', `TEXT NOT NULL DEFAULT '[]'`],
 ];
 
 /** The tables every revision has (revision 3's alert columns are added by ALERT_COLUMNS_V3). */
