@@ -20,6 +20,17 @@ export const CLIENT_OPTIONS = {
 /** Bad usage: exit code 2 and the command's help. */
 export class UsageError extends Error {}
 
+/** The collector answered with a non-2xx status; the message carries its reason. */
+export class CollectorError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CollectorError';
+  }
+}
+
 /** The collector's answer when the caller wants it as text (YAML exports). */
 export interface RawResponse {
   status: number;
@@ -67,7 +78,7 @@ export function createApiClient(values: Record<string, unknown>, env: NodeJS.Pro
       } catch {
         // not JSON: the text itself
       }
-      throw new Error(`the collector answered ${res.status}: ${printable(String(message))}`);
+      throw new CollectorError(res.status, `the collector answered ${res.status}: ${printable(String(message))}`);
     }
     return { status: res.status, contentType: type, text };
   }

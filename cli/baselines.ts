@@ -2,15 +2,15 @@
  * `driftwatch baselines ...`: review, lock and export baselines on a collector, and apply a
  * folder of Baseline documents as the desired state (GitOps). A thin client of the collector's
  * HTTP API, like `alerts`; documents are checked here before anything is sent, so a typo in one
- * file changes nothing. Exit codes: 0 done, 1 the collector refused or a document is invalid,
- * 2 bad usage.
+ * file changes nothing. Exit codes: 0 done, 1 the collector refused (a 409 conflict included) or a
+ * document is invalid, 2 bad usage (a drift pattern the collector's check refuses included).
  */
 import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BaselineDocError, DOC_LIMITS, parseBaselineDocuments, parseSelector, type BaselineDocument, type BaselineView } from '../core/baseline-doc.js';
 import { entryFromId, entryId, describeEntry, type Entry } from '../core/entry.js';
-import { CLIENT_OPTIONS, UsageError, clip, createApiClient, printable, table, type ApiClient } from './api-client.js';
+import { CLIENT_OPTIONS, CollectorError, UsageError, clip, createApiClient, printable, table, type ApiClient } from './api-client.js';
 import { sbomLines } from './sbom.js';
 
 export const BASELINES_HELP = `driftwatch baselines — review, lock and export what Driftwatch learned
@@ -27,6 +27,10 @@ export const BASELINES_HELP = `driftwatch baselines — review, lock and export 
   driftwatch baselines bulk lock|unlock|relearn [--namespace NS] [--prefix KEY_PREFIX] [--state STATE]
                                                          e.g. lock every enforcing baseline in shop
   driftwatch baselines import FILE_OR_DIR [--dry-run]    apply Baseline documents (every *.yaml in DIR)
+  driftwatch baselines drift allow KEY PATTERN [--reason TEXT]
+                                                         let binaries not from the image run from PATTERN
+                                                         (/var/cache/jit/*; without a /, a basename glob)
+  driftwatch baselines drift disallow KEY PATTERN [--reason TEXT]   take PATTERN off the allow list
 KEY is the image repository (docker.io/library/nginx) or @host. ENTRY_ID is an entry's id as
 \`show\` prints it, or the start of one that no other entry shares.
 Common flags:
@@ -38,6 +42,7 @@ Common flags:
 const STATE_VERBS = new Set(['lock', 'unlock', 'relearn']);
 const ENTRY_VERBS = new Set(['approve', 'remove']);
 const FORMATS = new Set(['yaml', 'networkpolicy', 'falco']);
+const DRIFT_VERBS = new Set(['allow', 'disallow']);
 /** Files one import reads from a folder. */
 const MAX_FILES = 1_000;
 
@@ -82,6 +87,7 @@ function showView(v: BaselineView, io: Io): void {
   const images = (Array.isArray(v.images) ? v.images : []).map((i) => `${s(i.repository)}${i.tag ? `:${s(i.tag)}` : ''}${i.digest ? `@${s(i.digest)}` : ''}`);
   io.out(`  images     ${images.join(', ') || '-'}`);
   io.out(`  nodes      ${(Array.isArray(v.nodes) ? v.nodes : []).map(s).join(', ') || '-'}`);
+  io.out(`  drift      ${driftAllowedText(v.driftAllowed)}`);
   const entries = Array.isArray(v.entries) ? v.entries : [];
   if (entries.length === 0) return void io.out('no entries');
   const rows = [['STATUS', 'COUNT', 'NODES', 'LAST SEEN', 'ENTRY ID']];
@@ -95,6 +101,33 @@ function showView(v: BaselineView, io: Io): void {
     const what = g.kind === 'class' ? 'any public address' : `a /${s(g.prefixLength)} block`;
     io.out(`generalized  ${s(e.id)}: ${what}, from ${s(g.addresses)} addresses (${nets || 'none left'})`);
   }
+}
+
+/** The drift allow list as one line: what may run although it did not come with the image. */
+function driftAllowedText(list: unknown): string {
+  const patterns = Array.isArray(list) ? list.map(s) : [];
+  return patterns.length === 0 ? 'none allowed: every binary not from the image alerts' : `allowed from ${patterns.join(', ')}`;
+}
+
+/** `drift allow|disallow KEY PATTERN`: a reviewed change of the key's drift allow list, a new version like an entry's. */
+async function changeDriftAllowed(api: ApiClient, operands: string[], reason: string, json: boolean, io: Io): Promise<number> {
+  const [action, given, pattern, ...extra] = operands;
+  if (action === undefined || !DRIFT_VERBS.has(action)) throw new UsageError('drift takes allow or disallow, then KEY and PATTERN');
+  const key = checkKey(given, `drift ${action}`);
+  if (pattern === undefined || pattern === '') throw new UsageError(`drift ${action} needs KEY and PATTERN, e.g. '/var/cache/jit/*'`);
+  if (extra.length > 0) throw new UsageError(`unexpected ${extra.join(' ')} (quote a PATTERN with spaces or globs)`);
+  let r: any;
+  try {
+    r = await api.call('POST', `${keyPath(key)}/drift/${action}`, { pattern, reason });
+  } catch (err) {
+    // The collector checks the pattern (core/baseline-doc DriftPatternSchema): a refused one is the caller's mistake, so usage.
+    if (err instanceof CollectorError && err.status === 400) throw new UsageError(`${JSON.stringify(printable(pattern.slice(0, 200)))} is not a drift pattern: ${err.message}`);
+    throw err;
+  }
+  if (json) return io.out(JSON.stringify(r, null, 2)), 0;
+  io.out(`${action === 'allow' ? 'allowed' : 'disallowed'} drift from ${printable(pattern)} in ${printable(key)} (version ${version(r?.version)})`);
+  io.out(`drift  ${driftAllowedText(r?.driftAllowed)}`);
+  return 0;
 }
 
 function readDocuments(path: string): { file: string; text: string; docs: BaselineDocument[] }[] {
@@ -220,14 +253,17 @@ async function run(args: string[], env: NodeJS.ProcessEnv, io: Io): Promise<numb
     strict: true,
   });
   if (values.help) return io.out(BASELINES_HELP), 0;
-  const [verb, first, second, ...extra] = positionals;
-  if (extra.length > 0) throw new UsageError(`unexpected ${extra.join(' ')}`);
+  const [verb, ...operands] = positionals;
   const takes = (n: number) => {
     if ((n < 2 && second !== undefined) || (n < 1 && first !== undefined)) throw new UsageError(`unexpected ${[first, second].slice(n).filter(Boolean).join(' ')}`);
   };
   const reason = values.reason ?? values.comment ?? '';
   if (reason.length > 1000) throw new UsageError('--reason is at most 1000 characters');
   const json = values.json === true;
+
+  if (verb === 'drift') return changeDriftAllowed(createApiClient(values, env), operands, reason, json, io);
+  const [first, second, ...extra] = operands;
+  if (extra.length > 0) throw new UsageError(`unexpected ${extra.join(' ')}`);
 
   if (verb === 'list' || verb === undefined) {
     takes(0);
@@ -362,7 +398,7 @@ async function run(args: string[], env: NodeJS.ProcessEnv, io: Io): Promise<numb
     return 0;
   }
 
-  throw new UsageError(`unknown baselines command ${JSON.stringify(verb.slice(0, 40))}; one of: list, show, diff, lock, unlock, relearn, approve, remove, add, export, import`);
+  throw new UsageError(`unknown baselines command ${JSON.stringify(verb.slice(0, 40))}; one of: list, show, diff, lock, unlock, relearn, approve, remove, add, export, import, bulk, drift`);
 }
 
 /** Run `driftwatch baselines ARGS`; output through `io` (the console by default). */

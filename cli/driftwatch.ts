@@ -49,15 +49,16 @@ Usage:
       Review alerts on a collector (driftwatch alerts --help).
   driftwatch exceptions list|add|remove [--url URL]
       Risks accepted with a reason, an owner and an expiry (driftwatch exceptions --help).
-  driftwatch baselines list|show|diff|lock|unlock|relearn|approve|remove|add|export|import [--server URL]
+  driftwatch baselines list|show|diff|lock|unlock|relearn|approve|remove|add|export|import|drift [--server URL]
       Review and lock baselines; export them as YAML, a NetworkPolicy or Falco rules; apply a
-      folder of Baseline documents as the desired state (driftwatch baselines --help).
+      folder of Baseline documents as the desired state; allow drift per key (driftwatch baselines --help).
   driftwatch nodes list|quarantine|release|taught|drop [NODE] [--url URL]
       The nodes' agents; which nodes taught each entry; quarantine a node found compromised
       (driftwatch nodes --help).
   driftwatch images list|show|gone|export [REPOSITORY] [--url URL]
       What runs, by image and version, from the agents' container reports; is a version gone
-      (exit 0) or does it still run (1); the running set for scanners (driftwatch images --help).
+      (exit 0), does it still run (1), or was it never seen (3); the running set for scanners
+      (driftwatch images --help).
   driftwatch sbom import FILE --image REPO@sha256:DIGEST | show DIGEST | list REPO [--url URL]
       Import an image's SBOM (CycloneDX or SPDX JSON, from syft or trivy): alerts and reviews then
       name the package behind each executable (driftwatch sbom --help).

@@ -3,7 +3,8 @@
  * the running set for scanners, and one question answered directly: is this version gone?
  * Thin client of the collector's HTTP API; tables for people, `--json` for scripts.
  * Exit codes: 0 done, 1 the collector refused or failed, 2 bad usage; `images gone`: 0 gone, 1 still
- * running (or ran since --since), 2 on usage or any error (a CI step must not pass on a failure).
+ * running (or ran since --since), 2 on usage or any error (a CI step must not pass on a failure),
+ * 3 never seen (a typo in the name must not pass either, unless --allow-unseen).
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -17,10 +18,14 @@ export const IMAGES_HELP = `driftwatch images — what runs in the cluster, by i
                                                   repositories with their versions, where and since when
   driftwatch images show REPOSITORY               each version (tag, digest): running now where
                                                   (node, namespace, pod), and where it was seen
-  driftwatch images gone REPOSITORY --tag T | --digest D [--since TIME]
-                                                  exit 0 when no container of that version runs now
-                                                  (and, with --since, none ran since TIME); else 1,
-                                                  listing where it still runs or ran; 2 on error
+  driftwatch images gone REPOSITORY --tag T | --digest D [--since TIME] [--allow-unseen]
+                                                  is a version that ran gone? exit codes:
+                                                    0 gone: seen, and no container of it runs now
+                                                      (with --since, none ran since TIME either)
+                                                    1 still runs (or ran since TIME), listing where
+                                                    2 bad usage or any error
+                                                    3 never seen by this collector (a typo?); 0
+                                                      with --allow-unseen
   driftwatch images export [--format json|csv] [--output FILE]
                                                   the running set with digests, for scanners
 TIME is RFC 3339 (2026-12-01T00:00:00Z) or a duration ago (24h, 7d). REPOSITORY as in the pod spec
@@ -31,6 +36,7 @@ Common flags: --url, --token-file, --json (see driftwatch alerts --help)`;
 const GONE = 0;
 const STILL_THERE = 1;
 const ERROR = 2;
+const NEVER_SEEN = 3;
 
 const s = (v: unknown) => printable(String(v ?? ''));
 const imagePath = (repository: string) => `/api/v1/images/${encodeURIComponent(canonicalRepository(repository))}`;
@@ -72,16 +78,18 @@ async function gone(api: ReturnType<typeof createApiClient>, repository: string,
     image = { versions: [] };
   }
   const versions = matching(Array.isArray(image.versions) ? image.versions : [], tag, digest);
+  // Gone means seen and no longer running: a name the collector never saw is most often a typo, which must not pass a CI gate.
+  if (versions.length === 0) return neverSeen(what, values, out);
   const runningIn = versions.flatMap((v) => (Array.isArray(v.runningIn) ? v.runningIn : []));
   const ranIn = since === null ? [] : versions.flatMap((v) => (Array.isArray(v.seenIn) ? v.seenIn : [])).filter((p) => Date.parse(p.lastSeen) >= since);
   const lastSeen = Math.max(0, ...versions.map((v) => Date.parse(v.lastSeen) || 0));
   const still = runningIn.length > 0 || (since !== null && lastSeen >= since);
   if (values.json) {
-    out(JSON.stringify({ image: what, gone: !still, since: since === null ? null : new Date(since).toISOString(), lastSeen: lastSeen > 0 ? new Date(lastSeen).toISOString() : null, runningIn, ranIn }, null, 2));
+    out(JSON.stringify({ image: what, seen: true, gone: !still, since: since === null ? null : new Date(since).toISOString(), lastSeen: lastSeen > 0 ? new Date(lastSeen).toISOString() : null, runningIn, ranIn }, null, 2));
     return still ? STILL_THERE : GONE;
   }
   if (!still) {
-    out(versions.length === 0 ? `${s(what)} was never seen: gone` : `${s(what)} is gone: no container of it runs${since === null ? '' : ` or ran since ${new Date(since).toISOString()}`} (last seen ${new Date(lastSeen).toISOString()})`);
+    out(`${s(what)} is gone: no container of it runs${since === null ? '' : ` or ran since ${new Date(since).toISOString()}`} (last seen ${new Date(lastSeen).toISOString()})`);
     return GONE;
   }
   out(`${s(what)} is not gone${runningIn.length > 0 ? `: it runs in ${runningIn.length} place(s)` : `: it ran since ${new Date(since as number).toISOString()} (last seen ${new Date(lastSeen).toISOString()})`}`);
@@ -90,6 +98,15 @@ async function gone(api: ReturnType<typeof createApiClient>, repository: string,
   for (const p of ranIn) if (!runningIn.some((r: any) => r.node === p.node && r.namespace === p.namespace && r.pod === p.pod)) rows.push([place(p), 'ran', s(p.lastSeen)]);
   if (rows.length > 1) out(table(rows));
   return STILL_THERE;
+}
+
+/** A version the collector has no record of: exit 3, or 0 when the caller allows it (--allow-unseen). */
+function neverSeen(what: string, values: Record<string, any>, out: (t: string) => void): number {
+  const allowed = values['allow-unseen'] === true;
+  const message = `${s(what)} was never seen by this collector: check the name; gone only means seen and no longer running`;
+  if (values.json) out(JSON.stringify({ image: what, seen: false, gone: allowed, message }, null, 2));
+  else out(allowed ? `${message} (--allow-unseen: passing)` : message);
+  return allowed ? GONE : NEVER_SEEN;
 }
 
 async function images(args: string[], env: NodeJS.ProcessEnv, out: (t: string) => void, now: number): Promise<number> {
@@ -106,6 +123,7 @@ async function images(args: string[], env: NodeJS.ProcessEnv, out: (t: string) =
       digest: { type: 'string' },
       format: { type: 'string' },
       output: { type: 'string', short: 'o' },
+      'allow-unseen': { type: 'boolean' },
     },
     allowPositionals: true,
     strict: true,

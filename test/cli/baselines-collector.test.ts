@@ -64,3 +64,50 @@ test('security locks every enforcing baseline in a namespace, exports one to Git
   t.is(diff.code, 0, diff.stderr);
   t.regex(diff.stdout, /\+.*\/usr\/sbin\/nginx/);
 });
+
+test('security allows drift from a JIT cache, sees it in show, takes it back; a bad pattern is refused with the reason', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-baselines-drift-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const c = await spawnCollector(t, join(dir, 'c.db'));
+  const KEY = 'ghcr.io/acme/jvm-app';
+  const java: Entry = { type: 'process', exe: '/opt/java/bin/java', parent: 'containerd-shim', user: 'user', args: '-jar app.jar' };
+  await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(delta(KEY, 'shop', [java]))] } }], 1);
+  const viewOf = () => getJson<{ version: number; driftAllowed: string[] }>(`${c.url}/api/v1/baselines/${encodeURIComponent(KEY)}`);
+
+  const before = await cli(c.url, 'show', KEY);
+  t.is(before.code, 0, before.stderr);
+  t.regex(before.stdout, /^ {2}drift {6}none allowed: every binary not from the image alerts$/m);
+
+  const allowed = await cli(c.url, 'drift', 'allow', KEY, '/var/cache/jit/*', '--reason', 'JIT cache, SEC-201');
+  t.is(allowed.code, 0, allowed.stderr);
+  t.is(allowed.stdout.split('\n')[0], `allowed drift from /var/cache/jit/* in ${KEY} (version 1)`);
+  t.is((await cli(c.url, 'drift', 'allow', KEY, 'plugin-*', '--reason', 'plugin installer')).code, 0);
+  const shown = await cli(c.url, 'show', KEY);
+  t.is(shown.code, 0, shown.stderr);
+  t.regex(shown.stdout, /^ {2}drift {6}allowed from (\/var\/cache\/jit\/\*, plugin-\*|plugin-\*, \/var\/cache\/jit\/\*)$/m);
+  const versions = await getJson<{ items: { version: number; action: string; reason: string }[] }>(`${c.url}/api/v1/baselines/${encodeURIComponent(KEY)}/versions`);
+  t.true(versions.items.some((v) => v.version === 1 && v.reason === 'JIT cache, SEC-201'), JSON.stringify(versions.items));
+
+  // A second allow of the same pattern is a conflict the collector names: exit 1, nothing changed.
+  const again = await cli(c.url, 'drift', 'allow', KEY, '/var/cache/jit/*');
+  t.is(again.code, 1);
+  t.regex(again.stderr, /answered 409: the pattern is already allowed/);
+
+  const disallowed = await cli(c.url, 'drift', 'disallow', KEY, '/var/cache/jit/*', '--reason', 'JIT moved to the image');
+  t.is(disallowed.code, 0, disallowed.stderr);
+  t.is(disallowed.stdout.split('\n')[0], `disallowed drift from /var/cache/jit/* in ${KEY} (version 3)`);
+  t.regex((await cli(c.url, 'show', KEY)).stdout, /^ {2}drift {6}allowed from plugin-\*$/m);
+  const notListed = await cli(c.url, 'drift', 'disallow', KEY, '/var/cache/jit/*');
+  t.is(notListed.code, 1);
+  t.regex(notListed.stderr, /answered 409: the pattern is not allowed/);
+
+  // Patterns the API refuses are bad usage, with the API's reason: anything at all, a relative path.
+  const anything = await cli(c.url, 'drift', 'allow', KEY, '*');
+  t.is(anything.code, 2);
+  t.regex(anything.stderr, /answered 400: .*must name something more than "anything"/);
+  const relative = await cli(c.url, 'drift', 'allow', KEY, 'cache/jit/*');
+  t.is(relative.code, 2);
+  t.regex(relative.stderr, /answered 400: .*a pattern with a \/ must be an absolute path glob/);
+  t.is((await cli(c.url, 'drift', 'allow', KEY)).code, 2, 'no PATTERN');
+  t.like(await viewOf(), { version: 3, driftAllowed: ['plugin-*'] });
+});

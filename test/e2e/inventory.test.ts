@@ -3,7 +3,8 @@
  * loopback gRPC, the agent asking a fake container runtime (CRI on a unix socket, answering as
  * containerd does: ListContainers with the image id, ContainerStatus with repository:tag) what runs,
  * and `driftwatch images gone` run as a child process against the collector's API, its exit code
- * the answer: 1 while the version runs (listing where), 0 once it is gone, 2 on an error.
+ * the answer: 1 while the version runs (listing where), 0 once it is gone, 2 on an error, 3 for a
+ * version it never saw (a typo must not pass a CI gate).
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -82,7 +83,21 @@ test('an agent reports what the runtime runs; the collector knows each version a
   t.is(ranSince.code, 1, 'it ran since then');
   t.regex(ranSince.stdout, /it ran since .*\n(.|\n)*shop\/web-1 on node-e2e\s+ran/);
   t.is((await images(['gone', 'nginx', '--tag', '1.25', '--since', new Date(after).toISOString(), '--url', collector.url])).code, 0);
-  t.is((await images(['gone', 'nginx', '--tag', '1.24', '--url', collector.url])).code, 0, 'a version never seen is gone');
+  // Never seen is not gone: a tag it never saw, a misspelt repository; 0 only when the caller says so.
+  const unseenTag = await images(['gone', 'nginx', '--tag', '1.24', '--url', collector.url]);
+  t.is(unseenTag.code, 3, unseenTag.stdout + unseenTag.stderr);
+  t.is(unseenTag.stdout.trim(), 'docker.io/library/nginx:1.24 was never seen by this collector: check the name; gone only means seen and no longer running');
+  const typo = await images(['gone', 'ngnix', '--tag', '1.25', '--url', collector.url]);
+  t.is(typo.code, 3, typo.stdout + typo.stderr);
+  t.is(typo.stdout.trim(), 'docker.io/library/ngnix:1.25 was never seen by this collector: check the name; gone only means seen and no longer running');
+  t.is((await images(['gone', NGINX, '--digest', `sha256:${'c'.repeat(64)}`, '--url', collector.url])).code, 3, 'a digest never seen');
+  const allowed = await images(['gone', 'ngnix', '--tag', '1.25', '--allow-unseen', '--url', collector.url]);
+  t.is(allowed.code, 0, allowed.stdout + allowed.stderr);
+  t.regex(allowed.stdout, /^docker\.io\/library\/ngnix:1\.25 was never seen by this collector: check the name; gone only means seen and no longer running/);
+  const unseenJson = await images(['gone', 'nginx', '--tag', '1.24', '--json', '--url', collector.url]);
+  t.is(unseenJson.code, 3);
+  t.like(JSON.parse(unseenJson.stdout), { image: 'docker.io/library/nginx:1.24', seen: false, gone: false });
+  t.like(JSON.parse((await images(['gone', 'nginx', '--tag', '1.25', '--json', '--url', collector.url])).stdout), { seen: true, gone: true });
   t.is((await images(['gone', SHOP, '--tag', 'v1', '--url', collector.url])).code, 1, 'the other image still runs');
 
   // Errors are 2, never a pass: no version named, a bad time, a collector that cannot be reached.
