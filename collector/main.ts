@@ -27,6 +27,7 @@ import { requiredRole, requestBodyLimit } from './http/routes/index.js';
 import { createHttpHandler } from './http/server.js';
 import { createIngest } from './ingest/service.js';
 import { createSinks } from './sinks/index.js';
+import { createPackageLookup } from './sbom/notification-packages.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
@@ -164,6 +165,8 @@ export async function startCollector(
     publicUrl: config.publicUrl,
     owner,
     deliveryLeaseMs: config.deliveryLease,
+    // The package behind an alert's executable, looked up from the image's SBOM when it is delivered (issue 22).
+    enrichNotification: createPackageLookup({ store, logger: logger.child({ component: 'sbom' }), now }),
     // Replicas count each other's storm windows; one collector on SQLite has no others.
     stormShareMs: replicated ? STORM_SHARE_MS : 0,
   });
