@@ -142,7 +142,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
   const remindExpiringExceptions = createReminders({ store, notices, reminderBefore: config.reminderBefore, refreshExceptions: exceptions.reload, publicUrl, logger, now });
   const sendDigests = createDigests({ store, owners: config.owners, notices, publicUrl, now });
   const prune = createRetention({ store, config, logger, now });
-  const resendToAlertmanager = createResend({ store, sinks, config, defaults, silentNodes: silence.firing, backoff: outbox.backoff, signal: abort.signal, publicUrl, metrics, logger, now });
+  const resendToAlertmanager = createResend({ store, sinks, config, defaults, silentNodes: silence.firing, backoff: outbox.backoff, signal: abort.signal, publicUrl, metrics, logger, now, enrich: deps.enrichNotification });
 
   return {
     policy,
