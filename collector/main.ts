@@ -28,6 +28,7 @@ import { createHttpHandler } from './http/server.js';
 import { createIngest } from './ingest/service.js';
 import { createSinks } from './sinks/index.js';
 import { createPackageLookup } from './sbom/notification-packages.js';
+import { noticeFirstRuns } from './sbom/version-watch.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
@@ -171,6 +172,7 @@ export async function startCollector(
     stormShareMs: replicated ? STORM_SHARE_MS : 0,
   });
   const leadership = createLeadership({ store, owner, logger: logger.child({ component: 'leadership' }), now });
+  const audit = createAuditLog(store);
   /** Jobs under way (scheduled ones, audit records of token reloads): shutdown waits for them before the store closes. */
   const running = new Set<Promise<unknown>>();
   const job = (name: string, run: () => Promise<unknown>) => () => {
@@ -230,6 +232,8 @@ export async function startCollector(
     {
       store,
       images: store,
+      // An image version that first runs: its SBOM's changes for the baselines (issue 22), after the inventory's write.
+      onNewImageVersions: (versions) => void job('sbom-first-run', () => noticeFirstRuns({ store, audit, logger: logger.child({ component: 'sbom' }) }, versions))(),
       writer,
       metrics,
       logger: logger.child({ component: 'ingest' }),
@@ -316,7 +320,6 @@ export async function startCollector(
   const databaseTimer = ping === null ? null : setInterval(() => checkDatabase(ping), DB_CHECK_INTERVAL_MS);
   databaseTimer?.unref();
   const readiness = () => (ready ? databaseDown : 'shutting down');
-  const audit = createAuditLog(store);
   const auth = createApiAuth(
     {
       tokensFile: config.apiTokensFile ?? null,
