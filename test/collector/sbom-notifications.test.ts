@@ -3,10 +3,13 @@
  * as webhook, PagerDuty and Alertmanager: an alert on /usr/bin/curl names its package, one on a
  * binary the image's SBOM does not list says so; the payloads still validate against PagerDuty's
  * Events v2 and Alertmanager's v2 specs; a lookup that fails sends the notification without it.
+ * And the version-change audit record when an image version first runs (a node's container report),
+ * written once per repository and digest.
  * The SBOM is built here in the shape syft writes SPDX 2.3 for a Debian image (as in
  * sbom-api.test.ts: syft's own fixtures keep no Debian file list).
  */
 import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +20,12 @@ import { alertFacts } from '../../collector/sinks/tickets.js';
 import { asAsync } from '../../collector/store/async.js';
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
 import { deviationId, type Deviation } from '../../core/deviation.js';
+import type { Entry } from '../../core/entry.js';
+import { agentService, PROTOCOL_REVISION, snapshotToWire, type WireAgentMessage, type WireCollectorMessage } from '../../proto/index.js';
+import { deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { withCollector } from '../helpers/collector.js';
-import { deviationOf, sendDeviations } from '../helpers/ingest.js';
+import { converse, deviationOf, sendDeviations } from '../helpers/ingest.js';
+import { eventually } from '../helpers/processes.js';
 import { shellNotification } from '../helpers/notification.js';
 import { loadSpec } from '../helpers/openapi.js';
 import { startRecorder, type Recorder } from '../helpers/recorder.js';
@@ -129,4 +136,58 @@ test('a lookup that fails sends the notification as it was, and is logged', asyn
   const after = await lookup({ ...n, fingerprint: 'another-alert' });
   t.is(after.package, undefined);
   t.true(logs.some((l) => l.includes('notifying without it')));
+});
+
+/** A container report from `node`, as an agent's heartbeat carries it: `digest` of DEBIAN runs. */
+async function reportRunning(port: number, node: string, tag: string, digest: string): Promise<void> {
+  const { Client } = agentService();
+  const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const call = (client.Connect as () => grpc.ClientDuplexStream<WireAgentMessage, WireCollectorMessage>).call(client);
+  call.on('error', () => undefined);
+  const welcomed = new Promise<void>((resolve) => call.on('data', (m: WireCollectorMessage) => m.welcome && resolve()));
+  call.write({ hello: { node, agentVersion: '9.9.9', sources: [], protocol: PROTOCOL_REVISION } });
+  await welcomed;
+  const containers = [{ id: 'c1', name: 'main', image: { repository: DEBIAN, tag, digest }, imageId: '', namespace: 'shop', pod: 'web-1', workload: '' }];
+  await new Promise<void>((resolve) => call.write({ heartbeat: { timeMs: 0, spooled: 0, watermarkMs: 0, containers: { source: 'cri', containers, truncated: false, total: 1 } } }, () => resolve()));
+  call.end();
+  client.close();
+}
+
+test('an image version that first runs, whose SBOM drops and adds packages the baseline uses: sbom.version-change in the audit log, once', async (t) => {
+  const c = await withCollector(t);
+  const proc = (exe: string): Entry => ({ type: 'process', exe, parent: 'sh', user: 'root', args: '' });
+  const entries = ['/usr/bin/curl', '/usr/bin/bash'].map((exe, i) => statsOf(proc(exe), 'node-1', { firstSeen: 1, lastSeen: 2 + i, count: 3, examples: [] }));
+  // The baseline ran 12.7 only; both versions' SBOMs are imported before 12.8 ever runs.
+  const { error } = await converse(c.grpcPort, 'node-1', [{ batch: { batchId: 1, deviations: [], baselines: [snapshotToWire(deltaOf(DEBIAN, entries, { images: [{ repository: DEBIAN, tag: '12.7', digest: D('1') }] }))] } }], 1);
+  t.is(error, null);
+  const post = (digest: string, doc: string) => fetch(`${c.url}/api/v1/sboms?image=${encodeURIComponent(`debian@${digest}`)}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: doc });
+  t.is((await post(D('1'), bookworm)).status, 201);
+  // 12.8 drops curl and adds busybox for bash.
+  const next = await post(D('2'), debianSpdx([{ name: 'busybox', version: '1:1.35.0-4+b3', files: ['/usr/bin/bash'] }]));
+  t.is(next.status, 201);
+  t.deepEqual(((await next.json()) as any).notices, [], 'not run yet: nothing to notice at import');
+  const audit = async () => ((await (await fetch(`${c.url}/api/v1/audit?limit=100`)).json()) as any).items.filter((x: any) => x.action === 'sbom.version-change');
+  t.deepEqual(await audit(), []);
+
+  // 12.8 first runs on a node.
+  await reportRunning(c.grpcPort, 'node-2', '12.8', D('2'));
+  const [record] = await eventually(async () => ((await audit()).length > 0 ? await audit() : undefined), 20_000, 'the version-change record');
+  t.like(record, { actor: 'system', target: DEBIAN, before: { digest: D('1') }, after: { digest: D('2') } });
+  t.regex(record.after.text, /image version sha256:2{64} changes the packages of executables this baseline uses: 1 dropped, 1 replaced/);
+  t.deepEqual(record.after.changes.map((x: any) => `${x.exe} ${x.change}`).sort(), ['/usr/bin/bash replaced', '/usr/bin/curl dropped']);
+
+  // It runs again (another node, a deviation of it, another tag of the same digest), and 12.9 without an SBOM first runs: nothing more.
+  await reportRunning(c.grpcPort, 'node-3', 'stable', D('2'));
+  await sendDeviations(c.grpcPort, [deviationIn(DEBIAN, D('2'), '/usr/bin/curl', 1), deviationIn(DEBIAN, D('3'), '/usr/bin/curl', 2)]);
+  await eventually(async () => {
+    const res = await fetch(`${c.url}/api/v1/images/${encodeURIComponent(DEBIAN)}`);
+    const versions = res.status === 200 ? (((await res.json()) as any).versions as { tag: string; digest: string }[]) : [];
+    return versions.some((v) => v.digest === D('3')) && versions.some((v) => v.tag === 'stable') ? true : undefined;
+  }, 20_000, 'the later versions in the inventory');
+  // Stopping waits for the collector's jobs: whatever the later writes started has finished.
+  await c.stop();
+  const store = openSqliteStore(join(c.dir, 'c.db'));
+  const rows = store.listAudit(Number.MAX_SAFE_INTEGER, 1000).filter((r) => r.action === 'sbom.version-change');
+  store.close();
+  t.is(rows.length, 1);
 });
