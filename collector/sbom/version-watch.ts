@@ -11,7 +11,7 @@ import type { Async } from '../store/async.js';
 import type { BaselineStore, NewImageVersion, SbomStore } from '../store/store.js';
 import { firstRunNotices, versionChangeRecord } from './links.js';
 
-/** New versions looked at from one write (a report lists at most a node's containers; more are logged and left). */
+/** New versions with an SBOM compared from one write (each reads the repository's baselines); more are logged and left. */
 export const MAX_FIRST_RUNS = 50;
 
 /** What the watch reads and writes. */
@@ -23,9 +23,12 @@ export interface VersionWatchDeps {
 
 /** Notice the versions that first ran; resolves to how many audit records it wrote. */
 export async function noticeFirstRuns(deps: VersionWatchDeps, versions: readonly NewImageVersion[]): Promise<number> {
-  if (versions.length > MAX_FIRST_RUNS) deps.logger.warn({ versions: versions.length, checked: MAX_FIRST_RUNS }, 'more new image versions at once than are checked for SBOM changes');
+  // Most new versions have no SBOM (nothing to compare; an import later notices them): one read each.
+  const withSbom: NewImageVersion[] = [];
+  for (const v of versions) if (await deps.store.getSbom(v.digest)) withSbom.push(v);
+  if (withSbom.length > MAX_FIRST_RUNS) deps.logger.warn({ versions: withSbom.length, checked: MAX_FIRST_RUNS }, 'more new image versions with an SBOM at once than are checked for SBOM changes');
   let written = 0;
-  for (const v of versions.slice(0, MAX_FIRST_RUNS)) {
+  for (const v of withSbom.slice(0, MAX_FIRST_RUNS)) {
     for (const { key, notice } of await firstRunNotices(deps.store, v.repository, v.digest)) {
       if (!notice.addsOrDrops) continue;
       const { before, after } = versionChangeRecord(notice);
