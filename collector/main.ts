@@ -27,6 +27,8 @@ import { requiredRole, requestBodyLimit } from './http/routes/index.js';
 import { createHttpHandler } from './http/server.js';
 import { createIngest } from './ingest/service.js';
 import { createSinks } from './sinks/index.js';
+import { createPackageLookup } from './sbom/notification-packages.js';
+import { noticeFirstRuns } from './sbom/version-watch.js';
 import type { Alerting } from './alerting/index.js';
 import { createCollectorMetrics, type CollectorMetrics } from './metrics.js';
 import { createNodeIdentityInterceptor } from './ingest/node-identity.js';
@@ -164,10 +166,13 @@ export async function startCollector(
     publicUrl: config.publicUrl,
     owner,
     deliveryLeaseMs: config.deliveryLease,
+    // The package behind an alert's executable, looked up from the image's SBOM when it is delivered (issue 22).
+    enrichNotification: createPackageLookup({ store, logger: logger.child({ component: 'sbom' }), now }),
     // Replicas count each other's storm windows; one collector on SQLite has no others.
     stormShareMs: replicated ? STORM_SHARE_MS : 0,
   });
   const leadership = createLeadership({ store, owner, logger: logger.child({ component: 'leadership' }), now });
+  const audit = createAuditLog(store);
   /** Jobs under way (scheduled ones, audit records of token reloads): shutdown waits for them before the store closes. */
   const running = new Set<Promise<unknown>>();
   const job = (name: string, run: () => Promise<unknown>) => () => {
@@ -227,6 +232,8 @@ export async function startCollector(
     {
       store,
       images: store,
+      // An image version that first runs: its SBOM's changes for the baselines (issue 22), after the inventory's write.
+      onNewImageVersions: (versions) => void job('sbom-first-run', () => noticeFirstRuns({ store, audit, logger: logger.child({ component: 'sbom' }) }, versions))(),
       writer,
       metrics,
       logger: logger.child({ component: 'ingest' }),
@@ -313,7 +320,6 @@ export async function startCollector(
   const databaseTimer = ping === null ? null : setInterval(() => checkDatabase(ping), DB_CHECK_INTERVAL_MS);
   databaseTimer?.unref();
   const readiness = () => (ready ? databaseDown : 'shutting down');
-  const audit = createAuditLog(store);
   const auth = createApiAuth(
     {
       tokensFile: config.apiTokensFile ?? null,

@@ -18,7 +18,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertFeed } from '../http/feed.js';
 import { replicaId } from '../replicas/leadership.js';
-import type { Sink } from '../sinks/index.js';
+import type { Notification, Sink } from '../sinks/index.js';
 import type { Async } from '../store/async.js';
 import type { AlertStore, ExceptionStore, IngestResult, OutboxStore, RetentionStore, StormStore, TransitionResult } from '../store/store.js';
 import type { AlertException, AlertTransition } from './alert.js';
@@ -55,6 +55,8 @@ export interface AlertingDeps {
   owner?: string | undefined;
   /** How long a claimed notification is this replica's unless renewed (default: outbox.ts DEFAULT_DELIVERY_LEASE_MS). */
   deliveryLeaseMs?: number | undefined;
+  /** Adds to each notification at delivery what is not stored with it (the package behind its executable); see OutboxDeps.enrich. */
+  enrichNotification?: ((n: Notification) => Promise<Notification>) | undefined;
   /**
    * How often this replica exchanges its storm-control counts with the others' (storm-share.ts);
    * 0 (the default) exchanges none: one collector on its own store has no others.
@@ -132,7 +134,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
   // Aborted by stop(): ends the outbox loops and a re-send round, aborting a delivery in flight.
   const abort = new AbortController();
   const owner = deps.owner ?? replicaId();
-  const outbox = createOutbox({ store, sinks, config: config.outbox, signal: abort.signal, metrics, logger, now, random, owner, leaseMs: deps.deliveryLeaseMs });
+  const outbox = createOutbox({ store, sinks, config: config.outbox, signal: abort.signal, metrics, logger, now, random, owner, leaseMs: deps.deliveryLeaseMs, enrich: deps.enrichNotification });
   const storms = deps.stormShareMs ? startStormShare({ store, policy, owner, logger, now, everyMs: deps.stormShareMs }) : null;
   const lifecycle = createLifecycle({ store, outbox, feed, publicUrl, metrics, logger, now });
   const silence = createNodeSilence({ store, outbox, receivers: defaults.filter((name) => policySpec.sinks.includes(name)), publicUrl, metrics, logger, now });
@@ -140,7 +142,7 @@ export async function createAlerting(deps: AlertingDeps): Promise<Alerting> {
   const remindExpiringExceptions = createReminders({ store, notices, reminderBefore: config.reminderBefore, refreshExceptions: exceptions.reload, publicUrl, logger, now });
   const sendDigests = createDigests({ store, owners: config.owners, notices, publicUrl, now });
   const prune = createRetention({ store, config, logger, now });
-  const resendToAlertmanager = createResend({ store, sinks, config, defaults, silentNodes: silence.firing, backoff: outbox.backoff, signal: abort.signal, publicUrl, metrics, logger, now });
+  const resendToAlertmanager = createResend({ store, sinks, config, defaults, silentNodes: silence.firing, backoff: outbox.backoff, signal: abort.signal, publicUrl, metrics, logger, now, enrich: deps.enrichNotification });
 
   return {
     policy,

@@ -33,6 +33,8 @@ export interface OutboxDeps {
   owner: string;
   /** How long a claim holds a notification before another replica may take it; renewed every third of it while an attempt lasts (default 2 min). */
   leaseMs?: number | undefined;
+  /** Adds what is looked up at delivery, not stored with the notification (the package behind its executable: sbom/notification-packages.ts); never throws. */
+  enrich?: ((n: Notification) => Promise<Notification>) | undefined;
 }
 
 /** How long a claimed notification stays this replica's unless renewed. */
@@ -182,7 +184,10 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       if (item.action === 'notice') {
         if (!sink.notify) throw new DeliveryError('rejected', `${sink.type} sinks take no notices`, undefined, undefined);
         await sink.notify(JSON.parse(item.body) as Notice, attempt.signal);
-      } else await sink.send(JSON.parse(item.body) as Notification, attempt.signal);
+      } else {
+        const n = JSON.parse(item.body) as Notification;
+        await sink.send(deps.enrich ? await deps.enrich(n) : n, attempt.signal);
+      }
       if (await settle(sink, item, { state: 'delivered', attempts, nextAt: item.nextAt, error: '', at: now() })) metrics.outcomes.inc({ sink: sink.name, outcome: 'delivered' });
     } catch (err) {
       const t = now();

@@ -35,6 +35,8 @@ export interface ResendDeps {
   metrics: Pick<AlertingMetrics, 'resent' | 'resendHeld'>;
   logger: Logger;
   now: () => number;
+  /** What the outbox adds at delivery (the package): a re-send carries the annotations the first post did. */
+  enrich?: ((n: Notification) => Promise<Notification>) | undefined;
 }
 
 /** One round of re-sends to every Alertmanager sink; the function resolves to how many alerts were sent. */
@@ -92,7 +94,7 @@ export function createResend(deps: ResendDeps): () => Promise<number> {
         continue;
       }
       try {
-        await sink.send(n, signal);
+        await sink.send(deps.enrich ? await deps.enrich(n) : n, signal);
         sent++;
         metrics.resent.inc({ sink: sink.name, outcome: 'sent' });
         resendFailures.delete(key);

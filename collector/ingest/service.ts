@@ -28,7 +28,7 @@ import type { IngestWriter } from './writer.js';
 import { createDeviationPreparer } from '../store/prepare.js';
 import type { Alert } from '../alerting/alert.js';
 import type { Async } from '../store/async.js';
-import type { BaselineStore, ImageStore, IngestResult, PreparedBatch, PreparedDeviation } from '../store/store.js';
+import type { BaselineStore, ImageStore, IngestResult, NewImageVersion, PreparedBatch, PreparedDeviation } from '../store/store.js';
 import type { ImageSighting } from '../../core/inventory.js';
 import type { Deviation } from '../../core/deviation.js';
 
@@ -61,6 +61,8 @@ export interface IngestDeps {
   nodes?: NodeTracker | undefined;
   /** Where nodes' container reports and the images of deviations go (the image inventory); without it they are ignored. */
   images?: Async<Pick<ImageStore, 'recordContainerReport' | 'recordImageSightings'>> | undefined;
+  /** Told of the image digests the inventory recorded for the first time (after their write, outside any ingest commit). */
+  onNewImageVersions?: ((versions: NewImageVersion[]) => void) | undefined;
   now: () => number;
 }
 
@@ -225,7 +227,10 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     }
     lastReport.set(node, at);
     const stored = images.recordContainerReport(node, report, at).then(
-      (stored) => metrics.inventoryReports.inc({ outcome: stored ? 'stored' : 'older' }),
+      (recorded) => {
+        metrics.inventoryReports.inc({ outcome: recorded.stored ? 'stored' : 'older' });
+        if (recorded.newVersions.length > 0) deps.onNewImageVersions?.(recorded.newVersions);
+      },
       (err: unknown) => {
         metrics.inventoryReports.inc({ outcome: 'failed' });
         logger.error({ err, node }, 'storing a container report failed');
@@ -257,7 +262,12 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     const taken = sightings;
     sightings = [];
     if (taken.length === 0 || !deps.images) return Promise.resolve();
-    return deps.images.recordImageSightings(taken).catch((err: unknown) => logger.error({ err, sightings: taken.length }, 'recording the images of deviations failed'));
+    return deps.images.recordImageSightings(taken).then(
+      (fresh) => {
+        if (fresh.length > 0) deps.onNewImageVersions?.(fresh);
+      },
+      (err: unknown) => logger.error({ err, sightings: taken.length }, 'recording the images of deviations failed'),
+    );
   }
   let closing = false;
 

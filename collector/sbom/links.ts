@@ -13,7 +13,7 @@ import type { ImageRef } from '../../core/event.js';
 import { addsOrDrops, describeLink, linkExecutable, ownerChanges, pathCandidates, type OwnerChange, type SbomLink } from '../../core/sbom/link.js';
 import type { SbomPackage } from '../../core/sbom/parse.js';
 import type { Async } from '../store/async.js';
-import { MAX_SBOM_LOOKUP, type BaselineView, type SbomStore, type SbomSummary } from '../store/store.js';
+import { MAX_SBOM_LOOKUP, type BaselineStore, type BaselineView, type SbomStore, type SbomSummary } from '../store/store.js';
 
 /** The SBOM that speaks for an image, and on what basis. */
 export interface ChosenSbom {
@@ -163,4 +163,39 @@ export function sbomExportComment(joined: Awaited<ReturnType<typeof baselineSbom
   const lines = [`SBOM ${joined.sbom.digest} (${joined.sbom.tool || joined.sbom.format})${joined.sbom.note ? `: ${joined.sbom.note}` : ''}`, ...joined.entries.map((e) => e.text)];
   if (joined.notice) lines.push(joined.notice.text);
   return lines.map((l) => `# ${commentText(l)}\n`).join('');
+}
+
+/** Baselines of one repository checked for a version notice at once (after an import, or when a version first runs). */
+export const MAX_NOTICE_KEYS = 100;
+
+type NoticeStore = Sboms & Async<Pick<BaselineStore, 'listBaselines' | 'getBaseline'>>;
+
+/**
+ * The notices of a version that first runs (the inventory recorded `digest` of `repository` for the
+ * first time): for each baseline of the repository, what its SBOM changes against the newest other
+ * version the baseline ran that has an SBOM. The baseline need not list the digest yet (agents report
+ * it with their next snapshot); without an SBOM for the digest there is nothing to compare (its
+ * import notices it then).
+ */
+export async function firstRunNotices(store: NoticeStore, repository: string, digest: string): Promise<{ key: string; notice: VersionNotice }[]> {
+  const after = await store.getSbom(digest);
+  if (!after) return [];
+  const keys = (await store.listBaselines()).filter((b) => repositoryOfKey(b.key) === repository).slice(0, MAX_NOTICE_KEYS);
+  const out: { key: string; notice: VersionNotice }[] = [];
+  for (const b of keys) {
+    const view = await store.getBaseline(b.key);
+    if (!view) continue;
+    const others = [...new Set(view.images.map((i) => i.digest).filter((d) => d !== '' && d !== digest))].reverse();
+    let before: SbomSummary | null = null;
+    for (const d of others) if ((before = await store.getSbom(d))) break;
+    if (!before) continue;
+    const notice = await versionNotice(store, before, after, baselineExecutables(view));
+    if (notice) out.push({ key: b.key, notice });
+  }
+  return out;
+}
+
+/** The audit record of a notice that adds or drops packages (`sbom.version-change`): before and after. */
+export function versionChangeRecord(notice: VersionNotice) {
+  return { before: { digest: notice.from }, after: { digest: notice.to, text: notice.text, changes: notice.changes.slice(0, 50) } };
 }

@@ -114,6 +114,8 @@ export function buildAlertmanagerPayload(raw: Notification, config: Pick<Alertma
   if (n.nearest.length > 0) annotations.nearest = annotation(n.nearest.slice(0, 3).join('\n'));
   if (n.pods.length > 0) annotations.pods = annotation(n.pods.slice(0, 20).join(', '));
   if (n.nodes.length > 0) annotations.nodes = annotation(n.nodes.slice(0, 20).join(', '));
+  // The package behind the executable, from the image's SBOM (issue 22).
+  if (n.package) annotations.package = annotation(n.package.text);
   // From the alert's state, not the action: a re-send of an acknowledged alert says who acknowledged it.
   const by = BY[stateOf(n)];
   if (by !== undefined && n.actor !== '') annotations[by] = annotation(n.actor);

@@ -102,6 +102,8 @@ export function buildPagerDutyPayload(raw: Notification, config: Pick<PagerDutyC
         category: categoryOf(n),
         ...(n.actor !== '' ? { state: n.state, by: n.actor } : {}),
         ...(n.comment ? { comment: truncate(n.comment, 1024) } : {}),
+        // The package behind the executable, from the image's SBOM (issue 22).
+        ...(n.package ? { package: truncate(n.package.text, 1024), not_in_sbom: n.package.notInSbom, sbom: n.package.sbom } : {}),
       },
     },
     client: config.client,

@@ -65,6 +65,30 @@ export interface Notification {
   category?: AlertCategory;
   /** When the collector received the alert's first deviation: times shown to receivers never pass it. */
   receivedAt?: number;
+  /**
+   * The package behind a process alert's executable, from its image's SBOM (issue 22). Added by the
+   * outbox worker when it delivers (not stored in the outbox); absent when no SBOM speaks for the
+   * image, for network and operational alerts, and when the lookup failed.
+   */
+  package?: NotificationPackage;
+}
+
+/** The SBOM link of a notification's executable. */
+export interface NotificationPackage {
+  /** One line: `/usr/bin/curl, package curl 7.88.1-10+deb12u8`, `/tmp/x, not in the image's SBOM`. */
+  text: string;
+  /** `package`, `listed` (without a package), `not-listed` (drift evidence) or `unknown` (the SBOM lists no files). */
+  status: 'package' | 'listed' | 'not-listed' | 'unknown';
+  /** The package's name, version and purl; '' without a package. */
+  name: string;
+  version: string;
+  purl: string;
+  /** The SBOM lists the image's files, and not this one. */
+  notInSbom: boolean;
+  /** The digest of the SBOM used. */
+  sbom: string;
+  /** Why that SBOM when it is not the one of the digest that ran, else ''. */
+  note: string;
 }
 
 /**

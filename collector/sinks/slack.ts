@@ -88,6 +88,7 @@ export function buildSlackPayload(n: Notification) {
           `*${slackText(n.ruleReason, 500)}*`,
           slackText(n.explanation, 1000),
           `*Example:* ${code(n.example, 1000)}`,
+          n.package ? `*Package:* ${slackText(n.package.text, 1000)}` : '',
           n.nearest.length > 0 ? `*Nearest known:* ${n.nearest.slice(0, 3).map((x) => code(x, 150)).join(', ')}` : '',
           n.actor !== '' ? `Acknowledged by *${slackText(n.actor, 100)}*${comment}` : '',
         ]

@@ -89,6 +89,7 @@ export function visibleNotification(n: Notification): Notification {
     team: visibleLine(n.team),
     actor: visibleLine(n.actor),
     comment: visibleLine(n.comment ?? ''),
+    ...(n.package ? { package: { ...n.package, text: visibleLine(n.package.text), name: visibleLine(n.package.name), version: visibleLine(n.package.version), purl: visibleLine(n.package.purl), note: visibleLine(n.package.note) } } : {}),
   };
 }
 

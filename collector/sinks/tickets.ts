@@ -201,6 +201,7 @@ export function alertFacts(raw: Notification): [string, string][] {
     ['why', truncate(n.explanation, TICKET_TEXT_LIMITS.text)],
     ['rule', truncate(`${n.ruleId}: ${n.ruleReason}`, TICKET_TEXT_LIMITS.text)],
     ['example', truncate(n.example, TICKET_TEXT_LIMITS.text)],
+    ['package', n.package ? truncate(n.package.text, TICKET_TEXT_LIMITS.text) : ''],
     ['seen', `${n.count} time${n.count === 1 ? '' : 's'}, first ${isoTime(n.firstSeen) || 'unknown'}, last ${isoTime(n.lastSeen) || 'unknown'}`],
     ['namespace', n.namespace],
     ['pods', list(n.pods)],

@@ -94,6 +94,8 @@ export function buildWebhookPayload(raw: Notification) {
       comment: n.comment ?? '',
       state: stateOf(n),
       category: categoryOf(n),
+      // The package behind the executable, from the image's SBOM (issue 22); null when none is known.
+      package: n.package ? { ...n.package, text: truncate(n.package.text, MAX_TEXT), name: truncate(n.package.name, 512), version: truncate(n.package.version, 512), purl: truncate(n.package.purl, MAX_TEXT), note: truncate(n.package.note, MAX_TEXT) } : null,
     },
   };
 }

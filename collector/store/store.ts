@@ -479,6 +479,23 @@ export interface AuditStore {
 
 // ---- images: the inventory of what runs (issue 21) ----
 
+/**
+ * A digest of a repository recorded for the first time (no version row of the repository had it):
+ * an image version that first runs (issue 22: its SBOM's notice). Told once, by the write that
+ * inserted it, whichever replica that was; a digest pruned by retention and seen again is new again.
+ */
+export interface NewImageVersion {
+  repository: string;
+  digest: string;
+}
+
+/** What recording a container report did. */
+export interface RecordedReport {
+  /** False when a newer report of the node is stored (nothing was recorded). */
+  stored: boolean;
+  newVersions: NewImageVersion[];
+}
+
 /** When a node's report counts as what runs now, and when a version counts as seen. */
 export interface RunningWindow {
   /** The time the answer is for (ms). */
@@ -566,10 +583,10 @@ export const MAX_IMAGE_PLACES = 256;
  * it through the database: a report older than the stored one for its node changes nothing.
  */
 export interface ImageStore {
-  /** Replace `node`'s report (received at `receivedAt`) and record its versions and places as seen then. False when a newer report of the node is stored. */
-  recordContainerReport(node: string, report: ContainerReport, receivedAt: number): boolean;
-  /** Record versions seen in deviations' events (first/last seen and places); not running by itself. */
-  recordImageSightings(sightings: readonly ImageSighting[]): void;
+  /** Replace `node`'s report (received at `receivedAt`) and record its versions and places as seen then. `stored` false when a newer report of the node is stored. */
+  recordContainerReport(node: string, report: ContainerReport, receivedAt: number): RecordedReport;
+  /** Record versions seen in deviations' events (first/last seen and places); not running by itself. The digests recorded for the first time. */
+  recordImageSightings(sightings: readonly ImageSighting[]): NewImageVersion[];
   listImages(query: ImageQuery): Page<ImageSummary>;
   getImage(repository: string, window: RunningWindow): ImageDetail | null;
   /** The running set: every version a fresh report lists (bounded to `limit` versions). */

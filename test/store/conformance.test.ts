@@ -818,10 +818,23 @@ const running = (id: string, repository: string, tag: string, digest: string, na
 });
 const report = (...containers: RunningContainer[]): ContainerReport => ({ source: 'cri', containers, truncated: false, total: containers.length });
 
+contract('images: a digest recorded for the first time is told once, by the write that recorded it (reports and sightings alike)', async (t, store) => {
+  const first = await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.25', digestOf(1)), running('c2', NGINX, '1.25', digestOf(1), 'web'), running('c3', SHOP, 'v1', digestOf(3)), running('c4', SHOP, 'v0', '')), T0);
+  t.deepEqual(first.newVersions.map((v) => `${v.repository}@${v.digest}`).sort(), [`${NGINX}@${digestOf(1)}`, `${SHOP}@${digestOf(3)}`], 'an unknown digest is no version');
+  // Again, and under another tag: not new; a new digest is.
+  const again = await store.recordContainerReport('node-b', report(running('c1', NGINX, 'latest', digestOf(1)), running('c2', NGINX, '1.26', digestOf(2))), T0 + 1_000);
+  t.deepEqual(again.newVersions, [{ repository: NGINX, digest: digestOf(2) }]);
+  // One digest under two tags in one write: told once. The same digest in another repository is that repository's.
+  const sighted = await store.recordImageSightings([4, 4].map((n, i) => ({ repository: NGINX, tag: `t${i}`, digest: digestOf(n), node: 'node-a', namespace: 'shop', workload: '', pod: 'p', time: T0 + 2_000 })).concat([{ repository: SHOP, tag: 'x', digest: digestOf(2), node: 'node-a', namespace: 'shop', workload: '', pod: 'p', time: T0 + 2_000 }]));
+  t.deepEqual(sighted.map((v) => `${v.repository}@${v.digest}`).sort(), [`${NGINX}@${digestOf(4)}`, `${SHOP}@${digestOf(2)}`]);
+  t.deepEqual(await store.recordImageSightings([{ repository: NGINX, tag: 't9', digest: digestOf(4), node: 'node-b', namespace: 'shop', workload: '', pod: 'q', time: T0 + 3_000 }]), []);
+  t.deepEqual(await store.recordImageSightings([]), []);
+});
+
 contract('images: a report says what runs now and where; a newer report replaces it, an older one changes nothing; versions keep first and last seen', async (t, store) => {
-  t.true(await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.25', digestOf(1)), running('c2', NGINX, '1.25', digestOf(1), 'web'), running('c3', SHOP, 'v1', digestOf(3))), T0));
-  t.true(await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.26', digestOf(2)), running('c3', SHOP, 'v1', digestOf(3))), T0 + 60_000));
-  t.false(await store.recordContainerReport('node-a', report(running('c9', NGINX, '1.24', digestOf(9))), T0 + 30_000), 'a report older than the stored one (another replica was later) is refused');
+  t.true((await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.25', digestOf(1)), running('c2', NGINX, '1.25', digestOf(1), 'web'), running('c3', SHOP, 'v1', digestOf(3))), T0)).stored);
+  t.true((await store.recordContainerReport('node-a', report(running('c1', NGINX, '1.26', digestOf(2)), running('c3', SHOP, 'v1', digestOf(3))), T0 + 60_000)).stored);
+  t.false((await store.recordContainerReport('node-a', report(running('c9', NGINX, '1.24', digestOf(9))), T0 + 30_000)).stored, 'a report older than the stored one (another replica was later) is refused');
   const now = { now: T0 + 61_000, staleAfterMs: WINDOW };
   const nginx = await store.getImage(NGINX, now);
   t.truthy(nginx);
@@ -924,7 +937,9 @@ test('postgres, two replicas: reports of one node through both at once leave the
   const image = await a.getImage(NGINX, { now: T0 + 10_000, staleAfterMs: WINDOW });
   const live = image!.versions.filter((v) => v.running);
   t.deepEqual(live.map((v) => [v.tag, v.containers]), [['t9', 200]], 'the newest report, with all its containers and nothing of another');
-  t.is(image!.versions.length, results.filter(Boolean).length, 'every report that was taken recorded its version');
+  t.is(image!.versions.length, results.filter((r) => r.stored).length, 'every report that was taken recorded its version');
+  const told = results.flatMap((r) => r.newVersions.map((v) => v.digest));
+  t.deepEqual([...told].sort(), [...new Set(image!.versions.map((v) => v.digest))].sort(), 'each digest told new once, by one replica');
 });
 
 test('postgres, two replicas: of two replicas claiming one image\'s ticket at once, exactly one gets it', async (t) => {

@@ -11,7 +11,7 @@
 import { canonicalRepository } from '../../../core/event.js';
 import { MAX_SBOM_BYTES, SbomError, type ParsedSbom } from '../../../core/sbom/parse.js';
 import { parseSbomInWorker } from '../../sbom/parse-in-worker.js';
-import { baselineSbom, repositoryOfKey } from '../../sbom/links.js';
+import { MAX_NOTICE_KEYS, baselineSbom, repositoryOfKey, versionChangeRecord } from '../../sbom/links.js';
 import type { SbomSummary } from '../../store/store.js';
 import { ApiError } from '../errors.js';
 import { readTextBody } from '../request-body.js';
@@ -21,8 +21,6 @@ import { iso } from '../views.js';
 
 /** Documents parsed at once (each may hold a few hundred MiB while it is parsed). */
 const MAX_PARSES = 2;
-/** Baselines of one repository checked for a version notice after an import. */
-const MAX_NOTICE_KEYS = 100;
 const SBOM_TYPES = ['application/json', 'application/vnd.cyclonedx+json', 'application/spdx+json'] as const;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
@@ -72,7 +70,10 @@ async function noticeVersionChanges(ctx: RouteContext, repository: string, diges
     const joined = await baselineSbom(ctx.deps.store, view);
     if (!joined.notice || joined.notice.to !== digest) continue;
     notices.push({ key: b.key, ...joined.notice });
-    if (joined.notice.addsOrDrops) await ctx.record('sbom.version-change', b.key, { digest: joined.notice.from }, { digest, text: joined.notice.text, changes: joined.notice.changes.slice(0, 50) });
+    if (joined.notice.addsOrDrops) {
+      const { before, after } = versionChangeRecord(joined.notice);
+      await ctx.record('sbom.version-change', b.key, before, after);
+    }
   }
   return notices;
 }

@@ -20,7 +20,7 @@ import {
   type RunningRow,
   type VersionRow,
 } from '../image-view.js';
-import { MAX_IMAGE_PLACES, type ImageStore } from '../store.js';
+import { MAX_IMAGE_PLACES, type ImageStore, type NewImageVersion, type RecordedReport } from '../store.js';
 import { snapshot, transaction, type Sql } from './db.js';
 
 /** Containers of fresh reports from nodes neither quarantined nor silent ($1: the oldest report time that counts). */
@@ -32,17 +32,33 @@ const RUNNING = `
 const RUNNING_PLACES = `SELECT c.repository, c.tag, c.digest, c.node, c.namespace, c.workload, c.pod, count(*) AS n ${RUNNING}`;
 const PLACE_GROUP = `GROUP BY c.repository, c.tag, c.digest, c.node, c.namespace, c.workload, c.pod`;
 
-async function recordSightings(sql: Sql, sightings: readonly ImageSighting[]): Promise<void> {
+async function recordSightings(sql: Sql, sightings: readonly ImageSighting[]): Promise<NewImageVersion[]> {
   const { versions, places } = groupSightings(sightings);
-  if (versions.length === 0) return;
+  if (versions.length === 0) return [];
   const col = <T, K extends keyof T>(rows: readonly T[], k: K) => rows.map((r) => r[k]);
-  await sql(
+  // The rows this statement inserted (xmax = 0: not an update; of two replicas inserting one row at
+  // once, one inserts and the other, having waited, updates), known before it under no other tag.
+  const { rows: upserted } = await sql<NewImageVersion & { tag: string; inserted: boolean }>(
     `INSERT INTO image_versions (repository, tag, digest, first_seen, last_seen)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) ORDER BY 1, 2, 3
      ON CONFLICT (repository, tag, digest) DO UPDATE SET
-       first_seen = LEAST(image_versions.first_seen, excluded.first_seen), last_seen = GREATEST(image_versions.last_seen, excluded.last_seen)`,
+       first_seen = LEAST(image_versions.first_seen, excluded.first_seen), last_seen = GREATEST(image_versions.last_seen, excluded.last_seen)
+     RETURNING repository, tag, digest, (xmax = 0) AS inserted`,
     [col(versions, 'repository'), col(versions, 'tag'), col(versions, 'digest'), col(versions, 'first_seen'), col(versions, 'last_seen')],
   );
+  const inserted = upserted.filter((r) => r.inserted && r.digest !== '');
+  const fresh = new Map<string, NewImageVersion>();
+  if (inserted.length > 0) {
+    // Under another tag before this write: not a new version (rows this write inserted do not count).
+    const { rows: older } = await sql<{ repository: string; digest: string }>(
+      `SELECT DISTINCT v.repository, v.digest FROM image_versions v JOIN unnest($1::text[], $2::text[], $3::text[]) AS n(repository, tag, digest)
+         ON v.repository = n.repository AND v.digest = n.digest AND v.tag <> n.tag
+       WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(repository, tag, digest) WHERE m.repository = v.repository AND m.tag = v.tag AND m.digest = v.digest)`,
+      [inserted.map((r) => r.repository), inserted.map((r) => r.tag), inserted.map((r) => r.digest)],
+    );
+    const known = new Set(older.map((r) => `${r.repository}@${r.digest}`));
+    for (const r of inserted) if (!known.has(`${r.repository}@${r.digest}`)) fresh.set(`${r.repository}@${r.digest}`, { repository: r.repository, digest: r.digest });
+  }
   // New places fill only the room their version has left (one statement sees the table as it was
   // before it, so the room is counted once and the new rows numbered against it).
   await sql(
@@ -63,9 +79,10 @@ async function recordSightings(sql: Sql, sightings: readonly ImageSighting[]): P
        workload = CASE WHEN excluded.workload <> '' THEN excluded.workload ELSE image_places.workload END`,
     [col(places, 'repository'), col(places, 'tag'), col(places, 'digest'), col(places, 'node'), col(places, 'namespace'), col(places, 'pod'), col(places, 'workload'), col(places, 'first_seen'), col(places, 'last_seen')],
   );
+  return [...fresh.values()];
 }
 
-async function recordReport(sql: Sql, node: string, report: ContainerReport, at: number): Promise<boolean> {
+async function recordReport(sql: Sql, node: string, report: ContainerReport, at: number): Promise<RecordedReport> {
   const { rows } = await sql(
     `INSERT INTO image_reports (node, reported_at, source, containers, total, truncated) VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (node) DO UPDATE SET reported_at = excluded.reported_at, source = excluded.source, containers = excluded.containers, total = excluded.total, truncated = excluded.truncated
@@ -73,7 +90,7 @@ async function recordReport(sql: Sql, node: string, report: ContainerReport, at:
      RETURNING node`,
     [node, at, report.source, report.containers.length, report.total, report.truncated],
   );
-  if (rows.length === 0) return false;
+  if (rows.length === 0) return { stored: false, newVersions: [] };
   await sql(`DELETE FROM image_containers WHERE node = $1`, [node]);
   const cs = report.containers;
   if (cs.length > 0) {
@@ -84,8 +101,7 @@ async function recordReport(sql: Sql, node: string, report: ContainerReport, at:
       [node, cs.map((c) => c.id), cs.map((c) => c.image.repository), cs.map((c) => c.image.tag), cs.map((c) => c.image.digest), cs.map((c) => c.imageId), cs.map((c) => c.name), cs.map((c) => c.namespace), cs.map((c) => c.pod), cs.map((c) => c.workload)],
     );
   }
-  await recordSightings(sql, sightingsOfReport(node, report, at));
-  return true;
+  return { stored: true, newVersions: await recordSightings(sql, sightingsOfReport(node, report, at)) };
 }
 
 /** The images slice on `pool`. */
@@ -96,9 +112,7 @@ export function postgresImages(pool: pg.Pool): Async<ImageStore> {
     (await sql<VersionRow>(`SELECT repository, tag, digest, first_seen, last_seen FROM image_versions WHERE repository = ANY($1::text[]) ORDER BY repository`, [repositories])).rows;
   return {
     recordContainerReport: (node, report, receivedAt) => transaction(pool, (sql) => recordReport(sql, node, report, receivedAt)),
-    recordImageSightings: async (sightings) => {
-      if (sightings.length > 0) await transaction(pool, (sql) => recordSightings(sql, sightings));
-    },
+    recordImageSightings: async (sightings) => (sightings.length > 0 ? transaction(pool, (sql) => recordSightings(sql, sightings)) : []),
     listImages: (q) =>
       snapshot(pool, async (sql) => {
         const after = decodeImageCursor(q.cursor);

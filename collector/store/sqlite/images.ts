@@ -17,7 +17,7 @@ import {
   type RunningRow,
   type VersionRow,
 } from '../image-view.js';
-import { MAX_IMAGE_PLACES, type ImageStore } from '../store.js';
+import { MAX_IMAGE_PLACES, type ImageStore, type NewImageVersion, type RecordedReport } from '../store.js';
 import { writeTransaction, type Db } from './db.js';
 
 /** Containers of fresh reports from nodes neither quarantined nor silent (`@fresh`: the oldest report time that counts). */
@@ -67,31 +67,36 @@ export function sqliteImages(db: Db): ImageStore {
   const placesOf = db.prepare(`SELECT repository, tag, digest, node, namespace, workload, pod, first_seen, last_seen FROM image_places WHERE repository = ? ORDER BY last_seen DESC, node, namespace, pod`);
   const reportTimes = db.prepare(`SELECT node, reported_at FROM image_reports`);
   const runningAll = db.prepare(`${RUNNING_PLACES} ${PLACE_GROUP} ORDER BY c.repository, c.tag, c.digest, c.node, c.namespace`);
+  const knownDigest = db.prepare(`SELECT 1 FROM image_versions WHERE repository = ? AND digest = ? LIMIT 1`);
   const pruneVersions = db.prepare(`DELETE FROM image_versions WHERE last_seen < ?`);
   const prunePlaces = db.prepare(`DELETE FROM image_places WHERE last_seen < ?`);
 
-  const recordSightings = writeTransaction(db, (sightings: readonly ImageSighting[]) => {
+  const recordSightings = writeTransaction(db, (sightings: readonly ImageSighting[]): NewImageVersion[] => {
     const { versions, places } = groupSightings(sightings);
-    for (const v of versions) upsertVersion.run(v);
+    const fresh = new Map<string, NewImageVersion>();
+    for (const v of versions) {
+      // A digest (not the empty "unknown") that no row of its repository had before this write.
+      const key = `${v.repository}@${v.digest}`;
+      if (v.digest !== '' && !fresh.has(key) && knownDigest.get(v.repository, v.digest) === undefined) fresh.set(key, { repository: v.repository, digest: v.digest });
+      upsertVersion.run(v);
+    }
     for (const p of places) upsertPlace.run(p);
+    return [...fresh.values()];
   });
 
-  const recordReport = writeTransaction(db, (node: string, report: Parameters<ImageStore['recordContainerReport']>[1], at: number): boolean => {
+  const recordReport = writeTransaction(db, (node: string, report: Parameters<ImageStore['recordContainerReport']>[1], at: number): RecordedReport => {
     const changed = upsertReport.run({ node, at, source: report.source, containers: report.containers.length, total: report.total, truncated: report.truncated ? 1 : 0 }).changes > 0;
-    if (!changed) return false;
+    if (!changed) return { stored: false, newVersions: [] };
     clearContainers.run(node);
     for (const c of report.containers) insertContainer.run({ node, id: c.id, ...c.image, imageId: c.imageId, name: c.name, namespace: c.namespace, pod: c.pod, workload: c.workload });
-    recordSightings(sightingsOfReport(node, report, at));
-    return true;
+    return { stored: true, newVersions: recordSightings(sightingsOfReport(node, report, at)) };
   });
 
   const running = (repositories: readonly string[], fresh: number) => runningOf.all({ repositories: JSON.stringify(repositories), fresh }) as RunningRow[];
 
   return {
     recordContainerReport: (node, report, receivedAt) => recordReport(node, report, receivedAt),
-    recordImageSightings: (sightings) => {
-      if (sightings.length > 0) recordSightings(sightings);
-    },
+    recordImageSightings: (sightings) => (sightings.length > 0 ? recordSightings(sightings) : []),
     listImages(q) {
       const after = decodeImageCursor(q.cursor);
       const fresh = q.now - q.staleAfterMs;
