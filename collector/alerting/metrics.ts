@@ -38,7 +38,7 @@ export function createAlertingMetrics(registry: Registry, store: Async<OutboxSto
         this.set(await store.pendingDeliveries());
       },
     }),
-    outcomes: new Counter({ name: 'driftwatch_collector_outbox_deliveries_total', help: 'Outbox delivery attempts, by sink and outcome (delivered, retry, failed; lease_lost: another replica took the notification over before this one recorded its outcome)', labelNames: ['sink', 'outcome'], registers: r }),
+    outcomes: new Counter({ name: 'driftwatch_collector_outbox_deliveries_total', help: 'Outbox delivery attempts, by sink and outcome (delivered, retry, failed; skipped: the sink chose not to deliver, such as a ticket sink past maxNewTicketsPerHour; lease_lost: another replica took the notification over before this one recorded its outcome)', labelNames: ['sink', 'outcome'], registers: r }),
     resent: new Counter({ name: 'driftwatch_collector_alertmanager_resends_total', help: 'Open alerts re-sent to Alertmanager sinks, by sink and outcome (sent; rejected: that alert alone, retried with backoff; unavailable: the receiver, round stopped)', labelNames: ['sink', 'outcome'], registers: r }),
     resendHeld: new Gauge({ name: 'driftwatch_collector_alertmanager_resend_held_alerts', help: 'Open alerts the last re-send round held back from each Alertmanager sink, by reason (storm, exception, not-notified, backoff)', labelNames: ['sink', 'reason'], registers: r }),
   };

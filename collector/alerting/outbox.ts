@@ -11,7 +11,7 @@
  */
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
-import { DeliveryError, type Notice, type Notification, type Sink } from '../sinks/index.js';
+import { DeliveryError, SkippedDelivery, type Notice, type Notification, type Sink } from '../sinks/index.js';
 import type { Async } from '../store/async.js';
 import type { OutboxStore } from '../store/store.js';
 import type { OutboxEntry, OutboxItem } from './alert.js';
@@ -199,6 +199,14 @@ export function createOutbox(deps: OutboxDeps): Outbox {
         }
         // Shutdown: stays pending as it was (not counted), its lease released for whichever replica starts next.
         await store.settleDelivery(item.seq, owner, { state: 'pending', attempts: item.attempts, nextAt: item.nextAt, error: item.lastError, at: t }).catch(() => false);
+        return;
+      }
+      if (err instanceof SkippedDelivery) {
+        // The sink chose not to deliver (its own bound): final, recorded with why, never retried.
+        const why = `${err.reason}: ${err.message}`.slice(0, 500);
+        if (!(await settle(sink, item, { state: 'skipped', attempts, nextAt: item.nextAt, error: why, at: t }))) return;
+        metrics.outcomes.inc({ sink: sink.name, outcome: 'skipped' });
+        logger.info({ sink: sink.name, alert: item.alert, action: item.action, reason: err.reason }, 'notification skipped by its sink');
         return;
       }
       const error = deliveryErrorText(err);

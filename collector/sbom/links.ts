@@ -9,7 +9,7 @@
  * move, so that SBOM may describe another version than the one that ran).
  */
 import { HOST_KEY } from '../../core/baseline.js';
-import type { ImageRef } from '../../core/event.js';
+import { canonicalRepository, type ImageRef } from '../../core/event.js';
 import { addsOrDrops, describeLink, linkExecutable, ownerChanges, pathCandidates, type OwnerChange, type SbomLink } from '../../core/sbom/link.js';
 import type { SbomPackage } from '../../core/sbom/parse.js';
 import type { Async } from '../store/async.js';
@@ -35,17 +35,27 @@ export function repositoryOfKey(key: string): string {
   return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
 }
 
-/** The SBOM for an image that ran with `digest` ('' when unknown) from `repository`, or null when none was imported. */
+/**
+ * The SBOM for an image that ran with `digest` ('' when unknown) from `repository`, or null when none
+ * was imported. The digest's SBOM counts only when it was imported for that repository: the digest
+ * comes from a node, which could otherwise point its alert at another image's SBOM.
+ */
 export async function chooseSbom(store: Sboms, repository: string, digest: string): Promise<ChosenSbom | null> {
+  let exact: SbomSummary | null = null;
   if (digest !== '') {
-    const exact = await store.getSbom(digest);
-    if (exact) return { sbom: exact, basis: 'digest', note: '' };
+    exact = await store.getSbom(digest);
+    if (exact && sameRepository(exact.repository, repository)) return { sbom: exact, basis: 'digest', note: '' };
   }
   if (repository === '') return null;
   const latest = await store.latestSbom(repository);
   if (!latest) return null;
-  const why = digest === '' ? "the process's image digest is not known" : `no SBOM was imported for ${digest}`;
+  const why = digest === '' ? "the process's image digest is not known" : exact ? `the SBOM imported for ${digest} is of another repository` : `no SBOM was imported for ${digest}`;
   return { sbom: latest, basis: 'repository', note: `${why}: the latest SBOM imported for ${repository} (${latest.digest}) is used` };
+}
+
+/** Whether an SBOM imported for `imported` speaks for `ran` (both as canonical names: `nginx` is `docker.io/library/nginx`). */
+function sameRepository(imported: string, ran: string): boolean {
+  return ran !== '' && canonicalRepository(imported) === canonicalRepository(ran);
 }
 
 /** The links of `exes` in the SBOM `sbom` (one store call for all of them). */
@@ -108,7 +118,8 @@ export async function baselineSbom(store: Sboms, view: Pick<BaselineView, 'key' 
   const withSbom: SbomSummary[] = [];
   for (const d of digests) {
     const s = await store.getSbom(d);
-    if (s) withSbom.push(s);
+    // Digests are node-reported: only an SBOM imported for this baseline's repository counts.
+    if (s && sameRepository(s.repository, repository)) withSbom.push(s);
   }
   const versions = view.images.map((i) => ({ tag: i.tag, digest: i.digest, sbom: withSbom.some((s) => s.digest === i.digest) }));
   const newest = withSbom[withSbom.length - 1];

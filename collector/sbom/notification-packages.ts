@@ -13,10 +13,17 @@ import type { Async } from '../store/async.js';
 import type { DeviationStore, SbomStore } from '../store/store.js';
 import { alertSbom } from './links.js';
 
-/** How long one alert's package is remembered. */
-export const PACKAGE_CACHE_MS = 60_000;
-/** Alerts remembered at once (the oldest is forgotten first). */
-export const PACKAGE_CACHE_SIZE = 1_000;
+/**
+ * How long one alert's package is remembered: past the default Alertmanager re-send interval (1 min),
+ * so each round finds the previous round's lookups; an SBOM imported meanwhile shows within 5 minutes.
+ */
+export const PACKAGE_CACHE_MS = 300_000;
+/**
+ * Alerts remembered at once, the least recently used forgotten first: more than a re-send round
+ * (up to 2,000 alerts, alerting/resend.ts) plus the triggers delivered meanwhile; a smaller cache
+ * forgets each alert before the next round asks for it again.
+ */
+export const PACKAGE_CACHE_SIZE = 4_096;
 /** The longest a delivery waits for the lookup before it goes without the package. */
 export const PACKAGE_LOOKUP_TIMEOUT_MS = 5_000;
 
@@ -53,8 +60,12 @@ export function createPackageLookup(deps: PackageLookupDeps): AddPackage {
     if (n.entry?.type !== 'process') return n;
     const hit = cache.get(n.fingerprint);
     let pkg: NotificationPackage | null;
-    if (hit && deps.now() - hit.at < PACKAGE_CACHE_MS) pkg = hit.pkg;
-    else {
+    if (hit && deps.now() - hit.at < PACKAGE_CACHE_MS) {
+      pkg = hit.pkg;
+      // Used again: to the back of the eviction order (its time stays: it still expires).
+      cache.delete(n.fingerprint);
+      cache.set(n.fingerprint, hit);
+    } else {
       try {
         pkg = await withTimeout(lookUp(n), PACKAGE_LOOKUP_TIMEOUT_MS);
       } catch (err) {

@@ -56,6 +56,8 @@ export const GitHubConfigSchema = z
   .superRefine((c, ctx) => {
     const issue = tokenSourceIssue(c);
     if (issue) ctx.addIssue({ code: 'custom', ...issue });
+    // `.` or `..` as a path segment: the request URL would normalise to another API path, sent the token.
+    if (c.repository.split('/').some((part) => part === '.' || part === '..')) ctx.addIssue({ code: 'custom', path: ['repository'], message: 'must be OWNER/REPO, neither of them . or ..' });
   });
 
 /** A parsed GitHub config. */

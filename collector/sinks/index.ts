@@ -23,6 +23,7 @@ import { webhookSinkType } from './webhook.js';
 /** The public types of the sinks, so the collector imports only this file. */
 export type { Notice, Notification, NotificationAction, Sink, SinkDeps } from './sink.js';
 export { DeliveryError, type DeliveryErrorCode } from './http.js';
+export { SkippedDelivery } from './sink.js';
 
 /** Every sink type. The one place a destination is registered. */
 export const SINK_TYPES = [webhookSinkType, slackSinkType, pagerDutySinkType, alertmanagerSinkType, gitHubSinkType, gitLabSinkType, jiraSinkType] as const;

@@ -138,6 +138,21 @@ export interface Notice {
   url: string;
 }
 
+/**
+ * Thrown by `send` when the sink decided not to deliver this notification (a ticket sink past its
+ * maxNewTicketsPerHour): the outbox records the delivery as skipped, `reason: message`, and does not retry it.
+ */
+export class SkippedDelivery extends Error {
+  constructor(
+    /** A short key (`ticket-limit`), the first word of the recorded reason. */
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SkippedDelivery';
+  }
+}
+
 /** One destination. `send` resolves once the destination accepted the notification, or throws a DeliveryError. */
 export interface Sink {
   /** The configured name, used in logs and metrics (never a URL or key). */

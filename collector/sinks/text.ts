@@ -65,6 +65,32 @@ export function mrkdwnLine(text: string): string {
 }
 
 /**
+ * Look-alikes of the characters issue trackers act on in single-line text (a title): `@name`
+ * mentions and notifies, `#12` / `!12` / `~label` / `%milestone` / `&epic` reference, `[x](y)` links,
+ * `` ` `` formats, `<` and `>` open HTML. Look-alikes rather than a zero-width joiner after each:
+ * visibleLine shows every invisible character as an escape (a joiner would read `@\u200d`), and a
+ * look-alike is read the same by a person while no tracker parses it.
+ */
+const TRACKER_LOOK_ALIKES: Readonly<Record<string, string>> = Object.freeze({
+  '@': '\uff20', // ＠
+  '#': '\uff03', // ＃
+  '!': '\uff01', // ！
+  '~': '\u223c', // ∼ (as in mrkdwnLine)
+  '%': '\uff05', // ％
+  '&': '\uff06', // ＆
+  '[': '\uff3b', // ［
+  ']': '\uff3d', // ］
+  '`': '\u02cb', // ˋ (as in mrkdwnLine)
+  '<': '\uff1c', // ＜
+  '>': '\uff1e', // ＞
+});
+
+/** `text` on one line (visibleLine) with every character a tracker acts on in a title replaced by its look-alike. */
+export function trackerLine(text: string): string {
+  return visibleLine(text).replace(/[@#!~%&[\]`<>]/g, (ch) => TRACKER_LOOK_ALIKES[ch] ?? ch);
+}
+
+/**
  * `n` with every text field a person reads made visible (one line each). Keys stay as they are: the
  * fingerprint (a dedup key), the URL (checked by each sink) and the structured `entry` (data for
  * programs; its text is shown through `description`).

@@ -11,6 +11,8 @@
  *   changes nothing (the alert is still open);
  * - an alert that fires again reopens the closed ticket and comments;
  * - a ticket deleted in the tracker (404 or 410) is replaced by a new one, which says so.
+ * New tickets are bounded per sink (maxNewTicketsPerHour): a node names the repositories it reports,
+ * so without a bound it could open a ticket per made-up repository. Past it the alert is skipped.
  * The ticket's id, its state and the image's open alerts live in the store (TicketStore, one row per
  * sink and image), so a restart finds the ticket; each step holds the row's claim, so of two replicas
  * with two alerts of one image, one opens the ticket and the other (refused the claim, retried by the
@@ -30,8 +32,8 @@ import type { Logger } from '../../runtime/logger.js';
 import type { Async } from '../store/async.js';
 import type { ImageTicket, TicketStore } from '../store/store.js';
 import { DeliveryError, deliveryShape, post, retryPolicyOf, withRetry } from './http.js';
-import { categoryOf, isoTime, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
-import { visibleLine, visibleNotification } from './text.js';
+import { categoryOf, isoTime, SkippedDelivery, titleOf, truncate, type Notification, type Sink, type SinkDeps } from './sink.js';
+import { trackerLine, visibleNotification } from './text.js';
 
 /** What a ticket sink needs besides its config: the store's ticket slice and this replica's name. */
 export interface TicketDeps extends SinkDeps {
@@ -43,15 +45,15 @@ export interface TicketDeps extends SinkDeps {
   registry?: Registry | undefined;
 }
 
-/** What a ticket sink did to a ticket in the tracker. */
-export type TicketAction = 'opened' | 'commented' | 'closed' | 'reopened' | 'replaced';
+/** What a ticket sink did to a ticket in the tracker (`held`: a ticket it did not open, maxNewTicketsPerHour reached). */
+export type TicketAction = 'opened' | 'commented' | 'closed' | 'reopened' | 'replaced' | 'held';
 
 /** The counter of ticket actions on `registry`, created once per registry. */
 function ticketActions(registry: Registry | undefined): Counter<'sink' | 'type' | 'action'> {
   const name = 'driftwatch_collector_ticket_actions_total';
   return (
     (registry?.getSingleMetric(name) as Counter<'sink' | 'type' | 'action'> | undefined) ??
-    new Counter({ name, help: 'What ticket sinks did in the issue tracker, by sink and action (opened, commented, closed, reopened, replaced: a deleted ticket opened anew)', labelNames: ['sink', 'type', 'action'], registers: registry ? [registry] : [] })
+    new Counter({ name, help: 'What ticket sinks did in the issue tracker, by sink and action (opened, commented, closed, reopened, replaced: a deleted ticket opened anew; held: a new ticket not opened, maxNewTicketsPerHour reached)', labelNames: ['sink', 'type', 'action'], registers: registry ? [registry] : [] })
   );
 }
 
@@ -84,6 +86,13 @@ export const ticketShape = {
     .max(50)
     .regex(/^([^\s,]*\{severity\}[^\s,]*)?$/, 'must hold {severity} and no spaces or commas, or be empty')
     .default('severity:{severity}'),
+  /**
+   * New tickets (opened or replacing a deleted one) this sink opens in any hour, per collector
+   * replica. Every new image repository opens a ticket, and a node names the repositories it
+   * reports: past this bound its alerts are not ticketed (skipped, counted, logged). Comments,
+   * closing and reopening existing tickets are not bounded.
+   */
+  maxNewTicketsPerHour: z.number().int().min(1).max(10_000).default(20),
   ...deliveryShape,
   /** Ticket responses echo the body and carry user objects: more room than a webhook's answer. */
   maxResponseBytes: z.number().int().min(4096).max(1 << 20).default(256 << 10),
@@ -180,9 +189,12 @@ export function ticketGone(err: unknown): boolean {
   return err instanceof DeliveryError && (err.status === 404 || err.status === 410);
 }
 
-/** The title of an image's ticket. */
+/**
+ * The title of an image's ticket. The repository comes from a node's event: outside any fence, so
+ * what trackers act on in a title (a `@group` mention notifies, `#1` references) becomes a look-alike.
+ */
 export function ticketTitle(image: string): string {
-  return truncate(`Driftwatch: runtime drift in ${visibleLine(image)}`, TICKET_TEXT_LIMITS.title);
+  return truncate(`Driftwatch: runtime drift in ${trackerLine(image)}`, TICKET_TEXT_LIMITS.title);
 }
 
 /** The labels of a new ticket: the configured ones and the severity label. */
@@ -248,6 +260,45 @@ export interface TicketConfig {
   labels: string[];
   severityLabel: string;
   assignees: Record<string, string | number>;
+  maxNewTicketsPerHour: number;
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * The hourly bound on new tickets: the times of the openings of the last hour (at most `max` of
+ * them), and the alerts held since the last log line, logged at most once an hour.
+ */
+export function newTicketBudget(max: number, now: () => number) {
+  const opened: number[] = [];
+  let held = 0;
+  let loggedAt = -Infinity;
+  const forget = (t: number) => {
+    while (opened.length > 0 && opened[0]! <= t - HOUR_MS) opened.shift();
+  };
+  return {
+    /** Whether one more ticket may be opened now. */
+    allows(): boolean {
+      forget(now());
+      return opened.length < max;
+    },
+    /** A ticket was opened. */
+    spend(): void {
+      forget(now());
+      opened.push(now());
+      if (opened.length > max) opened.shift();
+    },
+    /** An alert was held: the number held since the last report when one is due (first hold, then hourly), else 0. */
+    hold(): number {
+      held++;
+      const t = now();
+      if (t - loggedAt < HOUR_MS) return 0;
+      loggedAt = t;
+      const n = held;
+      held = 0;
+      return n;
+    },
+  };
 }
 
 /**
@@ -262,6 +313,7 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
   const log = deps.logger;
   const actions = ticketActions(deps.registry);
   const did = (action: TicketAction) => actions.inc({ sink: config.name, type, action });
+  const budget = newTicketBudget(config.maxNewTicketsPerHour, now);
 
   /** Claim (or renew) the image's row; a refusal is retried by the outbox once the other replica is done. */
   async function claim(repository: string, alert: string) {
@@ -277,10 +329,18 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
   }
 
   async function openNew(n: Notification, replaces: string, signal: AbortSignal): Promise<void> {
+    if (!budget.allows()) {
+      did('held');
+      const held = budget.hold();
+      if (held > 0) log?.warn({ held, maxNewTicketsPerHour: config.maxNewTicketsPerHour }, 'new tickets held: maxNewTicketsPerHour reached, alerts of new images are not ticketed (this is logged at most once an hour)');
+      // Nothing recorded: the image's next alert tries again, once the hour has room.
+      throw new SkippedDelivery('ticket-limit', `maxNewTicketsPerHour (${config.maxNewTicketsPerHour}) reached: no ticket opened for this image`);
+    }
     const opened = await tracker.open(
       { title: ticketTitle(n.image), alert: n, labels: ticketLabels(config, n.severity), assignee: Object.hasOwn(config.assignees, n.team) ? config.assignees[n.team] : undefined, replaces },
       signal,
     );
+    budget.spend();
     await record(n.image, { ref: opened.ref, url: opened.url, state: 'open', openedTicket: true, alertOpened: n.fingerprint, at: now() });
     did(replaces === '' ? 'opened' : 'replaced');
     if (replaces !== '') log?.warn({ image: n.image, previous: replaces, ticket: opened.ref }, 'the image\'s ticket was deleted in the tracker: opened a new one');
@@ -347,9 +407,13 @@ export function createTicketSink(type: string, config: TicketConfig, tracker: Ti
   };
 }
 
-/** How a ticket is named in a comment of its replacement: its URL when known, else its id. */
-function displayRef(t: ImageTicket): string {
-  return t.url !== '' ? t.url : t.ref;
+/**
+ * How a ticket is named in the body of its replacement (outside the fence): its URL when it is a
+ * plain https address, else its id. The URL is the tracker's answer (any string up to 2,048): no
+ * space, markup, mention or bracket may reach the text around it.
+ */
+export function displayRef(t: Pick<ImageTicket, 'url' | 'ref'>): string {
+  return /^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?(\/[A-Za-z0-9._~\/%+:=-]*)?$/.test(t.url) && t.url.length <= 2048 ? t.url : t.ref;
 }
 
 /** Assignees by owner team (a team's tickets are assigned to this tracker user). */

@@ -321,7 +321,7 @@ export interface OutboxStore {
    * Record the outcome of one delivery attempt and release the lease: only by `owner`, the lease's
    * holder. False (nothing written) when `owner` does not hold the lease any more.
    */
-  settleDelivery(seq: number, owner: string, outcome: { state: 'delivered' | 'failed' | 'pending'; attempts: number; nextAt: number; error: string; at: number }): boolean;
+  settleDelivery(seq: number, owner: string, outcome: { state: 'delivered' | 'failed' | 'pending' | 'skipped'; attempts: number; nextAt: number; error: string; at: number }): boolean;
   /** Deliveries of an alert, newest first (bounded). */
   deliveriesOf(alert: string): OutboxItem[];
   /** Pending notifications in the outbox. */

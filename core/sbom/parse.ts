@@ -172,15 +172,16 @@ const CDX_NOT_PACKAGES = new Set(['file', 'operating-system', 'container', 'data
 /** Properties whose value is a path the component was found at. */
 const CDX_PATH_PROPERTY = /^(syft:location:\d+:path|aquasecurity:trivy:FilePath)$/;
 
-function cdxTool(metadata: unknown): string {
+/** The first tool named, through the collector's text bounds (a NUL or over-long value is skipped and counted). */
+function cdxTool(metadata: unknown, c: Collector): string {
   if (!isObject(metadata)) return '';
   const tools = metadata.tools;
   // 1.4 and before: an array of {vendor, name, version}; 1.5+: {components: [...], services: [...]}.
   const list = Array.isArray(tools) ? tools : isObject(tools) ? arrayOf(tools.components) : [];
   const first = list.find(isObject);
   if (!first) return '';
-  const name = typeof first.name === 'string' ? first.name : '';
-  const version = typeof first.version === 'string' ? first.version : '';
+  const name = c.text(first.name, MAX_NAME) ?? '';
+  const version = c.text(first.version, MAX_NAME) ?? '';
   return `${name} ${version}`.trim().slice(0, MAX_NAME);
 }
 
@@ -229,7 +230,7 @@ function parseCycloneDx(doc: Json): ParsedSbom {
       if (path !== undefined) c.addFile(path, owner);
     }
   }
-  return { format: 'cyclonedx', specVersion, tool: cdxTool(doc.metadata), packages: c.packages, files: c.files, filesListed: fileComponents > 0, skipped: c.skipped };
+  return { format: 'cyclonedx', specVersion, tool: cdxTool(doc.metadata, c), packages: c.packages, files: c.files, filesListed: fileComponents > 0, skipped: c.skipped };
 }
 
 function cdxProperty(comp: Json, name: string): string | undefined {
@@ -241,9 +242,12 @@ function cdxProperty(comp: Json, name: string): string | undefined {
 
 const SPDX_VERSIONS = /^SPDX-2\.[0-3]$/;
 
-function spdxTool(creationInfo: unknown): string {
+/** The first `Tool:` creator, through the collector's text bounds (a NUL or over-long value is skipped and counted). */
+function spdxTool(creationInfo: unknown, c: Collector): string {
   if (!isObject(creationInfo)) return '';
-  for (const c of arrayOf(creationInfo.creators)) if (typeof c === 'string' && c.startsWith('Tool:')) return c.slice(5).trim().slice(0, MAX_NAME);
+  for (const creator of arrayOf(creationInfo.creators)) {
+    if (typeof creator === 'string' && creator.startsWith('Tool:')) return (c.text(creator, MAX_NAME) ?? '').slice(5).trim();
+  }
   return '';
 }
 
@@ -292,5 +296,5 @@ function parseSpdx(doc: Json): ParsedSbom {
     if (r.relationshipType === 'CONTAINS') own(r.spdxElementId, r.relatedSpdxElement);
     else if (r.relationshipType === 'CONTAINED_BY') own(r.relatedSpdxElement, r.spdxElementId);
   }
-  return { format: 'spdx', specVersion, tool: spdxTool(doc.creationInfo), packages: c.packages, files: c.files, filesListed: listed > 0, skipped: c.skipped };
+  return { format: 'spdx', specVersion, tool: spdxTool(doc.creationInfo, c), packages: c.packages, files: c.files, filesListed: listed > 0, skipped: c.skipped };
 }

@@ -56,3 +56,32 @@ test('links of more executables than one lookup takes are all resolved', async (
   const links = await linkAll(asAsync(store), store.getSbom(record.digest)!, exes);
   t.is(links.filter((l) => l.status === 'package').length, 12_000);
 });
+
+test('the SBOM of the digest a node reports counts only when it was imported for the alert\'s repository; else the repository\'s own, saying why', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openSqliteStore } = await import('../../collector/store/sqlite/index.js');
+  const { asAsync } = await import('../../collector/store/async.js');
+  const { chooseSbom } = await import('../../collector/sbom/links.js');
+  const dir = mkdtempSync(join(tmpdir(), 'dw-sbom-choose-'));
+  const store = openSqliteStore(join(dir, 'c.db'));
+  t.teardown(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const sbom = (digit: string, repository: string, importedAt: number) => ({ digest: `sha256:${digit.repeat(64)}`, repository, format: 'spdx' as const, specVersion: 'SPDX-2.3', tool: 't', importedAt, importedBy: 'a', filesListed: true, packages: [], files: new Map<string, number>() });
+  const shop = sbom('1', 'docker.io/acme/shop', 1);
+  const payroll = sbom('2', 'docker.io/acme/payroll', 2);
+  const nginx = sbom('3', 'docker.io/library/nginx', 3);
+  for (const s of [shop, payroll, nginx]) store.putSbom(s);
+  const s = asAsync(store);
+
+  t.like(await chooseSbom(s, 'docker.io/acme/shop', shop.digest), { basis: 'digest', note: '', sbom: { digest: shop.digest } }, 'its own digest');
+  t.like(await chooseSbom(s, 'nginx', nginx.digest), { basis: 'digest', sbom: { digest: nginx.digest } }, 'the same repository, named short');
+  const pointed = await chooseSbom(s, 'docker.io/acme/shop', payroll.digest);
+  t.like(pointed, { basis: 'repository', sbom: { digest: shop.digest, repository: 'docker.io/acme/shop' } }, 'another image\'s digest: the repository\'s own SBOM');
+  t.regex(pointed!.note, new RegExp(`the SBOM imported for ${payroll.digest} is of another repository: the latest SBOM imported for docker.io/acme/shop`));
+  t.false(pointed!.note.includes('payroll'), 'the other repository is not named');
+  t.is(await chooseSbom(s, 'docker.io/acme/billing', payroll.digest), null, 'a repository without an SBOM of its own gets none');
+});

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createPackageLookup } from '../../collector/sbom/notification-packages.js';
+import { createPackageLookup, PACKAGE_CACHE_SIZE } from '../../collector/sbom/notification-packages.js';
 import { buildSlackPayload } from '../../collector/sinks/slack.js';
 import { alertFacts } from '../../collector/sinks/tickets.js';
 import { asAsync } from '../../collector/store/async.js';
@@ -136,6 +136,36 @@ test('a lookup that fails sends the notification as it was, and is logged', asyn
   const after = await lookup({ ...n, fingerprint: 'another-alert' });
   t.is(after.package, undefined);
   t.true(logs.some((l) => l.includes('notifying without it')));
+});
+
+test('an Alertmanager re-send round of 2,000 alerts, a minute later (the default re-send), finds every package in the cache', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dw-pkg-round-'));
+  const sqlite = openSqliteStore(join(dir, 'c.db'));
+  t.teardown(() => {
+    sqlite.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const store = asAsync(sqlite);
+  let lookups = 0;
+  const counting = { ...store, listDeviations: (...args: Parameters<typeof store.listDeviations>) => (lookups++, store.listDeviations(...args)) };
+  let now = 1_800_000_000_000;
+  const lookup = createPackageLookup({ store: counting, logger: pino({ level: 'silent' }), now: () => now });
+  // The round's size: alerting/resend.ts reads at most 2,000 alerts per round.
+  const round = Array.from({ length: 2_000 }, (_, i) => shellNotification({}, { fingerprint: `alert-${i}` }));
+  t.true(round.every((n) => n.entry?.type === 'process'));
+  for (const n of round) await lookup(n);
+  t.is(lookups, 2_000, 'the first round looks each alert up');
+  // Triggers of other alerts delivered between the rounds.
+  for (let i = 0; i < PACKAGE_CACHE_SIZE - 2_000; i++) await lookup(shellNotification({}, { fingerprint: `between-${i}` }));
+  now += 60_000;
+  lookups = 0;
+  for (const n of round) await lookup(n);
+  t.is(lookups, 0, 'the second round, a minute later, hits the cache for all 2,000');
+  // Used again, they are the most recent: a burst of new alerts forgets the others first.
+  for (let i = 0; i < 1_000; i++) await lookup(shellNotification({}, { fingerprint: `burst-${i}` }));
+  lookups = 0;
+  for (const n of round) await lookup(n);
+  t.is(lookups, 0, 'least recently used forgotten first, not the round just asked for');
 });
 
 /** A container report from `node`, as an agent's heartbeat carries it: `digest` of DEBIAN runs. */

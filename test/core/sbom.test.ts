@@ -178,3 +178,19 @@ test('owner changes between two image versions', (t) => {
   t.deepEqual(changes.map((c) => `${c.exe} ${c.change}`), ['/usr/bin/curl dropped', '/usr/bin/wget added', '/bin/sh replaced']);
   t.true(addsOrDrops(changes));
 });
+
+test('a tool name with NUL (PostgreSQL text refuses it) is skipped and counted, as names and paths are', (t) => {
+  const cdx = parseSbom(JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.6', metadata: { tools: { components: [{ type: 'application', name: 'tri\0vy', version: '0.50' }] } }, components: [] }));
+  t.is(cdx.tool, '0.50');
+  t.is(cdx.skipped, 1);
+  const old = parseSbom(JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.4', metadata: { tools: [{ vendor: 'x', name: 'syft', version: '1\0' }] }, components: [] }));
+  t.is(old.tool, 'syft');
+  t.is(old.skipped, 1);
+  const spdx = parseSbom(JSON.stringify({ spdxVersion: 'SPDX-2.3', creationInfo: { creators: ['Organization: x', 'Tool: sy\0ft-1.0'] }, packages: [] }));
+  t.is(spdx.tool, '');
+  t.is(spdx.skipped, 1);
+  const long = parseSbom(JSON.stringify({ spdxVersion: 'SPDX-2.3', creationInfo: { creators: [`Tool: ${'a'.repeat(600)}`] }, packages: [] }));
+  t.is(long.tool, '');
+  t.is(long.skipped, 1);
+  for (const s of [cdx, old, spdx, long]) t.false(s.tool.includes('\0'));
+});

@@ -240,3 +240,42 @@ test('jira: a 429 with Retry-After is retried after the wait it asks', async (t)
   t.is(only(tracker).state, 'open');
   t.deepEqual(tracker.violations, []);
 });
+
+test('github: past maxNewTicketsPerHour, an alert of a new image opens no ticket: its delivery is skipped with the reason, counted and logged once; existing tickets still get comments', async (t) => {
+  const dir = tempDir(t);
+  const tracker = await startTracker(t, 'github');
+  const logs: string[] = [];
+  const c = await collectorOn(t, settingsOf({ ...sinkOf('github', tracker, dir), maxNewTicketsPerHour: 2 }), { dir }, logs);
+  await alertFor(c, '/usr/bin/curl', 'docker.io/fake/one');
+  await alertFor(c, '/usr/bin/curl', 'docker.io/fake/two');
+  const held = await alertFor(c, '/usr/bin/curl', 'docker.io/fake/three');
+  const heldToo = await alertFor(c, '/usr/bin/curl', 'docker.io/fake/four');
+  t.deepEqual([...tracker.issues.values()].map((i) => i.title).sort(), ['Driftwatch: runtime drift in docker.io/fake/one', 'Driftwatch: runtime drift in docker.io/fake/two'], 'two tickets, no more');
+  for (const id of [held, heldToo]) {
+    const view = await getJson<{ deliveries: { sink: string; action: string; state: string; lastError: string | null }[] }>(`${c.url}/api/v1/alerts/${id}`);
+    t.like(view.deliveries.find((d) => d.sink === 'tickets' && d.action === 'trigger'), { state: 'skipped' });
+    t.regex(view.deliveries.find((d) => d.sink === 'tickets')!.lastError ?? '', /^ticket-limit: maxNewTicketsPerHour \(2\) reached/);
+  }
+  // An image that has its ticket: a new alert is a comment, not limited.
+  await alertFor(c, '/usr/bin/wget', 'docker.io/fake/one');
+  t.is(tracker.issues.size, 2);
+  t.is([...tracker.issues.values()].find((i) => i.title.endsWith('fake/one'))!.comments.length, 1, 'the comment went through');
+  const metrics = await (await fetch(`${c.url}/metrics`)).text();
+  t.regex(metrics, /^driftwatch_collector_ticket_actions_total\{sink="tickets",type="github",action="held"\} 2$/m);
+  t.regex(metrics, /^driftwatch_collector_outbox_deliveries_total\{sink="tickets",outcome="skipped"\} 2$/m);
+  const heldLines = logs.filter((l) => l.includes('maxNewTicketsPerHour reached'));
+  t.is(heldLines.length, 1, 'logged once in the hour, not per alert');
+  t.like(JSON.parse(heldLines[0]!), { held: 1, maxNewTicketsPerHour: 2 });
+  t.deepEqual(tracker.violations, []);
+});
+
+test('gitlab: a repository named to mention people (`x @security-leads @all`) opens a ticket whose title mentions nobody', async (t) => {
+  const dir = tempDir(t);
+  const tracker = await startTracker(t, 'gitlab');
+  const c = await collectorOn(t, settingsOf(sinkOf('gitlab', tracker, dir)), { dir });
+  await alertFor(c, '/usr/bin/curl', 'x @security-leads @all #1 ~urgent');
+  const issue = only(tracker);
+  t.is(issue.title, 'Driftwatch: runtime drift in x \uff20security-leads \uff20all \uff031 \u223curgent');
+  t.false(/[@#~]/.test(issue.title), issue.title);
+  t.deepEqual(tracker.violations, []);
+});

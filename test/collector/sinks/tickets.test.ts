@@ -13,7 +13,7 @@ import { buildGitLabIssue } from '../../../collector/sinks/gitlab.js';
 import { DeliveryError } from '../../../collector/sinks/http.js';
 import { createSinks, parseSinksConfig } from '../../../collector/sinks/index.js';
 import { buildJiraComment, buildJiraIssue, buildJiraTransition, transitionId } from '../../../collector/sinks/jira.js';
-import { markdownOf, ticketLabels, ticketTitle, type TicketOpening } from '../../../collector/sinks/tickets.js';
+import { commentLead, displayRef, markdownOf, newTicketBudget, ticketLabels, ticketTitle, type TicketOpening } from '../../../collector/sinks/tickets.js';
 import { openPostgresStore } from '../../../collector/store/postgres/index.js';
 import { ConfigError } from '../../../runtime/config.js';
 import { shellNotification } from '../../helpers/notification.js';
@@ -40,6 +40,11 @@ const bad: [string, Record<string, unknown>, string, RegExp?][] = [
   ['a Jira project that is no key', { ...base.jira, project: 'security' }, 'sinks.0.project', /project key/],
   ['Jira without the account email', { ...base.jira, email: undefined }, 'sinks.0.email'],
   ['Jira without its site', { ...base.jira, url: undefined }, 'sinks.0.url'],
+  ['github repository ../.. (the path would climb to another API path)', { ...base.github, repository: '../..' }, 'sinks.0.repository', /neither of them \. or \.\./],
+  ['github repository owner ..', { ...base.github, repository: '../shop' }, 'sinks.0.repository', /neither of them \. or \.\./],
+  ['github repository .', { ...base.github, repository: 'acme/.' }, 'sinks.0.repository', /neither of them \. or \.\./],
+  ['maxNewTicketsPerHour of 0', { ...base.gitlab, maxNewTicketsPerHour: 0 }, 'sinks.0.maxNewTicketsPerHour'],
+  ['maxNewTicketsPerHour not a whole number', { ...base.jira, maxNewTicketsPerHour: 2.5 }, 'sinks.0.maxNewTicketsPerHour'],
 ];
 for (const [what, sink, field, message] of bad) {
   test(`config error names the field: ${what}`, (t) => {
@@ -144,4 +149,46 @@ test('postgres, two replicas: two alerts of one image delivered at once open one
   t.like(await one.getImageTicket('t', 'docker.io/acme/race'), { state: 'open', openAlerts: 2, opened: 1 });
   t.log(refused.length === 0 ? 'the two sends did not overlap this time' : 'one replica was refused the claim and retried');
   t.deepEqual(tracker.violations, []);
+});
+
+test('a repository named to mention people or reference things opens tickets whose title does neither, in all three trackers', (t) => {
+  const hostile = 'x @security-leads @all #1 !2 ~urgent %v1 &3 [click](https://evil.example) `code` <b>';
+  const o = opening({ title: ticketTitle(hostile) });
+  const titles = { github: buildGitHubIssue(o).title, gitlab: buildGitLabIssue(o).title, jira: buildJiraIssue(o, { project: 'SEC', issueType: 'Task' }).fields.summary };
+  for (const [tracker, title] of Object.entries(titles)) {
+    t.false(/[@#!~%&[\]`<>]/.test(title), `${tracker}: ${title}`);
+    t.true(title.startsWith('Driftwatch: runtime drift in x \uff20security-leads \uff20all \uff031 \uff012 \u223curgent'), `${tracker}: a person still reads it: ${title}`);
+  }
+  t.is(ticketTitle('docker.io/library/nginx'), 'Driftwatch: runtime drift in docker.io/library/nginx', 'an ordinary repository is unchanged');
+  t.is(ticketTitle('x\u202e@all'), 'Driftwatch: runtime drift in x\\u202e\uff20all', 'invisible characters still shown as escapes');
+});
+
+test('a replaced ticket is named by its URL only when that is a plain https address; else by its id', (t) => {
+  t.is(displayRef({ url: 'https://github.com/acme/shop/issues/12', ref: '12' }), 'https://github.com/acme/shop/issues/12');
+  t.is(displayRef({ url: 'https://acme.atlassian.net/browse/SEC-4', ref: 'SEC-4' }), 'https://acme.atlassian.net/browse/SEC-4');
+  for (const url of ['https://evil.example/x @all', 'https://x.example/[click](https://evil.example)', 'http://gitlab.example/a/b/-/issues/3', 'javascript:alert(1)', 'https://x.example/<img src=x>', 'https://x.example/a\n@all', '', `https://x.example/${'a'.repeat(2048)}`]) {
+    t.is(displayRef({ url, ref: '12' }), '12', JSON.stringify(url.slice(0, 60)));
+  }
+  const lead = commentLead({ kind: 'open', replaces: displayRef({ url: 'https://evil.example/ @security-leads', ref: '7' }), alert: shellNotification() });
+  t.regex(lead, /This ticket replaces 7, which was deleted/);
+  t.false(lead.includes('@'));
+});
+
+test('the new-ticket budget: max openings in any hour, the held ones reported at the first hold and then at most hourly', (t) => {
+  let now = 1_000_000;
+  const b = newTicketBudget(2, () => now);
+  t.true(b.allows());
+  b.spend();
+  now += 1000;
+  b.spend();
+  t.false(b.allows(), 'two opened within the hour');
+  t.is(b.hold(), 1, 'the first hold is reported at once');
+  t.is(b.hold(), 0);
+  t.is(b.hold(), 0);
+  now += 3_600_000 - 1000;
+  t.true(b.allows(), 'an hour after the first opening, room for one');
+  b.spend();
+  t.false(b.allows());
+  now += 1000;
+  t.is(b.hold(), 3, 'an hour later: the two held since, and this one');
 });
