@@ -79,6 +79,10 @@ async function gone(api: ReturnType<typeof createApiClient>, repository: string,
   }
   const versions = matching(Array.isArray(image.versions) ? image.versions : [], tag, digest);
   // Gone means seen and no longer running: a name the collector never saw is most often a typo, which must not pass a CI gate.
+  // A cut list (more versions than the collector reads at once) may hold the version unlisted: no answer beats a wrong one.
+  if (versions.length === 0 && image.versionsTruncated === true) {
+    throw new Error(`${s(what)} is not among the ${image.versions.length} versions listed of ${Number(image.versionCount) || 0}: the collector cannot tell whether it was seen`);
+  }
   if (versions.length === 0) return neverSeen(what, values, out);
   const runningIn = versions.flatMap((v) => (Array.isArray(v.runningIn) ? v.runningIn : []));
   const ranIn = since === null ? [] : versions.flatMap((v) => (Array.isArray(v.seenIn) ? v.seenIn : [])).filter((p) => Date.parse(p.lastSeen) >= since);
@@ -146,6 +150,7 @@ async function images(args: string[], env: NodeJS.ProcessEnv, out: (t: string) =
       rows.push([clip(s(i.repository), 60), i.running ? `${i.containers}` : 'no', clip(versions.join(' '), 60), clip((i.namespaces as string[]).map(s).join(','), 30) || '-', s(i.owner) || '-', s(i.lastSeen)]);
     }
     out(table(rows));
+    if (list.items.some((i: any) => i.versionsTruncated)) out('some repositories have more versions than listed: driftwatch images show REPOSITORY --json gives versionCount');
     if (list.next) out(`more: --limit, or the API with cursor=${s(list.next)}`);
     return 0;
   }
@@ -162,6 +167,7 @@ async function images(args: string[], env: NodeJS.ProcessEnv, out: (t: string) =
       for (const p of v.seenIn ?? []) if (!(v.runningIn ?? []).some((r: any) => r.node === p.node && r.pod === p.pod && r.namespace === p.namespace)) rows.push([`  ${place(p)}`, 'seen', s(p.lastSeen)]);
       if (rows.length > 1) out(table(rows));
     }
+    if (i.versionsTruncated) out(`\n  ${i.versions.length} of ${Number(i.versionCount) || 0} versions shown (those running, then the last seen)`);
     return 0;
   }
   if (verb === 'gone') {

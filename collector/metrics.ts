@@ -28,7 +28,7 @@ export function createCollectorMetrics() {
     }),
     bounds: new Counter({
       name: 'driftwatch_collector_bounds_hit_total',
-      help: 'Values cut or replaced at a documented bound, by bound (arg_length, args_count, event_time_skew, entry_time_skew, hello_field, running_keys, push_parts, image_sightings)',
+      help: 'Values cut or replaced at a documented bound, by bound (arg_length, args_count, event_time_skew, entry_time_skew, hello_field, running_keys, push_parts, image_sightings, inventory_write_versions, inventory_node_versions, inventory_repository_versions, inventory_repository_evicted, inventory_total_versions)',
       labelNames: ['bound'],
       registers: r,
     }),

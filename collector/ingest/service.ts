@@ -28,7 +28,7 @@ import type { IngestWriter } from './writer.js';
 import { createDeviationPreparer } from '../store/prepare.js';
 import type { Alert } from '../alerting/alert.js';
 import type { Async } from '../store/async.js';
-import type { BaselineStore, ImageStore, IngestResult, NewImageVersion, PreparedBatch, PreparedDeviation } from '../store/store.js';
+import type { BaselineStore, ImageStore, IngestResult, InventoryBound, NewImageVersion, PreparedBatch, PreparedDeviation } from '../store/store.js';
 import type { ImageSighting } from '../../core/inventory.js';
 import type { Deviation } from '../../core/deviation.js';
 
@@ -229,6 +229,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     const stored = images.recordContainerReport(node, report, at).then(
       (recorded) => {
         metrics.inventoryReports.inc({ outcome: recorded.stored ? 'stored' : 'older' });
+        countInventoryBounds(node, recorded.bounded);
         if (recorded.newVersions.length > 0) deps.onNewImageVersions?.(recorded.newVersions);
       },
       (err: unknown) => {
@@ -241,6 +242,13 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     void stored.finally(() => reportsInFlight.delete(stored));
   }
   const reportsInFlight = new Set<Promise<void>>();
+
+  /** Versions a write refused or forgot at an inventory bound: counted, and a warning naming the node (a node past its bounds reports names no cluster runs). */
+  function countInventoryBounds(node: string, bounded: Partial<Record<InventoryBound, number>>): void {
+    const hit = Object.entries(bounded).filter(([, n]) => n > 0) as [InventoryBound, number][];
+    for (const [bound, n] of hit) metrics.bounds.inc({ bound: `inventory_${bound}` }, n);
+    if (hit.some(([bound]) => bound !== 'repository_evicted')) logger.warn({ node: node || undefined, bounded: Object.fromEntries(hit) }, 'image versions refused at an inventory bound');
+  }
 
   /**
    * The images of committed deviations, recorded as seen: gathered (at most MAX_PENDING_SIGHTINGS,
@@ -262,9 +270,10 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
     const taken = sightings;
     sightings = [];
     if (taken.length === 0 || !deps.images) return Promise.resolve();
-    return deps.images.recordImageSightings(taken).then(
-      (fresh) => {
-        if (fresh.length > 0) deps.onNewImageVersions?.(fresh);
+    return deps.images.recordImageSightings(taken, deps.now()).then(
+      (recorded) => {
+        countInventoryBounds('', recorded.bounded);
+        if (recorded.newVersions.length > 0) deps.onNewImageVersions?.(recorded.newVersions);
       },
       (err: unknown) => logger.error({ err, sightings: taken.length }, 'recording the images of deviations failed'),
     );

@@ -67,6 +67,8 @@ const TABLES: readonly TableSpec[] = [
   { table: 'image_containers', optional: true },
   { table: 'image_versions', optional: true },
   { table: 'image_places', optional: true },
+  // New versions each node added this hour (inventory bounds): copied, so a move is no fresh hour.
+  { table: 'image_version_quota', optional: true },
 ];
 
 /**

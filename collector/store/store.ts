@@ -489,11 +489,26 @@ export interface NewImageVersion {
   digest: string;
 }
 
+/**
+ * The bounds on image versions a write met (collector metric driftwatch_collector_bounds_hit_total,
+ * bound `inventory_<name>`): new versions refused past MAX_NEW_VERSIONS_PER_WRITE (`write_versions`),
+ * past a node's MAX_NEW_VERSIONS_PER_NODE_HOUR (`node_versions`), past MAX_IMAGE_VERSIONS
+ * (`total_versions`), or past MAX_VERSIONS_PER_REPOSITORY with no old version to forget
+ * (`repository_versions`); and old versions forgotten to make room in their repository (`repository_evicted`).
+ */
+export type InventoryBound = 'write_versions' | 'node_versions' | 'total_versions' | 'repository_versions' | 'repository_evicted';
+
+/** What recording image sightings did. */
+export interface RecordedSightings {
+  newVersions: NewImageVersion[];
+  /** Versions refused or forgotten at a bound, by bound (absent: none). */
+  bounded: Partial<Record<InventoryBound, number>>;
+}
+
 /** What recording a container report did. */
-export interface RecordedReport {
+export interface RecordedReport extends RecordedSightings {
   /** False when a newer report of the node is stored (nothing was recorded). */
   stored: boolean;
-  newVersions: NewImageVersion[];
 }
 
 /** When a node's report counts as what runs now, and when a version counts as seen. */
@@ -554,8 +569,12 @@ export interface ImageSummary {
   containers: number;
   /** Namespaces it was seen in (bounded). */
   namespaces: string[];
-  /** Its versions without places. */
+  /** Its versions without places: at most MAX_VERSIONS_READ, those a node's latest report lists first, then the last seen. */
   versions: Omit<ImageVersion, 'runningIn' | 'seenIn'>[];
+  /** How many versions the repository has (more than `versions` when it was cut). */
+  versionCount: number;
+  /** `versions` lists only MAX_VERSIONS_READ of `versionCount`. */
+  versionsTruncated: boolean;
 }
 
 /** One repository with its versions and their places. */
@@ -575,6 +594,26 @@ export interface RunningImage {
 
 /** Most places kept per version (older ones are not recorded once a version has this many). */
 export const MAX_IMAGE_PLACES = 256;
+/** Most places of one version one node may hold, so that no node takes all MAX_IMAGE_PLACES. */
+export const MAX_IMAGE_PLACES_PER_NODE = 64;
+
+// Bounds on the versions nodes can make the inventory keep (every node is a possible attacker). A real
+// node runs a few dozen images and a rollout brings a few new versions, so a node that meets them is
+// reporting names no cluster runs; 10,000 containers of made-up versions per report otherwise grow the
+// tables without end. The versions already known are recorded whatever these bounds say.
+
+/** New versions (repository, tag, digest) one write may add: ~10× a node's whole image set. */
+export const MAX_NEW_VERSIONS_PER_WRITE = 200;
+/** New versions one node may add in a clock hour: five such writes, or a rollout of every image each minute. */
+export const MAX_NEW_VERSIONS_PER_NODE_HOUR = 1_000;
+/** Versions kept per repository: a build per hour for six weeks; past it the oldest not running is forgotten. */
+export const MAX_VERSIONS_PER_REPOSITORY = 1_000;
+/** Versions kept in all: 200 repositories at their bound; new ones past it are refused. */
+export const MAX_IMAGE_VERSIONS = 200_000;
+/** Versions of a repository a read returns (the most recently seen). */
+export const MAX_VERSIONS_READ = 500;
+/** Places a repository's detail reads (the most recently seen), whatever its versions hold. */
+export const MAX_PLACES_READ = 20_000;
 
 /**
  * The image inventory: each node's latest container report (what runs there now) and, per image
@@ -585,8 +624,12 @@ export const MAX_IMAGE_PLACES = 256;
 export interface ImageStore {
   /** Replace `node`'s report (received at `receivedAt`) and record its versions and places as seen then. `stored` false when a newer report of the node is stored. */
   recordContainerReport(node: string, report: ContainerReport, receivedAt: number): RecordedReport;
-  /** Record versions seen in deviations' events (first/last seen and places); not running by itself. The digests recorded for the first time. */
-  recordImageSightings(sightings: readonly ImageSighting[]): NewImageVersion[];
+  /**
+   * Record versions seen in deviations' events (first/last seen and places); not running by itself.
+   * The digests recorded for the first time; new versions count against their first sighting's node
+   * in the hour of `receivedAt` (default: the newest sighting's time).
+   */
+  recordImageSightings(sightings: readonly ImageSighting[], receivedAt?: number): RecordedSightings;
   listImages(query: ImageQuery): Page<ImageSummary>;
   getImage(repository: string, window: RunningWindow): ImageDetail | null;
   /** The running set: every version a fresh report lists (bounded to `limit` versions). */

@@ -9,6 +9,8 @@ import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import type { CollectorHandle } from '../../collector/main.js';
 import { agentService, PROTOCOL_REVISION, type WireAgentMessage, type WireCollectorMessage, type WireContainerReport } from '../../proto/index.js';
+import { runImages } from '../../cli/images.js';
+import { MAX_NEW_VERSIONS_PER_WRITE, MAX_VERSIONS_READ } from '../../collector/store/store.js';
 import { withCollector } from '../helpers/collector.js';
 import { eventually } from '../helpers/processes.js';
 
@@ -116,6 +118,40 @@ test('hostile reports: too many containers, too often, or over-long values are r
   a.report([container('c1', SHOP, '1', '', 'ns', 'p')]);
   await eventually(async () => ((await metric(c, 'too_soon')) === 1 ? true : undefined), 10_000, 'a second report within the interval dropped');
   t.deepEqual((await api(c, '/api/v1/images')).body.items.map((i: any) => i.repository), [NGINX]);
+  t.is(a.ended, null, 'the stream is still open');
+});
+
+async function boundsHit(c: CollectorHandle, bound: string): Promise<number> {
+  const m = new RegExp(`driftwatch_collector_bounds_hit_total\\{bound="${bound}"\\} (\\d+)`).exec(await (await fetch(`${c.url}/metrics`)).text());
+  return m ? Number(m[1]) : 0;
+}
+
+test('a node spraying made-up versions: each report adds at most the per-write bound, the rest counted; the API and the CLI say the version list is cut', async (t) => {
+  const clk = clock();
+  const c = await withCollector(t, { imageReportInterval: '1s' }, { now: clk.now });
+  const a = await agentStream(t, c.grpcPort, 'node-a');
+  const EVIL = 'ghcr.io/evil/spray';
+  const spray = (round: number, n: number) => Array.from({ length: n }, (_, i) => container(`c${i}`, EVIL, `r${round}-${i}`, '', 'ns', `p${i}`));
+  const rounds = 3;
+  for (let round = 1; round <= rounds; round++) {
+    a.report(spray(round, 1_000));
+    await eventually(async () => ((await metric(c, 'stored')) === round ? true : undefined), 30_000, `report ${round} stored`);
+    clk.advance(2_000);
+  }
+  t.is(await boundsHit(c, 'inventory_write_versions'), rounds * (1_000 - MAX_NEW_VERSIONS_PER_WRITE));
+  const image = (await api(c, `/api/v1/images/${encodeURIComponent(EVIL)}`)).body;
+  t.like(image, { versionCount: rounds * MAX_NEW_VERSIONS_PER_WRITE, versionsTruncated: true, running: true });
+  t.is(image.versions.length, MAX_VERSIONS_READ);
+  t.true(image.versions.every((v: any) => v.tag.startsWith('r3-') || !v.running), 'what runs is listed');
+  t.like((await api(c, `/api/v1/images?prefix=${encodeURIComponent(EVIL)}`)).body.items[0], { versionCount: rounds * MAX_NEW_VERSIONS_PER_WRITE, versionsTruncated: true });
+  const lines: string[] = [];
+  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+  t.is(await runImages(['show', EVIL, '--url', c.url], {}, io, clk.now()), 0);
+  t.true(lines.includes(`\n  ${MAX_VERSIONS_READ} of ${rounds * MAX_NEW_VERSIONS_PER_WRITE} versions shown (those running, then the last seen)`), lines.slice(-3).join('\n'));
+  // A version not among those listed (r1-99: the oldest reports' last in tag order) cannot be answered for: an error (2), not "never seen".
+  lines.length = 0;
+  t.is(await runImages(['gone', EVIL, '--tag', 'r1-99', '--url', c.url], {}, io, clk.now()), 2);
+  t.regex(lines.join('\n'), /is not among the 500 versions listed of 600/);
   t.is(a.ended, null, 'the stream is still open');
 });
 

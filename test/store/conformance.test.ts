@@ -17,7 +17,15 @@ import { asAsync, type AsyncStore } from '../../collector/store/async.js';
 import { openPostgresStore } from '../../collector/store/postgres/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../collector/store/postgres/schema.js';
 import { openSqliteStore } from '../../collector/store/sqlite/index.js';
-import { CursorError, MAX_IMAGE_PLACES, type SbomRecord, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
+import {
+  CursorError,
+  MAX_IMAGE_PLACES,
+  MAX_IMAGE_PLACES_PER_NODE,
+  MAX_NEW_VERSIONS_PER_NODE_HOUR,
+  MAX_NEW_VERSIONS_PER_WRITE,
+  MAX_VERSIONS_PER_REPOSITORY,
+  MAX_VERSIONS_READ,
+  type SbomRecord, type BaselineView, type IngestResult, type NodeRecord, type ReviewedEntry } from '../../collector/store/store.js';
 import type { BaselineSnapshot } from '../../core/baseline.js';
 import type { ContainerReport, ImageSighting, RunningContainer } from '../../core/inventory.js';
 import { entryId, PUBLIC_PEER, type Entry } from '../../core/entry.js';
@@ -826,9 +834,9 @@ contract('images: a digest recorded for the first time is told once, by the writ
   t.deepEqual(again.newVersions, [{ repository: NGINX, digest: digestOf(2) }]);
   // One digest under two tags in one write: told once. The same digest in another repository is that repository's.
   const sighted = await store.recordImageSightings([4, 4].map((n, i) => ({ repository: NGINX, tag: `t${i}`, digest: digestOf(n), node: 'node-a', namespace: 'shop', workload: '', pod: 'p', time: T0 + 2_000 })).concat([{ repository: SHOP, tag: 'x', digest: digestOf(2), node: 'node-a', namespace: 'shop', workload: '', pod: 'p', time: T0 + 2_000 }]));
-  t.deepEqual(sighted.map((v) => `${v.repository}@${v.digest}`).sort(), [`${NGINX}@${digestOf(4)}`, `${SHOP}@${digestOf(2)}`]);
-  t.deepEqual(await store.recordImageSightings([{ repository: NGINX, tag: 't9', digest: digestOf(4), node: 'node-b', namespace: 'shop', workload: '', pod: 'q', time: T0 + 3_000 }]), []);
-  t.deepEqual(await store.recordImageSightings([]), []);
+  t.deepEqual(sighted.newVersions.map((v) => `${v.repository}@${v.digest}`).sort(), [`${NGINX}@${digestOf(4)}`, `${SHOP}@${digestOf(2)}`]);
+  t.deepEqual(await store.recordImageSightings([{ repository: NGINX, tag: 't9', digest: digestOf(4), node: 'node-b', namespace: 'shop', workload: '', pod: 'q', time: T0 + 3_000 }]), { newVersions: [], bounded: {} });
+  t.deepEqual(await store.recordImageSightings([]), { newVersions: [], bounded: {} });
 });
 
 contract('images: a report says what runs now and where; a newer report replaces it, an older one changes nothing; versions keep first and last seen', async (t, store) => {
@@ -895,7 +903,7 @@ contract('images: listed by repository with filters (namespace, prefix, running,
 });
 
 contract('images: images of deviations are seen (first/last seen, places) without running; places per version are bounded', async (t, store) => {
-  const sighting = (i: number, time: number): ImageSighting => ({ repository: SHOP, tag: 'v2', digest: digestOf(5), node: `node-${i % 3}`, namespace: 'shop', workload: '', pod: `shop-${i}`, time });
+  const sighting = (i: number, time: number): ImageSighting => ({ repository: SHOP, tag: 'v2', digest: digestOf(5), node: `node-${i % 8}`, namespace: 'shop', workload: '', pod: `shop-${i}`, time });
   await store.recordImageSightings([sighting(1, T0 + 5), sighting(1, T0 + 1), sighting(2, T0 + 9)]);
   const now = { now: T0 + 10, staleAfterMs: WINDOW };
   const shop = await store.getImage(SHOP, now);
@@ -907,6 +915,88 @@ contract('images: images of deviations are seen (first/last seen, places) withou
   t.is(bounded!.versions[0]!.seenIn.length, MAX_IMAGE_PLACES, 'at most MAX_IMAGE_PLACES places per version');
   t.is(bounded!.lastSeen, T0 + 30, 'a sighting past the bound still moves last seen');
   t.like(await store.getImage(SHOP, now).then((d) => d!.versions[0]!.seenIn.find((p) => p.pod === 'shop-1')), { lastSeen: T0 + 5 });
+});
+
+// ---- images: bounds on what hostile nodes can make the inventory keep ----
+
+const HOUR = 3_600_000;
+/** Sightings of `n` versions `tag-<from + i>` of `repository` by `node`, one place each. */
+const versionsSeen = (repository: string, node: string, from: number, n: number, time: number): ImageSighting[] =>
+  Array.from({ length: n }, (_, i) => ({ repository, tag: `t${from + i}`, digest: '', node, namespace: 'ns', workload: '', pod: `p${from + i}`, time }));
+
+contract('images: a report of 10,000 new versions stores at most the per-write bound and says how many it dropped; the versions it lists that are known are still recorded', async (t, store) => {
+  const EVIL = 'ghcr.io/evil/spray';
+  await store.recordContainerReport('node-a', report(running('c0', NGINX, '1.25', digestOf(1))), T0);
+  const spray = report(running('c0', NGINX, '1.25', digestOf(1)), ...Array.from({ length: 10_000 }, (_, i) => running(`s${i}`, EVIL, `v${i}`, `sha256:${i.toString(16).padStart(64, '0')}`, 'ns', `p${i}`)));
+  const recorded = await store.recordContainerReport('node-a', spray, T0 + 60_000);
+  t.true(recorded.stored);
+  t.deepEqual(recorded.bounded, { write_versions: 10_000 - MAX_NEW_VERSIONS_PER_WRITE });
+  t.is(recorded.newVersions.length, MAX_NEW_VERSIONS_PER_WRITE, 'only the versions stored are told new');
+  const now = { now: T0 + 60_000, staleAfterMs: WINDOW };
+  t.like(await store.getImage(EVIL, now), { versionCount: MAX_NEW_VERSIONS_PER_WRITE, versionsTruncated: false });
+  t.like(await store.getImage(NGINX, now), { lastSeen: T0 + 60_000, running: true }, 'the known version of the report is recorded as seen');
+  const scanned = (await store.runningImages({ ...now, limit: 20_000 })).filter((v) => v.repository === EVIL);
+  t.is(scanned.length, 10_000, 'the running set for scanners is the report, whole');
+});
+
+contract('images: a node adds at most its hourly bound of new versions; the next hour, and other nodes, may add more', async (t, store) => {
+  const at = T0 - (T0 % HOUR);
+  let added = 0;
+  for (let i = 0; added < MAX_NEW_VERSIONS_PER_NODE_HOUR; i++) {
+    const r = await store.recordImageSightings(versionsSeen(`ghcr.io/evil/r${i}`, 'node-a', 0, MAX_NEW_VERSIONS_PER_WRITE, at + i), at + i);
+    t.deepEqual(r.bounded, {});
+    added += MAX_NEW_VERSIONS_PER_WRITE;
+  }
+  const over = await store.recordImageSightings([...versionsSeen('ghcr.io/evil/over', 'node-a', 0, 10, at + 100), ...versionsSeen('ghcr.io/acme/api', 'node-b', 0, 1, at + 100)], at + 100);
+  t.deepEqual(over.bounded, { node_versions: 10 }, "node-a's hour is spent; node-b's is not");
+  t.is(await store.getImage('ghcr.io/evil/over', { now: at + 100, staleAfterMs: WINDOW }), null);
+  t.truthy(await store.getImage('ghcr.io/acme/api', { now: at + 100, staleAfterMs: WINDOW }));
+  t.deepEqual((await store.recordImageSightings(versionsSeen('ghcr.io/evil/over', 'node-a', 0, 10, at + HOUR), at + HOUR)).bounded, {}, 'a new hour');
+  // Versions already known are recorded whatever the node's hour says.
+  const known = await store.recordImageSightings(versionsSeen('ghcr.io/evil/r0', 'node-a', 0, 5, at + 100), at + 100);
+  t.deepEqual(known.bounded, {});
+});
+
+contract('images: a repository keeps at most its bound of versions, forgetting the oldest no report lists; a read returns the last seen ones with the total', async (t, store) => {
+  const REPO = 'ghcr.io/acme/builds';
+  // Filled by several nodes (each within its hour), the oldest version running on node-r.
+  await store.recordContainerReport('node-r', report(running('r1', REPO, 't0', '')), T0);
+  for (let i = 0; i * MAX_NEW_VERSIONS_PER_WRITE < MAX_VERSIONS_PER_REPOSITORY; i++) {
+    const from = i * MAX_NEW_VERSIONS_PER_WRITE + 1;
+    const seen = versionsSeen(REPO, `node-${i}`, from, Math.min(MAX_NEW_VERSIONS_PER_WRITE, MAX_VERSIONS_PER_REPOSITORY - from), T0 + from);
+    t.deepEqual((await store.recordImageSightings(seen, T0)).bounded, {});
+  }
+  const now = { now: T0 + 1_000, staleAfterMs: WINDOW };
+  t.like(await store.getImage(REPO, now), { versionCount: MAX_VERSIONS_PER_REPOSITORY });
+  const more = await store.recordImageSightings(versionsSeen(REPO, 'node-x', 5_000, 10, T0 + 5_000), T0);
+  t.deepEqual(more.bounded, { repository_evicted: 10 });
+  const image = (await store.getImage(REPO, now))!;
+  t.is(image.versionCount, MAX_VERSIONS_PER_REPOSITORY);
+  t.true(image.versionsTruncated);
+  t.is(image.versions.length, MAX_VERSIONS_READ, 'a read returns the bound, not every version');
+  t.deepEqual(image.versions.slice(0, 10).map((v) => v.tag), Array.from({ length: 10 }, (_, i) => `t${5_000 + i}`), 'the most recently seen first');
+  t.is(image.firstSeen, T0, 'first seen over every version, not only those listed');
+  // The running version stays; the oldest idle ones (of those last seen at T0 + 1: t1, t10, t100…t107) went.
+  t.false(image.versions.some((v) => v.tag === 't1'));
+  const list = (await store.listImages({ ...now, limit: 10, prefix: REPO })).items[0]!;
+  t.like(list, { versionCount: MAX_VERSIONS_PER_REPOSITORY, versionsTruncated: true });
+  t.is(list.versions.length, MAX_VERSIONS_READ);
+  t.true(image.versions.find((v) => v.tag === 't0')?.running, 't0 runs on node-r: kept, and listed however old');
+  const back = await store.recordContainerReport('node-r', report(running('r1', REPO, 't0', ''), running('r2', REPO, 't1', '')), T0 + 2_000);
+  t.deepEqual(back.bounded, { repository_evicted: 1 }, 'a forgotten version that runs again comes back, in place of the oldest idle one');
+  const again = (await store.getImage(REPO, { now: T0 + 2_000, staleAfterMs: WINDOW }))!;
+  t.is(again.versionCount, MAX_VERSIONS_PER_REPOSITORY);
+  t.true(again.versions.some((v) => v.tag === 't1' && v.running));
+});
+
+contract('images: one node holds at most its share of a version\'s places, so another node still finds room', async (t, store) => {
+  const place = (node: string, i: number): ImageSighting => ({ repository: SHOP, tag: 'v1', digest: digestOf(3), node, namespace: `fake-${i}`, workload: '', pod: `pod-${i}`, time: T0 });
+  await store.recordImageSightings(Array.from({ length: MAX_IMAGE_PLACES }, (_, i) => place('node-evil', i)));
+  await store.recordImageSightings(Array.from({ length: 50 }, (_, i) => place('node-evil', 1_000 + i)), T0 + 1);
+  await store.recordImageSightings([place('node-real', 0)], T0 + 2);
+  const seen = (await store.getImage(SHOP, { now: T0, staleAfterMs: WINDOW }))!.versions[0]!.seenIn;
+  t.is(seen.filter((p) => p.node === 'node-evil').length, MAX_IMAGE_PLACES_PER_NODE);
+  t.is(seen.filter((p) => p.node === 'node-real').length, 1, 'the real node finds room');
 });
 
 contract('images: the running set for scanners lists each running version with digest, namespaces and nodes; retention forgets what was not seen since', async (t, store) => {

@@ -63,6 +63,9 @@ function imageView(i: ImageSummary | ImageDetail, deps: RouteDeps, baselines: re
     owner: inventoryOf(deps).ownerOf(i.repository, i.namespaces[0] ?? ''),
     ...baselinesOf(i.repository, baselines),
     versions: i.versions.map(versionView),
+    // The list is cut at MAX_VERSIONS_READ (running ones first, then the last seen): say so.
+    versionCount: i.versionCount,
+    versionsTruncated: i.versionsTruncated,
   };
 }
 

@@ -411,6 +411,20 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     ALTER TABLE baseline_reviews ADD COLUMN drift_allowed TEXT NOT NULL DEFAULT '[]';
     `,
   },
+  {
+    version: 10,
+    description: 'bounds on the image inventory: an index on digests, new versions per node and hour',
+    sql: `
+    -- A digest under any tag (is this digest new to its repository?): without it, a scan per new row.
+    CREATE INDEX image_versions_digest ON image_versions (repository, digest);
+    -- New versions each node added in its current clock hour (MAX_NEW_VERSIONS_PER_NODE_HOUR).
+    CREATE TABLE image_version_quota (
+      node    TEXT PRIMARY KEY,
+      hour    BIGINT NOT NULL,
+      created INTEGER NOT NULL
+    );
+    `,
+  },
 ];
 
 /** The revision this code writes. */

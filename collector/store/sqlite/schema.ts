@@ -328,4 +328,12 @@ export const IMAGES_TABLES = `
       PRIMARY KEY (repository, tag, digest, node, namespace, pod)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS image_places_namespace ON image_places (namespace, repository);
+    -- A digest under any tag (is this digest new to its repository?): without it, a scan per new row.
+    CREATE INDEX IF NOT EXISTS image_versions_digest ON image_versions (repository, digest);
+    -- New versions each node added per clock hour (MAX_NEW_VERSIONS_PER_NODE_HOUR); one row per node.
+    CREATE TABLE IF NOT EXISTS image_version_quota (
+      node    TEXT PRIMARY KEY,
+      hour    INTEGER NOT NULL,
+      created INTEGER NOT NULL
+    ) WITHOUT ROWID;
 `;
