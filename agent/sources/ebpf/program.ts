@@ -7,7 +7,7 @@
  * forge a field or a line; the agent decodes and bounds them. Fields are separated by one space:
  *
  *   X <ns> <pid> <ppid> <uid> <cgid> <argvlen> <parent comm>                                   exec
- *   O <ns> <pid> <fs magic> <links> <upper> <exe name>      where the executable came from (drift; below)
+ *   O <ns> <pid> <fs magic> <links> <upper> <exe name> <other cgroup>   where the executable came from (drift; below)
  *   C <ns> <pid> <cgroup leaf>                   its cgroup's name (≤ 128 bytes: cri-containerd-<id>.scope is 85)
  *   F <ns> <pid> <filename>                                               the exec'd path (≤ 200 bytes)
  *   A <ns> <pid> <offset> <argv bytes>                    argv chunk (NUL-separated, ≤ 20 × 200 bytes)
@@ -29,8 +29,12 @@
  *   the path may name another file. Printed: the file's superblock magic (overlayfs 0x794c7630), its
  *   link count (0: a memfd or a deleted file), whether its overlay inode has an upper dentry (1: the
  *   file was written or changed after the container started; 0: a lower layer, the image; 2: not
- *   overlayfs, or the layout check failed), and the first 16 bytes of its dentry name (`memfd:…` for
- *   memfd_create files). The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
+ *   overlayfs, or the layout check failed), the first 16 bytes of its dentry name (`memfd:…` for
+ *   memfd_create files), and whether the parent sits in another cgroup than the exec'ing process (1:
+ *   its cgroup v2 directory, or its memory controller's at the v2 root, is another one; the kernel's
+ *   view, which a process of a container cannot change without write access to the cgroup tree). That
+ *   last field is what tells runc's cloned self (exec'd from the host side) from a process of the
+ *   container naming its own memfd `runc_cloned`: the name alone is the caller's choice. The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
  *   0.17 has no offsetof, so the program steps back by the fields before `vfs_inode` (four 8-byte
  *   words since Linux 4.19: a union of pointers, `redirect`, `version`, `flags`) and uses that only
  *   when the stepped-back struct's own `vfs_inode` has this inode's number and superblock: on a
@@ -98,7 +102,12 @@ tracepoint:sched:sched_process_exec
     $oi = (struct ovl_inode *)((uint64)$xi - 32);
     if ($oi->vfs_inode.i_ino == $xi->i_ino && $oi->vfs_inode.i_sb == $xi->i_sb) { $upper = $oi->__upperdentry != 0 ? 1 : 0; }
   }
-  printf("O %llu %d %lx %u %llu %rx\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16));
+  $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+  if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+  $p = curtask->real_parent;
+  $pkn = (struct kernfs_node *)$p->cgroups->dfl_cgrp->kn;
+  if ($p->cgroups->dfl_cgrp->level == 0) { $pkn = (struct kernfs_node *)$p->cgroups->subsys[$1]->cgroup->kn; }
+  printf("O %llu %d %lx %u %llu %rx %d\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16), (uint64)$pkn != (uint64)$kn ? 1 : 0);
 }
 
 tracepoint:sock:inet_sock_set_state
