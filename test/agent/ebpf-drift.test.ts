@@ -11,6 +11,7 @@ import { chmodSync, mkdirSync, mkdtempSync, copyFileSync, realpathSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEbpfDecoder, originOf, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
+import { EBPF_PROGRAM } from '../../agent/sources/ebpf/program.js';
 import { findBpftrace, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
 import { createEbpfSource } from '../../agent/sources/ebpf/source.js';
 import { isDrift, type ActivityEvent } from '../../core/event.js';
@@ -75,6 +76,13 @@ test('decoder: the O record (after the argv) gives the exec its origin; a malfor
   d.expire(1_000, false);
   t.deepEqual(d.take().map((e) => [e.process.exe, e.process.origin]), [['/bin/true', undefined]]);
   t.deepEqual(ctx.rejects, ['wrong_type', 'wrong_type', 'wrong_type']);
+});
+
+test('program: the periodic clear never empties @xns, which carries an exec\'s time between its two probes', (t) => {
+  const tick = EBPF_PROGRAM.slice(EBPF_PROGRAM.indexOf('interval:s:60'), EBPF_PROGRAM.indexOf('END'));
+  t.true(tick.includes('clear(@udp4)'), 'the interval block was found');
+  t.false(/clear\(@xns\)/.test(tick));
+  t.true(EBPF_PROGRAM.includes('delete(@xns[tid])'), 'the second probe empties it, one entry per exec');
 });
 
 /** Why the real test cannot run here, or null. */

@@ -284,7 +284,8 @@ interval:s:60
 {
   clear(@udp4);
   clear(@udp6);
-  clear(@xns);
+  // Never @xns: a clear between an exec's two probes would cost that exec its origin. The second probe
+  // deletes each entry in the same call, and BPFTRACE_MAP_KEYS_MAX bounds the map (source.ts).
   // A syscall whose exit never came (its thread killed) would hold its entry; stub resolvers poll
   // before they receive, so a receive in flight across this tick is rare, and only its answer is lost.
   clear(@dnsbuf);
