@@ -50,9 +50,12 @@ Options:
                          container's entrypoint under its runtime)
   --bpftrace PATH        bpftrace to run; default the one on PATH
   --no-dns               do not trace DNS answers (connects then carry addresses, not names)
+  --ignore-command-status  judge the trace alone: a COMMAND that fails (non-zero exit, a signal) is
+                         otherwise exit 2, since a build whose tests fail at once ran almost nothing
   --quiet                print only the result line
 Exit codes: 0 everything matched (or only deviations below --fail-on), 1 deviations at or above
---fail-on, 2 a usage or environment error, or events the kernel dropped (the check is incomplete).`;
+--fail-on, 2 a usage or environment error, events the kernel dropped (the check is incomplete), nothing
+checked, or a COMMAND that exited non-zero or by a signal (unless --ignore-command-status).`;
 
 /** A bad flag or file: exit 2 with the help. */
 class UsageError extends Error {
@@ -80,6 +83,7 @@ const OPTIONS = {
   'root-parent': { type: 'string' },
   bpftrace: { type: 'string' },
   'no-dns': { type: 'boolean' },
+  'ignore-command-status': { type: 'boolean' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -183,6 +187,7 @@ async function run(args: string[], io: Io): Promise<number> {
   if (values.format !== undefined && !(EVENT_FORMATS as readonly string[]).includes(values.format)) throw new UsageError(`--format is one of ${EVENT_FORMATS.join(', ')}; not ${JSON.stringify(values.format.slice(0, 40))}`);
   if (values['all-events'] && values.container !== undefined) throw new UsageError('--all-events and --container exclude each other');
   if (values.container !== undefined && !/^[0-9a-f]{1,64}$/.test(values.container)) throw new UsageError('--container takes a container id (hex) or its start');
+  if (dash === -1 && values['ignore-command-status']) throw new UsageError('--ignore-command-status applies to -- COMMAND only');
   if (dash !== -1 && (values.format !== undefined || values['all-events'] || values.container !== undefined)) throw new UsageError('--format, --all-events and --container apply to --events only');
   const rootParent = values['root-parent'] ?? '';
   if (rootParent.length > 256 || /[\u0000-\u001f/]/.test(rootParent)) throw new UsageError('--root-parent is a process name (no /, at most 256 characters)');
@@ -206,7 +211,7 @@ async function run(args: string[], io: Io): Promise<number> {
     input = { mode: 'events', files: read, scope: values['all-events'] ? 'all-events' : values.container !== undefined ? 'container' : 'image', ...(values.container !== undefined && { container: values.container }) };
   } else {
     const outcome = await traceCommand(command, { bpftrace: values.bpftrace ?? '', dns: values['no-dns'] !== true, rootParent }, counts, (ev) => verifier.check(ev));
-    input = { mode: 'command', argv: command, outcome };
+    input = { mode: 'command', argv: command, outcome, ignoreStatus: values['ignore-command-status'] === true };
   }
   const report: VerifyRun = { baselinePath: values.baseline, doc, docText: text, result: verifier.result(), failOn, input, counts, startedAt, durationMs: Date.now() - startedAt };
 

@@ -225,6 +225,7 @@ test('usage and environment errors exit 2 with a message naming what is wrong', 
     [['--baseline', 'two.yaml', '--events', REAL_FALCO], /holds 2 baselines \(docker\.io\/library\/alpine, docker\.io\/library\/busybox\); choose one with --key/],
     [['--baseline', 'ok.yaml'], /give either --events FILE or -- COMMAND/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--', 'true'], /give either --events FILE or -- COMMAND/],
+    [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--ignore-command-status'], /--ignore-command-status applies to -- COMMAND only/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--fail-on', 'urgent'], /--fail-on is one of critical, high, medium, low/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--format', 'syslog'], /--format is one of falco, tetragon, ebpf/],
     [['--baseline', 'ok.yaml', '--events', 'other.jsonl'], /cannot tell the format of other\.jsonl .*give --format/],
@@ -289,6 +290,17 @@ test.serial('-- COMMAND: a tree learned as a proposal passes again; the same scr
   const same = await verify(dir, ['--baseline', 'worker.yaml', '--', SH, script]);
   t.is(same.code, 0, same.stdout + same.stderr);
   t.regex(same.stdout, /matched: 2 of 2 baseline entries were exercised/);
+
+  // The same tree, but the command fails (`npm test` whose tests fail at once): no deviation is no pass.
+  writeFileSync(script, '/bin/true\nexit 3\n');
+  const failed = await verify(dir, ['--baseline', 'worker.yaml', '--junit', 'failed.xml', '--sarif', 'failed.sarif', '--', SH, script]);
+  t.is(failed.code, 2, failed.stdout + failed.stderr);
+  t.regex(failed.stdout, /result: COMMAND FAILED \(exit 2\): the command exited with code 3/);
+  t.is(junitInvalid(join(dir, 'failed.xml')), null);
+  t.regex(readFileSync(join(dir, 'failed.xml'), 'utf8'), /errors="1"[\s\S]*<error type="command-failed" message="the command exited with code 3"\/>/);
+  t.false(JSON.parse(readFileSync(join(dir, 'failed.sarif'), 'utf8')).runs[0].invocations[0].executionSuccessful);
+  const ignored = await verify(dir, ['--baseline', 'worker.yaml', '--ignore-command-status', '--', SH, script]);
+  t.is(ignored.code, 0, ignored.stdout + ignored.stderr);
 
   // Also a daemon left behind: it outlives the script, and is killed (and counted) when the script
   // exits. The script waits (shell builtins only) until it runs sleep, so its exec is there to see.
