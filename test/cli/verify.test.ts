@@ -343,6 +343,27 @@ test('a proposal adds what deviated, keeps what security removed removed, and sa
   t.deepEqual(back.removed.map(entryId), ['exec|sh|runc|root|-c clear; (bash \\|\\| ash \\|\\| sh)']);
 });
 
+test('the drift allow list counts in verify as in the cluster, and a proposal keeps it', (t) => {
+  const options = { entryOptions: { clusterRanges: DEFAULT_CLUSTER_CIDRS.map((c) => parseCidr(c)) }, allEvents: true };
+  const ev = (args: string[], origin: 'upper-layer' | 'image') => ({
+    time: 1, node: 'ci', source: 'test', container: null, pod: null, kind: 'exec' as const,
+    process: { pid: 7, exe: 'sh', name: 'sh', args, parentExe: '', parentName: 'runc', uid: 0, user: '', origin },
+    network: null,
+  });
+  // A known entry run from outside the image: drift, unless the key's allow list covers it.
+  const strict = createVerifier(parseBaselineDocument(ALPINE), options);
+  strict.check(ev(['-c', 'uptime'], 'upper-layer'));
+  t.is(strict.result().findings.length, 1, 'no allow list: drift deviates');
+  const doc = parseBaselineDocument(`${ALPINE}  driftAllowed:\n    - "sh"\n    - "/opt/jit/*"\n`);
+  t.deepEqual(doc.driftAllowed, ['/opt/jit/*', 'sh']);
+  const v = createVerifier(doc, options);
+  v.check(ev(['-c', 'uptime'], 'upper-layer'));
+  t.deepEqual(v.result().findings, [], 'allowed drift is no deviation');
+  v.check(ev(['-c', 'date'], 'image'));
+  const text = proposalDocument(doc, v.result().findings, 'run.jsonl', new Date(0));
+  t.deepEqual(parseBaselineDocument(text).driftAllowed, ['/opt/jit/*', 'sh'], 'the proposal keeps the allow list');
+});
+
 test('-- COMMAND as a user that is not root: exit 2 saying so, before anything runs', async (t) => {
   const user = spawnSync('getent', ['passwd', 'driftwatch-test'], { encoding: 'utf8' });
   const fields = user.status === 0 ? user.stdout.trim().split(':') : [];
