@@ -9,7 +9,8 @@
  * --fail-on, 2 a usage or environment error (bad flags, an unreadable or invalid baseline or events
  * file, no bpftrace, not root) or a check that could not see everything (the kernel dropped events).
  */
-import { access, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { access, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -141,13 +142,21 @@ function severityOf(v: string | undefined): Severity {
   return v as Severity;
 }
 
-/** Write beside the target and rename: CI never uploads half a report. */
-async function writeReport(file: string, text: string): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+/**
+ * Write beside the target and rename: CI never uploads half a report. verify runs as root (command
+ * mode) in directories others may write, so the temporary name is unguessable and created exclusively
+ * ('wx': an existing file or a planted symbolic link there fails instead of being followed), and it
+ * is removed when anything fails.
+ */
+export async function writeReport(file: string, text: string): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(12).toString('hex')}.tmp`);
+  let created = false;
   try {
-    await writeFile(tmp, text, { mode: 0o644 });
+    await writeFile(tmp, text, { mode: 0o644, flag: 'wx' });
+    created = true;
     await rename(tmp, file);
   } catch (err) {
+    if (created) await unlink(tmp).catch(() => undefined);
     throw new UsageError(`cannot write ${file}: ${(err as Error).message}`);
   }
 }

@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { parseBaselineDocument } from '../../core/baseline-doc.js';
 import { entryId } from '../../core/entry.js';
 import { commandModeMissing } from '../../cli/verify/run-command.js';
 import { proposalDocument } from '../../cli/verify/proposal.js';
+import { writeReport } from '../../cli/verify.js';
 import { createVerifier } from '../../core/verify.js';
 import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { CLI } from '../helpers/processes.js';
@@ -362,6 +363,23 @@ test('the drift allow list counts in verify as in the cluster, and a proposal ke
   v.check(ev(['-c', 'date'], 'image'));
   const text = proposalDocument(doc, v.result().findings, 'run.jsonl', new Date(0));
   t.deepEqual(parseBaselineDocument(text).driftAllowed, ['/opt/jit/*', 'sh'], 'the proposal keeps the allow list');
+});
+
+test('reports are written through an unguessable temporary file that follows no planted link, and none is left when the write fails', async (t) => {
+  const dir = workdir(t);
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  // The name the writer used before: dot, report name, pid, .tmp.
+  symlinkSync(victim, join(dir, `.report.xml.${process.pid}.tmp`));
+  await writeReport(join(dir, 'report.xml'), '<report/>\n');
+  t.is(readFileSync(victim, 'utf8'), 'precious\n', 'the planted link was not followed');
+  t.is(readFileSync(join(dir, 'report.xml'), 'utf8'), '<report/>\n');
+  t.false(lstatSync(join(dir, 'report.xml')).isSymbolicLink());
+  // The target is a directory: the rename fails, and the temporary file goes with it.
+  mkdirSync(join(dir, 'taken'));
+  writeFileSync(join(dir, 'taken', 'x'), '');
+  await t.throwsAsync(writeReport(join(dir, 'taken'), 'x'), { message: /cannot write/ });
+  t.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.taken.')), []);
 });
 
 test('-- COMMAND as a user that is not root: exit 2 saying so, before anything runs', async (t) => {
