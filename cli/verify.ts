@@ -51,6 +51,8 @@ Options:
                          container's entrypoint under its runtime)
   --bpftrace PATH        bpftrace to run; default the one on PATH
   --no-dns               do not trace DNS answers (connects then carry addresses, not names)
+  --user UID[:GID]       who COMMAND runs as; default SUDO_UID:SUDO_GID when verify runs under sudo,
+                         else root. A root command can leave its cgroup (then the run is incomplete)
   --ignore-command-status  judge the trace alone: a COMMAND that fails (non-zero exit, a signal) is
                          otherwise exit 2, since a build whose tests fail at once ran almost nothing
   --quiet                print only the result line
@@ -85,6 +87,7 @@ const OPTIONS = {
   bpftrace: { type: 'string' },
   'no-dns': { type: 'boolean' },
   'ignore-command-status': { type: 'boolean' },
+  user: { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -134,6 +137,23 @@ async function loadRules(path: string | undefined): Promise<readonly SeverityRul
     if (err instanceof SeverityConfigError) throw new UsageError(`--severity-rules ${path}: ${err.message}`);
     throw err;
   }
+}
+
+/** Who the command runs as: `--user UID[:GID]`, else sudo's caller (SUDO_UID, SUDO_GID), else root (null). */
+export function commandUser(flag: string | undefined, env: NodeJS.ProcessEnv): { uid: number; gid: number } | null {
+  const id = (s: string, what: string) => {
+    if (!/^\d{1,10}$/.test(s) || Number(s) > 4294967294) throw new UsageError(`${what} is a numeric id; not ${JSON.stringify(s.slice(0, 40))}`);
+    return Number(s);
+  };
+  if (flag !== undefined) {
+    const [u, g, more] = flag.split(':');
+    if (more !== undefined) throw new UsageError('--user is UID or UID:GID');
+    const uid = id(u ?? '', '--user');
+    return uid === 0 && g === undefined ? null : { uid, gid: g === undefined ? uid : id(g, '--user GID') };
+  }
+  const sudoUid = env.SUDO_UID;
+  if (sudoUid === undefined || sudoUid === '') return null;
+  return { uid: id(sudoUid, 'SUDO_UID'), gid: id(env.SUDO_GID ?? sudoUid, 'SUDO_GID') };
 }
 
 function severityOf(v: string | undefined): Severity {
@@ -201,6 +221,8 @@ async function run(args: string[], io: Io): Promise<number> {
   const rootParent = values['root-parent'] ?? '';
   if (rootParent.length > 256 || /[\u0000-\u001f/]/.test(rootParent)) throw new UsageError('--root-parent is a process name (no /, at most 256 characters)');
   if (values.bpftrace !== undefined && !values.bpftrace.startsWith('/')) throw new UsageError('--bpftrace takes an absolute path');
+  if (dash === -1 && values.user !== undefined) throw new UsageError('--user applies to -- COMMAND only');
+  const user = dash === -1 ? null : commandUser(values.user, process.env);
   const failOn = severityOf(values['fail-on']);
   let clusterRanges;
   try {
@@ -219,7 +241,7 @@ async function run(args: string[], io: Io): Promise<number> {
     const read = await checkFiles(files, values.format as EventFormat | undefined, values.container, verifier, doc.key, counts);
     input = { mode: 'events', files: read, scope: values['all-events'] ? 'all-events' : values.container !== undefined ? 'container' : 'image', ...(values.container !== undefined && { container: values.container }) };
   } else {
-    const outcome = await traceCommand(command, { bpftrace: values.bpftrace ?? '', dns: values['no-dns'] !== true, rootParent }, counts, (ev) => verifier.check(ev));
+    const outcome = await traceCommand(command, { bpftrace: values.bpftrace ?? '', dns: values['no-dns'] !== true, rootParent, user }, counts, (ev) => verifier.check(ev));
     input = { mode: 'command', argv: command, outcome, ignoreStatus: values['ignore-command-status'] === true };
   }
   const report: VerifyRun = { baselinePath: values.baseline, doc, docText: text, result: verifier.result(), failOn, input, counts, startedAt, durationMs: Date.now() - startedAt };

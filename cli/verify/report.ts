@@ -40,6 +40,9 @@ export function failing(run: VerifyRun): Finding[] {
 /** Why the check is incomplete (the kernel dropped events, bpftrace stopped early), or null. */
 export function incomplete(run: VerifyRun): string | null {
   if (run.input.mode === 'command' && run.input.outcome.traceStopped !== null) return run.input.outcome.traceStopped;
+  if (run.input.mode === 'command' && run.input.outcome.escaped > 0) {
+    return `${run.input.outcome.escaped} events of the command's processes came from outside its cgroup (a process left it): what they ran there was not checked`;
+  }
   return run.counts.lost > 0 ? `the kernel dropped ${run.counts.lost} events before they were read (perf buffers full): some processes or connections were not checked` : null;
 }
 

@@ -17,7 +17,7 @@ import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parseBaselineDocument } from '../../core/baseline-doc.js';
 import { entryId } from '../../core/entry.js';
-import { commandModeMissing } from '../../cli/verify/run-command.js';
+import { cgroupV2Root, commandModeMissing } from '../../cli/verify/run-command.js';
 import { proposalDocument } from '../../cli/verify/proposal.js';
 import { writeReport } from '../../cli/verify.js';
 import { createVerifier } from '../../core/verify.js';
@@ -40,9 +40,11 @@ interface Ran {
 }
 
 /** Run `driftwatch verify ARGS` in `cwd` as a child process. */
-function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}): Promise<Ran> {
+function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}, extraEnv: Record<string, string> = {}): Promise<Ran> {
+  // Not sudo's caller unless a test says so: it would become the traced command's user.
+  const { SUDO_UID: _u, SUDO_GID: _g, ...env } = process.env;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], ...as });
+    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...extraEnv }, ...as });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -227,6 +229,9 @@ test('usage and environment errors exit 2 with a message naming what is wrong', 
     [['--baseline', 'ok.yaml'], /give either --events FILE or -- COMMAND/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--', 'true'], /give either --events FILE or -- COMMAND/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--ignore-command-status'], /--ignore-command-status applies to -- COMMAND only/],
+    [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--user', '1000'], /--user applies to -- COMMAND only/],
+    [['--baseline', 'ok.yaml', '--user', 'nobody', '--', '/bin/true'], /--user is a numeric id; not "nobody"/],
+    [['--baseline', 'ok.yaml', '--user', '1:2:3', '--', '/bin/true'], /--user is UID or UID:GID/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--fail-on', 'urgent'], /--fail-on is one of critical, high, medium, low/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--format', 'syslog'], /--format is one of falco, tetragon, ebpf/],
     [['--baseline', 'ok.yaml', '--events', 'other.jsonl'], /cannot tell the format of other\.jsonl .*give --format/],
@@ -380,6 +385,32 @@ test('reports are written through an unguessable temporary file that follows no 
   writeFileSync(join(dir, 'taken', 'x'), '');
   await t.throwsAsync(writeReport(join(dir, 'taken'), 'x'), { message: /cannot write/ });
   t.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.taken.')), []);
+});
+
+test.serial('-- COMMAND runs as --user, or as sudo\'s caller; a process that leaves the tree\'s cgroup is reported as incomplete', async (t) => {
+  const why = ebpfUnavailable();
+  if (why !== null) {
+    t.log(`SKIPPED: eBPF command mode is not possible here: ${why}`);
+    t.pass();
+    return;
+  }
+  const dir = workdir(t);
+  writeFileSync(join(dir, 'empty.yaml'), baselineYaml('registry.example.com/team/worker', ' []'));
+  // The command's output is verify's (stdio inherited): id prints who it ran as.
+  const asUser = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--user', '65534:65534', '--', '/usr/bin/id']);
+  t.regex(asUser.stdout, /^uid=65534\(\w+\) gid=65534\(\w+\) groups=65534\(\w+\)$/m, 'and no supplementary group of root');
+  const bySudo = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--', '/usr/bin/id', '-u'], {}, { SUDO_UID: '65534', SUDO_GID: '65534' });
+  t.regex(bySudo.stdout, /^65534$/m, bySudo.stdout + bySudo.stderr);
+  const asRoot = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--user', '0', '--', '/usr/bin/id', '-u'], {}, { SUDO_UID: '65534', SUDO_GID: '65534' });
+  t.regex(asRoot.stdout, /^0$/m, '--user 0 keeps root under sudo');
+
+  // As root, the command moves itself to the hierarchy's root cgroup, then execs: that exec is not
+  // in the tree, and it must not pass unseen.
+  const root = cgroupV2Root(readFileSync('/proc/self/mountinfo', 'utf8')) as string;
+  const left = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--user', '0', '--', SH, '-c', 'echo $$ > "$1/cgroup.procs"; exec /bin/true', 'sh', root]);
+  // The shell itself is a critical deviation here (exit 1 outranks 2); the gap is reported all the same.
+  t.is(left.code, 1, left.stdout + left.stderr);
+  t.regex(left.stdout, /incomplete: \d+ events of the command's processes came from outside its cgroup \(a process left it\)/);
 });
 
 test('-- COMMAND as a user that is not root: exit 2 saying so, before anything runs', async (t) => {
