@@ -7,11 +7,12 @@
  */
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, copyFileSync, realpathSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, copyFileSync, readFileSync, realpathSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEbpfDecoder, originOf, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
 import { EBPF_PROGRAM } from '../../agent/sources/ebpf/program.js';
+import { cgroupV2Root } from '../../cli/verify/run-command.js';
 import { findBpftrace, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
 import { createEbpfSource } from '../../agent/sources/ebpf/source.js';
 import { isDrift, type ActivityEvent } from '../../core/event.js';
@@ -36,7 +37,7 @@ test('originOf: links 0 is memfd (by its memfd: name) or deleted; overlay upper/
   t.is(originOf(o(OVL, 1, 0, 'averyverylongnam'), '/opt/averyverylongname'), 'image', 'the name is cut at 16 bytes');
 });
 
-test('originOf: runc\'s cloned self is plumbing only when its parent sits in another cgroup; a memfd named so from inside is drift', (t) => {
+test('originOf: runc\'s cloned self is plumbing only when its parent runs on the host side (printed by the program); a memfd named so from inside is drift', (t) => {
   const clone = (parentOutside: boolean | null) => ({ magic: 0x01021994, links: 0, upper: 2, name: 'memfd:runc_clone', parentOutside });
   t.is(originOf(clone(true), '/proc/self/exe'), 'unknown', 'exec\'d by runc or the shim from the host side');
   t.is(originOf(clone(false), '/proc/self/fd/3'), 'memfd', 'a process of the container naming its memfd runc_cloned');
@@ -159,6 +160,18 @@ test.serial('real bpftrace: a lower-layer binary is the image; one copied into t
   await run(['python3', '-c', memfd, `${tag}-memfd`, `${tag}-memfd`]);
   // runc's name, chosen by a process that is not runc (its parent, this test, shares its cgroup).
   await run(['python3', '-c', memfd, 'runc_cloned:/proc/self/exe', `${tag}-fakerunc`]);
+  // runc's name from a process in a cgroup of its own: in the host's mount namespace, as runc re-exec'd
+  // by the shim (plumbing), and in a mount namespace of its own, as a container's first process whose
+  // parent is the shim (drift). The shell moves itself, then execs python.
+  const v2 = cgroupV2Root(readFileSync('/proc/self/mountinfo', 'utf8'));
+  const cg = v2 === null ? null : join(v2, `dw-drift-${process.pid}`);
+  if (cg !== null) {
+    mkdirSync(cg);
+    t.teardown(() => rmdirSync(cg));
+    const moved = 'echo $$ > "$1/cgroup.procs"; exec python3 -c "$2" runc_cloned:/proc/self/exe "$3"';
+    await run(['sh', '-c', moved, 'sh', cg, memfd, `${tag}-hostrunc`]);
+    await run(['unshare', '-m', 'sh', '-c', moved, 'sh', cg, memfd, `${tag}-initrunc`]);
+  } else t.log('no cgroup v2 hierarchy: the host-side runc case is not run');
   copyFileSync('/bin/true', join(dir, `${tag}-deleted`));
   await run(['python3', '-c', deleted, `${tag}-deleted`, join(dir, `${tag}-deleted`)]);
   await run(['/bin/true', `${tag}-host`]);
@@ -168,6 +181,8 @@ test.serial('real bpftrace: a lower-layer binary is the image; one copied into t
     dropped: events.find((e) => e.kind === 'exec' && e.process.exe === join(merged, `${tag}-dropped`)),
     memfd: events.find((e) => e.kind === 'exec' && e.process.args[0] === `${tag}-memfd`),
     fakeRunc: events.find((e) => e.kind === 'exec' && e.process.args[0] === `${tag}-fakerunc`),
+    hostRunc: cg === null ? null : events.find((e) => e.kind === 'exec' && e.process.args[0] === `${tag}-hostrunc`),
+    initRunc: cg === null ? null : events.find((e) => e.kind === 'exec' && e.process.args[0] === `${tag}-initrunc`),
     script: events.find((e) => e.kind === 'exec' && e.process.exe === join(merged, `${tag}-script`)),
     deleted: events.find((e) => e.kind === 'exec' && e.process.args[0] === `${tag}-deleted`),
     host: events.find((e) => e.kind === 'exec' && e.process.args[0] === `${tag}-host`),
@@ -185,6 +200,10 @@ test.serial('real bpftrace: a lower-layer binary is the image; one copied into t
   t.is(found.memfd?.process.origin, 'memfd');
   t.like(found.memfd, { process: { exe: '/proc/self/fd/3' } });
   t.is(found.fakeRunc?.process.origin, 'memfd', 'a memfd named runc_cloned by a process of the same cgroup is drift');
+  if (cg !== null) {
+    t.is(found.hostRunc?.process.origin, 'unknown', 'another cgroup, the host\'s mount namespace: runc\'s plumbing');
+    t.is(found.initRunc?.process.origin, 'memfd', 'another cgroup but a mount namespace of its own (a container\'s first process): drift');
+  }
   t.not(found.script, undefined);
   t.not(found.script?.process.origin, 'image', 'a script dropped after start is not the image because its interpreter is');
   t.is(found.deleted?.process.origin, 'deleted');

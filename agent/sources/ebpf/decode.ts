@@ -142,7 +142,7 @@ export interface OriginRecord {
   upper: number;
   /** The first 16 bytes of the executable's dentry name. */
   name: string;
-  /** Whether the parent sits in another cgroup than the exec'ing process; null when not printed (older recordings). */
+  /** Whether the parent runs on the host side (another cgroup, the same mount namespace: program.ts); null when not printed (older recordings). */
   parentOutside: boolean | null;
 }
 
@@ -155,9 +155,9 @@ const OVERLAYFS_MAGIC = 0x794c7630;
  * dentry means it was written after the container started, none means a lower layer (the image);
  * anything else (not overlayfs, the layout check failed) is unknown.
  *
- * - runc's cloned self (isRuntimeMemfd) is plumbing only when its parent sits in another cgroup (runc
- *   or the shim, on the host side): the memfd's name is whatever the caller of memfd_create chose, so a
- *   process of the container naming its memfd `runc_cloned` from its own cgroup is drift like any other.
+ * - runc's cloned self (isRuntimeMemfd) is plumbing only when its parent runs on the host side (runc
+ *   or the shim: another cgroup, the same mount namespace): the memfd's name is whatever the caller of
+ *   memfd_create chose, so a process of a container naming its memfd `runc_cloned` is drift like any other.
  * - The O record reads the file the new program runs (`mm->exe_file`): for a `#!` script, `ld.so
  *   FILE` or a binfmt_misc handler that is the interpreter, not the exec'd file. When the record's name
  *   is not the exec'd path's basename, the image's interpreter says nothing about the exec'd file (a

@@ -30,11 +30,14 @@
  *   link count (0: a memfd or a deleted file), whether its overlay inode has an upper dentry (1: the
  *   file was written or changed after the container started; 0: a lower layer, the image; 2: not
  *   overlayfs, or the layout check failed), the first 16 bytes of its dentry name (`memfd:…` for
- *   memfd_create files), and whether the parent sits in another cgroup than the exec'ing process (1:
- *   its cgroup v2 directory, or its memory controller's at the v2 root, is another one; the kernel's
- *   view, which a process of a container cannot change without write access to the cgroup tree). That
- *   last field is what tells runc's cloned self (exec'd from the host side) from a process of the
- *   container naming its own memfd `runc_cloned`: the name alone is the caller's choice. The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
+ *   memfd_create files), and whether the parent runs on the host side of the exec'ing process (1:
+ *   the parent sits in another cgroup — its cgroup v2 directory, or its memory controller's at the v2
+ *   root — and in the same mount namespace). That last field is what tells runc's cloned self (runc
+ *   re-exec'd by the shim, `runc init` by runc: both still in the host's mount namespace) from a
+ *   process of the container naming its own memfd `runc_cloned`: the name alone is the caller's
+ *   choice. The cgroup alone is not enough: a container's first process has the shim, in another
+ *   cgroup, for parent; but it lives in the container's mount namespace, and no process of a
+ *   container can join the host's. The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
  *   0.17 has no offsetof, so the program steps back by the fields before `vfs_inode` (four 8-byte
  *   words since Linux 4.19: a union of pointers, `redirect`, `version`, `flags`) and uses that only
  *   when the stepped-back struct's own `vfs_inode` has this inode's number and superblock: on a
@@ -107,7 +110,8 @@ tracepoint:sched:sched_process_exec
   $p = curtask->real_parent;
   $pkn = (struct kernfs_node *)$p->cgroups->dfl_cgrp->kn;
   if ($p->cgroups->dfl_cgrp->level == 0) { $pkn = (struct kernfs_node *)$p->cgroups->subsys[$1]->cgroup->kn; }
-  printf("O %llu %d %lx %u %llu %rx %d\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16), (uint64)$pkn != (uint64)$kn ? 1 : 0);
+  $outside = (uint64)$pkn != (uint64)$kn && (uint64)curtask->nsproxy->mnt_ns == (uint64)$p->nsproxy->mnt_ns ? 1 : 0;
+  printf("O %llu %d %lx %u %llu %rx %d\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16), $outside);
 }
 
 tracepoint:sock:inet_sock_set_state
