@@ -9,7 +9,8 @@
  * --fail-on, 2 a usage or environment error (bad flags, an unreadable or invalid baseline or events
  * file, no bpftrace, not root) or a check that could not see everything (the kernel dropped events).
  */
-import { access, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { access, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -50,9 +51,14 @@ Options:
                          container's entrypoint under its runtime)
   --bpftrace PATH        bpftrace to run; default the one on PATH
   --no-dns               do not trace DNS answers (connects then carry addresses, not names)
+  --user UID[:GID]       who COMMAND runs as; default SUDO_UID:SUDO_GID when verify runs under sudo,
+                         else root. A root command can leave its cgroup (then the run is incomplete)
+  --ignore-command-status  judge the trace alone: a COMMAND that fails (non-zero exit, a signal) is
+                         otherwise exit 2, since a build whose tests fail at once ran almost nothing
   --quiet                print only the result line
 Exit codes: 0 everything matched (or only deviations below --fail-on), 1 deviations at or above
---fail-on, 2 a usage or environment error, or events the kernel dropped (the check is incomplete).`;
+--fail-on, 2 a usage or environment error, events the kernel dropped (the check is incomplete), nothing
+checked, or a COMMAND that exited non-zero or by a signal (unless --ignore-command-status).`;
 
 /** A bad flag or file: exit 2 with the help. */
 class UsageError extends Error {
@@ -80,6 +86,8 @@ const OPTIONS = {
   'root-parent': { type: 'string' },
   bpftrace: { type: 'string' },
   'no-dns': { type: 'boolean' },
+  'ignore-command-status': { type: 'boolean' },
+  user: { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -131,19 +139,44 @@ async function loadRules(path: string | undefined): Promise<readonly SeverityRul
   }
 }
 
+/** Who the command runs as: `--user UID[:GID]`, else sudo's caller (SUDO_UID, SUDO_GID), else root (null). */
+export function commandUser(flag: string | undefined, env: NodeJS.ProcessEnv): { uid: number; gid: number } | null {
+  const id = (s: string, what: string) => {
+    if (!/^\d{1,10}$/.test(s) || Number(s) > 4294967294) throw new UsageError(`${what} is a numeric id; not ${JSON.stringify(s.slice(0, 40))}`);
+    return Number(s);
+  };
+  if (flag !== undefined) {
+    const [u, g, more] = flag.split(':');
+    if (more !== undefined) throw new UsageError('--user is UID or UID:GID');
+    const uid = id(u ?? '', '--user');
+    return uid === 0 && g === undefined ? null : { uid, gid: g === undefined ? uid : id(g, '--user GID') };
+  }
+  const sudoUid = env.SUDO_UID;
+  if (sudoUid === undefined || sudoUid === '') return null;
+  return { uid: id(sudoUid, 'SUDO_UID'), gid: id(env.SUDO_GID ?? sudoUid, 'SUDO_GID') };
+}
+
 function severityOf(v: string | undefined): Severity {
   if (v === undefined) return 'low';
   if (!(SEVERITIES as readonly string[]).includes(v)) throw new UsageError(`--fail-on is one of ${SEVERITIES.join(', ')}; not ${JSON.stringify(v.slice(0, 40))}`);
   return v as Severity;
 }
 
-/** Write beside the target and rename: CI never uploads half a report. */
-async function writeReport(file: string, text: string): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+/**
+ * Write beside the target and rename: CI never uploads half a report. verify runs as root (command
+ * mode) in directories others may write, so the temporary name is unguessable and created exclusively
+ * ('wx': an existing file or a planted symbolic link there fails instead of being followed), and it
+ * is removed when anything fails.
+ */
+export async function writeReport(file: string, text: string): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(12).toString('hex')}.tmp`);
+  let created = false;
   try {
-    await writeFile(tmp, text, { mode: 0o644 });
+    await writeFile(tmp, text, { mode: 0o644, flag: 'wx' });
+    created = true;
     await rename(tmp, file);
   } catch (err) {
+    if (created) await unlink(tmp).catch(() => undefined);
     throw new UsageError(`cannot write ${file}: ${(err as Error).message}`);
   }
 }
@@ -183,10 +216,13 @@ async function run(args: string[], io: Io): Promise<number> {
   if (values.format !== undefined && !(EVENT_FORMATS as readonly string[]).includes(values.format)) throw new UsageError(`--format is one of ${EVENT_FORMATS.join(', ')}; not ${JSON.stringify(values.format.slice(0, 40))}`);
   if (values['all-events'] && values.container !== undefined) throw new UsageError('--all-events and --container exclude each other');
   if (values.container !== undefined && !/^[0-9a-f]{1,64}$/.test(values.container)) throw new UsageError('--container takes a container id (hex) or its start');
+  if (dash === -1 && values['ignore-command-status']) throw new UsageError('--ignore-command-status applies to -- COMMAND only');
   if (dash !== -1 && (values.format !== undefined || values['all-events'] || values.container !== undefined)) throw new UsageError('--format, --all-events and --container apply to --events only');
   const rootParent = values['root-parent'] ?? '';
   if (rootParent.length > 256 || /[\u0000-\u001f/]/.test(rootParent)) throw new UsageError('--root-parent is a process name (no /, at most 256 characters)');
   if (values.bpftrace !== undefined && !values.bpftrace.startsWith('/')) throw new UsageError('--bpftrace takes an absolute path');
+  if (dash === -1 && values.user !== undefined) throw new UsageError('--user applies to -- COMMAND only');
+  const user = dash === -1 ? null : commandUser(values.user, process.env);
   const failOn = severityOf(values['fail-on']);
   let clusterRanges;
   try {
@@ -205,8 +241,8 @@ async function run(args: string[], io: Io): Promise<number> {
     const read = await checkFiles(files, values.format as EventFormat | undefined, values.container, verifier, doc.key, counts);
     input = { mode: 'events', files: read, scope: values['all-events'] ? 'all-events' : values.container !== undefined ? 'container' : 'image', ...(values.container !== undefined && { container: values.container }) };
   } else {
-    const outcome = await traceCommand(command, { bpftrace: values.bpftrace ?? '', dns: values['no-dns'] !== true, rootParent }, counts, (ev) => verifier.check(ev));
-    input = { mode: 'command', argv: command, outcome };
+    const outcome = await traceCommand(command, { bpftrace: values.bpftrace ?? '', dns: values['no-dns'] !== true, rootParent, user }, counts, (ev) => verifier.check(ev));
+    input = { mode: 'command', argv: command, outcome, ignoreStatus: values['ignore-command-status'] === true };
   }
   const report: VerifyRun = { baselinePath: values.baseline, doc, docText: text, result: verifier.result(), failOn, input, counts, startedAt, durationMs: Date.now() - startedAt };
 

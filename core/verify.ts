@@ -130,6 +130,8 @@ function enforcingEngine(doc: BaselineDocument, keyMode: KeyMode): BaselineEngin
     learnUntil: 0,
     entryIds: doc.entries.map(entryId),
     removedIds: doc.removed.map(entryId),
+    // What the cluster's agents are told too: a drift exec the list covers is no deviation there either.
+    driftAllowed: [...doc.driftAllowed],
   });
   return engine;
 }

@@ -310,8 +310,11 @@ function originOf(f: Record<string, unknown>, rule: unknown): ExecutableOrigin |
   const t = f['evt.type'];
   const flags = t === 'execve' || t === 'execveat' ? exeFlagsOf(f['evt.arg.flags']) : null;
   if (memfd === true || flags?.has('EXE_FROM_MEMFD')) {
+    // runc's cloned self runs on the host side; its name alone proves nothing (the caller of
+    // memfd_create chose it), and proc.pname/proc.aname are comm, which a process sets. Only Falco's
+    // cgroup-derived container.id saying `host` does: in a container, a memfd exec is always drift.
     const exepath = f['proc.exepath'];
-    return typeof exepath === 'string' && isRuntimeMemfd(exepath) ? 'unknown' : 'memfd';
+    return typeof exepath === 'string' && isRuntimeMemfd(exepath) && f['container.id'] === 'host' ? 'unknown' : 'memfd';
   }
   if (upper === true || flags?.has('EXE_UPPER_LAYER')) return 'upper-layer';
   if (lower === true || flags?.has('EXE_LOWER_LAYER')) return 'image';

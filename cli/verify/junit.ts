@@ -10,7 +10,7 @@
 import { hostname } from 'node:os';
 import type { Finding } from '../../core/verify.js';
 import { visible, visibleLine } from '../../collector/sinks/text.js';
-import { failing, ignoredText, incomplete, kindsText, nothingChecked, pidsText, type VerifyRun } from './report.js';
+import { commandFailed, failing, ignoredText, incomplete, kindsText, nothingChecked, pidsText, type VerifyRun } from './report.js';
 import { atOrAbove } from '../../core/verify.js';
 import { describeEntry, entryFromId } from '../../core/entry.js';
 
@@ -91,6 +91,11 @@ export function junitReport(run: VerifyRun): string {
   if (none) {
     errors++;
     cases.push(`    <testcase classname="driftwatch.verify" name="events of the baseline's image were checked" time="0">\n      <error type="nothing-checked" message="${xmlAttr(none)}"/>\n    </testcase>`);
+  }
+  const failed = commandFailed(run);
+  if (failed) {
+    errors++;
+    cases.push(`    <testcase classname="driftwatch.verify" name="the command succeeded" time="0">\n      <error type="command-failed" message="${xmlAttr(failed)}"/>\n    </testcase>`);
   }
   const props: [string, string][] = [
     ['baseline', run.baselinePath],

@@ -34,6 +34,8 @@ export function proposalDocument(doc: BaselineDocument, findings: readonly Findi
     images: [],
     nodes: [],
     partial: false,
+    // Kept as it is: a proposal adds entries, it never drops what security allowed.
+    driftAllowed: [...doc.driftAllowed],
     entries: [...doc.entries.map((e) => viewEntry(e, 'approved')), ...added.map((f) => viewEntry(f.entry, 'added')), ...doc.removed.map((e) => viewEntry(e, 'removed'))],
   };
   const head = [
@@ -46,7 +48,8 @@ export function proposalDocument(doc: BaselineDocument, findings: readonly Findi
   const back = parseBaselineDocuments(text);
   const want = new Set([...doc.entries, ...added.map((f) => f.entry)].map(entryId));
   const got = back.length === 1 ? new Set((back[0] as BaselineDocument).entries.map(entryId)) : new Set<string>();
-  if (got.size !== want.size || [...want].some((id) => !got.has(id)) || (back[0] as BaselineDocument).removed.length !== doc.removed.length) {
+  const sameAllowed = back.length === 1 && (back[0] as BaselineDocument).driftAllowed.join('\n') === [...doc.driftAllowed].sort().join('\n');
+  if (got.size !== want.size || [...want].some((id) => !got.has(id)) || (back[0] as BaselineDocument).removed.length !== doc.removed.length || !sameAllowed) {
     throw new Error('the proposal does not read back as the baseline plus the deviations (a bug): not written');
   }
   return text;

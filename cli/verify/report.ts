@@ -13,7 +13,7 @@ import type { EventFormat, ReadCounts } from './events-file.js';
 import type { TraceOutcome } from './run-command.js';
 
 /** Where the events came from. */
-export type VerifyInput = { mode: 'events'; files: { path: string; format: EventFormat }[]; scope: 'image' | 'all-events' | 'container'; container?: string } | { mode: 'command'; argv: string[]; outcome: TraceOutcome };
+export type VerifyInput = { mode: 'events'; files: { path: string; format: EventFormat }[]; scope: 'image' | 'all-events' | 'container'; container?: string } | { mode: 'command'; argv: string[]; outcome: TraceOutcome; ignoreStatus: boolean };
 
 /** One run, everything the reports need. */
 export interface VerifyRun {
@@ -40,7 +40,22 @@ export function failing(run: VerifyRun): Finding[] {
 /** Why the check is incomplete (the kernel dropped events, bpftrace stopped early), or null. */
 export function incomplete(run: VerifyRun): string | null {
   if (run.input.mode === 'command' && run.input.outcome.traceStopped !== null) return run.input.outcome.traceStopped;
+  if (run.input.mode === 'command' && run.input.outcome.escaped > 0) {
+    return `${run.input.outcome.escaped} events of the command's processes came from outside its cgroup (a process left it): what they ran there was not checked`;
+  }
   return run.counts.lost > 0 ? `the kernel dropped ${run.counts.lost} events before they were read (perf buffers full): some processes or connections were not checked` : null;
+}
+
+/**
+ * Why the traced command failed (a non-zero exit, a signal), or null; always null under
+ * --ignore-command-status. A build whose tests fail at once runs almost nothing: no deviation among
+ * so little is no pass.
+ */
+export function commandFailed(run: VerifyRun): string | null {
+  if (run.input.mode !== 'command' || run.input.ignoreStatus) return null;
+  const o = run.input.outcome;
+  if (o.signal !== null) return `the command was ended by ${o.signal}`;
+  return o.exitCode === 0 ? null : `the command exited with code ${o.exitCode}`;
 }
 
 /** Events checked in all. */
@@ -58,10 +73,13 @@ export function nothingChecked(run: VerifyRun): string | null {
   return `no event of ${run.doc.key} was checked${hint}`;
 }
 
-/** The exit code: 1 with a failing deviation, else 2 when the check could not see everything (or saw nothing), else 0. */
+/**
+ * The exit code: 1 with a failing deviation, else 2 when the check could not see everything (or saw
+ * nothing) or the traced command failed, else 0.
+ */
 export function exitCodeOf(run: VerifyRun): number {
   if (failing(run).length > 0 || run.result.overflow > 0) return EXIT.deviations;
-  return incomplete(run) !== null || nothingChecked(run) !== null ? EXIT.usage : EXIT.ok;
+  return incomplete(run) !== null || nothingChecked(run) !== null || commandFailed(run) !== null ? EXIT.usage : EXIT.ok;
 }
 
 const v = visibleLine;
@@ -146,7 +164,9 @@ export function textReport(run: VerifyRun): string {
         ? `result: FAIL (exit 1): ${plural(fails.length + result.overflow, 'deviation')} at or above --fail-on ${run.failOn}`
         : nothingChecked(run) !== null
           ? `result: NOTHING CHECKED (exit 2): ${v(nothingChecked(run) as string)}`
-          : 'result: INCOMPLETE (exit 2): no failing deviation among what was seen, but not everything was seen',
+          : incomplete(run) === null && commandFailed(run) !== null
+            ? `result: COMMAND FAILED (exit 2): ${v(commandFailed(run) as string)}; no failing deviation among what it ran (--ignore-command-status to judge the trace alone)`
+            : 'result: INCOMPLETE (exit 2): no failing deviation among what was seen, but not everything was seen',
   );
   return out.join('\n');
 }

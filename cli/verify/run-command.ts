@@ -56,6 +56,11 @@ export interface TraceOptions {
   rootParent: string;
   /** Where the command's output goes (default: this process's). */
   stdio?: 'inherit' | 'ignore';
+  /**
+   * Who the command runs as (null: root, as verify). Not root by choice: a root command can write
+   * its pid into any cgroup.procs and leave the tree's cgroup, and with it the check.
+   */
+  user?: { uid: number; gid: number } | null;
 }
 
 /** What became of the run. */
@@ -67,12 +72,16 @@ export interface TraceOutcome {
   killed: number;
   /** Events of processes outside the tree, seen and not checked. */
   outside: number;
+  /** Of those, events of a pid that was the tree's: a process that left the tree's cgroup (the check is incomplete). */
+  escaped: number;
   /** Sub-cgroups of the tree's cgroup that its processes ran in. */
   subCgroups: number;
   /** Why bpftrace stopped before it was asked to (an interrupt, a crash): the check is incomplete. Null when it did not. */
   traceStopped: string | null;
 }
 
+/** Most pids of the tree remembered to tell a process that left its cgroup. */
+const MAX_TREE_PIDS = 65_536;
 /** Most cgroup directories walked under the tree's (the command's own sub-cgroups). */
 const MAX_SUBTREE = 256;
 /** Cgroup ids known not to be the tree's, remembered (emptied when full). */
@@ -261,14 +270,19 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
   const markers = new Set<number>();
   let markerSeen: (() => void) | null = null;
   let outside = 0;
+  let escaped = 0;
+  // Pids seen in the tree (bounded): an event of one of them outside the tree is a process that left it.
+  const treePids = new Set<number>();
 
   const deliver = () => {
     for (const ev of decoder.take()) {
       if (ev.kind === 'exec' && markers.delete(ev.process.pid)) markerSeen?.();
       if (ev.container?.id !== TREE_CONTAINER) {
         outside++;
+        if (treePids.has(ev.process.pid) || ev.process.pid === rootPid) escaped++;
         continue;
       }
+      if (treePids.size < MAX_TREE_PIDS) treePids.add(ev.process.pid);
       if (ev.kind === 'exec') {
         resolveExecutables(ev, mounts);
         if (ev.process.pid === rootPid) {
@@ -318,7 +332,7 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
       const why = first.error?.message ?? stderrTail.split('\n').filter((l) => l !== '' && !l.includes('RLIMIT_MEMLOCK')).slice(-5).join('; ');
       throw new CommandModeError(`bpftrace (${where.bpftrace}) stopped before it attached its probes: ${why || `exit ${first.code ?? first.signal}`}`);
     }
-    const child = startInCgroup(argv, dir, home, options.stdio ?? 'inherit');
+    const child = startInCgroup(argv, dir, home, options.stdio ?? 'inherit', options.user ?? null);
     rootPid = child.pid ?? -1;
     const started = await new Promise<Error | null>((resolve) => {
       child.once('spawn', () => resolve(null));
@@ -344,7 +358,7 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
     decoder.expire(Date.now(), true);
     deliver();
     const traceStopped = early === null ? null : `bpftrace stopped before the command's tree ended (${early.error?.message ?? (early.signal !== null ? `signal ${early.signal}` : `exit ${early.code}`)}): what ran after that was not checked`;
-    return { exitCode: exit.code, signal: exit.signal, killed, outside, subCgroups, traceStopped };
+    return { exitCode: exit.code, signal: exit.signal, killed, outside, escaped, subCgroups, traceStopped };
   } finally {
     clearInterval(tick);
     if (bpf.exitCode === null && bpf.signalCode === null) bpf.kill('SIGTERM');
@@ -356,14 +370,15 @@ async function traced(argv: readonly string[], options: TraceOptions, counts: Re
  * move back to `home`. spawn returns once the child has exec'd (or failed to), so no instruction
  * of this process's own work after it runs in the tree's cgroup.
  */
-function startInCgroup(argv: readonly string[], dir: string, home: string, stdio: 'inherit' | 'ignore'): ChildProcess {
+function startInCgroup(argv: readonly string[], dir: string, home: string, stdio: 'inherit' | 'ignore', user: { uid: number; gid: number } | null): ChildProcess {
   try {
     writeFileSync(join(dir, 'cgroup.procs'), String(process.pid));
   } catch (err) {
     throw new CommandModeError(`cannot enter the command's cgroup ${dir}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    return spawn(argv[0] as string, argv.slice(1), { stdio });
+    // libuv drops the supplementary groups when it sets the ids (setgroups(0) before setgid/setuid).
+    return spawn(argv[0] as string, argv.slice(1), { stdio, ...(user && { uid: user.uid, gid: user.gid }) });
   } finally {
     writeFileSync(join(home, 'cgroup.procs'), String(process.pid));
   }

@@ -14,7 +14,7 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Severity } from '../../core/severity.js';
 import type { Finding } from '../../core/verify.js';
 import { VERSION } from '../../runtime/version.js';
-import { failing, incomplete, nothingChecked, type VerifyRun } from './report.js';
+import { commandFailed, failing, incomplete, nothingChecked, type VerifyRun } from './report.js';
 
 /** The schema a SARIF log names (the OASIS errata 01 schema it is validated against in the tests). */
 export const SARIF_SCHEMA = 'https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json';
@@ -89,7 +89,7 @@ export function sarifLog(run: VerifyRun): object {
       properties: { severity: f.severity, reason: f.reason, entry: f.entryId, count: f.count, example: f.example, nearest: f.nearest, removedBySecurity: f.removed },
     };
   });
-  const gap = incomplete(run) ?? nothingChecked(run);
+  const gap = incomplete(run) ?? nothingChecked(run) ?? commandFailed(run);
   const notifications = gap ? [{ level: 'error', message: { text: gap } }] : [];
   return {
     $schema: SARIF_SCHEMA,

@@ -62,6 +62,15 @@ test('Falco: the stock drift rules say the origin by their name when they print 
   t.is(falco({}).process.origin, undefined, 'a record that says nothing has no origin (never drift)');
 });
 
+test('Falco: a memfd named runc_cloned is plumbing only on the host (container.id host); in a container it is drift, whatever proc.pname says', (t) => {
+  const runcClone = { 'evt.arg.flags': 'EXE_WRITABLE|EXE_FROM_MEMFD', 'proc.exepath': 'memfd:runc_cloned:/proc/self/exe', 'proc.exe': '/proc/self/exe' };
+  // The caller of memfd_create chooses the name, and proc.pname is comm (prctl PR_SET_NAME sets it).
+  t.is(falco({ ...runcClone, 'proc.pname': 'runc' }).process.origin, 'memfd', 'in a container: the name proves nothing');
+  t.is(falco({ ...runcClone, 'proc.pname': 'containerd-shim' }).process.origin, 'memfd');
+  t.is(falco({ ...runcClone, 'container.id': 'host' }).process.origin, 'unknown', 'runc on the host: plumbing');
+  t.is(falco({ ...runcClone, 'proc.exepath': 'memfd:payload', 'container.id': 'host' }).process.origin, 'memfd', 'any other memfd on the host is drift');
+});
+
 test('Falco: evt.arg.flags of an exec (EXE_UPPER_LAYER, EXE_FROM_MEMFD, EXE_LOWER_LAYER); EXE_WRITABLE alone is no drift', (t) => {
   t.is(falco({ 'evt.arg.flags': 'EXE_WRITABLE|EXE_UPPER_LAYER' }).process.origin, 'upper-layer');
   // Falco's own e2e expectation for a memfd exec.

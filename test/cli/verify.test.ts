@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +17,9 @@ import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parseBaselineDocument } from '../../core/baseline-doc.js';
 import { entryId } from '../../core/entry.js';
-import { commandModeMissing } from '../../cli/verify/run-command.js';
+import { cgroupV2Root, commandModeMissing } from '../../cli/verify/run-command.js';
 import { proposalDocument } from '../../cli/verify/proposal.js';
+import { writeReport } from '../../cli/verify.js';
 import { createVerifier } from '../../core/verify.js';
 import { DEFAULT_CLUSTER_CIDRS, parseCidr } from '../../core/ip.js';
 import { CLI } from '../helpers/processes.js';
@@ -39,9 +40,11 @@ interface Ran {
 }
 
 /** Run `driftwatch verify ARGS` in `cwd` as a child process. */
-function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}): Promise<Ran> {
+function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}, extraEnv: Record<string, string> = {}): Promise<Ran> {
+  // Not sudo's caller unless a test says so: it would become the traced command's user.
+  const { SUDO_UID: _u, SUDO_GID: _g, ...env } = process.env;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], ...as });
+    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...extraEnv }, ...as });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -225,6 +228,10 @@ test('usage and environment errors exit 2 with a message naming what is wrong', 
     [['--baseline', 'two.yaml', '--events', REAL_FALCO], /holds 2 baselines \(docker\.io\/library\/alpine, docker\.io\/library\/busybox\); choose one with --key/],
     [['--baseline', 'ok.yaml'], /give either --events FILE or -- COMMAND/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--', 'true'], /give either --events FILE or -- COMMAND/],
+    [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--ignore-command-status'], /--ignore-command-status applies to -- COMMAND only/],
+    [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--user', '1000'], /--user applies to -- COMMAND only/],
+    [['--baseline', 'ok.yaml', '--user', 'nobody', '--', '/bin/true'], /--user is a numeric id; not "nobody"/],
+    [['--baseline', 'ok.yaml', '--user', '1:2:3', '--', '/bin/true'], /--user is UID or UID:GID/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--fail-on', 'urgent'], /--fail-on is one of critical, high, medium, low/],
     [['--baseline', 'ok.yaml', '--events', REAL_FALCO, '--format', 'syslog'], /--format is one of falco, tetragon, ebpf/],
     [['--baseline', 'ok.yaml', '--events', 'other.jsonl'], /cannot tell the format of other\.jsonl .*give --format/],
@@ -290,6 +297,17 @@ test.serial('-- COMMAND: a tree learned as a proposal passes again; the same scr
   t.is(same.code, 0, same.stdout + same.stderr);
   t.regex(same.stdout, /matched: 2 of 2 baseline entries were exercised/);
 
+  // The same tree, but the command fails (`npm test` whose tests fail at once): no deviation is no pass.
+  writeFileSync(script, '/bin/true\nexit 3\n');
+  const failed = await verify(dir, ['--baseline', 'worker.yaml', '--junit', 'failed.xml', '--sarif', 'failed.sarif', '--', SH, script]);
+  t.is(failed.code, 2, failed.stdout + failed.stderr);
+  t.regex(failed.stdout, /result: COMMAND FAILED \(exit 2\): the command exited with code 3/);
+  t.is(junitInvalid(join(dir, 'failed.xml')), null);
+  t.regex(readFileSync(join(dir, 'failed.xml'), 'utf8'), /errors="1"[\s\S]*<error type="command-failed" message="the command exited with code 3"\/>/);
+  t.false(JSON.parse(readFileSync(join(dir, 'failed.sarif'), 'utf8')).runs[0].invocations[0].executionSuccessful);
+  const ignored = await verify(dir, ['--baseline', 'worker.yaml', '--ignore-command-status', '--', SH, script]);
+  t.is(ignored.code, 0, ignored.stdout + ignored.stderr);
+
   // Also a daemon left behind: it outlives the script, and is killed (and counted) when the script
   // exits. The script waits (shell builtins only) until it runs sleep, so its exec is there to see.
   writeFileSync(
@@ -329,6 +347,70 @@ test('a proposal adds what deviated, keeps what security removed removed, and sa
   const back = parseBaselineDocument(text);
   t.deepEqual(back.entries.map(entryId).sort(), ['egress|tcp|cluster|6379', 'exec|sh|runc|root|-c uptime']);
   t.deepEqual(back.removed.map(entryId), ['exec|sh|runc|root|-c clear; (bash \\|\\| ash \\|\\| sh)']);
+});
+
+test('the drift allow list counts in verify as in the cluster, and a proposal keeps it', (t) => {
+  const options = { entryOptions: { clusterRanges: DEFAULT_CLUSTER_CIDRS.map((c) => parseCidr(c)) }, allEvents: true };
+  const ev = (args: string[], origin: 'upper-layer' | 'image') => ({
+    time: 1, node: 'ci', source: 'test', container: null, pod: null, kind: 'exec' as const,
+    process: { pid: 7, exe: 'sh', name: 'sh', args, parentExe: '', parentName: 'runc', uid: 0, user: '', origin },
+    network: null,
+  });
+  // A known entry run from outside the image: drift, unless the key's allow list covers it.
+  const strict = createVerifier(parseBaselineDocument(ALPINE), options);
+  strict.check(ev(['-c', 'uptime'], 'upper-layer'));
+  t.is(strict.result().findings.length, 1, 'no allow list: drift deviates');
+  const doc = parseBaselineDocument(`${ALPINE}  driftAllowed:\n    - "sh"\n    - "/opt/jit/*"\n`);
+  t.deepEqual(doc.driftAllowed, ['/opt/jit/*', 'sh']);
+  const v = createVerifier(doc, options);
+  v.check(ev(['-c', 'uptime'], 'upper-layer'));
+  t.deepEqual(v.result().findings, [], 'allowed drift is no deviation');
+  v.check(ev(['-c', 'date'], 'image'));
+  const text = proposalDocument(doc, v.result().findings, 'run.jsonl', new Date(0));
+  t.deepEqual(parseBaselineDocument(text).driftAllowed, ['/opt/jit/*', 'sh'], 'the proposal keeps the allow list');
+});
+
+test('reports are written through an unguessable temporary file that follows no planted link, and none is left when the write fails', async (t) => {
+  const dir = workdir(t);
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  // The name the writer used before: dot, report name, pid, .tmp.
+  symlinkSync(victim, join(dir, `.report.xml.${process.pid}.tmp`));
+  await writeReport(join(dir, 'report.xml'), '<report/>\n');
+  t.is(readFileSync(victim, 'utf8'), 'precious\n', 'the planted link was not followed');
+  t.is(readFileSync(join(dir, 'report.xml'), 'utf8'), '<report/>\n');
+  t.false(lstatSync(join(dir, 'report.xml')).isSymbolicLink());
+  // The target is a directory: the rename fails, and the temporary file goes with it.
+  mkdirSync(join(dir, 'taken'));
+  writeFileSync(join(dir, 'taken', 'x'), '');
+  await t.throwsAsync(writeReport(join(dir, 'taken'), 'x'), { message: /cannot write/ });
+  t.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.taken.')), []);
+});
+
+test.serial('-- COMMAND runs as --user, or as sudo\'s caller; a process that leaves the tree\'s cgroup is reported as incomplete', async (t) => {
+  const why = ebpfUnavailable();
+  if (why !== null) {
+    t.log(`SKIPPED: eBPF command mode is not possible here: ${why}`);
+    t.pass();
+    return;
+  }
+  const dir = workdir(t);
+  writeFileSync(join(dir, 'empty.yaml'), baselineYaml('registry.example.com/team/worker', ' []'));
+  // The command's output is verify's (stdio inherited): id prints who it ran as.
+  const asUser = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--user', '65534:65534', '--', '/usr/bin/id']);
+  t.regex(asUser.stdout, /^uid=65534\(\w+\) gid=65534\(\w+\) groups=65534\(\w+\)$/m, 'and no supplementary group of root');
+  const bySudo = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--', '/usr/bin/id', '-u'], {}, { SUDO_UID: '65534', SUDO_GID: '65534' });
+  t.regex(bySudo.stdout, /^65534$/m, bySudo.stdout + bySudo.stderr);
+  const asRoot = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--user', '0', '--', '/usr/bin/id', '-u'], {}, { SUDO_UID: '65534', SUDO_GID: '65534' });
+  t.regex(asRoot.stdout, /^0$/m, '--user 0 keeps root under sudo');
+
+  // As root, the command moves itself to the hierarchy's root cgroup, then execs: that exec is not
+  // in the tree, and it must not pass unseen.
+  const root = cgroupV2Root(readFileSync('/proc/self/mountinfo', 'utf8')) as string;
+  const left = await verify(dir, ['--baseline', 'empty.yaml', '--fail-on', 'critical', '--user', '0', '--', SH, '-c', 'echo $$ > "$1/cgroup.procs"; exec /bin/true', 'sh', root]);
+  // The shell itself is a critical deviation here (exit 1 outranks 2); the gap is reported all the same.
+  t.is(left.code, 1, left.stdout + left.stderr);
+  t.regex(left.stdout, /incomplete: \d+ events of the command's processes came from outside its cgroup \(a process left it\)/);
 });
 
 test('-- COMMAND as a user that is not root: exit 2 saying so, before anything runs', async (t) => {

@@ -132,25 +132,54 @@ interface PendingExec {
   filename: string | null;
   argv: Buffer | null;
   received: number;
-  origin: ExecutableOrigin | undefined;
+  o: OriginRecord | null;
+}
+
+/** What the program's O record says about an exec's executable (program.ts). */
+export interface OriginRecord {
+  magic: number;
+  links: number;
+  upper: number;
+  /** The first 16 bytes of the executable's dentry name. */
+  name: string;
+  /** Whether the parent runs on the host side (another cgroup, the same mount namespace: program.ts); null when not printed (older recordings). */
+  parentOutside: boolean | null;
 }
 
 /** The superblock magic of overlayfs (include/uapi/linux/magic.h OVERLAYFS_SUPER_MAGIC). */
 const OVERLAYFS_MAGIC = 0x794c7630;
 
 /**
- * The origin of an exec's executable from the program's O record (program.ts): no link left is a
- * memfd (its dentry is named `memfd:…`) or a deleted file; on overlayfs, an upper dentry means it was
- * written after the container started, none means a lower layer (the image); anything else (not
- * overlayfs, the layout check failed) is unknown. runc's cloned self is plumbing (isRuntimeMemfd).
+ * The origin of an exec's executable (`exe`, the exec'd path) from the program's O record (program.ts):
+ * no link left is a memfd (its dentry is named `memfd:…`) or a deleted file; on overlayfs, an upper
+ * dentry means it was written after the container started, none means a lower layer (the image);
+ * anything else (not overlayfs, the layout check failed) is unknown.
+ *
+ * - runc's cloned self (isRuntimeMemfd) is plumbing only when its parent runs on the host side (runc
+ *   or the shim: another cgroup, the same mount namespace): the memfd's name is whatever the caller of
+ *   memfd_create chose, so a process of a container naming its memfd `runc_cloned` is drift like any other.
+ * - The O record reads the file the new program runs (`mm->exe_file`): for a `#!` script, `ld.so
+ *   FILE` or a binfmt_misc handler that is the interpreter, not the exec'd file. When the record's name
+ *   is not the exec'd path's basename, the image's interpreter says nothing about the exec'd file (a
+ *   script dropped into the container): `unknown`, never `image`. Drift of the interpreter itself
+ *   (upper layer, memfd, deleted) stays drift. An exec through a symbolic link whose target has another
+ *   name (python3 → python3.11) is `unknown` too: the path does not name the file that ran.
  */
-export function originOf(magic: number, links: number, upper: number, name: string): ExecutableOrigin {
-  if (links === 0) {
-    if (!name.startsWith('memfd:')) return 'deleted';
-    return isRuntimeMemfd(name) ? 'unknown' : 'memfd';
+export function originOf(o: OriginRecord, exe: string): ExecutableOrigin {
+  if (o.links === 0) {
+    if (!o.name.startsWith('memfd:')) return 'deleted';
+    return isRuntimeMemfd(o.name) && o.parentOutside === true ? 'unknown' : 'memfd';
   }
-  if (magic !== OVERLAYFS_MAGIC) return 'unknown';
-  return upper === 1 ? 'upper-layer' : upper === 0 ? 'image' : 'unknown';
+  if (o.magic !== OVERLAYFS_MAGIC) return 'unknown';
+  if (o.upper === 1) return 'upper-layer';
+  return o.upper === 0 && namesTheFile(exe, o.name) ? 'image' : 'unknown';
+}
+
+/** Whether a dentry name (its first 16 bytes, as the O record prints it) is the basename of `exe`. */
+function namesTheFile(exe: string, dentry16: string): boolean {
+  const base = Buffer.from(exe.slice(exe.lastIndexOf('/') + 1));
+  const name = Buffer.from(dentry16);
+  return name.length > 0 && base.subarray(0, 16).equals(name);
 }
 
 /** Turns bpftrace's JSON records into events. */
@@ -278,7 +307,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
         uid: p.x.uid,
         user: '',
         // Absent when the O record did not arrive (lost, or a recording from before it existed): no drift then.
-        ...(p.origin === undefined ? {} : { origin: p.origin }),
+        ...(p.o === null ? {} : { origin: originOf(p.o, exe) }),
       },
       network: null,
     });
@@ -289,7 +318,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
     let p = pending.get(key);
     if (!p) {
       if (pending.size >= EBPF_LIMITS.pending) emitExec(pending.values().next().value as PendingExec);
-      p = { ns, pid, firstSeen: deps.now(), x: null, leaves: null, filename: null, argv: null, received: 0, origin: undefined };
+      p = { ns, pid, firstSeen: deps.now(), x: null, leaves: null, filename: null, argv: null, received: 0, o: null };
       pending.set(key, p);
     }
     return p;
@@ -300,7 +329,7 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
   let origins = false;
 
   function complete(p: PendingExec): void {
-    if (p.x && p.leaves && p.filename !== null && p.received >= p.x.argLen && (p.origin !== undefined || !origins)) emitExec(p);
+    if (p.x && p.leaves && p.filename !== null && p.received >= p.x.argLen && (p.o !== null || !origins)) emitExec(p);
   }
 
   /** Parse one printf record; returns a rejection or null. */
@@ -326,16 +355,19 @@ export function createEbpfDecoder(deps: EbpfDecoderDeps): EbpfDecoder {
       return null;
     }
     if (tag === 'O') {
-      const magic = f.length === 7 && /^[0-9a-f]{1,16}$/.test(f[3] as string) ? parseInt(f[3] as string, 16) : NaN;
+      // 7 fields: a recording from before the parent's cgroup was printed (then no runc exemption).
+      const fields = f.length === 7 || f.length === 8;
+      const magic = fields && /^[0-9a-f]{1,16}$/.test(f[3] as string) ? parseInt(f[3] as string, 16) : NaN;
       const links = int(f[4], 2 ** 32);
       const upper = int(f[5], 2);
-      const name = f.length === 7 ? decodeHex(f[6] as string, 16) : null;
-      if (Number.isNaN(magic) || Number.isNaN(links) || Number.isNaN(upper) || !name) return bad('exec origin');
+      const name = fields ? decodeHex(f[6] as string, 16) : null;
+      const outside = f.length === 8 ? int(f[7], 1) : -1;
+      if (Number.isNaN(magic) || Number.isNaN(links) || Number.isNaN(upper) || !name || Number.isNaN(outside)) return bad('exec origin');
       // 0: the first probe's time was not in @xns (its map full): this origin belongs to no exec.
       if (ns === '0') return { reject: 'missing_field', detail: 'exec origin without its exec time' };
       origins = true;
       const p = pendingFor(ns, pid);
-      p.origin = originOf(magic, links, upper, cString(name));
+      p.o = { magic, links, upper, name: cString(name), parentOutside: outside === -1 ? null : outside === 1 };
       complete(p);
       return null;
     }

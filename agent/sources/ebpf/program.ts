@@ -7,7 +7,7 @@
  * forge a field or a line; the agent decodes and bounds them. Fields are separated by one space:
  *
  *   X <ns> <pid> <ppid> <uid> <cgid> <argvlen> <parent comm>                                   exec
- *   O <ns> <pid> <fs magic> <links> <upper> <exe name>      where the executable came from (drift; below)
+ *   O <ns> <pid> <fs magic> <links> <upper> <exe name> <other cgroup>   where the executable came from (drift; below)
  *   C <ns> <pid> <cgroup leaf>                   its cgroup's name (≤ 128 bytes: cri-containerd-<id>.scope is 85)
  *   F <ns> <pid> <filename>                                               the exec'd path (≤ 200 bytes)
  *   A <ns> <pid> <offset> <argv bytes>                    argv chunk (NUL-separated, ≤ 20 × 200 bytes)
@@ -29,8 +29,15 @@
  *   the path may name another file. Printed: the file's superblock magic (overlayfs 0x794c7630), its
  *   link count (0: a memfd or a deleted file), whether its overlay inode has an upper dentry (1: the
  *   file was written or changed after the container started; 0: a lower layer, the image; 2: not
- *   overlayfs, or the layout check failed), and the first 16 bytes of its dentry name (`memfd:…` for
- *   memfd_create files). The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
+ *   overlayfs, or the layout check failed), the first 16 bytes of its dentry name (`memfd:…` for
+ *   memfd_create files), and whether the parent runs on the host side of the exec'ing process (1:
+ *   the parent sits in another cgroup — its cgroup v2 directory, or its memory controller's at the v2
+ *   root — and in the same mount namespace). That last field is what tells runc's cloned self (runc
+ *   re-exec'd by the shim, `runc init` by runc: both still in the host's mount namespace) from a
+ *   process of the container naming its own memfd `runc_cloned`: the name alone is the caller's
+ *   choice. The cgroup alone is not enough: a container's first process has the shim, in another
+ *   cgroup, for parent; but it lives in the container's mount namespace, and no process of a
+ *   container can join the host's. The upper dentry sits in `struct ovl_inode` around the VFS inode; bpftrace
  *   0.17 has no offsetof, so the program steps back by the fields before `vfs_inode` (four 8-byte
  *   words since Linux 4.19: a union of pointers, `redirect`, `version`, `flags`) and uses that only
  *   when the stepped-back struct's own `vfs_inode` has this inode's number and superblock: on a
@@ -98,7 +105,13 @@ tracepoint:sched:sched_process_exec
     $oi = (struct ovl_inode *)((uint64)$xi - 32);
     if ($oi->vfs_inode.i_ino == $xi->i_ino && $oi->vfs_inode.i_sb == $xi->i_sb) { $upper = $oi->__upperdentry != 0 ? 1 : 0; }
   }
-  printf("O %llu %d %lx %u %llu %rx\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16));
+  $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;
+  if (curtask->cgroups->dfl_cgrp->level == 0) { $kn = (struct kernfs_node *)curtask->cgroups->subsys[$1]->cgroup->kn; }
+  $p = curtask->real_parent;
+  $pkn = (struct kernfs_node *)$p->cgroups->dfl_cgrp->kn;
+  if ($p->cgroups->dfl_cgrp->level == 0) { $pkn = (struct kernfs_node *)$p->cgroups->subsys[$1]->cgroup->kn; }
+  $outside = (uint64)$pkn != (uint64)$kn && (uint64)curtask->nsproxy->mnt_ns == (uint64)$p->nsproxy->mnt_ns ? 1 : 0;
+  printf("O %llu %d %lx %u %llu %rx %d\n", $ns, pid, $magic, $xi->__i_nlink, $upper, buf($xf->f_path.dentry->d_name.name, 16), $outside);
 }
 
 tracepoint:sock:inet_sock_set_state
@@ -275,7 +288,8 @@ interval:s:60
 {
   clear(@udp4);
   clear(@udp6);
-  clear(@xns);
+  // Never @xns: a clear between an exec's two probes would cost that exec its origin. The second probe
+  // deletes each entry in the same call, and BPFTRACE_MAP_KEYS_MAX bounds the map (source.ts).
   // A syscall whose exit never came (its thread killed) would hold its entry; stub resolvers poll
   // before they receive, so a receive in flight across this tick is rare, and only its answer is lost.
   clear(@dnsbuf);
