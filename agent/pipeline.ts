@@ -205,14 +205,24 @@ export function createPipeline(options: PipelineOptions, deps: PipelineDeps): Pi
   }
 
   /**
-   * Give up on containers whose first held event is older than the wait, in the event time of the
-   * source that read it (a replay of past hours beside a live source is not expired by the live clock).
+   * Give up on held events older than the wait, in the event time of the source that read them (a
+   * replay of past hours beside a live source is not expired by the live clock). Each source's events
+   * of a container by that source's first one: two sources can hold events of one container, and which
+   * read it first is a race — judging the whole list by its first event's clock left the other
+   * source's events held forever.
    */
   function expireHeld(): void {
     giveUp('expired', (list) => {
-      const first = list[0] as HeldEvent;
-      const clock = streams.get(first.source)?.watermark ?? watermark;
-      return first.ev.time >= clock - options.attributionWaitMs ? null : list;
+      // Per source: its first held event of the container, in its own clock, decides for all of its events.
+      const expiredSources = new Set<string>();
+      const judged = new Set<string>();
+      for (const h of list) {
+        if (judged.has(h.source)) continue;
+        judged.add(h.source);
+        if (h.ev.time < (streams.get(h.source)?.watermark ?? watermark) - options.attributionWaitMs) expiredSources.add(h.source);
+      }
+      if (expiredSources.size === 0) return null;
+      return list.filter((h) => expiredSources.has(h.source));
     });
   }
 

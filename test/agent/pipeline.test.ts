@@ -109,6 +109,18 @@ test('held events that wait longer than the attribution wait are counted as expi
   t.is(state.loadPosition('file:a'), 3);
 });
 
+test('events of one container held by two sources expire each by their own source\'s clock, whichever source read it first', async (t) => {
+  const { pipeline, state, metric } = setup(t);
+  // file:b reads c7 first and its clock never moves on (a short file); file:a holds c7 too, then its clock passes the wait.
+  pipeline.process({ events: [exec(T0, 'c7', '')], position: 1 }, 'file:b');
+  pipeline.process({ events: [exec(T0, 'c7', '')], position: 1 }, 'file:a');
+  pipeline.process({ events: [exec(T0 + 61_000, 'c1', 'docker.io/library/nginx')], position: 2 }, 'file:a');
+  pipeline.flush(false);
+  t.is(await metric('driftwatch_agent_events_unattributed_total', { source: 'file:a', reason: 'expired' }), 1, "file:a's event expired by file:a's clock");
+  t.is(pipeline.held, 1, "file:b's event still waits: its own clock has not passed the wait");
+  t.is(state.loadPosition('file:a'), 2);
+});
+
 test('an event years ahead of the wall clock is clamped and counted: it does not close the learning window', async (t) => {
   const now = T0 + 10 * 60_000;
   const { pipeline, engine, metric } = setup(t, {}, () => now);
