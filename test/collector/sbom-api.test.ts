@@ -16,6 +16,7 @@ import { snapshotToWire } from '../../proto/index.js';
 import { deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { withCollector } from '../helpers/collector.js';
 import { converse, deviationOf, sendDeviations } from '../helpers/ingest.js';
+import { debianSpdx } from '../helpers/sbom.js';
 
 const fixture = (name: string) => readFileSync(fileURLToPath(new URL(`../../../fixtures/sbom/${name}`, import.meta.url)), 'utf8');
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -40,27 +41,6 @@ function http(port: number, method: string, path: string, body?: string, headers
     });
     req.on('error', reject);
     req.end(body);
-  });
-}
-
-/**
- * A Debian image's SBOM in the shape syft writes SPDX 2.3 (packages with purl externalRefs, files,
- * CONTAINS package → file): built here, since syft's own fixtures keep no Debian file list.
- */
-function debianSpdx(packages: { name: string; version: string; files: string[] }[]): string {
-  return JSON.stringify({
-    spdxVersion: 'SPDX-2.3',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name: 'debian',
-    creationInfo: { creators: ['Organization: Anchore, Inc', 'Tool: syft-1.18.1'] },
-    packages: packages.map((p, i) => ({
-      SPDXID: `SPDXRef-Package-deb-${p.name}-${i}`,
-      name: p.name,
-      versionInfo: p.version,
-      externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: `pkg:deb/debian/${p.name}@${p.version}?arch=amd64&distro=debian-12` }],
-    })),
-    files: packages.flatMap((p, i) => p.files.map((f, j) => ({ SPDXID: `SPDXRef-File-${i}-${j}`, fileName: f }))),
-    relationships: packages.flatMap((p, i) => p.files.map((_, j) => ({ spdxElementId: `SPDXRef-Package-deb-${p.name}-${i}`, relationshipType: 'CONTAINS', relatedSpdxElement: `SPDXRef-File-${i}-${j}` }))),
   });
 }
 

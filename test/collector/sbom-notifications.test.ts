@@ -29,6 +29,7 @@ import { eventually } from '../helpers/processes.js';
 import { shellNotification } from '../helpers/notification.js';
 import { loadSpec } from '../helpers/openapi.js';
 import { startRecorder, type Recorder } from '../helpers/recorder.js';
+import { debianSpdx } from '../helpers/sbom.js';
 
 const ROUTING_KEY = 'e93facc04764012d7bfb002500d5d1a6';
 const quick = { maxAttempts: 1 };
@@ -39,24 +40,6 @@ const pagerDuty = loadSpec('pagerduty-events-v2-openapi.json');
 const enqueueSchema = pagerDuty.at('#/paths/~1enqueue/post/requestBody/content/application~1json/schema');
 const alertmanager = loadSpec('alertmanager-v2-openapi.yaml');
 const postAlertsSchema = (alertmanager.at('#/paths/~1alerts/post/parameters') as { in: string; schema: unknown }[]).find((p) => p.in === 'body')!.schema;
-
-/** A Debian image's SBOM in syft's SPDX 2.3 shape (packages with purls, files, CONTAINS package → file). */
-function debianSpdx(packages: { name: string; version: string; files: string[] }[]): string {
-  return JSON.stringify({
-    spdxVersion: 'SPDX-2.3',
-    SPDXID: 'SPDXRef-DOCUMENT',
-    name: 'debian',
-    creationInfo: { creators: ['Organization: Anchore, Inc', 'Tool: syft-1.18.1'] },
-    packages: packages.map((p, i) => ({
-      SPDXID: `SPDXRef-Package-deb-${p.name}-${i}`,
-      name: p.name,
-      versionInfo: p.version,
-      externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: `pkg:deb/debian/${p.name}@${p.version}?arch=amd64&distro=debian-12` }],
-    })),
-    files: packages.flatMap((p, i) => p.files.map((f, j) => ({ SPDXID: `SPDXRef-File-${i}-${j}`, fileName: f }))),
-    relationships: packages.flatMap((p, i) => p.files.map((_, j) => ({ spdxElementId: `SPDXRef-Package-deb-${p.name}-${i}`, relationshipType: 'CONTAINS', relatedSpdxElement: `SPDXRef-File-${i}-${j}` }))),
-  });
-}
 
 const bookworm = debianSpdx([
   { name: 'curl', version: '7.88.1-10+deb12u8', files: ['/usr/bin/curl'] },
