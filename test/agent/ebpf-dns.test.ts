@@ -14,8 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { DNS_LIMITS, createDnsNames, isDnsMalformed, parseDnsResponse, type DnsAnswer, type DnsOutcome } from '../../agent/sources/ebpf/dns.js';
 import { createEbpfDecoder, type ProcessResolver } from '../../agent/sources/ebpf/decode.js';
 import { findBpftrace, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
-import { createEbpfSource } from '../../agent/sources/ebpf/source.js';
-import type { ActivityEvent } from '../../core/event.js';
+import { captureEbpf } from '../helpers/ebpf-capture.js';
 import { testSourceContext } from '../helpers/source-context.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -414,20 +413,8 @@ test.serial('real bpftrace: a container process resolves names (recvfrom, read, 
   const lost: number[] = [];
   const counted: DnsOutcome[] = [];
   ctx.counters = { lost: (n) => lost.push(n), restarted: () => {}, dns: (o) => counted.push(o) };
-  const source = createEbpfSource('', ctx);
-  const controller = new AbortController();
-  const events: ActivityEvent[] = [];
-  const reading = (async () => {
-    for await (const b of source.batches(controller.signal)) events.push(...b.events);
-  })();
-  t.teardown(() => controller.abort());
-  const started = Date.now();
-  const marker = `dw-dns-ready-${process.pid}`;
-  while (!events.some((e) => e.kind === 'exec' && e.process.args.includes(marker))) {
-    if (Date.now() - started > 30_000) throw new Error(`bpftrace did not report an exec within 30 s; rejects: ${ctx.rejects.join(',')}`);
-    spawnSync('/bin/true', [marker]);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const capture = await captureEbpf(t, ctx, `dw-dns-ready-${process.pid}`, 30_000);
+  const { events } = capture;
 
   const cases: [mode: string, name: string, qtype: number, address: string][] = [
     ['recvfrom', 'recvfrom.dns-test.example', 1, '127.0.0.21'],
@@ -444,8 +431,7 @@ test.serial('real bpftrace: a container process resolves names (recvfrom, read, 
     events.find((e) => e.kind === 'connect' && e.network?.protocol === 'tcp' && e.network.remoteAddress === address && e.network.remotePort === tcpPort && (e.container?.id === id) === inContainer);
   const deadline = Date.now() + 20_000;
   while ((cases.some(([, , , a]) => !connectTo(a, true)) || !connectTo('127.0.0.21', false)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  controller.abort();
-  await reading;
+  await capture.stop();
 
   for (const [mode, name, , address] of cases) {
     t.like(connectTo(address, true), { container: { id }, network: { remoteAddress: address, remotePort: tcpPort, remoteName: name } }, `${mode} ${name}`);

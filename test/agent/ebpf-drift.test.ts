@@ -14,8 +14,8 @@ import { createEbpfDecoder, originOf, type ProcessResolver } from '../../agent/s
 import { EBPF_PROGRAM } from '../../agent/sources/ebpf/program.js';
 import { cgroupV2Root } from '../../cli/verify/run-command.js';
 import { findBpftrace, missingPrerequisites, REAL_HOST } from '../../agent/sources/ebpf/prerequisites.js';
-import { createEbpfSource } from '../../agent/sources/ebpf/source.js';
-import { isDrift, type ActivityEvent } from '../../core/event.js';
+import { isDrift } from '../../core/event.js';
+import { captureEbpf } from '../helpers/ebpf-capture.js';
 import { testSourceContext } from '../helpers/source-context.js';
 
 const hexOf = (s: string | Buffer, pad = 0) => {
@@ -141,20 +141,8 @@ test.serial('real bpftrace: a lower-layer binary is the image; one copied into t
   const deleted = 'import os, sys\nfd = os.open(sys.argv[2], os.O_RDONLY)\nos.unlink(sys.argv[2])\nos.execv("/proc/self/fd/%d" % fd, [sys.argv[1], sys.argv[1]])';
 
   const ctx = testSourceContext();
-  const source = createEbpfSource('', ctx);
-  const controller = new AbortController();
-  const events: ActivityEvent[] = [];
-  const reading = (async () => {
-    for await (const b of source.batches(controller.signal)) events.push(...b.events);
-  })();
-  t.teardown(() => controller.abort());
-  const started = Date.now();
-  const marker = `${tag}-ready`;
-  while (!events.some((e) => e.kind === 'exec' && e.process.args.includes(marker))) {
-    if (Date.now() - started > 90_000) throw new Error(`bpftrace did not report an exec within 90 s; rejects: ${ctx.rejects.join(',')}`);
-    spawnSync('/bin/true', [marker]);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const capture = await captureEbpf(t, ctx, `${tag}-ready`, 90_000);
+  const { events } = capture;
 
   await run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', life, 'sh', dir, tag]);
   await run(['python3', '-c', memfd, `${tag}-memfd`, `${tag}-memfd`]);
@@ -193,8 +181,7 @@ test.serial('real bpftrace: a lower-layer binary is the image; one copied into t
     await new Promise((r) => setTimeout(r, 100));
     found = find();
   }
-  controller.abort();
-  await reading;
+  await capture.stop();
   t.is(found.image?.process.origin, 'image', 'the lower layer is the image');
   t.is(found.dropped?.process.origin, 'upper-layer', 'copied in after the mount: written after start');
   t.is(found.memfd?.process.origin, 'memfd');
