@@ -38,15 +38,8 @@ export interface SightedVersion extends VersionRow {
   node: string;
 }
 
-/** Containers of one version at one place, from fresh reports. */
-export interface RunningRow {
-  repository: string;
-  tag: string;
-  digest: string;
-  node: string;
-  namespace: string;
-  workload: string;
-  pod: string;
+/** Containers of one version at one place (a sighting's where, without its time), from fresh reports. */
+export interface RunningRow extends Omit<ImageSighting, 'time'> {
   n: number;
 }
 
