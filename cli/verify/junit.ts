@@ -66,6 +66,11 @@ function kindCase(run: VerifyRun, type: 'process' | 'network'): string | null {
   return `    <testcase classname="driftwatch.verify.${label}" name="${label}: the events that match the baseline" time="0">\n      <system-out>${xmlText(out.join('\n'))}</system-out>\n    </testcase>`;
 }
 
+/** A check of the run itself that did not hold: one test case with its failure or error (`name` and `type` are fixed text; the message is escaped). */
+function checkCase(name: string, kind: 'failure' | 'error', type: string, message: string): string {
+  return `    <testcase classname="driftwatch.verify" name="${name}" time="0">\n      <${kind} type="${type}" message="${xmlAttr(message)}"/>\n    </testcase>`;
+}
+
 /** The JUnit XML document of `run`. */
 export function junitReport(run: VerifyRun): string {
   const { result } = run;
@@ -80,22 +85,22 @@ export function junitReport(run: VerifyRun): string {
   failures = failing(run).length;
   if (result.overflow > 0) {
     failures++;
-    cases.push(`    <testcase classname="driftwatch.verify" name="more deviations" time="0">\n      <failure type="overflow" message="${xmlAttr(`${result.overflow} more distinct deviations were not listed`)}"/>\n    </testcase>`);
+    cases.push(checkCase('more deviations', 'failure', 'overflow', `${result.overflow} more distinct deviations were not listed`));
   }
   const gap = incomplete(run);
   if (gap) {
     errors++;
-    cases.push(`    <testcase classname="driftwatch.verify" name="every event was seen" time="0">\n      <error type="lost-events" message="${xmlAttr(gap)}"/>\n    </testcase>`);
+    cases.push(checkCase('every event was seen', 'error', 'lost-events', gap));
   }
   const none = nothingChecked(run);
   if (none) {
     errors++;
-    cases.push(`    <testcase classname="driftwatch.verify" name="events of the baseline's image were checked" time="0">\n      <error type="nothing-checked" message="${xmlAttr(none)}"/>\n    </testcase>`);
+    cases.push(checkCase("events of the baseline's image were checked", 'error', 'nothing-checked', none));
   }
   const failed = commandFailed(run);
   if (failed) {
     errors++;
-    cases.push(`    <testcase classname="driftwatch.verify" name="the command succeeded" time="0">\n      <error type="command-failed" message="${xmlAttr(failed)}"/>\n    </testcase>`);
+    cases.push(checkCase('the command succeeded', 'error', 'command-failed', failed));
   }
   const props: [string, string][] = [
     ['baseline', run.baselinePath],
