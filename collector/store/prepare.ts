@@ -28,3 +28,12 @@ export function createDeviationPreparer(): (d: Deviation, keep?: boolean) => Pre
     return { id: d.id, fingerprint: fp.fingerprint, entryId: id, key: d.key, kind: ev.kind, time: ev.time, node: ev.node, pod, body: JSON.stringify(d), deviation: keep ? d : undefined, ...(d.reason === 'drift' ? { drift: true } : {}) };
   };
 }
+
+/**
+ * Whether `d` is no news because the cluster baseline already knows its entry (`known`): dropped
+ * before it is stored. Never for drift — a binary not from the image alerts whatever the baseline
+ * knows of its path. Both stores decide with this, on every ingest path.
+ */
+export function knownToCluster(d: PreparedDeviation, known: boolean): boolean {
+  return known && d.drift !== true;
+}

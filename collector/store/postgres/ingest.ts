@@ -24,7 +24,7 @@ import { exampleOf } from '../../../core/entry.js';
 import type { BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertPolicy, OutboxEntry } from '../../alerting/alert.js';
 import type { Async } from '../async.js';
-import { createDeviationPreparer } from '../prepare.js';
+import { createDeviationPreparer, knownToCluster } from '../prepare.js';
 import { addToGroup, alertOf, grownLists, type DeviationGroup, type GroupOutcome } from '../sqlite/alerts.js';
 import { scopedDeviationId } from '../sqlite/deviations.js';
 import { NO_POLICY } from '../sqlite/ingest.js';
@@ -147,7 +147,7 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
     const knownPairs = await baselines.knowsMany(sql, [...pairs.values()]);
     const fresh: PreparedDeviation[] = [];
     for (const d of deviations) {
-      if (knownPairs.has(`${d.key}\n${d.entryId}`) && d.drift !== true) known++;
+      if (knownToCluster(d, knownPairs.has(`${d.key}\n${d.entryId}`))) known++;
       else fresh.push(d);
     }
     const inserted = await slices.deviations.insert(sql, fresh, receivedAt);
@@ -213,7 +213,7 @@ export function postgresIngest(pool: pg.Pool, slices: PostgresIngestSlices): Asy
     for (const b of batches) for (const d of b.deviations) pairs.set(`${d.key}\n${d.entryId}`, { key: d.key, id: d.entryId });
     const knownPairs = await baselines.knowsMany(sql, [...pairs.values()]);
     const fresh = batches.map((b, i) => {
-      const news = b.deviations.filter((d) => d.drift === true || !knownPairs.has(`${d.key}\n${d.entryId}`));
+      const news = b.deviations.filter((d) => !knownToCluster(d, knownPairs.has(`${d.key}\n${d.entryId}`)));
       results[i]!.known = b.deviations.length - news.length;
       return news;
     });

@@ -10,7 +10,7 @@ import type { Deviation } from '../../../core/deviation.js';
 import { exampleOf } from '../../../core/entry.js';
 import type { BaselineFacts } from '../../../core/severity.js';
 import type { Alert, AlertPolicy, OutboxEntry } from '../../alerting/alert.js';
-import { createDeviationPreparer } from '../prepare.js';
+import { createDeviationPreparer, knownToCluster } from '../prepare.js';
 import type { IngestResult, IngestStore, PreparedBatch, PreparedDeviation, StoreRefusal } from '../store.js';
 import { addToGroup, type DeviationGroup, type SqliteAlerts } from './alerts.js';
 import type { SqliteBaselines } from './baselines.js';
@@ -83,7 +83,7 @@ export function sqliteIngest(db: Db, slices: IngestSlices): IngestStore {
         isKnown = baselines.knows(d.key, id);
         knownInBatch.set(knownKey, isKnown);
       }
-      if (isKnown && d.drift !== true) {
+      if (knownToCluster(d, isKnown)) {
         known++;
         continue;
       }
