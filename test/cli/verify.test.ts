@@ -40,11 +40,12 @@ interface Ran {
 }
 
 /** Run `driftwatch verify ARGS` in `cwd` as a child process. */
-function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}, extraEnv: Record<string, string> = {}): Promise<Ran> {
+function verify(cwd: string, args: string[], as: { uid?: number; gid?: number } = {}, extraEnv: Record<string, string> = {}, wrapper: string[] = []): Promise<Ran> {
   // Not sudo's caller unless a test says so: it would become the traced command's user.
   const { SUDO_UID: _u, SUDO_GID: _g, ...env } = process.env;
+  const argv = [...wrapper, process.execPath, CLI, 'verify', ...args];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'verify', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...extraEnv }, ...as });
+    const child = spawn(argv[0] as string, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...extraEnv }, ...as });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -425,7 +426,14 @@ test('-- COMMAND as a user that is not root: exit 2 saying so, before anything r
   chmodSync(dir, 0o755);
   writeFileSync(join(dir, 'ok.yaml'), ALPINE, { mode: 0o644 });
   const marker = join(dir, 'ran');
-  const r = await verify(dir, ['--baseline', 'ok.yaml', '--', '/usr/bin/touch', marker], { uid: Number(fields[2]), gid: Number(fields[3]) });
+  const as = { uid: Number(fields[2]), gid: Number(fields[3]) };
+  const args = ['--baseline', 'ok.yaml', '--', '/usr/bin/touch', marker];
+  // A checkout the unprivileged user cannot reach (`mktemp -d` makes 0700 folders) cannot run as it:
+  // then the same CLI runs in a user namespace of its own, where it is uid 65534, not root, and still
+  // reads the checkout as its owner.
+  const reachable = spawnSync(process.execPath, ['-e', 'require("fs").accessSync(process.argv[1], require("fs").constants.R_OK)', CLI], as).status === 0;
+  if (!reachable) t.log(`${CLI} is out of driftwatch-test's reach: run as uid 65534 in a user namespace instead`);
+  const r = reachable ? await verify(dir, args, as) : await verify(dir, args, {}, {}, ['unshare', '--user']);
   t.is(r.code, 2, r.stdout + r.stderr);
   t.regex(r.stderr, /cannot trace the command: not root: tracing a command needs root/);
   t.false(existsSync(marker), 'the command was not run untraced');
