@@ -48,7 +48,7 @@ export const COLLECTOR_SETTINGS = defineSettings({
   logLevel: flag(z.enum(LOG_LEVELS).default('info'), { arg: 'LEVEL', help: 'default info' }),
   maxBatchItems: flag(z.coerce.number().int().min(1).max(10_000).default(2_000), { arg: 'N', help: 'most records per agent batch; default 2000' }),
   /** Where ingest commits run: a worker thread with its own connection (default), or the event loop. */
-  ingestThread: flag(z.enum(['worker', 'main']).default('worker'), { arg: 'WHERE', help: 'SQLite: where ingest commits run: worker (default; a thread of its own)\n| main (PostgreSQL commits on the event loop, over the network)' }),
+  ingestThread: flag(z.enum(['worker', 'main']).default('worker'), { arg: 'WHERE', help: 'where ingest commits run: worker (default; a thread with its own connection to the database)\n| main (on the event loop)' }),
   /** A node's container report older than this no longer says what runs now (the image inventory). */
   imageStaleAfter: flag(durationMs.refine((ms) => ms >= 10_000 && ms <= 86_400_000, 'must be from 10s to 24h').default(180_000), {
     arg: 'DUR',

@@ -79,6 +79,11 @@ interface OpenedDatabase {
   readonly label: string;
   /** One round trip to the server (PostgreSQL); null where there is no server to lose. */
   readonly ping: (() => Promise<void>) | null;
+  /**
+   * What the ingest worker thread opens for itself (the SQLite file, the PostgreSQL URL); null where
+   * no second connection can see the same data (an in-memory SQLite database).
+   */
+  readonly workerDb: string | null;
   /** Listen to what every replica commits (PostgreSQL); null where this process is the only writer. */
   readonly openChanges: ((onError: (err: unknown) => void) => Promise<ChangeFeed>) | null;
   close(): Promise<void>;
@@ -90,7 +95,7 @@ async function openDatabase(config: CollectorConfig, logger: Logger, metrics: Co
   // db is a SQLite file, or a postgres:// URL without a password (the schema refused one with it).
   if (config.db !== undefined && !isPostgresUrl(config.db)) {
     const sqlite = openSqliteStore(config.db, { logger: log });
-    return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, ping: null, openChanges: null, close: async () => sqlite.close() };
+    return { store: asAsync(sqlite), kind: 'sqlite', label: config.db, workerDb: config.db === ':memory:' ? null : config.db, ping: null, openChanges: null, close: async () => sqlite.close() };
   }
   let url: string;
   try {
@@ -109,7 +114,7 @@ async function openDatabase(config: CollectorConfig, logger: Logger, metrics: Co
       const { openChangeFeed } = await import('./store/postgres/feed.js');
       return openChangeFeed(url, { onError: (err) => onError(new Error(maskSecrets((err as Error)?.message ?? String(err), secrets))) });
     };
-    return { store: pg, kind: 'postgres', label, ping: () => pg.ping(), openChanges, close: () => pg.close() };
+    return { store: pg, kind: 'postgres', label, workerDb: url, ping: () => pg.ping(), openChanges, close: () => pg.close() };
   } catch (err) {
     // A driver's or server's message could quote the URL: masked, and the original not kept as the cause.
     const e = new Error(`cannot open the PostgreSQL store at ${label}: ${maskSecrets((err as Error).message ?? String(err), secrets)}`);
@@ -150,6 +155,8 @@ export async function startCollector(
   // Several replicas on PostgreSQL: this one's name in the outbox and job leases.
   const owner = replicaId();
   const replicated = database.openChanges !== null;
+  // Ingest commits in a worker thread of its own (writer.ts), unless told to run on the event loop.
+  const ingestWorkerDb = config.ingestThread === 'worker' ? database.workerDb : null;
   const alertLog = logger.child({ component: 'alerts' });
   const feed = createAlertFeed((err) => logger.error({ err }, 'a live feed subscriber failed'));
   const sinks = createSinks({ sinks: config.sinks }, { logger, registry: metrics.registry, now, tickets: store, owner });
@@ -168,8 +175,9 @@ export async function startCollector(
     deliveryLeaseMs: config.deliveryLease,
     // The package behind an alert's executable, looked up from the image's SBOM when it is delivered (issue 22).
     enrichNotification: createPackageLookup({ store, logger: logger.child({ component: 'sbom' }), now }),
-    // Replicas count each other's storm windows; one collector on SQLite has no others.
-    stormShareMs: replicated ? STORM_SHARE_MS : 0,
+    // Replicas count each other's storm windows; one collector on SQLite has no others. The counts
+    // are those of the policy that decides: the ingest worker's, which shares them itself.
+    stormShareMs: replicated && ingestWorkerDb === null ? STORM_SHARE_MS : 0,
   });
   const leadership = createLeadership({ store, owner, logger: logger.child({ component: 'leadership' }), now });
   const audit = createAuditLog(store);
@@ -220,11 +228,12 @@ export async function startCollector(
       cluster: replicated ? { runIfLeader: (ttlMs, fn) => leadership.runIfLeader('node-silence', ttlMs, fn) } : undefined,
     },
   );
-  // The worker thread is SQLite's (a connection of its own to the file); PostgreSQL commits over the
-  // pool from the event loop, which waits on the network rather than computing.
   const writer =
-    database.kind === 'sqlite' && config.db !== undefined && config.ingestThread === 'worker' && config.db !== ':memory:'
-      ? await startIngestWorker({ db: config.db, spec: alerting.policySpec }, { hooks: alerting.policyHooks, logger: logger.child({ component: 'ingest' }) })
+    ingestWorkerDb !== null
+      ? await startIngestWorker(
+          { db: ingestWorkerDb, spec: alerting.policySpec, storm: replicated ? { owner, everyMs: STORM_SHARE_MS } : undefined },
+          { hooks: alerting.policyHooks, logger: logger.child({ component: 'ingest' }), onRetry: (code) => metrics.transactionRetries.inc({ code }) },
+        )
       : createInThreadWriter(store, alerting.policy);
   alerting.onExceptions((active) => writer.setExceptions(active));
   const ingest = createIngest(

@@ -1,9 +1,13 @@
 /**
  * Where ingest commits: the SQL of a group commit (inserts, alert grouping, the outbox, the commit's
  * fsync) is most of the collector's CPU in a storm. By default it runs in a worker thread with its own
- * connection to the database (WAL: readers on the main thread are never blocked), so the event loop
- * keeps decoding agent streams, answering the API and sending heartbeats while a commit runs, and
- * batches that arrive meanwhile make the next group. `main` runs it on the event loop instead.
+ * connection to the database (SQLite's WAL: readers on the main thread are never blocked), so the
+ * event loop keeps decoding agent streams, answering the API and sending heartbeats while a commit
+ * runs, and batches that arrive meanwhile make the next group. `main` runs it on the event loop instead.
+ *
+ * On PostgreSQL too: a commit there is a dozen round trips, and on the event loop each answer
+ * waited behind the decoding of whatever agent batches had arrived meanwhile (a group commit of
+ * 0.1–0.6 s of statements took 1.3–3.7 s of wall time in a storm); the worker answers each at once.
  */
 import { Worker } from 'node:worker_threads';
 import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } from '../alerting/policy.js';
@@ -23,6 +27,8 @@ export interface IngestWriter {
   commit(batches: readonly PreparedBatch[], receivedAt: number): Promise<(IngestResult | Error)[]>;
   /** The active exceptions changed: later commits match against these. */
   setExceptions(active: readonly AlertException[]): void;
+  /** Exchange storm counts with the other replicas now, where the writer's policy shares them (PostgreSQL's worker). */
+  shareStorms?(): Promise<void>;
   /** Finish (after the last commit resolved) and release the connection. */
   close(): Promise<void>;
 }
@@ -66,12 +72,19 @@ export interface IngestWorkerData {
   spec: PolicySpec;
   /** The worker's script (tests give another that speaks the same messages); default worker.js (beside this file). */
   script?: URL | undefined;
+  /**
+   * PostgreSQL replicas: exchange the worker policy's storm counts with the other replicas' (as
+   * this replica, every `everyMs`): the policy that decides is the worker's.
+   */
+  storm?: { owner: string; everyMs: number } | undefined;
 }
 
 /** Messages to the worker. */
 export type ToIngestWorker =
   | { type: 'commit'; id: number; batches: readonly PreparedBatch[]; receivedAt: number }
   | { type: 'exceptions'; active: readonly AlertException[] }
+  /** Exchange storm counts now (answered by `shared` with the same id). */
+  | { type: 'share'; id: number }
   | { type: 'close' };
 
 /** Messages from the worker. */
@@ -85,26 +98,32 @@ export type FromIngestWorker =
       /** What the policy suppressed meanwhile, and the storm windows it opened (metrics and logs live on the main thread). */
       suppressed: Partial<Record<SuppressedReason, number>>;
       storms: { scope: string; until: string }[];
-    };
+    }
+  | { type: 'shared'; id: number; error?: Error }
+  /** A transaction of the worker's ran again after a deadlock or serialization failure (its SQLSTATE). */
+  | { type: 'retry'; code: string }
+  /** Something for the collector's log (the worker has no logger of its own). */
+  | { type: 'log'; level: 'warn'; obj: object; msg: string };
 
 /**
  * Start the ingest worker thread on `db` (opened, and migrated, by the main thread's store first).
  * A worker that dies (it should not: its errors are answered per commit) fails the commits in flight,
  * is logged, and a new one is started for the next commit.
  */
-export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: PolicyHooks; logger: Logger }): Promise<IngestWriter> {
+export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: PolicyHooks; logger: Logger; onRetry?: (code: string) => void }): Promise<IngestWriter> {
   const { hooks, logger } = deps;
   /** The active exceptions, sent to every worker started. */
   let exceptions: readonly AlertException[] = [];
   let nextId = 1;
   const pending = new Map<number, { resolve: (r: (IngestResult | Error)[]) => void; reject: (err: Error) => void }>();
+  const shares = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   let closing = false;
   let current: Worker | null = null;
   let starting: Promise<Worker> | null = null;
 
   function spawn(): Promise<Worker> {
     return new Promise((resolve, reject) => {
-      const worker = new Worker(data.script ?? new URL('./worker.js', import.meta.url), { workerData: { db: data.db, spec: data.spec }, name: 'driftwatch-ingest' });
+      const worker = new Worker(data.script ?? new URL('./worker.js', import.meta.url), { workerData: { db: data.db, spec: data.spec, storm: data.storm }, name: 'driftwatch-ingest' });
       let ready = false;
       let dead = false;
       worker.on('message', (m: FromIngestWorker) => {
@@ -113,6 +132,13 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
           worker.postMessage({ type: 'exceptions', active: exceptions } satisfies ToIngestWorker);
           return resolve(worker);
         }
+        if (m.type === 'retry') return deps.onRetry?.(m.code);
+        if (m.type === 'shared') {
+          const s = shares.get(m.id);
+          shares.delete(m.id);
+          return m.error ? s?.reject(m.error) : s?.resolve();
+        }
+        if (m.type === 'log') return logger[m.level](m.obj, m.msg);
         for (const [reason, n] of Object.entries(m.suppressed)) hooks.suppressed(reason as SuppressedReason, n);
         for (const s of m.storms) hooks.storm(s.scope, s.until);
         const p = pending.get(m.id);
@@ -128,6 +154,8 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
         if (current === worker) current = null;
         for (const p of pending.values()) p.reject(err);
         pending.clear();
+        for (const s of shares.values()) s.reject(err);
+        shares.clear();
         if (!closing) logger.error({ err }, 'the ingest worker thread stopped; a new one starts with the next commit');
       };
       worker.on('error', died);
@@ -156,6 +184,15 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
     setExceptions(active) {
       exceptions = active;
       current?.postMessage({ type: 'exceptions', active } satisfies ToIngestWorker);
+    },
+    async shareStorms() {
+      if (closing) throw new Error('the ingest writer is closed');
+      const w = await worker();
+      const id = nextId++;
+      return new Promise<void>((resolve, reject) => {
+        shares.set(id, { resolve, reject });
+        w.postMessage({ type: 'share', id } satisfies ToIngestWorker);
+      });
     },
     async close() {
       closing = true;

@@ -2,14 +2,19 @@
  * Storm control shared by replicas (issue 20): N collectors on one PostgreSQL keep one notification
  * rate. The policy alone (what crosses the line when another replica's counts are known), then two
  * real stores on one PostgreSQL database, each with its own policy and the exchange running, through
- * the store's ingest as the collector calls it.
+ * the store's ingest as the collector calls it; then the collector's real ingest worker thread, whose
+ * policy decides and shares, against another replica.
  */
 import test from 'ava';
 import pg from 'pg';
+import pino from 'pino';
 import { AlertingConfigSchema } from '../../collector/alerting/config.js';
 import { createAlertPolicy, windowStart, type PolicyHooks } from '../../collector/alerting/policy.js';
 import { startStormShare } from '../../collector/alerting/storm-share.js';
+import { startIngestWorker } from '../../collector/ingest/writer.js';
 import { openPostgresStore } from '../../collector/store/postgres/index.js';
+import { createDeviationPreparer } from '../../collector/store/prepare.js';
+import type { IngestResult } from '../../collector/store/store.js';
 import { deviationOf } from '../helpers/ingest.js';
 import { shellAlert } from '../helpers/notification.js';
 import { usePostgres } from '../helpers/postgres.js';
@@ -77,4 +82,44 @@ test('postgres, two replicas with the exchange running: new alerts through both 
     'six notified (four and two), six held back, one summary',
   );
   t.is(Number((await db.query(`SELECT count(*) AS n FROM alerts`)).rows[0].n), 12, 'every alert stored');
+});
+
+test('postgres, the ingest worker thread decides and shares: its counts reach the other replica, and theirs hold its notifications', async (t) => {
+  const url = await server.database();
+  const store = await openPostgresStore(url);
+  t.teardown(() => store.close());
+  // The worker's clock is the wall clock: start where the hour-long window does not end under the test.
+  const hourly = { config: AlertingConfigSchema.parse({ storm: { perImage: { max: 6, per: '1h' } } }), sinks: ['hook'], publicUrl: '' };
+  const left = windowStart(Date.now(), 3_600_000) + 3_600_000 - Date.now();
+  if (left < 60_000) await new Promise((r) => setTimeout(r, left + 100));
+  const held: string[] = [];
+  const writer = await startIngestWorker(
+    { db: url, spec: hourly, storm: { owner: 'replica-worker', everyMs: 600_000 } },
+    { hooks: { suppressed: (reason, n = 1) => void held.push(`${reason}×${n}`), storm: () => undefined }, logger: pino({ level: 'silent' }) },
+  );
+  t.teardown(() => writer.close());
+  const other = createAlertPolicy(hourly, quiet);
+  const share = startStormShare({ store, policy: other, owner: 'replica-other', logger: { warn: () => undefined }, now: Date.now, everyMs: 600_000 });
+  t.teardown(() => share.stop());
+  const prepare = createDeviationPreparer();
+  const through = (i: number) => writer.commit([{ node: 'node-1', deviations: [prepare(deviationOf({ i, exe: `/tmp/w-${i}` }), false)], deltas: [] }], Date.now());
+
+  // Four new alerts through the worker: notified, and its counts go to the store when it shares.
+  for (let i = 0; i < 4; i++) {
+    const [r] = await through(i);
+    t.false(r instanceof Error);
+    t.deepEqual((r as IngestResult).notifications.map((n) => n.state), ['pending']);
+  }
+  await writer.shareStorms!();
+  await share.exchange();
+  // The other replica counts them: two more of its own reach the rate of six, the rest are held.
+  const states: string[] = [];
+  for (let i = 10; i < 14; i++) states.push(...(await store.ingest('node-2', [deviationOf({ i, node: 'node-2', exe: `/tmp/o-${i}` })], [], Date.now(), other)).notifications.map((n) => `${n.alert.startsWith('storm-') ? 'summary' : 'alert'} ${n.action}: ${n.state}`));
+  t.deepEqual(states, ['alert trigger: pending', 'alert trigger: pending', 'alert trigger: skipped', 'summary trigger: pending', 'summary resolve: pending', 'alert trigger: skipped']);
+  // The worker hears of them: its next new alert is held too, and no second summary is sent.
+  await share.exchange();
+  await writer.shareStorms!();
+  const [r] = await through(20);
+  t.deepEqual((r as IngestResult).notifications.map((n) => n.state), ['skipped']);
+  t.deepEqual(held, ['storm×1'], 'the worker reports what it held back to the main thread (the metric)');
 });

@@ -15,8 +15,12 @@ export interface SqlResult<R> {
   rowCount: number;
 }
 
-/** One statement with its values bound ($1, $2, …): on the pool, or on a transaction's client. */
-export type Sql = <R = Record<string, unknown>>(text: string, values?: readonly unknown[]) => Promise<SqlResult<R>>;
+/**
+ * One statement with its values bound ($1, $2, …): on the pool, or on a transaction's client. A
+ * `name` prepares it once per connection (for a hot statement with a fixed text; the name must
+ * always stand for the same text).
+ */
+export type Sql = <R = Record<string, unknown>>(text: string, values?: readonly unknown[], name?: string) => Promise<SqlResult<R>>;
 
 /** int8 (counts, ms times, sequence numbers) as a JS number: every value this store keeps is below 2^53. */
 const INT8 = 20;
@@ -34,8 +38,8 @@ export function createPool(url: string, options: { max?: number | undefined; sta
 
 /** Statements on a pool or a client. */
 export function sqlOf(on: pg.Pool | pg.PoolClient): Sql {
-  return async <R>(text: string, values: readonly unknown[] = []) => {
-    const r = await on.query(text, values as unknown[]);
+  return async <R>(text: string, values: readonly unknown[] = [], name?: string) => {
+    const r = name === undefined ? await on.query(text, values as unknown[]) : await on.query({ name, text, values: values as unknown[] });
     return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
   };
 }

@@ -5,7 +5,9 @@
  * one file each, as the SQLite store does; slices that change another's aggregate inside their
  * transaction (ingest, accepting an alert, quarantine) are handed that slice's functions here.
  */
-import type { AsyncStore } from '../async.js';
+import type pg from 'pg';
+import type { Async, AsyncStore } from '../async.js';
+import type { IngestStore, StormStore } from '../store.js';
 import { postgresAlerts } from './alerts.js';
 import { postgresAudit } from './audit.js';
 import { postgresBaselines } from './baselines.js';
@@ -47,6 +49,19 @@ export function redactedUrl(url: string): string {
   }
 }
 
+/** The slices ingest writes through, on `pool` (the whole store's, or an ingest worker thread's own). */
+function ingestSlices(pool: pg.Pool, log: StoreLogger) {
+  const sql = sqlOf(pool);
+  const partitions = partitionKeeper(pool, log);
+  const baselines = postgresBaselines(pool, log);
+  const quarantine = postgresQuarantine(pool, sql, { baselines });
+  const deviations = postgresDeviations(sql, { quarantine });
+  const outbox = postgresOutbox(pool, sql);
+  const alerts = postgresAlerts(pool, sql, { baselines, outbox });
+  const ingest = postgresIngest(pool, { baselines, quarantine, deviations, alerts, outbox, partitions });
+  return { sql, partitions, baselines, quarantine, deviations, outbox, alerts, ingest };
+}
+
 /** Open the store in the database at `url` (postgres://…), migrating it to the current schema. */
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<AsyncStore & { ping(): Promise<void>; close(): Promise<void> }> {
   const log: StoreLogger = options.logger ?? { warn: () => undefined };
@@ -58,15 +73,8 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     await pool.end().catch(() => undefined);
     throw err;
   }
-  const sql = sqlOf(pool);
-  const partitions = partitionKeeper(pool, log);
+  const { sql, partitions, baselines, quarantine, deviations, outbox, alerts, ingest } = ingestSlices(pool, log);
   await partitions.ahead(Date.now());
-  const baselines = postgresBaselines(pool, log);
-  const quarantine = postgresQuarantine(pool, sql, { baselines });
-  const deviations = postgresDeviations(sql, { quarantine });
-  const outbox = postgresOutbox(pool, sql);
-  const alerts = postgresAlerts(pool, sql, { baselines, outbox });
-  const ingest = postgresIngest(pool, { baselines, quarantine, deviations, alerts, outbox, partitions });
   let closed: Promise<void> | undefined;
   return {
     ...ingest,
@@ -88,4 +96,17 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     ping: async () => void (await pool.query('SELECT 1')),
     close: () => (closed ??= pool.end()),
   };
+}
+
+/**
+ * Only what ingest needs (its slice, and the storm slice replicas share their storm counts through),
+ * on a pool of its own: the collector's ingest worker thread (ingest/worker.ts). The database was
+ * opened, and migrated, by the collector's store first.
+ */
+export function openPostgresIngest(url: string, options: PostgresStoreOptions = {}): Async<IngestStore> & Async<StormStore> & { close(): Promise<void> } {
+  const pool = createPool(url, { max: options.maxConnections ?? 2, statementTimeoutMs: options.statementTimeoutMs });
+  if (options.onRetry) countRetries(pool, options.onRetry);
+  const { ingest } = ingestSlices(pool, options.logger ?? { warn: () => undefined });
+  let closed: Promise<void> | undefined;
+  return { ...ingest, ...postgresStorm(pool), close: () => (closed ??= pool.end()) };
 }
