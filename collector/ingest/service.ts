@@ -294,8 +294,14 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
   const itemsOf = (q: Queued) => q.batch.deviations.length + q.batch.deltas.length;
   let queue: Queued[] = [];
   let scheduled = false;
-  /** The commit in flight: one at a time, in order; what arrives meanwhile makes the next group. */
-  let committing: Promise<void> | null = null;
+  /**
+   * Groups handed to the writer and not yet settled: at most writer.pipeline (one for SQLite; two for
+   * PostgreSQL, whose worker starts the next transaction as soon as one commits instead of waiting for
+   * the event loop to hand it over), committed in order; what arrives meanwhile makes the next group.
+   */
+  let inFlight = 0;
+  /** The settling of the last group handed over: groups are acknowledged in the order they were committed. */
+  let lastSettled: Promise<void> = Promise.resolve();
 
   /**
    * Commit the queued batches (up to MAX_GROUP_ITEMS records) in one transaction, then acknowledge
@@ -304,20 +310,22 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
    */
   function commitQueued(): void {
     scheduled = false;
-    if (committing || queue.length === 0) return;
-    let take = 0;
-    for (let items = 0; take < queue.length && (take === 0 || items + itemsOf(queue[take] as Queued) <= MAX_GROUP_ITEMS); take++) items += itemsOf(queue[take] as Queued);
-    const group = queue.slice(0, take);
-    queue = queue.slice(take);
-    committing = writer
-      .commit(group.map((q) => q.batch), deps.now())
-      .catch((err: unknown) => group.map(() => (err instanceof Error ? err : new Error(String(err)))))
-      .then((results) => settle(group, results))
-      .catch((err: unknown) => logger.error({ err }, 'acknowledging a commit failed'))
-      .finally(() => {
-        committing = null;
-        commitQueued();
-      });
+    while (inFlight < writer.pipeline && queue.length > 0) {
+      let take = 0;
+      for (let items = 0; take < queue.length && (take === 0 || items + itemsOf(queue[take] as Queued) <= MAX_GROUP_ITEMS); take++) items += itemsOf(queue[take] as Queued);
+      const group = queue.slice(0, take);
+      queue = queue.slice(take);
+      inFlight++;
+      const results = writer.commit(group.map((q) => q.batch), deps.now()).catch((err: unknown) => group.map(() => (err instanceof Error ? err : new Error(String(err)))));
+      lastSettled = lastSettled
+        .then(() => results)
+        .then((r) => settle(group, r))
+        .catch((err: unknown) => logger.error({ err }, 'acknowledging a commit failed'))
+        .finally(() => {
+          inFlight--;
+          commitQueued();
+        });
+    }
   }
 
   /** Acknowledge each committed batch; fail the stream of a batch that was not. */
@@ -360,9 +368,9 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
 
   /** Resolves when nothing is queued or being committed. */
   async function drained(): Promise<void> {
-    while (committing || queue.length > 0) {
-      if (!committing) commitQueued();
-      await committing;
+    while (inFlight > 0 || queue.length > 0) {
+      if (inFlight === 0) commitQueued();
+      await lastSettled;
     }
   }
 
@@ -509,7 +517,7 @@ export function createIngest(options: IngestOptions, deps: IngestDeps): Ingest {
           // Committed with whatever other batches arrived meanwhile (group commit), acknowledged after.
           // The next turn of the event loop: batches read in this one join the same commit.
           queue.push({ batch: { node, deviations, deltas: snapshots }, call, batchId: b.batchId, rejected, endTimer, sightings });
-          if (!scheduled && !committing) {
+          if (!scheduled && inFlight < writer.pipeline) {
             scheduled = true;
             setImmediate(commitQueued);
           }

@@ -70,7 +70,7 @@ port.on('message', (m: ToIngestWorker) => {
     });
     return;
   }
-  queue = queue.then(async () => {
+  const run = async () => {
     let reply: FromIngestWorker;
     try {
       reply = { type: 'committed', id: m.id, results: await commit(m.batches, m.receivedAt), suppressed, storms };
@@ -80,6 +80,7 @@ port.on('message', (m: ToIngestWorker) => {
     suppressed = {};
     storms = [];
     post(reply);
-  });
+  };
+  queue = queue.then(run);
 });
 post({ type: 'ready' });

@@ -14,12 +14,19 @@ import type { AlertPolicyHandle, PolicyHooks, PolicySpec, SuppressedReason } fro
 import type { Logger } from '../../runtime/logger.js';
 import type { AlertException } from '../alerting/alert.js';
 import type { Async } from '../store/async.js';
+import { isPostgresUrl } from '../store/database-url.js';
 import type { IngestResult, IngestStore, PreparedBatch } from '../store/store.js';
 
 /** Commits groups of batches. */
 export interface IngestWriter {
   /** Whether commits run on this thread (prepared deviations may then keep their objects). */
   readonly sameThread: boolean;
+  /**
+   * How many groups it takes at once; it commits them one after another, in order (PostgreSQL's
+   * worker: 2, so the next transaction starts when one commits, not when the main thread gets round
+   * to handing it over).
+   */
+  readonly pipeline: number;
   /**
    * Commit the batches in one transaction, each in its own savepoint (see Store.ingestMany): each
    * batch's result, or its Error when it alone was rolled back. Rejects when nothing was committed.
@@ -47,6 +54,7 @@ export function createInThreadWriter(store: Async<IngestStore>, policy: AlertPol
   let closed = false;
   return {
     sameThread: true,
+    pipeline: 1,
     commit(batches, receivedAt) {
       if (closed) return Promise.reject(new Error('the ingest writer is closed'));
       const p = store.ingestPrepared(batches, receivedAt, policy);
@@ -172,6 +180,9 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
 
   return {
     sameThread: false,
+    // SQLite's commit is a few milliseconds of its thread; PostgreSQL's waits on the server, and the
+    // main thread, busy decoding agent streams, took its time to hand over the next group.
+    pipeline: isPostgresUrl(data.db) ? 2 : 1,
     async commit(batches, receivedAt) {
       if (closing) throw new Error('the ingest writer is closed');
       const w = await worker();

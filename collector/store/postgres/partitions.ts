@@ -153,18 +153,27 @@ export async function createDaysInMigration(sql: Sql, days: Iterable<number>): P
 }
 
 /**
- * Delete deviations received before `before`, in the caller's transaction: day partitions wholly
- * before it are counted and dropped, the rest (the day it falls in, DEFAULT) deleted row by row;
- * their ids leave deviation_ids. The number of deviations deleted.
+ * Drop the day partitions wholly before `before`, in the caller's transaction (the drop locks the
+ * whole table: nothing slower shares that transaction); the number of deviations they held.
  */
-export async function pruneDeviations(sql: Sql, before: number): Promise<number> {
-  let deleted = 0;
+export async function dropDaysBefore(sql: Sql, before: number): Promise<number> {
+  let dropped = 0;
   for (const p of await dayPartitions(sql)) {
     if (p.to > before) break;
-    deleted += (await sql<{ n: number }>(`SELECT count(*) AS n FROM ${safeName(p.name)}`)).rows[0]!.n;
+    dropped += (await sql<{ n: number }>(`SELECT count(*) AS n FROM ${safeName(p.name)}`)).rows[0]!.n;
     await sql(`DROP TABLE ${safeName(p.name)}`);
   }
-  deleted += (await sql(`DELETE FROM deviations WHERE received_at < $1`, [before])).rowCount;
+  return dropped;
+}
+
+/**
+ * What dropDaysBefore leaves before `before`, row by row (the day it falls in, DEFAULT: partition
+ * pruning scans only those, there is no index on received_at), and the ids received before it
+ * (a scan of the narrow deviation_ids): row locks on old rows only, which ingest never waits for.
+ * The number of deviations deleted.
+ */
+export async function deleteRowsBefore(sql: Sql, before: number): Promise<number> {
+  const deleted = (await sql(`DELETE FROM deviations WHERE received_at < $1`, [before])).rowCount;
   await sql(`DELETE FROM deviation_ids WHERE received_at < $1`, [before]);
   return deleted;
 }

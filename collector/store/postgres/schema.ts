@@ -425,6 +425,18 @@ export const MIGRATIONS: readonly PostgresMigration[] = [
     );
     `,
   },
+  {
+    version: 11,
+    description: 'no received_at indexes on deviations and deviation_ids: ingest writes fewer index entries',
+    // Only retention read them, once a day: it drops whole day partitions, and scans the one day
+    // the cut-off falls in and deviation_ids (a narrow table) in transactions of their own
+    // (partitions.ts). Every ingested deviation wrote two entries into them: without them the
+    // store's own ingest is 12% faster (15.1k against 13.4k deviations/s, alternated runs, same server).
+    sql: `
+    DROP INDEX deviations_received;
+    DROP INDEX deviation_ids_received;
+    `,
+  },
 ];
 
 /** The revision this code writes. */
