@@ -6,7 +6,6 @@
  * aligned (policy.ts windowStart), so replicas cut the same ones and name their summaries alike.
  * Overshoot is bounded by what the other replicas admit within one exchange period.
  */
-import type { Logger } from '../../runtime/logger.js';
 import type { Async } from '../store/async.js';
 import type { StormStore } from '../store/store.js';
 import type { StormCount } from './alert.js';
@@ -21,7 +20,8 @@ export interface StormShareDeps {
   policy: Pick<AlertPolicyHandle, 'stormCounts' | 'setPeerStorm'>;
   /** This replica's id (its rows in the store). */
   owner: string;
-  logger: Pick<Logger, 'warn'>;
+  /** Where a lost (and a regained) exchange is told. */
+  logger: { warn(obj: object, msg: string): void };
   now: () => number;
   everyMs: number;
 }

@@ -41,7 +41,7 @@ if (isPostgresUrl(db)) {
       owner: storm.owner,
       everyMs: storm.everyMs,
       now: Date.now,
-      logger: { warn: (obj: object, msg?: string) => post({ type: 'log', level: 'warn', obj, msg: msg ?? '' }) } as Parameters<typeof startStormShare>[0]['logger'],
+      logger: { warn: (obj, msg) => post({ type: 'log', level: 'warn', obj, msg }) },
     });
   }
 } else {

@@ -123,8 +123,16 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
   /** The active exceptions, sent to every worker started. */
   let exceptions: readonly AlertException[] = [];
   let nextId = 1;
-  const pending = new Map<number, { resolve: (r: (IngestResult | Error)[]) => void; reject: (err: Error) => void }>();
-  const shares = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  /** Requests (commits, storm exchanges) awaiting the worker's answer, by id. */
+  const pending = new Map<number, { resolve: (answer: unknown) => void; reject: (err: Error) => void }>();
+  /** Settle request `id`: rejected with `error`, else resolved with `value`. */
+  const answer = (id: number, error: Error | undefined, value?: unknown) => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    if (error) p.reject(error);
+    else p.resolve(value);
+  };
   let closing = false;
   let current: Worker | null = null;
   let starting: Promise<Worker> | null = null;
@@ -141,19 +149,12 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
           return resolve(worker);
         }
         if (m.type === 'retry') return deps.onRetry?.(m.code);
-        if (m.type === 'shared') {
-          const s = shares.get(m.id);
-          shares.delete(m.id);
-          return m.error ? s?.reject(m.error) : s?.resolve();
-        }
+        if (m.type === 'shared') return answer(m.id, m.error);
         if (m.type === 'log') return logger[m.level](m.obj, m.msg);
         for (const [reason, n] of Object.entries(m.suppressed)) hooks.suppressed(reason as SuppressedReason, n);
         for (const s of m.storms) hooks.storm(s.scope, s.until);
-        const p = pending.get(m.id);
-        if (!p) return;
-        pending.delete(m.id);
-        if (m.results) p.resolve(m.results);
-        else p.reject(m.error ?? new Error('the ingest worker failed the commit'));
+        if (m.results) answer(m.id, undefined, m.results);
+        else answer(m.id, m.error ?? new Error('the ingest worker failed the commit'));
       });
       const died = (err: Error) => {
         if (dead) return;
@@ -162,8 +163,6 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
         if (current === worker) current = null;
         for (const p of pending.values()) p.reject(err);
         pending.clear();
-        for (const s of shares.values()) s.reject(err);
-        shares.clear();
         if (!closing) logger.error({ err }, 'the ingest worker thread stopped; a new one starts with the next commit');
       };
       worker.on('error', died);
@@ -177,34 +176,28 @@ export async function startIngestWorker(data: IngestWorkerData, deps: { hooks: P
     starting ??= spawn().finally(() => (starting = null));
     return (current = await starting);
   };
+  /** Send the message `of(id)` to the worker (started again if it died) and wait for its answer. */
+  async function request<T>(of: (id: number) => ToIngestWorker): Promise<T> {
+    if (closing) throw new Error('the ingest writer is closed');
+    const w = await worker();
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as (answer: unknown) => void, reject });
+      w.postMessage(of(id));
+    });
+  }
 
   return {
     sameThread: false,
     // SQLite's commit is a few milliseconds of its thread; PostgreSQL's waits on the server, and the
     // main thread, busy decoding agent streams, took its time to hand over the next group.
     pipeline: isPostgresUrl(data.db) ? 2 : 1,
-    async commit(batches, receivedAt) {
-      if (closing) throw new Error('the ingest writer is closed');
-      const w = await worker();
-      const id = nextId++;
-      return new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        w.postMessage({ type: 'commit', id, batches, receivedAt } satisfies ToIngestWorker);
-      });
-    },
+    commit: (batches, receivedAt) => request((id) => ({ type: 'commit', id, batches, receivedAt })),
     setExceptions(active) {
       exceptions = active;
       current?.postMessage({ type: 'exceptions', active } satisfies ToIngestWorker);
     },
-    async shareStorms() {
-      if (closing) throw new Error('the ingest writer is closed');
-      const w = await worker();
-      const id = nextId++;
-      return new Promise<void>((resolve, reject) => {
-        shares.set(id, { resolve, reject });
-        w.postMessage({ type: 'share', id } satisfies ToIngestWorker);
-      });
-    },
+    shareStorms: () => request<void>((id) => ({ type: 'share', id })),
     async close() {
       closing = true;
       const w = current;
