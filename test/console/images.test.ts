@@ -12,6 +12,7 @@ import { TOKENS, launchBrowser, openPage, problemsOf, screenshot, signIn } from 
 import { T0, deltaOf, statsOf } from '../helpers/baseline-delta.js';
 import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { deviationOf } from '../helpers/ingest.js';
+import { eventually } from '../helpers/processes.js';
 
 const test = anyTest as TestFn<{ browser: Browser; collector: TestCollector }>;
 
@@ -67,7 +68,8 @@ test.serial('images with versions, owners, open alerts and baseline state; filte
   // Filters: running now in namespace shop, kept in the address.
   await page.getByLabel('Namespace').fill('shop');
   await page.getByRole('button', { name: 'Filter' }).click();
-  await page.waitForFunction('document.querySelectorAll("tbody tr").length === 2');
+  // Polled from here: a string predicate polled in the page is eval, which the console's CSP refuses.
+  await eventually(async () => ((await page.locator('tbody tr').count()) === 2 ? true : undefined), 20_000, 'two rows after filtering');
   t.regex(page.url(), /#\/images\?namespace=shop/);
   await page.getByLabel('Namespace').fill('Not A Namespace');
   await page.getByRole('button', { name: 'Filter' }).click();
