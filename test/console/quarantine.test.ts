@@ -66,6 +66,8 @@ test.serial('taught by, quarantine from the Nodes page, its state for every role
   const reviewer = await openPage(t, browser);
   await signIn(reviewer, collector.url, TOKENS.reviewer.token);
   await openBaseline(reviewer, collector.url);
+  // The heading comes before the entries' table: read its header once the entries are there (allInnerTexts does not wait).
+  await entryRow(reviewer, shared).waitFor();
   t.true((await reviewer.locator('section[aria-labelledby="proc"] thead th').allInnerTexts()).includes('Taught by'));
   t.is(await entryRow(reviewer, shared).locator('td.taught-by').innerText(), `${EVIL}, ${GOOD}`);
   t.is(await entryRow(reviewer, backdoor).locator('td.taught-by').innerText(), EVIL);
